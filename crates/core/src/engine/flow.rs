@@ -1,0 +1,789 @@
+//! The login state machine: first leg, following legs, triggered challenges and polling.
+
+use super::otp::{OtpCheck, split_pin};
+use super::{
+    Accepted, AuthRequest, Challenged, ClientMode, Engine, EngineError, Outcome, PollStatus,
+    Prompt, RejectReason, Rejected, RequestCtx, Snapshot, lock_key,
+};
+use crate::ids::{AppName, RealmName, Serial, TransactionId};
+use crate::model::{
+    Application, AuditRecord, Factor, Method, Token, TokenKind, Transaction, TxStatus, User,
+};
+use crate::rng::random_digits;
+use crate::store::{FailKind, LockPolicy, StoreError};
+
+/// Where a login stands while the engine works on it, for the decision and its audit record.
+struct Login<'a> {
+    snap: &'a Snapshot,
+    ctx: &'a RequestCtx,
+    now: i64,
+    login: Option<String>,
+    realm: Option<RealmName>,
+    app: Option<AppName>,
+    user: Option<User>,
+    serial: Option<Serial>,
+    transaction: Option<TransactionId>,
+    lock_key: Option<String>,
+    /// The login name had failed attempts on record (so success must clear them).
+    had_failures: bool,
+}
+
+/// The result of checking one factor.
+enum Proof {
+    Passed(Option<Box<Token>>),
+    Failed(RejectReason, FailKind),
+}
+
+/// Triggering challenges for a user (`/validate/triggerchallenge`).
+#[derive(Debug)]
+pub enum Triggered {
+    /// Challenges were created (possibly none: the user has no token to challenge).
+    Challenges(Option<Box<Challenged>>),
+    UnknownUser,
+}
+
+impl Engine {
+    /// Decides one leg of a login.
+    pub async fn authenticate(
+        &self,
+        req: &AuthRequest,
+        ctx: &RequestCtx,
+    ) -> Result<Outcome, EngineError> {
+        let snap = self.snapshot();
+        let mut login = Login {
+            snap: &snap,
+            ctx,
+            now: self.ports.clock.now(),
+            login: None,
+            realm: None,
+            app: None,
+            user: None,
+            serial: req.serial.clone(),
+            transaction: req.transaction_id.clone(),
+            lock_key: None,
+            had_failures: false,
+        };
+        let result = match &req.transaction_id {
+            Some(id) => self.next_leg(&mut login, req, id).await,
+            None => self.first_leg(&mut login, req).await,
+        };
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                self.record(&login, "error", &e.to_string()).await.ok();
+                return Err(e);
+            }
+        };
+        let reason = match &outcome {
+            Outcome::Reject(r) => r.reason.as_str(),
+            Outcome::Accept(_) => "authenticated",
+            Outcome::Challenge(_) => "challenge sent for the next factor",
+        };
+        self.record(&login, outcome.result_str(), reason).await?;
+        Ok(outcome)
+    }
+
+    async fn record(&self, l: &Login<'_>, result: &str, reason: &str) -> Result<(), EngineError> {
+        self.audit(AuditRecord {
+            id: 0,
+            at_ms: self.ports.clock.now_millis(),
+            actor: l.ctx.actor.clone(),
+            action: "authenticate".into(),
+            door: l.ctx.door.as_str().into(),
+            user: l.login.clone(),
+            realm: l.realm.as_ref().map(|r| r.0.clone()),
+            serial: l.serial.as_ref().map(|s| s.0.clone()),
+            application: l.app.as_ref().map(|a| a.0.clone()),
+            transaction_id: l.transaction.as_ref().map(|t| t.as_str().to_string()),
+            client_ip: l.ctx.client_ip.map(|ip| ip.to_string()),
+            user_agent: l.ctx.user_agent.clone(),
+            result: result.into(),
+            reason: reason.into(),
+        })
+        .await
+    }
+
+    fn application<'s>(&self, snap: &'s Snapshot, ctx: &RequestCtx) -> Option<&'s Application> {
+        let name = ctx
+            .application
+            .clone()
+            .unwrap_or_else(|| AppName(snap.settings.validate_application.clone()));
+        snap.application(&name)
+    }
+
+    async fn first_leg(
+        &self,
+        l: &mut Login<'_>,
+        req: &AuthRequest,
+    ) -> Result<Outcome, EngineError> {
+        let snap = l.snap;
+        let Some(app) = self.application(snap, l.ctx) else {
+            return Ok(reject(RejectReason::NoApplication, None));
+        };
+        l.app = Some(app.name.clone());
+
+        // Who is logging in: the user named, or the owner of the token named.
+        let (login_name, realm_name) = match req.user.as_deref().filter(|u| !u.is_empty()) {
+            Some(user) => {
+                let (login, realm) = snap.split_login(user, req.realm.as_deref());
+                (login, realm)
+            }
+            None => match &req.serial {
+                Some(serial) => match self.owner_of(snap, serial).await? {
+                    Some((user, realm)) => (user.username.clone(), Some(realm.0)),
+                    None => return Ok(reject(RejectReason::UnknownUser, None)),
+                },
+                None => return Ok(reject(RejectReason::MissingInput, None)),
+            },
+        };
+        l.login = Some(login_name.clone());
+        let realm_name = realm_name.unwrap_or_else(|| snap.settings.default_realm.clone());
+        let Some(realm) = snap.realm(&realm_name) else {
+            return Ok(reject(RejectReason::UnknownRealm, None));
+        };
+        l.realm = Some(realm.name.clone());
+
+        if let Some(outcome) = self.check_lock(l, realm.name.as_str(), &login_name).await? {
+            return Ok(outcome);
+        }
+        let first = app.factors.first();
+        let user = self.find_user(snap, &realm.name, &login_name).await?;
+        let user = match user {
+            Some(u) if u.is_active(l.now) => u,
+            other => {
+                self.waste_time(first, &req.pass).await;
+                let reason = match &other {
+                    None => RejectReason::UnknownUser,
+                    Some(u) if !u.enabled => RejectReason::UserDisabled,
+                    Some(_) => RejectReason::UserExpired,
+                };
+                self.count_failure(l, fail_kind_of(first)).await?;
+                return Ok(reject(reason, other));
+            }
+        };
+        l.user = Some(user.clone());
+        let tokens = self.tokens_for(app, &user, req, None).await?;
+        let Some(factor) = first else {
+            return Ok(reject(RejectReason::NoApplication, Some(user)));
+        };
+        let proof = self
+            .prove(l, factor, &user, &tokens, &req.pass, !req.otp_only)
+            .await?;
+        self.after_proof(l, app, 0, user, tokens, proof, None).await
+    }
+
+    async fn next_leg(
+        &self,
+        l: &mut Login<'_>,
+        req: &AuthRequest,
+        id: &TransactionId,
+    ) -> Result<Outcome, EngineError> {
+        let snap = l.snap;
+        let Some(tx) = self.ports.store.transaction(id).await? else {
+            return Ok(reject(RejectReason::BadTransaction, None));
+        };
+        l.login = Some(tx.username.clone());
+        l.realm = Some(tx.realm.clone());
+        l.app = Some(tx.application.clone());
+        if tx.status != TxStatus::Pending || tx.expires_at <= l.now {
+            return Ok(reject(RejectReason::BadTransaction, None));
+        }
+        // The client names the user again; it must be the user the transaction is for.
+        if let Some(user) = req.user.as_deref().filter(|u| !u.is_empty()) {
+            let (login, realm) = snap.split_login(user, req.realm.as_deref());
+            let realm_ok = realm.is_none_or(|r| r.eq_ignore_ascii_case(tx.realm.as_str()));
+            if !login.eq_ignore_ascii_case(&tx.username) || !realm_ok {
+                return Ok(reject(RejectReason::BadTransaction, None));
+            }
+        }
+        let Some(app) = snap.application(&tx.application) else {
+            return Ok(reject(RejectReason::NoApplication, None));
+        };
+        if let Some(outcome) = self.check_lock(l, tx.realm.as_str(), &tx.username).await? {
+            return Ok(outcome);
+        }
+        let user = match snap.source(tx.user.source.as_str()) {
+            Some(source) => source.get(&tx.user.id).await?,
+            None => None,
+        };
+        let user = match user {
+            Some(u) if u.is_active(l.now) => u,
+            Some(u) => {
+                let reason = if u.enabled {
+                    RejectReason::UserExpired
+                } else {
+                    RejectReason::UserDisabled
+                };
+                return Ok(reject(reason, Some(u)));
+            }
+            None => return Ok(reject(RejectReason::UnknownUser, None)),
+        };
+        l.user = Some(user.clone());
+        let k = tx.next_factor;
+        let Some(factor) = app.factors.get(k as usize) else {
+            return Ok(reject(RejectReason::BadTransaction, Some(user)));
+        };
+        let tokens = self.tokens_for(app, &user, req, Some(&tx.serials)).await?;
+        let proof = self
+            .prove(l, factor, &user, &tokens, &req.pass, false)
+            .await?;
+        self.after_proof(l, app, k, user, tokens, proof, Some(&tx))
+            .await
+    }
+
+    /// Moves the login on after factor `k` was checked.
+    #[allow(clippy::too_many_arguments)]
+    async fn after_proof(
+        &self,
+        l: &mut Login<'_>,
+        app: &Application,
+        k: u32,
+        user: User,
+        tokens: Vec<Token>,
+        proof: Proof,
+        tx: Option<&Transaction>,
+    ) -> Result<Outcome, EngineError> {
+        let token = match proof {
+            Proof::Passed(token) => token,
+            Proof::Failed(reason, kind) => {
+                self.count_failure(l, kind).await?;
+                return Ok(reject(reason, Some(user)));
+            }
+        };
+        if let Some(t) = &token {
+            l.serial = Some(t.serial.clone());
+        }
+        let store = &self.ports.store;
+        let next = k + 1;
+        let realm = l.realm.clone().unwrap_or_else(|| RealmName(String::new()));
+        if let Some(factor) = app.factors.get(next as usize) {
+            let prompts = prompts_for(factor, &tokens);
+            if prompts.is_empty() {
+                return Ok(reject(RejectReason::NoUsableToken, Some(user)));
+            }
+            let serials: Vec<Serial> = prompts.iter().filter_map(|p| p.serial.clone()).collect();
+            let id = match tx {
+                Some(tx) => {
+                    if !store
+                        .advance_transaction(&tx.id, k, next, &serials, false)
+                        .await?
+                    {
+                        return Ok(reject(RejectReason::BadTransaction, Some(user)));
+                    }
+                    tx.id.clone()
+                }
+                None => {
+                    self.create_transaction(l, app, &user, next, serials)
+                        .await?
+                }
+            };
+            l.transaction = Some(id.clone());
+            let message = join_messages(&prompts);
+            return Ok(Outcome::Challenge(Box::new(Challenged {
+                transaction_id: id,
+                prompts,
+                message,
+                user,
+                realm,
+            })));
+        }
+        if let Some(tx) = tx
+            && !store.advance_transaction(&tx.id, k, k, &[], true).await?
+        {
+            return Ok(reject(RejectReason::BadTransaction, Some(user)));
+        }
+        if l.had_failures
+            && let Some(key) = &l.lock_key
+        {
+            store.clear_lock(key).await?;
+        }
+        Ok(Outcome::Accept(Box::new(Accepted {
+            user,
+            realm,
+            application: app.name.clone(),
+            serial: token.as_ref().map(|t| t.serial.clone()),
+            token_kind: token.as_ref().map(|t| t.kind),
+            message: match &token {
+                Some(_) => "matching 1 tokens".into(),
+                None => "authenticated".into(),
+            },
+        })))
+    }
+
+    async fn create_transaction(
+        &self,
+        l: &Login<'_>,
+        app: &Application,
+        user: &User,
+        next: u32,
+        serials: Vec<Serial>,
+    ) -> Result<TransactionId, EngineError> {
+        let validity = i64::from(l.snap.settings.challenge_validity_seconds);
+        for _ in 0..5 {
+            let Some(id) =
+                TransactionId::parse(&random_digits(self.ports.rng.as_ref(), TransactionId::LEN))
+            else {
+                continue;
+            };
+            let tx = Transaction {
+                id: id.clone(),
+                user: user.user_ref(),
+                username: user.username.clone(),
+                realm: l.realm.clone().unwrap_or_else(|| RealmName(String::new())),
+                application: app.name.clone(),
+                next_factor: next,
+                status: TxStatus::Pending,
+                serials: serials.clone(),
+                created_at: l.now,
+                expires_at: l.now + validity,
+            };
+            match self.ports.store.create_transaction(&tx).await {
+                Ok(()) => return Ok(id),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Backend("could not allocate a unique transaction id".into()).into())
+    }
+
+    /// Checks one factor. `with_pin`: the OTP is preceded (or followed) by the token PIN; true
+    /// only for the first factor of a login.
+    async fn prove(
+        &self,
+        l: &Login<'_>,
+        factor: &Factor,
+        user: &User,
+        tokens: &[Token],
+        pass: &str,
+        with_pin: bool,
+    ) -> Result<Proof, EngineError> {
+        let mut first_failure = None;
+        for method in &factor.methods {
+            let proof = match method {
+                Method::Password => self.prove_password(l, user, pass).await?,
+                Method::SoftOtp => self.prove_soft_otp(l, tokens, pass, with_pin).await?,
+                Method::PasswordOtp => self.prove_password_otp(l, user, tokens, pass).await?,
+            };
+            match proof {
+                Some(Proof::Passed(t)) => return Ok(Proof::Passed(t)),
+                Some(failed) if first_failure.is_none() => first_failure = Some(failed),
+                Some(_) | None => {}
+            }
+        }
+        Ok(first_failure.unwrap_or(Proof::Failed(RejectReason::NoUsableToken, FailKind::Otp)))
+    }
+
+    async fn prove_password(
+        &self,
+        l: &Login<'_>,
+        user: &User,
+        pass: &str,
+    ) -> Result<Option<Proof>, EngineError> {
+        let wrong = Proof::Failed(RejectReason::WrongPassword, FailKind::Password);
+        if pass.is_empty() {
+            return Ok(Some(wrong));
+        }
+        let Some(source) = l.snap.source(user.source.as_str()) else {
+            return Ok(Some(wrong));
+        };
+        Ok(Some(if source.verify_password(user, pass).await? {
+            Proof::Passed(None)
+        } else {
+            wrong
+        }))
+    }
+
+    async fn prove_soft_otp(
+        &self,
+        l: &Login<'_>,
+        tokens: &[Token],
+        pass: &str,
+        with_pin: bool,
+    ) -> Result<Option<Proof>, EngineError> {
+        let settings = &l.snap.settings;
+        let usable: Vec<&Token> = tokens.iter().filter(|t| t.is_usable_state()).collect();
+        if usable.is_empty() {
+            return Ok(None);
+        }
+        let mut candidates: Vec<(&Token, &str)> = Vec::new();
+        if with_pin {
+            for token in &usable {
+                let Some((pin, otp)) = split_pin(pass, token.digits.get(), settings.prepend_pin)
+                else {
+                    continue;
+                };
+                let pin_ok = match &token.pin_hash {
+                    None => pin.is_empty(),
+                    Some(_) if pin.is_empty() => false,
+                    Some(hash) => self.ports.hasher.verify(pin, hash).await,
+                };
+                if pin_ok {
+                    candidates.push((token, otp));
+                }
+            }
+            if candidates.is_empty() {
+                if settings.increase_failcounter_on_wrong_pin {
+                    let serials: Vec<Serial> = usable.iter().map(|t| t.serial.clone()).collect();
+                    self.ports
+                        .store
+                        .record_otp_failures(&serials, l.now, !settings.no_auth_counter)
+                        .await?;
+                }
+                return Ok(Some(Proof::Failed(
+                    RejectReason::WrongPin,
+                    FailKind::Password,
+                )));
+            }
+        } else {
+            candidates = usable.iter().map(|t| (*t, pass)).collect();
+        }
+        Ok(Some(
+            match self.check_otps(settings, &candidates, l.now).await? {
+                OtpCheck::Accepted(t) => Proof::Passed(Some(t)),
+                OtpCheck::Failed(reason) => Proof::Failed(reason, FailKind::Otp),
+            },
+        ))
+    }
+
+    async fn prove_password_otp(
+        &self,
+        l: &Login<'_>,
+        user: &User,
+        tokens: &[Token],
+        pass: &str,
+    ) -> Result<Option<Proof>, EngineError> {
+        let usable: Vec<&Token> = tokens.iter().filter(|t| t.is_usable_state()).collect();
+        if usable.is_empty() {
+            return Ok(None);
+        }
+        let mut lengths: Vec<usize> = usable.iter().map(|t| t.digits.get()).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        for len in lengths {
+            let Some((password, otp)) = split_pin(pass, len, true) else {
+                continue;
+            };
+            if password.is_empty() {
+                continue;
+            }
+            match self.prove_password(l, user, password).await? {
+                Some(Proof::Passed(_)) => {}
+                _ => continue,
+            }
+            let candidates: Vec<(&Token, &str)> = usable
+                .iter()
+                .filter(|t| t.digits.get() == len)
+                .map(|t| (*t, otp))
+                .collect();
+            return Ok(Some(
+                match self
+                    .check_otps(&l.snap.settings, &candidates, l.now)
+                    .await?
+                {
+                    OtpCheck::Accepted(t) => Proof::Passed(Some(t)),
+                    OtpCheck::Failed(reason) => Proof::Failed(reason, FailKind::Otp),
+                },
+            ));
+        }
+        Ok(Some(Proof::Failed(
+            RejectReason::WrongPassword,
+            FailKind::Password,
+        )))
+    }
+
+    /// The user's OTP tokens the request may use, when the application needs them.
+    async fn tokens_for(
+        &self,
+        app: &Application,
+        user: &User,
+        req: &AuthRequest,
+        challenged: Option<&[Serial]>,
+    ) -> Result<Vec<Token>, EngineError> {
+        let needs_tokens = app
+            .factors
+            .iter()
+            .any(|f| f.methods.iter().any(|m| m.uses_otp()));
+        if !needs_tokens {
+            return Ok(Vec::new());
+        }
+        let mut tokens = self.ports.store.tokens_of(&user.user_ref()).await?;
+        tokens.retain(|t| {
+            req.serial.as_ref().is_none_or(|s| *s == t.serial)
+                && req.token_kind.is_none_or(|k| k == t.kind)
+                && challenged.is_none_or(|c| c.is_empty() || c.contains(&t.serial))
+        });
+        Ok(tokens)
+    }
+
+    async fn owner_of(
+        &self,
+        snap: &Snapshot,
+        serial: &Serial,
+    ) -> Result<Option<(User, RealmName)>, EngineError> {
+        let Some(token) = self.ports.store.token(serial).await? else {
+            return Ok(None);
+        };
+        let Some(owner) = token.owner else {
+            return Ok(None);
+        };
+        let Some(source) = snap.source(owner.source.as_str()) else {
+            return Ok(None);
+        };
+        let Some(user) = source.get(&owner.id).await? else {
+            return Ok(None);
+        };
+        Ok(snap
+            .realm_of_source(owner.source.as_str())
+            .map(|realm| (user, realm)))
+    }
+
+    /// Refuses a locked login name. Also remembers whether it has failures on record.
+    async fn check_lock(
+        &self,
+        l: &mut Login<'_>,
+        realm: &str,
+        login: &str,
+    ) -> Result<Option<Outcome>, EngineError> {
+        let key = lock_key(realm, login);
+        l.lock_key = Some(key.clone());
+        if !l.snap.settings.account_locking {
+            return Ok(None);
+        }
+        if let Some(state) = self.ports.store.lock_state(&key).await? {
+            if state.is_locked(l.now) {
+                return Ok(Some(reject(RejectReason::Locked, None)));
+            }
+            l.had_failures = state.password_fails > 0 || state.otp_fails > 0;
+        }
+        Ok(None)
+    }
+
+    async fn count_failure(&self, l: &Login<'_>, kind: FailKind) -> Result<(), EngineError> {
+        let settings = &l.snap.settings;
+        if !settings.account_locking {
+            return Ok(());
+        }
+        let Some(key) = &l.lock_key else {
+            return Ok(());
+        };
+        let policy = LockPolicy {
+            max_password: settings.max_password_attempts,
+            max_otp: settings.max_otp_attempts,
+            lock_secs: i64::from(settings.lock_period_minutes) * 60,
+            interval_secs: i64::from(settings.incorrect_attempt_interval_minutes) * 60,
+        };
+        let state = self
+            .ports
+            .store
+            .record_auth_failure(key, kind, l.now, &policy)
+            .await?;
+        if state.is_locked(l.now) {
+            tracing::info!(
+                login = l.login.as_deref().unwrap_or(""),
+                realm = l.realm.as_ref().map(|r| r.as_str()).unwrap_or(""),
+                "login locked after too many failed attempts"
+            );
+        }
+        Ok(())
+    }
+
+    /// Spends the time a real check would take, so that unknown users are not told apart by
+    /// timing.
+    async fn waste_time(&self, first: Option<&Factor>, pass: &str) {
+        let hashes = match first {
+            Some(f) => f
+                .methods
+                .iter()
+                .any(|m| matches!(m, Method::Password | Method::PasswordOtp)),
+            None => false,
+        };
+        // A soft OTP with a PIN costs one hash too.
+        let pin_present = pass.len() > 8;
+        if hashes || pin_present {
+            self.ports.hasher.waste_verify().await;
+        }
+    }
+
+    /// `/validate/triggerchallenge`: challenges every usable OTP token of the user for the
+    /// application's first OTP factor. The caller (a service account) vouches for the factors
+    /// before it.
+    pub async fn trigger_challenge(
+        &self,
+        user: &str,
+        realm: Option<&str>,
+        serial: Option<&Serial>,
+        ctx: &RequestCtx,
+    ) -> Result<Triggered, EngineError> {
+        let snap = self.snapshot();
+        let now = self.ports.clock.now();
+        let (login_name, realm_name) = snap.split_login(user, realm);
+        let realm_name = realm_name.unwrap_or_else(|| snap.settings.default_realm.clone());
+        let mut l = Login {
+            snap: &snap,
+            ctx,
+            now,
+            login: Some(login_name.clone()),
+            realm: None,
+            app: None,
+            user: None,
+            serial: serial.cloned(),
+            transaction: None,
+            lock_key: None,
+            had_failures: false,
+        };
+        let Some(realm) = snap.realm(&realm_name) else {
+            self.record_trigger(&l, "error", "unknown realm").await?;
+            return Ok(Triggered::UnknownUser);
+        };
+        l.realm = Some(realm.name.clone());
+        let Some(user) = self.find_user(&snap, &realm.name, &login_name).await? else {
+            self.record_trigger(&l, "error", "unknown user").await?;
+            return Ok(Triggered::UnknownUser);
+        };
+        l.user = Some(user.clone());
+        let Some(app) = self.application(&snap, ctx) else {
+            self.record_trigger(&l, "error", "application not configured")
+                .await?;
+            return Ok(Triggered::Challenges(None));
+        };
+        l.app = Some(app.name.clone());
+        let otp_factor = app
+            .factors
+            .iter()
+            .position(|f| f.methods.iter().any(|m| m.uses_otp()));
+        let (Some(k), true) = (otp_factor, user.is_active(now)) else {
+            self.record_trigger(&l, "ok", "no challenge: no OTP factor or inactive user")
+                .await?;
+            return Ok(Triggered::Challenges(None));
+        };
+        let req = AuthRequest {
+            serial: serial.cloned(),
+            ..AuthRequest::default()
+        };
+        let tokens = self.tokens_for(app, &user, &req, None).await?;
+        let prompts = prompts_for(&app.factors[k], &tokens);
+        if prompts.is_empty() {
+            self.record_trigger(&l, "ok", "no usable token to challenge")
+                .await?;
+            return Ok(Triggered::Challenges(None));
+        }
+        let serials: Vec<Serial> = prompts.iter().filter_map(|p| p.serial.clone()).collect();
+        let k = u32::try_from(k).unwrap_or(0);
+        let id = self.create_transaction(&l, app, &user, k, serials).await?;
+        l.transaction = Some(id.clone());
+        self.record_trigger(
+            &l,
+            "challenge",
+            &format!("{} challenge(s) sent", prompts.len()),
+        )
+        .await?;
+        let message = join_messages(&prompts);
+        Ok(Triggered::Challenges(Some(Box::new(Challenged {
+            transaction_id: id,
+            prompts,
+            message,
+            user,
+            realm: realm.name.clone(),
+        }))))
+    }
+
+    async fn record_trigger(
+        &self,
+        l: &Login<'_>,
+        result: &str,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        self.audit(AuditRecord {
+            id: 0,
+            at_ms: self.ports.clock.now_millis(),
+            actor: l.ctx.actor.clone(),
+            action: "trigger_challenge".into(),
+            door: l.ctx.door.as_str().into(),
+            user: l.login.clone(),
+            realm: l.realm.as_ref().map(|r| r.0.clone()),
+            serial: l.serial.as_ref().map(|s| s.0.clone()),
+            application: l.app.as_ref().map(|a| a.0.clone()),
+            transaction_id: l.transaction.as_ref().map(|t| t.as_str().to_string()),
+            client_ip: l.ctx.client_ip.map(|ip| ip.to_string()),
+            user_agent: l.ctx.user_agent.clone(),
+            result: result.into(),
+            reason: reason.into(),
+        })
+        .await
+    }
+
+    /// `/validate/polltransaction`: whether a challenge was answered out of band. Unknown and
+    /// expired transactions are `Pending`, as in privacyIDEA.
+    pub async fn poll_transaction(&self, id: &TransactionId) -> Result<PollStatus, EngineError> {
+        let now = self.ports.clock.now();
+        Ok(match self.ports.store.transaction(id).await? {
+            Some(tx) if tx.expires_at > now => match tx.status {
+                TxStatus::Answered => PollStatus::Accept,
+                TxStatus::Declined => PollStatus::Declined,
+                TxStatus::Pending | TxStatus::Completed => PollStatus::Pending,
+            },
+            _ => PollStatus::Pending,
+        })
+    }
+}
+
+fn reject(reason: RejectReason, user: Option<User>) -> Outcome {
+    Outcome::Reject(Box::new(Rejected { reason, user }))
+}
+
+fn fail_kind_of(factor: Option<&Factor>) -> FailKind {
+    match factor {
+        Some(f) if f.methods.iter().all(|m| *m == Method::SoftOtp) => FailKind::Otp,
+        _ => FailKind::Password,
+    }
+}
+
+/// The ways the user can answer `factor`.
+fn prompts_for(factor: &Factor, tokens: &[Token]) -> Vec<Prompt> {
+    let mut prompts = Vec::new();
+    for method in &factor.methods {
+        match method {
+            Method::Password => prompts.push(Prompt {
+                serial: None,
+                kind: "password".into(),
+                client_mode: ClientMode::Interactive,
+                message: "Please enter your password".into(),
+            }),
+            Method::SoftOtp | Method::PasswordOtp => {
+                for t in tokens.iter().filter(|t| t.is_usable_state()) {
+                    if prompts
+                        .iter()
+                        .any(|p: &Prompt| p.serial.as_ref() == Some(&t.serial))
+                    {
+                        continue;
+                    }
+                    prompts.push(Prompt {
+                        serial: Some(t.serial.clone()),
+                        kind: t.kind.as_str().into(),
+                        client_mode: ClientMode::Interactive,
+                        message: match (method, t.kind) {
+                            (Method::PasswordOtp, _) => {
+                                "Please enter your password followed by the OTP".into()
+                            }
+                            (_, TokenKind::Hotp | TokenKind::Totp) => {
+                                "Please enter the OTP from your authenticator".into()
+                            }
+                        },
+                    });
+                }
+            }
+        }
+    }
+    prompts
+}
+
+/// The unique messages of the prompts, joined with ", " (privacyIDEA's `detail.message`).
+fn join_messages(prompts: &[Prompt]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for p in prompts {
+        if !seen.contains(&p.message.as_str()) {
+            seen.push(&p.message);
+        }
+    }
+    seen.join(", ")
+}

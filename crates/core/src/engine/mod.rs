@@ -1,0 +1,209 @@
+//! The authentication engine: one entry point for every front door.
+//!
+//! `Engine::authenticate` takes one leg of a login and decides: accept, challenge for the next
+//! factor, or reject. The login is a small state machine over the application's factor chain;
+//! its state between legs is a [`crate::model::Transaction`] in the store, so any node can take
+//! the next leg.
+
+mod flow;
+mod otp;
+mod request;
+mod snapshot;
+
+pub use request::{
+    Accepted, AuthRequest, Challenged, ClientMode, Door, Outcome, PollStatus, Prompt,
+    REJECT_MESSAGE, RejectReason, Rejected, RequestCtx,
+};
+pub use snapshot::Snapshot;
+
+use crate::clock::Clock;
+use crate::hashing::{HashCost, HashError, PasswordHasher};
+use crate::ids::RealmName;
+use crate::model::{AuditRecord, User};
+use crate::rng::Rng;
+use crate::source::{SourceError, UserSourceFactory};
+use crate::store::{Store, StoreError};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+/// The implementations the engine works with.
+#[derive(Clone, Debug)]
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub clock: Arc<dyn Clock>,
+    pub rng: Arc<dyn Rng>,
+    pub sources: Arc<dyn UserSourceFactory>,
+}
+
+/// Upper bound of the per-node user cache; it is emptied when full.
+const USER_CACHE_MAX: usize = 100_000;
+
+type UserCache = HashMap<(String, String), (i64, User, RealmName)>;
+
+#[derive(Debug)]
+pub struct Engine {
+    ports: Ports,
+    snapshot: RwLock<Arc<Snapshot>>,
+    reload: tokio::sync::Mutex<()>,
+    user_cache: Mutex<UserCache>,
+}
+
+impl Engine {
+    pub async fn new(ports: Ports) -> Result<Self, EngineError> {
+        let snap = Snapshot::load(ports.store.as_ref(), ports.sources.as_ref()).await?;
+        ports.hasher.set_cost(cost_of(&snap));
+        Ok(Engine {
+            ports,
+            snapshot: RwLock::new(Arc::new(snap)),
+            reload: tokio::sync::Mutex::new(()),
+            user_cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.ports.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.ports.clock
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reloads the configuration if it changed in the store (on this node or another).
+    /// Returns true when it reloaded.
+    pub async fn refresh(&self) -> Result<bool, EngineError> {
+        let _guard = self.reload.lock().await;
+        let current = self.snapshot().version;
+        if self.ports.store.config_version().await? == current {
+            return Ok(false);
+        }
+        self.reload_locked().await?;
+        Ok(true)
+    }
+
+    /// Reloads the configuration unconditionally (after a change made through this node).
+    pub async fn reload(&self) -> Result<(), EngineError> {
+        let _guard = self.reload.lock().await;
+        self.reload_locked().await
+    }
+
+    async fn reload_locked(&self) -> Result<(), EngineError> {
+        let snap = Snapshot::load(self.ports.store.as_ref(), self.ports.sources.as_ref()).await?;
+        for p in &snap.problems {
+            tracing::warn!(problem = %p, "configuration object ignored");
+        }
+        self.ports.hasher.set_cost(cost_of(&snap));
+        match self.snapshot.write() {
+            Ok(mut s) => *s = Arc::new(snap),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(snap),
+        }
+        self.forget_users();
+        Ok(())
+    }
+
+    /// Empties this node's user cache (after a user changed).
+    pub fn forget_users(&self) {
+        if let Ok(mut cache) = self.user_cache.lock() {
+            cache.clear();
+        }
+    }
+
+    /// The client of a request: the connecting peer, or the address a trusted proxy names for
+    /// it (seed 002's "override authorization client"). `forwarded` lists X-Forwarded-For from
+    /// the nearest hop outwards; `claimed` is the `client` parameter.
+    pub fn resolve_client_ip(
+        &self,
+        peer: IpAddr,
+        forwarded: &[IpAddr],
+        claimed: Option<IpAddr>,
+    ) -> IpAddr {
+        let snap = self.snapshot();
+        if snap.proxies.is_empty() {
+            return peer;
+        }
+        let mut path = Vec::with_capacity(forwarded.len() + 2);
+        path.push(peer);
+        path.extend_from_slice(forwarded);
+        path.extend(claimed);
+        snap.proxies.resolve(&path).unwrap_or(peer)
+    }
+
+    /// Finds a user in a realm's sources, in order, through the user cache when enabled.
+    pub async fn find_user(
+        &self,
+        snap: &Snapshot,
+        realm: &RealmName,
+        login: &str,
+    ) -> Result<Option<User>, EngineError> {
+        let ttl = i64::from(snap.settings.user_cache_seconds);
+        let now = self.ports.clock.now();
+        let key = (realm.0.to_lowercase(), login.to_lowercase());
+        if ttl > 0
+            && let Ok(cache) = self.user_cache.lock()
+            && let Some((expires, user, _)) = cache.get(&key)
+            && *expires > now
+        {
+            return Ok(Some(user.clone()));
+        }
+        let Some(realm_def) = snap.realm(realm.as_str()) else {
+            return Ok(None);
+        };
+        for source_name in &realm_def.sources {
+            let Some(source) = snap.source(source_name.as_str()) else {
+                continue;
+            };
+            if let Some(user) = source.find(login).await? {
+                if ttl > 0
+                    && let Ok(mut cache) = self.user_cache.lock()
+                {
+                    if cache.len() >= USER_CACHE_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(key, (now + ttl, user.clone(), realm.clone()));
+                }
+                return Ok(Some(user));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) async fn audit(&self, record: AuditRecord) -> Result<(), EngineError> {
+        self.ports.store.append_audit(&record).await?;
+        Ok(())
+    }
+}
+
+fn cost_of(snap: &Snapshot) -> HashCost {
+    HashCost {
+        memory_kib: snap.settings.argon2_memory_kib,
+        iterations: snap.settings.argon2_iterations,
+        parallelism: snap.settings.argon2_parallelism,
+    }
+}
+
+/// The lockout key of a login name in a realm.
+pub fn lock_key(realm: &str, login: &str) -> String {
+    format!("{}\u{1f}{}", realm.to_lowercase(), login.to_lowercase())
+}

@@ -1,0 +1,214 @@
+//! What a front door hands the engine, and what it gets back.
+
+use crate::ids::{AppName, RealmName, Serial, TransactionId};
+use crate::model::{TokenKind, User};
+use std::net::IpAddr;
+use zeroize::Zeroizing;
+
+/// The front door a request came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Door {
+    /// The privacyIDEA-compatible validate API.
+    Validate,
+    Radius,
+    Api,
+    Web,
+}
+
+impl Door {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Validate => "validate",
+            Door::Radius => "radius",
+            Door::Api => "api",
+            Door::Web => "web",
+        }
+    }
+}
+
+/// One leg of a login, in protocol-neutral terms.
+#[derive(Clone, Default)]
+pub struct AuthRequest {
+    /// The login name as typed, possibly `user@realm`.
+    pub user: Option<String>,
+    pub realm: Option<String>,
+    /// What the user typed: password, PIN+OTP, OTP, … depending on the factor.
+    pub pass: Zeroizing<String>,
+    /// Continue this pending login.
+    pub transaction_id: Option<TransactionId>,
+    /// Only this token may answer.
+    pub serial: Option<Serial>,
+    /// Only tokens of this kind may answer.
+    pub token_kind: Option<TokenKind>,
+    /// `pass` is the OTP alone, without the token PIN.
+    pub otp_only: bool,
+}
+
+impl std::fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("user", &self.user)
+            .field("realm", &self.realm)
+            .field("pass", &"***")
+            .field("transaction_id", &self.transaction_id)
+            .field("serial", &self.serial)
+            .field("token_kind", &self.token_kind)
+            .field("otp_only", &self.otp_only)
+            .finish()
+    }
+}
+
+/// Who is asking, from where.
+#[derive(Clone, Debug)]
+pub struct RequestCtx {
+    pub door: Door,
+    /// The client the request is for, after proxy resolution.
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    /// The application the front door selected (its client's binding); `None` uses the
+    /// `validate_application` setting.
+    pub application: Option<AppName>,
+    /// For the audit: `user`, or the service account acting for the user.
+    pub actor: String,
+}
+
+impl RequestCtx {
+    pub fn new(door: Door) -> Self {
+        RequestCtx {
+            door,
+            client_ip: None,
+            user_agent: None,
+            application: None,
+            actor: "user".into(),
+        }
+    }
+}
+
+/// How a client should collect the answer to a challenge (privacyIDEA's `client_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientMode {
+    /// Show an input field.
+    Interactive,
+    /// Poll the transaction, then finalise with an empty answer.
+    Poll,
+    /// Hand the sign request to the browser.
+    Webauthn,
+}
+
+impl ClientMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientMode::Interactive => "interactive",
+            ClientMode::Poll => "poll",
+            ClientMode::Webauthn => "webauthn",
+        }
+    }
+}
+
+/// One way to answer a challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prompt {
+    /// The token that can answer; `None` for knowledge factors (the password).
+    pub serial: Option<Serial>,
+    /// `totp`, `hotp`, `password`, ….
+    pub kind: String,
+    pub client_mode: ClientMode,
+    pub message: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub user: User,
+    pub realm: RealmName,
+    pub application: AppName,
+    /// The token that proved the last OTP factor, if any.
+    pub serial: Option<Serial>,
+    pub token_kind: Option<TokenKind>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Challenged {
+    pub transaction_id: TransactionId,
+    pub prompts: Vec<Prompt>,
+    pub message: String,
+    pub user: User,
+    pub realm: RealmName,
+}
+
+/// Why a login was refused. For the audit log and metrics only: every reason gets the same
+/// answer on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    UnknownRealm,
+    UnknownUser,
+    UserDisabled,
+    UserExpired,
+    Locked,
+    WrongPassword,
+    WrongPin,
+    WrongOtp,
+    OtpReused,
+    TokenLocked,
+    NoUsableToken,
+    BadTransaction,
+    NoApplication,
+    MissingInput,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::UnknownRealm => "unknown realm",
+            RejectReason::UnknownUser => "unknown user",
+            RejectReason::UserDisabled => "user disabled",
+            RejectReason::UserExpired => "user account expired",
+            RejectReason::Locked => "account locked after too many failed attempts",
+            RejectReason::WrongPassword => "wrong password",
+            RejectReason::WrongPin => "wrong token PIN",
+            RejectReason::WrongOtp => "wrong OTP value",
+            RejectReason::OtpReused => "OTP already used",
+            RejectReason::TokenLocked => "token fail counter exceeded",
+            RejectReason::NoUsableToken => "user has no usable authenticator",
+            RejectReason::BadTransaction => "unknown, expired or finished transaction",
+            RejectReason::NoApplication => "application not configured",
+            RejectReason::MissingInput => "missing user or credentials",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    pub reason: RejectReason,
+    /// The user, when one was identified (for `/validate/samlcheck` attributes on failure).
+    pub user: Option<User>,
+}
+
+/// The engine's decision. A rejection is a value, not an error.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Accept(Box<Accepted>),
+    Challenge(Box<Challenged>),
+    Reject(Box<Rejected>),
+}
+
+impl Outcome {
+    pub fn result_str(&self) -> &'static str {
+        match self {
+            Outcome::Accept(_) => "accept",
+            Outcome::Challenge(_) => "challenge",
+            Outcome::Reject(_) => "reject",
+        }
+    }
+}
+
+/// The uniform message of every rejection.
+pub const REJECT_MESSAGE: &str = "Authentication failed.";
+
+/// Status of a transaction as `/validate/polltransaction` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollStatus {
+    Pending,
+    Accept,
+    Declined,
+}

@@ -1,0 +1,211 @@
+//! Argon2id hashing of passwords and PINs, off the async workers.
+//!
+//! Each hash costs about `argon2_memory_kib` of memory and tens of milliseconds of CPU, so
+//! hashing runs on tokio's blocking pool behind a semaphore: a burst of logins queues there
+//! instead of stalling request handling (or the RADIUS packet loop).
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+/// Argon2id cost parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HashCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for HashCost {
+    fn default() -> Self {
+        HashCost {
+            memory_kib: Params::DEFAULT_M_COST,
+            iterations: Params::DEFAULT_T_COST,
+            parallelism: Params::DEFAULT_P_COST,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("invalid hashing parameters: {0}")]
+    Params(String),
+    #[error("hashing failed: {0}")]
+    Failed(String),
+}
+
+#[async_trait]
+pub trait PasswordHasher: Send + Sync + std::fmt::Debug {
+    /// Hashes with the current cost into a PHC string.
+    async fn hash(&self, secret: &str) -> Result<String, HashError>;
+    /// Checks `secret` against a PHC string (with the parameters stored in it). A malformed
+    /// hash never matches.
+    async fn verify(&self, secret: &str, phc: &str) -> bool;
+    /// Spends about the time of one `verify`, so that an answer for an unknown user takes as
+    /// long as one for a wrong password.
+    async fn waste_verify(&self);
+    /// Sets the cost of new hashes.
+    fn set_cost(&self, cost: HashCost);
+}
+
+/// The Argon2id hasher.
+#[derive(Debug)]
+pub struct Argon2Hasher {
+    permits: Arc<Semaphore>,
+    cost: Mutex<HashCost>,
+    /// A hash of a random secret at the current cost, for `waste_verify`.
+    decoy: Mutex<Option<(HashCost, String)>>,
+}
+
+impl Argon2Hasher {
+    /// `concurrency` hashes run at once at most (usually the number of cores).
+    pub fn new(concurrency: usize, cost: HashCost) -> Self {
+        Argon2Hasher {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            cost: Mutex::new(cost),
+            decoy: Mutex::new(None),
+        }
+    }
+
+    fn cost(&self) -> HashCost {
+        self.cost.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError::Failed(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| HashError::Failed(e.to_string()))
+    }
+}
+
+fn argon2(cost: HashCost) -> Result<Argon2<'static>, HashError> {
+    let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+        .map_err(|e| HashError::Params(e.to_string()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes synchronously (for tools that provision many users, e.g. the benchmark).
+pub fn hash_blocking(secret: &str, cost: HashCost) -> Result<String, HashError> {
+    let hasher = argon2(cost)?;
+    hasher
+        .hash_password(secret.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Failed(e.to_string()))
+}
+
+fn verify_blocking(secret: &[u8], phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    Argon2::default().verify_password(secret, &parsed).is_ok()
+}
+
+#[async_trait]
+impl PasswordHasher for Argon2Hasher {
+    async fn hash(&self, secret: &str) -> Result<String, HashError> {
+        let cost = self.cost();
+        let secret = Zeroizing::new(secret.to_string());
+        self.blocking(move || hash_blocking(&secret, cost)).await?
+    }
+
+    async fn verify(&self, secret: &str, phc: &str) -> bool {
+        let secret = Zeroizing::new(secret.as_bytes().to_vec());
+        let phc = phc.to_string();
+        self.blocking(move || verify_blocking(&secret, &phc))
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn waste_verify(&self) {
+        let cost = self.cost();
+        let cached = self
+            .decoy
+            .lock()
+            .ok()
+            .and_then(|d| d.clone())
+            .filter(|(c, _)| *c == cost)
+            .map(|(_, h)| h);
+        let decoy = match cached {
+            Some(h) => h,
+            None => {
+                let Ok(Ok(h)) = self
+                    .blocking(move || hash_blocking("tessera-decoy-password", cost))
+                    .await
+                else {
+                    return;
+                };
+                if let Ok(mut d) = self.decoy.lock() {
+                    *d = Some((cost, h.clone()));
+                }
+                h
+            }
+        };
+        let _ = self.verify("not-the-decoy-password", &decoy).await;
+    }
+
+    fn set_cost(&self, cost: HashCost) {
+        if let Ok(mut c) = self.cost.lock() {
+            *c = cost;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> HashCost {
+        HashCost {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn hash_and_verify() {
+        let h = Argon2Hasher::new(2, cheap());
+        let phc = h.hash("correct horse").await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"), "{phc}");
+        assert!(h.verify("correct horse", &phc).await);
+        assert!(!h.verify("wrong horse", &phc).await);
+        assert!(!h.verify("correct horse", "not a phc string").await);
+    }
+
+    #[tokio::test]
+    async fn cost_changes_apply_to_new_hashes_only() {
+        let h = Argon2Hasher::new(1, cheap());
+        let old = h.hash("pin").await.unwrap();
+        h.set_cost(HashCost {
+            memory_kib: 9 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        });
+        let new = h.hash("pin").await.unwrap();
+        assert!(new.contains("m=9216,t=2"));
+        assert!(h.verify("pin", &old).await);
+        h.waste_verify().await;
+    }
+
+    #[test]
+    fn bad_params_are_an_error() {
+        let bad = HashCost {
+            memory_kib: 1,
+            iterations: 0,
+            parallelism: 0,
+        };
+        assert!(hash_blocking("x", bad).is_err());
+    }
+}

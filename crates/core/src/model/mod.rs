@@ -1,0 +1,15 @@
+//! The domain model: what the store keeps and the engine reasons about.
+
+pub mod admin;
+pub mod app;
+pub mod audit;
+pub mod token;
+pub mod transaction;
+pub mod user;
+
+pub use admin::{AdminAccount, AdminRole, AdminSession};
+pub use app::{AppKind, Application, Factor, Method, Realm, UserSourceDef, UserSourceKind};
+pub use audit::{AuditQuery, AuditRecord};
+pub use token::{NewToken, Token, TokenKind, TokenPatch, TokenState};
+pub use transaction::{Transaction, TxStatus};
+pub use user::{LocalUser, NewLocalUser, User, UserPatch};

@@ -1,0 +1,52 @@
+//! The pending state between two legs of a login.
+
+use crate::ids::{AppName, RealmName, Serial, TransactionId, UserRef};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Waiting for the answer to the factor `next_factor`.
+    Pending,
+    /// Answered out of band (e.g. a push approved); the client finalises with `/validate/check`.
+    Answered,
+    /// Declined out of band ("this was not me").
+    Declined,
+    /// The login finished; the id can no longer be used.
+    Completed,
+}
+
+impl TxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxStatus::Pending => "pending",
+            TxStatus::Answered => "answered",
+            TxStatus::Declined => "declined",
+            TxStatus::Completed => "completed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(TxStatus::Pending),
+            "answered" => Some(TxStatus::Answered),
+            "declined" => Some(TxStatus::Declined),
+            "completed" => Some(TxStatus::Completed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transaction {
+    pub id: TransactionId,
+    pub user: UserRef,
+    pub username: String,
+    pub realm: RealmName,
+    pub application: AppName,
+    /// Index into the application's factor chain of the factor to be answered next.
+    pub next_factor: u32,
+    pub status: TxStatus,
+    /// Tokens the challenge was issued for; any of them may answer.
+    pub serials: Vec<Serial>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}

@@ -1,0 +1,399 @@
+//! System settings: the run-time knobs an administrator changes while the server runs (seed 002's
+//! system config and token defaults, seed 003's lockout settings). They live in the store, are
+//! changed through the admin API, the CLI or `tessera apply`, and take effect on every node
+//! without a restart.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::netmatch::ProxyChains;
+
+/// Every system setting with its default. Field names are the keys used in the API, the CLI and
+/// declarative files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemSettings {
+    // --- general ---
+    /// Split `user@realm` at the last `@` into login name and realm.
+    pub split_at_sign: bool,
+    /// The realm used when a request names none.
+    pub default_realm: String,
+    /// When no token's PIN matches, increase the fail counter of all the user's tokens.
+    pub increase_failcounter_on_wrong_pin: bool,
+    /// Minutes after the max fail count was reached until a correct PIN+OTP clears the fail
+    /// counter again; 0 disables automatic clearing.
+    pub failcounter_clear_minutes: u32,
+    /// Do not keep per-token authentication counters.
+    pub no_auth_counter: bool,
+    /// The token PIN is typed before the OTP (`pin123456`); false: after it (`123456pin`).
+    pub prepend_pin: bool,
+    /// Resynchronise a token from two consecutive OTPs given in two authentications.
+    pub auto_resync: bool,
+    /// Seconds within which the second OTP of an automatic resync must arrive.
+    pub auto_resync_timeout_seconds: u32,
+    /// Seconds a looked-up user stays cached on a node; 0 disables the user cache.
+    pub user_cache_seconds: u32,
+    /// Proxies allowed to name another client IP (`client` parameter, X-Forwarded-For), as
+    /// comma-separated chains of networks: `10.0.0.1 > 192.168.0.0/16, 172.16.0.0/12`.
+    pub override_client: String,
+    /// `/validate/samlcheck` returns the user's attributes on success.
+    pub include_saml_attributes: bool,
+    /// … and also when authentication failed.
+    pub include_saml_attributes_on_fail: bool,
+    /// Answer privacyIDEA's error 904 ("user not found") instead of the uniform reject. Off by
+    /// default: the same answer for unknown users and wrong credentials prevents enumeration.
+    pub unknown_user_error: bool,
+    /// The application whose factor chain `/validate/*` requests go through.
+    pub validate_application: String,
+    /// Issuer shown by authenticator apps for enrolled tokens.
+    pub otp_issuer: String,
+
+    // --- token defaults (applied at enrollment) ---
+    pub default_otp_length: u32,
+    /// HOTP: how many counters ahead of the current one are checked.
+    pub default_count_window: u32,
+    /// TOTP: how many time steps before and after now are checked.
+    pub default_totp_window: u32,
+    pub default_totp_period: u32,
+    pub default_hash: String,
+    pub default_max_fail: u32,
+    /// Counters (HOTP) or time steps (TOTP, before and after now) searched when resynchronising.
+    pub default_sync_window: u32,
+    /// Seconds a challenge (transaction) can be answered.
+    pub challenge_validity_seconds: u32,
+
+    // --- account lockout (per user, separate budgets for passwords and OTPs) ---
+    pub account_locking: bool,
+    pub max_password_attempts: u32,
+    pub max_otp_attempts: u32,
+    pub lock_period_minutes: u32,
+    /// Failed attempts further apart than this start a new count.
+    pub incorrect_attempt_interval_minutes: u32,
+
+    // --- hashing of passwords and PINs (applies to new hashes) ---
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+impl Default for SystemSettings {
+    fn default() -> Self {
+        SystemSettings {
+            split_at_sign: true,
+            default_realm: "default".into(),
+            increase_failcounter_on_wrong_pin: false,
+            failcounter_clear_minutes: 0,
+            no_auth_counter: false,
+            prepend_pin: true,
+            auto_resync: false,
+            auto_resync_timeout_seconds: 300,
+            user_cache_seconds: 0,
+            override_client: String::new(),
+            include_saml_attributes: true,
+            include_saml_attributes_on_fail: false,
+            unknown_user_error: false,
+            validate_application: "default".into(),
+            otp_issuer: "Tessera".into(),
+            default_otp_length: 6,
+            default_count_window: 10,
+            default_totp_window: 1,
+            default_totp_period: 30,
+            default_hash: "SHA1".into(),
+            default_max_fail: 10,
+            default_sync_window: 1000,
+            challenge_validity_seconds: 120,
+            account_locking: true,
+            max_password_attempts: 5,
+            max_otp_attempts: 5,
+            lock_period_minutes: 30,
+            incorrect_attempt_interval_minutes: 30,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        }
+    }
+}
+
+/// One problem with one setting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SettingError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for SettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl SystemSettings {
+    /// The names of all settings.
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(SystemSettings::default()) {
+            Ok(Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// All settings as a JSON object.
+    pub fn to_map(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+
+    /// Builds settings from stored or submitted key/value pairs on top of `self`, checking every
+    /// key and value and reporting every problem at once.
+    pub fn merged(
+        &self,
+        changes: &Map<String, Value>,
+    ) -> Result<SystemSettings, Vec<SettingError>> {
+        let base = self.to_map();
+        let mut errors = Vec::new();
+        let mut merged = base.clone();
+        for (key, value) in changes {
+            if !base.contains_key(key) {
+                errors.push(SettingError {
+                    key: key.clone(),
+                    message: "unknown setting".into(),
+                });
+                continue;
+            }
+            let value = coerce(&base[key], value);
+            let mut single = base.clone();
+            single.insert(key.clone(), value.clone());
+            match serde_json::from_value::<SystemSettings>(Value::Object(single)) {
+                Ok(_) => {
+                    merged.insert(key.clone(), value);
+                }
+                Err(e) => errors.push(SettingError {
+                    key: key.clone(),
+                    message: type_message(&base[key], &e),
+                }),
+            }
+        }
+        let settings = match serde_json::from_value::<SystemSettings>(Value::Object(merged)) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(SettingError {
+                    key: "*".into(),
+                    message: e.to_string(),
+                });
+                return Err(errors);
+            }
+        };
+        errors.extend(settings.problems());
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Range and consistency checks.
+    pub fn problems(&self) -> Vec<SettingError> {
+        let mut errs = Vec::new();
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                errs.push(SettingError {
+                    key: key.into(),
+                    message: message.into(),
+                });
+            }
+        };
+        check(
+            matches!(self.default_otp_length, 6 | 8),
+            "default_otp_length",
+            "must be 6 or 8",
+        );
+        check(
+            (1..=100).contains(&self.default_count_window),
+            "default_count_window",
+            "must be between 1 and 100",
+        );
+        check(
+            self.default_totp_window <= 10,
+            "default_totp_window",
+            "must be between 0 and 10 time steps",
+        );
+        check(
+            matches!(self.default_totp_period, 30 | 60),
+            "default_totp_period",
+            "must be 30 or 60 seconds",
+        );
+        check(
+            tessera_otp::Algorithm::parse(&self.default_hash).is_some(),
+            "default_hash",
+            "must be SHA1, SHA256 or SHA512",
+        );
+        check(
+            (1..=1000).contains(&self.default_max_fail),
+            "default_max_fail",
+            "must be between 1 and 1000",
+        );
+        check(
+            (1..=100_000).contains(&self.default_sync_window),
+            "default_sync_window",
+            "must be between 1 and 100000",
+        );
+        check(
+            (10..=86_400).contains(&self.challenge_validity_seconds),
+            "challenge_validity_seconds",
+            "must be between 10 and 86400 seconds",
+        );
+        check(
+            (1..=1000).contains(&self.max_password_attempts),
+            "max_password_attempts",
+            "must be between 1 and 1000",
+        );
+        check(
+            (1..=1000).contains(&self.max_otp_attempts),
+            "max_otp_attempts",
+            "must be between 1 and 1000",
+        );
+        check(
+            (1..=43_200).contains(&self.lock_period_minutes),
+            "lock_period_minutes",
+            "must be between 1 and 43200 minutes (30 days)",
+        );
+        check(
+            (1..=43_200).contains(&self.incorrect_attempt_interval_minutes),
+            "incorrect_attempt_interval_minutes",
+            "must be between 1 and 43200 minutes",
+        );
+        check(
+            self.failcounter_clear_minutes <= 525_600,
+            "failcounter_clear_minutes",
+            "must be between 0 and 525600 minutes",
+        );
+        check(
+            (1..=86_400).contains(&self.auto_resync_timeout_seconds),
+            "auto_resync_timeout_seconds",
+            "must be between 1 and 86400 seconds",
+        );
+        check(
+            self.user_cache_seconds <= 86_400,
+            "user_cache_seconds",
+            "must be between 0 and 86400 seconds",
+        );
+        check(
+            (8 * 1024..=1024 * 1024).contains(&self.argon2_memory_kib),
+            "argon2_memory_kib",
+            "must be between 8192 and 1048576 KiB",
+        );
+        check(
+            (1..=20).contains(&self.argon2_iterations),
+            "argon2_iterations",
+            "must be between 1 and 20",
+        );
+        check(
+            (1..=16).contains(&self.argon2_parallelism),
+            "argon2_parallelism",
+            "must be between 1 and 16",
+        );
+        check(
+            !self.default_realm.trim().is_empty(),
+            "default_realm",
+            "must not be empty",
+        );
+        check(
+            !self.validate_application.trim().is_empty(),
+            "validate_application",
+            "must not be empty",
+        );
+        if let Err(e) = ProxyChains::parse(&self.override_client) {
+            errs.push(SettingError {
+                key: "override_client".into(),
+                message: e,
+            });
+        }
+        errs
+    }
+}
+
+/// Values typed on a command line or in a form arrive as strings: turn `"true"`/`"30"` into the
+/// JSON type the setting has.
+fn coerce(default: &Value, value: &Value) -> Value {
+    let Value::String(s) = value else {
+        return value.clone();
+    };
+    match default {
+        Value::Bool(_) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Value::Bool(true),
+            "false" | "0" | "no" | "off" => Value::Bool(false),
+            _ => value.clone(),
+        },
+        Value::Number(_) => s
+            .trim()
+            .parse::<u64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| value.clone()),
+        _ => value.clone(),
+    }
+}
+
+fn type_message(default: &Value, err: &serde_json::Error) -> String {
+    match default {
+        Value::Bool(_) => "must be true or false".into(),
+        Value::Number(_) => "must be a whole number".into(),
+        Value::String(_) => "must be a string".into(),
+        _ => err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(SystemSettings::default().problems().is_empty());
+    }
+
+    #[test]
+    fn merged_applies_changes_and_coerces_strings() {
+        let s = SystemSettings::default()
+            .merged(&map(
+                json!({"prepend_pin": "false", "default_max_fail": "7"}),
+            ))
+            .unwrap();
+        assert!(!s.prepend_pin);
+        assert_eq!(s.default_max_fail, 7);
+    }
+
+    #[test]
+    fn merged_reports_every_problem() {
+        let errs = SystemSettings::default()
+            .merged(&map(json!({
+                "no_such_setting": 1,
+                "prepend_pin": "maybe",
+                "default_otp_length": 7,
+                "lock_period_minutes": 99999,
+                "override_client": "10.0.0.0/33"
+            })))
+            .unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"no_such_setting"), "{errs:?}");
+        assert!(keys.contains(&"prepend_pin"), "{errs:?}");
+        assert!(keys.contains(&"default_otp_length"), "{errs:?}");
+        assert!(keys.contains(&"lock_period_minutes"), "{errs:?}");
+        assert!(keys.contains(&"override_client"), "{errs:?}");
+    }
+
+    #[test]
+    fn keys_lists_every_field() {
+        let keys = SystemSettings::keys();
+        assert!(keys.contains(&"split_at_sign".to_string()));
+        assert!(keys.contains(&"incorrect_attempt_interval_minutes".to_string()));
+    }
+}

@@ -1,0 +1,245 @@
+//! The `Store` port: every piece of state the engine keeps. Implemented for SQLite and
+//! PostgreSQL by `tessera-store`; the contract tests there run on both.
+//!
+//! Finders return `Ok(None)` for "not there"; a database fault is always an `Err`. State changes
+//! that decide an authentication (accepting an OTP, advancing a transaction, counting a failure)
+//! are single conditional statements, so they stay correct with many nodes on one database.
+
+use crate::ids::{Serial, SourceName, TransactionId, UserId, UserRef};
+use crate::model::{
+    AdminAccount, AdminSession, AuditQuery, AuditRecord, LocalUser, NewLocalUser, NewToken, Token,
+    TokenKind, TokenPatch, Transaction, TxStatus, UserPatch,
+};
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0}")]
+    KeyMismatch(String),
+    #[error("a sealed secret could not be opened ({0}); the master key does not match the data")]
+    Unseal(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The kinds of named configuration documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConfigKind {
+    UserSource,
+    Realm,
+    Application,
+}
+
+impl ConfigKind {
+    pub const ALL: [ConfigKind; 3] = [
+        ConfigKind::UserSource,
+        ConfigKind::Realm,
+        ConfigKind::Application,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigKind::UserSource => "user_source",
+            ConfigKind::Realm => "realm",
+            ConfigKind::Application => "application",
+        }
+    }
+}
+
+/// A named configuration object as stored: its JSON body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigDoc {
+    pub kind: ConfigKind,
+    pub name: String,
+    pub body: Value,
+    pub updated_at: i64,
+}
+
+/// Failed-attempt counters of one login name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockState {
+    pub password_fails: u32,
+    pub otp_fails: u32,
+    /// When the current count started (Unix seconds).
+    pub first_fail_at: i64,
+    /// Locked until this time (Unix seconds), if a budget was used up.
+    pub locked_until: Option<i64>,
+}
+
+impl LockState {
+    pub fn is_locked(&self, now: i64) -> bool {
+        self.locked_until.is_some_and(|t| now < t)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailKind {
+    Password,
+    Otp,
+}
+
+/// The lockout budgets (seed 003).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockPolicy {
+    pub max_password: u32,
+    pub max_otp: u32,
+    pub lock_secs: i64,
+    pub interval_secs: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct UserFilter {
+    pub source: Option<SourceName>,
+    /// Substring of the username, email or name (case-insensitive).
+    pub search: Option<String>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TokenFilter {
+    pub owner: Option<UserRef>,
+    pub kind: Option<TokenKind>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- meta (bootstrap flags, key check) ---
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>>;
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    // --- configuration ---
+    /// Bumped by every change to settings or configuration documents, on any node.
+    async fn config_version(&self) -> StoreResult<i64>;
+    async fn settings(&self) -> StoreResult<Map<String, Value>>;
+    /// Upserts the given keys (the others stay) and bumps the config version.
+    async fn put_settings(&self, values: &Map<String, Value>, now: i64) -> StoreResult<()>;
+    async fn config_docs(&self, kind: ConfigKind) -> StoreResult<Vec<ConfigDoc>>;
+    async fn put_config_doc(
+        &self,
+        kind: ConfigKind,
+        name: &str,
+        body: &Value,
+        now: i64,
+    ) -> StoreResult<()>;
+    async fn delete_config_doc(&self, kind: ConfigKind, name: &str) -> StoreResult<bool>;
+
+    // --- local users ---
+    async fn create_local_user(&self, user: &NewLocalUser, now: i64) -> StoreResult<()>;
+    /// Login names compare case-insensitively.
+    async fn local_user_by_name(
+        &self,
+        source: &SourceName,
+        username: &str,
+    ) -> StoreResult<Option<LocalUser>>;
+    async fn local_user_by_id(
+        &self,
+        source: &SourceName,
+        id: &UserId,
+    ) -> StoreResult<Option<LocalUser>>;
+    async fn list_local_users(&self, filter: &UserFilter) -> StoreResult<Vec<LocalUser>>;
+    async fn count_local_users(&self, source: Option<&SourceName>) -> StoreResult<u64>;
+    async fn update_local_user(
+        &self,
+        source: &SourceName,
+        id: &UserId,
+        patch: &UserPatch,
+        now: i64,
+    ) -> StoreResult<bool>;
+    async fn delete_local_user(&self, source: &SourceName, id: &UserId) -> StoreResult<bool>;
+
+    // --- tokens ---
+    async fn insert_token(&self, token: &NewToken) -> StoreResult<()>;
+    async fn token(&self, serial: &Serial) -> StoreResult<Option<Token>>;
+    async fn tokens_of(&self, owner: &UserRef) -> StoreResult<Vec<Token>>;
+    async fn list_tokens(&self, filter: &TokenFilter) -> StoreResult<Vec<Token>>;
+    async fn count_tokens(&self) -> StoreResult<u64>;
+    async fn update_token(&self, serial: &Serial, patch: &TokenPatch) -> StoreResult<bool>;
+    async fn delete_token(&self, serial: &Serial) -> StoreResult<bool>;
+    async fn delete_tokens_of(&self, owner: &UserRef) -> StoreResult<u64>;
+    /// Accepts the OTP found at `counter` if, and only if, no OTP at or after `counter` was
+    /// accepted before: the token's counter becomes `counter + 1`, its fail counter and any
+    /// pending resync are cleared and (unless `count_auth` is false) its counters are bumped.
+    /// Returns false when the OTP was already used, by this or by a concurrent request.
+    async fn accept_otp(
+        &self,
+        serial: &Serial,
+        counter: i64,
+        now: i64,
+        count_auth: bool,
+    ) -> StoreResult<bool>;
+    /// Increases the fail counters (up to each token's maximum, stamping the time it was
+    /// reached) and the authentication counters.
+    async fn record_otp_failures(
+        &self,
+        serials: &[Serial],
+        now: i64,
+        count_auth: bool,
+    ) -> StoreResult<()>;
+    /// Remembers (or forgets, with `None`) the first OTP of an automatic resync.
+    async fn set_resync_state(
+        &self,
+        serial: &Serial,
+        counter: Option<i64>,
+        at: Option<i64>,
+    ) -> StoreResult<()>;
+
+    // --- transactions (challenges) ---
+    async fn create_transaction(&self, tx: &Transaction) -> StoreResult<()>;
+    async fn transaction(&self, id: &TransactionId) -> StoreResult<Option<Transaction>>;
+    /// Moves a pending transaction from factor `from` to factor `to` with the given challenged
+    /// serials, or marks it completed. False when another request moved it first.
+    async fn advance_transaction(
+        &self,
+        id: &TransactionId,
+        from: u32,
+        to: u32,
+        serials: &[Serial],
+        complete: bool,
+    ) -> StoreResult<bool>;
+    async fn set_transaction_status(
+        &self,
+        id: &TransactionId,
+        status: TxStatus,
+    ) -> StoreResult<bool>;
+    /// Deletes expired transactions and sessions; returns how many rows went.
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+
+    // --- lockout ---
+    async fn lock_state(&self, key: &str) -> StoreResult<Option<LockState>>;
+    /// Counts one failure atomically and locks when the budget is used up.
+    async fn record_auth_failure(
+        &self,
+        key: &str,
+        kind: FailKind,
+        now: i64,
+        policy: &LockPolicy,
+    ) -> StoreResult<LockState>;
+    async fn clear_lock(&self, key: &str) -> StoreResult<()>;
+
+    // --- audit ---
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+
+    // --- administrators ---
+    async fn create_admin(&self, admin: &AdminAccount) -> StoreResult<()>;
+    async fn admin(&self, name: &str) -> StoreResult<Option<AdminAccount>>;
+    async fn list_admins(&self) -> StoreResult<Vec<AdminAccount>>;
+    async fn update_admin_password(&self, name: &str, password_hash: &str) -> StoreResult<bool>;
+    async fn delete_admin(&self, name: &str) -> StoreResult<bool>;
+    async fn create_session(&self, session: &AdminSession) -> StoreResult<()>;
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<AdminSession>>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    async fn delete_sessions_of(&self, admin: &str) -> StoreResult<()>;
+}
