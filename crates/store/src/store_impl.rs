@@ -1,0 +1,226 @@
+//! `Store` for `SqlStore`: each method delegates to the module that holds its queries.
+
+use crate::SqlStore;
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use tessera_core::ids::{Serial, SourceName, TransactionId, UserId, UserRef};
+use tessera_core::model::{
+    AdminAccount, AdminSession, AuditQuery, AuditRecord, LocalUser, NewLocalUser, NewToken, Token,
+    TokenPatch, Transaction, TxStatus, UserPatch,
+};
+use tessera_core::store::{
+    ConfigDoc, ConfigKind, FailKind, LockPolicy, LockState, Store, StoreResult, TokenFilter,
+    UserFilter,
+};
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.backend.as_str()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(crate::rows::backend)?;
+        Ok(())
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        self.meta_impl(key).await
+    }
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        self.set_meta_impl(key, value).await
+    }
+    async fn config_version(&self) -> StoreResult<i64> {
+        self.config_version_impl().await
+    }
+    async fn settings(&self) -> StoreResult<Map<String, Value>> {
+        self.settings_impl().await
+    }
+    async fn put_settings(&self, values: &Map<String, Value>, now: i64) -> StoreResult<()> {
+        self.put_settings_impl(values, now).await
+    }
+    async fn config_docs(&self, kind: ConfigKind) -> StoreResult<Vec<ConfigDoc>> {
+        self.config_docs_impl(kind).await
+    }
+    async fn put_config_doc(
+        &self,
+        kind: ConfigKind,
+        name: &str,
+        body: &Value,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.put_config_doc_impl(kind, name, body, now).await
+    }
+    async fn delete_config_doc(&self, kind: ConfigKind, name: &str) -> StoreResult<bool> {
+        self.delete_config_doc_impl(kind, name).await
+    }
+
+    async fn create_local_user(&self, user: &NewLocalUser, now: i64) -> StoreResult<()> {
+        self.create_local_user_impl(user, now).await
+    }
+    async fn local_user_by_name(
+        &self,
+        source: &SourceName,
+        username: &str,
+    ) -> StoreResult<Option<LocalUser>> {
+        self.local_user_by_name_impl(source, username).await
+    }
+    async fn local_user_by_id(
+        &self,
+        source: &SourceName,
+        id: &UserId,
+    ) -> StoreResult<Option<LocalUser>> {
+        self.local_user_by_id_impl(source, id).await
+    }
+    async fn list_local_users(&self, filter: &UserFilter) -> StoreResult<Vec<LocalUser>> {
+        self.list_local_users_impl(filter).await
+    }
+    async fn count_local_users(&self, source: Option<&SourceName>) -> StoreResult<u64> {
+        self.count_local_users_impl(source).await
+    }
+    async fn update_local_user(
+        &self,
+        source: &SourceName,
+        id: &UserId,
+        patch: &UserPatch,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.update_local_user_impl(source, id, patch, now).await
+    }
+    async fn delete_local_user(&self, source: &SourceName, id: &UserId) -> StoreResult<bool> {
+        self.delete_local_user_impl(source, id).await
+    }
+
+    async fn insert_token(&self, token: &NewToken) -> StoreResult<()> {
+        self.insert_token_impl(token).await
+    }
+    async fn token(&self, serial: &Serial) -> StoreResult<Option<Token>> {
+        self.token_impl(serial).await
+    }
+    async fn tokens_of(&self, owner: &UserRef) -> StoreResult<Vec<Token>> {
+        self.tokens_of_impl(owner).await
+    }
+    async fn list_tokens(&self, filter: &TokenFilter) -> StoreResult<Vec<Token>> {
+        self.list_tokens_impl(filter).await
+    }
+    async fn count_tokens(&self) -> StoreResult<u64> {
+        self.count_tokens_impl().await
+    }
+    async fn update_token(&self, serial: &Serial, patch: &TokenPatch) -> StoreResult<bool> {
+        self.update_token_impl(serial, patch).await
+    }
+    async fn delete_token(&self, serial: &Serial) -> StoreResult<bool> {
+        self.delete_token_impl(serial).await
+    }
+    async fn delete_tokens_of(&self, owner: &UserRef) -> StoreResult<u64> {
+        self.delete_tokens_of_impl(owner).await
+    }
+    async fn accept_otp(
+        &self,
+        serial: &Serial,
+        counter: i64,
+        now: i64,
+        count_auth: bool,
+    ) -> StoreResult<bool> {
+        self.accept_otp_impl(serial, counter, now, count_auth).await
+    }
+    async fn record_otp_failures(
+        &self,
+        serials: &[Serial],
+        now: i64,
+        count_auth: bool,
+    ) -> StoreResult<()> {
+        self.record_otp_failures_impl(serials, now, count_auth)
+            .await
+    }
+    async fn set_resync_state(
+        &self,
+        serial: &Serial,
+        counter: Option<i64>,
+        at: Option<i64>,
+    ) -> StoreResult<()> {
+        self.set_resync_state_impl(serial, counter, at).await
+    }
+
+    async fn create_transaction(&self, tx: &Transaction) -> StoreResult<()> {
+        self.create_transaction_impl(tx).await
+    }
+    async fn transaction(&self, id: &TransactionId) -> StoreResult<Option<Transaction>> {
+        self.transaction_impl(id).await
+    }
+    async fn advance_transaction(
+        &self,
+        id: &TransactionId,
+        from: u32,
+        to: u32,
+        serials: &[Serial],
+        complete: bool,
+    ) -> StoreResult<bool> {
+        self.advance_transaction_impl(id, from, to, serials, complete)
+            .await
+    }
+    async fn set_transaction_status(
+        &self,
+        id: &TransactionId,
+        status: TxStatus,
+    ) -> StoreResult<bool> {
+        self.set_transaction_status_impl(id, status).await
+    }
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+        self.purge_expired_impl(now).await
+    }
+
+    async fn lock_state(&self, key: &str) -> StoreResult<Option<LockState>> {
+        self.lock_state_impl(key).await
+    }
+    async fn record_auth_failure(
+        &self,
+        key: &str,
+        kind: FailKind,
+        now: i64,
+        policy: &LockPolicy,
+    ) -> StoreResult<LockState> {
+        self.record_auth_failure_impl(key, kind, now, policy).await
+    }
+    async fn clear_lock(&self, key: &str) -> StoreResult<()> {
+        self.clear_lock_impl(key).await
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        self.append_audit_impl(record).await
+    }
+    async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        self.query_audit_impl(query).await
+    }
+
+    async fn create_admin(&self, admin: &AdminAccount) -> StoreResult<()> {
+        self.create_admin_impl(admin).await
+    }
+    async fn admin(&self, name: &str) -> StoreResult<Option<AdminAccount>> {
+        self.admin_impl(name).await
+    }
+    async fn list_admins(&self) -> StoreResult<Vec<AdminAccount>> {
+        self.list_admins_impl().await
+    }
+    async fn update_admin_password(&self, name: &str, password_hash: &str) -> StoreResult<bool> {
+        self.update_admin_password_impl(name, password_hash).await
+    }
+    async fn delete_admin(&self, name: &str) -> StoreResult<bool> {
+        self.delete_admin_impl(name).await
+    }
+    async fn create_session(&self, session: &AdminSession) -> StoreResult<()> {
+        self.create_session_impl(session).await
+    }
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<AdminSession>> {
+        self.session_impl(token_hash).await
+    }
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        self.delete_session_impl(token_hash).await
+    }
+    async fn delete_sessions_of(&self, admin: &str) -> StoreResult<()> {
+        self.delete_sessions_of_impl(admin).await
+    }
+}

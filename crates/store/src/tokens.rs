@@ -1,0 +1,298 @@
+//! Tokens: sealed seeds, the single-use OTP counter, fail counters.
+
+use crate::SqlStore;
+use crate::rows::{b, backend, blob, db_err, int, opt_int, opt_text, text, uint};
+use sqlx::any::AnyRow;
+use tessera_core::ids::{Serial, SourceName, UserId, UserRef};
+use tessera_core::model::{NewToken, Token, TokenKind, TokenPatch, TokenState};
+use tessera_core::store::{StoreError, StoreResult, TokenFilter};
+use tessera_otp::{Algorithm, Digits};
+
+const COLUMNS: &str = "serial, kind, owner_source, owner_id, description, seed, algorithm, digits, \
+     period, counter, otp_window, sync_window, pin_hash, fail_count, max_fail, fail_exceeded_at, \
+     state, resync_counter, resync_at, count_auth, count_auth_success, last_auth, created_at";
+
+/// The associated data that binds a sealed seed to its token.
+pub(crate) fn seed_context(serial: &str) -> String {
+    format!("token-seed:{serial}")
+}
+
+pub(crate) fn state_str(s: TokenState) -> &'static str {
+    match s {
+        TokenState::Enabled => "enabled",
+        TokenState::Disabled => "disabled",
+        TokenState::Revoked => "revoked",
+    }
+}
+
+fn parse_state(s: &str) -> StoreResult<TokenState> {
+    match s {
+        "enabled" => Ok(TokenState::Enabled),
+        "disabled" => Ok(TokenState::Disabled),
+        "revoked" => Ok(TokenState::Revoked),
+        other => Err(StoreError::Backend(format!("unknown token state {other}"))),
+    }
+}
+
+impl SqlStore {
+    fn token_from_row(&self, row: &AnyRow) -> StoreResult<Token> {
+        let serial = text(row, "serial")?;
+        let sealed = blob(row, "seed")?;
+        let seed = self
+            .sealer
+            .open(&sealed, &seed_context(&serial))
+            .map_err(|e| StoreError::Unseal(format!("seed of token {serial}: {e}")))?;
+        let kind = text(row, "kind")?;
+        let owner = match (opt_text(row, "owner_source")?, opt_text(row, "owner_id")?) {
+            (Some(s), Some(i)) => Some(UserRef {
+                source: SourceName(s),
+                id: UserId(i),
+            }),
+            _ => None,
+        };
+        let algorithm = text(row, "algorithm")?;
+        Ok(Token {
+            serial: Serial(serial),
+            kind: TokenKind::parse(&kind)
+                .ok_or_else(|| StoreError::Backend(format!("unknown token kind {kind}")))?,
+            owner,
+            description: text(row, "description")?,
+            seed,
+            algorithm: Algorithm::parse(&algorithm)
+                .ok_or_else(|| StoreError::Backend(format!("unknown algorithm {algorithm}")))?,
+            digits: Digits::from_len(u64::from(uint(row, "digits")?))
+                .ok_or_else(|| StoreError::Backend("bad digits".into()))?,
+            period: uint(row, "period")?,
+            counter: int(row, "counter")?,
+            window: uint(row, "otp_window")?,
+            sync_window: uint(row, "sync_window")?,
+            pin_hash: opt_text(row, "pin_hash")?,
+            fail_count: uint(row, "fail_count")?,
+            max_fail: uint(row, "max_fail")?,
+            fail_exceeded_at: opt_int(row, "fail_exceeded_at")?,
+            state: parse_state(&text(row, "state")?)?,
+            resync_counter: opt_int(row, "resync_counter")?,
+            resync_at: opt_int(row, "resync_at")?,
+            count_auth: int(row, "count_auth")?,
+            count_auth_success: int(row, "count_auth_success")?,
+            last_auth: opt_int(row, "last_auth")?,
+            created_at: int(row, "created_at")?,
+        })
+    }
+
+    pub(crate) async fn insert_token_impl(&self, t: &NewToken) -> StoreResult<()> {
+        let sealed = self.sealer.seal(&t.seed, &seed_context(&t.serial.0));
+        sqlx::query(
+            "INSERT INTO tokens (serial, kind, owner_source, owner_id, description, seed, algorithm, \
+             digits, period, counter, otp_window, sync_window, pin_hash, fail_count, max_fail, state, \
+             count_auth, count_auth_success, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, 'enabled', 0, 0, $15)",
+        )
+        .bind(t.serial.0.clone())
+        .bind(t.kind.as_str())
+        .bind(t.owner.as_ref().map(|o| o.source.0.clone()))
+        .bind(t.owner.as_ref().map(|o| o.id.0.clone()))
+        .bind(t.description.clone())
+        .bind(sealed)
+        .bind(t.algorithm.as_str())
+        .bind(i64::try_from(t.digits.get()).unwrap_or(6))
+        .bind(i64::from(t.period))
+        .bind(t.counter)
+        .bind(i64::from(t.window))
+        .bind(i64::from(t.sync_window))
+        .bind(t.pin_hash.clone())
+        .bind(i64::from(t.max_fail))
+        .bind(t.created_at)
+        .execute(&self.write)
+        .await
+        .map_err(db_err(&format!("token {}", t.serial)))?;
+        Ok(())
+    }
+
+    pub(crate) async fn token_impl(&self, serial: &Serial) -> StoreResult<Option<Token>> {
+        let sql = format!("SELECT {COLUMNS} FROM tokens WHERE serial = $1");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(serial.0.clone())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(|r| self.token_from_row(r))
+            .transpose()
+    }
+
+    pub(crate) async fn tokens_of_impl(&self, owner: &UserRef) -> StoreResult<Vec<Token>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tokens WHERE owner_source = $1 AND owner_id = $2 ORDER BY serial"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner.source.0.clone())
+            .bind(owner.id.0.clone())
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| self.token_from_row(r)).collect()
+    }
+
+    pub(crate) async fn list_tokens_impl(&self, f: &TokenFilter) -> StoreResult<Vec<Token>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tokens \
+             WHERE ($1 = '' OR (owner_source = $1 AND owner_id = $2)) AND ($3 = '' OR kind = $3) \
+             ORDER BY serial LIMIT $4 OFFSET $5"
+        );
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(
+                f.owner
+                    .as_ref()
+                    .map(|o| o.source.0.clone())
+                    .unwrap_or_default(),
+            )
+            .bind(f.owner.as_ref().map(|o| o.id.0.clone()).unwrap_or_default())
+            .bind(f.kind.map(|k| k.as_str().to_string()).unwrap_or_default())
+            .bind(i64::from(limit))
+            .bind(i64::from(f.offset))
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| self.token_from_row(r)).collect()
+    }
+
+    pub(crate) async fn count_tokens_impl(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
+            .fetch_one(&self.read)
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub(crate) async fn update_token_impl(
+        &self,
+        serial: &Serial,
+        p: &TokenPatch,
+    ) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE tokens SET \
+               description = CASE WHEN $2 = 1 THEN $3 ELSE description END, \
+               state = CASE WHEN $4 = 1 THEN $5 ELSE state END, \
+               pin_hash = CASE WHEN $6 = 1 THEN $7 ELSE pin_hash END, \
+               max_fail = CASE WHEN $8 = 1 THEN $9 ELSE max_fail END, \
+               otp_window = CASE WHEN $10 = 1 THEN $11 ELSE otp_window END, \
+               sync_window = CASE WHEN $12 = 1 THEN $13 ELSE sync_window END, \
+               fail_count = CASE WHEN $14 = 1 THEN 0 ELSE fail_count END, \
+               fail_exceeded_at = CASE WHEN $14 = 1 THEN NULL ELSE fail_exceeded_at END, \
+               counter = CASE WHEN $15 = 1 THEN $16 ELSE counter END, \
+               resync_counter = CASE WHEN $15 = 1 THEN NULL ELSE resync_counter END, \
+               resync_at = CASE WHEN $15 = 1 THEN NULL ELSE resync_at END \
+             WHERE serial = $1",
+        )
+        .bind(serial.0.clone())
+        .bind(b(p.description.is_some()))
+        .bind(p.description.clone().unwrap_or_default())
+        .bind(b(p.state.is_some()))
+        .bind(state_str(p.state.unwrap_or(TokenState::Enabled)))
+        .bind(b(p.pin_hash.is_some()))
+        .bind(p.pin_hash.clone().flatten())
+        .bind(b(p.max_fail.is_some()))
+        .bind(i64::from(p.max_fail.unwrap_or(0)))
+        .bind(b(p.window.is_some()))
+        .bind(i64::from(p.window.unwrap_or(0)))
+        .bind(b(p.sync_window.is_some()))
+        .bind(i64::from(p.sync_window.unwrap_or(0)))
+        .bind(b(p.reset_failcount))
+        .bind(b(p.counter.is_some()))
+        .bind(p.counter.unwrap_or(0))
+        .execute(&self.write)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn delete_token_impl(&self, serial: &Serial) -> StoreResult<bool> {
+        let n = sqlx::query("DELETE FROM tokens WHERE serial = $1")
+            .bind(serial.0.clone())
+            .execute(&self.write)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn delete_tokens_of_impl(&self, owner: &UserRef) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("DELETE FROM tokens WHERE owner_source = $1 AND owner_id = $2")
+                .bind(owner.source.0.clone())
+                .bind(owner.id.0.clone())
+                .execute(&self.write)
+                .await
+                .map_err(backend)?
+                .rows_affected(),
+        )
+    }
+
+    pub(crate) async fn accept_otp_impl(
+        &self,
+        serial: &Serial,
+        counter: i64,
+        now: i64,
+        count_auth: bool,
+    ) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE tokens SET counter = $2 + 1, fail_count = 0, fail_exceeded_at = NULL, \
+               resync_counter = NULL, resync_at = NULL, count_auth = count_auth + $4, \
+               count_auth_success = count_auth_success + $4, last_auth = $3 \
+             WHERE serial = $1 AND counter <= $2 AND state = 'enabled'",
+        )
+        .bind(serial.0.clone())
+        .bind(counter)
+        .bind(now)
+        .bind(b(count_auth))
+        .execute(&self.write)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub(crate) async fn record_otp_failures_impl(
+        &self,
+        serials: &[Serial],
+        now: i64,
+        count_auth: bool,
+    ) -> StoreResult<()> {
+        for serial in serials {
+            sqlx::query(
+                "UPDATE tokens SET \
+                   fail_exceeded_at = CASE WHEN fail_count + 1 >= max_fail AND fail_exceeded_at IS NULL \
+                                           THEN $2 ELSE fail_exceeded_at END, \
+                   fail_count = CASE WHEN fail_count < max_fail THEN fail_count + 1 ELSE fail_count END, \
+                   count_auth = count_auth + $3 \
+                 WHERE serial = $1",
+            )
+            .bind(serial.0.clone())
+            .bind(now)
+            .bind(b(count_auth))
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn set_resync_state_impl(
+        &self,
+        serial: &Serial,
+        counter: Option<i64>,
+        at: Option<i64>,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE tokens SET resync_counter = $2, resync_at = $3 WHERE serial = $1")
+            .bind(serial.0.clone())
+            .bind(counter)
+            .bind(at)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,782 @@
+//! The Store contract, run on SQLite and on PostgreSQL.
+
+use serde_json::json;
+use std::sync::Arc;
+use tessera_core::ids::{AppName, RealmName, Serial, SourceName, TransactionId, UserId, UserRef};
+use tessera_core::model::{
+    AdminAccount, AdminRole, AdminSession, AuditQuery, AuditRecord, NewLocalUser, NewToken,
+    TokenKind, TokenPatch, TokenState, Transaction, TxStatus, User, UserPatch,
+};
+use tessera_core::store::{
+    ConfigKind, FailKind, LockPolicy, Store, StoreError, TokenFilter, UserFilter,
+};
+use tessera_otp::{Algorithm, Digits};
+use tessera_store::{MasterKey, OpenError, SqlStore, StoreOptions};
+use tessera_testkit::PgDatabase;
+use zeroize::Zeroizing;
+
+struct Harness {
+    store: Arc<SqlStore>,
+    url: String,
+    key: MasterKey,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgDatabase>,
+}
+
+impl Harness {
+    async fn sqlite() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let key = MasterKey::generate();
+        let store = SqlStore::open(&url, &key, &StoreOptions::default())
+            .await
+            .unwrap();
+        Harness {
+            store: Arc::new(store),
+            url,
+            key,
+            _dir: Some(dir),
+            _pg: None,
+        }
+    }
+
+    async fn postgres() -> Harness {
+        let pg = PgDatabase::create().await;
+        let key = MasterKey::generate();
+        let store = SqlStore::open(&pg.url, &key, &StoreOptions::default())
+            .await
+            .unwrap();
+        Harness {
+            store: Arc::new(store),
+            url: pg.url.clone(),
+            key,
+            _dir: None,
+            _pg: Some(pg),
+        }
+    }
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let h = super::Harness::sqlite().await;
+                    super::$name(&h).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let h = super::Harness::postgres().await;
+                    super::$name(&h).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    reopen_with_other_key_is_refused,
+    settings_and_documents_bump_version,
+    local_users_crud,
+    token_round_trip_seals_seed,
+    accept_otp_is_single_use,
+    concurrent_accepts_yield_one,
+    fail_counter_caps_and_stamps,
+    token_patch,
+    transactions_advance_once,
+    lockout_counts_locks_and_resets,
+    audit_append_and_query,
+    admins_and_sessions,
+    purge_expired_removes_old_rows,
+);
+
+fn user(source: &str, id: &str, name: &str) -> User {
+    User {
+        source: SourceName::from(source),
+        id: UserId::from(id),
+        username: name.into(),
+        given_name: Some("Alice".into()),
+        surname: Some("Liddell".into()),
+        email: Some(format!("{name}@example.org")),
+        phone: Some("+4930123456".into()),
+        manager: None,
+        groups: vec!["staff".into()],
+        enabled: true,
+        expires_at: None,
+    }
+}
+
+fn token(serial: &str, owner: Option<UserRef>) -> NewToken {
+    NewToken {
+        serial: Serial::from(serial),
+        kind: TokenKind::Totp,
+        owner,
+        description: "phone".into(),
+        seed: Zeroizing::new(b"12345678901234567890".to_vec()),
+        algorithm: Algorithm::Sha1,
+        digits: Digits::Six,
+        period: 30,
+        counter: 0,
+        window: 1,
+        sync_window: 1000,
+        pin_hash: None,
+        max_fail: 3,
+        created_at: 1_700_000_000,
+    }
+}
+
+async fn reopen_with_other_key_is_refused(h: &Harness) {
+    // Same key: fine.
+    SqlStore::open(&h.url, &h.key, &StoreOptions::default())
+        .await
+        .unwrap();
+    let other = MasterKey::generate();
+    let err = SqlStore::open(&h.url, &other, &StoreOptions::default())
+        .await
+        .unwrap_err();
+    match err {
+        OpenError::KeyMismatch { given, expected } => {
+            assert_eq!(given, other.id_hex());
+            assert_eq!(expected, h.key.id_hex());
+        }
+        e => panic!("expected KeyMismatch, got {e}"),
+    }
+}
+
+async fn settings_and_documents_bump_version(h: &Harness) {
+    let s = &h.store;
+    let v0 = s.config_version().await.unwrap();
+    let mut m = serde_json::Map::new();
+    m.insert("prepend_pin".into(), json!(false));
+    m.insert("otp_issuer".into(), json!("ACME"));
+    s.put_settings(&m, 1).await.unwrap();
+    let v1 = s.config_version().await.unwrap();
+    assert!(v1 > v0);
+    let got = s.settings().await.unwrap();
+    assert_eq!(got["prepend_pin"], json!(false));
+    assert_eq!(got["otp_issuer"], json!("ACME"));
+
+    s.put_config_doc(
+        ConfigKind::Realm,
+        "Corp",
+        &json!({"name": "Corp", "sources": ["local"]}),
+        2,
+    )
+    .await
+    .unwrap();
+    // Names are case-insensitive keys: this replaces the document.
+    s.put_config_doc(
+        ConfigKind::Realm,
+        "corp",
+        &json!({"name": "corp", "sources": ["a", "b"]}),
+        3,
+    )
+    .await
+    .unwrap();
+    let docs = s.config_docs(ConfigKind::Realm).await.unwrap();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].name, "corp");
+    assert_eq!(docs[0].body["sources"], json!(["a", "b"]));
+    let v2 = s.config_version().await.unwrap();
+    assert!(v2 > v1);
+    assert!(
+        s.config_docs(ConfigKind::Application)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.delete_config_doc(ConfigKind::Realm, "CORP")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_config_doc(ConfigKind::Realm, "corp")
+            .await
+            .unwrap()
+    );
+    assert!(s.config_version().await.unwrap() > v2);
+
+    s.set_meta("bootstrapped", "1").await.unwrap();
+    assert_eq!(s.meta("bootstrapped").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(s.meta("nothing").await.unwrap(), None);
+}
+
+async fn local_users_crud(h: &Harness) {
+    let s = &h.store;
+    let u = user("local", "u1", "Alice");
+    s.create_local_user(
+        &NewLocalUser {
+            user: u.clone(),
+            password_hash: Some("$argon2id$fake".into()),
+        },
+        10,
+    )
+    .await
+    .unwrap();
+    let dup = s
+        .create_local_user(
+            &NewLocalUser {
+                user: user("local", "u2", "alice"),
+                password_hash: None,
+            },
+            10,
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    // The same name in another source is another user.
+    s.create_local_user(
+        &NewLocalUser {
+            user: user("other", "u2", "alice"),
+            password_hash: None,
+        },
+        10,
+    )
+    .await
+    .unwrap();
+
+    let found = s
+        .local_user_by_name(&SourceName::from("local"), "ALICE")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.user, u);
+    assert_eq!(found.password_hash.as_deref(), Some("$argon2id$fake"));
+    assert!(
+        s.local_user_by_name(&SourceName::from("local"), "bob")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let patch = UserPatch {
+        email: Some(None),
+        groups: Some(vec!["vpn".into(), "admins".into()]),
+        enabled: Some(false),
+        expires_at: Some(Some(2_000_000_000)),
+        password_hash: Some(Some("$argon2id$new".into())),
+        ..UserPatch::default()
+    };
+    assert!(
+        s.update_local_user(&SourceName::from("local"), &UserId::from("u1"), &patch, 20)
+            .await
+            .unwrap()
+    );
+    let after = s
+        .local_user_by_id(&SourceName::from("local"), &UserId::from("u1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.user.email, None);
+    assert_eq!(
+        after.user.groups,
+        vec!["vpn".to_string(), "admins".to_string()]
+    );
+    assert!(!after.user.enabled);
+    assert_eq!(after.user.expires_at, Some(2_000_000_000));
+    assert_eq!(after.user.given_name.as_deref(), Some("Alice"));
+    assert_eq!(after.password_hash.as_deref(), Some("$argon2id$new"));
+    assert_eq!(after.updated_at, 20);
+
+    let all = s.list_local_users(&UserFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let filtered = s
+        .list_local_users(&UserFilter {
+            source: Some(SourceName::from("local")),
+            search: Some("lid".into()),
+            ..UserFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(filtered.len(), 1);
+    // LIKE wildcards in the search are literal.
+    let none = s
+        .list_local_users(&UserFilter {
+            search: Some("%".into()),
+            ..UserFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(s.count_local_users(None).await.unwrap(), 2);
+    assert_eq!(
+        s.count_local_users(Some(&SourceName::from("other")))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        s.delete_local_user(&SourceName::from("local"), &UserId::from("u1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_local_user(&SourceName::from("local"), &UserId::from("u1"))
+            .await
+            .unwrap()
+    );
+}
+
+async fn token_round_trip_seals_seed(h: &Harness) {
+    let s = &h.store;
+    let owner = UserRef {
+        source: SourceName::from("local"),
+        id: UserId::from("u1"),
+    };
+    s.insert_token(&token("TOTP0001", Some(owner.clone())))
+        .await
+        .unwrap();
+    s.insert_token(&token("TOTP0002", Some(owner.clone())))
+        .await
+        .unwrap();
+    s.insert_token(&token("TOTP0003", None)).await.unwrap();
+    let dup = s.insert_token(&token("TOTP0001", None)).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))));
+
+    let t = s.token(&Serial::from("TOTP0001")).await.unwrap().unwrap();
+    assert_eq!(t.seed.as_slice(), b"12345678901234567890");
+    assert_eq!(t.owner, Some(owner.clone()));
+    assert_eq!(t.state, TokenState::Enabled);
+    assert_eq!(t.digits, Digits::Six);
+    assert_eq!(s.tokens_of(&owner).await.unwrap().len(), 2);
+    assert_eq!(s.count_tokens().await.unwrap(), 3);
+    let listed = s
+        .list_tokens(&TokenFilter {
+            owner: Some(owner.clone()),
+            ..TokenFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+
+    // The seed is not in the database in clear.
+    let raw: Vec<u8> = match s.backend() {
+        "sqlite" => {
+            let path = h.url.trim_start_matches("sqlite://").to_string();
+            s.close().await;
+            let mut bytes = std::fs::read(&path).unwrap();
+            if let Ok(wal) = std::fs::read(format!("{path}-wal")) {
+                bytes.extend(wal);
+            }
+            bytes
+        }
+        _ => {
+            use sqlx::Connection;
+            let mut conn = sqlx::postgres::PgConnection::connect(&h.url).await.unwrap();
+            let seeds: Vec<Vec<u8>> = sqlx::query_scalar("SELECT seed FROM tokens")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            seeds.concat()
+        }
+    };
+    assert!(
+        !raw.windows(20).any(|w| w == b"12345678901234567890"),
+        "seed found in clear"
+    );
+    assert!(
+        !raw.windows(32)
+            .any(|w| w == b"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+    );
+}
+
+async fn accept_otp_is_single_use(h: &Harness) {
+    let s = &h.store;
+    s.insert_token(&token("T1", None)).await.unwrap();
+    let serial = Serial::from("T1");
+    assert!(s.accept_otp(&serial, 5, 100, true).await.unwrap());
+    assert!(
+        !s.accept_otp(&serial, 5, 101, true).await.unwrap(),
+        "replay"
+    );
+    assert!(!s.accept_otp(&serial, 4, 101, true).await.unwrap(), "older");
+    assert!(s.accept_otp(&serial, 7, 102, true).await.unwrap());
+    let t = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!(t.counter, 8);
+    assert_eq!(t.count_auth_success, 2);
+    assert_eq!(t.last_auth, Some(102));
+    // A disabled token accepts nothing.
+    s.update_token(
+        &serial,
+        &TokenPatch {
+            state: Some(TokenState::Disabled),
+            ..TokenPatch::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!s.accept_otp(&serial, 9, 103, true).await.unwrap());
+    // Without the auth counter the counts stay.
+    s.update_token(
+        &serial,
+        &TokenPatch {
+            state: Some(TokenState::Enabled),
+            ..TokenPatch::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(s.accept_otp(&serial, 9, 104, false).await.unwrap());
+    assert_eq!(
+        s.token(&serial).await.unwrap().unwrap().count_auth_success,
+        2
+    );
+}
+
+async fn concurrent_accepts_yield_one(h: &Harness) {
+    let s = h.store.clone();
+    s.insert_token(&token("RACE", None)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.accept_otp(&Serial::from("RACE"), 42, 1, true)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+async fn fail_counter_caps_and_stamps(h: &Harness) {
+    let s = &h.store;
+    s.insert_token(&token("F1", None)).await.unwrap();
+    let serial = Serial::from("F1");
+    for now in [10, 20, 30, 40, 50] {
+        s.record_otp_failures(std::slice::from_ref(&serial), now, true)
+            .await
+            .unwrap();
+    }
+    let t = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!(t.fail_count, 3, "capped at max_fail");
+    assert_eq!(t.fail_exceeded_at, Some(30), "stamped once, when reached");
+    assert_eq!(t.count_auth, 5);
+    assert!(t.is_locked_by_failcount(31, 0));
+    assert!(t.is_locked_by_failcount(31, 1));
+    assert!(!t.is_locked_by_failcount(30 + 60, 1));
+    // A success clears the counter and the stamp.
+    assert!(s.accept_otp(&serial, 1, 100, true).await.unwrap());
+    let t = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!((t.fail_count, t.fail_exceeded_at), (0, None));
+
+    s.set_resync_state(&serial, Some(77), Some(5))
+        .await
+        .unwrap();
+    let t = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!((t.resync_counter, t.resync_at), (Some(77), Some(5)));
+}
+
+async fn token_patch(h: &Harness) {
+    let s = &h.store;
+    s.insert_token(&token("P1", None)).await.unwrap();
+    let serial = Serial::from("P1");
+    s.record_otp_failures(std::slice::from_ref(&serial), 1, true)
+        .await
+        .unwrap();
+    assert!(
+        s.update_token(
+            &serial,
+            &TokenPatch {
+                description: Some("backup phone".into()),
+                pin_hash: Some(Some("$argon2id$pin".into())),
+                max_fail: Some(20),
+                window: Some(3),
+                sync_window: Some(50),
+                reset_failcount: true,
+                counter: Some(1234),
+                ..TokenPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+    );
+    let t = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!(t.description, "backup phone");
+    assert_eq!(t.pin_hash.as_deref(), Some("$argon2id$pin"));
+    assert_eq!((t.max_fail, t.window, t.sync_window), (20, 3, 50));
+    assert_eq!((t.fail_count, t.counter), (0, 1234));
+    // An empty patch changes nothing; removing the PIN.
+    s.update_token(&serial, &TokenPatch::default())
+        .await
+        .unwrap();
+    s.update_token(
+        &serial,
+        &TokenPatch {
+            pin_hash: Some(None),
+            ..TokenPatch::default()
+        },
+    )
+    .await
+    .unwrap();
+    let t2 = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!(t2.pin_hash, None);
+    assert_eq!(t2.description, "backup phone");
+    assert!(
+        !s.update_token(&Serial::from("nope"), &TokenPatch::default())
+            .await
+            .unwrap()
+    );
+    assert!(s.delete_token(&serial).await.unwrap());
+    assert!(s.token(&serial).await.unwrap().is_none());
+}
+
+async fn transactions_advance_once(h: &Harness) {
+    let s = &h.store;
+    let id = TransactionId::parse("12345678901234567890").unwrap();
+    let tx = Transaction {
+        id: id.clone(),
+        user: UserRef {
+            source: SourceName::from("local"),
+            id: UserId::from("u1"),
+        },
+        username: "alice".into(),
+        realm: RealmName::from("default"),
+        application: AppName::from("vpn"),
+        next_factor: 1,
+        status: TxStatus::Pending,
+        serials: vec![Serial::from("A"), Serial::from("B")],
+        created_at: 100,
+        expires_at: 220,
+    };
+    s.create_transaction(&tx).await.unwrap();
+    assert!(matches!(
+        s.create_transaction(&tx).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.transaction(&id).await.unwrap().unwrap(), tx);
+    assert!(
+        s.advance_transaction(&id, 1, 2, &[Serial::from("C")], false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.advance_transaction(&id, 1, 2, &[], false).await.unwrap(),
+        "moved already"
+    );
+    let t = s.transaction(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.next_factor, t.serials.clone()),
+        (2, vec![Serial::from("C")])
+    );
+    assert!(s.advance_transaction(&id, 2, 2, &[], true).await.unwrap());
+    assert_eq!(
+        s.transaction(&id).await.unwrap().unwrap().status,
+        TxStatus::Completed
+    );
+    assert!(!s.advance_transaction(&id, 2, 2, &[], true).await.unwrap());
+    let other = TransactionId::parse("00000000000000000001").unwrap();
+    assert!(s.transaction(&other).await.unwrap().is_none());
+    assert!(
+        !s.set_transaction_status(&other, TxStatus::Answered)
+            .await
+            .unwrap()
+    );
+}
+
+async fn lockout_counts_locks_and_resets(h: &Harness) {
+    let s = &h.store;
+    let p = LockPolicy {
+        max_password: 3,
+        max_otp: 2,
+        lock_secs: 600,
+        interval_secs: 300,
+    };
+    let st = s
+        .record_auth_failure("k", FailKind::Password, 1000, &p)
+        .await
+        .unwrap();
+    assert_eq!(
+        (st.password_fails, st.otp_fails, st.locked_until),
+        (1, 0, None)
+    );
+    let st = s
+        .record_auth_failure("k", FailKind::Otp, 1010, &p)
+        .await
+        .unwrap();
+    assert_eq!(
+        (st.password_fails, st.otp_fails, st.first_fail_at),
+        (1, 1, 1000)
+    );
+    let st = s
+        .record_auth_failure("k", FailKind::Otp, 1020, &p)
+        .await
+        .unwrap();
+    assert_eq!(st.otp_fails, 2);
+    assert_eq!(st.locked_until, Some(1620), "OTP budget used up");
+    assert!(st.is_locked(1619) && !st.is_locked(1620));
+    assert_eq!(s.lock_state("k").await.unwrap(), Some(st));
+    // After the lock ran out the count starts afresh.
+    let st = s
+        .record_auth_failure("k", FailKind::Otp, 1700, &p)
+        .await
+        .unwrap();
+    assert_eq!(
+        (st.password_fails, st.otp_fails, st.locked_until),
+        (0, 1, None)
+    );
+    // Failures further apart than the interval start afresh too.
+    let st = s
+        .record_auth_failure("k", FailKind::Password, 1700 + 300, &p)
+        .await
+        .unwrap();
+    assert_eq!(
+        (st.password_fails, st.otp_fails, st.first_fail_at),
+        (1, 0, 2000)
+    );
+    s.clear_lock("k").await.unwrap();
+    assert_eq!(s.lock_state("k").await.unwrap(), None);
+    // A budget of one locks on the first failure.
+    let one = LockPolicy {
+        max_password: 1,
+        ..p
+    };
+    let st = s
+        .record_auth_failure("j", FailKind::Password, 5, &one)
+        .await
+        .unwrap();
+    assert_eq!(st.locked_until, Some(605));
+}
+
+async fn audit_append_and_query(h: &Harness) {
+    let s = &h.store;
+    for i in 0..5 {
+        s.append_audit(&AuditRecord {
+            at_ms: 1000 + i,
+            actor: "user".into(),
+            action: "authenticate".into(),
+            door: "validate".into(),
+            user: Some(if i % 2 == 0 { "Alice" } else { "bob" }.into()),
+            serial: Some(format!("S{i}")),
+            result: if i == 4 { "accept" } else { "reject" }.into(),
+            reason: "x".repeat(3000),
+            client_ip: Some("10.0.0.1".into()),
+            ..AuditRecord::default()
+        })
+        .await
+        .unwrap();
+    }
+    let all = s.query_audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert!(all[0].id > all[4].id, "newest first");
+    assert_eq!(all[0].reason.len(), 2000, "reason clipped");
+    let alice = s
+        .query_audit(&AuditQuery {
+            user: Some("alice".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alice.len(), 3);
+    let accepted = s
+        .query_audit(&AuditQuery {
+            result: Some("accept".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].serial.as_deref(), Some("S4"));
+    let page = s
+        .query_audit(&AuditQuery {
+            limit: Some(2),
+            before_id: Some(all[1].id),
+            since_ms: Some(1001),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].id, all[2].id);
+}
+
+async fn admins_and_sessions(h: &Harness) {
+    let s = &h.store;
+    let a = AdminAccount {
+        name: "root".into(),
+        password_hash: "$argon2id$x".into(),
+        role: AdminRole::Admin,
+        enabled: true,
+        created_at: 1,
+    };
+    s.create_admin(&a).await.unwrap();
+    assert!(matches!(
+        s.create_admin(&a).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.admin("root").await.unwrap(), Some(a.clone()));
+    assert!(
+        s.update_admin_password("root", "$argon2id$y")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.list_admins().await.unwrap()[0].password_hash,
+        "$argon2id$y"
+    );
+    let sess = AdminSession {
+        token_hash: "abc".into(),
+        admin: "root".into(),
+        role: AdminRole::Admin,
+        created_at: 1,
+        expires_at: 100,
+    };
+    s.create_session(&sess).await.unwrap();
+    assert_eq!(s.session("abc").await.unwrap(), Some(sess));
+    s.delete_sessions_of("root").await.unwrap();
+    assert_eq!(s.session("abc").await.unwrap(), None);
+    assert!(s.delete_admin("root").await.unwrap());
+    assert_eq!(s.admin("root").await.unwrap(), None);
+}
+
+async fn purge_expired_removes_old_rows(h: &Harness) {
+    let s = &h.store;
+    let mk = |id: &str, expires| Transaction {
+        id: TransactionId::parse(id).unwrap(),
+        user: UserRef {
+            source: SourceName::from("local"),
+            id: UserId::from("u"),
+        },
+        username: "u".into(),
+        realm: RealmName::from("r"),
+        application: AppName::from("a"),
+        next_factor: 0,
+        status: TxStatus::Pending,
+        serials: vec![],
+        created_at: 0,
+        expires_at: expires,
+    };
+    s.create_transaction(&mk("11111111111111111111", 100))
+        .await
+        .unwrap();
+    s.create_transaction(&mk("22222222222222222222", 10_000))
+        .await
+        .unwrap();
+    s.create_session(&AdminSession {
+        token_hash: "old".into(),
+        admin: "a".into(),
+        role: AdminRole::Auditor,
+        created_at: 0,
+        expires_at: 50,
+    })
+    .await
+    .unwrap();
+    let n = s.purge_expired(100 + 3601).await.unwrap();
+    assert_eq!(n, 2);
+    assert!(
+        s.transaction(&TransactionId::parse("22222222222222222222").unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
