@@ -1,1 +1,138 @@
-//! stub
+//! Tessera's HTTP front doors: the privacyIDEA/eduMFA-compatible validate API (`/validate/*`,
+//! `/auth`), the admin REST API under `/api/v1` with its OpenAPI document, and `/healthz`,
+//! `/readyz`, `/metrics`.
+//!
+//! Handlers turn HTTP into calls on the engine (or the admin service) and map the result back in
+//! one place each. May depend on: `tessera-core`, `tessera-otp`.
+
+mod admin_api;
+mod health;
+mod params;
+mod pi;
+mod validate;
+
+pub use admin_api::ROUTES as ADMIN_ROUTES;
+pub use params::Params;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+use tessera_core::admin::Admin;
+use tessera_core::engine::Engine;
+use tessera_core::rng::random_hex;
+
+/// Renders the Prometheus exposition text (provided by the binary, which owns the recorder).
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub engine: Arc<Engine>,
+    pub admin: Admin,
+    pub metrics: Option<MetricsRender>,
+}
+
+impl std::fmt::Debug for HttpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpState").finish_non_exhaustive()
+    }
+}
+
+impl HttpState {
+    pub fn new(engine: Arc<Engine>, metrics: Option<MetricsRender>) -> Self {
+        HttpState {
+            admin: Admin::new(engine.clone()),
+            engine,
+            metrics,
+        }
+    }
+
+    /// A random id under which an internal fault is logged; the client sees only the id.
+    pub(crate) fn error_id(&self) -> String {
+        random_hex(self.engine.ports().rng.as_ref(), 6)
+    }
+
+    /// The client of a request: the peer, or whom a trusted proxy names (X-Forwarded-For, the
+    /// `client` parameter) per the `override_client` setting.
+    pub(crate) fn client_ip(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        claimed: Option<&str>,
+    ) -> IpAddr {
+        let mut forwarded: Vec<IpAddr> = Vec::new();
+        for value in headers.get_all("x-forwarded-for") {
+            let Ok(text) = value.to_str() else { break };
+            for part in text.split(',') {
+                match part.trim().parse::<IpAddr>() {
+                    Ok(ip) => forwarded.push(ip),
+                    Err(_) => break,
+                }
+            }
+        }
+        forwarded.reverse();
+        let claimed = claimed.and_then(|c| c.trim().parse::<IpAddr>().ok());
+        self.engine
+            .resolve_client_ip(peer.ip().to_canonical(), &forwarded, claimed)
+    }
+}
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// All routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .merge(validate::routes())
+        .nest("/api/v1", admin_api::routes())
+        .merge(health::routes())
+        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    res
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("tessera_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("tessera_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    res
+}
+
+/// Exposes `State` for the modules without repeating the type.
+pub(crate) type St = State<HttpState>;

@@ -10,11 +10,14 @@ mod otp;
 mod request;
 mod snapshot;
 
+pub use flow::Triggered;
 pub use request::{
     Accepted, AuthRequest, Challenged, ClientMode, Door, Outcome, PollStatus, Prompt,
     REJECT_MESSAGE, RejectReason, Rejected, RequestCtx,
 };
 pub use snapshot::Snapshot;
+
+pub(crate) use otp::sync_range as sync_range_of;
 
 use crate::clock::Clock;
 use crate::hashing::{HashCost, HashError, PasswordHasher};

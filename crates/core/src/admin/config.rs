@@ -1,0 +1,657 @@
+//! Configuration objects (user sources, realms, applications), settings, the declarative
+//! file of `tessera apply`/`tessera export`, and the defaults of a new installation.
+
+use super::{Actor, Admin, AdminError, AdminResult, Target};
+use crate::ids::{AppName, RealmName, SourceName};
+use crate::model::{AppKind, Application, Factor, Method, Realm, UserSourceDef, UserSourceKind};
+use crate::settings::SystemSettings;
+use crate::store::{ConfigKind, Store, StoreResult};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Everything `tessera apply` manages, as one reviewable document.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Declaration {
+    /// Settings that differ from the defaults.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub settings: Map<String, Value>,
+    #[serde(default, rename = "user_source", skip_serializing_if = "Vec::is_empty")]
+    pub user_sources: Vec<UserSourceDef>,
+    #[serde(default, rename = "realm", skip_serializing_if = "Vec::is_empty")]
+    pub realms: Vec<Realm>,
+    #[serde(default, rename = "application", skip_serializing_if = "Vec::is_empty")]
+    pub applications: Vec<Application>,
+}
+
+/// One step of applying a declaration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum PlannedChange {
+    Create {
+        kind: String,
+        name: String,
+    },
+    Update {
+        kind: String,
+        name: String,
+        before: Value,
+        after: Value,
+    },
+    Delete {
+        kind: String,
+        name: String,
+    },
+    /// In the store, not in the file; kept because pruning was not asked for.
+    Keep {
+        kind: String,
+        name: String,
+    },
+    Setting {
+        key: String,
+        before: Value,
+        after: Value,
+    },
+}
+
+impl std::fmt::Display for PlannedChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlannedChange::Create { kind, name } => write!(f, "+ create {kind} '{name}'"),
+            PlannedChange::Update {
+                kind,
+                name,
+                before,
+                after,
+            } => write!(f, "~ update {kind} '{name}': {before} -> {after}"),
+            PlannedChange::Delete { kind, name } => write!(f, "- delete {kind} '{name}'"),
+            PlannedChange::Keep { kind, name } => write!(
+                f,
+                "  keep {kind} '{name}' (not in the file; --prune would delete it)"
+            ),
+            PlannedChange::Setting { key, before, after } => {
+                write!(f, "~ setting {key}: {before} -> {after}")
+            }
+        }
+    }
+}
+
+impl PlannedChange {
+    pub fn is_change(&self) -> bool {
+        !matches!(self, PlannedChange::Keep { .. })
+    }
+}
+
+/// Creates the objects a new installation starts with, once: the local user source, the
+/// `default` realm searching it, and the `default` application (one factor: soft OTP with the
+/// token PIN, as privacyIDEA's `/validate/check` behaves).
+pub async fn bootstrap_defaults(store: &dyn Store, now: i64) -> StoreResult<bool> {
+    if store.meta("bootstrapped").await?.is_some() {
+        return Ok(false);
+    }
+    let source = UserSourceDef {
+        name: SourceName::from("local"),
+        kind: UserSourceKind::Local,
+        description: "Users kept in Tessera".into(),
+    };
+    let realm = Realm {
+        name: RealmName::from("default"),
+        sources: vec![source.name.clone()],
+        description: "The default realm".into(),
+    };
+    let app = Application {
+        name: AppName::from("default"),
+        kind: AppKind::Normal,
+        description: "Token PIN + OTP, as privacyIDEA's /validate/check".into(),
+        factors: vec![Factor {
+            methods: vec![Method::SoftOtp],
+            risk: false,
+        }],
+    };
+    let to_value = |v: serde_json::Result<Value>| {
+        v.map_err(|e| crate::store::StoreError::Backend(e.to_string()))
+    };
+    store
+        .put_config_doc(
+            ConfigKind::UserSource,
+            source.name.as_str(),
+            &to_value(serde_json::to_value(&source))?,
+            now,
+        )
+        .await?;
+    store
+        .put_config_doc(
+            ConfigKind::Realm,
+            realm.name.as_str(),
+            &to_value(serde_json::to_value(&realm))?,
+            now,
+        )
+        .await?;
+    store
+        .put_config_doc(
+            ConfigKind::Application,
+            app.name.as_str(),
+            &to_value(serde_json::to_value(&app))?,
+            now,
+        )
+        .await?;
+    store.set_meta("bootstrapped", &now.to_string()).await?;
+    Ok(true)
+}
+
+fn json<T: Serialize>(v: &T) -> AdminResult<Value> {
+    serde_json::to_value(v).map_err(|e| AdminError::invalid(e.to_string()))
+}
+
+impl Admin {
+    /// The configuration as stored now.
+    pub async fn export(&self) -> AdminResult<Declaration> {
+        let store = self.engine.store();
+        let mut decl = Declaration {
+            settings: store.settings().await?,
+            ..Declaration::default()
+        };
+        for doc in store.config_docs(ConfigKind::UserSource).await? {
+            decl.user_sources.push(
+                serde_json::from_value(doc.body)
+                    .map_err(|e| AdminError::invalid(format!("user source {}: {e}", doc.name)))?,
+            );
+        }
+        for doc in store.config_docs(ConfigKind::Realm).await? {
+            decl.realms.push(
+                serde_json::from_value(doc.body)
+                    .map_err(|e| AdminError::invalid(format!("realm {}: {e}", doc.name)))?,
+            );
+        }
+        for doc in store.config_docs(ConfigKind::Application).await? {
+            decl.applications.push(
+                serde_json::from_value(doc.body)
+                    .map_err(|e| AdminError::invalid(format!("application {}: {e}", doc.name)))?,
+            );
+        }
+        Ok(decl)
+    }
+
+    /// Checks a complete configuration for consistency: every object valid, names unique,
+    /// every reference resolvable, settings valid. Reports every problem.
+    fn check_declaration(decl: &Declaration) -> Vec<String> {
+        let mut errs = Vec::new();
+        let mut sources = BTreeMap::new();
+        for s in &decl.user_sources {
+            errs.extend(
+                s.problems()
+                    .into_iter()
+                    .map(|e| format!("user source '{}': {e}", s.name)),
+            );
+            if sources.insert(s.name.0.to_lowercase(), s).is_some() {
+                errs.push(format!("user source '{}' is defined twice", s.name));
+            }
+        }
+        let mut realms = BTreeMap::new();
+        for r in &decl.realms {
+            errs.extend(
+                r.problems()
+                    .into_iter()
+                    .map(|e| format!("realm '{}': {e}", r.name)),
+            );
+            for s in &r.sources {
+                if !sources.contains_key(&s.0.to_lowercase()) {
+                    errs.push(format!(
+                        "realm '{}': user source '{s}' does not exist",
+                        r.name
+                    ));
+                }
+            }
+            if realms.insert(r.name.0.to_lowercase(), r).is_some() {
+                errs.push(format!("realm '{}' is defined twice", r.name));
+            }
+        }
+        let mut apps = BTreeMap::new();
+        for a in &decl.applications {
+            errs.extend(
+                a.problems()
+                    .into_iter()
+                    .map(|e| format!("application '{}': {e}", a.name)),
+            );
+            if apps.insert(a.name.0.to_lowercase(), a).is_some() {
+                errs.push(format!("application '{}' is defined twice", a.name));
+            }
+        }
+        match SystemSettings::default().merged(&decl.settings) {
+            Ok(s) => {
+                if !realms.contains_key(&s.default_realm.to_lowercase()) {
+                    errs.push(format!(
+                        "setting default_realm: realm '{}' does not exist",
+                        s.default_realm
+                    ));
+                }
+                if !apps.contains_key(&s.validate_application.to_lowercase()) {
+                    errs.push(format!(
+                        "setting validate_application: application '{}' does not exist",
+                        s.validate_application
+                    ));
+                }
+            }
+            Err(es) => errs.extend(es.into_iter().map(|e| format!("setting {e}"))),
+        }
+        errs
+    }
+
+    /// Computes what applying `desired` changes. With `prune`, objects missing from the file
+    /// are deleted; otherwise they are kept (and listed).
+    pub async fn plan(
+        &self,
+        desired: &Declaration,
+        prune: bool,
+    ) -> AdminResult<Vec<PlannedChange>> {
+        let current = self.export().await?;
+        // The result must be consistent: what is kept plus what the file brings.
+        let mut effective = desired.clone();
+        if !prune {
+            let have: Vec<String> = desired
+                .user_sources
+                .iter()
+                .map(|s| s.name.0.to_lowercase())
+                .collect();
+            for s in &current.user_sources {
+                if !have.contains(&s.name.0.to_lowercase()) {
+                    effective.user_sources.push(s.clone());
+                }
+            }
+            let have: Vec<String> = desired
+                .realms
+                .iter()
+                .map(|s| s.name.0.to_lowercase())
+                .collect();
+            for r in &current.realms {
+                if !have.contains(&r.name.0.to_lowercase()) {
+                    effective.realms.push(r.clone());
+                }
+            }
+            let have: Vec<String> = desired
+                .applications
+                .iter()
+                .map(|s| s.name.0.to_lowercase())
+                .collect();
+            for a in &current.applications {
+                if !have.contains(&a.name.0.to_lowercase()) {
+                    effective.applications.push(a.clone());
+                }
+            }
+            for (k, v) in &current.settings {
+                effective
+                    .settings
+                    .entry(k.clone())
+                    .or_insert_with(|| v.clone());
+            }
+        }
+        let errs = Self::check_declaration(&effective);
+        if !errs.is_empty() {
+            return Err(AdminError::Invalid(errs));
+        }
+        let mut changes = Vec::new();
+        diff(
+            "user_source",
+            &current.user_sources,
+            &desired.user_sources,
+            |s| s.name.0.clone(),
+            prune,
+            &mut changes,
+        )?;
+        diff(
+            "realm",
+            &current.realms,
+            &desired.realms,
+            |r| r.name.0.clone(),
+            prune,
+            &mut changes,
+        )?;
+        diff(
+            "application",
+            &current.applications,
+            &desired.applications,
+            |a| a.name.0.clone(),
+            prune,
+            &mut changes,
+        )?;
+        let defaults = SystemSettings::default().to_map();
+        let merged = SystemSettings::default()
+            .merged(&desired.settings)
+            .map_err(|es| AdminError::Invalid(es.iter().map(|e| format!("setting {e}")).collect()))?
+            .to_map();
+        for (key, after) in &merged {
+            let before = current
+                .settings
+                .get(key)
+                .cloned()
+                .or_else(|| defaults.get(key).cloned())
+                .unwrap_or(Value::Null);
+            let named = desired.settings.contains_key(key);
+            let stored = current.settings.contains_key(key);
+            // A setting the file names is set; one it leaves out returns to its default only
+            // when pruning.
+            if (named || (prune && stored)) && before != *after {
+                changes.push(PlannedChange::Setting {
+                    key: key.clone(),
+                    before,
+                    after: after.clone(),
+                });
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Applies a declaration (after `plan` succeeded). Idempotent: applying the same file
+    /// twice changes nothing the second time.
+    pub async fn apply(
+        &self,
+        actor: &Actor,
+        desired: &Declaration,
+        prune: bool,
+    ) -> AdminResult<Vec<PlannedChange>> {
+        let changes = self.plan(desired, prune).await?;
+        let store = self.engine.store();
+        let now = self.now();
+        // Create and update first, in dependency order; delete last, in reverse order.
+        for s in &desired.user_sources {
+            if touches(&changes, "user_source", s.name.as_str()) {
+                store
+                    .put_config_doc(ConfigKind::UserSource, s.name.as_str(), &json(s)?, now)
+                    .await?;
+            }
+        }
+        for r in &desired.realms {
+            if touches(&changes, "realm", r.name.as_str()) {
+                store
+                    .put_config_doc(ConfigKind::Realm, r.name.as_str(), &json(r)?, now)
+                    .await?;
+            }
+        }
+        for a in &desired.applications {
+            if touches(&changes, "application", a.name.as_str()) {
+                store
+                    .put_config_doc(ConfigKind::Application, a.name.as_str(), &json(a)?, now)
+                    .await?;
+            }
+        }
+        let mut settings = Map::new();
+        for c in &changes {
+            if let PlannedChange::Setting { key, after, .. } = c {
+                settings.insert(key.clone(), after.clone());
+            }
+        }
+        if !settings.is_empty() {
+            store.put_settings(&settings, now).await?;
+        }
+        for kind in [
+            ConfigKind::Application,
+            ConfigKind::Realm,
+            ConfigKind::UserSource,
+        ] {
+            for c in &changes {
+                if let PlannedChange::Delete { kind: k, name } = c
+                    && k == kind.as_str()
+                {
+                    store.delete_config_doc(kind, name).await?;
+                }
+            }
+        }
+        for c in changes.iter().filter(|c| c.is_change()) {
+            self.audit(
+                actor,
+                "config_apply",
+                Target::default(),
+                "ok",
+                &c.to_string(),
+            )
+            .await?;
+        }
+        self.engine.reload().await?;
+        Ok(changes)
+    }
+
+    /// Creates or replaces one configuration object, checked against the rest.
+    async fn put_object(
+        &self,
+        actor: &Actor,
+        change: impl FnOnce(&mut Declaration),
+    ) -> AdminResult<Vec<PlannedChange>> {
+        let mut decl = self.export().await?;
+        change(&mut decl);
+        let changes = self.apply(actor, &decl, false).await?;
+        Ok(changes)
+    }
+
+    pub async fn put_application(
+        &self,
+        actor: &Actor,
+        app: Application,
+    ) -> AdminResult<Application> {
+        let name = app.name.clone();
+        self.put_object(actor, |d| {
+            d.applications
+                .retain(|a| !a.name.0.eq_ignore_ascii_case(name.as_str()));
+            d.applications.push(app);
+        })
+        .await?;
+        self.get_application(name.as_str())
+    }
+
+    pub async fn put_realm(&self, actor: &Actor, realm: Realm) -> AdminResult<Realm> {
+        let name = realm.name.clone();
+        self.put_object(actor, |d| {
+            d.realms
+                .retain(|r| !r.name.0.eq_ignore_ascii_case(name.as_str()));
+            d.realms.push(realm);
+        })
+        .await?;
+        self.get_realm(name.as_str())
+    }
+
+    pub async fn put_user_source(
+        &self,
+        actor: &Actor,
+        source: UserSourceDef,
+    ) -> AdminResult<UserSourceDef> {
+        let name = source.name.clone();
+        self.put_object(actor, |d| {
+            d.user_sources
+                .retain(|s| !s.name.0.eq_ignore_ascii_case(name.as_str()));
+            d.user_sources.push(source);
+        })
+        .await?;
+        self.get_user_source(name.as_str())
+    }
+
+    pub fn get_application(&self, name: &str) -> AdminResult<Application> {
+        self.engine
+            .snapshot()
+            .application(&AppName::from(name))
+            .cloned()
+            .ok_or_else(|| AdminError::NotFound(format!("application '{name}'")))
+    }
+
+    pub fn get_realm(&self, name: &str) -> AdminResult<Realm> {
+        self.engine
+            .snapshot()
+            .realm(name)
+            .cloned()
+            .ok_or_else(|| AdminError::NotFound(format!("realm '{name}'")))
+    }
+
+    pub fn get_user_source(&self, name: &str) -> AdminResult<UserSourceDef> {
+        self.engine
+            .snapshot()
+            .source_defs
+            .get(&name.to_lowercase())
+            .cloned()
+            .ok_or_else(|| AdminError::NotFound(format!("user source '{name}'")))
+    }
+
+    pub fn list_applications(&self) -> Vec<Application> {
+        self.engine
+            .snapshot()
+            .applications
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn list_realms(&self) -> Vec<Realm> {
+        self.engine.snapshot().realms.values().cloned().collect()
+    }
+
+    pub fn list_user_sources(&self) -> Vec<UserSourceDef> {
+        self.engine
+            .snapshot()
+            .source_defs
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    async fn delete_object(&self, actor: &Actor, kind: ConfigKind, name: &str) -> AdminResult<()> {
+        let mut decl = self.export().await?;
+        let before = (
+            decl.user_sources.len(),
+            decl.realms.len(),
+            decl.applications.len(),
+        );
+        match kind {
+            ConfigKind::UserSource => decl
+                .user_sources
+                .retain(|s| !s.name.0.eq_ignore_ascii_case(name)),
+            ConfigKind::Realm => decl.realms.retain(|s| !s.name.0.eq_ignore_ascii_case(name)),
+            ConfigKind::Application => decl
+                .applications
+                .retain(|s| !s.name.0.eq_ignore_ascii_case(name)),
+        }
+        if before
+            == (
+                decl.user_sources.len(),
+                decl.realms.len(),
+                decl.applications.len(),
+            )
+        {
+            return Err(AdminError::NotFound(format!(
+                "{} '{name}'",
+                kind.as_str().replace('_', " ")
+            )));
+        }
+        if kind == ConfigKind::UserSource {
+            let users = self
+                .engine
+                .store()
+                .count_local_users(Some(&SourceName::from(name)))
+                .await?;
+            if users > 0 {
+                return Err(AdminError::Forbidden(format!(
+                    "user source '{name}' still holds {users} user(s); delete them first"
+                )));
+            }
+        }
+        self.apply(actor, &decl, true).await?;
+        Ok(())
+    }
+
+    pub async fn delete_application(&self, actor: &Actor, name: &str) -> AdminResult<()> {
+        self.delete_object(actor, ConfigKind::Application, name)
+            .await
+    }
+
+    pub async fn delete_realm(&self, actor: &Actor, name: &str) -> AdminResult<()> {
+        self.delete_object(actor, ConfigKind::Realm, name).await
+    }
+
+    pub async fn delete_user_source(&self, actor: &Actor, name: &str) -> AdminResult<()> {
+        self.delete_object(actor, ConfigKind::UserSource, name)
+            .await
+    }
+
+    /// All settings with their current values.
+    pub fn settings(&self) -> SystemSettings {
+        self.engine.snapshot().settings.clone()
+    }
+
+    /// Changes settings; every problem is reported and nothing changes on error.
+    pub async fn update_settings(
+        &self,
+        actor: &Actor,
+        changes: Map<String, Value>,
+    ) -> AdminResult<SystemSettings> {
+        if changes.is_empty() {
+            return Err(AdminError::invalid("no settings given"));
+        }
+        self.put_object(actor, |d| {
+            for (k, v) in changes {
+                d.settings.insert(k, v);
+            }
+        })
+        .await?;
+        Ok(self.settings())
+    }
+}
+
+fn touches(changes: &[PlannedChange], kind: &str, name: &str) -> bool {
+    changes.iter().any(|c| match c {
+        PlannedChange::Create { kind: k, name: n }
+        | PlannedChange::Update {
+            kind: k, name: n, ..
+        } => k == kind && n.eq_ignore_ascii_case(name),
+        _ => false,
+    })
+}
+
+fn diff<T: Serialize>(
+    kind: &str,
+    current: &[T],
+    desired: &[T],
+    name: impl Fn(&T) -> String,
+    prune: bool,
+    out: &mut Vec<PlannedChange>,
+) -> AdminResult<()> {
+    let cur: BTreeMap<String, &T> = current
+        .iter()
+        .map(|t| (name(t).to_lowercase(), t))
+        .collect();
+    let des: BTreeMap<String, &T> = desired
+        .iter()
+        .map(|t| (name(t).to_lowercase(), t))
+        .collect();
+    for (key, d) in &des {
+        match cur.get(key) {
+            None => out.push(PlannedChange::Create {
+                kind: kind.into(),
+                name: name(d),
+            }),
+            Some(c) => {
+                let (before, after) = (json(c)?, json(d)?);
+                if before != after {
+                    out.push(PlannedChange::Update {
+                        kind: kind.into(),
+                        name: name(d),
+                        before,
+                        after,
+                    });
+                }
+            }
+        }
+    }
+    for (key, c) in &cur {
+        if !des.contains_key(key) {
+            out.push(if prune {
+                PlannedChange::Delete {
+                    kind: kind.into(),
+                    name: name(c),
+                }
+            } else {
+                PlannedChange::Keep {
+                    kind: kind.into(),
+                    name: name(c),
+                }
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! Administration: the operations behind the admin REST API, the CLI and `tessera apply`.
+//! Every change is validated first (all problems reported at once, nothing changed on error)
+//! and written to the audit log.
+
+mod accounts;
+mod config;
+mod tokens;
+mod users;
+
+pub use accounts::{LoginResult, SESSION_SECONDS};
+pub use config::{Declaration, PlannedChange, bootstrap_defaults};
+pub use tokens::{EnrollInput, Enrolled, TokenInfo};
+pub use users::{NewUserInput, UserInfo};
+
+use crate::engine::{Engine, EngineError};
+use crate::model::AuditRecord;
+use crate::store::StoreError;
+use std::sync::Arc;
+
+/// Who makes a change, for the audit log.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    /// `admin:<name>`, `cli:<os user>`, ….
+    pub name: String,
+    /// `api` or `cli`.
+    pub door: String,
+    pub client_ip: Option<String>,
+}
+
+impl Actor {
+    pub fn cli() -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        Actor {
+            name: format!("cli:{user}"),
+            door: "cli".into(),
+            client_ip: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => AdminError::Conflict(what),
+            other => AdminError::Engine(EngineError::Store(other)),
+        }
+    }
+}
+
+impl AdminError {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        AdminError::Invalid(vec![msg.into()])
+    }
+}
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+/// The administration service over an engine.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    engine: Arc<Engine>,
+}
+
+impl Admin {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Admin { engine }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    fn now(&self) -> i64 {
+        self.engine.clock().now()
+    }
+
+    /// Writes an audit record of an administrative action.
+    async fn audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: Target<'_>,
+        result: &str,
+        reason: &str,
+    ) -> AdminResult<()> {
+        let record = AuditRecord {
+            id: 0,
+            at_ms: self.engine.clock().now_millis(),
+            actor: actor.name.clone(),
+            action: action.into(),
+            door: actor.door.clone(),
+            user: target.user.map(str::to_string),
+            realm: target.realm.map(str::to_string),
+            serial: target.serial.map(str::to_string),
+            application: target.application.map(str::to_string),
+            transaction_id: None,
+            client_ip: actor.client_ip.clone(),
+            user_agent: None,
+            result: result.into(),
+            reason: reason.into(),
+        };
+        self.engine.store().append_audit(&record).await?;
+        Ok(())
+    }
+}
+
+/// What an audited action was about.
+#[derive(Clone, Copy, Debug, Default)]
+struct Target<'a> {
+    user: Option<&'a str>,
+    realm: Option<&'a str>,
+    serial: Option<&'a str>,
+    application: Option<&'a str>,
+}

@@ -1,0 +1,426 @@
+//! The privacyIDEA/eduMFA validate API (reference §3.2–3.5) and `/auth`.
+
+use crate::params::Params;
+use crate::pi::{PiError, envelope};
+use crate::{HttpState, St};
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::Instant;
+use tessera_core::engine::{
+    AuthRequest, Challenged, Door, EngineError, Outcome, PollStatus, REJECT_MESSAGE, RejectReason,
+    RequestCtx, Triggered,
+};
+use tessera_core::ids::{Serial, TransactionId};
+use tessera_core::model::{AdminSession, TokenKind, User};
+use zeroize::Zeroizing;
+
+pub(crate) fn routes() -> Router<HttpState> {
+    Router::new()
+        .route(
+            "/validate/check",
+            get(post_validate_check).post(post_validate_check),
+        )
+        .route(
+            "/validate/radiuscheck",
+            get(post_validate_radiuscheck).post(post_validate_radiuscheck),
+        )
+        .route(
+            "/validate/samlcheck",
+            get(post_validate_samlcheck).post(post_validate_samlcheck),
+        )
+        .route(
+            "/validate/triggerchallenge",
+            get(post_validate_triggerchallenge).post(post_validate_triggerchallenge),
+        )
+        .route(
+            "/validate/polltransaction",
+            get(get_validate_polltransaction),
+        )
+        .route(
+            "/validate/polltransaction/{transaction_id}",
+            get(get_validate_polltransaction_path),
+        )
+        .route("/auth", axum::routing::post(post_auth))
+}
+
+const MAX_USER: usize = 256;
+
+fn auth_request(p: &Params) -> Result<AuthRequest, PiError> {
+    let pass = p
+        .get("pass")
+        .ok_or_else(|| PiError::parameter("Missing parameter: 'pass'"))?;
+    let user = p.non_empty("user");
+    let serial = p.non_empty("serial");
+    let transaction_id =
+        match p.non_empty("transaction_id").or(p.non_empty("state")) {
+            Some(t) => Some(TransactionId::parse(t).ok_or_else(|| {
+                PiError::parameter("Parameter 'transaction_id' must be 20 digits")
+            })?),
+            None => None,
+        };
+    if user.is_none() && serial.is_none() && transaction_id.is_none() {
+        return Err(PiError::parameter("Missing parameter: 'user' or 'serial'"));
+    }
+    if user.is_some_and(|u| u.len() > MAX_USER)
+        || p.get("realm").is_some_and(|r| r.len() > MAX_USER)
+    {
+        return Err(PiError::parameter(
+            "Parameter 'user' or 'realm' is too long",
+        ));
+    }
+    if serial.is_some_and(|s| s.len() > 64) {
+        return Err(PiError::parameter("Parameter 'serial' is too long"));
+    }
+    let token_kind = match p.non_empty("type") {
+        Some(t) => Some(
+            TokenKind::parse(t)
+                .ok_or_else(|| PiError::parameter(format!("Unknown token type '{t}'")))?,
+        ),
+        None => None,
+    };
+    Ok(AuthRequest {
+        user: user.map(str::to_string),
+        realm: p.non_empty("realm").map(str::to_string),
+        pass: Zeroizing::new(pass.to_string()),
+        transaction_id,
+        serial: serial.map(Serial::from),
+        token_kind,
+        otp_only: p.flag("otponly"),
+    })
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect())
+}
+
+/// Runs one leg through the engine, with metrics.
+async fn check(
+    state: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    params: &Params,
+    door: Door,
+) -> Result<Outcome, PiError> {
+    let req = auth_request(params)?;
+    let ctx = RequestCtx {
+        client_ip: Some(state.client_ip(peer, headers, params.non_empty("client"))),
+        user_agent: user_agent(headers),
+        ..RequestCtx::new(door)
+    };
+    let started = Instant::now();
+    let outcome = state
+        .engine
+        .authenticate(&req, &ctx)
+        .await
+        .map_err(|e| internal(state, &e))?;
+    let result = outcome.result_str();
+    metrics::counter!("tessera_auth_decisions_total", "door" => door.as_str(), "result" => result)
+        .increment(1);
+    metrics::histogram!("tessera_auth_duration_seconds", "door" => door.as_str(), "result" => result)
+        .record(started.elapsed().as_secs_f64());
+    Ok(outcome)
+}
+
+fn internal(state: &HttpState, e: &EngineError) -> PiError {
+    let id = state.error_id();
+    tracing::error!(error_id = %id, error = %e, "request failed");
+    PiError::internal(&id)
+}
+
+fn challenge_detail(c: &Challenged) -> Value {
+    let tx = c.transaction_id.as_str();
+    let multi: Vec<Value> = c
+        .prompts
+        .iter()
+        .map(|p| {
+            json!({
+                "transaction_id": tx,
+                "serial": p.serial.as_ref().map(|s| s.as_str()).unwrap_or(""),
+                "type": p.kind,
+                "client_mode": p.client_mode.as_str(),
+                "message": p.message,
+                "attributes": Value::Null,
+            })
+        })
+        .collect();
+    let mut messages: Vec<&str> = Vec::new();
+    for p in &c.prompts {
+        if !messages.contains(&p.message.as_str()) {
+            messages.push(&p.message);
+        }
+    }
+    let last = c.prompts.last();
+    json!({
+        "transaction_id": tx,
+        "transaction_ids": c.prompts.iter().map(|_| tx).collect::<Vec<_>>(),
+        "multi_challenge": multi,
+        "message": c.message,
+        "messages": messages,
+        "serial": last.and_then(|p| p.serial.as_ref()).map(|s| s.as_str()).unwrap_or(""),
+        "type": last.map(|p| p.kind.as_str()).unwrap_or(""),
+        "preferred_client_mode": "interactive",
+    })
+}
+
+/// Maps an outcome to the validate API's answer.
+fn outcome_response(state: &HttpState, outcome: &Outcome) -> Result<Value, PiError> {
+    Ok(match outcome {
+        Outcome::Accept(a) => {
+            let mut detail = json!({ "message": a.message });
+            if let Some(serial) = &a.serial {
+                detail["serial"] = json!(serial.as_str());
+            }
+            if let Some(kind) = a.token_kind {
+                detail["type"] = json!(kind.as_str());
+            }
+            envelope(json!(true), Some("ACCEPT"), detail)
+        }
+        Outcome::Challenge(c) => envelope(json!(false), Some("CHALLENGE"), challenge_detail(c)),
+        Outcome::Reject(r) => {
+            if r.reason == RejectReason::UnknownUser
+                && state.engine.snapshot().settings.unknown_user_error
+            {
+                return Err(PiError::user_not_found());
+            }
+            envelope(
+                json!(false),
+                Some("REJECT"),
+                json!({ "message": REJECT_MESSAGE }),
+            )
+        }
+    })
+}
+
+/// `/validate/check`: one leg of a login.
+async fn post_validate_check(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Json<Value>, PiError> {
+    let outcome = check(&state, peer, &headers, &params, Door::Validate).await?;
+    Ok(Json(outcome_response(&state, &outcome)?))
+}
+
+/// `/validate/radiuscheck`: 204 when accepted, 400 with an empty body otherwise.
+async fn post_validate_radiuscheck(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    match check(&state, peer, &headers, &params, Door::Validate).await {
+        Ok(Outcome::Accept(_)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => StatusCode::BAD_REQUEST.into_response(),
+        Err(e) if e.http.is_server_error() => e.http.into_response(),
+        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+    }
+}
+
+fn saml_attributes(user: &User, realm: &str) -> Value {
+    json!({
+        "username": user.username,
+        "realm": realm,
+        "resolver": user.source.as_str(),
+        "email": user.email,
+        "givenname": user.given_name,
+        "surname": user.surname,
+        "mobile": user.phone,
+        "phone": user.phone,
+        "groups": user.groups,
+    })
+}
+
+/// `/validate/samlcheck` (eduMFA): `value` is `{auth, attributes}`.
+async fn post_validate_samlcheck(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Json<Value>, PiError> {
+    let outcome = check(&state, peer, &headers, &params, Door::Validate).await?;
+    let settings = state.engine.snapshot().settings.clone();
+    let realm = |r: &str| r.to_string();
+    let (auth, attributes) = match &outcome {
+        Outcome::Accept(a) if settings.include_saml_attributes => {
+            (true, saml_attributes(&a.user, &realm(a.realm.as_str())))
+        }
+        Outcome::Accept(_) => (true, json!({})),
+        Outcome::Reject(r)
+            if settings.include_saml_attributes && settings.include_saml_attributes_on_fail =>
+        {
+            let attrs = r
+                .user
+                .as_ref()
+                .map(|u| saml_attributes(u, ""))
+                .unwrap_or_else(|| json!({}));
+            (false, attrs)
+        }
+        Outcome::Reject(_) | Outcome::Challenge(_) => (false, json!({})),
+    };
+    let mut body = outcome_response(&state, &outcome)?;
+    body["result"]["value"] = json!({ "auth": auth, "attributes": attributes });
+    Ok(Json(body))
+}
+
+/// The bearer token of `/auth`, from `PI-Authorization` or `Authorization` (with or without
+/// `Bearer`).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let raw = headers
+        .get("pi-authorization")
+        .or_else(|| headers.get(header::AUTHORIZATION))?
+        .to_str()
+        .ok()?
+        .trim();
+    Some(raw.strip_prefix("Bearer ").unwrap_or(raw).trim())
+}
+
+async fn session(state: &HttpState, headers: &HeaderMap) -> Result<AdminSession, PiError> {
+    let token = bearer(headers).ok_or_else(PiError::unauthorized)?;
+    state
+        .admin
+        .session(token)
+        .await
+        .map_err(|e| {
+            let id = state.error_id();
+            tracing::error!(error_id = %id, error = %e, "session lookup failed");
+            PiError::internal(&id)
+        })?
+        .ok_or_else(PiError::unauthorized)
+}
+
+/// `/validate/triggerchallenge`: a service account asks for challenges on a user's behalf.
+async fn post_validate_triggerchallenge(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Json<Value>, PiError> {
+    let session = session(&state, &headers).await?;
+    if !session.role.can_trigger_challenge() {
+        return Err(PiError::forbidden(
+            "This account may not trigger challenges (role admin or service needed)",
+        ));
+    }
+    let user = params
+        .non_empty("user")
+        .ok_or_else(|| PiError::parameter("Missing parameter: 'user'"))?;
+    if user.len() > MAX_USER {
+        return Err(PiError::parameter("Parameter 'user' is too long"));
+    }
+    let serial = params.non_empty("serial").map(Serial::from);
+    let ctx = RequestCtx {
+        client_ip: Some(state.client_ip(peer, &headers, params.non_empty("client"))),
+        user_agent: user_agent(&headers),
+        actor: format!("{}:{}", session.role.as_str(), session.admin),
+        ..RequestCtx::new(Door::Validate)
+    };
+    let triggered = state
+        .engine
+        .trigger_challenge(user, params.non_empty("realm"), serial.as_ref(), &ctx)
+        .await
+        .map_err(|e| internal(&state, &e))?;
+    match triggered {
+        Triggered::UnknownUser => Err(PiError::user_not_found()),
+        Triggered::Challenges(None) => Ok(Json(envelope(
+            json!(0),
+            None,
+            json!({ "multi_challenge": [], "messages": [], "transaction_ids": [], "message": "" }),
+        ))),
+        Triggered::Challenges(Some(c)) => Ok(Json(envelope(
+            json!(c.prompts.len()),
+            None,
+            challenge_detail(&c),
+        ))),
+    }
+}
+
+async fn poll(state: &HttpState, id: &str) -> Result<Json<Value>, PiError> {
+    let id = TransactionId::parse(id)
+        .ok_or_else(|| PiError::parameter("Parameter 'transaction_id' must be 20 digits"))?;
+    let status = state
+        .engine
+        .poll_transaction(&id)
+        .await
+        .map_err(|e| internal(state, &e))?;
+    let (value, text) = match status {
+        PollStatus::Accept => (true, "accept"),
+        PollStatus::Declined => (false, "declined"),
+        PollStatus::Pending => (false, "pending"),
+    };
+    Ok(Json(envelope(
+        json!(value),
+        None,
+        json!({ "challenge_status": text }),
+    )))
+}
+
+/// `/validate/polltransaction?transaction_id=…`: was the challenge answered out of band?
+async fn get_validate_polltransaction(state: St, params: Params) -> Result<Json<Value>, PiError> {
+    let id = params
+        .non_empty("transaction_id")
+        .ok_or_else(|| PiError::parameter("Missing parameter: 'transaction_id'"))?;
+    poll(&state, id).await
+}
+
+async fn get_validate_polltransaction_path(
+    state: St,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, PiError> {
+    poll(&state, &id).await
+}
+
+/// `/auth`: signs an administrator or service account in; the token goes into
+/// `PI-Authorization` (or `Authorization`) of later requests.
+async fn post_auth(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Json<Value>, PiError> {
+    let username = params
+        .non_empty("username")
+        .ok_or_else(|| PiError::parameter("Missing parameter: 'username'"))?;
+    let password = params
+        .get("password")
+        .ok_or_else(|| PiError::parameter("Missing parameter: 'password'"))?;
+    if username.len() > 256 {
+        return Err(PiError::auth_failed());
+    }
+    let ip = state.client_ip(peer, &headers, None).to_string();
+    let result = state
+        .admin
+        .login(username, password, Some(ip))
+        .await
+        .map_err(|e| {
+            let id = state.error_id();
+            tracing::error!(error_id = %id, error = %e, "login failed");
+            PiError::internal(&id)
+        })?;
+    let Some(login) = result else {
+        return Err(PiError::auth_failed());
+    };
+    let role = login.session.role;
+    Ok(Json(envelope(
+        json!({
+            "token": login.token.as_str(),
+            "username": login.session.admin,
+            "role": "admin",
+            "tessera_role": role.as_str(),
+            "realm": "",
+            "rights": if role.can_trigger_challenge() { vec!["triggerchallenge"] } else { vec![] },
+            "expires_at": login.session.expires_at,
+        }),
+        None,
+        json!({}),
+    )))
+}

@@ -1,0 +1,621 @@
+//! `tessera admin|app|realm|source|settings|audit|apply|export`
+
+use super::PasswordArgs;
+use crate::app::App;
+use crate::output::{Out, fields, parse_date, parse_duration, table};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value};
+use std::io::Read;
+use std::path::PathBuf;
+use tessera_core::admin::{Actor, Declaration, PlannedChange};
+use tessera_core::ids::{AppName, RealmName, SourceName};
+use tessera_core::model::{
+    AdminRole, AppKind, Application, AuditQuery, Factor, Method, Realm, UserSourceDef,
+    UserSourceKind,
+};
+use time::OffsetDateTime;
+
+#[derive(Debug, Subcommand)]
+pub enum AppCmd {
+    /// List applications.
+    List,
+    /// Show an application.
+    Show { name: String },
+    /// Create an application.
+    Add(AppArgs),
+    /// Replace an application's type, description and factors.
+    Set(AppArgs),
+    /// Delete an application.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    name: String,
+    /// A factor, in chain order (repeat). Alternatives separated by commas, e.g.
+    /// `--factor password --factor soft_otp`. Methods: password, password+otp, soft_otp.
+    #[arg(long = "factor", required = true)]
+    factors: Vec<String>,
+    /// normal, registration or password_reset.
+    #[arg(long = "type", default_value = "normal")]
+    kind: String,
+    #[arg(long, default_value = "")]
+    description: String,
+}
+
+impl AppArgs {
+    fn to_app(&self) -> Result<Application> {
+        let kind: AppKind =
+            serde_json::from_value(Value::String(self.kind.clone())).map_err(|_| {
+                anyhow!(
+                    "--type: '{}' must be normal, registration or password_reset",
+                    self.kind
+                )
+            })?;
+        let mut factors = Vec::new();
+        for f in &self.factors {
+            let mut methods = Vec::new();
+            for m in f.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                methods.push(Method::parse(m).ok_or_else(|| {
+                    anyhow!("--factor: unknown method '{m}' (password, password+otp, soft_otp)")
+                })?);
+            }
+            factors.push(Factor {
+                methods,
+                risk: false,
+            });
+        }
+        Ok(Application {
+            name: AppName(self.name.clone()),
+            kind,
+            description: self.description.clone(),
+            factors,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RealmCmd {
+    /// List realms.
+    List,
+    /// Show a realm.
+    Show { name: String },
+    /// Create a realm.
+    Add(RealmArgs),
+    /// Replace a realm's sources and description.
+    Set(RealmArgs),
+    /// Delete a realm.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct RealmArgs {
+    name: String,
+    /// A user source, in search order (repeat).
+    #[arg(long = "source", required = true)]
+    sources: Vec<String>,
+    #[arg(long, default_value = "")]
+    description: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCmd {
+    /// List user sources.
+    List,
+    /// Show a user source.
+    Show { name: String },
+    /// Create a user source.
+    Add {
+        name: String,
+        /// local (LDAP/Active Directory arrive with the directory support).
+        #[arg(long = "type", default_value = "local")]
+        kind: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a user source (refused while users or realms use it).
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCmd {
+    /// Show all settings, or one.
+    Show { key: Option<String> },
+    /// Change settings: KEY=VALUE ... (all are checked before any is changed).
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    serial: Option<String>,
+    /// e.g. authenticate, trigger_challenge, token_enroll, user_create, config_apply.
+    #[arg(long)]
+    action: Option<String>,
+    /// accept, reject, challenge, ok, error.
+    #[arg(long)]
+    result: Option<String>,
+    /// e.g. admin:root, cli:root, user.
+    #[arg(long)]
+    actor: Option<String>,
+    /// A duration back from now (30m, 12h, 7d) or a date (YYYY-MM-DD, RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The declarative file (TOML), or - for standard input.
+    file: String,
+    /// Only show what would change.
+    #[arg(long)]
+    dry_run: bool,
+    /// Delete realms, user sources and applications that are not in the file, and return
+    /// settings not in the file to their defaults.
+    #[arg(long)]
+    prune: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+fn factors_text(app: &Application) -> String {
+    app.factors
+        .iter()
+        .map(|f| {
+            f.methods
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect::<Vec<_>>()
+        .join(" -> ")
+}
+
+pub async fn admin(app: &App, out: Out, cmd: super::AdminCmd) -> Result<()> {
+    let actor = Actor::cli();
+    match cmd {
+        super::AdminCmd::Create {
+            name,
+            role,
+            password,
+        } => {
+            let role = AdminRole::parse(&role)
+                .ok_or_else(|| anyhow!("--role: '{role}' must be admin, auditor or service"))?;
+            let pw = password.required("the administrator's password")?;
+            let a = app.admin.create_admin(&actor, &name, &pw, role).await?;
+            out.either(&serde_json::json!({"name": a.name, "role": a.role}), || {
+                println!(
+                    "Created {} '{}'. Sign in with POST /auth (username, password).",
+                    a.role.as_str(),
+                    a.name
+                )
+            });
+        }
+        super::AdminCmd::List => {
+            let admins = app.admin.list_admins().await?;
+            let view: Vec<Value> = admins
+                .iter()
+                .map(|a| serde_json::json!({"name": a.name, "role": a.role, "enabled": a.enabled, "created_at": a.created_at}))
+                .collect();
+            out.either(&view, || {
+                let rows: Vec<Vec<String>> = admins
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.name.clone(),
+                            a.role.as_str().into(),
+                            crate::output::time(a.created_at),
+                        ]
+                    })
+                    .collect();
+                table(&["name", "role", "created"], &rows);
+            });
+        }
+        super::AdminCmd::Passwd { name, password } => {
+            let pw: zeroize::Zeroizing<String> =
+                PasswordArgs::required(&password, "the new password")?;
+            app.admin.set_admin_password(&actor, &name, &pw).await?;
+            out.either(&serde_json::json!({"changed": name}), || {
+                println!("Changed the password of '{name}'; its sessions were ended.")
+            });
+        }
+        super::AdminCmd::Delete { name } => {
+            app.admin.delete_admin(&actor, &name).await?;
+            out.either(&serde_json::json!({"deleted": name}), || {
+                println!("Deleted administrator '{name}'.")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn print_changes(out: Out, changes: &[PlannedChange], dry_run: bool) {
+    out.either(
+        &serde_json::json!({"dry_run": dry_run, "changes": changes}),
+        || {
+            let real = changes.iter().filter(|c| c.is_change()).count();
+            for c in changes {
+                println!("{c}");
+            }
+            match (real, dry_run) {
+                (0, _) => println!("No changes."),
+                (n, true) => println!("{n} change(s) would be made (dry run: nothing changed)."),
+                (n, false) => println!("{n} change(s) made."),
+            }
+        },
+    );
+}
+
+pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
+    let actor = Actor::cli();
+    let admin = &app.admin;
+    let show = |a: &Application| {
+        out.either(a, || {
+            fields(&[
+                ("name", a.name.0.clone()),
+                ("type", a.kind.as_str().into()),
+                ("factors", factors_text(a)),
+                ("description", a.description.clone()),
+            ])
+        })
+    };
+    match cmd {
+        AppCmd::List => {
+            let apps = admin.list_applications();
+            out.either(&apps, || {
+                let rows: Vec<Vec<String>> = apps
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.name.0.clone(),
+                            a.kind.as_str().into(),
+                            factors_text(a),
+                            a.description.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["name", "type", "factors", "description"], &rows);
+            });
+        }
+        AppCmd::Show { name } => show(&admin.get_application(&name)?),
+        AppCmd::Add(args) => {
+            let a = args.to_app()?;
+            if admin.get_application(a.name.as_str()).is_ok() {
+                bail!(
+                    "application '{}' already exists (use `tessera app set`)",
+                    a.name
+                );
+            }
+            show(&admin.put_application(&actor, a).await?);
+        }
+        AppCmd::Set(args) => {
+            let a = args.to_app()?;
+            admin.get_application(a.name.as_str())?;
+            show(&admin.put_application(&actor, a).await?);
+        }
+        AppCmd::Delete { name } => {
+            admin.delete_application(&actor, &name).await?;
+            out.either(&serde_json::json!({"deleted": name}), || {
+                println!("Deleted application '{name}'.")
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn realm(app: &App, out: Out, cmd: RealmCmd) -> Result<()> {
+    let actor = Actor::cli();
+    let admin = &app.admin;
+    let show = |r: &Realm| {
+        out.either(r, || {
+            fields(&[
+                ("name", r.name.0.clone()),
+                (
+                    "sources",
+                    r.sources
+                        .iter()
+                        .map(|s| s.0.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                ("description", r.description.clone()),
+            ])
+        })
+    };
+    let to_realm = |a: RealmArgs| Realm {
+        name: RealmName(a.name),
+        sources: a.sources.into_iter().map(SourceName).collect(),
+        description: a.description,
+    };
+    match cmd {
+        RealmCmd::List => {
+            let realms = admin.list_realms();
+            let default = admin.settings().default_realm;
+            out.either(&realms, || {
+                let rows: Vec<Vec<String>> = realms
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.name.0.clone(),
+                            r.sources
+                                .iter()
+                                .map(|s| s.0.clone())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            if r.name.0.eq_ignore_ascii_case(&default) {
+                                "yes"
+                            } else {
+                                ""
+                            }
+                            .into(),
+                            r.description.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["name", "sources", "default", "description"], &rows);
+            });
+        }
+        RealmCmd::Show { name } => show(&admin.get_realm(&name)?),
+        RealmCmd::Add(args) => {
+            if admin.get_realm(&args.name).is_ok() {
+                bail!(
+                    "realm '{}' already exists (use `tessera realm set`)",
+                    args.name
+                );
+            }
+            show(&admin.put_realm(&actor, to_realm(args)).await?);
+        }
+        RealmCmd::Set(args) => {
+            admin.get_realm(&args.name)?;
+            show(&admin.put_realm(&actor, to_realm(args)).await?);
+        }
+        RealmCmd::Delete { name } => {
+            admin.delete_realm(&actor, &name).await?;
+            out.either(&serde_json::json!({"deleted": name}), || {
+                println!("Deleted realm '{name}'.")
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn source(app: &App, out: Out, cmd: SourceCmd) -> Result<()> {
+    let actor = Actor::cli();
+    let admin = &app.admin;
+    match cmd {
+        SourceCmd::List => {
+            let sources = admin.list_user_sources();
+            out.either(&sources, || {
+                let rows: Vec<Vec<String>> = sources
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.name.0.clone(),
+                            s.kind.as_str().into(),
+                            s.description.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["name", "type", "description"], &rows);
+            });
+        }
+        SourceCmd::Show { name } => {
+            let s = admin.get_user_source(&name)?;
+            out.either(&s, || {
+                fields(&[
+                    ("name", s.name.0.clone()),
+                    ("type", s.kind.as_str().into()),
+                    ("description", s.description.clone()),
+                ])
+            });
+        }
+        SourceCmd::Add {
+            name,
+            kind,
+            description,
+        } => {
+            let kind: UserSourceKind = serde_json::from_value(Value::String(kind.clone()))
+                .map_err(|_| anyhow!("--type: '{kind}' is not a user source type (local)"))?;
+            if admin.get_user_source(&name).is_ok() {
+                bail!("user source '{name}' already exists");
+            }
+            let s = admin
+                .put_user_source(
+                    &actor,
+                    UserSourceDef {
+                        name: SourceName(name),
+                        kind,
+                        description,
+                    },
+                )
+                .await?;
+            out.either(&s, || {
+                println!("Created user source '{}' ({}).", s.name, s.kind.as_str())
+            });
+        }
+        SourceCmd::Delete { name } => {
+            admin.delete_user_source(&actor, &name).await?;
+            out.either(&serde_json::json!({"deleted": name}), || {
+                println!("Deleted user source '{name}'.")
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn settings(app: &App, out: Out, cmd: SettingsCmd) -> Result<()> {
+    let admin = &app.admin;
+    match cmd {
+        SettingsCmd::Show { key } => {
+            let map = admin.settings().to_map();
+            match key {
+                Some(k) => {
+                    let v = map
+                        .get(&k)
+                        .ok_or_else(|| anyhow!("unknown setting '{k}'"))?;
+                    out.either(v, || println!("{}", display_value(v)));
+                }
+                None => out.either(&map, || {
+                    let rows: Vec<Vec<String>> = map
+                        .iter()
+                        .map(|(k, v)| vec![k.clone(), display_value(v)])
+                        .collect();
+                    table(&["setting", "value"], &rows);
+                }),
+            }
+        }
+        SettingsCmd::Set { pairs } => {
+            let mut changes = Map::new();
+            for p in pairs {
+                let (k, v) = p
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("'{p}' is not KEY=VALUE"))?;
+                changes.insert(k.trim().to_string(), Value::String(v.to_string()));
+            }
+            let keys: Vec<String> = changes.keys().cloned().collect();
+            let s = admin.update_settings(&Actor::cli(), changes).await?;
+            let map = s.to_map();
+            let shown: Map<String, Value> = keys
+                .iter()
+                .filter_map(|k| map.get(k).map(|v| (k.clone(), v.clone())))
+                .collect();
+            out.either(&shown, || {
+                for (k, v) in &shown {
+                    println!("{k} = {}", display_value(v));
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+fn display_value(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.is_empty() => "\"\"".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn time_arg(s: &str, now_ms: i64) -> Result<i64> {
+    if let Ok(secs) = parse_duration(s) {
+        return Ok(now_ms - secs * 1000);
+    }
+    parse_date(s).map(|t| t * 1000).map_err(|e| anyhow!(e))
+}
+
+pub async fn audit(app: &App, out: Out, args: AuditArgs) -> Result<()> {
+    let now_ms = app.engine.clock().now_millis();
+    let q = AuditQuery {
+        user: args.user,
+        serial: args.serial,
+        action: args.action,
+        result: args.result,
+        actor: args.actor,
+        since_ms: args
+            .since
+            .as_deref()
+            .map(|s| time_arg(s, now_ms))
+            .transpose()
+            .context("--since")?,
+        until_ms: args
+            .until
+            .as_deref()
+            .map(|s| time_arg(s, now_ms))
+            .transpose()
+            .context("--until")?,
+        limit: Some(args.limit.clamp(1, 10_000)),
+        before_id: None,
+    };
+    let records = app.engine.store().query_audit(&q).await?;
+    out.either(&records, || {
+        let rows: Vec<Vec<String>> = records
+            .iter()
+            .map(|r| {
+                let when =
+                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.at_ms) * 1_000_000)
+                        .ok()
+                        .and_then(|t| {
+                            t.format(&time::format_description::well_known::Rfc3339)
+                                .ok()
+                        })
+                        .unwrap_or_default();
+                vec![
+                    when,
+                    r.actor.clone(),
+                    r.action.clone(),
+                    r.user.clone().unwrap_or_default(),
+                    r.serial.clone().unwrap_or_default(),
+                    r.client_ip.clone().unwrap_or_default(),
+                    r.result.clone(),
+                    r.reason.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "time", "actor", "action", "user", "serial", "client", "result", "reason",
+            ],
+            &rows,
+        );
+    });
+    Ok(())
+}
+
+pub async fn apply(app: &App, out: Out, args: ApplyArgs) -> Result<()> {
+    let text = if args.file == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file))?
+    };
+    let decl: Declaration = toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", args.file))?;
+    let changes = if args.dry_run {
+        app.admin.plan(&decl, args.prune).await?
+    } else {
+        app.admin.apply(&Actor::cli(), &decl, args.prune).await?
+    };
+    print_changes(out, &changes, args.dry_run);
+    Ok(())
+}
+
+pub async fn export(app: &App, out: Out, args: ExportArgs) -> Result<()> {
+    let decl = app.admin.export().await?;
+    let text = if out.json {
+        serde_json::to_string_pretty(&decl)?
+    } else {
+        format!(
+            "# Tessera configuration, exported {}.\n# Apply with: tessera apply FILE [--dry-run] [--prune]\n\n{}",
+            crate::output::time(app.engine.clock().now()),
+            toml::to_string_pretty(&decl).context("cannot render TOML")?
+        )
+    };
+    match args.output {
+        Some(path) => {
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("Wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}

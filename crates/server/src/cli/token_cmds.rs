@@ -1,0 +1,383 @@
+//! `tessera token …`
+
+use super::read_stdin_line;
+use crate::app::App;
+use crate::output::{Out, fields, opt_time, table, time};
+use anyhow::{Context, Result, bail};
+use clap::{Subcommand, ValueEnum};
+use std::path::PathBuf;
+use tessera_core::admin::{Actor, EnrollInput, TokenInfo};
+use tessera_core::model::{TokenKind, TokenState};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Totp,
+    Hotp,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum QrFormat {
+    /// Draw the QR code in the terminal.
+    Terminal,
+    /// Write an SVG file (--qr-file).
+    Svg,
+    /// Write a PNG file (--qr-file).
+    Png,
+    /// No QR code.
+    None,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Enroll a token; prints the otpauth:// URI and its QR code to scan with an authenticator app.
+    Enroll {
+        #[arg(value_enum)]
+        kind: Kind,
+        /// Owner's login name (may be user@realm).
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        realm: Option<String>,
+        /// Seed to import: base32, or an otpauth:// URI. Default: a new random seed.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Token PIN, typed before (or after) the OTP.
+        #[arg(long, conflicts_with = "pin_stdin")]
+        pin: Option<String>,
+        /// Read the PIN from standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+        /// 6 or 8 (default: the default_otp_length setting).
+        #[arg(long)]
+        digits: Option<u32>,
+        /// SHA1, SHA256 or SHA512 (default: the default_hash setting).
+        #[arg(long)]
+        algorithm: Option<String>,
+        /// TOTP step: 30 or 60 seconds.
+        #[arg(long)]
+        period: Option<u32>,
+        /// HOTP: the next counter of an imported token.
+        #[arg(long)]
+        counter: Option<u64>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Serial to use instead of a generated one.
+        #[arg(long)]
+        serial: Option<String>,
+        #[arg(long, value_enum, default_value = "terminal")]
+        qr: QrFormat,
+        /// Where --qr svg or --qr png writes the image.
+        #[arg(long)]
+        qr_file: Option<PathBuf>,
+    },
+    /// List tokens.
+    List {
+        /// Only this user's tokens (may be user@realm).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        realm: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Show a token.
+    Show { serial: String },
+    /// Enable a token.
+    Enable { serial: String },
+    /// Disable a token (it can be enabled again).
+    Disable { serial: String },
+    /// Revoke a token for good.
+    Revoke { serial: String },
+    /// Reset the fail counter.
+    Reset { serial: String },
+    /// Delete a token.
+    Delete { serial: String },
+    /// Set or remove the token PIN.
+    Pin {
+        serial: String,
+        #[arg(long, conflicts_with_all = ["pin_stdin", "remove"])]
+        pin: Option<String>,
+        #[arg(long, conflicts_with = "remove")]
+        pin_stdin: bool,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Resynchronise from two consecutive OTPs.
+    Resync {
+        serial: String,
+        otp1: String,
+        otp2: String,
+    },
+    /// Change description, max fail count or windows.
+    Set {
+        serial: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        max_fail: Option<u32>,
+        #[arg(long)]
+        count_window: Option<u32>,
+        #[arg(long)]
+        sync_window: Option<u32>,
+    },
+}
+
+fn show(out: Out, t: &TokenInfo) {
+    out.either(t, || {
+        fields(&[
+            ("serial", t.serial.clone()),
+            ("type", t.kind.as_str().into()),
+            (
+                "user",
+                format!(
+                    "{}{}",
+                    t.user,
+                    t.realm
+                        .as_deref()
+                        .map(|r| format!("@{r}"))
+                        .unwrap_or_default()
+                ),
+            ),
+            ("description", t.description.clone()),
+            ("state", format!("{:?}", t.state).to_lowercase()),
+            (
+                "algorithm",
+                format!(
+                    "{} / {} digits{}",
+                    t.algorithm,
+                    t.digits,
+                    if t.kind == TokenKind::Totp {
+                        format!(" / {} s", t.period)
+                    } else {
+                        String::new()
+                    }
+                ),
+            ),
+            ("counter", t.counter.to_string()),
+            (
+                "windows",
+                format!("count {} / sync {}", t.count_window, t.sync_window),
+            ),
+            ("PIN", if t.has_pin { "set" } else { "none" }.into()),
+            (
+                "fail counter",
+                format!(
+                    "{} of {}{}",
+                    t.fail_count,
+                    t.max_fail,
+                    if t.locked { " (locked)" } else { "" }
+                ),
+            ),
+            (
+                "authentications",
+                format!("{} ({} successful)", t.count_auth, t.count_auth_success),
+            ),
+            ("last success", opt_time(t.last_auth)),
+            ("created", time(t.created_at)),
+        ])
+    });
+}
+
+fn read_pin(pin: Option<String>, stdin: bool) -> Result<Option<Zeroizing<String>>> {
+    if stdin {
+        return Ok(Some(read_stdin_line("PIN")?));
+    }
+    Ok(pin.map(Zeroizing::new))
+}
+
+pub async fn run(app: &App, out: Out, cmd: TokenCmd) -> Result<()> {
+    let actor = Actor::cli();
+    let admin = &app.admin;
+    match cmd {
+        TokenCmd::Enroll {
+            kind,
+            user,
+            realm,
+            secret,
+            pin,
+            pin_stdin,
+            digits,
+            algorithm,
+            period,
+            counter,
+            description,
+            serial,
+            qr,
+            qr_file,
+        } => {
+            if matches!(qr, QrFormat::Svg | QrFormat::Png) && qr_file.is_none() {
+                bail!("--qr svg and --qr png need --qr-file PATH");
+            }
+            let input = EnrollInput {
+                kind: match kind {
+                    Kind::Totp => TokenKind::Totp,
+                    Kind::Hotp => TokenKind::Hotp,
+                },
+                user,
+                realm,
+                secret: secret.map(Zeroizing::new),
+                pin: read_pin(pin, pin_stdin)?,
+                digits,
+                algorithm,
+                period,
+                counter,
+                description,
+                serial,
+            };
+            let enrolled = admin.enroll(&actor, input).await?;
+            match (qr, &qr_file) {
+                (QrFormat::Svg, Some(path)) => {
+                    std::fs::write(path, tessera_otp::qr_svg(&enrolled.uri)?)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                (QrFormat::Png, Some(path)) => {
+                    std::fs::write(path, tessera_otp::qr_png(&enrolled.uri, 8)?)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                _ => {}
+            }
+            if out.json {
+                out.json(&enrolled);
+                return Ok(());
+            }
+            println!(
+                "Enrolled {} token {} for {}.",
+                enrolled.token.kind.as_str(),
+                enrolled.token.serial,
+                enrolled.token.user
+            );
+            println!("otpauth URI: {}", enrolled.uri);
+            println!("secret (base32): {}", enrolled.secret);
+            match (qr, &qr_file) {
+                (QrFormat::Terminal, _) => {
+                    println!("Scan with an authenticator app:");
+                    println!("{}", tessera_otp::qr_terminal(&enrolled.uri)?);
+                }
+                (QrFormat::Svg | QrFormat::Png, Some(path)) => {
+                    println!("QR code written to {}", path.display());
+                }
+                _ => {}
+            }
+        }
+        TokenCmd::List {
+            user,
+            realm,
+            limit,
+            offset,
+        } => {
+            let tokens = admin
+                .list_tokens(user.as_deref(), realm.as_deref(), limit, offset)
+                .await?;
+            out.either(&tokens, || {
+                let rows: Vec<Vec<String>> = tokens
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.serial.clone(),
+                            t.kind.as_str().into(),
+                            t.user.clone(),
+                            format!("{:?}", t.state).to_lowercase(),
+                            if t.has_pin { "yes" } else { "no" }.into(),
+                            format!("{}/{}", t.fail_count, t.max_fail),
+                            opt_time(t.last_auth),
+                            t.description.clone(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "serial",
+                        "type",
+                        "user",
+                        "state",
+                        "pin",
+                        "fails",
+                        "last success",
+                        "description",
+                    ],
+                    &rows,
+                );
+            });
+        }
+        TokenCmd::Show { serial } => show(out, &admin.get_token(&serial).await?),
+        TokenCmd::Enable { serial } => show(
+            out,
+            &admin
+                .set_token_state(&actor, &serial, TokenState::Enabled)
+                .await?,
+        ),
+        TokenCmd::Disable { serial } => show(
+            out,
+            &admin
+                .set_token_state(&actor, &serial, TokenState::Disabled)
+                .await?,
+        ),
+        TokenCmd::Revoke { serial } => show(
+            out,
+            &admin
+                .set_token_state(&actor, &serial, TokenState::Revoked)
+                .await?,
+        ),
+        TokenCmd::Reset { serial } => show(out, &admin.reset_token(&actor, &serial).await?),
+        TokenCmd::Delete { serial } => {
+            admin.delete_token(&actor, &serial).await?;
+            out.either(&serde_json::json!({"deleted": serial}), || {
+                println!("Deleted token {serial}.")
+            });
+        }
+        TokenCmd::Pin {
+            serial,
+            pin,
+            pin_stdin,
+            remove,
+        } => {
+            let pin = if remove {
+                None
+            } else {
+                match read_pin(pin, pin_stdin)? {
+                    Some(p) => Some(p),
+                    None => bail!("give --pin-stdin (recommended), --pin or --remove"),
+                }
+            };
+            show(out, &admin.set_token_pin(&actor, &serial, pin).await?);
+        }
+        TokenCmd::Resync { serial, otp1, otp2 } => show(
+            out,
+            &admin.resync_token(&actor, &serial, &otp1, &otp2).await?,
+        ),
+        TokenCmd::Set {
+            serial,
+            description,
+            max_fail,
+            count_window,
+            sync_window,
+        } => {
+            if description.is_none()
+                && max_fail.is_none()
+                && count_window.is_none()
+                && sync_window.is_none()
+            {
+                bail!(
+                    "nothing to change: give --description, --max-fail, --count-window or --sync-window"
+                );
+            }
+            show(
+                out,
+                &admin
+                    .update_token(
+                        &actor,
+                        &serial,
+                        description,
+                        max_fail,
+                        count_window,
+                        sync_window,
+                    )
+                    .await?,
+            )
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! `tessera user …`
+
+use super::PasswordArgs;
+use crate::app::App;
+use crate::output::{Out, fields, opt, opt_time, parse_date, table, time};
+use anyhow::{Result, anyhow};
+use clap::Subcommand;
+use tessera_core::admin::{Actor, NewUserInput, UserInfo};
+use tessera_core::model::UserPatch;
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a local user.
+    Add {
+        name: String,
+        /// Local user source (default: the first local source of the default realm).
+        #[arg(long)]
+        source: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[arg(long)]
+        given_name: Option<String>,
+        #[arg(long)]
+        surname: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        /// Login name of the user's manager.
+        #[arg(long)]
+        manager: Option<String>,
+        /// A group (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Create the account disabled.
+        #[arg(long)]
+        disabled: bool,
+        /// Last day of the account: YYYY-MM-DD (UTC midnight) or RFC 3339.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List local users.
+    List {
+        #[arg(long)]
+        source: Option<String>,
+        /// Part of the username, e-mail or name.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Show a local user.
+    Show {
+        name: String,
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Change a local user; an empty value ("") clears a field.
+    Set {
+        name: String,
+        #[arg(long)]
+        source: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Remove the password (the user can then only use factors without it).
+        #[arg(long, conflicts_with_all = ["password", "password_stdin"])]
+        remove_password: bool,
+        #[arg(long)]
+        given_name: Option<String>,
+        #[arg(long)]
+        surname: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        manager: Option<String>,
+        /// Replace the groups (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Remove all groups.
+        #[arg(long, conflicts_with = "groups")]
+        no_groups: bool,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+        /// YYYY-MM-DD, RFC 3339, or "never".
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Delete a local user and the user's tokens.
+    Delete {
+        name: String,
+        #[arg(long)]
+        source: Option<String>,
+    },
+}
+
+fn clearable(v: Option<String>) -> Option<Option<String>> {
+    v.map(|s| if s.is_empty() { None } else { Some(s) })
+}
+
+fn show(out: Out, u: &UserInfo) {
+    out.either(u, || {
+        fields(&[
+            ("username", u.username.clone()),
+            ("source", u.source.clone()),
+            ("id", u.id.clone()),
+            ("given name", opt(&u.given_name)),
+            ("surname", opt(&u.surname)),
+            ("email", opt(&u.email)),
+            ("phone", opt(&u.phone)),
+            ("manager", opt(&u.manager)),
+            ("groups", u.groups.join(", ")),
+            ("enabled", u.enabled.to_string()),
+            ("expires", opt_time(u.expires_at)),
+            (
+                "password",
+                if u.has_password { "set" } else { "none" }.into(),
+            ),
+            ("created", time(u.created_at)),
+            ("updated", time(u.updated_at)),
+        ])
+    });
+}
+
+pub async fn run(app: &App, out: Out, cmd: UserCmd) -> Result<()> {
+    let actor = Actor::cli();
+    let admin = &app.admin;
+    match cmd {
+        UserCmd::Add {
+            name,
+            source,
+            password,
+            given_name,
+            surname,
+            email,
+            phone,
+            manager,
+            groups,
+            disabled,
+            expires,
+        } => {
+            let expires_at = expires
+                .map(|e| parse_date(&e))
+                .transpose()
+                .map_err(|e| anyhow!("--expires: {e}"))?;
+            let input = NewUserInput {
+                username: name,
+                source,
+                password: password.read()?,
+                given_name,
+                surname,
+                email,
+                phone,
+                manager,
+                groups,
+                enabled: !disabled,
+                expires_at,
+            };
+            let u = admin.create_user(&actor, input).await?;
+            if !out.json {
+                println!("Created user '{}' in source '{}'.", u.username, u.source);
+            }
+            show(out, &u);
+        }
+        UserCmd::List {
+            source,
+            search,
+            limit,
+            offset,
+        } => {
+            let users = admin
+                .list_users(source.as_deref(), search.as_deref(), limit, offset)
+                .await?;
+            out.either(&users, || {
+                let rows: Vec<Vec<String>> = users
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            u.username.clone(),
+                            u.source.clone(),
+                            [u.given_name.clone(), u.surname.clone()]
+                                .into_iter()
+                                .flatten()
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            opt(&u.email),
+                            if u.enabled { "yes" } else { "no" }.into(),
+                            opt_time(u.expires_at),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["username", "source", "name", "email", "enabled", "expires"],
+                    &rows,
+                );
+            });
+        }
+        UserCmd::Show { name, source } => {
+            let u = admin.get_user(source.as_deref(), &name).await?;
+            show(out, &u);
+        }
+        UserCmd::Set {
+            name,
+            source,
+            password,
+            remove_password,
+            given_name,
+            surname,
+            email,
+            phone,
+            manager,
+            groups,
+            no_groups,
+            enable,
+            disable,
+            expires,
+        } => {
+            let expires_at = match expires.as_deref() {
+                None => None,
+                Some("never") => Some(None),
+                Some(e) => Some(Some(parse_date(e).map_err(|e| anyhow!("--expires: {e}"))?)),
+            };
+            let patch = UserPatch {
+                given_name: clearable(given_name),
+                surname: clearable(surname),
+                email: clearable(email),
+                phone: clearable(phone),
+                manager: clearable(manager),
+                groups: if no_groups {
+                    Some(Vec::new())
+                } else if groups.is_empty() {
+                    None
+                } else {
+                    Some(groups)
+                },
+                enabled: if enable {
+                    Some(true)
+                } else if disable {
+                    Some(false)
+                } else {
+                    None
+                },
+                expires_at,
+                password_hash: None,
+            };
+            let password = if remove_password {
+                Some(None)
+            } else {
+                password.read()?.map(Some)
+            };
+            let u = admin
+                .update_user(&actor, source.as_deref(), &name, patch, password)
+                .await?;
+            if !out.json {
+                println!("Updated user '{}'.", u.username);
+            }
+            show(out, &u);
+        }
+        UserCmd::Delete { name, source } => {
+            let tokens = admin.delete_user(&actor, source.as_deref(), &name).await?;
+            out.either(
+                &serde_json::json!({"deleted": name, "tokens_deleted": tokens}),
+                || println!("Deleted user '{name}' and {tokens} token(s)."),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! `tessera serve`: the HTTP front door plus the background upkeep, with graceful shutdown.
+
+use crate::app::{self, App};
+use crate::config::Config;
+use anyhow::{Context, Result};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tessera_core::clock::Clock;
+use tessera_core::store::Store;
+use tessera_http::{HttpState, MetricsRender};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The process-wide Prometheus recorder (the `metrics` facade has one global recorder).
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .and_then(|b| b.install_recorder())
+                .map_err(|e| tracing::warn!(error = %e, "metrics are disabled"))
+                .ok()
+        })
+        .clone()
+}
+
+/// A server running in this process.
+#[derive(Debug)]
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub app: App,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    http: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish, stops the background tasks.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.http
+            .await
+            .context("the HTTP server task failed")?
+            .context("the HTTP server failed")?;
+        self.app.store.close().await;
+        Ok(())
+    }
+
+    /// Waits until the HTTP server ends (after `stop_on` resolves).
+    pub async fn run_until(self, stop_on: impl std::future::Future<Output = ()>) -> Result<()> {
+        stop_on.await;
+        tracing::info!("shutting down: finishing requests in flight");
+        self.shutdown().await
+    }
+}
+
+/// Opens the data and starts serving.
+pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running> {
+    let app = app::open(config, clock).await?;
+    start_with(config, app).await
+}
+
+pub async fn start_with(config: &Config, app: App) -> Result<Running> {
+    let handle = metrics_handle();
+    let render: Option<MetricsRender> = handle.clone().map(|h| {
+        let f: MetricsRender = Arc::new(move || h.render());
+        f
+    });
+    let state = HttpState::new(app.engine.clone(), render);
+    let router = tessera_http::router(state);
+    let listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http_listen))?;
+    let http_addr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+
+    let mut rx = stop_rx.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+        .await
+    });
+
+    let mut tasks = Vec::new();
+    // Configuration changed through the CLI or on another node takes effect here.
+    let engine = app.engine.clone();
+    let poll = Duration::from_millis(config.config_poll_ms);
+    let mut rx = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = rx.wait_for(|s| *s) => break,
+            }
+            match engine.refresh().await {
+                Ok(true) => tracing::info!("configuration reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot check for configuration changes"),
+            }
+        }
+    }));
+    // Expired challenges and sessions go; metrics histograms are maintained.
+    let store = app.store.clone();
+    let clock = app.engine.clock().clone();
+    let purge = Duration::from_secs(config.purge_interval_secs);
+    let mut rx = stop_rx;
+    tasks.push(tokio::spawn(async move {
+        let mut last_purge = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = rx.wait_for(|s| *s) => break,
+            }
+            if let Some(h) = &handle {
+                h.run_upkeep();
+            }
+            if last_purge.elapsed() >= purge {
+                last_purge = tokio::time::Instant::now();
+                match store.purge_expired(clock.now()).await {
+                    Ok(n) if n > 0 => tracing::debug!(rows = n, "expired state removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot remove expired state"),
+                }
+            }
+        }
+    }));
+
+    Ok(Running {
+        http_addr,
+        app,
+        stop,
+        tasks,
+        http,
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Prints what an operator needs after start: where things are and what to do first.
+pub async fn print_banner(config: &Config, running: &Running) -> Result<()> {
+    let app = &running.app;
+    let addr = running.http_addr;
+    tracing::info!(http = %addr, database = %config.redacted_database_url(), backend = app.store.backend(), "tessera is serving");
+    if app.key_created {
+        eprintln!(
+            "Created the master key {} (mode 0600). Back it up apart from the database: without it the OTP seeds cannot be read.",
+            config.master_key_file.display()
+        );
+    }
+    eprintln!(
+        "Tessera {} is listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    eprintln!("  privacyIDEA-compatible validate API: http://{addr}/validate/check");
+    eprintln!(
+        "  admin REST API:                     http://{addr}/api/v1 (OpenAPI: /api/v1/openapi.json)"
+    );
+    eprintln!("  health and metrics:                 http://{addr}/healthz, /readyz, /metrics");
+    if app.admin.list_admins().await?.is_empty() {
+        let mut flags = String::new();
+        if config.data_dir != std::path::Path::new("./data") {
+            flags.push_str(&format!(" --data-dir {}", config.data_dir.display()));
+        }
+        if !config.is_sqlite() {
+            flags.push_str(" --database-url '<the same URL>'");
+        }
+        eprintln!();
+        eprintln!("No administrator exists yet. Create the first one (in another terminal):");
+        eprintln!("  tessera{flags} admin create admin --password-stdin");
+        eprintln!("then sign in: curl -d username=admin -d password=… http://{addr}/auth");
+    }
+    Ok(())
+}
