@@ -87,9 +87,12 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| PiError::parameter(format!("Cannot read the request body: {e}")))?;
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            let mut err = PiError::parameter(format!("Cannot read the request body: {e}"));
+            // Keep 413 for bodies over the limit.
+            err.http = e.status();
+            err
+        })?;
         Params::parse(query.as_deref(), &content_type, &body)
     }
 }

@@ -1,0 +1,275 @@
+//! The end-to-end harness: a real server on port 0 with a temporary database (SQLite or a
+//! throwaway PostgreSQL database), driven over HTTP.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tessera_core::admin::{Actor, Admin, EnrollInput, NewUserInput};
+use tessera_core::clock::{Clock, FakeClock, SystemClock};
+use tessera_core::model::{Application, Factor, Method, TokenKind};
+use tessera_server::config::{Config, Overrides};
+use tessera_server::serve::{self, Running};
+use tessera_testkit::PgDatabase;
+use zeroize::Zeroizing;
+
+pub const SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub url: String,
+    pub http: reqwest::Client,
+    pub clock: Option<FakeClock>,
+    pub config: Config,
+    pub dir: tempfile::TempDir,
+    pub pg: Option<PgDatabase>,
+}
+
+pub fn actor() -> Actor {
+    Actor {
+        name: "test".into(),
+        door: "cli".into(),
+        client_ip: None,
+    }
+}
+
+impl TestServer {
+    /// A server with a fake clock starting at `start` (Unix seconds), or the system clock.
+    pub async fn start(backend: Backend, start: Option<i64>) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PgDatabase::create().await),
+        };
+        let overrides = Overrides {
+            data_dir: Some(dir.path().join("data").display().to_string()),
+            database_url: pg.as_ref().map(|p| p.url.clone()),
+            http_listen: Some("127.0.0.1:0".into()),
+            config_file: None,
+        };
+        let config = Config::load_from(&overrides, &BTreeMap::new()).unwrap();
+        let clock = start.map(FakeClock::at);
+        let dyn_clock: Arc<dyn Clock> = match &clock {
+            Some(c) => Arc::new(c.clone()),
+            None => Arc::new(SystemClock),
+        };
+        let running = serve::start(&config, dyn_clock).await.unwrap();
+        let url = format!("http://{}", running.http_addr);
+        let server = TestServer {
+            running: Some(running),
+            url,
+            http: reqwest::Client::new(),
+            clock,
+            config,
+            dir,
+            pg,
+        };
+        // Cheap hashes keep the tests fast; the cost is a setting.
+        server
+            .admin()
+            .update_settings(
+                &actor(),
+                serde_json::from_value(json!({"argon2_memory_kib": 8192, "argon2_iterations": 1}))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        server
+    }
+
+    pub fn admin(&self) -> &Admin {
+        &self.running.as_ref().unwrap().app.admin
+    }
+
+    pub fn now(&self) -> i64 {
+        match &self.clock {
+            Some(c) => c.now(),
+            None => SystemClock.now(),
+        }
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.clock.as_ref().expect("fake clock").advance(secs);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.unwrap();
+        }
+    }
+
+    pub async fn set(&self, settings: Value) {
+        self.admin()
+            .update_settings(&actor(), serde_json::from_value(settings).unwrap())
+            .await
+            .unwrap();
+    }
+
+    pub async fn add_user(&self, name: &str, password: Option<&str>) {
+        self.admin()
+            .create_user(
+                &actor(),
+                NewUserInput {
+                    username: name.into(),
+                    password: password.map(|p| Zeroizing::new(p.to_string())),
+                    email: Some(format!("{name}@example.org")),
+                    given_name: Some("Given".into()),
+                    surname: Some("Sur".into()),
+                    phone: Some("+49 30 1234567".into()),
+                    groups: vec!["staff".into()],
+                    enabled: true,
+                    ..NewUserInput::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Enrolls a token with a known seed; returns its serial.
+    pub async fn enroll(
+        &self,
+        user: &str,
+        kind: TokenKind,
+        serial: &str,
+        pin: Option<&str>,
+    ) -> String {
+        self.admin()
+            .enroll(
+                &actor(),
+                EnrollInput {
+                    kind,
+                    user: user.into(),
+                    realm: None,
+                    secret: Some(Zeroizing::new(SEED_B32.into())),
+                    pin: pin.map(|p| Zeroizing::new(p.into())),
+                    digits: None,
+                    algorithm: None,
+                    period: None,
+                    counter: None,
+                    description: None,
+                    serial: Some(serial.into()),
+                },
+            )
+            .await
+            .unwrap()
+            .token
+            .serial
+    }
+
+    /// Makes `name` the validate application with the given factor chain.
+    pub async fn use_app(&self, name: &str, factors: &[&[Method]]) {
+        let app = Application {
+            name: name.into(),
+            kind: Default::default(),
+            description: String::new(),
+            factors: factors
+                .iter()
+                .map(|m| Factor {
+                    methods: m.to_vec(),
+                    risk: false,
+                })
+                .collect(),
+        };
+        self.admin().put_application(&actor(), app).await.unwrap();
+        self.set(json!({"validate_application": name})).await;
+    }
+
+    /// The TOTP code of the test seed at the server's time, from oathtool.
+    pub fn totp(&self, offset_steps: i64) -> String {
+        tessera_testkit::oathtool_totp(SEED_B32, self.now() + offset_steps * 30, 6, 30, "sha1")
+    }
+
+    pub fn hotp(&self, counter: u64) -> String {
+        tessera_testkit::oathtool_hotp(SEED_B32, counter, 6)
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// `/validate/check`, returning `result.authentication` and the whole body.
+    pub async fn check(&self, form: &[(&str, &str)]) -> (String, Value) {
+        let (status, body) = self.post("/validate/check", form).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let auth = body["result"]["authentication"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        (auth, body)
+    }
+
+    pub async fn admin_token(&self, name: &str, role: tessera_core::model::AdminRole) -> String {
+        let password = "a-long-admin-password";
+        self.admin()
+            .create_admin(&actor(), name, password, role)
+            .await
+            .unwrap();
+        let (status, body) = self
+            .post("/auth", &[("username", name), ("password", password)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["result"]["value"]["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The audit records of an action, newest first.
+    pub async fn audit(&self, action: &str) -> Vec<tessera_core::model::AuditRecord> {
+        self.running
+            .as_ref()
+            .unwrap()
+            .app
+            .engine
+            .store()
+            .query_audit(&tessera_core::model::AuditQuery {
+                action: Some(action.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+}
+
+/// Runs an async test body on both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what Tessera's tests need on a Debian machine, then runs every test.
+#   - apt packages: oathtool (independent OTP peer), PostgreSQL when none is reachable
+#   - PostgreSQL: TESSERA_TEST_PG_URL, or postgres://postgres@127.0.0.1:5432/test (started or
+#     created here when not reachable)
+# Usage: scripts/test.sh [extra cargo-nextest/cargo-test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    as_root apt-get update -qq || true
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+apt_install oathtool
+
+export TESSERA_TEST_PG_URL="${TESSERA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
+pg_up() { psql "$TESSERA_TEST_PG_URL" -Atc 'select 1' >/dev/null 2>&1; }
+if ! pg_up; then
+  say "PostgreSQL is not reachable at $TESSERA_TEST_PG_URL: starting one"
+  command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql postgresql-client
+  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1 || true)
+  if [ -z "$version" ]; then
+    apt_install postgresql
+    version=$(ls /etc/postgresql | sort -V | tail -n1)
+  fi
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1 && break; sleep 1; done
+  if ! pg_up; then
+    # A fresh cluster: let local TCP connections in without a password and create the database.
+    hba=$(ls /etc/postgresql/"$version"/main/pg_hba.conf)
+    if ! as_root grep -q 'tessera-tests' "$hba"; then
+      as_root sh -c "printf '%s\n' 'host all all 127.0.0.1/32 trust # tessera-tests' 'host all all ::1/128 trust # tessera-tests' | cat - '$hba' > '$hba.new' && mv '$hba.new' '$hba'"
+      as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    fi
+    as_root su postgres -c "psql -Atc \"select 1 from pg_database where datname='test'\" | grep -q 1 || createdb test"
+  fi
+  pg_up || { echo "PostgreSQL still not reachable at $TESSERA_TEST_PG_URL" >&2; exit 1; }
+fi
+
+say "running the tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo test --workspace --doc
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
