@@ -225,16 +225,21 @@ impl Config {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let log_level = r.string("log.level").unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            r.errors.push(format!(
-                "log.level: '{log_level}' is not a level (error, warn, info, debug, trace) or filter"
-            ));
+            let msg = format!(
+                "log.level ({}): '{log_level}' is not a level (error, warn, info, debug, trace) or filter",
+                r.origin("log.level")
+            );
+            r.errors.push(msg);
         }
         let log_format = match r.string("log.format").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                r.errors
-                    .push(format!("log.format: '{other}' must be text or json"));
+                let msg = format!(
+                    "log.format ({}): '{other}' must be text or json",
+                    r.origin("log.format")
+                );
+                r.errors.push(msg);
                 LogFormat::Text
             }
         };
