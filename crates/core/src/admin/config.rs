@@ -218,22 +218,29 @@ impl Admin {
                 errs.push(format!("application '{}' is defined twice", a.name));
             }
         }
-        match SystemSettings::default().merged(&decl.settings) {
-            Ok(s) => {
-                if !realms.contains_key(&s.default_realm.to_lowercase()) {
-                    errs.push(format!(
-                        "setting default_realm: realm '{}' does not exist",
-                        s.default_realm
-                    ));
+        // Check the references of the valid settings even when others are invalid.
+        let settings = match SystemSettings::default().merged(&decl.settings) {
+            Ok(s) => s,
+            Err(es) => {
+                let mut valid = decl.settings.clone();
+                for e in &es {
+                    valid.remove(&e.key);
                 }
-                if !apps.contains_key(&s.validate_application.to_lowercase()) {
-                    errs.push(format!(
-                        "setting validate_application: application '{}' does not exist",
-                        s.validate_application
-                    ));
-                }
+                errs.extend(es.into_iter().map(|e| format!("setting {e}")));
+                SystemSettings::default().merged(&valid).unwrap_or_default()
             }
-            Err(es) => errs.extend(es.into_iter().map(|e| format!("setting {e}"))),
+        };
+        if !realms.contains_key(&settings.default_realm.to_lowercase()) {
+            errs.push(format!(
+                "setting default_realm: realm '{}' does not exist",
+                settings.default_realm
+            ));
+        }
+        if !apps.contains_key(&settings.validate_application.to_lowercase()) {
+            errs.push(format!(
+                "setting validate_application: application '{}' does not exist",
+                settings.validate_application
+            ));
         }
         errs
     }
