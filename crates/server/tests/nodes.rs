@@ -493,3 +493,48 @@ fn bad_configuration_reports_every_problem() {
     assert!(err.contains("unknown setting 'http.port'"), "{err}");
     assert!(err.contains("TESSERA_LOG_FORMAT"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_changes_reach_a_running_sqlite_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let node = Node::start(dir.path(), None, &[]);
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--data-dir", d]);
+        let (ok, _, err) = cli(&a, &[], stdin);
+        assert!(ok, "{args:?}: {err}");
+    };
+    run(
+        &["user", "add", "bob", "--password-stdin"],
+        Some("bob-password\n"),
+    );
+    run(
+        &[
+            "token", "enroll", "totp", "--user", "bob", "--secret", SEED_B32, "--qr", "none",
+        ],
+        None,
+    );
+    let http = reqwest::Client::new();
+    assert_eq!(
+        check(&http, &node.url, "bob", &fresh_code()).await,
+        "ACCEPT"
+    );
+    run(
+        &[
+            "app", "add", "vpn", "--factor", "password", "--factor", "soft_otp",
+        ],
+        None,
+    );
+    run(&["settings", "set", "validate_application=vpn"], None);
+    let started = Instant::now();
+    while check(&http, &node.url, "bob", "bob-password").await != "CHALLENGE" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the change did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(node.log_text().contains("configuration reloaded"));
+    assert!(node.stop().success());
+}

@@ -1,0 +1,428 @@
+//! The command line as an administrator uses it: readable output, --json for scripts, non-zero
+//! exit and a clear message on error, QR codes, apply/export, and changes reaching a running
+//! server without a restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        Cli {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn run_in(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .env("USER", "tester")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run_in(args, None);
+        assert!(ok, "tessera {args:?} failed: {err}");
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let (ok, _, err) = self.run_in(args, None);
+        assert!(!ok, "tessera {args:?} should fail");
+        assert!(err.starts_with("error: "), "{err}");
+        err
+    }
+}
+
+#[test]
+fn users_in_tables_and_json() {
+    let c = Cli::new();
+    let (ok, out, err) = c.run_in(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--email",
+            "alice@example.org",
+            "--group",
+            "vpn",
+            "--group",
+            "staff",
+            "--expires",
+            "2030-01-31",
+        ],
+        Some("alice-password\n"),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("Created user 'alice' in source 'local'."));
+    assert!(out.contains("2030-01-31T00:00:00Z"));
+    c.ok(&[
+        "user",
+        "add",
+        "bob",
+        "--given-name",
+        "Bob",
+        "--surname",
+        "Builder",
+    ]);
+    let table = c.ok(&["user", "list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("USERNAME"), "{table}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("bob") && l.contains("Bob Builder"))
+    );
+    let users = c.json(&["user", "list", "--search", "ali"]);
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_eq!(users[0]["groups"], serde_json::json!(["vpn", "staff"]));
+    let u = c.json(&[
+        "user",
+        "set",
+        "alice",
+        "--email",
+        "",
+        "--disable",
+        "--expires",
+        "never",
+        "--no-groups",
+    ]);
+    assert_eq!(u["email"], Value::Null);
+    assert_eq!(u["enabled"], false);
+    assert_eq!(u["expires_at"], Value::Null);
+    assert_eq!(u["groups"], serde_json::json!([]));
+    // Errors: clear message, non-zero exit, nothing changed.
+    assert!(
+        c.fails(&["user", "add", "ALICE"])
+            .contains("already exists")
+    );
+    let err = c.fails(&[
+        "user",
+        "add",
+        "carol",
+        "--email",
+        "nope",
+        "--password",
+        "short",
+    ]);
+    assert!(err.contains("email") && err.contains("password"), "{err}");
+    assert!(c.fails(&["user", "show", "carol"]).contains("not found"));
+    assert!(
+        c.fails(&["user", "add", "dave", "--expires", "someday"])
+            .contains("--expires")
+    );
+    let out = c.ok(&["user", "delete", "bob"]);
+    assert!(out.contains("Deleted user 'bob' and 0 token(s)."));
+    let audit = c.json(&["audit", "--action", "user_create"]);
+    assert_eq!(audit.as_array().unwrap().len(), 2);
+    assert_eq!(audit[0]["actor"], "cli:tester");
+}
+
+#[test]
+fn token_enrollment_prints_uri_and_qr() {
+    let c = Cli::new();
+    c.ok(&["user", "add", "alice"]);
+    let out = c.ok(&["token", "enroll", "totp", "--user", "alice"]);
+    assert!(
+        out.contains("otpauth://totp/Tessera:alice%40default?secret="),
+        "{out}"
+    );
+    assert!(out.contains('█') || out.contains('▀'), "terminal QR");
+    let svg = c.dir.path().join("qr.svg");
+    let out = c.ok(&[
+        "token",
+        "enroll",
+        "hotp",
+        "--user",
+        "alice",
+        "--qr",
+        "svg",
+        "--qr-file",
+        svg.to_str().unwrap(),
+        "--pin",
+        "1234",
+    ]);
+    assert!(out.contains("QR code written to"));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let png = c.dir.path().join("qr.png");
+    let e = c.json(&[
+        "token",
+        "enroll",
+        "totp",
+        "--user",
+        "alice",
+        "--qr",
+        "png",
+        "--qr-file",
+        png.to_str().unwrap(),
+        "--digits",
+        "8",
+        "--algorithm",
+        "SHA256",
+        "--period",
+        "60",
+    ]);
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        e["uri"]
+            .as_str()
+            .unwrap()
+            .contains("algorithm=SHA256&digits=8")
+    );
+    assert!(e["uri"].as_str().unwrap().contains("period=60"));
+    let serial = e["token"]["serial"].as_str().unwrap().to_string();
+    let list = c.json(&["token", "list", "--user", "alice"]);
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert_eq!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["has_pin"] == true)
+            .count(),
+        1
+    );
+    c.ok(&["token", "disable", &serial]);
+    c.ok(&[
+        "token",
+        "set",
+        &serial,
+        "--description",
+        "backup",
+        "--max-fail",
+        "3",
+    ]);
+    let t = c.json(&["token", "show", &serial]);
+    assert_eq!(
+        (
+            t["state"].as_str(),
+            t["description"].as_str(),
+            t["max_fail"].as_i64()
+        ),
+        (Some("disabled"), Some("backup"), Some(3))
+    );
+    c.ok(&["token", "revoke", &serial]);
+    assert!(c.fails(&["token", "enable", &serial]).contains("revoked"));
+    assert!(
+        c.fails(&["token", "enroll", "totp", "--user", "alice", "--qr", "svg"])
+            .contains("--qr-file")
+    );
+    assert!(
+        c.fails(&[
+            "token", "enroll", "totp", "--user", "nobody", "--qr", "none"
+        ])
+        .contains("not found")
+    );
+    assert!(
+        c.fails(&[
+            "token",
+            "enroll",
+            "totp",
+            "--user",
+            "alice",
+            "--secret",
+            "not base32!",
+            "--qr",
+            "none"
+        ])
+        .contains("base32")
+    );
+    c.ok(&["token", "delete", &serial]);
+    assert!(c.fails(&["token", "show", &serial]).contains("not found"));
+}
+
+#[test]
+fn apply_and_export_are_idempotent_with_a_dry_run_diff() {
+    let c = Cli::new();
+    let file = c.dir.path().join("tessera-config.toml");
+    std::fs::write(
+        &file,
+        r#"
+[settings]
+lock_period_minutes = 15
+prepend_pin = false
+
+[[user_source]]
+name = "local"
+type = "local"
+
+[[realm]]
+name = "default"
+sources = ["local"]
+
+[[application]]
+name = "default"
+factors = [{ methods = ["soft_otp"] }]
+
+[[application]]
+name = "vpn"
+type = "normal"
+description = "VPN logins"
+factors = [{ methods = ["password"] }, { methods = ["soft_otp"] }]
+"#,
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let dry = c.ok(&["apply", f, "--dry-run"]);
+    assert!(dry.contains("+ create application 'vpn'"), "{dry}");
+    assert!(
+        dry.contains("~ setting lock_period_minutes: 30 -> 15"),
+        "{dry}"
+    );
+    // The file leaves out the descriptions the defaults came with: a declarative file is the
+    // whole truth about what it names.
+    assert!(dry.contains("~ update realm 'default'"), "{dry}");
+    assert!(
+        dry.contains("6 change(s) would be made (dry run: nothing changed)."),
+        "{dry}"
+    );
+    assert!(c.fails(&["app", "show", "vpn"]).contains("not found"));
+    let applied = c.ok(&["apply", f]);
+    assert!(applied.contains("6 change(s) made."), "{applied}");
+    assert!(c.ok(&["apply", f]).contains("No changes."));
+    assert!(c.ok(&["app", "list"]).contains("password -> soft_otp"));
+    // Export, then apply the export: nothing to do.
+    let exported = c.dir.path().join("export.toml");
+    c.ok(&["export", "-o", exported.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(
+        text.contains("[[application]]") && text.contains("lock_period_minutes = 15"),
+        "{text}"
+    );
+    assert!(
+        c.ok(&["apply", exported.to_str().unwrap(), "--prune"])
+            .contains("No changes.")
+    );
+    // A broken file lists its problems and changes nothing.
+    std::fs::write(
+        &file,
+        "[[realm]]\nname = \"default\"\nsources = [\"nope\"]\n[settings]\ndefault_otp_length = 5\n",
+    )
+    .unwrap();
+    let err = c.fails(&["apply", f]);
+    assert!(
+        err.contains("user source 'nope' does not exist") && err.contains("default_otp_length"),
+        "{err}"
+    );
+    std::fs::write(&file, "[[realm]\n").unwrap();
+    assert!(c.fails(&["apply", f]).contains("tessera-config.toml"));
+    assert!(c.ok(&["app", "show", "vpn"]).contains("VPN logins"));
+}
+
+#[test]
+fn settings_apps_realms_sources_from_the_command_line() {
+    let c = Cli::new();
+    let shown = c.ok(&["settings", "show"]);
+    assert!(shown.contains("split_at_sign") && shown.contains("challenge_validity_seconds"));
+    assert_eq!(c.ok(&["settings", "show", "max_otp_attempts"]).trim(), "5");
+    let err = c.fails(&[
+        "settings",
+        "set",
+        "max_otp_attempts=0",
+        "prepend_pin=perhaps",
+        "nonsense=1",
+    ]);
+    assert!(
+        err.contains("max_otp_attempts") && err.contains("prepend_pin") && err.contains("nonsense"),
+        "{err}"
+    );
+    assert_eq!(
+        c.ok(&["settings", "show", "max_otp_attempts"]).trim(),
+        "5",
+        "nothing changed"
+    );
+    assert!(
+        c.ok(&["settings", "set", "max_otp_attempts=3"])
+            .contains("max_otp_attempts = 3")
+    );
+    c.ok(&["source", "add", "partners"]);
+    c.ok(&["realm", "add", "partners", "--source", "partners"]);
+    assert!(c.ok(&["realm", "list"]).contains("partners"));
+    c.ok(&["user", "add", "pat", "--source", "partners"]);
+    assert!(
+        c.fails(&["source", "delete", "partners"])
+            .contains("still holds 1 user(s)")
+    );
+    c.ok(&["user", "delete", "pat", "--source", "partners"]);
+    assert!(
+        c.fails(&["source", "delete", "partners"])
+            .contains("realm 'partners': user source 'partners' does not exist")
+    );
+    c.ok(&[
+        "app",
+        "add",
+        "web",
+        "--factor",
+        "password,soft_otp",
+        "--description",
+        "either",
+    ]);
+    let app = c.json(&["app", "show", "web"]);
+    assert_eq!(
+        app["factors"][0]["methods"],
+        serde_json::json!(["password", "soft_otp"])
+    );
+    assert!(
+        c.fails(&["app", "add", "web2", "--factor", "smoke-signals"])
+            .contains("unknown method")
+    );
+    assert!(
+        c.fails(&["app", "add", "web", "--factor", "password"])
+            .contains("already exists")
+    );
+    c.ok(&["app", "delete", "web"]);
+    let (ok, out, _) = c.run_in(&["check-config"], None);
+    assert!(ok && out.contains("configuration is valid"));
+    // The first administrator.
+    let (ok, _, err) = c.run_in(
+        &["admin", "create", "admin", "--password-stdin"],
+        Some("a-long-enough-password\n"),
+    );
+    assert!(ok, "{err}");
+    assert!(
+        c.fails(&["admin", "create", "admin2", "--password", "short"])
+            .contains("12 characters")
+    );
+    assert!(
+        c.fails(&[
+            "admin",
+            "create",
+            "x",
+            "--role",
+            "god",
+            "--password",
+            "a-long-enough-password"
+        ])
+        .contains("--role")
+    );
+    assert!(c.ok(&["admin", "list"]).contains("admin"));
+}
