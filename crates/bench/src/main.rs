@@ -1,1 +1,263 @@
-fn main() {}
+//! `tessera-bench`: Tessera's own load generator (DESIGN.md §7).
+//!
+//! Provisions N users with TOTP tokens (directly in the store, in bulk), starts `tessera serve`
+//! on them, drives `/validate/check` over keep-alive HTTP at concurrency C for D seconds on the
+//! accept path (fresh valid OTPs, each used once) and/or the reject path (wrong OTPs), and
+//! prints requests/s, p50/p99, errors and the server's peak RSS. See docs/benchmark.md.
+
+mod load;
+mod provision;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use load::{LoadSpec, Mode};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tessera_core::hashing::HashCost;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tessera-bench",
+    about = "Load generator for Tessera's /validate/check"
+)]
+struct Args {
+    /// The tessera binary to start (default: `tessera` next to this program).
+    #[arg(long)]
+    tessera: Option<PathBuf>,
+    /// Database: sqlite (a fresh file) or a postgres://… URL (an empty database).
+    #[arg(long, default_value = "sqlite")]
+    database: String,
+    /// Users, each with one TOTP token.
+    #[arg(long, default_value_t = 50_000)]
+    users: u64,
+    /// Paths to drive, in order: accept, reject or both.
+    #[arg(long, default_value = "accept,reject")]
+    mode: String,
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds measured per path.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds sent before measuring.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Total requests per second (open loop); default: as fast as the server answers.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Tokens have the PIN 4711, typed before the OTP (one Argon2id check per request).
+    #[arg(long)]
+    pin: bool,
+    /// Argon2id memory (KiB) of the PIN hash.
+    #[arg(long, default_value_t = 19 * 1024)]
+    argon2_memory_kib: u32,
+    /// Argon2id iterations of the PIN hash.
+    #[arg(long, default_value_t = 2)]
+    argon2_iterations: u32,
+    /// Keep the data in this directory (and reuse it when it already holds a run's data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Server {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(bin: &PathBuf, data: &std::path::Path, url: &str, key: &str) -> Result<Server> {
+    let mut child = Command::new(bin)
+        .args(["serve", "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(["--database-url", url])
+        .env("TESSERA_MASTER_KEY", key)
+        .env("TESSERA_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.trim().to_string());
+            } else if line.contains("error") {
+                eprintln!("server: {line}");
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .context("the server did not start")?;
+    Ok(Server {
+        child,
+        addr: addr.parse()?,
+    })
+}
+
+/// Peak resident set size of a process, in MiB (Linux: VmHWM).
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let modes: Vec<Mode> = args
+        .mode
+        .split(',')
+        .map(|m| match m.trim() {
+            "accept" => Ok(Mode::Accept),
+            "reject" => Ok(Mode::Reject),
+            other => bail!("--mode: '{other}' is not accept or reject"),
+        })
+        .collect::<Result<_>>()?;
+    if args.users == 0 || args.concurrency == 0 {
+        bail!("--users and --concurrency must be at least 1");
+    }
+    let bin = match &args.tessera {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory")?
+            .join("tessera"),
+    };
+    let tmp = tempfile::tempdir()?;
+    let data = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("data"));
+    let url = if args.database == "sqlite" {
+        format!("sqlite://{}", data.join("tessera.db").display())
+    } else {
+        args.database.clone()
+    };
+    let cost = HashCost {
+        memory_kib: args.argon2_memory_kib,
+        iterations: args.argon2_iterations,
+        parallelism: 1,
+    };
+    let marker = data.join("bench-provisioned");
+    let key = if marker.exists() {
+        let text = std::fs::read_to_string(data.join("master.key"))?;
+        tessera_store::MasterKey::parse(&text, "bench")?
+            .to_base64()
+            .to_string()
+    } else {
+        eprintln!(
+            "provisioning {} users with TOTP tokens ({})…",
+            args.users,
+            if args.database == "sqlite" {
+                "sqlite"
+            } else {
+                "postgres"
+            }
+        );
+        let started = std::time::Instant::now();
+        let plan = provision::Plan {
+            users: args.users,
+            pin: args.pin,
+            cost,
+        };
+        let key = provision::provision(&data, &url, &plan).await?;
+        std::fs::write(&marker, format!("{} users, pin {}\n", args.users, args.pin))?;
+        eprintln!("provisioned in {:.1} s", started.elapsed().as_secs_f64());
+        key
+    };
+    let server = start_server(&bin, &data, &url, &key)?;
+    let pid = server.child.id();
+    let mut results = Vec::new();
+    for mode in modes {
+        eprintln!(
+            "{} path: {} users, concurrency {}, {} s (+{} s warm-up){}{}",
+            mode.as_str(),
+            args.users,
+            args.concurrency,
+            args.duration,
+            args.warmup,
+            if args.pin { ", PIN+OTP" } else { ", OTP only" },
+            args.rate
+                .map(|r| format!(", {r} requests/s"))
+                .unwrap_or_default()
+        );
+        let out = load::run(LoadSpec {
+            addr: server.addr,
+            mode,
+            users: args.users,
+            concurrency: args.concurrency,
+            duration: Duration::from_secs(args.duration),
+            warmup: Duration::from_secs(args.warmup),
+            rate: args.rate,
+            pin: args.pin,
+        })
+        .await;
+        let rps = out.latencies_us.len() as f64 / out.measured.as_secs_f64();
+        let row = serde_json::json!({
+            "mode": mode.as_str(),
+            "backend": if args.database == "sqlite" { "sqlite" } else { "postgres" },
+            "users": args.users,
+            "concurrency": args.concurrency,
+            "pin": args.pin,
+            "argon2": if args.pin { format!("m={} KiB, t={}, p=1", cost.memory_kib, cost.iterations) } else { "-".into() },
+            "requests_per_second": (rps * 10.0).round() / 10.0,
+            "p50_ms": load::percentile_ms(&out.latencies_us, 50.0),
+            "p99_ms": load::percentile_ms(&out.latencies_us, 99.0),
+            "max_ms": load::percentile_ms(&out.latencies_us, 100.0),
+            "measured_requests": out.latencies_us.len(),
+            "expected_answers": out.expected,
+            "unexpected_answers": out.unexpected,
+            "errors": out.errors,
+            "exhausted": out.exhausted,
+        });
+        if !args.json {
+            println!(
+                "{:<6} {:>9.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  unexpected {}  errors {}{}",
+                mode.as_str(),
+                rps,
+                row["p50_ms"].as_f64().unwrap_or(0.0),
+                row["p99_ms"].as_f64().unwrap_or(0.0),
+                row["max_ms"].as_f64().unwrap_or(0.0),
+                out.unexpected,
+                out.errors,
+                if out.exhausted > 0 {
+                    format!(
+                        "  (fresh OTPs ran out {} times: use more --users)",
+                        out.exhausted
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        results.push(row);
+    }
+    let rss = peak_rss_mib(pid);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"results": results, "server_peak_rss_mib": rss})
+            )?
+        );
+    } else if let Some(r) = rss {
+        println!("server peak RSS {r:.1} MiB");
+    }
+    drop(server);
+    Ok(())
+}

@@ -1,50 +1,51 @@
 //! Meta values, settings and configuration documents.
 
 use crate::SqlStore;
-use crate::rows::{backend, int, text};
+use crate::db::{Stmt, params};
 use serde_json::{Map, Value};
-use tessera_core::store::{ConfigDoc, ConfigKind, StoreResult};
+use tessera_core::store::{ConfigDoc, ConfigKind, StoreError, StoreResult};
+
+const BUMP: &str = "UPDATE config_version SET version = version + 1 WHERE id = 1";
 
 impl SqlStore {
     pub(crate) async fn meta_impl(&self, key: &str) -> StoreResult<Option<String>> {
-        sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = $1")
-            .bind(key.to_string())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)
+        self.db
+            .query_one("SELECT value FROM meta WHERE key = $1", params![key])
+            .await?
+            .map(|r| r.text("value"))
+            .transpose()
     }
 
     pub(crate) async fn set_meta_impl(&self, key: &str, value: &str) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key.to_string())
-        .bind(value.to_string())
-        .execute(&self.write)
-        .await
-        .map_err(backend)?;
+        self.db
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+                "meta",
+            )
+            .await?;
         Ok(())
     }
 
     pub(crate) async fn config_version_impl(&self) -> StoreResult<i64> {
-        sqlx::query_scalar::<_, i64>("SELECT version FROM config_version WHERE id = 1")
-            .fetch_one(&self.read)
-            .await
-            .map_err(backend)
+        self.db
+            .query_one("SELECT version FROM config_version WHERE id = 1", vec![])
+            .await?
+            .ok_or_else(|| StoreError::Backend("config_version row missing".into()))?
+            .int("version")
     }
 
     pub(crate) async fn settings_impl(&self) -> StoreResult<Map<String, Value>> {
-        let rows = sqlx::query("SELECT key, value FROM settings")
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+        let rows = self
+            .db
+            .query("SELECT key, value FROM settings", vec![])
+            .await?;
         let mut map = Map::new();
         for row in rows {
-            let key = text(&row, "key")?;
-            let raw = text(&row, "value")?;
+            let raw = row.text("value")?;
             let value = serde_json::from_str(&raw).unwrap_or(Value::String(raw));
-            map.insert(key, value);
+            map.insert(row.text("key")?, value);
         }
         Ok(map)
     }
@@ -54,43 +55,39 @@ impl SqlStore {
         values: &Map<String, Value>,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        for (key, value) in values {
-            sqlx::query(
-                "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            )
-            .bind(key.clone())
-            .bind(value.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        bump_version(&mut tx).await?;
-        tx.commit().await.map_err(backend)
+        let mut stmts: Vec<Stmt> = values
+            .iter()
+            .map(|(k, v)| {
+                Stmt::new(
+                    "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    params![k, v.to_string(), now],
+                )
+            })
+            .collect();
+        stmts.push(Stmt::new(BUMP, vec![]));
+        self.db.transaction(stmts, "settings").await?;
+        Ok(())
     }
 
     pub(crate) async fn config_docs_impl(&self, kind: ConfigKind) -> StoreResult<Vec<ConfigDoc>> {
-        let rows = sqlx::query(
-            "SELECT name, body, updated_at FROM config_docs WHERE kind = $1 ORDER BY name_lc",
-        )
-        .bind(kind.as_str())
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?;
-        let mut docs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let body = text(&row, "body")?;
-            docs.push(ConfigDoc {
-                kind,
-                name: text(&row, "name")?,
-                body: serde_json::from_str(&body)
-                    .map_err(|e| tessera_core::store::StoreError::Backend(e.to_string()))?,
-                updated_at: int(&row, "updated_at")?,
-            });
-        }
-        Ok(docs)
+        let rows = self
+            .db
+            .query(
+                "SELECT name, body, updated_at FROM config_docs WHERE kind = $1 ORDER BY name_lc",
+                params![kind.as_str()],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ConfigDoc {
+                    kind,
+                    name: row.text("name")?,
+                    body: row.json("body")?,
+                    updated_at: row.int("updated_at")?,
+                })
+            })
+            .collect()
     }
 
     pub(crate) async fn put_config_doc_impl(
@@ -100,22 +97,21 @@ impl SqlStore {
         body: &Value,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO config_docs (kind, name_lc, name, body, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (kind, name_lc) DO UPDATE SET name = excluded.name, body = excluded.body, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(kind.as_str())
-        .bind(name.to_lowercase())
-        .bind(name.to_string())
-        .bind(body.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        bump_version(&mut tx).await?;
-        tx.commit().await.map_err(backend)
+        self.db
+            .transaction(
+                vec![
+                    Stmt::new(
+                        "INSERT INTO config_docs (kind, name_lc, name, body, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (kind, name_lc) DO UPDATE SET name = excluded.name, body = excluded.body, \
+                         updated_at = excluded.updated_at",
+                        params![kind.as_str(), name.to_lowercase(), name, body.to_string(), now],
+                    ),
+                    Stmt::new(BUMP, vec![]),
+                ],
+                "configuration",
+            )
+            .await?;
+        Ok(())
     }
 
     pub(crate) async fn delete_config_doc_impl(
@@ -123,26 +119,19 @@ impl SqlStore {
         kind: ConfigKind,
         name: &str,
     ) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        let done = sqlx::query("DELETE FROM config_docs WHERE kind = $1 AND name_lc = $2")
-            .bind(kind.as_str())
-            .bind(name.to_lowercase())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        if done > 0 {
-            bump_version(&mut tx).await?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(done > 0)
+        let counts = self
+            .db
+            .transaction(
+                vec![
+                    Stmt::new(
+                        "DELETE FROM config_docs WHERE kind = $1 AND name_lc = $2",
+                        params![kind.as_str(), name.to_lowercase()],
+                    ),
+                    Stmt::new(BUMP, vec![]),
+                ],
+                "configuration",
+            )
+            .await?;
+        Ok(counts.first().copied().unwrap_or(0) > 0)
     }
-}
-
-async fn bump_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> StoreResult<()> {
-    sqlx::query("UPDATE config_version SET version = version + 1 WHERE id = 1")
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(())
 }

@@ -1,64 +1,69 @@
 //! Transactions (pending challenges) and lockout counters.
 
 use crate::SqlStore;
-use crate::rows::{backend, db_err, int, json, opt_int, text, to_json, uint};
-use sqlx::any::AnyRow;
+use crate::db::{Row, params};
 use tessera_core::ids::{AppName, RealmName, Serial, SourceName, TransactionId, UserId, UserRef};
 use tessera_core::model::{Transaction, TxStatus};
 use tessera_core::store::{FailKind, LockPolicy, LockState, StoreError, StoreResult};
 
-fn tx_from_row(row: &AnyRow) -> StoreResult<Transaction> {
-    let id = text(row, "id")?;
-    let status = text(row, "status")?;
+fn tx_from_row(row: &Row) -> StoreResult<Transaction> {
+    let id = row.text("id")?;
+    let status = row.text("status")?;
     Ok(Transaction {
         id: TransactionId::parse(&id)
             .ok_or_else(|| StoreError::Backend(format!("bad transaction id {id}")))?,
         user: UserRef {
-            source: SourceName(text(row, "user_source")?),
-            id: UserId(text(row, "user_id")?),
+            source: SourceName(row.text("user_source")?),
+            id: UserId(row.text("user_id")?),
         },
-        username: text(row, "username")?,
-        realm: RealmName(text(row, "realm")?),
-        application: AppName(text(row, "application")?),
-        next_factor: uint(row, "next_factor")?,
+        username: row.text("username")?,
+        realm: RealmName(row.text("realm")?),
+        application: AppName(row.text("application")?),
+        next_factor: row.uint("next_factor")?,
         status: TxStatus::parse(&status)
             .ok_or_else(|| StoreError::Backend(format!("bad transaction status {status}")))?,
-        serials: json::<Vec<Serial>>(row, "serials_json")?,
-        created_at: int(row, "created_at")?,
-        expires_at: int(row, "expires_at")?,
+        serials: row.json::<Vec<Serial>>("serials_json")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
     })
 }
 
-fn lock_from_row(row: &AnyRow) -> StoreResult<LockState> {
+fn lock_from_row(row: &Row) -> StoreResult<LockState> {
     Ok(LockState {
-        password_fails: uint(row, "password_fails")?,
-        otp_fails: uint(row, "otp_fails")?,
-        first_fail_at: int(row, "first_fail_at")?,
-        locked_until: opt_int(row, "locked_until")?,
+        password_fails: row.uint("password_fails")?,
+        otp_fails: row.uint("otp_fails")?,
+        first_fail_at: row.int("first_fail_at")?,
+        locked_until: row.opt_int("locked_until")?,
     })
+}
+
+fn serials_json(serials: &[Serial]) -> StoreResult<String> {
+    serde_json::to_string(serials).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
 impl SqlStore {
     pub(crate) async fn create_transaction_impl(&self, tx: &Transaction) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO transactions (id, user_source, user_id, username, realm, application, \
-             next_factor, status, serials_json, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(tx.id.as_str().to_string())
-        .bind(tx.user.source.0.clone())
-        .bind(tx.user.id.0.clone())
-        .bind(tx.username.clone())
-        .bind(tx.realm.0.clone())
-        .bind(tx.application.0.clone())
-        .bind(i64::from(tx.next_factor))
-        .bind(tx.status.as_str())
-        .bind(to_json(&tx.serials)?)
-        .bind(tx.created_at)
-        .bind(tx.expires_at)
-        .execute(&self.write)
-        .await
-        .map_err(db_err("transaction"))?;
+        self.db
+            .execute(
+                "INSERT INTO transactions (id, user_source, user_id, username, realm, application, \
+                 next_factor, status, serials_json, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                params![
+                    tx.id.as_str(),
+                    &tx.user.source.0,
+                    &tx.user.id.0,
+                    &tx.username,
+                    &tx.realm.0,
+                    &tx.application.0,
+                    i64::from(tx.next_factor),
+                    tx.status.as_str(),
+                    serials_json(&tx.serials)?,
+                    tx.created_at,
+                    tx.expires_at
+                ],
+                "transaction",
+            )
+            .await?;
         Ok(())
     }
 
@@ -66,17 +71,16 @@ impl SqlStore {
         &self,
         id: &TransactionId,
     ) -> StoreResult<Option<Transaction>> {
-        sqlx::query(
-            "SELECT id, user_source, user_id, username, realm, application, next_factor, status, \
-             serials_json, created_at, expires_at FROM transactions WHERE id = $1",
-        )
-        .bind(id.as_str().to_string())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(tx_from_row)
-        .transpose()
+        self.db
+            .query_one(
+                "SELECT id, user_source, user_id, username, realm, application, next_factor, status, \
+                 serials_json, created_at, expires_at FROM transactions WHERE id = $1",
+                params![id.as_str()],
+            )
+            .await?
+            .as_ref()
+            .map(tx_from_row)
+            .transpose()
     }
 
     pub(crate) async fn advance_transaction_impl(
@@ -92,19 +96,21 @@ impl SqlStore {
         } else {
             TxStatus::Pending
         };
-        let n = sqlx::query(
-            "UPDATE transactions SET next_factor = $3, serials_json = $4, status = $5 \
-             WHERE id = $1 AND next_factor = $2 AND status = 'pending'",
-        )
-        .bind(id.as_str().to_string())
-        .bind(i64::from(from))
-        .bind(i64::from(to))
-        .bind(to_json(&serials)?)
-        .bind(status.as_str())
-        .execute(&self.write)
-        .await
-        .map_err(backend)?
-        .rows_affected();
+        let n = self
+            .db
+            .execute(
+                "UPDATE transactions SET next_factor = $3, serials_json = $4, status = $5 \
+                 WHERE id = $1 AND next_factor = $2 AND status = 'pending'",
+                params![
+                    id.as_str(),
+                    i64::from(from),
+                    i64::from(to),
+                    serials_json(serials)?,
+                    status.as_str()
+                ],
+                "transaction",
+            )
+            .await?;
         Ok(n == 1)
     }
 
@@ -113,55 +119,58 @@ impl SqlStore {
         id: &TransactionId,
         status: TxStatus,
     ) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE transactions SET status = $2 WHERE id = $1")
-            .bind(id.as_str().to_string())
-            .bind(status.as_str())
-            .execute(&self.write)
-            .await
-            .map_err(backend)?
-            .rows_affected();
+        let n = self
+            .db
+            .execute(
+                "UPDATE transactions SET status = $2 WHERE id = $1",
+                params![id.as_str(), status.as_str()],
+                "transaction",
+            )
+            .await?;
         Ok(n == 1)
     }
 
     pub(crate) async fn purge_expired_impl(&self, now: i64) -> StoreResult<u64> {
         let mut total = 0;
-        // Keep finished transactions an hour for troubleshooting.
-        total += sqlx::query("DELETE FROM transactions WHERE expires_at < $1")
-            .bind(now - 3600)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        total += sqlx::query("DELETE FROM admin_sessions WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?
-            .rows_affected();
+        // Finished transactions stay an hour for troubleshooting.
+        total += self
+            .db
+            .execute(
+                "DELETE FROM transactions WHERE expires_at < $1",
+                params![now - 3600],
+                "transaction",
+            )
+            .await?;
+        total += self
+            .db
+            .execute(
+                "DELETE FROM admin_sessions WHERE expires_at < $1",
+                params![now],
+                "session",
+            )
+            .await?;
         // Counters older than the longest possible interval (30 days) count for nothing.
-        total += sqlx::query(
-            "DELETE FROM lockouts WHERE first_fail_at < $1 AND (locked_until IS NULL OR locked_until < $2)",
-        )
-        .bind(now - 31 * 86_400)
-        .bind(now)
-        .execute(&self.write)
-        .await
-        .map_err(backend)?
-        .rows_affected();
+        total += self
+            .db
+            .execute(
+                "DELETE FROM lockouts WHERE first_fail_at < $1 AND (locked_until IS NULL OR locked_until < $2)",
+                params![now - 31 * 86_400, now],
+                "lockout",
+            )
+            .await?;
         Ok(total)
     }
 
     pub(crate) async fn lock_state_impl(&self, key: &str) -> StoreResult<Option<LockState>> {
-        sqlx::query(
-            "SELECT password_fails, otp_fails, first_fail_at, locked_until FROM lockouts WHERE key = $1",
-        )
-        .bind(key.to_string())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(lock_from_row)
-        .transpose()
+        self.db
+            .query_one(
+                "SELECT password_fails, otp_fails, first_fail_at, locked_until FROM lockouts WHERE key = $1",
+                params![key],
+            )
+            .await?
+            .as_ref()
+            .map(lock_from_row)
+            .transpose()
     }
 
     pub(crate) async fn record_auth_failure_impl(
@@ -194,27 +203,37 @@ impl SqlStore {
                  ELSE lockouts.locked_until END \
              RETURNING password_fails, otp_fails, first_fail_at, locked_until"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(key.to_string())
-            .bind(pw)
-            .bind(otp)
-            .bind(now)
-            .bind(i64::from(p.max_password))
-            .bind(i64::from(p.max_otp))
-            .bind(p.lock_secs)
-            .bind(p.interval_secs)
-            .fetch_one(&self.write)
-            .await
-            .map_err(backend)?;
-        lock_from_row(&row)
+        let rows = self
+            .db
+            .write_query(
+                &sql,
+                params![
+                    key,
+                    pw,
+                    otp,
+                    now,
+                    i64::from(p.max_password),
+                    i64::from(p.max_otp),
+                    p.lock_secs,
+                    p.interval_secs
+                ],
+                "lockout",
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Backend("lockout upsert returned no row".into()))?;
+        lock_from_row(row)
     }
 
     pub(crate) async fn clear_lock_impl(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM lockouts WHERE key = $1")
-            .bind(key.to_string())
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
+        self.db
+            .execute(
+                "DELETE FROM lockouts WHERE key = $1",
+                params![key],
+                "lockout",
+            )
+            .await?;
         Ok(())
     }
 }

@@ -1,11 +1,10 @@
 //! Connecting, migrating and checking the master key.
 
 use crate::SqlStore;
+use crate::db::{Db, Sqlite, params};
 use crate::seal::{MasterKey, SealError, Sealer};
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Executor, SqlSafeStr};
-use std::borrow::Cow;
+use sqlx::postgres::PgPoolOptions;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +32,7 @@ impl Backend {
     }
 }
 
-/// Pool sizes.
+/// Connection counts.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     /// PostgreSQL connections per node.
@@ -78,44 +77,46 @@ pub enum OpenError {
 const KEY_CHECK_CONTEXT: &str = "meta:key-check";
 const KEY_CHECK_TEXT: &[u8] = b"tessera master key check";
 
-fn migrator(backend: Backend) -> Migrator {
-    let sql: &'static str = match backend {
-        Backend::Sqlite => include_str!("../migrations/sqlite/0001_initial.sql"),
-        Backend::Postgres => include_str!("../migrations/postgres/0001_initial.sql"),
-    };
-    let migrations = vec![Migration::new(
-        1,
-        Cow::Borrowed("initial"),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )];
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        ..Migrator::DEFAULT
+fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
+    match backend {
+        Backend::Sqlite => vec![(
+            1,
+            "initial",
+            include_str!("../migrations/sqlite/0001_initial.sql"),
+        )],
+        Backend::Postgres => vec![(
+            1,
+            "initial",
+            include_str!("../migrations/postgres/0001_initial.sql"),
+        )],
     }
 }
 
 /// Hides the password of a database URL for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
-                None => url.to_string(),
-            }
-        }
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+            None => url.to_string(),
+        },
         _ => url.to_string(),
     }
 }
 
-fn sqlite_url(url: &str) -> String {
-    if url.contains("mode=") {
-        return url.to_string();
-    }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}mode=rwc")
+/// The file path of a `sqlite://PATH` or `sqlite:PATH` URL.
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then(|| path.to_string())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl SqlStore {
@@ -126,40 +127,41 @@ impl SqlStore {
         key: &MasterKey,
         options: &StoreOptions,
     ) -> Result<SqlStore, OpenError> {
-        install_default_drivers();
         let backend = Backend::from_url(url).ok_or_else(|| OpenError::BadUrl(url.to_string()))?;
-        let connect_err = |e: sqlx::Error| OpenError::Connect {
+        let connect_err = |detail: String| OpenError::Connect {
             url: redact_url(url),
-            detail: e.to_string(),
+            detail,
         };
-        let (read, write) = match backend {
+        let db = match backend {
             Backend::Sqlite => {
-                let url = sqlite_url(url);
-                let write = sqlite_pool(1).connect(&url).await.map_err(connect_err)?;
-                let read = sqlite_pool(options.sqlite_readers.max(1))
-                    .connect(&url)
-                    .await
-                    .map_err(connect_err)?;
-                (read, write)
+                let path = sqlite_path(url).ok_or_else(|| OpenError::BadUrl(url.to_string()))?;
+                Db::Sqlite(Arc::new(
+                    Sqlite::open(&path, options.sqlite_readers).map_err(connect_err)?,
+                ))
             }
-            Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
+            Backend::Postgres => Db::Postgres(
+                PgPoolOptions::new()
                     .max_connections(options.max_connections.max(2))
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
                     .await
-                    .map_err(connect_err)?;
-                (pool.clone(), pool)
-            }
+                    .map_err(|e| connect_err(e.to_string()))?,
+            ),
         };
-        migrator(backend)
-            .run(&write)
+        let applied = db
+            .migrate(&migrations(backend), unix_now())
             .await
             .map_err(|e| OpenError::Migrate(e.to_string()))?;
+        for v in applied {
+            tracing::info!(
+                version = v,
+                backend = backend.as_str(),
+                "database schema migrated"
+            );
+        }
         let store = SqlStore {
             backend,
-            read,
-            write,
+            db,
             sealer: Sealer::new(key),
         };
         store.check_key(key).await?;
@@ -167,22 +169,34 @@ impl SqlStore {
     }
 
     async fn check_key(&self, key: &MasterKey) -> Result<(), OpenError> {
-        let b = |e: sqlx::Error| OpenError::Backend(e.to_string());
+        let b = |e: tessera_core::store::StoreError| OpenError::Backend(e.to_string());
         let sealed =
             data_encoding::BASE64.encode(&self.sealer.seal(KEY_CHECK_TEXT, KEY_CHECK_CONTEXT));
         // First start: record the check value (a concurrent first start of another node wins
         // or loses here; either way the value read back below decides).
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(sealed)
-        .execute(&self.write)
-        .await
-        .map_err(b)?;
-        let stored: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'key_check'")
-            .fetch_one(&self.write)
+        self.db
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING",
+                params![sealed],
+                "key check",
+            )
             .await
             .map_err(b)?;
+        let stored = self
+            .db
+            .write_query(
+                "SELECT value FROM meta WHERE key = 'key_check'",
+                vec![],
+                "key check",
+            )
+            .await
+            .map_err(b)?
+            .into_iter()
+            .next()
+            .map(|r| r.text("value"))
+            .transpose()
+            .map_err(b)?
+            .unwrap_or_default();
         let given = key.id_hex();
         let raw = data_encoding::BASE64
             .decode(stored.as_bytes())
@@ -197,26 +211,6 @@ impl SqlStore {
             Err(SealError::OtherKey(expected)) => Err(OpenError::KeyMismatch { given, expected }),
         }
     }
-}
-
-fn sqlite_pool(max: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new()
-        .max_connections(max)
-        .min_connections(max.min(1))
-        .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 10000; \
-                     PRAGMA foreign_keys = ON; \
-                     PRAGMA temp_store = MEMORY;",
-                )
-                .await?;
-                Ok(())
-            })
-        })
 }
 
 #[cfg(test)]
@@ -236,8 +230,15 @@ mod tests {
             Some(Backend::Postgres)
         );
         assert_eq!(Backend::from_url("mysql://u@h/db"), None);
-        assert_eq!(sqlite_url("sqlite://a.db"), "sqlite://a.db?mode=rwc");
-        assert_eq!(sqlite_url("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+        assert_eq!(
+            sqlite_path("sqlite://./data/a.db").as_deref(),
+            Some("./data/a.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:/abs/a.db?mode=rwc").as_deref(),
+            Some("/abs/a.db")
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(
             redact_url("postgres://tessera:secret@db:5432/tessera"),
             "postgres://tessera:***@db:5432/tessera"

@@ -20,10 +20,7 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.read)
-            .await
-            .map_err(crate::rows::backend)?;
+        self.db.query("SELECT 1 AS one", vec![]).await?;
         Ok(())
     }
 

@@ -1,8 +1,7 @@
 //! Tokens: sealed seeds, the single-use OTP counter, fail counters.
 
 use crate::SqlStore;
-use crate::rows::{b, backend, blob, db_err, int, opt_int, opt_text, text, uint};
-use sqlx::any::AnyRow;
+use crate::db::{Row, params};
 use tessera_core::ids::{Serial, SourceName, UserId, UserRef};
 use tessera_core::model::{NewToken, Token, TokenKind, TokenPatch, TokenState};
 use tessera_core::store::{StoreError, StoreResult, TokenFilter};
@@ -35,87 +34,87 @@ fn parse_state(s: &str) -> StoreResult<TokenState> {
 }
 
 impl SqlStore {
-    fn token_from_row(&self, row: &AnyRow) -> StoreResult<Token> {
-        let serial = text(row, "serial")?;
-        let sealed = blob(row, "seed")?;
+    fn token_from_row(&self, row: &Row) -> StoreResult<Token> {
+        let serial = row.text("serial")?;
+        let sealed = row.blob("seed")?;
         let seed = self
             .sealer
             .open(&sealed, &seed_context(&serial))
             .map_err(|e| StoreError::Unseal(format!("seed of token {serial}: {e}")))?;
-        let kind = text(row, "kind")?;
-        let owner = match (opt_text(row, "owner_source")?, opt_text(row, "owner_id")?) {
+        let kind = row.text("kind")?;
+        let owner = match (row.opt_text("owner_source")?, row.opt_text("owner_id")?) {
             (Some(s), Some(i)) => Some(UserRef {
                 source: SourceName(s),
                 id: UserId(i),
             }),
             _ => None,
         };
-        let algorithm = text(row, "algorithm")?;
+        let algorithm = row.text("algorithm")?;
         Ok(Token {
             serial: Serial(serial),
             kind: TokenKind::parse(&kind)
                 .ok_or_else(|| StoreError::Backend(format!("unknown token kind {kind}")))?,
             owner,
-            description: text(row, "description")?,
+            description: row.text("description")?,
             seed,
             algorithm: Algorithm::parse(&algorithm)
                 .ok_or_else(|| StoreError::Backend(format!("unknown algorithm {algorithm}")))?,
-            digits: Digits::from_len(u64::from(uint(row, "digits")?))
+            digits: Digits::from_len(u64::from(row.uint("digits")?))
                 .ok_or_else(|| StoreError::Backend("bad digits".into()))?,
-            period: uint(row, "period")?,
-            counter: int(row, "counter")?,
-            window: uint(row, "otp_window")?,
-            sync_window: uint(row, "sync_window")?,
-            pin_hash: opt_text(row, "pin_hash")?,
-            fail_count: uint(row, "fail_count")?,
-            max_fail: uint(row, "max_fail")?,
-            fail_exceeded_at: opt_int(row, "fail_exceeded_at")?,
-            state: parse_state(&text(row, "state")?)?,
-            resync_counter: opt_int(row, "resync_counter")?,
-            resync_at: opt_int(row, "resync_at")?,
-            count_auth: int(row, "count_auth")?,
-            count_auth_success: int(row, "count_auth_success")?,
-            last_auth: opt_int(row, "last_auth")?,
-            created_at: int(row, "created_at")?,
+            period: row.uint("period")?,
+            counter: row.int("counter")?,
+            window: row.uint("otp_window")?,
+            sync_window: row.uint("sync_window")?,
+            pin_hash: row.opt_text("pin_hash")?,
+            fail_count: row.uint("fail_count")?,
+            max_fail: row.uint("max_fail")?,
+            fail_exceeded_at: row.opt_int("fail_exceeded_at")?,
+            state: parse_state(&row.text("state")?)?,
+            resync_counter: row.opt_int("resync_counter")?,
+            resync_at: row.opt_int("resync_at")?,
+            count_auth: row.int("count_auth")?,
+            count_auth_success: row.int("count_auth_success")?,
+            last_auth: row.opt_int("last_auth")?,
+            created_at: row.int("created_at")?,
         })
     }
 
     pub(crate) async fn insert_token_impl(&self, t: &NewToken) -> StoreResult<()> {
         let sealed = self.sealer.seal(&t.seed, &seed_context(&t.serial.0));
-        sqlx::query(
-            "INSERT INTO tokens (serial, kind, owner_source, owner_id, description, seed, algorithm, \
-             digits, period, counter, otp_window, sync_window, pin_hash, fail_count, max_fail, state, \
-             count_auth, count_auth_success, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, 'enabled', 0, 0, $15)",
-        )
-        .bind(t.serial.0.clone())
-        .bind(t.kind.as_str())
-        .bind(t.owner.as_ref().map(|o| o.source.0.clone()))
-        .bind(t.owner.as_ref().map(|o| o.id.0.clone()))
-        .bind(t.description.clone())
-        .bind(sealed)
-        .bind(t.algorithm.as_str())
-        .bind(i64::try_from(t.digits.get()).unwrap_or(6))
-        .bind(i64::from(t.period))
-        .bind(t.counter)
-        .bind(i64::from(t.window))
-        .bind(i64::from(t.sync_window))
-        .bind(t.pin_hash.clone())
-        .bind(i64::from(t.max_fail))
-        .bind(t.created_at)
-        .execute(&self.write)
-        .await
-        .map_err(db_err(&format!("token {}", t.serial)))?;
+        self.db
+            .execute(
+                "INSERT INTO tokens (serial, kind, owner_source, owner_id, description, seed, algorithm, \
+                 digits, period, counter, otp_window, sync_window, pin_hash, fail_count, max_fail, state, \
+                 count_auth, count_auth_success, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, 'enabled', 0, 0, $15)",
+                params![
+                    &t.serial.0,
+                    t.kind.as_str(),
+                    t.owner.as_ref().map(|o| o.source.0.clone()),
+                    t.owner.as_ref().map(|o| o.id.0.clone()),
+                    &t.description,
+                    sealed,
+                    t.algorithm.as_str(),
+                    i64::try_from(t.digits.get()).unwrap_or(6),
+                    i64::from(t.period),
+                    t.counter,
+                    i64::from(t.window),
+                    i64::from(t.sync_window),
+                    t.pin_hash.clone(),
+                    i64::from(t.max_fail),
+                    t.created_at
+                ],
+                &format!("token {}", t.serial),
+            )
+            .await?;
         Ok(())
     }
 
     pub(crate) async fn token_impl(&self, serial: &Serial) -> StoreResult<Option<Token>> {
         let sql = format!("SELECT {COLUMNS} FROM tokens WHERE serial = $1");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(serial.0.clone())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?
+        self.db
+            .query_one(&sql, params![&serial.0])
+            .await?
             .as_ref()
             .map(|r| self.token_from_row(r))
             .transpose()
@@ -125,12 +124,10 @@ impl SqlStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM tokens WHERE owner_source = $1 AND owner_id = $2 ORDER BY serial"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(owner.source.0.clone())
-            .bind(owner.id.0.clone())
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+        let rows = self
+            .db
+            .query(&sql, params![&owner.source.0, &owner.id.0])
+            .await?;
         rows.iter().map(|r| self.token_from_row(r)).collect()
     }
 
@@ -141,29 +138,31 @@ impl SqlStore {
              ORDER BY serial LIMIT $4 OFFSET $5"
         );
         let limit = if f.limit == 0 { 100 } else { f.limit };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(
-                f.owner
-                    .as_ref()
-                    .map(|o| o.source.0.clone())
-                    .unwrap_or_default(),
+        let rows = self
+            .db
+            .query(
+                &sql,
+                params![
+                    f.owner
+                        .as_ref()
+                        .map(|o| o.source.0.clone())
+                        .unwrap_or_default(),
+                    f.owner.as_ref().map(|o| o.id.0.clone()).unwrap_or_default(),
+                    f.kind.map(|k| k.as_str().to_string()).unwrap_or_default(),
+                    i64::from(limit),
+                    i64::from(f.offset)
+                ],
             )
-            .bind(f.owner.as_ref().map(|o| o.id.0.clone()).unwrap_or_default())
-            .bind(f.kind.map(|k| k.as_str().to_string()).unwrap_or_default())
-            .bind(i64::from(limit))
-            .bind(i64::from(f.offset))
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+            .await?;
         rows.iter().map(|r| self.token_from_row(r)).collect()
     }
 
     pub(crate) async fn count_tokens_impl(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
-            .fetch_one(&self.read)
-            .await
-            .map_err(backend)?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let row = self
+            .db
+            .query_one("SELECT COUNT(*) AS n FROM tokens", vec![])
+            .await?;
+        Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0).max(0) as u64)
     }
 
     pub(crate) async fn update_token_impl(
@@ -171,64 +170,66 @@ impl SqlStore {
         serial: &Serial,
         p: &TokenPatch,
     ) -> StoreResult<bool> {
-        let n = sqlx::query(
-            "UPDATE tokens SET \
-               description = CASE WHEN $2 = 1 THEN $3 ELSE description END, \
-               state = CASE WHEN $4 = 1 THEN $5 ELSE state END, \
-               pin_hash = CASE WHEN $6 = 1 THEN $7 ELSE pin_hash END, \
-               max_fail = CASE WHEN $8 = 1 THEN $9 ELSE max_fail END, \
-               otp_window = CASE WHEN $10 = 1 THEN $11 ELSE otp_window END, \
-               sync_window = CASE WHEN $12 = 1 THEN $13 ELSE sync_window END, \
-               fail_count = CASE WHEN $14 = 1 THEN 0 ELSE fail_count END, \
-               fail_exceeded_at = CASE WHEN $14 = 1 THEN NULL ELSE fail_exceeded_at END, \
-               counter = CASE WHEN $15 = 1 THEN $16 ELSE counter END, \
-               resync_counter = CASE WHEN $15 = 1 THEN NULL ELSE resync_counter END, \
-               resync_at = CASE WHEN $15 = 1 THEN NULL ELSE resync_at END \
-             WHERE serial = $1",
-        )
-        .bind(serial.0.clone())
-        .bind(b(p.description.is_some()))
-        .bind(p.description.clone().unwrap_or_default())
-        .bind(b(p.state.is_some()))
-        .bind(state_str(p.state.unwrap_or(TokenState::Enabled)))
-        .bind(b(p.pin_hash.is_some()))
-        .bind(p.pin_hash.clone().flatten())
-        .bind(b(p.max_fail.is_some()))
-        .bind(i64::from(p.max_fail.unwrap_or(0)))
-        .bind(b(p.window.is_some()))
-        .bind(i64::from(p.window.unwrap_or(0)))
-        .bind(b(p.sync_window.is_some()))
-        .bind(i64::from(p.sync_window.unwrap_or(0)))
-        .bind(b(p.reset_failcount))
-        .bind(b(p.counter.is_some()))
-        .bind(p.counter.unwrap_or(0))
-        .execute(&self.write)
-        .await
-        .map_err(backend)?
-        .rows_affected();
+        let n = self
+            .db
+            .execute(
+                "UPDATE tokens SET \
+                   description = CASE WHEN $2 = 1 THEN $3 ELSE description END, \
+                   state = CASE WHEN $4 = 1 THEN $5 ELSE state END, \
+                   pin_hash = CASE WHEN $6 = 1 THEN $7 ELSE pin_hash END, \
+                   max_fail = CASE WHEN $8 = 1 THEN $9 ELSE max_fail END, \
+                   otp_window = CASE WHEN $10 = 1 THEN $11 ELSE otp_window END, \
+                   sync_window = CASE WHEN $12 = 1 THEN $13 ELSE sync_window END, \
+                   fail_count = CASE WHEN $14 = 1 THEN 0 ELSE fail_count END, \
+                   fail_exceeded_at = CASE WHEN $14 = 1 THEN NULL ELSE fail_exceeded_at END, \
+                   counter = CASE WHEN $15 = 1 THEN $16 ELSE counter END, \
+                   resync_counter = CASE WHEN $15 = 1 THEN NULL ELSE resync_counter END, \
+                   resync_at = CASE WHEN $15 = 1 THEN NULL ELSE resync_at END \
+                 WHERE serial = $1",
+                params![
+                    &serial.0,
+                    p.description.is_some(),
+                    p.description.clone().unwrap_or_default(),
+                    p.state.is_some(),
+                    state_str(p.state.unwrap_or(TokenState::Enabled)),
+                    p.pin_hash.is_some(),
+                    p.pin_hash.clone().flatten(),
+                    p.max_fail.is_some(),
+                    i64::from(p.max_fail.unwrap_or(0)),
+                    p.window.is_some(),
+                    i64::from(p.window.unwrap_or(0)),
+                    p.sync_window.is_some(),
+                    i64::from(p.sync_window.unwrap_or(0)),
+                    p.reset_failcount,
+                    p.counter.is_some(),
+                    p.counter.unwrap_or(0)
+                ],
+                "token",
+            )
+            .await?;
         Ok(n > 0)
     }
 
     pub(crate) async fn delete_token_impl(&self, serial: &Serial) -> StoreResult<bool> {
-        let n = sqlx::query("DELETE FROM tokens WHERE serial = $1")
-            .bind(serial.0.clone())
-            .execute(&self.write)
-            .await
-            .map_err(backend)?
-            .rows_affected();
+        let n = self
+            .db
+            .execute(
+                "DELETE FROM tokens WHERE serial = $1",
+                params![&serial.0],
+                "token",
+            )
+            .await?;
         Ok(n > 0)
     }
 
     pub(crate) async fn delete_tokens_of_impl(&self, owner: &UserRef) -> StoreResult<u64> {
-        Ok(
-            sqlx::query("DELETE FROM tokens WHERE owner_source = $1 AND owner_id = $2")
-                .bind(owner.source.0.clone())
-                .bind(owner.id.0.clone())
-                .execute(&self.write)
-                .await
-                .map_err(backend)?
-                .rows_affected(),
-        )
+        self.db
+            .execute(
+                "DELETE FROM tokens WHERE owner_source = $1 AND owner_id = $2",
+                params![&owner.source.0, &owner.id.0],
+                "token",
+            )
+            .await
     }
 
     pub(crate) async fn accept_otp_impl(
@@ -238,20 +239,17 @@ impl SqlStore {
         now: i64,
         count_auth: bool,
     ) -> StoreResult<bool> {
-        let n = sqlx::query(
-            "UPDATE tokens SET counter = $2 + 1, fail_count = 0, fail_exceeded_at = NULL, \
-               resync_counter = NULL, resync_at = NULL, count_auth = count_auth + $4, \
-               count_auth_success = count_auth_success + $4, last_auth = $3 \
-             WHERE serial = $1 AND counter <= $2 AND state = 'enabled'",
-        )
-        .bind(serial.0.clone())
-        .bind(counter)
-        .bind(now)
-        .bind(b(count_auth))
-        .execute(&self.write)
-        .await
-        .map_err(backend)?
-        .rows_affected();
+        let n = self
+            .db
+            .execute(
+                "UPDATE tokens SET counter = $2 + 1, fail_count = 0, fail_exceeded_at = NULL, \
+                   resync_counter = NULL, resync_at = NULL, count_auth = count_auth + $4, \
+                   count_auth_success = count_auth_success + $4, last_auth = $3 \
+                 WHERE serial = $1 AND counter <= $2 AND state = 'enabled'",
+                params![&serial.0, counter, now, count_auth],
+                "token",
+            )
+            .await?;
         Ok(n == 1)
     }
 
@@ -262,20 +260,18 @@ impl SqlStore {
         count_auth: bool,
     ) -> StoreResult<()> {
         for serial in serials {
-            sqlx::query(
-                "UPDATE tokens SET \
-                   fail_exceeded_at = CASE WHEN fail_count + 1 >= max_fail AND fail_exceeded_at IS NULL \
-                                           THEN $2 ELSE fail_exceeded_at END, \
-                   fail_count = CASE WHEN fail_count < max_fail THEN fail_count + 1 ELSE fail_count END, \
-                   count_auth = count_auth + $3 \
-                 WHERE serial = $1",
-            )
-            .bind(serial.0.clone())
-            .bind(now)
-            .bind(b(count_auth))
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
+            self.db
+                .execute(
+                    "UPDATE tokens SET \
+                       fail_exceeded_at = CASE WHEN fail_count + 1 >= max_fail AND fail_exceeded_at IS NULL \
+                                               THEN $2 ELSE fail_exceeded_at END, \
+                       fail_count = CASE WHEN fail_count < max_fail THEN fail_count + 1 ELSE fail_count END, \
+                       count_auth = count_auth + $3 \
+                     WHERE serial = $1",
+                    params![&serial.0, now, count_auth],
+                    "token",
+                )
+                .await?;
         }
         Ok(())
     }
@@ -286,13 +282,13 @@ impl SqlStore {
         counter: Option<i64>,
         at: Option<i64>,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE tokens SET resync_counter = $2, resync_at = $3 WHERE serial = $1")
-            .bind(serial.0.clone())
-            .bind(counter)
-            .bind(at)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
+        self.db
+            .execute(
+                "UPDATE tokens SET resync_counter = $2, resync_at = $3 WHERE serial = $1",
+                params![&serial.0, counter, at],
+                "token",
+            )
+            .await?;
         Ok(())
     }
 }

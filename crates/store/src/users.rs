@@ -1,34 +1,56 @@
 //! Local users.
 
 use crate::SqlStore;
-use crate::rows::{b, backend, db_err, flag, json, like_pattern, opt_int, opt_text, text, to_json};
-use sqlx::any::AnyRow;
+use crate::db::{Row, params};
 use tessera_core::ids::{SourceName, UserId};
 use tessera_core::model::{LocalUser, NewLocalUser, User, UserPatch};
-use tessera_core::store::{StoreResult, UserFilter};
+use tessera_core::store::{StoreError, StoreResult, UserFilter};
 
 const COLUMNS: &str = "source, id, username, given_name, surname, email, phone, manager, \
                        groups_json, enabled, expires_at, password_hash, created_at, updated_at";
 
-fn user_from_row(row: &AnyRow) -> StoreResult<LocalUser> {
+pub(crate) fn groups_json(groups: &[String]) -> StoreResult<String> {
+    serde_json::to_string(groups).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn user_from_row(row: &Row) -> StoreResult<LocalUser> {
     Ok(LocalUser {
         user: User {
-            source: SourceName(text(row, "source")?),
-            id: UserId(text(row, "id")?),
-            username: text(row, "username")?,
-            given_name: opt_text(row, "given_name")?,
-            surname: opt_text(row, "surname")?,
-            email: opt_text(row, "email")?,
-            phone: opt_text(row, "phone")?,
-            manager: opt_text(row, "manager")?,
-            groups: json(row, "groups_json")?,
-            enabled: flag(row, "enabled")?,
-            expires_at: opt_int(row, "expires_at")?,
+            source: SourceName(row.text("source")?),
+            id: UserId(row.text("id")?),
+            username: row.text("username")?,
+            given_name: row.opt_text("given_name")?,
+            surname: row.opt_text("surname")?,
+            email: row.opt_text("email")?,
+            phone: row.opt_text("phone")?,
+            manager: row.opt_text("manager")?,
+            groups: row.json("groups_json")?,
+            enabled: row.flag("enabled")?,
+            expires_at: row.opt_int("expires_at")?,
         },
-        password_hash: opt_text(row, "password_hash")?,
-        created_at: crate::rows::int(row, "created_at")?,
-        updated_at: crate::rows::int(row, "updated_at")?,
+        password_hash: row.opt_text("password_hash")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
+}
+
+/// A LIKE pattern matching `needle` anywhere, with `\` escaping.
+fn like_pattern(needle: &str) -> String {
+    let mut p = String::with_capacity(needle.len() + 2);
+    p.push('%');
+    for c in needle.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// `Some(v)` sets a column, `None` leaves it: (flag, value) pairs for `CASE WHEN`.
+fn change<T: Clone + Default>(v: &Option<T>) -> (bool, T) {
+    (v.is_some(), v.clone().unwrap_or_default())
 }
 
 impl SqlStore {
@@ -38,28 +60,30 @@ impl SqlStore {
         now: i64,
     ) -> StoreResult<()> {
         let u = &new.user;
-        sqlx::query(
-            "INSERT INTO local_users (source, id, username, username_lc, given_name, surname, email, \
-             phone, manager, groups_json, enabled, expires_at, password_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
-        )
-        .bind(u.source.0.clone())
-        .bind(u.id.0.clone())
-        .bind(u.username.clone())
-        .bind(u.username.to_lowercase())
-        .bind(u.given_name.clone())
-        .bind(u.surname.clone())
-        .bind(u.email.clone())
-        .bind(u.phone.clone())
-        .bind(u.manager.clone())
-        .bind(to_json(&u.groups)?)
-        .bind(b(u.enabled))
-        .bind(u.expires_at)
-        .bind(new.password_hash.clone())
-        .bind(now)
-        .execute(&self.write)
-        .await
-        .map_err(db_err(&format!("user '{}'", u.username)))?;
+        self.db
+            .execute(
+                "INSERT INTO local_users (source, id, username, username_lc, given_name, surname, email, \
+                 phone, manager, groups_json, enabled, expires_at, password_hash, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+                params![
+                    &u.source.0,
+                    &u.id.0,
+                    &u.username,
+                    u.username.to_lowercase(),
+                    u.given_name.clone(),
+                    u.surname.clone(),
+                    u.email.clone(),
+                    u.phone.clone(),
+                    u.manager.clone(),
+                    groups_json(&u.groups)?,
+                    u.enabled,
+                    u.expires_at,
+                    new.password_hash.clone(),
+                    now
+                ],
+                &format!("user '{}'", u.username),
+            )
+            .await?;
         Ok(())
     }
 
@@ -70,12 +94,9 @@ impl SqlStore {
     ) -> StoreResult<Option<LocalUser>> {
         let sql =
             format!("SELECT {COLUMNS} FROM local_users WHERE source = $1 AND username_lc = $2");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(source.0.clone())
-            .bind(username.to_lowercase())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?
+        self.db
+            .query_one(&sql, params![&source.0, username.to_lowercase()])
+            .await?
             .as_ref()
             .map(user_from_row)
             .transpose()
@@ -87,12 +108,9 @@ impl SqlStore {
         id: &UserId,
     ) -> StoreResult<Option<LocalUser>> {
         let sql = format!("SELECT {COLUMNS} FROM local_users WHERE source = $1 AND id = $2");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(source.0.clone())
-            .bind(id.0.clone())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?
+        self.db
+            .query_one(&sql, params![&source.0, &id.0])
+            .await?
             .as_ref()
             .map(user_from_row)
             .transpose()
@@ -116,20 +134,22 @@ impl SqlStore {
             .map(like_pattern)
             .unwrap_or_default();
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(
-                filter
-                    .source
-                    .as_ref()
-                    .map(|s| s.0.clone())
-                    .unwrap_or_default(),
+        let rows = self
+            .db
+            .query(
+                &sql,
+                params![
+                    filter
+                        .source
+                        .as_ref()
+                        .map(|s| s.0.clone())
+                        .unwrap_or_default(),
+                    search,
+                    i64::from(limit),
+                    i64::from(filter.offset)
+                ],
             )
-            .bind(search)
-            .bind(i64::from(limit))
-            .bind(i64::from(filter.offset))
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+            .await?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -137,61 +157,77 @@ impl SqlStore {
         &self,
         source: Option<&SourceName>,
     ) -> StoreResult<u64> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM local_users WHERE ($1 = '' OR source = $1)")
-                .bind(source.map(|s| s.0.clone()).unwrap_or_default())
-                .fetch_one(&self.read)
-                .await
-                .map_err(backend)?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let row = self
+            .db
+            .query_one(
+                "SELECT COUNT(*) AS n FROM local_users WHERE ($1 = '' OR source = $1)",
+                params![source.map(|s| s.0.clone()).unwrap_or_default()],
+            )
+            .await?;
+        Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0).max(0) as u64)
     }
 
     pub(crate) async fn update_local_user_impl(
         &self,
         source: &SourceName,
         id: &UserId,
-        patch: &UserPatch,
+        p: &UserPatch,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        let sql = format!("SELECT {COLUMNS} FROM local_users WHERE source = $1 AND id = $2");
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(source.0.clone())
-            .bind(id.0.clone())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-        else {
-            return Ok(false);
+        // One statement: each column is set only when the patch names it.
+        let (gn, gn_v) = change(&p.given_name);
+        let (sn, sn_v) = change(&p.surname);
+        let (em, em_v) = change(&p.email);
+        let (ph, ph_v) = change(&p.phone);
+        let (mg, mg_v) = change(&p.manager);
+        let (ex, ex_v) = change(&p.expires_at);
+        let (pw, pw_v) = change(&p.password_hash);
+        let groups = match &p.groups {
+            Some(g) => Some(groups_json(g)?),
+            None => None,
         };
-        let mut current = user_from_row(&row)?;
-        patch.apply(&mut current.user);
-        if let Some(hash) = &patch.password_hash {
-            current.password_hash = hash.clone();
-        }
-        let u = &current.user;
-        sqlx::query(
-            "UPDATE local_users SET given_name = $3, surname = $4, email = $5, phone = $6, \
-             manager = $7, groups_json = $8, enabled = $9, expires_at = $10, password_hash = $11, \
-             updated_at = $12 WHERE source = $1 AND id = $2",
-        )
-        .bind(source.0.clone())
-        .bind(id.0.clone())
-        .bind(u.given_name.clone())
-        .bind(u.surname.clone())
-        .bind(u.email.clone())
-        .bind(u.phone.clone())
-        .bind(u.manager.clone())
-        .bind(to_json(&u.groups)?)
-        .bind(b(u.enabled))
-        .bind(u.expires_at)
-        .bind(current.password_hash.clone())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(true)
+        let n = self
+            .db
+            .execute(
+                "UPDATE local_users SET \
+                   given_name = CASE WHEN $3 = 1 THEN $4 ELSE given_name END, \
+                   surname = CASE WHEN $5 = 1 THEN $6 ELSE surname END, \
+                   email = CASE WHEN $7 = 1 THEN $8 ELSE email END, \
+                   phone = CASE WHEN $9 = 1 THEN $10 ELSE phone END, \
+                   manager = CASE WHEN $11 = 1 THEN $12 ELSE manager END, \
+                   groups_json = CASE WHEN $13 = 1 THEN $14 ELSE groups_json END, \
+                   enabled = CASE WHEN $15 = 1 THEN $16 ELSE enabled END, \
+                   expires_at = CASE WHEN $17 = 1 THEN $18 ELSE expires_at END, \
+                   password_hash = CASE WHEN $19 = 1 THEN $20 ELSE password_hash END, \
+                   updated_at = $21 \
+                 WHERE source = $1 AND id = $2",
+                params![
+                    &source.0,
+                    &id.0,
+                    gn,
+                    gn_v,
+                    sn,
+                    sn_v,
+                    em,
+                    em_v,
+                    ph,
+                    ph_v,
+                    mg,
+                    mg_v,
+                    groups.is_some(),
+                    groups.clone().unwrap_or_default(),
+                    p.enabled.is_some(),
+                    p.enabled.unwrap_or(true),
+                    ex,
+                    ex_v,
+                    pw,
+                    pw_v,
+                    now
+                ],
+                "user",
+            )
+            .await?;
+        Ok(n > 0)
     }
 
     pub(crate) async fn delete_local_user_impl(
@@ -199,13 +235,14 @@ impl SqlStore {
         source: &SourceName,
         id: &UserId,
     ) -> StoreResult<bool> {
-        let n = sqlx::query("DELETE FROM local_users WHERE source = $1 AND id = $2")
-            .bind(source.0.clone())
-            .bind(id.0.clone())
-            .execute(&self.write)
-            .await
-            .map_err(backend)?
-            .rows_affected();
+        let n = self
+            .db
+            .execute(
+                "DELETE FROM local_users WHERE source = $1 AND id = $2",
+                params![&source.0, &id.0],
+                "user",
+            )
+            .await?;
         Ok(n > 0)
     }
 }

@@ -1,0 +1,124 @@
+//! Creating the data a run needs: users `u0…uN-1`, each with one TOTP token whose seed is
+//! derived from the user's number, so the load generator can compute codes without a table.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use tessera_core::admin::bootstrap_defaults;
+use tessera_core::hashing::{HashCost, hash_blocking};
+use tessera_core::ids::{Serial, SourceName, UserId};
+use tessera_core::model::{NewLocalUser, NewToken, TokenKind, User};
+use tessera_core::store::Store;
+use tessera_otp::{Algorithm, Digits};
+use tessera_store::{MasterKey, SqlStore, StoreOptions};
+use zeroize::Zeroizing;
+
+/// The seed of user `i`.
+pub fn seed(i: u64) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"tessera-bench-seed");
+    h.update(i.to_be_bytes());
+    h.finalize()[..20].to_vec()
+}
+
+pub const PIN: &str = "4711";
+
+pub struct Plan {
+    pub users: u64,
+    pub pin: bool,
+    pub cost: HashCost,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Writes the master key and provisions the store. Returns the key (base64) for the server.
+pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Result<String> {
+    std::fs::create_dir_all(data_dir)?;
+    let (key, _) = MasterKey::load_or_create(&data_dir.join("master.key"))?;
+    let store = Arc::new(
+        SqlStore::open(database_url, &key, &StoreOptions::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let t = now();
+    bootstrap_defaults(store.as_ref(), t).await?;
+    // The benchmark measures OTP checking: no account lockout, fail counters that do not lock
+    // tokens during a reject run, and the chosen hashing cost.
+    let settings = serde_json::json!({
+        "account_locking": false,
+        "default_max_fail": 1000,
+        "argon2_memory_kib": plan.cost.memory_kib,
+        "argon2_iterations": plan.cost.iterations,
+        "argon2_parallelism": plan.cost.parallelism,
+    });
+    if let serde_json::Value::Object(m) = settings {
+        store.put_settings(&m, t).await?;
+    }
+    let pin_hash = if plan.pin {
+        Some(hash_blocking(PIN, plan.cost).map_err(|e| anyhow::anyhow!("{e}"))?)
+    } else {
+        None
+    };
+    let source = SourceName::from("local");
+    let batch = 20_000u64;
+    let mut start = 0u64;
+    while start < plan.users {
+        let end = (start + batch).min(plan.users);
+        let mut users = Vec::with_capacity((end - start) as usize);
+        let mut tokens = Vec::with_capacity((end - start) as usize);
+        for i in start..end {
+            let id = UserId(format!("bench-{i}"));
+            users.push(NewLocalUser {
+                user: User {
+                    source: source.clone(),
+                    id: id.clone(),
+                    username: format!("u{i}"),
+                    given_name: None,
+                    surname: None,
+                    email: None,
+                    phone: None,
+                    manager: None,
+                    groups: Vec::new(),
+                    enabled: true,
+                    expires_at: None,
+                },
+                password_hash: None,
+            });
+            tokens.push(NewToken {
+                serial: Serial(format!("BENCH{i:08}")),
+                kind: TokenKind::Totp,
+                owner: Some(tessera_core::ids::UserRef {
+                    source: source.clone(),
+                    id,
+                }),
+                description: String::new(),
+                seed: Zeroizing::new(seed(i)),
+                algorithm: Algorithm::Sha1,
+                digits: Digits::Six,
+                period: 30,
+                counter: 0,
+                window: 1,
+                sync_window: 1000,
+                pin_hash: pin_hash.clone(),
+                max_fail: 1000,
+                created_at: t,
+            });
+        }
+        store
+            .bulk_insert(&users, &tokens, t)
+            .await
+            .with_context(|| format!("provisioning users {start}..{end}"))?;
+        start = end;
+        if plan.users > 100_000 {
+            eprintln!("  provisioned {end} of {} users", plan.users);
+        }
+    }
+    store.close().await;
+    Ok(key.to_base64().to_string())
+}

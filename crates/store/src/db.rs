@@ -1,0 +1,632 @@
+//! The one place that talks to a database driver. Every query module writes its SQL once, with
+//! `$N` placeholders, and runs it here:
+//!
+//! - SQLite through rusqlite, in process: statements run on the calling thread against cached
+//!   prepared statements, writes on a single connection (no lock contention inside the process),
+//!   reads on a few reader connections (WAL lets them run beside the writer). Each statement takes
+//!   microseconds, so running it inline costs less than handing it to another thread.
+//! - PostgreSQL through sqlx's pool.
+//!
+//! Values and rows are a small common model ([`Val`], [`Row`]): integers, text, blobs and typed
+//! NULLs, which both backends carry alike.
+
+use sqlx::postgres::{PgArguments, PgPool, PgRow};
+use sqlx::{Arguments, Column, Row as _, TypeInfo};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tessera_core::store::{StoreError, StoreResult};
+
+/// A bound value.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Val {
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+    NullInt,
+    NullText,
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::Int(v)
+    }
+}
+impl From<bool> for Val {
+    fn from(v: bool) -> Self {
+        Val::Int(i64::from(v))
+    }
+}
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::Text(v)
+    }
+}
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::Text(v.to_string())
+    }
+}
+impl From<&String> for Val {
+    fn from(v: &String) -> Self {
+        Val::Text(v.clone())
+    }
+}
+impl From<Vec<u8>> for Val {
+    fn from(v: Vec<u8>) -> Self {
+        Val::Blob(v)
+    }
+}
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Val::NullInt, Val::Int)
+    }
+}
+impl From<Option<String>> for Val {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Val::NullText, Val::Text)
+    }
+}
+impl From<Option<&str>> for Val {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Val::NullText, |s| Val::Text(s.to_string()))
+    }
+}
+
+/// Builds a parameter list: `params![a, b, c]`.
+macro_rules! params {
+    ($($v:expr),* $(,)?) => { vec![$($crate::db::Val::from($v)),*] };
+}
+pub(crate) use params;
+
+/// A result row, read by column name.
+#[derive(Clone, Debug)]
+pub(crate) struct Row {
+    cols: Arc<Vec<String>>,
+    vals: Vec<Val>,
+}
+
+fn missing(col: &str) -> StoreError {
+    StoreError::Backend(format!("column {col} missing or of another type"))
+}
+
+impl Row {
+    fn get(&self, col: &str) -> Option<&Val> {
+        let i = self.cols.iter().position(|c| c == col)?;
+        self.vals.get(i)
+    }
+
+    pub(crate) fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
+        match self.get(col) {
+            Some(Val::Int(v)) => Ok(Some(*v)),
+            Some(Val::NullInt | Val::NullText) => Ok(None),
+            _ => Err(missing(col)),
+        }
+    }
+
+    pub(crate) fn int(&self, col: &str) -> StoreResult<i64> {
+        self.opt_int(col)?.ok_or_else(|| missing(col))
+    }
+
+    pub(crate) fn uint(&self, col: &str) -> StoreResult<u32> {
+        let v = self.int(col)?;
+        u32::try_from(v).map_err(|_| StoreError::Backend(format!("{col} out of range: {v}")))
+    }
+
+    pub(crate) fn flag(&self, col: &str) -> StoreResult<bool> {
+        Ok(self.int(col)? != 0)
+    }
+
+    pub(crate) fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
+        match self.get(col) {
+            Some(Val::Text(v)) => Ok(Some(v.clone())),
+            Some(Val::NullInt | Val::NullText) => Ok(None),
+            _ => Err(missing(col)),
+        }
+    }
+
+    pub(crate) fn text(&self, col: &str) -> StoreResult<String> {
+        self.opt_text(col)?.ok_or_else(|| missing(col))
+    }
+
+    pub(crate) fn blob(&self, col: &str) -> StoreResult<Vec<u8>> {
+        match self.get(col) {
+            Some(Val::Blob(v)) => Ok(v.clone()),
+            _ => Err(missing(col)),
+        }
+    }
+
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, col: &str) -> StoreResult<T> {
+        serde_json::from_str(&self.text(col)?)
+            .map_err(|e| StoreError::Backend(format!("{col}: {e}")))
+    }
+}
+
+/// What a failed statement means: a unique key already taken, or anything else.
+fn classify(conflict: bool, what: &str, detail: String) -> StoreError {
+    if conflict {
+        StoreError::Conflict(what.to_string())
+    } else {
+        StoreError::Backend(detail)
+    }
+}
+
+// ------------------------------------------------------------------ SQLite
+
+/// rusqlite connections: one writer, several readers.
+pub(crate) struct Sqlite {
+    writer: Mutex<rusqlite::Connection>,
+    readers: Vec<Mutex<rusqlite::Connection>>,
+    /// `$N` → `?N` translations, by original text.
+    translated: Mutex<HashMap<String, Arc<str>>>,
+    next_reader: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for Sqlite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sqlite({} readers)", self.readers.len())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// SQLite numbers parameters by first appearance for `$name`; `?N` is the explicit form.
+fn to_sqlite_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn sqlite_err(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| {
+        let conflict = matches!(
+            &e,
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        );
+        classify(conflict, what, e.to_string())
+    }
+}
+
+impl rusqlite::types::ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Val::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            Val::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Val::Blob(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+            Val::NullInt | Val::NullText => ToSqlOutput::Borrowed(ValueRef::Null),
+        })
+    }
+}
+
+fn open_sqlite(path: &str, writer: bool) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(128);
+    if writer {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(conn)
+}
+
+impl Sqlite {
+    pub(crate) fn open(path: &str, readers: u32) -> Result<Sqlite, String> {
+        let writer = open_sqlite(path, true).map_err(|e| e.to_string())?;
+        // The database file holds sealed secrets and password hashes: owner only.
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+        let mut pool = Vec::new();
+        for _ in 0..readers.max(1) {
+            pool.push(Mutex::new(
+                open_sqlite(path, false).map_err(|e| e.to_string())?,
+            ));
+        }
+        Ok(Sqlite {
+            writer: Mutex::new(writer),
+            readers: pool,
+            translated: Mutex::new(HashMap::new()),
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    fn sql(&self, sql: &str) -> Arc<str> {
+        let mut cache = lock(&self.translated);
+        if let Some(t) = cache.get(sql) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(to_sqlite_placeholders(sql));
+        if cache.len() < 10_000 {
+            cache.insert(sql.to_string(), t.clone());
+        }
+        t
+    }
+
+    fn reader(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        // A free reader if there is one, else wait for the next in turn.
+        for r in &self.readers {
+            if let Ok(g) = r.try_lock() {
+                return g;
+            }
+        }
+        let i = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % self.readers.len();
+        lock(&self.readers[i])
+    }
+
+    fn run_query(
+        conn: &rusqlite::Connection,
+        sql: &str,
+        params: &[Val],
+        what: &str,
+    ) -> StoreResult<Vec<Row>> {
+        let mut stmt = conn.prepare_cached(sql).map_err(sqlite_err(what))?;
+        let cols: Arc<Vec<String>> = Arc::new(stmt.column_names().map(|c| c.to_string()).collect());
+        let n = cols.len();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(sqlite_err(what))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sqlite_err(what))? {
+            let mut vals = Vec::with_capacity(n);
+            for i in 0..n {
+                use rusqlite::types::ValueRef;
+                vals.push(match row.get_ref(i).map_err(sqlite_err(what))? {
+                    ValueRef::Null => Val::NullText,
+                    ValueRef::Integer(v) => Val::Int(v),
+                    ValueRef::Real(v) => Val::Int(v as i64),
+                    ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Val::Blob(b.to_vec()),
+                });
+            }
+            out.push(Row {
+                cols: cols.clone(),
+                vals,
+            });
+        }
+        Ok(out)
+    }
+
+    fn run_execute(
+        conn: &rusqlite::Connection,
+        sql: &str,
+        params: &[Val],
+        what: &str,
+    ) -> StoreResult<u64> {
+        let mut stmt = conn.prepare_cached(sql).map_err(sqlite_err(what))?;
+        let n = stmt
+            .execute(rusqlite::params_from_iter(params.iter()))
+            .map_err(sqlite_err(what))?;
+        Ok(n as u64)
+    }
+}
+
+// ------------------------------------------------------------------ the executor
+
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    Sqlite(Arc<Sqlite>),
+    Postgres(PgPool),
+}
+
+/// One statement of a transaction.
+pub(crate) struct Stmt {
+    pub sql: String,
+    pub params: Vec<Val>,
+}
+
+impl Stmt {
+    pub(crate) fn new(sql: impl Into<String>, params: Vec<Val>) -> Self {
+        Stmt {
+            sql: sql.into(),
+            params,
+        }
+    }
+}
+
+fn pg_args(params: &[Val]) -> StoreResult<PgArguments> {
+    let mut args = PgArguments::default();
+    for p in params {
+        let r = match p {
+            Val::Int(v) => args.add(*v),
+            Val::Text(v) => args.add(v.clone()),
+            Val::Blob(v) => args.add(v.clone()),
+            Val::NullInt => args.add(None::<i64>),
+            Val::NullText => args.add(None::<String>),
+        };
+        r.map_err(|e| StoreError::Backend(e.to_string()))?;
+    }
+    Ok(args)
+}
+
+fn pg_err(what: &str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+    move |e| {
+        let conflict = matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation());
+        classify(conflict, what, e.to_string())
+    }
+}
+
+fn pg_row(row: &PgRow, cols: &Arc<Vec<String>>) -> StoreResult<Row> {
+    let mut vals = Vec::with_capacity(cols.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let e = |e: sqlx::Error| StoreError::Backend(e.to_string());
+        let v = match col.type_info().name() {
+            "INT8" => row.try_get::<Option<i64>, _>(i).map_err(e)?.into(),
+            "INT4" => row
+                .try_get::<Option<i32>, _>(i)
+                .map_err(e)?
+                .map(i64::from)
+                .into(),
+            "INT2" => row
+                .try_get::<Option<i16>, _>(i)
+                .map_err(e)?
+                .map(i64::from)
+                .into(),
+            "BOOL" => row
+                .try_get::<Option<bool>, _>(i)
+                .map_err(e)?
+                .map(i64::from)
+                .into(),
+            "BYTEA" => match row.try_get::<Option<Vec<u8>>, _>(i).map_err(e)? {
+                Some(b) => Val::Blob(b),
+                None => Val::NullText,
+            },
+            _ => row.try_get::<Option<String>, _>(i).map_err(e)?.into(),
+        };
+        vals.push(v);
+    }
+    Ok(Row {
+        cols: cols.clone(),
+        vals,
+    })
+}
+
+fn pg_rows(rows: &[PgRow]) -> StoreResult<Vec<Row>> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let cols: Arc<Vec<String>> = Arc::new(
+        first
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect(),
+    );
+    rows.iter().map(|r| pg_row(r, &cols)).collect()
+}
+
+impl Db {
+    /// Reads (on a reader connection for SQLite).
+    pub(crate) async fn query(&self, sql: &str, params: Vec<Val>) -> StoreResult<Vec<Row>> {
+        match self {
+            Db::Sqlite(db) => {
+                let sql = db.sql(sql);
+                let conn = db.reader();
+                Sqlite::run_query(&conn, &sql, &params, "row")
+            }
+            Db::Postgres(pool) => {
+                let rows =
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql.to_string()), pg_args(&params)?)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(pg_err("row"))?;
+                pg_rows(&rows)
+            }
+        }
+    }
+
+    pub(crate) async fn query_one(&self, sql: &str, params: Vec<Val>) -> StoreResult<Option<Row>> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    /// A statement that writes and returns rows (`… RETURNING`).
+    pub(crate) async fn write_query(
+        &self,
+        sql: &str,
+        params: Vec<Val>,
+        what: &str,
+    ) -> StoreResult<Vec<Row>> {
+        match self {
+            Db::Sqlite(db) => {
+                let sql = db.sql(sql);
+                let conn = lock(&db.writer);
+                Sqlite::run_query(&conn, &sql, &params, what)
+            }
+            Db::Postgres(pool) => {
+                let rows =
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql.to_string()), pg_args(&params)?)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(pg_err(what))?;
+                pg_rows(&rows)
+            }
+        }
+    }
+
+    /// A writing statement; returns the rows affected. `what` names the object for conflicts.
+    pub(crate) async fn execute(
+        &self,
+        sql: &str,
+        params: Vec<Val>,
+        what: &str,
+    ) -> StoreResult<u64> {
+        match self {
+            Db::Sqlite(db) => {
+                let sql = db.sql(sql);
+                let conn = lock(&db.writer);
+                Sqlite::run_execute(&conn, &sql, &params, what)
+            }
+            Db::Postgres(pool) => Ok(sqlx::query_with(
+                sqlx::AssertSqlSafe(sql.to_string()),
+                pg_args(&params)?,
+            )
+            .execute(pool)
+            .await
+            .map_err(pg_err(what))?
+            .rows_affected()),
+        }
+    }
+
+    /// Runs statements in one transaction; all or nothing. Returns the rows each affected.
+    pub(crate) async fn transaction(&self, stmts: Vec<Stmt>, what: &str) -> StoreResult<Vec<u64>> {
+        match self {
+            Db::Sqlite(db) => {
+                let mut conn = lock(&db.writer);
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(sqlite_err(what))?;
+                let mut counts = Vec::with_capacity(stmts.len());
+                for s in &stmts {
+                    let sql = db.sql(&s.sql);
+                    counts.push(Sqlite::run_execute(&tx, &sql, &s.params, what)?);
+                }
+                tx.commit().map_err(sqlite_err(what))?;
+                Ok(counts)
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(pg_err(what))?;
+                let mut counts = Vec::with_capacity(stmts.len());
+                for s in stmts {
+                    counts.push(
+                        sqlx::query_with(sqlx::AssertSqlSafe(s.sql), pg_args(&s.params)?)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(pg_err(what))?
+                            .rows_affected(),
+                    );
+                }
+                tx.commit().await.map_err(pg_err(what))?;
+                Ok(counts)
+            }
+        }
+    }
+
+    /// Applies the migrations not yet recorded in `schema_migrations`, each in a transaction.
+    /// Concurrent starts (several nodes) serialise: SQLite by the write lock, PostgreSQL by an
+    /// advisory lock held for the transaction.
+    pub(crate) async fn migrate(
+        &self,
+        migrations: &[(i64, &str, &str)],
+        now: i64,
+    ) -> StoreResult<Vec<i64>> {
+        const TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
+             version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+        let mut applied = Vec::new();
+        for (version, description, script) in migrations {
+            let done = match self {
+                Db::Sqlite(db) => {
+                    let mut conn = lock(&db.writer);
+                    let tx = conn
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                        .map_err(sqlite_err("migration"))?;
+                    tx.execute_batch(TABLE).map_err(sqlite_err("migration"))?;
+                    let have: i64 = tx
+                        .query_row(
+                            "SELECT COUNT(*) FROM schema_migrations WHERE version = ?1",
+                            [version],
+                            |r| r.get(0),
+                        )
+                        .map_err(sqlite_err("migration"))?;
+                    if have == 0 {
+                        tx.execute_batch(script).map_err(sqlite_err("migration"))?;
+                        tx.execute(
+                            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
+                            rusqlite::params![version, description, now],
+                        )
+                        .map_err(sqlite_err("migration"))?;
+                    }
+                    tx.commit().map_err(sqlite_err("migration"))?;
+                    have > 0
+                }
+                Db::Postgres(pool) => {
+                    let e = pg_err("migration");
+                    let mut tx = pool.begin().await.map_err(&e)?;
+                    sqlx::query("SELECT pg_advisory_xact_lock(7243110)")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(&e)?;
+                    sqlx::raw_sql(TABLE).execute(&mut *tx).await.map_err(&e)?;
+                    let have: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM schema_migrations WHERE version = $1",
+                    )
+                    .bind(*version)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(&e)?;
+                    if have == 0 {
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(script.to_string()))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(&e)?;
+                        sqlx::query(
+                            "INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)",
+                        )
+                        .bind(*version)
+                        .bind(description.to_string())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(&e)?;
+                    }
+                    tx.commit().await.map_err(&e)?;
+                    have > 0
+                }
+            };
+            if !done {
+                applied.push(*version);
+            }
+        }
+        Ok(applied)
+    }
+
+    pub(crate) async fn close(&self) {
+        match self {
+            Db::Sqlite(db) => {
+                // Fold the write-ahead log into the database file.
+                let conn = lock(&db.writer);
+                let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_explicit_indexes() {
+        assert_eq!(
+            to_sqlite_placeholders("UPDATE t SET a = $2 + 1 WHERE b = $1 AND c = '$x'"),
+            "UPDATE t SET a = ?2 + 1 WHERE b = ?1 AND c = '$x'"
+        );
+    }
+}
