@@ -1,9 +1,10 @@
 //! The audit log, administrators and their sessions.
 
 use crate::SqlStore;
-use crate::db::{Row, params};
+use crate::db::{Db, Row, Stmt, params};
 use tessera_core::model::{AdminAccount, AdminRole, AdminSession, AuditQuery, AuditRecord};
 use tessera_core::store::{StoreError, StoreResult};
+use tokio::sync::{mpsc, oneshot};
 
 fn audit_from_row(row: &Row) -> StoreResult<AuditRecord> {
     Ok(AuditRecord {
@@ -43,32 +44,85 @@ fn clip(s: &Option<String>) -> Option<String> {
     s.as_ref().map(|v| v.chars().take(512).collect())
 }
 
+fn insert(r: &AuditRecord) -> Stmt {
+    Stmt::new(
+        "INSERT INTO audit (at_ms, actor, action, door, user_name, realm, serial, application, \
+         transaction_id, client_ip, user_agent, result, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        params![
+            r.at_ms,
+            &r.actor,
+            &r.action,
+            &r.door,
+            clip(&r.user),
+            clip(&r.realm),
+            clip(&r.serial),
+            clip(&r.application),
+            r.transaction_id.clone(),
+            r.client_ip.clone(),
+            clip(&r.user_agent),
+            &r.result,
+            r.reason.chars().take(2000).collect::<String>()
+        ],
+    )
+}
+
+type Pending = (AuditRecord, oneshot::Sender<Result<(), String>>);
+
+/// Writes audit records with group commit: the records queued while one write is under way go
+/// together in the next transaction. Each caller returns only after its record is committed, so
+/// nothing acknowledged is lost; under load, many records share one commit.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditSink {
+    queue: mpsc::Sender<Pending>,
+}
+
+/// Records written in one transaction at most.
+const BATCH: usize = 256;
+
+impl AuditSink {
+    pub(crate) fn start(db: Db) -> AuditSink {
+        let (queue, mut rx) = mpsc::channel::<Pending>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let stmts = batch.iter().map(|(r, _)| insert(r)).collect();
+                let result = db
+                    .transaction(stmts, "audit record")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                for (_, ack) in batch {
+                    let _ = ack.send(result.clone());
+                }
+            }
+        });
+        AuditSink { queue }
+    }
+
+    async fn append(&self, record: AuditRecord) -> StoreResult<()> {
+        let (ack, done) = oneshot::channel();
+        self.queue
+            .send((record, ack))
+            .await
+            .map_err(|_| StoreError::Backend("the audit writer has stopped".into()))?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Backend(e)),
+            Err(_) => Err(StoreError::Backend("the audit writer has stopped".into())),
+        }
+    }
+}
+
 impl SqlStore {
     pub(crate) async fn append_audit_impl(&self, r: &AuditRecord) -> StoreResult<()> {
-        self.db
-            .execute(
-                "INSERT INTO audit (at_ms, actor, action, door, user_name, realm, serial, application, \
-                 transaction_id, client_ip, user_agent, result, reason) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                params![
-                    r.at_ms,
-                    &r.actor,
-                    &r.action,
-                    &r.door,
-                    clip(&r.user),
-                    clip(&r.realm),
-                    clip(&r.serial),
-                    clip(&r.application),
-                    r.transaction_id.clone(),
-                    r.client_ip.clone(),
-                    clip(&r.user_agent),
-                    &r.result,
-                    r.reason.chars().take(2000).collect::<String>()
-                ],
-                "audit record",
-            )
-            .await?;
-        Ok(())
+        self.audit.append(r.clone()).await
     }
 
     pub(crate) async fn query_audit_impl(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {

@@ -31,6 +31,7 @@ pub struct SqlStore {
     backend: Backend,
     db: db::Db,
     sealer: Sealer,
+    audit: audit::AuditSink,
 }
 
 impl SqlStore {

@@ -161,6 +161,7 @@ impl SqlStore {
         }
         let store = SqlStore {
             backend,
+            audit: crate::audit::AuditSink::start(db.clone()),
             db,
             sealer: Sealer::new(key),
         };

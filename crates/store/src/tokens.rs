@@ -121,14 +121,19 @@ impl SqlStore {
     }
 
     pub(crate) async fn tokens_of_impl(&self, owner: &UserRef) -> StoreResult<Vec<Token>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM tokens WHERE owner_source = $1 AND owner_id = $2 ORDER BY serial"
-        );
+        let sql = format!("SELECT {COLUMNS} FROM tokens WHERE owner_source = $1 AND owner_id = $2");
+        // Sorted here: with ORDER BY, SQLite (STAT4 build) re-prepares the statement on every
+        // run, which costs more than the whole lookup.
         let rows = self
             .db
             .query(&sql, params![&owner.source.0, &owner.id.0])
             .await?;
-        rows.iter().map(|r| self.token_from_row(r)).collect()
+        let mut tokens = rows
+            .iter()
+            .map(|r| self.token_from_row(r))
+            .collect::<StoreResult<Vec<_>>>()?;
+        tokens.sort_by(|a, b| a.serial.cmp(&b.serial));
+        Ok(tokens)
     }
 
     pub(crate) async fn list_tokens_impl(&self, f: &TokenFilter) -> StoreResult<Vec<Token>> {

@@ -97,7 +97,7 @@ CREATE TABLE lockouts (
 );
 
 CREATE TABLE audit (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             INTEGER PRIMARY KEY,
     at_ms          INTEGER NOT NULL,
     actor          TEXT NOT NULL,
     action         TEXT NOT NULL,
