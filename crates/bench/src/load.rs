@@ -198,8 +198,15 @@ async fn worker(spec: Arc<LoadSpec>, shared: Arc<Shared>, start: Instant) -> Out
 }
 
 pub async fn run(spec: LoadSpec) -> Outcome {
+    // Start at a random user, so that runs on the same data do not reuse codes spent by the
+    // run before.
+    let offset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0)
+        % spec.users;
     let shared = Arc::new(Shared {
-        next: AtomicU64::new(0),
+        next: AtomicU64::new(offset),
         last_step: (0..spec.users)
             .map(|_| AtomicI64::new(i64::MIN / 2))
             .collect(),

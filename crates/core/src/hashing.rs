@@ -1,15 +1,14 @@
 //! Argon2id hashing of passwords and PINs, off the async workers.
 //!
 //! Each hash costs about `argon2_memory_kib` of memory and tens of milliseconds of CPU, so
-//! hashing runs on tokio's blocking pool behind a semaphore: a burst of logins queues there
-//! instead of stalling request handling (or the RADIUS packet loop).
+//! hashing runs on a fixed set of threads of its own: a burst of logins queues there instead of
+//! stalling request handling (or the RADIUS packet loop), and memory stays bounded.
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 /// Argon2id cost parameters.
@@ -52,10 +51,17 @@ pub trait PasswordHasher: Send + Sync + std::fmt::Debug {
     fn set_cost(&self, cost: HashCost);
 }
 
+/// A hashing job run on one of the hasher's threads.
+type Job = Box<dyn FnOnce() + Send>;
+
 /// The Argon2id hasher.
+///
+/// Hashes run on a fixed set of threads of its own: each hash needs `argon2_memory_kib` of
+/// working memory, and a fixed set of threads keeps the memory the allocator holds on to bounded
+/// (a growing pool of threads, each with its own allocator arena, would not).
 #[derive(Debug)]
 pub struct Argon2Hasher {
-    permits: Arc<Semaphore>,
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     cost: Mutex<HashCost>,
     /// A hash of a random secret at the current cost, for `waste_verify`.
     decoy: Mutex<Option<(HashCost, String)>>,
@@ -64,8 +70,31 @@ pub struct Argon2Hasher {
 impl Argon2Hasher {
     /// `concurrency` hashes run at once at most (usually the number of cores).
     pub fn new(concurrency: usize, cost: HashCost) -> Self {
+        // Unbounded: each waiting job belongs to a request in flight, which bounds the queue.
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..concurrency.max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("tessera-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(poisoned) => poisoned.into_inner().recv(),
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => break,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a hashing thread");
+            }
+        }
         Argon2Hasher {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            jobs: Mutex::new(jobs),
             cost: Mutex::new(cost),
             decoy: Mutex::new(None),
         }
@@ -79,14 +108,18 @@ impl Argon2Hasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        let sent = match self.jobs.lock() {
+            Ok(jobs) => jobs.send(job),
+            Err(poisoned) => poisoned.into_inner().send(job),
+        };
+        sent.map_err(|_| HashError::Failed("the hashing threads have stopped".into()))?;
+        result
             .await
-            .map_err(|e| HashError::Failed(e.to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| HashError::Failed(e.to_string()))
+            .map_err(|_| HashError::Failed("a hashing thread failed".into()))
     }
 }
 

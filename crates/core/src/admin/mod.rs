@@ -31,13 +31,24 @@ impl Actor {
     pub fn cli() -> Self {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+            .unwrap_or_else(|_| {
+                uid()
+                    .map(|u| format!("uid {u}"))
+                    .unwrap_or_else(|| "unknown".into())
+            });
         Actor {
             name: format!("cli:{user}"),
             door: "cli".into(),
             client_ip: None,
         }
     }
+}
+
+/// The real user id of this process (Linux), for naming CLI actors without `USER`.
+fn uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -151,7 +151,8 @@ impl Engine {
         let user = match user {
             Some(u) if u.is_active(l.now) => u,
             other => {
-                self.waste_time(first, &req.pass).await;
+                self.waste_time(first, &req.pass, snap.settings.default_otp_length as usize)
+                    .await;
                 let reason = match &other {
                     None => RejectReason::UnknownUser,
                     Some(u) if !u.enabled => RejectReason::UserDisabled,
@@ -407,19 +408,30 @@ impl Engine {
         }
         let mut candidates: Vec<(&Token, &str)> = Vec::new();
         if with_pin {
+            let mut hashed = false;
+            let mut pin_typed = false;
             for token in &usable {
                 let Some((pin, otp)) = split_pin(pass, token.digits.get(), settings.prepend_pin)
                 else {
                     continue;
                 };
+                pin_typed |= !pin.is_empty();
                 let pin_ok = match &token.pin_hash {
                     None => pin.is_empty(),
                     Some(_) if pin.is_empty() => false,
-                    Some(hash) => self.ports.hasher.verify(pin, hash).await,
+                    Some(hash) => {
+                        hashed = true;
+                        self.ports.hasher.verify(pin, hash).await
+                    }
                 };
                 if pin_ok {
                     candidates.push((token, otp));
                 }
+            }
+            // A PIN was typed but no token has one: take the time of one PIN check, as for
+            // tokens with a PIN and for unknown users, so that timing does not tell them apart.
+            if pin_typed && !hashed {
+                self.ports.hasher.waste_verify().await;
             }
             if candidates.is_empty() {
                 if settings.increase_failcounter_on_wrong_pin {
@@ -589,7 +601,7 @@ impl Engine {
 
     /// Spends the time a real check would take, so that unknown users are not told apart by
     /// timing.
-    async fn waste_time(&self, first: Option<&Factor>, pass: &str) {
+    async fn waste_time(&self, first: Option<&Factor>, pass: &str, otp_length: usize) {
         let hashes = match first {
             Some(f) => f
                 .methods
@@ -597,8 +609,9 @@ impl Engine {
                 .any(|m| matches!(m, Method::Password | Method::PasswordOtp)),
             None => false,
         };
-        // A soft OTP with a PIN costs one hash too.
-        let pin_present = pass.len() > 8;
+        // Anything longer than an OTP is taken as PIN + OTP, which costs one hash too (see
+        // prove_soft_otp).
+        let pin_present = pass.len() > otp_length;
         if hashes || pin_present {
             self.ports.hasher.waste_verify().await;
         }
