@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Tessera's tests need on a Debian machine, then runs every test.
 #   - apt packages: oathtool (independent OTP peer), PostgreSQL when none is reachable
+#   - Python venvs in .venv/: privacyIDEA's and eduMFA's client classes, django-privacyidea-auth
 #   - PostgreSQL: TESSERA_TEST_PG_URL, or postgres://postgres@127.0.0.1:5432/test (started or
 #     created here when not reachable)
 # Usage: scripts/test.sh [extra cargo-nextest/cargo-test arguments]
@@ -23,6 +24,24 @@ apt_install() {
 }
 
 apt_install oathtool
+
+# Real privacyIDEA/eduMFA client peers, one venv each (their dependencies conflict).
+venv_for() {
+  local name=$1 req=tests/peers/requirements-$1.txt dir=.venv/$1
+  local stamp; stamp=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ "$(cat "$dir/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    say "preparing the $name client peer ($req)"
+    rm -rf "$dir"
+    if ! python3 -m venv "$dir" >/dev/null 2>&1; then
+      apt_install python3-venv
+      python3 -m venv "$dir"
+    fi
+    "$dir/bin/pip" install -q --disable-pip-version-check -r "$req"
+    echo "$stamp" > "$dir/.stamp"
+  fi
+}
+for v in pi edu dj; do venv_for "$v"; done
+export TESSERA_TEST_VENVS="$PWD/.venv"
 
 export TESSERA_TEST_PG_URL="${TESSERA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
 pg_up() { psql "$TESSERA_TEST_PG_URL" -Atc 'select 1' >/dev/null 2>&1; }

@@ -1,5 +1,11 @@
 //! Request parameters the way privacyIDEA accepts them: query string and body merged, the body
 //! form-encoded or JSON, for GET and POST alike.
+//!
+//! Like privacyIDEA and eduMFA (`check_unquote`), form and query values are percent-decoded a
+//! second time unless the client identifies itself (User-Agent) as one of the plugins known to
+//! send them encoded once only: the credential providers, the LDAP proxies and simpleSAMLphp.
+//! Clients such as privacyIDEA's own Python client quote `user` and `pass` before form-encoding
+//! and rely on this. JSON values are taken as they are.
 
 use crate::pi::PiError;
 use axum::body::Bytes;
@@ -41,11 +47,26 @@ impl Params {
         Ok(())
     }
 
-    pub fn parse(query: Option<&str>, content_type: &str, body: &[u8]) -> Result<Self, PiError> {
+    pub fn parse(
+        query: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+        user_agent: &str,
+    ) -> Result<Self, PiError> {
         let mut params = Params::default();
+        let unquote = wants_unquote(user_agent);
+        let value = |v: std::borrow::Cow<'_, str>| {
+            if unquote {
+                percent_encoding::percent_decode_str(&v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            } else {
+                v.into_owned()
+            }
+        };
         if let Some(q) = query {
             for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-                params.insert(k.into_owned(), v.into_owned())?;
+                params.insert(k.into_owned(), value(v))?;
             }
         }
         if body.is_empty() {
@@ -69,11 +90,30 @@ impl Params {
             }
         } else {
             for (k, v) in form_urlencoded::parse(body) {
-                params.insert(k.into_owned(), v.into_owned())?;
+                params.insert(k.into_owned(), value(v))?;
             }
         }
         Ok(params)
     }
+}
+
+/// Plugins that send values encoded once (privacyIDEA's and eduMFA's `NO_UNQUOTE_USER_AGENTS`).
+const NO_UNQUOTE: &[&str] = &[
+    "privacyidea-cp",
+    "privacyidea-ldap-proxy",
+    "simplesamlphp",
+    "edumfa-cp",
+    "edumfa-ldap-proxy",
+];
+
+/// Whether form values are percent-decoded once more: yes, unless the User-Agent's product
+/// name (`Name/Version …`) is one of [`NO_UNQUOTE`]. No User-Agent: yes.
+fn wants_unquote(user_agent: &str) -> bool {
+    let name: String = user_agent
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    !NO_UNQUOTE.iter().any(|n| n.eq_ignore_ascii_case(&name))
 }
 
 impl<S: Send + Sync> FromRequest<S> for Params {
@@ -87,13 +127,19 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
+        let user_agent = req
+            .headers()
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             let mut err = PiError::parameter(format!("Cannot read the request body: {e}"));
             // Keep 413 for bodies over the limit.
             err.http = e.status();
             err
         })?;
-        Params::parse(query.as_deref(), &content_type, &body)
+        Params::parse(query.as_deref(), &content_type, &body, &user_agent)
     }
 }
 
@@ -107,6 +153,7 @@ mod tests {
             Some("user=alice&realm=r"),
             "application/x-www-form-urlencoded",
             b"pass=12%2B34",
+            "curl/8",
         )
         .unwrap();
         assert_eq!(p.get("user"), Some("alice"));
@@ -120,6 +167,7 @@ mod tests {
             None,
             "application/json",
             br#"{"user":"bob","pass":123456,"otponly":true,"x":null}"#,
+            "",
         )
         .unwrap();
         assert_eq!(p.get("pass"), Some("123456"));
@@ -129,9 +177,36 @@ mod tests {
 
     #[test]
     fn bad_json_and_huge_values_are_errors() {
-        assert!(Params::parse(None, "application/json", b"{nope").is_err());
-        assert!(Params::parse(None, "application/json", b"[1,2]").is_err());
+        assert!(Params::parse(None, "application/json", b"{nope", "").is_err());
+        assert!(Params::parse(None, "application/json", b"[1,2]", "").is_err());
         let big = format!("pass={}", "1".repeat(5000));
-        assert!(Params::parse(None, "", big.as_bytes()).is_err());
+        assert!(Params::parse(None, "", big.as_bytes(), "").is_err());
+    }
+
+    #[test]
+    fn form_values_are_unquoted_again_except_for_known_plugins() {
+        // privacyIDEA's Python client quotes "pin 12&34" before form-encoding it.
+        let body = b"user=alice&pass=pin%252012%252634";
+        let p = Params::parse(
+            None,
+            "application/x-www-form-urlencoded",
+            body,
+            "python-requests/2.32",
+        )
+        .unwrap();
+        assert_eq!(p.get("pass"), Some("pin 12&34"));
+        let p = Params::parse(None, "", body, "").unwrap();
+        assert_eq!(p.get("pass"), Some("pin 12&34"));
+        for ua in [
+            "privacyidea-cp/3.5 Windows/10",
+            "simpleSAMLphp/2.0",
+            "eduMFA-LDAP-Proxy/1.0",
+        ] {
+            let p = Params::parse(None, "", body, ua).unwrap();
+            assert_eq!(p.get("pass"), Some("pin%2012%2634"), "{ua}");
+        }
+        // JSON is never unquoted.
+        let p = Params::parse(None, "application/json", br#"{"pass":"a%20b"}"#, "curl/8").unwrap();
+        assert_eq!(p.get("pass"), Some("a%20b"));
     }
 }
