@@ -4,11 +4,13 @@
 //! hashing runs on a fixed set of threads of its own: a burst of logins queues there instead of
 //! stalling request handling (or the RADIUS packet loop), and memory stays bounded.
 
+use argon2::password_hash::PasswordHasher as _;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// Argon2id cost parameters.
@@ -138,11 +140,45 @@ pub fn hash_blocking(secret: &str, cost: HashCost) -> Result<String, HashError> 
         .map_err(|e| HashError::Failed(e.to_string()))
 }
 
+thread_local! {
+    /// Each hashing thread's Argon2 working memory, kept between verifications: allocating and
+    /// freeing 19 MiB per check makes the allocator hold on to far more than that.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Checks `secret` against a PHC string with the parameters stored in it, in this thread's
+/// reusable working memory; the hash comparison is constant-time.
 fn verify_blocking(secret: &[u8], phc: &str) -> bool {
-    let Ok(parsed) = PasswordHash::new(phc) else {
+    let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
-    Argon2::default().verify_password(secret, &parsed).is_ok()
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(&hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let blocks_needed = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    let computed = BLOCKS.with(|cell| {
+        let mut blocks = cell.borrow_mut();
+        if blocks.len() < blocks_needed {
+            blocks.resize(blocks_needed, Block::default());
+        }
+        argon2
+            .hash_password_into_with_memory(secret, salt, &mut out, &mut blocks[..blocks_needed])
+            .is_ok()
+    });
+    computed && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 #[async_trait]
@@ -230,6 +266,31 @@ mod tests {
         assert!(new.contains("m=9216,t=2"));
         assert!(h.verify("pin", &old).await);
         h.waste_verify().await;
+    }
+
+    /// A vector of the Argon2 reference implementation ("password", salt "somesalt"), checked
+    /// in reused working memory after a smaller hash, and a tampered copy.
+    #[test]
+    fn argon2_reference_vector_in_reused_memory() {
+        let small = hash_blocking("x", cheap()).unwrap();
+        assert!(verify_blocking(b"x", &small));
+        let reference = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+        assert!(verify_blocking(b"password", reference));
+        assert!(!verify_blocking(b"sassword", reference));
+        let tampered = reference.replace("CTFh", "CTFi");
+        assert!(!verify_blocking(b"password", &tampered));
+        assert!(
+            verify_blocking(b"x", &small),
+            "smaller hash after a larger one"
+        );
+        assert!(!verify_blocking(
+            b"x",
+            "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ"
+        ));
+        assert!(!verify_blocking(
+            b"x",
+            "$scrypt$ln=16,r=8,p=1$aM15713r3Xsvxbi31lqr1Q$nFNh2CVHVjNldFVKDHDlm4CbdRSCdEBsjjJxD+iCs5E"
+        ));
     }
 
     #[test]
