@@ -47,6 +47,7 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--skip-size", action="store_true")
     ap.add_argument("--only", default="", help="comma list of backends to run: sqlite,postgres")
+    ap.add_argument("--pin", default="both", choices=["both", "yes", "no"], help="token PIN rows to run")
     a = ap.parse_args()
     backends = ["sqlite"] + (["postgres"] if a.postgres else [])
     if a.only:
@@ -55,7 +56,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     peak = []
     for backend in backends:
-        for pin in [False, True]:
+        for pin in {"both": [False, True], "yes": [True], "no": [False]}[a.pin]:
             for conc in [16, 64]:
                 results = []
                 for _ in range(a.runs):

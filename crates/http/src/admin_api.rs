@@ -16,7 +16,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
-use tessera_core::admin::{Actor, AdminError, Declaration, EnrollInput, NewUserInput};
+use tessera_core::admin::{
+    Actor, AdminError, ConfigObject, Declaration, EnrollInput, NewUserInput,
+};
 use tessera_core::model::{
     AdminSession, Application, AuditQuery, Realm, TokenState, UserPatch, UserSourceDef,
 };
@@ -62,7 +64,10 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
 pub(crate) fn routes() -> Router<HttpState> {
-    Router::new()
+    let router = object_routes::<Application>(Router::new(), "/applications");
+    let router = object_routes::<Realm>(router, "/realms");
+    let router = object_routes::<UserSourceDef>(router, "/user-sources");
+    router
         .route("/openapi.json", get(get_openapi))
         .route("/users", get(get_users).post(post_users))
         .route(
@@ -76,31 +81,6 @@ pub(crate) fn routes() -> Router<HttpState> {
         )
         .route("/tokens/{serial}/reset", post(post_token_reset))
         .route("/tokens/{serial}/resync", post(post_token_resync))
-        .route(
-            "/applications",
-            get(get_applications).post(post_applications),
-        )
-        .route(
-            "/applications/{name}",
-            get(get_application)
-                .put(put_application)
-                .delete(delete_application),
-        )
-        .route("/realms", get(get_realms).post(post_realms))
-        .route(
-            "/realms/{name}",
-            get(get_realm).put(put_realm).delete(delete_realm),
-        )
-        .route(
-            "/user-sources",
-            get(get_user_sources).post(post_user_sources),
-        )
-        .route(
-            "/user-sources/{name}",
-            get(get_user_source)
-                .put(put_user_source)
-                .delete(delete_user_source),
-        )
         .route("/settings", get(get_settings).patch(patch_settings))
         .route("/config", get(get_config).post(post_config))
         .route("/audit", get(get_audit))
@@ -552,76 +532,80 @@ async fn post_token_resync(
 
 // ---------------------------------------------------------------- configuration objects
 
-fn name_matches(path: &str, body: &str) -> ApiResult<()> {
-    if path.eq_ignore_ascii_case(body) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "name: the body names '{body}' but the path names '{path}'"
-        )))
-    }
+/// The JSON key of a kind's list (`{"applications": [...]}`).
+trait Collection: ConfigObject + DeserializeOwned {
+    const COLLECTION: &'static str;
 }
 
-async fn get_applications(state: St, auth: Authed) -> ApiResult<Json<Value>> {
+impl Collection for Application {
+    const COLLECTION: &'static str = "applications";
+}
+impl Collection for Realm {
+    const COLLECTION: &'static str = "realms";
+}
+impl Collection for UserSourceDef {
+    const COLLECTION: &'static str = "user_sources";
+}
+
+async fn list_objects<T: Collection>(state: St, auth: Authed) -> ApiResult<Json<Value>> {
     auth.read()?;
-    Ok(Json(
-        json!({ "applications": state.admin.list_applications() }),
-    ))
+    Ok(Json(json!({ T::COLLECTION: state.admin.list::<T>() })))
 }
 
-async fn create_application(
-    state: &HttpState,
-    auth: &Authed,
-    app: Application,
-    must_be_new: bool,
-) -> ApiResult<Json<Value>> {
+async fn post_objects<T: Collection>(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Response> {
     let actor = auth.write()?;
-    if must_be_new && state.admin.get_application(app.name.as_str()).is_ok() {
+    let object: T = body(&bytes)?;
+    if state.admin.get::<T>(object.name()).is_ok() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
-            format!("application '{}' already exists", app.name),
+            format!("{} '{}' already exists", T::LABEL, object.name()),
         ));
     }
     let saved = state
         .admin
-        .put_application(&actor, app)
+        .put(&actor, object)
         .await
-        .map_err(|e| ApiError::from_admin(state, e))?;
-    Ok(Json(json!(saved)))
+        .map_err(|e| ApiError::from_admin(&state, e))?;
+    Ok((StatusCode::CREATED, Json(json!(saved))).into_response())
 }
 
-async fn post_applications(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Response> {
-    let app: Application = body(&bytes)?;
-    let out = create_application(&state, &auth, app, true).await?;
-    Ok((StatusCode::CREATED, out).into_response())
-}
-
-async fn get_application(
+async fn get_object<T: Collection>(
     state: St,
     auth: Authed,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     auth.read()?;
-    let a = state
+    let object = state
         .admin
-        .get_application(&name)
+        .get::<T>(&name)
         .map_err(|e| ApiError::from_admin(&state, e))?;
-    Ok(Json(json!(a)))
+    Ok(Json(json!(object)))
 }
 
-async fn put_application(
+async fn put_object<T: Collection>(
     state: St,
     auth: Authed,
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let app: Application = body(&bytes)?;
-    name_matches(&name, app.name.as_str())?;
-    create_application(&state, &auth, app, false).await
+    let actor = auth.write()?;
+    let object: T = body(&bytes)?;
+    if !name.eq_ignore_ascii_case(object.name()) {
+        return Err(ApiError::bad_request(format!(
+            "name: the body names '{}' but the path names '{name}'",
+            object.name()
+        )));
+    }
+    let saved = state
+        .admin
+        .put(&actor, object)
+        .await
+        .map_err(|e| ApiError::from_admin(&state, e))?;
+    Ok(Json(json!(saved)))
 }
 
-async fn delete_application(
+async fn delete_object<T: Collection>(
     state: St,
     auth: Authed,
     Path(name): Path<String>,
@@ -629,146 +613,22 @@ async fn delete_application(
     let actor = auth.write()?;
     state
         .admin
-        .delete_application(&actor, &name)
+        .delete::<T>(&actor, &name)
         .await
         .map_err(|e| ApiError::from_admin(&state, e))?;
     Ok(Json(json!({ "deleted": name })))
 }
 
-async fn get_realms(state: St, auth: Authed) -> ApiResult<Json<Value>> {
-    auth.read()?;
-    Ok(Json(json!({ "realms": state.admin.list_realms() })))
-}
-
-async fn save_realm(
-    state: &HttpState,
-    auth: &Authed,
-    realm: Realm,
-    must_be_new: bool,
-) -> ApiResult<Json<Value>> {
-    let actor = auth.write()?;
-    if must_be_new && state.admin.get_realm(realm.name.as_str()).is_ok() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("realm '{}' already exists", realm.name),
-        ));
-    }
-    let saved = state
-        .admin
-        .put_realm(&actor, realm)
-        .await
-        .map_err(|e| ApiError::from_admin(state, e))?;
-    Ok(Json(json!(saved)))
-}
-
-async fn post_realms(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Response> {
-    let realm: Realm = body(&bytes)?;
-    let out = save_realm(&state, &auth, realm, true).await?;
-    Ok((StatusCode::CREATED, out).into_response())
-}
-
-async fn get_realm(state: St, auth: Authed, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    auth.read()?;
-    let r = state
-        .admin
-        .get_realm(&name)
-        .map_err(|e| ApiError::from_admin(&state, e))?;
-    Ok(Json(json!(r)))
-}
-
-async fn put_realm(
-    state: St,
-    auth: Authed,
-    Path(name): Path<String>,
-    bytes: Bytes,
-) -> ApiResult<Json<Value>> {
-    let realm: Realm = body(&bytes)?;
-    name_matches(&name, realm.name.as_str())?;
-    save_realm(&state, &auth, realm, false).await
-}
-
-async fn delete_realm(state: St, auth: Authed, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let actor = auth.write()?;
-    state
-        .admin
-        .delete_realm(&actor, &name)
-        .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
-    Ok(Json(json!({ "deleted": name })))
-}
-
-async fn get_user_sources(state: St, auth: Authed) -> ApiResult<Json<Value>> {
-    auth.read()?;
-    Ok(Json(
-        json!({ "user_sources": state.admin.list_user_sources() }),
-    ))
-}
-
-async fn save_user_source(
-    state: &HttpState,
-    auth: &Authed,
-    source: UserSourceDef,
-    must_be_new: bool,
-) -> ApiResult<Json<Value>> {
-    let actor = auth.write()?;
-    if must_be_new && state.admin.get_user_source(source.name.as_str()).is_ok() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("user source '{}' already exists", source.name),
-        ));
-    }
-    let saved = state
-        .admin
-        .put_user_source(&actor, source)
-        .await
-        .map_err(|e| ApiError::from_admin(state, e))?;
-    Ok(Json(json!(saved)))
-}
-
-async fn post_user_sources(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Response> {
-    let source: UserSourceDef = body(&bytes)?;
-    let out = save_user_source(&state, &auth, source, true).await?;
-    Ok((StatusCode::CREATED, out).into_response())
-}
-
-async fn get_user_source(
-    state: St,
-    auth: Authed,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    auth.read()?;
-    let s = state
-        .admin
-        .get_user_source(&name)
-        .map_err(|e| ApiError::from_admin(&state, e))?;
-    Ok(Json(json!(s)))
-}
-
-async fn put_user_source(
-    state: St,
-    auth: Authed,
-    Path(name): Path<String>,
-    bytes: Bytes,
-) -> ApiResult<Json<Value>> {
-    let source: UserSourceDef = body(&bytes)?;
-    name_matches(&name, source.name.as_str())?;
-    save_user_source(&state, &auth, source, false).await
-}
-
-async fn delete_user_source(
-    state: St,
-    auth: Authed,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let actor = auth.write()?;
-    state
-        .admin
-        .delete_user_source(&actor, &name)
-        .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
-    Ok(Json(json!({ "deleted": name })))
+/// The routes of one kind of configuration object under `base`.
+fn object_routes<T: Collection>(router: Router<HttpState>, base: &str) -> Router<HttpState> {
+    router
+        .route(base, get(list_objects::<T>).post(post_objects::<T>))
+        .route(
+            &format!("{base}/{{name}}"),
+            get(get_object::<T>)
+                .put(put_object::<T>)
+                .delete(delete_object::<T>),
+        )
 }
 
 // ---------------------------------------------------------------- settings, config, audit

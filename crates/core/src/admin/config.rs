@@ -430,123 +430,42 @@ impl Admin {
         Ok(changes)
     }
 
-    pub async fn put_application(
-        &self,
-        actor: &Actor,
-        app: Application,
-    ) -> AdminResult<Application> {
-        let name = app.name.clone();
+    /// All objects of a kind.
+    pub fn list<T: ConfigObject>(&self) -> Vec<T> {
+        T::of_snapshot(&self.engine.snapshot())
+    }
+
+    /// One object by name (case-insensitive).
+    pub fn get<T: ConfigObject>(&self, name: &str) -> AdminResult<T> {
+        self.list::<T>()
+            .into_iter()
+            .find(|o| o.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| AdminError::NotFound(format!("{} '{name}'", T::LABEL)))
+    }
+
+    /// Creates or replaces an object; the whole configuration must stay consistent.
+    pub async fn put<T: ConfigObject>(&self, actor: &Actor, object: T) -> AdminResult<T> {
+        let name = object.name().to_string();
         self.put_object(actor, |d| {
-            d.applications
-                .retain(|a| !a.name.0.eq_ignore_ascii_case(name.as_str()));
-            d.applications.push(app);
+            let slot = T::of_declaration(d);
+            slot.retain(|o| !o.name().eq_ignore_ascii_case(&name));
+            slot.push(object);
         })
         .await?;
-        self.get_application(name.as_str())
+        self.get::<T>(&name)
     }
 
-    pub async fn put_realm(&self, actor: &Actor, realm: Realm) -> AdminResult<Realm> {
-        let name = realm.name.clone();
-        self.put_object(actor, |d| {
-            d.realms
-                .retain(|r| !r.name.0.eq_ignore_ascii_case(name.as_str()));
-            d.realms.push(realm);
-        })
-        .await?;
-        self.get_realm(name.as_str())
-    }
-
-    pub async fn put_user_source(
-        &self,
-        actor: &Actor,
-        source: UserSourceDef,
-    ) -> AdminResult<UserSourceDef> {
-        let name = source.name.clone();
-        self.put_object(actor, |d| {
-            d.user_sources
-                .retain(|s| !s.name.0.eq_ignore_ascii_case(name.as_str()));
-            d.user_sources.push(source);
-        })
-        .await?;
-        self.get_user_source(name.as_str())
-    }
-
-    pub fn get_application(&self, name: &str) -> AdminResult<Application> {
-        self.engine
-            .snapshot()
-            .application(&AppName::from(name))
-            .cloned()
-            .ok_or_else(|| AdminError::NotFound(format!("application '{name}'")))
-    }
-
-    pub fn get_realm(&self, name: &str) -> AdminResult<Realm> {
-        self.engine
-            .snapshot()
-            .realm(name)
-            .cloned()
-            .ok_or_else(|| AdminError::NotFound(format!("realm '{name}'")))
-    }
-
-    pub fn get_user_source(&self, name: &str) -> AdminResult<UserSourceDef> {
-        self.engine
-            .snapshot()
-            .source_defs
-            .get(&name.to_lowercase())
-            .cloned()
-            .ok_or_else(|| AdminError::NotFound(format!("user source '{name}'")))
-    }
-
-    pub fn list_applications(&self) -> Vec<Application> {
-        self.engine
-            .snapshot()
-            .applications
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    pub fn list_realms(&self) -> Vec<Realm> {
-        self.engine.snapshot().realms.values().cloned().collect()
-    }
-
-    pub fn list_user_sources(&self) -> Vec<UserSourceDef> {
-        self.engine
-            .snapshot()
-            .source_defs
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    async fn delete_object(&self, actor: &Actor, kind: ConfigKind, name: &str) -> AdminResult<()> {
+    /// Deletes an object; refused while others refer to it (or, for a user source, while it
+    /// holds users).
+    pub async fn delete<T: ConfigObject>(&self, actor: &Actor, name: &str) -> AdminResult<()> {
         let mut decl = self.export().await?;
-        let before = (
-            decl.user_sources.len(),
-            decl.realms.len(),
-            decl.applications.len(),
-        );
-        match kind {
-            ConfigKind::UserSource => decl
-                .user_sources
-                .retain(|s| !s.name.0.eq_ignore_ascii_case(name)),
-            ConfigKind::Realm => decl.realms.retain(|s| !s.name.0.eq_ignore_ascii_case(name)),
-            ConfigKind::Application => decl
-                .applications
-                .retain(|s| !s.name.0.eq_ignore_ascii_case(name)),
+        let slot = T::of_declaration(&mut decl);
+        let before = slot.len();
+        slot.retain(|o| !o.name().eq_ignore_ascii_case(name));
+        if slot.len() == before {
+            return Err(AdminError::NotFound(format!("{} '{name}'", T::LABEL)));
         }
-        if before
-            == (
-                decl.user_sources.len(),
-                decl.realms.len(),
-                decl.applications.len(),
-            )
-        {
-            return Err(AdminError::NotFound(format!(
-                "{} '{name}'",
-                kind.as_str().replace('_', " ")
-            )));
-        }
-        if kind == ConfigKind::UserSource {
+        if T::KIND == ConfigKind::UserSource {
             let users = self
                 .engine
                 .store()
@@ -560,20 +479,6 @@ impl Admin {
         }
         self.apply(actor, &decl, true).await?;
         Ok(())
-    }
-
-    pub async fn delete_application(&self, actor: &Actor, name: &str) -> AdminResult<()> {
-        self.delete_object(actor, ConfigKind::Application, name)
-            .await
-    }
-
-    pub async fn delete_realm(&self, actor: &Actor, name: &str) -> AdminResult<()> {
-        self.delete_object(actor, ConfigKind::Realm, name).await
-    }
-
-    pub async fn delete_user_source(&self, actor: &Actor, name: &str) -> AdminResult<()> {
-        self.delete_object(actor, ConfigKind::UserSource, name)
-            .await
     }
 
     /// All settings with their current values.
@@ -597,6 +502,58 @@ impl Admin {
         })
         .await?;
         Ok(self.settings())
+    }
+}
+
+/// A named configuration object: a user source, a realm or an application.
+pub trait ConfigObject: Serialize + Clone + Send + Sync + 'static {
+    const KIND: ConfigKind;
+    /// For messages: "application", "realm", "user source".
+    const LABEL: &'static str;
+    fn name(&self) -> &str;
+    fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self>;
+    fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self>;
+}
+
+impl ConfigObject for Application {
+    const KIND: ConfigKind = ConfigKind::Application;
+    const LABEL: &'static str = "application";
+    fn name(&self) -> &str {
+        self.name.as_str()
+    }
+    fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self> {
+        &mut decl.applications
+    }
+    fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self> {
+        snap.applications.values().cloned().collect()
+    }
+}
+
+impl ConfigObject for Realm {
+    const KIND: ConfigKind = ConfigKind::Realm;
+    const LABEL: &'static str = "realm";
+    fn name(&self) -> &str {
+        self.name.as_str()
+    }
+    fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self> {
+        &mut decl.realms
+    }
+    fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self> {
+        snap.realms.values().cloned().collect()
+    }
+}
+
+impl ConfigObject for UserSourceDef {
+    const KIND: ConfigKind = ConfigKind::UserSource;
+    const LABEL: &'static str = "user source";
+    fn name(&self) -> &str {
+        self.name.as_str()
+    }
+    fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self> {
+        &mut decl.user_sources
+    }
+    fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self> {
+        snap.source_defs.values().cloned().collect()
     }
 }
 

@@ -8,7 +8,7 @@ mod tokens;
 mod users;
 
 pub use accounts::{LoginResult, SESSION_SECONDS};
-pub use config::{Declaration, PlannedChange, bootstrap_defaults};
+pub use config::{ConfigObject, Declaration, PlannedChange, bootstrap_defaults};
 pub use tokens::{EnrollInput, Enrolled, TokenInfo};
 pub use users::{NewUserInput, UserInfo};
 

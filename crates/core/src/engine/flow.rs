@@ -70,7 +70,9 @@ impl Engine {
         let outcome = match result {
             Ok(o) => o,
             Err(e) => {
-                self.record(&login, "error", &e.to_string()).await.ok();
+                self.record_action(&login, "authenticate", "error", &e.to_string())
+                    .await
+                    .ok();
                 return Err(e);
             }
         };
@@ -79,16 +81,24 @@ impl Engine {
             Outcome::Accept(_) => "authenticated",
             Outcome::Challenge(_) => "challenge sent for the next factor",
         };
-        self.record(&login, outcome.result_str(), reason).await?;
+        self.record_action(&login, "authenticate", outcome.result_str(), reason)
+            .await?;
         Ok(outcome)
     }
 
-    async fn record(&self, l: &Login<'_>, result: &str, reason: &str) -> Result<(), EngineError> {
+    /// The audit record of a decision about a login.
+    async fn record_action(
+        &self,
+        l: &Login<'_>,
+        action: &str,
+        result: &str,
+        reason: &str,
+    ) -> Result<(), EngineError> {
         self.audit(AuditRecord {
             id: 0,
             at_ms: self.ports.clock.now_millis(),
             actor: l.ctx.actor.clone(),
-            action: "authenticate".into(),
+            action: action.into(),
             door: l.ctx.door.as_str().into(),
             user: l.login.clone(),
             realm: l.realm.as_ref().map(|r| r.0.clone()),
@@ -706,23 +716,8 @@ impl Engine {
         result: &str,
         reason: &str,
     ) -> Result<(), EngineError> {
-        self.audit(AuditRecord {
-            id: 0,
-            at_ms: self.ports.clock.now_millis(),
-            actor: l.ctx.actor.clone(),
-            action: "trigger_challenge".into(),
-            door: l.ctx.door.as_str().into(),
-            user: l.login.clone(),
-            realm: l.realm.as_ref().map(|r| r.0.clone()),
-            serial: l.serial.as_ref().map(|s| s.0.clone()),
-            application: l.app.as_ref().map(|a| a.0.clone()),
-            transaction_id: l.transaction.as_ref().map(|t| t.as_str().to_string()),
-            client_ip: l.ctx.client_ip.map(|ip| ip.to_string()),
-            user_agent: l.ctx.user_agent.clone(),
-            result: result.into(),
-            reason: reason.into(),
-        })
-        .await
+        self.record_action(l, "trigger_challenge", result, reason)
+            .await
     }
 
     /// `/validate/polltransaction`: whether a challenge was answered out of band. Unknown and

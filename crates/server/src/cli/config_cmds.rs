@@ -277,7 +277,7 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
     };
     match cmd {
         AppCmd::List => {
-            let apps = admin.list_applications();
+            let apps = admin.list::<Application>();
             out.either(&apps, || {
                 let rows: Vec<Vec<String>> = apps
                     .iter()
@@ -293,24 +293,24 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
                 table(&["name", "type", "factors", "description"], &rows);
             });
         }
-        AppCmd::Show { name } => show(&admin.get_application(&name)?),
+        AppCmd::Show { name } => show(&admin.get::<Application>(&name)?),
         AppCmd::Add(args) => {
             let a = args.to_app()?;
-            if admin.get_application(a.name.as_str()).is_ok() {
+            if admin.get::<Application>(a.name.as_str()).is_ok() {
                 bail!(
                     "application '{}' already exists (use `tessera app set`)",
                     a.name
                 );
             }
-            show(&admin.put_application(&actor, a).await?);
+            show(&admin.put(&actor, a).await?);
         }
         AppCmd::Set(args) => {
             let a = args.to_app()?;
-            admin.get_application(a.name.as_str())?;
-            show(&admin.put_application(&actor, a).await?);
+            admin.get::<Application>(a.name.as_str())?;
+            show(&admin.put(&actor, a).await?);
         }
         AppCmd::Delete { name } => {
-            admin.delete_application(&actor, &name).await?;
+            admin.delete::<Application>(&actor, &name).await?;
             out.either(&serde_json::json!({"deleted": name}), || {
                 println!("Deleted application '{name}'.")
             });
@@ -345,7 +345,7 @@ pub async fn realm(app: &App, out: Out, cmd: RealmCmd) -> Result<()> {
     };
     match cmd {
         RealmCmd::List => {
-            let realms = admin.list_realms();
+            let realms = admin.list::<Realm>();
             let default = admin.settings().default_realm;
             out.either(&realms, || {
                 let rows: Vec<Vec<String>> = realms
@@ -371,22 +371,22 @@ pub async fn realm(app: &App, out: Out, cmd: RealmCmd) -> Result<()> {
                 table(&["name", "sources", "default", "description"], &rows);
             });
         }
-        RealmCmd::Show { name } => show(&admin.get_realm(&name)?),
+        RealmCmd::Show { name } => show(&admin.get::<Realm>(&name)?),
         RealmCmd::Add(args) => {
-            if admin.get_realm(&args.name).is_ok() {
+            if admin.get::<Realm>(&args.name).is_ok() {
                 bail!(
                     "realm '{}' already exists (use `tessera realm set`)",
                     args.name
                 );
             }
-            show(&admin.put_realm(&actor, to_realm(args)).await?);
+            show(&admin.put(&actor, to_realm(args)).await?);
         }
         RealmCmd::Set(args) => {
-            admin.get_realm(&args.name)?;
-            show(&admin.put_realm(&actor, to_realm(args)).await?);
+            admin.get::<Realm>(&args.name)?;
+            show(&admin.put(&actor, to_realm(args)).await?);
         }
         RealmCmd::Delete { name } => {
-            admin.delete_realm(&actor, &name).await?;
+            admin.delete::<Realm>(&actor, &name).await?;
             out.either(&serde_json::json!({"deleted": name}), || {
                 println!("Deleted realm '{name}'.")
             });
@@ -400,7 +400,7 @@ pub async fn source(app: &App, out: Out, cmd: SourceCmd) -> Result<()> {
     let admin = &app.admin;
     match cmd {
         SourceCmd::List => {
-            let sources = admin.list_user_sources();
+            let sources = admin.list::<UserSourceDef>();
             out.either(&sources, || {
                 let rows: Vec<Vec<String>> = sources
                     .iter()
@@ -416,7 +416,7 @@ pub async fn source(app: &App, out: Out, cmd: SourceCmd) -> Result<()> {
             });
         }
         SourceCmd::Show { name } => {
-            let s = admin.get_user_source(&name)?;
+            let s = admin.get::<UserSourceDef>(&name)?;
             out.either(&s, || {
                 fields(&[
                     ("name", s.name.0.clone()),
@@ -432,11 +432,11 @@ pub async fn source(app: &App, out: Out, cmd: SourceCmd) -> Result<()> {
         } => {
             let kind: UserSourceKind = serde_json::from_value(Value::String(kind.clone()))
                 .map_err(|_| anyhow!("--type: '{kind}' is not a user source type (local)"))?;
-            if admin.get_user_source(&name).is_ok() {
+            if admin.get::<UserSourceDef>(&name).is_ok() {
                 bail!("user source '{name}' already exists");
             }
             let s = admin
-                .put_user_source(
+                .put(
                     &actor,
                     UserSourceDef {
                         name: SourceName(name),
@@ -450,7 +450,7 @@ pub async fn source(app: &App, out: Out, cmd: SourceCmd) -> Result<()> {
             });
         }
         SourceCmd::Delete { name } => {
-            admin.delete_user_source(&actor, &name).await?;
+            admin.delete::<UserSourceDef>(&actor, &name).await?;
             out.either(&serde_json::json!({"deleted": name}), || {
                 println!("Deleted user source '{name}'.")
             });

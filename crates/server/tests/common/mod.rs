@@ -178,7 +178,7 @@ impl TestServer {
                 })
                 .collect(),
         };
-        self.admin().put_application(&actor(), app).await.unwrap();
+        self.admin().put(&actor(), app).await.unwrap();
         self.set(json!({"validate_application": name})).await;
     }
 

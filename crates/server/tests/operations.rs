@@ -1,0 +1,121 @@
+//! Operations: health, readiness and metrics endpoints; the per-node user cache.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Backend, TestServer};
+use reqwest::StatusCode;
+use serde_json::json;
+use tessera_core::ids::SourceName;
+use tessera_core::model::{TokenKind, UserPatch};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics() {
+    let s = TestServer::start(Backend::Sqlite, Some(1_800_000_010)).await;
+    s.add_user("alice", None).await;
+    s.enroll("alice", TokenKind::Totp, "TOTPOPS", None).await;
+    let get = |path: &'static str| {
+        let s = &s;
+        async move {
+            let res = s.http.get(format!("{}{path}", s.url)).send().await.unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await, (StatusCode::OK, "ok\n".to_string()));
+    assert_eq!(
+        get("/readyz").await,
+        (StatusCode::OK, "ready\n".to_string())
+    );
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", &s.totp(0))]).await.0,
+        "ACCEPT"
+    );
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", "000000")]).await.0,
+        "REJECT"
+    );
+    let (status, text) = get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    for needle in [
+        "tessera_http_requests_total{route=\"/validate/check\",method=\"POST\",status=\"200\"}",
+        "tessera_auth_decisions_total{door=\"validate\",result=\"accept\"}",
+        "tessera_auth_decisions_total{door=\"validate\",result=\"reject\"}",
+        "tessera_http_request_duration_seconds_bucket{route=\"/validate/check\",le=\"0.005\"}",
+        "tessera_auth_duration_seconds_count{door=\"validate\",result=\"accept\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    // Responses carry strict headers.
+    let res = s
+        .http
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_cache_keeps_users_for_its_lifetime() {
+    let s = TestServer::start(Backend::Sqlite, Some(1_800_000_010)).await;
+    s.add_user("alice", None).await;
+    s.enroll("alice", TokenKind::Hotp, "OATHCACHE", None).await;
+    s.set(json!({"user_cache_seconds": 60})).await;
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", &s.hotp(0))]).await.0,
+        "ACCEPT"
+    );
+    // Disabled behind this node's back (as another node or the CLI would): the cached user is
+    // still used until the cache entry expires.
+    let store = s.running.as_ref().unwrap().app.engine.store().clone();
+    let alice = store
+        .local_user_by_name(&SourceName::from("local"), "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .update_local_user(
+            &alice.user.source,
+            &alice.user.id,
+            &UserPatch {
+                enabled: Some(false),
+                ..UserPatch::default()
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", &s.hotp(1))]).await.0,
+        "ACCEPT"
+    );
+    s.advance(61);
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", &s.hotp(2))]).await.0,
+        "REJECT"
+    );
+    assert_eq!(s.audit("authenticate").await[0].reason, "user disabled");
+    // With the cache off, a change is seen at once.
+    s.set(json!({"user_cache_seconds": 0})).await;
+    store
+        .update_local_user(
+            &alice.user.source,
+            &alice.user.id,
+            &UserPatch {
+                enabled: Some(true),
+                ..UserPatch::default()
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", &s.hotp(3))]).await.0,
+        "ACCEPT"
+    );
+    s.stop().await;
+}
