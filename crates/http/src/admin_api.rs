@@ -157,6 +157,17 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// Maps the admin service's errors to this API's answers.
+trait ApiResultExt<T> {
+    fn api(self, state: &HttpState) -> ApiResult<T>;
+}
+
+impl<T> ApiResultExt<T> for Result<T, AdminError> {
+    fn api(self, state: &HttpState) -> ApiResult<T> {
+        self.map_err(|e| ApiError::from_admin(state, e))
+    }
+}
+
 /// An authenticated administrator. Handlers get one only after the token was checked.
 pub(crate) struct Authed {
     session: AdminSession,
@@ -216,7 +227,7 @@ impl FromRequestParts<HttpState> for Authed {
             .admin
             .session(&token)
             .await
-            .map_err(|e| ApiError::from_admin(state, e))?
+            .api(state)?
             .ok_or_else(unauthorized)?;
         let peer = parts
             .extensions
@@ -276,18 +287,14 @@ async fn get_users(state: St, auth: Authed, Query(q): Query<ListQuery>) -> ApiRe
             q.offset.unwrap_or(0),
         )
         .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+        .api(&state)?;
     Ok(Json(json!({ "users": users })))
 }
 
 async fn post_users(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Response> {
     let actor = auth.write()?;
     let input: NewUserInput = body(&bytes)?;
-    let user = state
-        .admin
-        .create_user(&actor, input)
-        .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+    let user = state.admin.create_user(&actor, input).await.api(&state)?;
     Ok((StatusCode::CREATED, Json(json!(user))).into_response())
 }
 
@@ -302,7 +309,7 @@ async fn get_user(
         .admin
         .get_user(q.source.as_deref(), &username)
         .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+        .api(&state)?;
     Ok(Json(json!(user)))
 }
 
@@ -327,7 +334,7 @@ async fn patch_user(
         .admin
         .update_user(&actor, q.source.as_deref(), &username, patch, password)
         .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+        .api(&state)?;
     Ok(Json(json!(user)))
 }
 
@@ -342,7 +349,7 @@ async fn delete_user(
         .admin
         .delete_user(&actor, q.source.as_deref(), &username)
         .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+        .api(&state)?;
     Ok(Json(
         json!({ "deleted": username, "tokens_deleted": tokens }),
     ))
@@ -361,18 +368,14 @@ async fn get_tokens(state: St, auth: Authed, Query(q): Query<ListQuery>) -> ApiR
             q.offset.unwrap_or(0),
         )
         .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+        .api(&state)?;
     Ok(Json(json!({ "tokens": tokens })))
 }
 
 async fn post_tokens(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Response> {
     let actor = auth.write()?;
     let input: EnrollInput = body(&bytes)?;
-    let enrolled = state
-        .admin
-        .enroll(&actor, input)
-        .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+    let enrolled = state.admin.enroll(&actor, input).await.api(&state)?;
     let png = tessera_otp::qr_png(&enrolled.uri, 4)
         .map(|p| format!("data:image/png;base64,{}", data_encoding::BASE64.encode(&p)))
         .unwrap_or_default();
@@ -392,11 +395,7 @@ async fn post_tokens(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Respons
 
 async fn get_token(state: St, auth: Authed, Path(serial): Path<String>) -> ApiResult<Json<Value>> {
     auth.read()?;
-    let t = state
-        .admin
-        .get_token(&serial)
-        .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+    let t = state.admin.get_token(&serial).await.api(&state)?;
     Ok(Json(json!(t)))
 }
 
@@ -427,9 +426,8 @@ async fn patch_token(
     let patch: TokenPatchBody = serde_json::from_value(Value::Object(map))
         .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
     let admin = &state.admin;
-    let err = |e| ApiError::from_admin(&state, e);
     // Check everything before changing anything.
-    let current = admin.get_token(&serial).await.map_err(err)?;
+    let current = admin.get_token(&serial).await.api(&state)?;
     if let Some(Some(p)) = &pin {
         let n = p.chars().count();
         if !(1..=256).contains(&n) || p.chars().any(char::is_control) {
@@ -462,19 +460,19 @@ async fn patch_token(
                 patch.sync_window,
             )
             .await
-            .map_err(err)?;
+            .api(&state)?;
     }
     if let Some(pin) = pin {
         info = admin
             .set_token_pin(&actor, &serial, pin)
             .await
-            .map_err(err)?;
+            .api(&state)?;
     }
     if let Some(s) = patch.state {
         info = admin
             .set_token_state(&actor, &serial, s)
             .await
-            .map_err(err)?;
+            .api(&state)?;
     }
     Ok(Json(json!(info)))
 }
@@ -489,7 +487,7 @@ async fn delete_token(
         .admin
         .delete_token(&actor, &serial)
         .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+        .api(&state)?;
     Ok(Json(json!({ "deleted": serial })))
 }
 
@@ -499,11 +497,7 @@ async fn post_token_reset(
     Path(serial): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let actor = auth.write()?;
-    let t = state
-        .admin
-        .reset_token(&actor, &serial)
-        .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+    let t = state.admin.reset_token(&actor, &serial).await.api(&state)?;
     Ok(Json(json!(t)))
 }
 
@@ -526,7 +520,7 @@ async fn post_token_resync(
         .admin
         .resync_token(&actor, &serial, &b.otp1, &b.otp2)
         .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+        .api(&state)?;
     Ok(Json(json!(t)))
 }
 
@@ -562,11 +556,7 @@ async fn post_objects<T: Collection>(state: St, auth: Authed, bytes: Bytes) -> A
             format!("{} '{}' already exists", T::LABEL, object.name()),
         ));
     }
-    let saved = state
-        .admin
-        .put(&actor, object)
-        .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+    let saved = state.admin.put(&actor, object).await.api(&state)?;
     Ok((StatusCode::CREATED, Json(json!(saved))).into_response())
 }
 
@@ -576,10 +566,7 @@ async fn get_object<T: Collection>(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     auth.read()?;
-    let object = state
-        .admin
-        .get::<T>(&name)
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+    let object = state.admin.get::<T>(&name).api(&state)?;
     Ok(Json(json!(object)))
 }
 
@@ -597,11 +584,7 @@ async fn put_object<T: Collection>(
             object.name()
         )));
     }
-    let saved = state
-        .admin
-        .put(&actor, object)
-        .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+    let saved = state.admin.put(&actor, object).await.api(&state)?;
     Ok(Json(json!(saved)))
 }
 
@@ -611,11 +594,7 @@ async fn delete_object<T: Collection>(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let actor = auth.write()?;
-    state
-        .admin
-        .delete::<T>(&actor, &name)
-        .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+    state.admin.delete::<T>(&actor, &name).await.api(&state)?;
     Ok(Json(json!({ "deleted": name })))
 }
 
@@ -645,17 +624,13 @@ async fn patch_settings(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Json
         .admin
         .update_settings(&actor, changes)
         .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+        .api(&state)?;
     Ok(Json(json!(s)))
 }
 
 async fn get_config(state: St, auth: Authed) -> ApiResult<Json<Value>> {
     auth.read()?;
-    let d = state
-        .admin
-        .export()
-        .await
-        .map_err(|e| ApiError::from_admin(&state, e))?;
+    let d = state.admin.export().await.api(&state)?;
     Ok(Json(json!(d)))
 }
 
@@ -681,7 +656,7 @@ async fn post_config(
     } else {
         state.admin.apply(&actor, &decl, q.prune).await
     }
-    .map_err(|e| ApiError::from_admin(&state, e))?;
+    .api(&state)?;
     Ok(Json(json!({ "dry_run": q.dry_run, "changes": changes })))
 }
 
@@ -692,17 +667,14 @@ async fn get_audit(state: St, auth: Authed, Query(q): Query<AuditQuery>) -> ApiR
         .store()
         .query_audit(&q)
         .await
-        .map_err(|e| ApiError::from_admin(&state, AdminError::from(e)))?;
+        .map_err(AdminError::from)
+        .api(&state)?;
     Ok(Json(json!({ "records": records })))
 }
 
 async fn post_logout(state: St, _auth: Authed, headers: HeaderMap) -> ApiResult<Json<Value>> {
     if let Some(token) = bearer(&headers) {
-        state
-            .admin
-            .logout(token)
-            .await
-            .map_err(|e| ApiError::from_admin(&state, e))?;
+        state.admin.logout(token).await.api(&state)?;
     }
     Ok(Json(json!({ "signed_out": true })))
 }
