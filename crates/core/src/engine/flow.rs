@@ -153,11 +153,25 @@ impl Engine {
         };
         l.realm = Some(realm.name.clone());
 
-        if let Some(outcome) = self.check_lock(l, realm.name.as_str(), &login_name).await? {
+        // The lockout state and the user do not depend on each other: look both up at once (one
+        // database round trip less on the way), then decide on the lock first.
+        let key = lock_key(realm.name.as_str(), &login_name);
+        let locking = snap.settings.account_locking;
+        let store = &self.ports.store;
+        let (lock, user) = tokio::join!(
+            async {
+                match locking {
+                    true => store.lock_state(&key).await,
+                    false => Ok(None),
+                }
+            },
+            self.find_user(snap, &realm.name, &login_name)
+        );
+        if let Some(outcome) = self.apply_lock(l, key, lock?) {
             return Ok(outcome);
         }
         let first = app.factors.first();
-        let user = self.find_user(snap, &realm.name, &login_name).await?;
+        let user = user?;
         let user = match user {
             Some(u) if u.is_active(l.now) => u,
             other => {
@@ -567,17 +581,26 @@ impl Engine {
         login: &str,
     ) -> Result<Option<Outcome>, EngineError> {
         let key = lock_key(realm, login);
-        l.lock_key = Some(key.clone());
-        if !l.snap.settings.account_locking {
-            return Ok(None);
+        let state = match l.snap.settings.account_locking {
+            true => self.ports.store.lock_state(&key).await?,
+            false => None,
+        };
+        Ok(self.apply_lock(l, key, state))
+    }
+
+    fn apply_lock(
+        &self,
+        l: &mut Login<'_>,
+        key: String,
+        state: Option<crate::store::LockState>,
+    ) -> Option<Outcome> {
+        l.lock_key = Some(key);
+        let state = state?;
+        if state.is_locked(l.now) {
+            return Some(reject(RejectReason::Locked, None));
         }
-        if let Some(state) = self.ports.store.lock_state(&key).await? {
-            if state.is_locked(l.now) {
-                return Ok(Some(reject(RejectReason::Locked, None)));
-            }
-            l.had_failures = state.password_fails > 0 || state.otp_fails > 0;
-        }
-        Ok(None)
+        l.had_failures = state.password_fails > 0 || state.otp_fails > 0;
+        None
     }
 
     async fn count_failure(&self, l: &Login<'_>, kind: FailKind) -> Result<(), EngineError> {
