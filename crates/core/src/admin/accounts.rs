@@ -4,6 +4,7 @@ use super::{Actor, Admin, AdminError, AdminResult, Target};
 use crate::engine::EngineError;
 use crate::model::{AdminAccount, AdminRole, AdminSession};
 use crate::rng::random_token;
+use crate::store::{FailKind, LockPolicy};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -154,8 +155,10 @@ impl Admin {
         .await
     }
 
-    /// Signs an administrator in. Unknown names and wrong passwords get the same answer
-    /// after the same work.
+    /// Signs an administrator in. Unknown names, wrong passwords and locked names get the same
+    /// answer after the same work. Failures count against the name like a user's password
+    /// failures (`max_password_attempts` within `incorrect_attempt_interval_minutes` lock it
+    /// for `lock_period_minutes`), when account locking is on.
     pub async fn login(
         &self,
         name: &str,
@@ -163,10 +166,19 @@ impl Admin {
         client_ip: Option<String>,
     ) -> AdminResult<Option<LoginResult>> {
         let hasher = &self.engine.ports().hasher;
-        let account = self.engine.store().admin(name).await?;
+        let store = self.engine.store();
+        let settings = self.engine.snapshot().settings.clone();
+        let now = self.now();
+        let key = format!("admin\u{1f}{}", name.to_lowercase());
+        let locked = settings.account_locking
+            && store
+                .lock_state(&key)
+                .await?
+                .is_some_and(|s| s.is_locked(now));
+        let account = store.admin(name).await?;
         let ok = match &account {
-            Some(a) => hasher.verify(password, &a.password_hash).await && a.enabled,
-            None => {
+            Some(a) if !locked => hasher.verify(password, &a.password_hash).await && a.enabled,
+            _ => {
                 hasher.waste_verify().await;
                 false
             }
@@ -181,18 +193,28 @@ impl Admin {
             ..Target::default()
         };
         let Some(account) = account.filter(|_| ok) else {
-            self.audit(
-                &actor,
-                "admin_login",
-                target,
-                "reject",
-                "wrong name or password",
-            )
-            .await?;
+            if settings.account_locking && !locked {
+                let policy = LockPolicy {
+                    max_password: settings.max_password_attempts,
+                    max_otp: settings.max_otp_attempts,
+                    lock_secs: i64::from(settings.lock_period_minutes) * 60,
+                    interval_secs: i64::from(settings.incorrect_attempt_interval_minutes) * 60,
+                };
+                store
+                    .record_auth_failure(&key, FailKind::Password, now, &policy)
+                    .await?;
+            }
+            let reason = if locked {
+                "locked after too many failed sign-ins"
+            } else {
+                "wrong name or password"
+            };
+            self.audit(&actor, "admin_login", target, "reject", reason)
+                .await?;
             return Ok(None);
         };
+        store.clear_lock(&key).await?;
         let token = Zeroizing::new(random_token(self.engine.ports().rng.as_ref()));
-        let now = self.now();
         let session = AdminSession {
             token_hash: token_hash(&token),
             admin: account.name.clone(),
@@ -200,7 +222,7 @@ impl Admin {
             created_at: now,
             expires_at: now + SESSION_SECONDS,
         };
-        self.engine.store().create_session(&session).await?;
+        store.create_session(&session).await?;
         self.audit(&actor, "admin_login", target, "ok", "signed in")
             .await?;
         Ok(Some(LoginResult { token, session }))
