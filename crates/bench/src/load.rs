@@ -80,7 +80,15 @@ fn next_request(spec: &LoadSpec, shared: &Shared) -> Option<(u64, String)> {
     match spec.mode {
         Mode::Reject => {
             let i = shared.next.fetch_add(1, Ordering::Relaxed) % spec.users;
-            Some((i, code(i, step + 1000)))
+            // A code the server cannot accept now: none of the steps around this one (a code
+            // from far away could, one time in a few hundred thousand, be equal to one).
+            let valid: Vec<String> = (step - 2..=step + 2).map(|s| code(i, s)).collect();
+            let mut wrong = code(i, step + 1000);
+            while valid.contains(&wrong) {
+                let n: u32 = wrong.parse().unwrap_or(0);
+                wrong = format!("{:06}", (n + 1) % 1_000_000);
+            }
+            Some((i, wrong))
         }
         Mode::Accept => {
             // The server accepts steps now-1 ..= now+1, each token's in ascending order. Near
