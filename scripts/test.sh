@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what Tessera's tests need on a Debian machine, then runs every test.
-#   - apt packages: oathtool (independent OTP peer), PostgreSQL when none is reachable
-#   - Python venvs in .venv/: privacyIDEA's and eduMFA's client classes, django-privacyidea-auth
+#   - apt packages: oathtool (independent OTP peer), freeradius + freeradius-utils (radclient, and
+#     FreeRADIUS as a proxy in front of Tessera and as the benchmark's reference; its system
+#     service is not started), PostgreSQL when none is reachable
+#   - Python venvs in .venv/: privacyIDEA's and eduMFA's client classes, django-privacyidea-auth,
+#     pyrad
+#   - cargo-fuzz, for a bounded run of the RADIUS decoder's fuzz target
 #   - PostgreSQL: TESSERA_TEST_PG_URL, or postgres://postgres@127.0.0.1:5432/test (started or
 #     created here when not reachable)
 # Usage: scripts/test.sh [extra cargo-nextest/cargo-test arguments]
@@ -24,6 +28,15 @@ apt_install() {
 }
 
 apt_install oathtool
+# FreeRADIUS must not start its system service on the standard ports: tests run their own.
+if ! dpkg -s freeradius >/dev/null 2>&1 || ! dpkg -s freeradius-utils >/dev/null 2>&1; then
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"
+    trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt_install freeradius freeradius-utils
+fi
 
 # Real privacyIDEA/eduMFA client peers, one venv each (their dependencies conflict).
 venv_for() {
@@ -40,7 +53,7 @@ venv_for() {
     echo "$stamp" > "$dir/.stamp"
   fi
 }
-for v in pi edu dj; do venv_for "$v"; done
+for v in pi edu dj radius; do venv_for "$v"; done
 export TESSERA_TEST_VENVS="$PWD/.venv"
 
 export TESSERA_TEST_PG_URL="${TESSERA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
@@ -74,3 +87,12 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
+
+# The RADIUS decoder's fuzz target, for a bounded time (TESSERA_FUZZ_SECONDS, default 30).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  say "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --quiet
+fi
+say "fuzzing the RADIUS decoder for ${TESSERA_FUZZ_SECONDS:-30} s"
+(cd crates/radius-proto/fuzz && cargo fuzz run decode --sanitizer none -- \
+  -max_total_time="${TESSERA_FUZZ_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 5)

@@ -79,7 +79,14 @@ impl Drop for Server {
 
 fn start_server(bin: &PathBuf, data: &std::path::Path, url: &str, key: &str) -> Result<Server> {
     let mut child = Command::new(bin)
-        .args(["serve", "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--radius-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data)
         .args(["--database-url", url])
         .env("TESSERA_MASTER_KEY", key)

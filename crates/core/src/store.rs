@@ -12,6 +12,7 @@ use crate::model::{
 };
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -33,13 +34,15 @@ pub enum ConfigKind {
     UserSource,
     Realm,
     Application,
+    RadiusClient,
 }
 
 impl ConfigKind {
-    pub const ALL: [ConfigKind; 3] = [
+    pub const ALL: [ConfigKind; 4] = [
         ConfigKind::UserSource,
         ConfigKind::Realm,
         ConfigKind::Application,
+        ConfigKind::RadiusClient,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl ConfigKind {
             ConfigKind::UserSource => "user_source",
             ConfigKind::Realm => "realm",
             ConfigKind::Application => "application",
+            ConfigKind::RadiusClient => "radius_client",
         }
     }
 }
@@ -134,6 +138,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
     ) -> StoreResult<()>;
     async fn delete_config_doc(&self, kind: ConfigKind, name: &str) -> StoreResult<bool>;
+    /// Seals a secret of a configuration document (a RADIUS shared secret, a bind password)
+    /// under the master key; `context` binds it to its place (it opens nowhere else).
+    fn seal_secret(&self, plaintext: &[u8], context: &str) -> Vec<u8>;
+    fn open_secret(&self, sealed: &[u8], context: &str) -> StoreResult<Zeroizing<Vec<u8>>>;
 
     // --- local users ---
     async fn create_local_user(&self, user: &NewLocalUser, now: i64) -> StoreResult<()>;

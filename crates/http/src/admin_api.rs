@@ -20,7 +20,8 @@ use tessera_core::admin::{
     Actor, AdminError, ConfigObject, Declaration, EnrollInput, NewUserInput,
 };
 use tessera_core::model::{
-    AdminSession, Application, AuditQuery, Realm, TokenState, UserPatch, UserSourceDef,
+    AdminSession, Application, AuditQuery, RadiusClient, Realm, TokenState, UserPatch,
+    UserSourceDef,
 };
 use zeroize::Zeroizing;
 
@@ -53,6 +54,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/user-sources/{name}"),
     ("put", "/user-sources/{name}"),
     ("delete", "/user-sources/{name}"),
+    ("get", "/radius-clients"),
+    ("post", "/radius-clients"),
+    ("get", "/radius-clients/{name}"),
+    ("put", "/radius-clients/{name}"),
+    ("delete", "/radius-clients/{name}"),
     ("get", "/settings"),
     ("patch", "/settings"),
     ("get", "/config"),
@@ -67,6 +73,7 @@ pub(crate) fn routes() -> Router<HttpState> {
     let router = object_routes::<Application>(Router::new(), "/applications");
     let router = object_routes::<Realm>(router, "/realms");
     let router = object_routes::<UserSourceDef>(router, "/user-sources");
+    let router = object_routes::<RadiusClient>(router, "/radius-clients");
     router
         .route("/openapi.json", get(get_openapi))
         .route("/users", get(get_users).post(post_users))
@@ -529,6 +536,26 @@ async fn post_token_resync(
 /// The JSON key of a kind's list (`{"applications": [...]}`).
 trait Collection: ConfigObject + DeserializeOwned {
     const COLLECTION: &'static str;
+    /// The object as answers show it: without secrets.
+    fn public(self) -> Self {
+        self
+    }
+}
+
+impl Collection for RadiusClient {
+    const COLLECTION: &'static str = "radius_clients";
+    fn public(mut self) -> Self {
+        self.secret = None;
+        self
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SecretQuery {
+    /// Include shared secrets (administrators only).
+    #[serde(default)]
+    show_secret: bool,
 }
 
 impl Collection for Application {
@@ -543,7 +570,13 @@ impl Collection for UserSourceDef {
 
 async fn list_objects<T: Collection>(state: St, auth: Authed) -> ApiResult<Json<Value>> {
     auth.read()?;
-    Ok(Json(json!({ T::COLLECTION: state.admin.list::<T>() })))
+    let objects: Vec<T> = state
+        .admin
+        .list::<T>()
+        .into_iter()
+        .map(Collection::public)
+        .collect();
+    Ok(Json(json!({ T::COLLECTION: objects })))
 }
 
 async fn post_objects<T: Collection>(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Response> {
@@ -557,17 +590,22 @@ async fn post_objects<T: Collection>(state: St, auth: Authed, bytes: Bytes) -> A
         ));
     }
     let saved = state.admin.put(&actor, object).await.api(&state)?;
-    Ok((StatusCode::CREATED, Json(json!(saved))).into_response())
+    Ok((StatusCode::CREATED, Json(json!(saved.public()))).into_response())
 }
 
 async fn get_object<T: Collection>(
     state: St,
     auth: Authed,
     Path(name): Path<String>,
+    Query(q): Query<SecretQuery>,
 ) -> ApiResult<Json<Value>> {
     auth.read()?;
     let object = state.admin.get::<T>(&name).api(&state)?;
-    Ok(Json(json!(object)))
+    if q.show_secret {
+        auth.write()?;
+        return Ok(Json(json!(object)));
+    }
+    Ok(Json(json!(object.public())))
 }
 
 async fn put_object<T: Collection>(
@@ -585,7 +623,7 @@ async fn put_object<T: Collection>(
         )));
     }
     let saved = state.admin.put(&actor, object).await.api(&state)?;
-    Ok(Json(json!(saved)))
+    Ok(Json(json!(saved.public())))
 }
 
 async fn delete_object<T: Collection>(
@@ -628,10 +666,25 @@ async fn patch_settings(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Json
     Ok(Json(json!(s)))
 }
 
-async fn get_config(state: St, auth: Authed) -> ApiResult<Json<Value>> {
+async fn get_config(
+    state: St,
+    auth: Authed,
+    Query(q): Query<SecretsQuery>,
+) -> ApiResult<Json<Value>> {
     auth.read()?;
     let d = state.admin.export().await.api(&state)?;
-    Ok(Json(json!(d)))
+    if q.show_secrets {
+        auth.write()?;
+        return Ok(Json(json!(d)));
+    }
+    Ok(Json(json!(d.without_secrets())))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SecretsQuery {
+    #[serde(default)]
+    show_secrets: bool,
 }
 
 #[derive(Debug, Deserialize)]

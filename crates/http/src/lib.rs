@@ -44,10 +44,10 @@ impl std::fmt::Debug for HttpState {
 }
 
 impl HttpState {
-    pub fn new(engine: Arc<Engine>, metrics: Option<MetricsRender>) -> Self {
+    pub fn new(admin: Admin, metrics: Option<MetricsRender>) -> Self {
         HttpState {
-            admin: Admin::new(engine.clone()),
-            engine,
+            engine: admin.engine().clone(),
+            admin,
             metrics,
         }
     }

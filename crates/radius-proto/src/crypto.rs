@@ -176,7 +176,15 @@ pub fn encode_reply(
             .cloned(),
     );
     let mut buf = p.encode()?;
-    let ma = message_authenticator(&buf, secret);
+    let ma = if code == Code::ACCOUNTING_RESPONSE {
+        // The Message-Authenticator of an Accounting-Response is computed over a zero
+        // authenticator, as for the Accounting-Request (what FreeRADIUS and pyrad verify).
+        let mut zeroed = buf.clone();
+        zeroed[4..20].fill(0);
+        message_authenticator(&zeroed, secret)
+    } else {
+        message_authenticator(&buf, secret)
+    };
     buf[MIN_PACKET + 2..MIN_PACKET + 18].copy_from_slice(&ma);
     let auth = md5_of(&[&buf, secret]);
     buf[4..20].copy_from_slice(&auth);
@@ -264,6 +272,9 @@ pub fn verify_reply(
             let mut received = [0u8; 16];
             received.copy_from_slice(&buf[at..at + 16]);
             buf[at..at + 16].fill(0);
+            if buf[0] == Code::ACCOUNTING_RESPONSE.0 {
+                buf[4..20].fill(0);
+            }
             if !bool::from(message_authenticator(&buf, secret).ct_eq(&received)) {
                 return Err(ReplyError::BadMessageAuthenticator);
             }

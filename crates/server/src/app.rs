@@ -86,7 +86,8 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<App> {
         tracing::warn!(problem = %p, "configuration object ignored");
     }
     Ok(App {
-        admin: Admin::new(engine.clone()),
+        admin: Admin::new(engine.clone())
+            .with_attribute_check(Arc::new(tessera_radius::DictionaryCheck)),
         store,
         engine,
         key_created,

@@ -35,6 +35,10 @@ pub struct Config {
     pub config_poll_ms: u64,
     /// How often expired transactions and sessions are removed.
     pub purge_interval_secs: u64,
+    /// RADIUS authentication and accounting addresses; `None` when RADIUS is off.
+    pub radius: Option<(SocketAddr, SocketAddr)>,
+    /// RadSec (RADIUS over TLS), when configured.
+    pub radsec: Option<tessera_radius::RadsecConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -66,6 +70,8 @@ pub struct Overrides {
     pub data_dir: Option<String>,
     pub database_url: Option<String>,
     pub http_listen: Option<String>,
+    pub radius_listen: Option<String>,
+    pub radius_acct_listen: Option<String>,
 }
 
 /// Where a value came from, for error messages.
@@ -85,6 +91,13 @@ const KEYS: &[&str] = &[
     "security.hash_concurrency",
     "cluster.config_poll_ms",
     "maintenance.purge_interval_secs",
+    "radius.enabled",
+    "radius.listen",
+    "radius.acct_listen",
+    "radsec.listen",
+    "radsec.cert",
+    "radsec.key",
+    "radsec.client_ca",
 ];
 
 fn env_name(key: &str) -> String {
@@ -170,6 +183,12 @@ impl Config {
             ("data_dir", &overrides.data_dir, "--data-dir"),
             ("database_url", &overrides.database_url, "--database-url"),
             ("http.listen", &overrides.http_listen, "--http-listen"),
+            ("radius.listen", &overrides.radius_listen, "--radius-listen"),
+            (
+                "radius.acct_listen",
+                &overrides.radius_acct_listen,
+                "--radius-acct-listen",
+            ),
         ];
         for (key, value, flag) in flags {
             if let Some(v) = value {
@@ -260,6 +279,56 @@ impl Config {
             r.int("maintenance.purge_interval_secs", 10, 86_400)
                 .unwrap_or(300),
         );
+        let radius_enabled = r.boolean("radius.enabled").unwrap_or(true);
+        let radius_auth = r
+            .parsed::<SocketAddr>("radius.listen", "an address such as 127.0.0.1:1812")
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1812)));
+        let radius_acct = r
+            .parsed::<SocketAddr>("radius.acct_listen", "an address such as 127.0.0.1:1813")
+            .unwrap_or_else(|| {
+                // The next port, or a free one when the OS picks the authentication port.
+                let port = match radius_auth.port() {
+                    0 => 0,
+                    p => p.saturating_add(1),
+                };
+                SocketAddr::new(radius_auth.ip(), port)
+            });
+        let radius = radius_enabled.then_some((radius_auth, radius_acct));
+        let radsec_keys = [
+            "radsec.listen",
+            "radsec.cert",
+            "radsec.key",
+            "radsec.client_ca",
+        ];
+        let radsec = if radsec_keys.iter().any(|k| values.contains_key(*k)) {
+            let listen = r
+                .parsed::<SocketAddr>("radsec.listen", "an address such as 0.0.0.0:2083")
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2083)));
+            let mut path = |key: &str| {
+                let p = r.string(key).map(PathBuf::from);
+                if p.is_none() {
+                    r.errors.push(format!(
+                        "{key}: RadSec needs radsec.cert, radsec.key and radsec.client_ca (PEM files)"
+                    ));
+                }
+                p
+            };
+            match (
+                path("radsec.cert"),
+                path("radsec.key"),
+                path("radsec.client_ca"),
+            ) {
+                (Some(cert), Some(key), Some(client_ca)) => Some(tessera_radius::RadsecConfig {
+                    listen,
+                    cert,
+                    key,
+                    client_ca,
+                }),
+                _ => None,
+            }
+        } else {
+            None
+        };
         let master_key = env
             .get("TESSERA_MASTER_KEY")
             .filter(|k| !k.trim().is_empty())
@@ -278,6 +347,8 @@ impl Config {
                 hash_concurrency,
                 config_poll_ms,
                 purge_interval_secs,
+                radius,
+                radsec,
             })
         } else {
             Err(errors)
@@ -332,6 +403,22 @@ impl Reader<'_> {
             Ok(v) => Some(v),
             Err(_) => {
                 let msg = format!("{key} ({}): '{s}' is not {expected}", self.origin(key));
+                self.errors.push(msg);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, key: &str) -> Option<bool> {
+        match self.values.get(key)? {
+            Value::Boolean(b) => Some(*b),
+            Value::String(s) if matches!(s.as_str(), "true" | "yes" | "on" | "1") => Some(true),
+            Value::String(s) if matches!(s.as_str(), "false" | "no" | "off" | "0") => Some(false),
+            other => {
+                let msg = format!(
+                    "{key} ({}): expected true or false, found {other}",
+                    self.origin(key)
+                );
                 self.errors.push(msg);
                 None
             }

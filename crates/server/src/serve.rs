@@ -35,6 +35,10 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 #[derive(Debug)]
 pub struct Running {
     pub http_addr: SocketAddr,
+    /// RADIUS authentication, accounting and RadSec addresses, when they listen.
+    pub radius_auth_addr: Option<SocketAddr>,
+    pub radius_acct_addr: Option<SocketAddr>,
+    pub radsec_addr: Option<SocketAddr>,
     pub app: App,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -76,13 +80,44 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
         let f: MetricsRender = Arc::new(move || h.render());
         f
     });
-    let state = HttpState::new(app.engine.clone(), render);
+    let state = HttpState::new(app.admin.clone(), render);
     let router = tessera_http::router(state);
     let listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
     let http_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let (mut radius_auth_addr, mut radius_acct_addr, mut radsec_addr) = (None, None, None);
+    if config.radius.is_some() || config.radsec.is_some() {
+        let (auth, acct) = config.radius.unwrap_or((
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        ));
+        let listen = tessera_radius::RadiusListen {
+            auth,
+            acct,
+            radsec: config.radsec.clone(),
+        };
+        let radius = tessera_radius::RadiusServer::bind(app.engine.clone(), &listen)
+            .await
+            .context(
+                "cannot start the RADIUS server (set radius.enabled = false to run without it)",
+            )?;
+        if config.radius.is_some() {
+            radius_auth_addr = radius.auth_addr();
+            radius_acct_addr = radius.acct_addr();
+        }
+        radsec_addr = radius.radsec_addr();
+        let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
+        tracing::info!(
+            auth = %show(radius_auth_addr),
+            acct = %show(radius_acct_addr),
+            radsec = %show(radsec_addr),
+            "RADIUS is listening"
+        );
+        tasks.extend(radius.spawn(stop_rx.clone()));
+    }
 
     let mut rx = stop_rx.clone();
     let http = tokio::spawn(async move {
@@ -96,7 +131,6 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
         .await
     });
 
-    let mut tasks = Vec::new();
     // Configuration changed through the CLI or on another node takes effect here.
     let engine = app.engine.clone();
     let poll = Duration::from_millis(config.config_poll_ms);
@@ -142,6 +176,9 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
 
     Ok(Running {
         http_addr,
+        radius_auth_addr,
+        radius_acct_addr,
+        radsec_addr,
         app,
         stop,
         tasks,
@@ -191,6 +228,15 @@ pub async fn print_banner(config: &Config, running: &Running) -> Result<()> {
         "  admin REST API:                     http://{addr}/api/v1 (OpenAPI: /api/v1/openapi.json)"
     );
     eprintln!("  health and metrics:                 http://{addr}/healthz, /readyz, /metrics");
+    match (running.radius_auth_addr, running.radius_acct_addr) {
+        (Some(auth), Some(acct)) => eprintln!(
+            "  RADIUS:                             {auth}/udp (accounting {acct}/udp); add NAS clients with `tessera client add radius`"
+        ),
+        _ => eprintln!("  RADIUS:                             off"),
+    }
+    if let Some(radsec) = running.radsec_addr {
+        eprintln!("  RadSec (RADIUS over TLS):           {radsec}/tcp");
+    }
     if app.admin.list_admins().await?.is_empty() {
         let mut flags = String::new();
         if config.data_dir != std::path::Path::new("./data") {

@@ -30,6 +30,8 @@ impl Node {
         cmd.arg("serve")
             .arg("--http-listen")
             .arg("127.0.0.1:0")
+            .arg("--radius-listen")
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
             .env("TESSERA_CLUSTER_CONFIG_POLL_MS", "200")
@@ -443,7 +445,15 @@ fn wrong_or_exposed_master_key_refuses_to_start() {
     // Another key.
     std::fs::write(&key_file, "mQ0V9Wm6kxbYHgM0NDl0wE7Zc4zNbu1d3Tm2G9cH8kU=\n").unwrap();
     let (ok, _, err) = cli(
-        &["serve", "--data-dir", d, "--http-listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--data-dir",
+            d,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--radius-listen",
+            "127.0.0.1:0",
+        ],
         &[],
         None,
     );

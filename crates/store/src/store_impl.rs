@@ -9,9 +9,10 @@ use tessera_core::model::{
     TokenPatch, Transaction, TxStatus, UserPatch,
 };
 use tessera_core::store::{
-    ConfigDoc, ConfigKind, FailKind, LockPolicy, LockState, Store, StoreResult, TokenFilter,
-    UserFilter,
+    ConfigDoc, ConfigKind, FailKind, LockPolicy, LockState, Store, StoreError, StoreResult,
+    TokenFilter, UserFilter,
 };
+use zeroize::Zeroizing;
 
 #[async_trait]
 impl Store for SqlStore {
@@ -53,6 +54,14 @@ impl Store for SqlStore {
     }
     async fn delete_config_doc(&self, kind: ConfigKind, name: &str) -> StoreResult<bool> {
         self.delete_config_doc_impl(kind, name).await
+    }
+    fn seal_secret(&self, plaintext: &[u8], context: &str) -> Vec<u8> {
+        self.sealer.seal(plaintext, context)
+    }
+    fn open_secret(&self, sealed: &[u8], context: &str) -> StoreResult<Zeroizing<Vec<u8>>> {
+        self.sealer
+            .open(sealed, context)
+            .map_err(|e| StoreError::Unseal(format!("{context}: {e}")))
     }
 
     async fn create_local_user(&self, user: &NewLocalUser, now: i64) -> StoreResult<()> {

@@ -3,7 +3,10 @@
 
 use super::{Actor, Admin, AdminError, AdminResult, Target};
 use crate::ids::{AppName, RealmName, SourceName};
-use crate::model::{AppKind, Application, Factor, Method, Realm, UserSourceDef, UserSourceKind};
+use crate::model::client::{client_from_stored, client_to_stored};
+use crate::model::{
+    AppKind, Application, Factor, Method, RadiusClient, Realm, UserSourceDef, UserSourceKind,
+};
 use crate::settings::SystemSettings;
 use crate::store::{ConfigKind, Store, StoreResult};
 use serde::{Deserialize, Serialize};
@@ -23,6 +26,23 @@ pub struct Declaration {
     pub realms: Vec<Realm>,
     #[serde(default, rename = "application", skip_serializing_if = "Vec::is_empty")]
     pub applications: Vec<Application>,
+    #[serde(
+        default,
+        rename = "radius_client",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub radius_clients: Vec<RadiusClient>,
+}
+
+impl Declaration {
+    /// The same declaration without shared secrets (for files and answers that should not
+    /// carry them).
+    pub fn without_secrets(mut self) -> Self {
+        for c in &mut self.radius_clients {
+            c.secret = None;
+        }
+        self
+    }
 }
 
 /// One step of applying a declaration.
@@ -170,12 +190,18 @@ impl Admin {
                     .map_err(|e| AdminError::invalid(format!("application {}: {e}", doc.name)))?,
             );
         }
+        for doc in store.config_docs(ConfigKind::RadiusClient).await? {
+            decl.radius_clients
+                .push(client_from_stored(store.as_ref(), doc.body).map_err(|e| {
+                    AdminError::invalid(format!("RADIUS client {}: {e}", doc.name))
+                })?);
+        }
         Ok(decl)
     }
 
     /// Checks a complete configuration for consistency: every object valid, names unique,
     /// every reference resolvable, settings valid. Reports every problem.
-    fn check_declaration(decl: &Declaration) -> Vec<String> {
+    fn check_declaration(&self, decl: &Declaration) -> Vec<String> {
         let mut errs = Vec::new();
         let mut sources = BTreeMap::new();
         for s in &decl.user_sources {
@@ -216,6 +242,42 @@ impl Admin {
             );
             if apps.insert(a.name.0.to_lowercase(), a).is_some() {
                 errs.push(format!("application '{}' is defined twice", a.name));
+            }
+        }
+        let mut clients = BTreeMap::new();
+        for c in &decl.radius_clients {
+            let label = format!("RADIUS client '{}'", c.name);
+            errs.extend(c.problems().into_iter().map(|e| format!("{label}: {e}")));
+            if c.secret.is_none() {
+                errs.push(format!(
+                    "{label}: secret: a new client needs its shared secret"
+                ));
+            }
+            if clients.insert(c.name.to_lowercase(), c).is_some() {
+                errs.push(format!("{label} is defined twice"));
+            }
+            let apps_named = c
+                .application
+                .iter()
+                .chain(c.application_rules.iter().map(|r| &r.application));
+            for a in apps_named {
+                if !apps.contains_key(&a.0.to_lowercase()) {
+                    errs.push(format!("{label}: application '{a}' does not exist"));
+                }
+            }
+            if let Some(check) = &self.attributes {
+                for (i, r) in c.reply_rules.iter().enumerate() {
+                    if let Err(e) = check.check_reply(&r.reply_attribute, r.value.as_deref()) {
+                        errs.push(format!("{label}: reply_rules[{i}]: {e}"));
+                    }
+                }
+                for (i, r) in c.application_rules.iter().enumerate() {
+                    if let Some(a) = &r.attribute
+                        && let Err(e) = check.check_request(a)
+                    {
+                        errs.push(format!("{label}: application_rules[{i}]: {e}"));
+                    }
+                }
             }
         }
         // Check the references of the valid settings even when others are invalid.
@@ -286,6 +348,16 @@ impl Admin {
                     effective.applications.push(a.clone());
                 }
             }
+            let have: Vec<String> = desired
+                .radius_clients
+                .iter()
+                .map(|c| c.name.to_lowercase())
+                .collect();
+            for c in &current.radius_clients {
+                if !have.contains(&c.name.to_lowercase()) {
+                    effective.radius_clients.push(c.clone());
+                }
+            }
             for (k, v) in &current.settings {
                 effective
                     .settings
@@ -293,7 +365,24 @@ impl Admin {
                     .or_insert_with(|| v.clone());
             }
         }
-        let errs = Self::check_declaration(&effective);
+        // A client given without its secret keeps the stored one.
+        let mut desired = desired.clone();
+        for c in desired
+            .radius_clients
+            .iter_mut()
+            .chain(effective.radius_clients.iter_mut())
+        {
+            if c.secret.is_none()
+                && let Some(cur) = current
+                    .radius_clients
+                    .iter()
+                    .find(|k| k.name.eq_ignore_ascii_case(&c.name))
+            {
+                c.secret = cur.secret.clone();
+            }
+        }
+        let desired = &desired;
+        let errs = self.check_declaration(&effective);
         if !errs.is_empty() {
             return Err(AdminError::Invalid(errs));
         }
@@ -319,6 +408,14 @@ impl Admin {
             &current.applications,
             &desired.applications,
             |a| a.name.0.clone(),
+            prune,
+            &mut changes,
+        )?;
+        diff(
+            "radius_client",
+            &current.radius_clients,
+            &desired.radius_clients,
+            |c| c.name.clone(),
             prune,
             &mut changes,
         )?;
@@ -360,6 +457,7 @@ impl Admin {
         let changes = self.plan(desired, prune).await?;
         let store = self.engine.store();
         let now = self.now();
+        let current_clients = store.config_docs(ConfigKind::RadiusClient).await?;
         // Create and update first, in dependency order; delete last, in reverse order.
         for s in &desired.user_sources {
             if touches(&changes, "user_source", s.name.as_str()) {
@@ -382,6 +480,25 @@ impl Admin {
                     .await?;
             }
         }
+        for c in &desired.radius_clients {
+            if touches(&changes, "radius_client", &c.name) {
+                let mut c = c.clone();
+                if c.secret.is_none() {
+                    // Unchanged secret: keep the stored one.
+                    let stored = current_clients
+                        .iter()
+                        .find(|d| d.name.eq_ignore_ascii_case(&c.name))
+                        .map(|d| client_from_stored(store.as_ref(), d.body.clone()))
+                        .transpose()
+                        .map_err(AdminError::invalid)?;
+                    c.secret = stored.and_then(|s| s.secret);
+                }
+                let body = client_to_stored(store.as_ref(), &c).map_err(AdminError::invalid)?;
+                store
+                    .put_config_doc(ConfigKind::RadiusClient, &c.name, &body, now)
+                    .await?;
+            }
+        }
         let mut settings = Map::new();
         for c in &changes {
             if let PlannedChange::Setting { key, after, .. } = c {
@@ -392,6 +509,7 @@ impl Admin {
             store.put_settings(&settings, now).await?;
         }
         for kind in [
+            ConfigKind::RadiusClient,
             ConfigKind::Application,
             ConfigKind::Realm,
             ConfigKind::UserSource,
@@ -543,6 +661,20 @@ impl ConfigObject for Realm {
     }
 }
 
+impl ConfigObject for RadiusClient {
+    const KIND: ConfigKind = ConfigKind::RadiusClient;
+    const LABEL: &'static str = "RADIUS client";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self> {
+        &mut decl.radius_clients
+    }
+    fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self> {
+        snap.radius_clients.values().cloned().collect()
+    }
+}
+
 impl ConfigObject for UserSourceDef {
     const KIND: ConfigKind = ConfigKind::UserSource;
     const LABEL: &'static str = "user source";
@@ -565,6 +697,19 @@ fn touches(changes: &[PlannedChange], kind: &str, name: &str) -> bool {
         } => k == kind && n.eq_ignore_ascii_case(name),
         _ => false,
     })
+}
+
+/// The JSON of an object for a change listing: shared secrets are never shown; a changed one
+/// is marked.
+fn redacted(before: &mut Value, after: &mut Value) {
+    let (Some(b), Some(a)) = (before.as_object_mut(), after.as_object_mut()) else {
+        return;
+    };
+    let (sb, sa) = (b.remove("secret"), a.remove("secret"));
+    if sb != sa {
+        b.insert("secret".into(), Value::String("***".into()));
+        a.insert("secret".into(), Value::String("*** (changed)".into()));
+    }
 }
 
 fn diff<T: Serialize>(
@@ -590,8 +735,9 @@ fn diff<T: Serialize>(
                 name: name(d),
             }),
             Some(c) => {
-                let (before, after) = (json(c)?, json(d)?);
+                let (mut before, mut after) = (json(c)?, json(d)?);
                 if before != after {
+                    redacted(&mut before, &mut after);
                     out.push(PlannedChange::Update {
                         kind: kind.into(),
                         name: name(d),

@@ -83,14 +83,33 @@ impl AdminError {
 pub type AdminResult<T> = Result<T, AdminError>;
 
 /// The administration service over an engine.
+/// Checks RADIUS attribute names and values against the dictionary of the RADIUS front door
+/// (the core does not know the dictionary).
+pub trait AttributeCheck: Send + Sync + std::fmt::Debug {
+    /// A reply attribute and, for static rules, its value.
+    fn check_reply(&self, attribute: &str, value: Option<&str>) -> Result<(), String>;
+    /// A request attribute named by an application rule.
+    fn check_request(&self, attribute: &str) -> Result<(), String>;
+}
+
 #[derive(Debug, Clone)]
 pub struct Admin {
     engine: Arc<Engine>,
+    attributes: Option<Arc<dyn AttributeCheck>>,
 }
 
 impl Admin {
     pub fn new(engine: Arc<Engine>) -> Self {
-        Admin { engine }
+        Admin {
+            engine,
+            attributes: None,
+        }
+    }
+
+    /// Checks RADIUS reply rules with this dictionary.
+    pub fn with_attribute_check(mut self, check: Arc<dyn AttributeCheck>) -> Self {
+        self.attributes = Some(check);
+        self
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

@@ -2,7 +2,8 @@
 //! one immutable value, reloaded when the store's config version moves.
 
 use crate::ids::{AppName, RealmName};
-use crate::model::{Application, Realm, UserSourceDef};
+use crate::model::client::client_from_stored;
+use crate::model::{Application, RadiusClient, Realm, UserSourceDef};
 use crate::netmatch::ProxyChains;
 use crate::settings::SystemSettings;
 use crate::source::{UserSource, UserSourceFactory};
@@ -20,6 +21,8 @@ pub struct Snapshot {
     pub source_defs: BTreeMap<String, UserSourceDef>,
     pub sources: BTreeMap<String, Arc<dyn UserSource>>,
     pub applications: BTreeMap<String, Application>,
+    /// RADIUS clients with their secrets opened, keyed by lower-case name.
+    pub radius_clients: BTreeMap<String, RadiusClient>,
     /// Stored objects that could not be used, for the operator's log.
     pub problems: Vec<String>,
 }
@@ -75,8 +78,18 @@ impl Snapshot {
                 Err(e) => problems.push(format!("application {}: {e}", doc.name)),
             }
         }
+        let mut radius_clients = BTreeMap::new();
+        for doc in store.config_docs(ConfigKind::RadiusClient).await? {
+            match client_from_stored(store, doc.body) {
+                Ok(c) => {
+                    radius_clients.insert(c.name.to_lowercase(), c);
+                }
+                Err(e) => problems.push(format!("RADIUS client {}: {e}", doc.name)),
+            }
+        }
         Ok(Snapshot {
             version,
+            radius_clients,
             settings,
             proxies,
             realms,
@@ -85,6 +98,20 @@ impl Snapshot {
             applications,
             problems,
         })
+    }
+
+    /// The RADIUS client a packet from `source` naming `nas_identifier` comes from: the most
+    /// specific match (NAS-Identifier, then the longest prefix).
+    pub fn radius_client_for(
+        &self,
+        source: std::net::IpAddr,
+        nas_identifier: Option<&str>,
+    ) -> Option<&RadiusClient> {
+        self.radius_clients
+            .values()
+            .filter_map(|c| c.match_score(source, nas_identifier).map(|s| (s, c)))
+            .max_by_key(|(s, _)| *s)
+            .map(|(_, c)| c)
     }
 
     pub fn realm(&self, name: &str) -> Option<&Realm> {

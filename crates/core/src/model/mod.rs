@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod client;
 pub mod token;
 pub mod transaction;
 pub mod user;
@@ -10,6 +11,9 @@ pub mod user;
 pub use admin::{AdminAccount, AdminRole, AdminSession};
 pub use app::{AppKind, Application, Factor, Method, Realm, UserSourceDef, UserSourceKind};
 pub use audit::{AuditQuery, AuditRecord};
+pub use client::{
+    AppRule, DeviceType, Net, RadiusClient, ReplyMode, ReplyRule, ReplyTexts, SharedSecret,
+};
 pub use token::{NewToken, Token, TokenKind, TokenPatch, TokenState};
 pub use transaction::{Transaction, TxStatus};
 pub use user::{LocalUser, NewLocalUser, User, UserPatch};

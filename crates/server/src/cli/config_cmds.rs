@@ -171,6 +171,10 @@ pub struct ExportArgs {
     /// Write to this file instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Include the RADIUS shared secrets (left out by default; applying a file without them
+    /// keeps the stored ones).
+    #[arg(long)]
+    show_secrets: bool,
 }
 
 fn factors_text(app: &Application) -> String {
@@ -599,7 +603,10 @@ pub async fn apply(app: &App, out: Out, args: ApplyArgs) -> Result<()> {
 }
 
 pub async fn export(app: &App, out: Out, args: ExportArgs) -> Result<()> {
-    let decl = app.admin.export().await?;
+    let mut decl = app.admin.export().await?;
+    if !args.show_secrets {
+        decl = decl.without_secrets();
+    }
     let text = if out.json {
         serde_json::to_string_pretty(&decl)?
     } else {

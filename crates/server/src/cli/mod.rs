@@ -2,6 +2,7 @@
 //! running server (same `--data-dir`, `--database-url`, `TESSERA_*`); a running server picks
 //! their changes up without a restart.
 
+mod client_cmds;
 mod config_cmds;
 mod token_cmds;
 mod user_cmds;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Authenticators (HOTP/TOTP tokens).
     #[command(subcommand)]
     Token(token_cmds::TokenCmd),
+    /// Clients: RADIUS network access servers (VPNs, firewalls, switches, Wi-Fi controllers).
+    #[command(subcommand)]
+    Client(client_cmds::ClientCmd),
     /// Applications (authentication profiles with their factor chains).
     #[command(subcommand)]
     App(config_cmds::AppCmd),
@@ -86,6 +90,13 @@ pub struct ServeArgs {
     /// HTTP listen address; port 0 picks a free port (also TESSERA_HTTP_LISTEN).
     #[arg(long, value_name = "ADDR")]
     pub http_listen: Option<String>,
+    /// RADIUS authentication address (UDP); accounting listens on the next port unless
+    /// --radius-acct-listen is given (also TESSERA_RADIUS_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    pub radius_listen: Option<String>,
+    /// RADIUS accounting address (UDP) (also TESSERA_RADIUS_ACCT_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    pub radius_acct_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,12 +163,14 @@ pub fn read_stdin_line(what: &str) -> Result<Zeroizing<String>> {
 }
 
 /// Loads the configuration, reporting every problem.
-pub fn load_config(global: &Global, http_listen: Option<String>) -> Result<Config> {
+pub fn load_config(global: &Global, serve: Option<&ServeArgs>) -> Result<Config> {
     let overrides = Overrides {
         config_file: global.config.clone(),
         data_dir: global.data_dir.clone(),
         database_url: global.database_url.clone(),
-        http_listen,
+        http_listen: serve.and_then(|s| s.http_listen.clone()),
+        radius_listen: serve.and_then(|s| s.radius_listen.clone()),
+        radius_acct_listen: serve.and_then(|s| s.radius_acct_listen.clone()),
     };
     Config::load(&overrides).map_err(|errors| {
         anyhow::anyhow!(
@@ -174,7 +187,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         json: cli.global.json,
     };
     if let Command::Serve(args) = &cli.command {
-        let config = load_config(&cli.global, args.http_listen.clone())?;
+        let config = load_config(&cli.global, Some(args))?;
         crate::init_logging(&config);
         let running = crate::serve::start(&config, Arc::new(SystemClock)).await?;
         crate::serve::print_banner(&config, &running).await?;
@@ -191,6 +204,21 @@ pub async fn run(cli: Cli) -> Result<()> {
                 config.master_key_file.display().to_string(),
             ),
             ("http.listen", config.http_listen.to_string()),
+            (
+                "radius.listen",
+                match config.radius {
+                    Some((auth, acct)) => format!("{auth} (accounting {acct})"),
+                    None => "off".into(),
+                },
+            ),
+            (
+                "radsec.listen",
+                config
+                    .radsec
+                    .as_ref()
+                    .map(|r| r.listen.to_string())
+                    .unwrap_or_else(|| "off".into()),
+            ),
             ("log.level", config.log_level.clone()),
         ]);
         return Ok(());
@@ -215,6 +243,7 @@ async fn dispatch(app: &app::App, out: Out, command: Command) -> Result<()> {
         Command::User(cmd) => user_cmds::run(app, out, cmd).await,
         Command::Token(cmd) => token_cmds::run(app, out, cmd).await,
         Command::App(cmd) => config_cmds::app(app, out, cmd).await,
+        Command::Client(cmd) => client_cmds::run(app, out, cmd).await,
         Command::Realm(cmd) => config_cmds::realm(app, out, cmd).await,
         Command::Source(cmd) => config_cmds::source(app, out, cmd).await,
         Command::Settings(cmd) => config_cmds::settings(app, out, cmd).await,

@@ -53,7 +53,8 @@ impl TestServer {
             data_dir: Some(dir.path().join("data").display().to_string()),
             database_url: pg.as_ref().map(|p| p.url.clone()),
             http_listen: Some("127.0.0.1:0".into()),
-            config_file: None,
+            radius_listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
         };
         let config = Config::load_from(&overrides, &BTreeMap::new()).unwrap();
         let clock = start.map(FakeClock::at);

@@ -1,0 +1,370 @@
+//! `tessera client …`: RADIUS clients (NASes).
+
+use super::read_stdin_line;
+use crate::app::App;
+use crate::output::{Out, fields, table};
+use anyhow::{Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use tessera_core::admin::Actor;
+use tessera_core::ids::AppName;
+use tessera_core::model::{DeviceType, Net, RadiusClient, SharedSecret};
+use tessera_core::rng::{OsRng, random_bytes};
+use tessera_radius_proto::Dictionary;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCmd {
+    /// Register a client.
+    #[command(subcommand)]
+    Add(AddKind),
+    /// Change a client's settings (only the options given change).
+    Set(ClientArgs),
+    /// List clients.
+    List,
+    /// Show a client (the shared secret only with --show-secret).
+    Show {
+        name: String,
+        #[arg(long)]
+        show_secret: bool,
+    },
+    /// Delete a client.
+    Delete { name: String },
+    /// List the RADIUS attributes reply rules can set (optionally of one vendor).
+    Attributes { vendor: Option<String> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AddKind {
+    /// A RADIUS network access server: `tessera client add radius vpn --nas-ip 10.0.0.0/24
+    /// --secret-stdin --application vpn`.
+    Radius(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    name: String,
+    /// An address or network (CIDR) the NAS sends from (repeat for several).
+    #[arg(long = "nas-ip")]
+    nas_ip: Vec<String>,
+    /// The NAS-Identifier it sends (tells apart NASes behind one address).
+    #[arg(long)]
+    nas_identifier: Option<String>,
+    /// vpn, firewall, switch, router, wireless_controller or other.
+    #[arg(long)]
+    device_type: Option<String>,
+    /// The shared secret (prefer --secret-stdin: flags are visible in the process list).
+    #[arg(long, conflicts_with_all = ["secret_stdin", "generate_secret"])]
+    secret: Option<String>,
+    /// Read the shared secret from the first line of standard input.
+    #[arg(long, conflicts_with = "generate_secret")]
+    secret_stdin: bool,
+    /// Generate a random 32-character secret and print it once.
+    #[arg(long)]
+    generate_secret: bool,
+    /// The application its users log in to (default: the validate_application setting).
+    #[arg(long)]
+    application: Option<String>,
+    /// Accept Access-Requests without Message-Authenticator (legacy equipment only; weakens
+    /// protection against BlastRADIUS).
+    #[arg(long, overrides_with = "require_message_authenticator")]
+    allow_missing_message_authenticator: bool,
+    /// Require Message-Authenticator again (the default).
+    #[arg(long)]
+    require_message_authenticator: bool,
+    /// Requests per second accepted from this client (0: no limit).
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Reply-Message sent with Access-Accept ("" for none).
+    #[arg(long)]
+    accept_message: Option<String>,
+    /// Reply-Message sent with Access-Reject ("" for none).
+    #[arg(long)]
+    reject_message: Option<String>,
+    /// Reply-Message of Access-Challenge instead of the prompt of the factor ("" for the
+    /// factor's own).
+    #[arg(long)]
+    challenge_message: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+impl ClientArgs {
+    /// Applies the options given to `c`; returns a generated secret to show once.
+    fn apply_to(self, c: &mut RadiusClient) -> Result<Option<String>> {
+        let mut generated = None;
+        if !self.nas_ip.is_empty() {
+            let mut nets = Vec::new();
+            for n in &self.nas_ip {
+                nets.push(n.parse::<Net>().map_err(|e| anyhow!("--nas-ip: {e}"))?);
+            }
+            c.nas_ip = nets;
+        }
+        if let Some(id) = self.nas_identifier {
+            c.nas_identifier = non_empty(id);
+        }
+        if let Some(t) = self.device_type {
+            c.device_type = DeviceType::parse(&t).ok_or_else(|| {
+                anyhow!("--device-type: '{t}' must be vpn, firewall, switch, router, wireless_controller or other")
+            })?;
+        }
+        if let Some(s) = self.secret {
+            c.secret = Some(SharedSecret::new(s));
+        } else if self.secret_stdin {
+            c.secret = Some(SharedSecret::new(
+                read_stdin_line("shared secret")?.to_string(),
+            ));
+        } else if self.generate_secret {
+            let bytes = random_bytes(&OsRng, 24);
+            let text = data_encoding::BASE64URL_NOPAD.encode(&bytes);
+            c.secret = Some(SharedSecret::new(text.clone()));
+            generated = Some(text);
+        }
+        if let Some(a) = self.application {
+            c.application = non_empty(a).map(AppName);
+        }
+        if self.allow_missing_message_authenticator {
+            c.require_message_authenticator = false;
+        }
+        if self.require_message_authenticator {
+            c.require_message_authenticator = true;
+        }
+        if let Some(r) = self.rate_limit {
+            c.rate_limit = (r > 0).then_some(r);
+        }
+        if let Some(m) = self.accept_message {
+            c.messages.accept = non_empty(m);
+        }
+        if let Some(m) = self.reject_message {
+            c.messages.reject = non_empty(m);
+        }
+        if let Some(m) = self.challenge_message {
+            c.messages.challenge = non_empty(m);
+        }
+        if let Some(d) = self.description {
+            c.description = d;
+        }
+        Ok(generated)
+    }
+}
+
+fn nets(c: &RadiusClient) -> String {
+    c.nas_ip
+        .iter()
+        .map(|n| {
+            serde_json::to_value(n)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn show(out: Out, c: &RadiusClient, with_secret: bool) {
+    let mut c = c.clone();
+    if !with_secret {
+        c.secret = None;
+    }
+    out.either(&c, || {
+        let mut rows = vec![
+            ("name", c.name.clone()),
+            ("device type", c.device_type.as_str().into()),
+            ("NAS IP", nets(&c)),
+            (
+                "NAS identifier",
+                c.nas_identifier.clone().unwrap_or_else(|| "(any)".into()),
+            ),
+            (
+                "application",
+                c.application
+                    .as_ref()
+                    .map(|a| a.0.clone())
+                    .unwrap_or_else(|| "(validate_application setting)".into()),
+            ),
+            (
+                "Message-Authenticator",
+                if c.require_message_authenticator {
+                    "required".into()
+                } else {
+                    "optional (legacy client)".into()
+                },
+            ),
+            (
+                "rate limit",
+                c.rate_limit
+                    .map(|r| format!("{r}/s"))
+                    .unwrap_or_else(|| "none".into()),
+            ),
+            (
+                "secret",
+                match &c.secret {
+                    Some(s) => s.expose().to_string(),
+                    None => "(hidden; --show-secret shows it)".into(),
+                },
+            ),
+            ("application rules", c.application_rules.len().to_string()),
+            ("reply rules", c.reply_rules.len().to_string()),
+        ];
+        if let Some(m) = &c.messages.accept {
+            rows.push(("accept message", m.clone()));
+        }
+        if let Some(m) = &c.messages.reject {
+            rows.push(("reject message", m.clone()));
+        }
+        if let Some(m) = &c.messages.challenge {
+            rows.push(("challenge message", m.clone()));
+        }
+        if !c.description.is_empty() {
+            rows.push(("description", c.description.clone()));
+        }
+        fields(&rows);
+    });
+}
+
+pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
+    let actor = Actor::cli();
+    let admin = &app.admin;
+    match cmd {
+        ClientCmd::Add(AddKind::Radius(args)) => {
+            if admin.get::<RadiusClient>(&args.name).is_ok() {
+                bail!(
+                    "RADIUS client '{}' already exists (use `tessera client set`)",
+                    args.name
+                );
+            }
+            if args.secret.is_none() && !args.secret_stdin && !args.generate_secret {
+                bail!(
+                    "give the shared secret: --secret-stdin (recommended), --secret or --generate-secret"
+                );
+            }
+            let mut c = RadiusClient {
+                name: args.name.clone(),
+                device_type: DeviceType::default(),
+                nas_ip: Vec::new(),
+                nas_identifier: None,
+                secret: None,
+                application: None,
+                application_rules: Vec::new(),
+                require_message_authenticator: true,
+                rate_limit: None,
+                reply_rules: Vec::new(),
+                messages: Default::default(),
+                description: String::new(),
+            };
+            let generated = args.apply_to(&mut c)?;
+            let saved = admin.put(&actor, c).await?;
+            show(out, &saved, false);
+            if let Some(secret) = generated {
+                eprintln!(
+                    "\nGenerated shared secret (shown once; `tessera client show {} --show-secret` shows it again):\n{secret}",
+                    saved.name
+                );
+            }
+        }
+        ClientCmd::Set(args) => {
+            let mut c = admin.get::<RadiusClient>(&args.name)?;
+            let generated = args.apply_to(&mut c)?;
+            let saved = admin.put(&actor, c).await?;
+            show(out, &saved, false);
+            if let Some(secret) = generated {
+                eprintln!("\nNew shared secret (shown once):\n{secret}");
+            }
+        }
+        ClientCmd::List => {
+            let clients = admin.list::<RadiusClient>();
+            let shown: Vec<RadiusClient> = clients
+                .iter()
+                .cloned()
+                .map(|mut c| {
+                    c.secret = None;
+                    c
+                })
+                .collect();
+            out.either(&shown, || {
+                let rows: Vec<Vec<String>> = shown
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.name.clone(),
+                            "radius".into(),
+                            c.device_type.as_str().into(),
+                            nets(c),
+                            c.nas_identifier.clone().unwrap_or_default(),
+                            c.application
+                                .as_ref()
+                                .map(|a| a.0.clone())
+                                .unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "name",
+                        "kind",
+                        "device type",
+                        "nas ip",
+                        "nas identifier",
+                        "application",
+                    ],
+                    &rows,
+                );
+            });
+        }
+        ClientCmd::Show { name, show_secret } => {
+            let c = admin.get::<RadiusClient>(&name)?;
+            show(out, &c, show_secret);
+        }
+        ClientCmd::Delete { name } => {
+            admin.delete::<RadiusClient>(&actor, &name).await?;
+            out.either(&serde_json::json!({"deleted": name}), || {
+                println!("Deleted RADIUS client '{name}'.")
+            });
+        }
+        ClientCmd::Attributes { vendor } => {
+            let dict = Dictionary::builtin();
+            let vendor_id = match &vendor {
+                None => None,
+                Some(v) => Some(
+                    dict.vendors()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(v))
+                        .map(|(_, id)| id)
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "unknown vendor '{v}'; known: {}",
+                                dict.vendors()
+                                    .map(|(n, _)| n)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })?,
+                ),
+            };
+            let rows: Vec<Vec<String>> = dict
+                .attributes()
+                .filter(|a| vendor_id.is_none_or(|v| a.vendor == v))
+                .map(|a| {
+                    let vendor = dict
+                        .vendors()
+                        .find(|(_, id)| *id == a.vendor)
+                        .map(|(n, _)| n.to_string())
+                        .unwrap_or_else(|| "standard".into());
+                    let values: Vec<&str> = dict.values_of(a).into_iter().map(|(n, _)| n).collect();
+                    vec![
+                        a.name.clone(),
+                        vendor,
+                        a.code.to_string(),
+                        a.data_type.as_str().into(),
+                        values.join(" "),
+                    ]
+                })
+                .collect();
+            out.either(&rows, || {
+                table(&["attribute", "vendor", "number", "type", "values"], &rows)
+            });
+        }
+    }
+    Ok(())
+}
