@@ -375,3 +375,282 @@ async fn unknown_nas_addresses_get_no_answer() {
     assert!(s.audit("authenticate").await.is_empty());
     s.stop().await;
 }
+
+/// A FreeRADIUS 3 process run from a temporary configuration directory.
+struct FreeRadius {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl FreeRadius {
+    /// Starts `freeradius -f` on `conf` (a file of tests/peers/freeradius) with `env`; `files`
+    /// are copied next to it. Waits until it is ready.
+    fn start(conf: &str, env: &[(&str, String)], files: &[(&str, &std::path::Path)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            root().join("tests/peers/freeradius").join(conf),
+            dir.path().join("radiusd.conf"),
+        )
+        .unwrap();
+        for (name, from) in files {
+            let to = dir.path().join(name);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(from, to).unwrap();
+        }
+        let log = dir.path().join("out.log");
+        let mut cmd = Command::new("freeradius");
+        cmd.args(["-f", "-xx", "-l", "stdout", "-d"])
+            .arg(dir.path())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .expect("freeradius (Debian package freeradius; scripts/test.sh installs it)");
+        let fr = FreeRadius {
+            child,
+            _dir: dir,
+            log,
+        };
+        for _ in 0..100 {
+            if fr.output().contains("Ready to process requests") {
+                return fr;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("FreeRADIUS did not start:\n{}", fr.output());
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for FreeRadius {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A UDP port free right now on 127.0.0.1.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Logs in through the proxy at `proxy` in two rounds; returns radclient's output of the
+/// second round.
+fn two_rounds_through(proxy: SocketAddr, otp: &str, fr: &FreeRadius) -> String {
+    let (_, out) = radclient(
+        proxy,
+        "auth",
+        "proxy-secret",
+        "User-Name = alice\nUser-Password = alice-password\nMessage-Authenticator = 0x00\n",
+    );
+    assert!(
+        out.contains("Received Access-Challenge"),
+        "{out}\n--- FreeRADIUS:\n{}",
+        fr.output()
+    );
+    let state = radclient_attr(&out, "State").expect("State passed through");
+    assert_eq!(
+        radclient_attr(&out, "Reply-Message").as_deref(),
+        Some("Please enter the OTP from your authenticator")
+    );
+    let (ok, out) = radclient(
+        proxy,
+        "auth",
+        "proxy-secret",
+        &format!(
+            "User-Name = alice\nUser-Password = {otp}\nState = {state}\nMessage-Authenticator = 0x00\n"
+        ),
+    );
+    assert!(ok, "{out}\n--- FreeRADIUS:\n{}", fr.output());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freeradius_as_a_proxy_passes_the_challenge_through() {
+    let s = setup(Backend::Sqlite).await;
+    let (auth, _) = addrs(&s);
+    let port = free_udp_port();
+    let fr = FreeRadius::start(
+        "proxy.conf",
+        &[
+            ("FR_LISTEN_PORT", port.to_string()),
+            ("FR_CLIENT_SECRET", "proxy-secret".into()),
+            ("FR_HOME_PORT", auth.port().to_string()),
+            ("FR_HOME_SECRET", SECRET.into()),
+        ],
+        &[],
+    );
+    let proxy = SocketAddr::from(([127, 0, 0, 1], port));
+    let out = two_rounds_through(proxy, &s.hotp(0), &fr);
+    assert!(out.contains("Received Access-Accept"), "{out}");
+    assert_eq!(
+        radclient_attr(&out, "Fortinet-Group-Name").as_deref(),
+        Some("Staff")
+    );
+    // Both rounds reached Tessera through the proxy, with its Message-Authenticator.
+    let decisions = s.audit("authenticate").await;
+    assert_eq!(decisions.len(), 2, "{decisions:#?}");
+    assert_eq!(decisions[0].result, "accept");
+    assert_eq!(decisions[1].result, "challenge");
+    drop(fr);
+    s.stop().await;
+}
+
+/// A throwaway PKI made with the openssl CLI: CA, server (Tessera) and client (the NAS).
+fn make_pki(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    for (name, cn, eku, san) in [
+        (
+            "server",
+            "127.0.0.1",
+            "serverAuth",
+            Some("subjectAltName=IP:127.0.0.1"),
+        ),
+        ("client", "nas-1", "clientAuth", None),
+    ] {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        let mut ext = format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage={eku}\n"
+        );
+        if let Some(san) = san {
+            ext.push_str(san);
+            ext.push('\n');
+        }
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn radsec_from_freeradius_with_a_client_certificate() {
+    let pki = tempfile::tempdir().unwrap();
+    make_pki(pki.path());
+    let p = pki.path().to_path_buf();
+    let s = TestServer::start_configured(Backend::Sqlite, Some(1_800_000_010), |c| {
+        c.radsec = Some(tessera_radius::RadsecConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert: p.join("server.pem"),
+            key: p.join("server.key"),
+            client_ca: p.join("ca.pem"),
+        });
+    })
+    .await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.enroll("alice", TokenKind::Hotp, "OATHALICE", None).await;
+    s.use_app("vpn-2fa", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    let client: RadiusClient = serde_json::from_value(json!({
+        "name": "radsec-nas", "nas_ip": ["127.0.0.1"], "secret": SECRET, "application": "vpn-2fa"
+    }))
+    .unwrap();
+    s.admin().put(&actor(), client).await.unwrap();
+    let radsec = s.running.as_ref().unwrap().radsec_addr.unwrap();
+
+    let port = free_udp_port();
+    let fr = FreeRadius::start(
+        "radsec-proxy.conf",
+        &[
+            ("FR_LISTEN_PORT", port.to_string()),
+            ("FR_CLIENT_SECRET", "proxy-secret".into()),
+            ("FR_TLS_PORT", radsec.port().to_string()),
+        ],
+        &[
+            ("certs/ca.pem", &p.join("ca.pem")),
+            ("certs/client.pem", &p.join("client.pem")),
+            ("certs/client.key", &p.join("client.key")),
+        ],
+    );
+    let proxy = SocketAddr::from(([127, 0, 0, 1], port));
+    let out = two_rounds_through(proxy, &s.hotp(0), &fr);
+    assert!(out.contains("Received Access-Accept"), "{out}");
+    drop(fr);
+
+    // A TLS client without a certificate from the CA is refused during the handshake.
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-tls1_2",
+            "-connect",
+            &radsec.to_string(),
+            "-CAfile",
+        ])
+        .arg(p.join("ca.pem"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("alert") || text.contains("certificate required"),
+        "{text}"
+    );
+    s.stop().await;
+}

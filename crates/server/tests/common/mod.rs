@@ -44,6 +44,15 @@ pub fn actor() -> Actor {
 impl TestServer {
     /// A server with a fake clock starting at `start` (Unix seconds), or the system clock.
     pub async fn start(backend: Backend, start: Option<i64>) -> TestServer {
+        Self::start_configured(backend, start, |_| {}).await
+    }
+
+    /// Like `start`, with the process configuration adjusted first.
+    pub async fn start_configured(
+        backend: Backend,
+        start: Option<i64>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let pg = match backend {
             Backend::Sqlite => None,
@@ -56,7 +65,8 @@ impl TestServer {
             radius_listen: Some("127.0.0.1:0".into()),
             ..Overrides::default()
         };
-        let config = Config::load_from(&overrides, &BTreeMap::new()).unwrap();
+        let mut config = Config::load_from(&overrides, &BTreeMap::new()).unwrap();
+        adjust(&mut config);
         let clock = start.map(FakeClock::at);
         let dyn_clock: Arc<dyn Clock> = match &clock {
             Some(c) => Arc::new(c.clone()),
