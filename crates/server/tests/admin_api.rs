@@ -64,6 +64,7 @@ both_backends!(
     configuration_objects_keep_references_intact,
     settings_are_checked_all_at_once,
     declarative_config_is_idempotent,
+    radius_clients_keep_their_secrets_sealed_and_hidden,
 );
 
 async fn every_route_needs_a_token_and_roles_limit(b: Backend) {
@@ -575,5 +576,127 @@ async fn declarative_config_is_idempotent(b: Backend) {
             .unwrap()
             .contains("delete application 'vpn'")
     }));
+    s.stop().await;
+}
+
+async fn radius_clients_keep_their_secrets_sealed_and_hidden(b: Backend) {
+    let (s, token) = setup(b).await;
+    let api = Api { s: &s, token };
+    // Every problem at once, nothing created.
+    let (status, body) = api
+        .post(
+            "/radius-clients",
+            json!({"name": "fw", "nas_ip": ["10.0.0.300"], "secret": "short"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = api
+        .post(
+            "/radius-clients",
+            json!({"name": "fw", "nas_ip": [], "secret": "short", "application": "nope",
+                   "reply_rules": [{"user_attribute": "groups", "equals": "x",
+                                    "reply_attribute": "No-Such-Attr", "value": "1"},
+                                   {"user_attribute": "groups", "equals": "x",
+                                    "reply_attribute": "Session-Timeout", "value": "soon"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let problems = body["error"]["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 5, "{body}");
+    let text = body.to_string();
+    assert!(
+        text.contains("No-Such-Attr") && text.contains("'soon' is not a valid number"),
+        "{text}"
+    );
+    let (status, body) = api
+        .post(
+            "/radius-clients",
+            json!({"name": "fw", "nas_ip": ["10.0.0.0/24"]}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a new client needs a secret: {body}"
+    );
+    assert_eq!(api.get("/radius-clients/fw").await.0, StatusCode::NOT_FOUND);
+
+    let (status, body) = api
+        .post(
+            "/radius-clients",
+            json!({"name": "fw", "device_type": "firewall", "nas_ip": ["10.0.0.0/24", "192.0.2.7"],
+                   "secret": "a-long-shared-secret", "application": "default",
+                   "reply_rules": [{"user_attribute": "groups", "equals": "admins",
+                                    "reply_attribute": "Fortinet-Group-Name", "value": "Admin"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        body.get("secret").is_none(),
+        "answers never show the secret: {body}"
+    );
+    assert_eq!(body["nas_ip"], json!(["10.0.0.0/24", "192.0.2.7"]));
+    let (_, list) = api.get("/radius-clients").await;
+    assert!(!list.to_string().contains("a-long-shared-secret"), "{list}");
+    let (_, shown) = api.get("/radius-clients/fw?show_secret=true").await;
+    assert_eq!(shown["secret"], "a-long-shared-secret");
+    // Auditors read clients but not their secrets.
+    let auditor = Api {
+        s: &s,
+        token: s.admin_token("eve", AdminRole::Auditor).await,
+    };
+    assert_eq!(auditor.get("/radius-clients/fw").await.0, StatusCode::OK);
+    assert_eq!(
+        auditor.get("/radius-clients/fw?show_secret=true").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        auditor.get("/config?show_secrets=true").await.0,
+        StatusCode::FORBIDDEN
+    );
+    // Replacing without a secret keeps the stored one.
+    let mut changed = shown.clone();
+    changed.as_object_mut().unwrap().remove("secret");
+    changed["description"] = json!("edge firewall");
+    let (status, body) = api.put("/radius-clients/fw", changed).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, shown) = api.get("/radius-clients/fw?show_secret=true").await;
+    assert_eq!(shown["secret"], "a-long-shared-secret");
+    assert_eq!(shown["description"], "edge firewall");
+    // The sealed secret is not in the database in the clear.
+    let docs = s
+        .running
+        .as_ref()
+        .unwrap()
+        .app
+        .engine
+        .store()
+        .config_docs(tessera_core::store::ConfigKind::RadiusClient)
+        .await
+        .unwrap();
+    assert!(!docs[0].body.to_string().contains("a-long-shared-secret"));
+    assert!(docs[0].body["secret_sealed"].is_string());
+    // Exports leave secrets out unless asked; applying an export changes nothing.
+    let (_, exported) = api.get("/config").await;
+    assert!(!exported.to_string().contains("a-long-shared-secret"));
+    let (_, again) = api.post("/config?prune=true", exported).await;
+    assert_eq!(again["changes"], json!([]), "{again}");
+    let (_, full) = api.get("/config?show_secrets=true").await;
+    assert_eq!(full["radius_client"][0]["secret"], "a-long-shared-secret");
+    // A changed secret shows as changed in the plan and the audit, never in the clear.
+    let mut rotated = full.clone();
+    rotated["radius_client"][0]["secret"] = json!("another-long-secret");
+    let (status, body) = api.post("/config", rotated).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!body.to_string().contains("another-long-secret"), "{body}");
+    assert!(body.to_string().contains("*** (changed)"), "{body}");
+    let (_, audit) = api.get("/audit?action=config_apply&limit=100").await;
+    assert!(!audit.to_string().contains("long-secret"), "{audit}");
+    // An application in use by a client cannot go.
+    let (status, _) = api.delete("/applications/default").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.delete("/radius-clients/fw").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api.get("/radius-clients/fw").await.0, StatusCode::NOT_FOUND);
     s.stop().await;
 }

@@ -426,3 +426,112 @@ fn settings_apps_realms_sources_from_the_command_line() {
     );
     assert!(c.ok(&["admin", "list"]).contains("admin"));
 }
+
+#[test]
+fn radius_clients_from_the_command_line() {
+    let cli = Cli::new();
+    cli.ok(&[
+        "app", "add", "vpn", "--factor", "password", "--factor", "soft_otp",
+    ]);
+    let err = cli.fails(&["client", "add", "radius", "fw", "--nas-ip", "10.0.0.0/24"]);
+    assert!(err.contains("--secret-stdin"), "{err}");
+    let err = cli.fails(&[
+        "client",
+        "add",
+        "radius",
+        "fw",
+        "--nas-ip",
+        "10.0.0.999",
+        "--secret",
+        "short",
+        "--device-type",
+        "toaster",
+    ]);
+    assert!(err.contains("--nas-ip"), "{err}");
+    let (ok, out, err) = cli.run_in(
+        &[
+            "client",
+            "add",
+            "radius",
+            "fw",
+            "--nas-ip",
+            "10.0.0.0/24",
+            "--nas-ip",
+            "192.0.2.1",
+            "--secret-stdin",
+            "--application",
+            "vpn",
+            "--device-type",
+            "firewall",
+            "--reject-message",
+            "Access denied",
+        ],
+        Some("a-long-shared-secret\n"),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("10.0.0.0/24, 192.0.2.1"), "{out}");
+    assert!(!out.contains("a-long-shared-secret"), "{out}");
+    let shown = cli.ok(&["client", "show", "fw", "--show-secret"]);
+    assert!(shown.contains("a-long-shared-secret"), "{shown}");
+    let list = cli.ok(&["client", "list"]);
+    assert!(
+        list.contains("fw") && list.contains("firewall") && list.contains("vpn"),
+        "{list}"
+    );
+    // Generated secrets are printed once.
+    let (ok, _, err) = cli.run_in(
+        &[
+            "client",
+            "add",
+            "radius",
+            "wifi",
+            "--nas-ip",
+            "10.1.0.0/16",
+            "--generate-secret",
+            "--device-type",
+            "wireless-controller",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("Generated shared secret"), "{err}");
+    let secret = err.lines().last().unwrap().trim().to_string();
+    assert_eq!(secret.len(), 32);
+    let j = cli.json(&["client", "show", "wifi", "--show-secret"]);
+    assert_eq!(j["secret"], secret.as_str());
+    assert_eq!(j["device_type"], "wireless_controller");
+    cli.ok(&[
+        "client",
+        "set",
+        "wifi",
+        "--rate-limit",
+        "50",
+        "--allow-missing-message-authenticator",
+    ]);
+    let j = cli.json(&["client", "show", "wifi"]);
+    assert_eq!(j["rate_limit"], 50);
+    assert_eq!(j["require_message_authenticator"], false);
+    assert!(j.get("secret").is_none());
+    // Exports leave secrets out; applying one keeps them.
+    let exported = cli.ok(&["export"]);
+    assert!(exported.contains("[[radius_client]]"), "{exported}");
+    assert!(!exported.contains(&secret) && !exported.contains("a-long-shared-secret"));
+    let file = cli.dir.path().join("exported.toml");
+    std::fs::write(&file, &exported).unwrap();
+    let out = cli.ok(&["apply", file.to_str().unwrap(), "--prune"]);
+    assert!(out.contains("No changes."), "{out}");
+    let j = cli.json(&["client", "show", "wifi", "--show-secret"]);
+    assert_eq!(j["secret"], secret.as_str());
+    // The dictionary, for writing reply rules.
+    let attrs = cli.ok(&["client", "attributes", "fortinet"]);
+    assert!(
+        attrs.contains("Fortinet-Group-Name") && attrs.contains("12356"),
+        "{attrs}"
+    );
+    assert!(
+        cli.fails(&["client", "attributes", "acme"])
+            .contains("unknown vendor")
+    );
+    cli.ok(&["client", "delete", "wifi"]);
+    assert!(cli.fails(&["client", "show", "wifi"]).contains("not found"));
+}

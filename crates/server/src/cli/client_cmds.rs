@@ -349,7 +349,7 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                     let vendor = dict
                         .vendors()
                         .find(|(_, id)| *id == a.vendor)
-                        .map(|(n, _)| n.to_string())
+                        .map(|(n, id)| format!("{n} ({id})"))
                         .unwrap_or_else(|| "standard".into());
                     let values: Vec<&str> = dict.values_of(a).into_iter().map(|(n, _)| n).collect();
                     vec![
