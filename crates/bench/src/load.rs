@@ -56,8 +56,8 @@ pub struct Outcome {
     pub measured: Duration,
 }
 
-struct Shared {
-    next: AtomicU64,
+pub struct Shared {
+    pub next: AtomicU64,
     /// Per user: the last time step whose code was sent (accept path).
     last_step: Vec<AtomicI64>,
 }
@@ -75,7 +75,7 @@ fn code(i: u64, step: i64) -> String {
 }
 
 /// The next (user, OTP) to send, or `None` when every user's fresh codes are used up.
-fn next_request(spec: &LoadSpec, shared: &Shared) -> Option<(u64, String)> {
+pub fn next_request(spec: &LoadSpec, shared: &Shared) -> Option<(u64, String)> {
     let (step, into) = unix_now();
     match spec.mode {
         Mode::Reject => {
@@ -205,28 +205,37 @@ async fn worker(spec: Arc<LoadSpec>, shared: Arc<Shared>, start: Instant) -> Out
     out
 }
 
-pub async fn run(spec: LoadSpec) -> Outcome {
-    // Start at a random user, so that runs on the same data do not reuse codes spent by the
-    // run before.
+/// The state workers share. Starts at a random user, so that runs on the same data do not
+/// reuse codes spent by the run before.
+pub fn shared_for(spec: &LoadSpec) -> Arc<Shared> {
     let offset = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::from(d.subsec_nanos()))
         .unwrap_or(0)
         % spec.users;
-    let shared = Arc::new(Shared {
+    Arc::new(Shared {
         next: AtomicU64::new(offset),
         last_step: (0..spec.users)
             .map(|_| AtomicI64::new(i64::MIN / 2))
             .collect(),
-    });
+    })
+}
+
+pub async fn run(spec: LoadSpec) -> Outcome {
+    let shared = shared_for(&spec);
     let spec = Arc::new(spec);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..spec.concurrency {
         tasks.push(tokio::spawn(worker(spec.clone(), shared.clone(), start)));
     }
+    collect(tasks, spec.duration).await
+}
+
+/// Adds up the workers' outcomes.
+pub async fn collect(tasks: Vec<tokio::task::JoinHandle<Outcome>>, measured: Duration) -> Outcome {
     let mut total = Outcome {
-        measured: spec.duration,
+        measured,
         ..Outcome::default()
     };
     for t in tasks {

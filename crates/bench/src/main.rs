@@ -1,12 +1,16 @@
 //! `tessera-bench`: Tessera's own load generator (DESIGN.md §7).
 //!
 //! Provisions N users with TOTP tokens (directly in the store, in bulk), starts `tessera serve`
-//! on them, drives `/validate/check` over keep-alive HTTP at concurrency C for D seconds on the
-//! accept path (fresh valid OTPs, each used once) and/or the reject path (wrong OTPs), and
-//! prints requests/s, p50/p99, errors and the server's peak RSS. See docs/benchmark.md.
+//! on them, drives `/validate/check` over keep-alive HTTP, or RADIUS Access-Requests over UDP,
+//! at concurrency C for D seconds on the accept path (fresh valid OTPs, each used once) and/or
+//! the reject path (wrong OTPs), and prints requests/s, p50/p99, errors and the server's peak
+//! RSS. With `--compare-freeradius`, FreeRADIUS 3 answering PAP from a users file is measured
+//! the same way in the same run. See docs/benchmark.md.
 
+mod freeradius;
 mod load;
 mod provision;
+mod radius_load;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -61,11 +65,21 @@ struct Args {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// http (POST /validate/check) or radius (PAP Access-Request over UDP).
+    #[arg(long, default_value = "http")]
+    protocol: String,
+    /// RADIUS: also measure FreeRADIUS 3 answering PAP from a users file (needs `freeradius`).
+    #[arg(long)]
+    compare_freeradius: bool,
+    /// Users in FreeRADIUS's users file (default: --users, at most 20,000).
+    #[arg(long)]
+    freeradius_users: Option<u64>,
 }
 
 struct Server {
     child: Child,
     addr: std::net::SocketAddr,
+    radius: Option<std::net::SocketAddr>,
 }
 
 impl Drop for Server {
@@ -97,10 +111,15 @@ fn start_server(bin: &PathBuf, data: &std::path::Path, url: &str, key: &str) -> 
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let stderr = child.stderr.take().context("no stderr")?;
     let (tx, rx) = std::sync::mpsc::channel();
+    let (rtx, rrx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 let _ = tx.send(rest.trim().to_string());
+            } else if let Some(rest) = line.trim_start().strip_prefix("RADIUS:") {
+                // "RADIUS:   127.0.0.1:40000/udp (accounting …)"
+                let addr = rest.split_whitespace().next().unwrap_or("");
+                let _ = rtx.send(addr.trim_end_matches("/udp").to_string());
             } else if line.contains("error") {
                 eprintln!("server: {line}");
             }
@@ -109,9 +128,14 @@ fn start_server(bin: &PathBuf, data: &std::path::Path, url: &str, key: &str) -> 
     let addr = rx
         .recv_timeout(Duration::from_secs(120))
         .context("the server did not start")?;
+    let radius = rrx
+        .recv_timeout(Duration::from_secs(5))
+        .ok()
+        .and_then(|a| a.parse().ok());
     Ok(Server {
         child,
         addr: addr.parse()?,
+        radius,
     })
 }
 
@@ -135,6 +159,14 @@ async fn main() -> Result<()> {
             other => bail!("--mode: '{other}' is not accept or reject"),
         })
         .collect::<Result<_>>()?;
+    let radius = match args.protocol.as_str() {
+        "http" => false,
+        "radius" => true,
+        other => bail!("--protocol: '{other}' is not http or radius"),
+    };
+    if args.compare_freeradius && !radius {
+        bail!("--compare-freeradius needs --protocol radius");
+    }
     if args.users == 0 || args.concurrency == 0 {
         bail!("--users and --concurrency must be at least 1");
     }
@@ -189,8 +221,12 @@ async fn main() -> Result<()> {
     };
     let server = start_server(&bin, &data, &url, &key)?;
     let pid = server.child.id();
+    let radius_addr = match (radius, server.radius) {
+        (true, None) => bail!("the server did not report its RADIUS address"),
+        (_, a) => a,
+    };
     let mut results = Vec::new();
-    for mode in modes {
+    for &mode in &modes {
         eprintln!(
             "{} path: {} users, concurrency {}, {} s (+{} s warm-up){}{}",
             mode.as_str(),
@@ -203,7 +239,7 @@ async fn main() -> Result<()> {
                 .map(|r| format!(", {r} requests/s"))
                 .unwrap_or_default()
         );
-        let out = load::run(LoadSpec {
+        let spec = LoadSpec {
             addr: server.addr,
             mode,
             users: args.users,
@@ -212,10 +248,15 @@ async fn main() -> Result<()> {
             warmup: Duration::from_secs(args.warmup),
             rate: args.rate,
             pin: args.pin,
-        })
-        .await;
+        };
+        let out = match radius_addr.filter(|_| radius) {
+            Some(addr) => radius_load::run(spec, radius_load::Target::Tessera, addr).await,
+            None => load::run(spec).await,
+        };
         let rps = out.latencies_us.len() as f64 / out.measured.as_secs_f64();
         let row = serde_json::json!({
+            "server": "tessera",
+            "protocol": args.protocol,
             "mode": mode.as_str(),
             "backend": if args.database == "sqlite" { "sqlite" } else { "postgres" },
             "users": args.users,
@@ -234,7 +275,7 @@ async fn main() -> Result<()> {
         });
         if !args.json {
             println!(
-                "{:<6} {:>9.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  unexpected {}  errors {}{}",
+                "tessera    {:<6} {:>9.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  unexpected {}  errors {}{}",
                 mode.as_str(),
                 rps,
                 row["p50_ms"].as_f64().unwrap_or(0.0),
@@ -255,6 +296,71 @@ async fn main() -> Result<()> {
         results.push(row);
     }
     let rss = peak_rss_mib(pid);
+    drop(server);
+    if args.compare_freeradius {
+        let n = args
+            .freeradius_users
+            .unwrap_or(args.users.min(20_000))
+            .max(1);
+        eprintln!("starting FreeRADIUS 3 with {n} users in a users file (PAP)…");
+        let fr = freeradius::FreeRadius::start(n, args.concurrency)?;
+        for &mode in &modes {
+            eprintln!(
+                "FreeRADIUS {} path: {n} users, concurrency {}, {} s (+{} s warm-up), plain PAP",
+                mode.as_str(),
+                args.concurrency,
+                args.duration,
+                args.warmup
+            );
+            let spec = LoadSpec {
+                addr: fr.addr,
+                mode,
+                users: n,
+                concurrency: args.concurrency,
+                duration: Duration::from_secs(args.duration),
+                warmup: Duration::from_secs(args.warmup),
+                rate: args.rate,
+                pin: false,
+            };
+            let out = radius_load::run(spec, radius_load::Target::FreeRadius, fr.addr).await;
+            let rps = out.latencies_us.len() as f64 / out.measured.as_secs_f64();
+            let row = serde_json::json!({
+                "server": "freeradius",
+                "protocol": "radius",
+                "mode": mode.as_str(),
+                "users": n,
+                "concurrency": args.concurrency,
+                "requests_per_second": (rps * 10.0).round() / 10.0,
+                "p50_ms": load::percentile_ms(&out.latencies_us, 50.0),
+                "p99_ms": load::percentile_ms(&out.latencies_us, 99.0),
+                "max_ms": load::percentile_ms(&out.latencies_us, 100.0),
+                "measured_requests": out.latencies_us.len(),
+                "expected_answers": out.expected,
+                "unexpected_answers": out.unexpected,
+                "errors": out.errors,
+            });
+            if !args.json {
+                println!(
+                    "freeradius {:<6} {:>9.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  unexpected {}  errors {}",
+                    mode.as_str(),
+                    rps,
+                    row["p50_ms"].as_f64().unwrap_or(0.0),
+                    row["p99_ms"].as_f64().unwrap_or(0.0),
+                    row["max_ms"].as_f64().unwrap_or(0.0),
+                    out.unexpected,
+                    out.errors,
+                );
+            }
+            results.push(row);
+        }
+        let peak = peak_rss_mib(fr.pid());
+        drop(fr);
+        if !args.json
+            && let Some(r) = peak
+        {
+            println!("FreeRADIUS peak RSS {r:.1} MiB");
+        }
+    }
     if args.json {
         println!(
             "{}",
@@ -265,6 +371,5 @@ async fn main() -> Result<()> {
     } else if let Some(r) = rss {
         println!("server peak RSS {r:.1} MiB");
     }
-    drop(server);
     Ok(())
 }

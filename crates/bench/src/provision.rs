@@ -60,6 +60,22 @@ pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Resu
     if let serde_json::Value::Object(m) = settings {
         store.put_settings(&m, t).await?;
     }
+    // The NAS of the RADIUS mode: this machine, Message-Authenticator required.
+    let client: tessera_core::model::RadiusClient = serde_json::from_value(serde_json::json!({
+        "name": "bench",
+        "nas_ip": ["127.0.0.1"],
+        "secret": crate::radius_load::SECRET,
+    }))?;
+    let body = tessera_core::model::client::client_to_stored(store.as_ref(), &client)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    store
+        .put_config_doc(
+            tessera_core::store::ConfigKind::RadiusClient,
+            "bench",
+            &body,
+            t,
+        )
+        .await?;
     let pin_hash = if plan.pin {
         Some(hash_blocking(PIN, plan.cost).map_err(|e| anyhow::anyhow!("{e}"))?)
     } else {

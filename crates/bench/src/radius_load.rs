@@ -1,0 +1,193 @@
+//! The RADIUS load: `concurrency` workers, each with its own UDP socket, sending PAP
+//! Access-Requests (with Message-Authenticator) one at a time and checking every reply's
+//! authenticators, as a NAS does. Also drives FreeRADIUS for the baseline.
+
+use crate::load::{LoadSpec, Mode, Outcome, next_request, shared_for};
+use crate::provision::PIN;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tessera_radius_proto::{Attribute, Code, attr, encode_request, hide_password, verify_reply};
+use tokio::net::UdpSocket;
+
+pub const SECRET: &str = "bench-shared-secret";
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Who answers: Tessera (OTP, or PIN+OTP) or FreeRADIUS (user `u<i>`, password `p<i>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Tessera,
+    FreeRadius,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: request authenticators only need to be unpredictable enough not to
+        // repeat; the load generator is not a security boundary.
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn authenticator(&mut self) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[..8].copy_from_slice(&self.next().to_be_bytes());
+        a[8..].copy_from_slice(&self.next().to_be_bytes());
+        a
+    }
+}
+
+/// Sends one Access-Request and waits for its reply: the reply's code, or `None` on timeout or
+/// a reply that does not verify.
+pub async fn exchange(
+    socket: &UdpSocket,
+    id: u8,
+    authenticator: [u8; 16],
+    user: &str,
+    password: &str,
+) -> Option<Code> {
+    let hidden = hide_password(password.as_bytes(), SECRET.as_bytes(), &authenticator).ok()?;
+    let attrs = [
+        Attribute::new(attr::USER_NAME, user.as_bytes()),
+        Attribute::new(attr::USER_PASSWORD, hidden),
+        Attribute::new(attr::NAS_IDENTIFIER, &b"bench"[..]),
+    ];
+    let raw = encode_request(
+        Code::ACCESS_REQUEST,
+        id,
+        &authenticator,
+        &attrs,
+        SECRET.as_bytes(),
+        true,
+    )
+    .ok()?;
+    socket.send(&raw).await.ok()?;
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let n = tokio::time::timeout(left, socket.recv(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        // A late reply to an earlier request of this socket: skip it.
+        if n < 20 || buf[1] != id {
+            continue;
+        }
+        return verify_reply(&buf[..n], &authenticator, SECRET.as_bytes(), false)
+            .ok()
+            .map(|p| p.code);
+    }
+}
+
+async fn worker(
+    spec: Arc<LoadSpec>,
+    shared: Arc<crate::load::Shared>,
+    target: Target,
+    addr: SocketAddr,
+    start: Instant,
+    seed: u64,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let Ok(socket) = UdpSocket::bind("127.0.0.1:0").await else {
+        out.errors += 1;
+        return out;
+    };
+    if socket.connect(addr).await.is_err() {
+        out.errors += 1;
+        return out;
+    }
+    let mut rng = Rng(seed | 1);
+    let mut id: u8 = 0;
+    let end = start + spec.warmup + spec.duration;
+    let measure_from = start + spec.warmup;
+    let interval = spec
+        .rate
+        .map(|r| Duration::from_secs_f64(spec.concurrency as f64 / r.max(0.001)));
+    let mut next_send = Instant::now();
+    let expect = match spec.mode {
+        Mode::Accept => Code::ACCESS_ACCEPT,
+        Mode::Reject => Code::ACCESS_REJECT,
+    };
+    while Instant::now() < end {
+        if let Some(iv) = interval {
+            next_send += iv;
+            tokio::time::sleep_until(next_send.into()).await;
+        }
+        let (user, password) = match target {
+            Target::Tessera => {
+                let Some((user, otp)) = next_request(&spec, &shared) else {
+                    out.exhausted += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let pass = if spec.pin { format!("{PIN}{otp}") } else { otp };
+                (user, pass)
+            }
+            Target::FreeRadius => {
+                let i = shared
+                    .next
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    % spec.users;
+                let pass = match spec.mode {
+                    Mode::Accept => format!("p{i}"),
+                    Mode::Reject => format!("wrong{i}"),
+                };
+                (i, pass)
+            }
+        };
+        id = id.wrapping_add(1);
+        let sent = Instant::now();
+        let answer = exchange(
+            &socket,
+            id,
+            rng.authenticator(),
+            &format!("u{user}"),
+            &password,
+        )
+        .await;
+        let took = sent.elapsed();
+        match answer {
+            Some(code) => {
+                if code == expect {
+                    out.expected += 1;
+                } else {
+                    out.unexpected += 1;
+                }
+                if sent >= measure_from {
+                    out.latencies_us
+                        .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                }
+            }
+            None => out.errors += 1,
+        }
+    }
+    out.measured = spec.duration;
+    out
+}
+
+pub async fn run(spec: LoadSpec, target: Target, addr: SocketAddr) -> Outcome {
+    let shared = shared_for(&spec);
+    let spec = Arc::new(spec);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..spec.concurrency {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7)
+            ^ ((w as u64 + 1) << 32);
+        tasks.push(tokio::spawn(worker(
+            spec.clone(),
+            shared.clone(),
+            target,
+            addr,
+            start,
+            seed,
+        )));
+    }
+    crate::load::collect(tasks, spec.duration).await
+}
