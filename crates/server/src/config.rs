@@ -536,6 +536,45 @@ mod tests {
     }
 
     #[test]
+    fn radius_addresses_default_and_radsec_needs_its_files() {
+        let c = Config::load_from(&Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(
+            c.radius,
+            Some((
+                "127.0.0.1:1812".parse().unwrap(),
+                "127.0.0.1:1813".parse().unwrap()
+            ))
+        );
+        assert!(c.radsec.is_none());
+        let o = Overrides {
+            radius_listen: Some("0.0.0.0:11812".into()),
+            ..Overrides::default()
+        };
+        let c = Config::load_from(&o, &env(&[])).unwrap();
+        assert_eq!(c.radius.unwrap().1, "0.0.0.0:11813".parse().unwrap());
+        let c = Config::load_from(
+            &Overrides::default(),
+            &env(&[("TESSERA_RADIUS_ENABLED", "false")]),
+        )
+        .unwrap();
+        assert!(c.radius.is_none());
+        let errs = Config::load_from(
+            &Overrides::default(),
+            &env(&[
+                ("TESSERA_RADSEC_CERT", "/x.pem"),
+                ("TESSERA_RADIUS_ENABLED", "maybe"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("radsec.key")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("radius.enabled")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tessera.toml");
         let o = Overrides {
