@@ -71,6 +71,9 @@ struct Args {
     /// RADIUS: also measure FreeRADIUS 3 answering PAP from a users file (needs `freeradius`).
     #[arg(long)]
     compare_freeradius: bool,
+    /// The user_cache_seconds setting of the provisioned data (0: no user cache, the default).
+    #[arg(long, default_value_t = 0)]
+    user_cache_seconds: u32,
     /// Users in FreeRADIUS's users file (default: --users, at most 20,000).
     #[arg(long)]
     freeradius_users: Option<u64>,
@@ -213,6 +216,7 @@ async fn main() -> Result<()> {
             users: args.users,
             pin: args.pin,
             cost,
+            user_cache_seconds: args.user_cache_seconds,
         };
         let key = provision::provision(&data, &url, &plan).await?;
         std::fs::write(&marker, format!("{} users, pin {}\n", args.users, args.pin))?;

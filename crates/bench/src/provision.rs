@@ -28,6 +28,7 @@ pub struct Plan {
     pub users: u64,
     pub pin: bool,
     pub cost: HashCost,
+    pub user_cache_seconds: u32,
 }
 
 fn now() -> i64 {
@@ -56,6 +57,7 @@ pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Resu
         "argon2_memory_kib": plan.cost.memory_kib,
         "argon2_iterations": plan.cost.iterations,
         "argon2_parallelism": plan.cost.parallelism,
+        "user_cache_seconds": plan.user_cache_seconds,
     });
     if let serde_json::Value::Object(m) = settings {
         store.put_settings(&m, t).await?;

@@ -110,7 +110,7 @@ impl Handler {
         let snap = self.engine.snapshot();
         let nas_id = packet.text(attr::NAS_IDENTIFIER);
         let Some(client) = snap.radius_client_for(source.ip(), nas_id.as_deref()) else {
-            tracing::warn!(%source, nas_identifier = nas_id.as_deref().unwrap_or(""),
+            tracing::warn!(%source, nas_identifier = ?nas_id,
                 "RADIUS request from an address that is no registered client dropped");
             return dropped(Drop::UnknownClient, port);
         };
@@ -125,15 +125,15 @@ impl Handler {
                 "unexpected RADIUS packet type on this port dropped");
             return dropped(Drop::WrongPort, port);
         }
-        let secret: Zeroizing<Vec<u8>> = match port {
-            Port::Tls => Zeroizing::new(RADSEC_SECRET.to_vec()),
-            _ => Zeroizing::new(
-                client
-                    .secret
-                    .as_ref()
-                    .map(|s| s.expose().as_bytes().to_vec())
-                    .unwrap_or_default(),
-            ),
+        let secret: Zeroizing<Vec<u8>> = match (port, &client.secret) {
+            (Port::Tls, _) => Zeroizing::new(RADSEC_SECRET.to_vec()),
+            (_, Some(s)) if !s.expose().is_empty() => {
+                Zeroizing::new(s.expose().as_bytes().to_vec())
+            }
+            _ => {
+                tracing::error!(client = %client.name, "RADIUS client without a shared secret: request dropped");
+                return dropped(Drop::Internal, port);
+            }
         };
         match verify_request(raw, &secret) {
             Ok(RequestCheck::Valid) => {}
@@ -182,7 +182,7 @@ impl Handler {
             return dropped(Drop::RateLimited, port);
         }
         let reply = match packet.code {
-            Code::ACCESS_REQUEST => self.access(&packet, client, source, port).await,
+            Code::ACCESS_REQUEST => self.access(&packet, client, source, &secret).await,
             Code::ACCOUNTING_REQUEST => self.accounting(&packet, client, source).await,
             _ => Some((
                 if port == Port::Acct {
@@ -222,7 +222,7 @@ impl Handler {
         packet: &Packet,
         client: &RadiusClient,
         source: SocketAddr,
-        port: Port,
+        secret: &[u8],
     ) -> Option<(Code, Vec<Attribute>)> {
         let started = Instant::now();
         let reject = |why: &str| {
@@ -243,16 +243,6 @@ impl Handler {
                 );
             }
             return reject("Access-Request without User-Password");
-        };
-        let secret = client
-            .secret
-            .as_ref()
-            .map(|s| s.expose().as_bytes())
-            .unwrap_or_default();
-        let secret = if port == Port::Tls {
-            RADSEC_SECRET
-        } else {
-            secret
         };
         let Ok(pass) = unhide_password(hidden, secret, &packet.authenticator) else {
             return reject("User-Password of a bad length");
