@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 /// How long a reply is kept for retransmissions. NASes retransmit within a few seconds; RFC 5080
 /// asks for at least the client's retransmission window.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(30);
-/// Upper bound of remembered requests; beyond it the oldest expired ones go first, then new
-/// requests are not remembered (they are still answered).
+/// Upper bound of requests remembered per half window; beyond it new requests are not
+/// remembered (they are still answered).
 const DEDUP_MAX: usize = 200_000;
 
 /// A request's identity for duplicate detection: the sender, the Identifier and the Request
@@ -39,69 +39,89 @@ pub enum Seen {
     Answered(Vec<u8>),
 }
 
+/// Remembered requests in two generations: new entries go into the current one, lookups see
+/// both, and every half window the older generation is dropped whole, so an entry lives between
+/// half a window and a window and no request ever scans the table.
+#[derive(Debug, Default)]
+struct Generations {
+    current: HashMap<RequestKey, Entry>,
+    previous: HashMap<RequestKey, Entry>,
+    rotated_at: Option<Instant>,
+}
+
+impl Generations {
+    fn rotate(&mut self, now: Instant) {
+        let due = self
+            .rotated_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= DEDUP_WINDOW / 2);
+        if due {
+            self.previous = std::mem::take(&mut self.current);
+            self.rotated_at = Some(now);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Dedup {
-    entries: Mutex<HashMap<RequestKey, Entry>>,
+    entries: Mutex<Generations>,
+}
+
+fn fresh(e: &Entry, now: Instant) -> bool {
+    let at = match e {
+        Entry::InProgress(at) | Entry::Answered(at, _) => *at,
+    };
+    now.saturating_duration_since(at) < DEDUP_WINDOW
 }
 
 impl Dedup {
     pub fn check(&self, key: RequestKey, now: Instant) -> Seen {
-        let Ok(mut map) = self.entries.lock() else {
+        let Ok(mut g) = self.entries.lock() else {
             return Seen::New;
         };
-        match map.get(&key) {
-            Some(Entry::InProgress(at)) if now.duration_since(*at) < DEDUP_WINDOW => {
-                return Seen::InProgress;
-            }
-            Some(Entry::Answered(at, reply)) if now.duration_since(*at) < DEDUP_WINDOW => {
+        g.rotate(now);
+        let found = g.current.get(&key).or_else(|| g.previous.get(&key));
+        match found {
+            Some(e @ Entry::InProgress(_)) if fresh(e, now) => return Seen::InProgress,
+            Some(e @ Entry::Answered(_, reply)) if fresh(e, now) => {
                 return Seen::Answered(reply.clone());
             }
             _ => {}
         }
-        if map.len() >= DEDUP_MAX {
-            map.retain(|_, e| {
-                let at = match e {
-                    Entry::InProgress(at) | Entry::Answered(at, _) => *at,
-                };
-                now.duration_since(at) < DEDUP_WINDOW
-            });
-            if map.len() >= DEDUP_MAX {
-                return Seen::New;
-            }
+        // Bounded: beyond it new requests are still answered, just not remembered.
+        if g.current.len() < DEDUP_MAX {
+            g.current.insert(key, Entry::InProgress(now));
         }
-        map.insert(key, Entry::InProgress(now));
         Seen::New
     }
 
     /// Remembers the reply sent (`None`: the request was dropped; forget it so that a
     /// retransmission is evaluated again).
     pub fn answered(&self, key: RequestKey, reply: Option<&[u8]>, now: Instant) {
-        if let Ok(mut map) = self.entries.lock() {
+        if let Ok(mut g) = self.entries.lock() {
+            g.previous.remove(&key);
             match reply {
-                Some(r) => {
-                    map.insert(key, Entry::Answered(now, r.to_vec()));
+                Some(r) if g.current.len() < DEDUP_MAX || g.current.contains_key(&key) => {
+                    g.current.insert(key, Entry::Answered(now, r.to_vec()));
                 }
-                None => {
-                    map.remove(&key);
+                _ => {
+                    g.current.remove(&key);
                 }
             }
         }
     }
 
-    /// Forgets expired entries.
+    /// Drops the older generation when it is due.
     pub fn purge(&self, now: Instant) {
-        if let Ok(mut map) = self.entries.lock() {
-            map.retain(|_, e| {
-                let at = match e {
-                    Entry::InProgress(at) | Entry::Answered(at, _) => *at,
-                };
-                now.duration_since(at) < DEDUP_WINDOW
-            });
+        if let Ok(mut g) = self.entries.lock() {
+            g.rotate(now);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+        self.entries
+            .lock()
+            .map(|g| g.current.len() + g.previous.len())
+            .unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -160,7 +180,11 @@ mod tests {
         // After the window the same key is a new request.
         let later = t0 + DEDUP_WINDOW + Duration::from_secs(1);
         assert_eq!(d.check(key(1), later), Seen::New);
-        d.purge(later + DEDUP_WINDOW + Duration::from_secs(1));
+        // Within half a window an entry is still there after a rotation; after two it is gone.
+        d.purge(later + DEDUP_WINDOW / 2);
+        assert_eq!(d.check(key(1), later + DEDUP_WINDOW / 2), Seen::InProgress);
+        d.purge(later + DEDUP_WINDOW * 2);
+        d.purge(later + DEDUP_WINDOW * 3);
         assert!(d.is_empty());
     }
 

@@ -1,10 +1,11 @@
 //! The one place that talks to a database driver. Every query module writes its SQL once, with
 //! `$N` placeholders, and runs it here:
 //!
-//! - SQLite through rusqlite, in process: statements run on the calling thread against cached
-//!   prepared statements, writes on a single connection (no lock contention inside the process),
-//!   reads on a few reader connections (WAL lets them run beside the writer). Each statement takes
-//!   microseconds, so running it inline costs less than handing it to another thread.
+//! - SQLite through rusqlite, in process: reads run on the calling thread against cached prepared
+//!   statements on a few reader connections (WAL lets them run beside the writer; each takes
+//!   microseconds, so running it inline costs less than handing it to another thread). Writes go
+//!   to one writer thread that commits whatever is queued in one transaction (group commit): every
+//!   caller is answered after the commit that holds its write, and a commit serves many requests.
 //! - PostgreSQL through sqlx's pool.
 //!
 //! Values and rows are a small common model ([`Val`], [`Row`]): integers, text, blobs and typed
@@ -152,9 +153,150 @@ fn classify(conflict: bool, what: &str, detail: String) -> StoreError {
 
 // ------------------------------------------------------------------ SQLite
 
-/// rusqlite connections: one writer, several readers.
+/// A write for the writer thread, with where to send its result.
+enum WriteJob {
+    Execute {
+        sql: Arc<str>,
+        params: Vec<Val>,
+        what: String,
+        reply: tokio::sync::oneshot::Sender<StoreResult<u64>>,
+    },
+    Query {
+        sql: Arc<str>,
+        params: Vec<Val>,
+        what: String,
+        reply: tokio::sync::oneshot::Sender<StoreResult<Vec<Row>>>,
+    },
+    Transaction {
+        stmts: Vec<(Arc<str>, Vec<Val>)>,
+        what: String,
+        reply: tokio::sync::oneshot::Sender<StoreResult<Vec<u64>>>,
+    },
+}
+
+/// Writes committed together at most.
+const WRITE_BATCH: usize = 256;
+
+/// A finished write waiting for its commit: sends its result, or the commit's error.
+type Pending = Box<dyn FnOnce(Option<&str>) + Send>;
+
+fn pending<T: Send + 'static>(
+    reply: tokio::sync::oneshot::Sender<StoreResult<T>>,
+    result: StoreResult<T>,
+) -> Pending {
+    Box::new(move |commit_error: Option<&str>| {
+        let result = match (commit_error, result) {
+            (Some(e), Ok(_)) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+            (_, r) => r,
+        };
+        let _ = reply.send(result);
+    })
+}
+
+/// The writer thread: takes the queued writes, runs each (a multi-statement transaction inside a
+/// savepoint, so it stays all or nothing), commits once, then answers every caller.
+fn writer_loop(conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, jobs);
+    }
+}
+
+fn run_batch(conn: &rusqlite::Connection, jobs: Vec<WriteJob>) {
+    let mut done: Vec<Pending> = Vec::with_capacity(jobs.len());
+    let began = conn.execute_batch("BEGIN IMMEDIATE");
+    if let Err(e) = &began {
+        let msg = e.to_string();
+        for job in jobs {
+            let err = || StoreError::Backend(format!("cannot begin a write: {msg}"));
+            match job {
+                WriteJob::Execute { reply, .. } => {
+                    let _ = reply.send(Err(err()));
+                }
+                WriteJob::Query { reply, .. } => {
+                    let _ = reply.send(Err(err()));
+                }
+                WriteJob::Transaction { reply, .. } => {
+                    let _ = reply.send(Err(err()));
+                }
+            }
+        }
+        return;
+    }
+    for job in jobs {
+        match job {
+            WriteJob::Execute {
+                sql,
+                params,
+                what,
+                reply,
+            } => done.push(pending(
+                reply,
+                Sqlite::run_execute(conn, &sql, &params, &what),
+            )),
+            WriteJob::Query {
+                sql,
+                params,
+                what,
+                reply,
+            } => done.push(pending(
+                reply,
+                Sqlite::run_query(conn, &sql, &params, &what),
+            )),
+            WriteJob::Transaction { stmts, what, reply } => {
+                let result = (|| {
+                    conn.execute_batch("SAVEPOINT tessera_job")
+                        .map_err(sqlite_err(&what))?;
+                    let mut counts = Vec::with_capacity(stmts.len());
+                    for (sql, params) in &stmts {
+                        match Sqlite::run_execute(conn, sql, params, &what) {
+                            Ok(n) => counts.push(n),
+                            Err(e) => {
+                                let _ = conn
+                                    .execute_batch("ROLLBACK TO tessera_job; RELEASE tessera_job");
+                                return Err(e);
+                            }
+                        }
+                    }
+                    conn.execute_batch("RELEASE tessera_job")
+                        .map_err(sqlite_err(&what))?;
+                    Ok(counts)
+                })();
+                done.push(pending(reply, result));
+            }
+        }
+        if conn.is_autocommit() {
+            // An I/O or disk-full error rolled the whole transaction back: nothing of this
+            // batch is stored.
+            for p in done {
+                p(Some("the transaction was rolled back after an error"));
+            }
+            return;
+        }
+    }
+    let commit = conn.execute_batch("COMMIT");
+    let commit_error = commit.err().map(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        e.to_string()
+    });
+    for p in done {
+        p(commit_error.as_deref());
+    }
+}
+
+/// rusqlite connections: one writer thread, several readers.
 pub(crate) struct Sqlite {
+    /// For migrations and the final checkpoint (no other writes run then).
     writer: Mutex<rusqlite::Connection>,
+    jobs: std::sync::mpsc::Sender<WriteJob>,
+    /// Dropped with the store: stops the checkpoint thread.
+    _checkpoints: std::sync::mpsc::Sender<()>,
     readers: Vec<Mutex<rusqlite::Connection>>,
     /// `$N` → `?N` translations, by original text.
     translated: Mutex<HashMap<String, Arc<str>>>,
@@ -165,6 +307,10 @@ impl std::fmt::Debug for Sqlite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Sqlite({} readers)", self.readers.len())
     }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Backend("the SQLite writer thread stopped".into())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -247,12 +393,47 @@ impl Sqlite {
                 open_sqlite(path, false).map_err(|e| e.to_string())?,
             ));
         }
+        let (jobs, rx) = std::sync::mpsc::channel();
+        let batch_conn = open_sqlite(path, false).map_err(|e| e.to_string())?;
+        // Checkpoints (copying the write-ahead log into the database file, with an fsync) run
+        // on their own thread, so that commits do not wait for them; the writer checkpoints
+        // itself only if the log grows past 40 MB.
+        batch_conn
+            .pragma_update(None, "wal_autocheckpoint", 10_000)
+            .map_err(|e| e.to_string())?;
+        // Only this connection writes, so its page cache stays valid: let it hold the indexes
+        // every request touches (64 MiB at most).
+        batch_conn
+            .pragma_update(None, "cache_size", -65_536)
+            .map_err(|e| e.to_string())?;
+        let checkpoint_conn = open_sqlite(path, false).map_err(|e| e.to_string())?;
+        let (checkpoints, stop) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("tessera-sqlite-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stop.recv_timeout(std::time::Duration::from_millis(500))
+                {
+                    let _ = checkpoint_conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
+                }
+            })
+            .map_err(|e| format!("cannot start the SQLite checkpoint thread: {e}"))?;
+        std::thread::Builder::new()
+            .name("tessera-sqlite-writer".into())
+            .spawn(move || writer_loop(batch_conn, rx))
+            .map_err(|e| format!("cannot start the SQLite writer thread: {e}"))?;
         Ok(Sqlite {
             writer: Mutex::new(writer),
+            jobs,
+            _checkpoints: checkpoints,
             readers: pool,
             translated: Mutex::new(HashMap::new()),
             next_reader: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    fn submit(&self, job: WriteJob) -> StoreResult<()> {
+        self.jobs.send(job).map_err(|_| writer_gone())
     }
 
     fn sql(&self, sql: &str) -> Arc<str> {
@@ -455,9 +636,14 @@ impl Db {
     ) -> StoreResult<Vec<Row>> {
         match self {
             Db::Sqlite(db) => {
-                let sql = db.sql(sql);
-                let conn = lock(&db.writer);
-                Sqlite::run_query(&conn, &sql, &params, what)
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                db.submit(WriteJob::Query {
+                    sql: db.sql(sql),
+                    params,
+                    what: what.to_string(),
+                    reply,
+                })?;
+                rx.await.map_err(|_| writer_gone())?
             }
             Db::Postgres(pool) => {
                 let rows =
@@ -479,9 +665,14 @@ impl Db {
     ) -> StoreResult<u64> {
         match self {
             Db::Sqlite(db) => {
-                let sql = db.sql(sql);
-                let conn = lock(&db.writer);
-                Sqlite::run_execute(&conn, &sql, &params, what)
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                db.submit(WriteJob::Execute {
+                    sql: db.sql(sql),
+                    params,
+                    what: what.to_string(),
+                    reply,
+                })?;
+                rx.await.map_err(|_| writer_gone())?
             }
             Db::Postgres(pool) => Ok(sqlx::query_with(
                 sqlx::AssertSqlSafe(sql.to_string()),
@@ -498,17 +689,16 @@ impl Db {
     pub(crate) async fn transaction(&self, stmts: Vec<Stmt>, what: &str) -> StoreResult<Vec<u64>> {
         match self {
             Db::Sqlite(db) => {
-                let mut conn = lock(&db.writer);
-                let tx = conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                    .map_err(sqlite_err(what))?;
-                let mut counts = Vec::with_capacity(stmts.len());
-                for s in &stmts {
-                    let sql = db.sql(&s.sql);
-                    counts.push(Sqlite::run_execute(&tx, &sql, &s.params, what)?);
-                }
-                tx.commit().map_err(sqlite_err(what))?;
-                Ok(counts)
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                db.submit(WriteJob::Transaction {
+                    stmts: stmts
+                        .into_iter()
+                        .map(|s| (db.sql(&s.sql), s.params))
+                        .collect(),
+                    what: what.to_string(),
+                    reply,
+                })?;
+                rx.await.map_err(|_| writer_gone())?
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(pg_err(what))?;
