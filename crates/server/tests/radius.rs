@@ -136,9 +136,10 @@ fn addrs(s: &TestServer) -> (SocketAddr, SocketAddr) {
     (r.radius_auth_addr.unwrap(), r.radius_acct_addr.unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pyrad_logs_in_through_every_flow_and_is_dropped_when_it_should() {
-    let s = setup(Backend::Sqlite).await;
+both_backends!(pyrad_logs_in_through_every_flow_and_is_dropped_when_it_should);
+
+async fn pyrad_logs_in_through_every_flow_and_is_dropped_when_it_should(backend: Backend) {
+    let s = setup(backend).await;
     let (auth, acct) = addrs(&s);
     let steps = json!([
         // 0-1: two rounds: password, then the OTP answering the challenge.
@@ -652,5 +653,22 @@ async fn radsec_from_freeradius_with_a_client_certificate() {
         text.contains("alert") || text.contains("certificate required"),
         "{text}"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_over_their_rate_limit_are_dropped() {
+    let s = setup(Backend::Sqlite).await;
+    let (auth, _) = addrs(&s);
+    let mut c = s.admin().get::<RadiusClient>("vpn").unwrap();
+    c.rate_limit = Some(1);
+    s.admin().put(&actor(), c).await.unwrap();
+    let request = "User-Name = alice\nUser-Password = wrong\nMessage-Authenticator = 0x00\n";
+    let (_, out) = radclient(auth, "auth", SECRET, request);
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    // The bucket holds one request per second: the next one right away is dropped.
+    let (_, out) = radclient(auth, "auth", SECRET, request);
+    assert!(!out.contains("Received"), "{out}");
+    assert_eq!(s.audit("authenticate").await.len(), 1);
     s.stop().await;
 }
