@@ -158,7 +158,35 @@ pub fn verify_request(raw: &[u8], secret: &[u8]) -> Result<RequestCheck, DecodeE
 /// Encodes a reply to a request: Message-Authenticator first (the BlastRADIUS mitigation of
 /// draft-ietf-radext-deprecating-radius and FreeRADIUS 3.2.5), then `attributes` (any
 /// Message-Authenticator among them is dropped), then the Response Authenticator over it all.
+/// The request is taken to be an Accounting-Request for an Accounting-Response and an
+/// Access-Request otherwise; see [`encode_reply_to`] for Status-Server.
 pub fn encode_reply(
+    code: Code,
+    identifier: u8,
+    request_authenticator: &[u8; 16],
+    attributes: &[Attribute],
+    secret: &[u8],
+) -> Result<Vec<u8>, EncodeError> {
+    let request = if code == Code::ACCOUNTING_RESPONSE {
+        Code::ACCOUNTING_REQUEST
+    } else {
+        Code::ACCESS_REQUEST
+    };
+    encode_reply_to(
+        request,
+        code,
+        identifier,
+        request_authenticator,
+        attributes,
+        secret,
+    )
+}
+
+/// [`encode_reply`] for a request of type `request_code`. The Message-Authenticator of an
+/// Accounting-Response is computed over a zero authenticator, except in answer to Status-Server,
+/// where the request's authenticator is used (RFC 5997 §3).
+pub fn encode_reply_to(
+    request_code: Code,
     code: Code,
     identifier: u8,
     request_authenticator: &[u8; 16],
@@ -176,7 +204,7 @@ pub fn encode_reply(
             .cloned(),
     );
     let mut buf = p.encode()?;
-    let ma = if code == Code::ACCOUNTING_RESPONSE {
+    let ma = if code == Code::ACCOUNTING_RESPONSE && request_code != Code::STATUS_SERVER {
         // The Message-Authenticator of an Accounting-Response is computed over a zero
         // authenticator, as for the Accounting-Request (what FreeRADIUS and pyrad verify).
         let mut zeroed = buf.clone();

@@ -14,8 +14,9 @@ mod dict;
 mod packet;
 
 pub use crypto::{
-    MAX_PASSWORD, PasswordError, ReplyError, RequestCheck, encode_reply, encode_request,
-    hide_password, message_authenticator, unhide_password, verify_reply, verify_request,
+    MAX_PASSWORD, PasswordError, ReplyError, RequestCheck, encode_reply, encode_reply_to,
+    encode_request, hide_password, message_authenticator, unhide_password, verify_reply,
+    verify_request,
 };
 pub use dict::{AttrDef, DataType, Dictionary, ValueError};
 pub use packet::{

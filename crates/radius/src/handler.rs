@@ -9,7 +9,7 @@ use tessera_core::engine::{AuthRequest, Door, Engine, Outcome, RequestCtx};
 use tessera_core::ids::TransactionId;
 use tessera_core::model::{AuditRecord, RadiusClient};
 use tessera_radius_proto::{
-    Attribute, Code, Dictionary, Packet, RequestCheck, attr, encode_reply, unhide_password,
+    Attribute, Code, Dictionary, Packet, RequestCheck, attr, encode_reply_to, unhide_password,
     verify_request,
 };
 use zeroize::Zeroizing;
@@ -202,7 +202,14 @@ impl Handler {
                     .filter(|a| a.typ == attr::PROXY_STATE)
                     .cloned(),
             );
-            match encode_reply(code, packet.identifier, &packet.authenticator, &attrs, &secret) {
+            match encode_reply_to(
+                packet.code,
+                code,
+                packet.identifier,
+                &packet.authenticator,
+                &attrs,
+                &secret,
+            ) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     tracing::error!(client = %client.name, error = %e, "RADIUS reply could not be encoded");

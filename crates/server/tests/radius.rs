@@ -329,6 +329,10 @@ async fn radclient_two_rounds_reply_attributes_and_accounting() {
     // Status-Server (RFC 5997) answers for monitoring.
     let (ok, out) = radclient(auth, "status", SECRET, "Message-Authenticator = 0x00\n");
     assert!(ok && out.contains("Received Access-Accept"), "{out}");
+    // On the accounting port it is answered with Accounting-Response (RFC 5997 §3).
+    let (_, out) = radclient(acct, "status", SECRET, "Message-Authenticator = 0x00\n");
+    assert!(out.contains("Received Accounting-Response"), "{out}");
+    assert!(!out.contains("invalid"), "{out}");
     s.stop().await;
 }
 
