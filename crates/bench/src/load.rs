@@ -42,6 +42,8 @@ pub struct LoadSpec {
     /// Requests per second in total; `None`: as fast as possible.
     pub rate: Option<f64>,
     pub pin: bool,
+    /// RADIUS: the password (the PIN value) first, then the OTP answering the Access-Challenge.
+    pub two_rounds: bool,
 }
 
 #[derive(Debug, Default)]

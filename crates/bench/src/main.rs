@@ -71,6 +71,10 @@ struct Args {
     /// RADIUS: also measure FreeRADIUS 3 answering PAP from a users file (needs `freeradius`).
     #[arg(long)]
     compare_freeradius: bool,
+    /// RADIUS: log in in two rounds (password 4711, then the OTP after an Access-Challenge);
+    /// one Argon2id check per login.
+    #[arg(long)]
+    two_rounds: bool,
     /// The user_cache_seconds setting of the provisioned data (0: no user cache, the default).
     #[arg(long, default_value_t = 0)]
     user_cache_seconds: u32,
@@ -167,6 +171,9 @@ async fn main() -> Result<()> {
         "radius" => true,
         other => bail!("--protocol: '{other}' is not http or radius"),
     };
+    if args.two_rounds && (!radius || args.pin) {
+        bail!("--two-rounds needs --protocol radius and no --pin");
+    }
     if args.compare_freeradius && !radius {
         bail!("--compare-freeradius needs --protocol radius");
     }
@@ -217,9 +224,16 @@ async fn main() -> Result<()> {
             pin: args.pin,
             cost,
             user_cache_seconds: args.user_cache_seconds,
+            two_rounds: args.two_rounds,
         };
         let key = provision::provision(&data, &url, &plan).await?;
-        std::fs::write(&marker, format!("{} users, pin {}\n", args.users, args.pin))?;
+        std::fs::write(
+            &marker,
+            format!(
+                "{} users, pin {}, two rounds {}\n",
+                args.users, args.pin, args.two_rounds
+            ),
+        )?;
         eprintln!("provisioned in {:.1} s", started.elapsed().as_secs_f64());
         key
     };
@@ -238,7 +252,11 @@ async fn main() -> Result<()> {
             args.concurrency,
             args.duration,
             args.warmup,
-            if args.pin { ", PIN+OTP" } else { ", OTP only" },
+            match (args.two_rounds, args.pin) {
+                (true, _) => ", password then OTP (two rounds)",
+                (false, true) => ", PIN+OTP",
+                (false, false) => ", OTP only",
+            },
             args.rate
                 .map(|r| format!(", {r} requests/s"))
                 .unwrap_or_default()
@@ -252,6 +270,7 @@ async fn main() -> Result<()> {
             warmup: Duration::from_secs(args.warmup),
             rate: args.rate,
             pin: args.pin,
+            two_rounds: args.two_rounds,
         };
         let out = match radius_addr.filter(|_| radius) {
             Some(addr) => radius_load::run(spec, radius_load::Target::Tessera, addr).await,
@@ -266,6 +285,7 @@ async fn main() -> Result<()> {
             "users": args.users,
             "concurrency": args.concurrency,
             "pin": args.pin,
+            "two_rounds": args.two_rounds,
             "argon2": if args.pin { format!("m={} KiB, t={}, p=1", cost.memory_kib, cost.iterations) } else { "-".into() },
             "requests_per_second": (rps * 10.0).round() / 10.0,
             "p50_ms": load::percentile_ms(&out.latencies_us, 50.0),
@@ -325,6 +345,7 @@ async fn main() -> Result<()> {
                 warmup: Duration::from_secs(args.warmup),
                 rate: args.rate,
                 pin: false,
+                two_rounds: false,
             };
             let out = radius_load::run(spec, radius_load::Target::FreeRadius, fr.addr).await;
             let rps = out.latencies_us.len() as f64 / out.measured.as_secs_f64();

@@ -29,6 +29,9 @@ pub struct Plan {
     pub pin: bool,
     pub cost: HashCost,
     pub user_cache_seconds: u32,
+    /// Users get the password `PIN`, and the RADIUS client logs in to `radius-2fa`
+    /// (password, then OTP).
+    pub two_rounds: bool,
 }
 
 fn now() -> i64 {
@@ -63,11 +66,27 @@ pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Resu
         store.put_settings(&m, t).await?;
     }
     // The NAS of the RADIUS mode: this machine, Message-Authenticator required.
-    let client: tessera_core::model::RadiusClient = serde_json::from_value(serde_json::json!({
+    let app = serde_json::json!({
+        "name": "radius-2fa",
+        "factors": [{"methods": ["password"]}, {"methods": ["soft_otp"]}],
+    });
+    store
+        .put_config_doc(
+            tessera_core::store::ConfigKind::Application,
+            "radius-2fa",
+            &app,
+            t,
+        )
+        .await?;
+    let mut client_doc = serde_json::json!({
         "name": "bench",
         "nas_ip": ["127.0.0.1"],
         "secret": crate::radius_load::SECRET,
-    }))?;
+    });
+    if plan.two_rounds {
+        client_doc["application"] = serde_json::json!("radius-2fa");
+    }
+    let client: tessera_core::model::RadiusClient = serde_json::from_value(client_doc)?;
     let body = tessera_core::model::client::client_to_stored(store.as_ref(), &client)
         .map_err(|e| anyhow::anyhow!(e))?;
     store
@@ -78,10 +97,14 @@ pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Resu
             t,
         )
         .await?;
-    let pin_hash = if plan.pin {
+    let pin_hash = if plan.pin || plan.two_rounds {
         Some(hash_blocking(PIN, plan.cost).map_err(|e| anyhow::anyhow!("{e}"))?)
     } else {
         None
+    };
+    let (password_hash, pin_hash) = match plan.two_rounds {
+        true => (pin_hash, None),
+        false => (None, pin_hash),
     };
     let source = SourceName::from("local");
     let batch = 20_000u64;
@@ -106,7 +129,7 @@ pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Resu
                     enabled: true,
                     expires_at: None,
                 },
-                password_hash: None,
+                password_hash: password_hash.clone(),
             });
             tokens.push(NewToken {
                 serial: Serial(format!("BENCH{i:08}")),

@@ -7,7 +7,9 @@ use crate::provision::PIN;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tessera_radius_proto::{Attribute, Code, attr, encode_request, hide_password, verify_reply};
+use tessera_radius_proto::{
+    Attribute, Code, Packet, attr, encode_request, hide_password, verify_reply,
+};
 use tokio::net::UdpSocket;
 
 pub const SECRET: &str = "bench-shared-secret";
@@ -49,12 +51,29 @@ pub async fn exchange(
     user: &str,
     password: &str,
 ) -> Option<Code> {
+    exchange_state(socket, id, authenticator, user, password, None)
+        .await
+        .map(|p| p.code)
+}
+
+/// Like [`exchange`], with a `State` to send; returns the whole reply.
+pub async fn exchange_state(
+    socket: &UdpSocket,
+    id: u8,
+    authenticator: [u8; 16],
+    user: &str,
+    password: &str,
+    state: Option<&[u8]>,
+) -> Option<Packet> {
     let hidden = hide_password(password.as_bytes(), SECRET.as_bytes(), &authenticator).ok()?;
-    let attrs = [
+    let mut attrs = vec![
         Attribute::new(attr::USER_NAME, user.as_bytes()),
         Attribute::new(attr::USER_PASSWORD, hidden),
         Attribute::new(attr::NAS_IDENTIFIER, &b"bench"[..]),
     ];
+    if let Some(s) = state {
+        attrs.push(Attribute::new(attr::STATE, s));
+    }
     let raw = encode_request(
         Code::ACCESS_REQUEST,
         id,
@@ -77,9 +96,7 @@ pub async fn exchange(
         if n < 20 || buf[1] != id {
             continue;
         }
-        return verify_reply(&buf[..n], &authenticator, SECRET.as_bytes(), false)
-            .ok()
-            .map(|p| p.code);
+        return verify_reply(&buf[..n], &authenticator, SECRET.as_bytes(), false).ok();
     }
 }
 
@@ -141,14 +158,30 @@ async fn worker(
         };
         id = id.wrapping_add(1);
         let sent = Instant::now();
-        let answer = exchange(
-            &socket,
-            id,
-            rng.authenticator(),
-            &format!("u{user}"),
-            &password,
-        )
-        .await;
+        let name = format!("u{user}");
+        let answer = if spec.two_rounds && target == Target::Tessera {
+            // Round one: the password; round two: the OTP with the challenge's State.
+            match exchange_state(&socket, id, rng.authenticator(), &name, PIN, None).await {
+                Some(c) if c.code == Code::ACCESS_CHALLENGE => {
+                    let state = c.get(attr::STATE).map(<[u8]>::to_vec);
+                    id = id.wrapping_add(1);
+                    exchange_state(
+                        &socket,
+                        id,
+                        rng.authenticator(),
+                        &name,
+                        &password,
+                        state.as_deref(),
+                    )
+                    .await
+                    .map(|p| p.code)
+                }
+                Some(other) => Some(other.code),
+                None => None,
+            }
+        } else {
+            exchange(&socket, id, rng.authenticator(), &name, &password).await
+        };
         let took = sent.elapsed();
         match answer {
             Some(code) => {
