@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Tessera's tests need on a Debian machine, then runs every test.
-#   - apt packages: oathtool (independent OTP peer), freeradius + freeradius-utils (radclient, and
+#   - apt packages: oathtool (independent OTP peer), openssl (test certificates for RadSec), freeradius + freeradius-utils (radclient, and
 #     FreeRADIUS as a proxy in front of Tessera and as the benchmark's reference; its system
 #     service is not started), PostgreSQL when none is reachable
 #   - Python venvs in .venv/: privacyIDEA's and eduMFA's client classes, django-privacyidea-auth,
@@ -27,7 +27,7 @@ apt_install() {
   fi
 }
 
-apt_install oathtool
+apt_install oathtool openssl
 # FreeRADIUS must not start its system service on the standard ports: tests run their own.
 if ! dpkg -s freeradius >/dev/null 2>&1 || ! dpkg -s freeradius-utils >/dev/null 2>&1; then
   policy=/usr/sbin/policy-rc.d
