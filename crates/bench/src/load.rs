@@ -58,6 +58,26 @@ pub struct Outcome {
     pub measured: Duration,
 }
 
+impl Outcome {
+    /// Counts one answer (`None`: no answer, an error) and, when it was sent after the
+    /// warm-up, its latency.
+    pub fn record(&mut self, expected: Option<bool>, sent: Instant, measure_from: Instant) {
+        let took = sent.elapsed();
+        match expected {
+            Some(true) => self.expected += 1,
+            Some(false) => self.unexpected += 1,
+            None => {
+                self.errors += 1;
+                return;
+            }
+        }
+        if sent >= measure_from {
+            self.latencies_us
+                .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+        }
+    }
+}
+
 pub struct Shared {
     pub next: AtomicU64,
     /// Per user: the last time step whose code was sent (accept path).
@@ -183,19 +203,14 @@ async fn worker(spec: Arc<LoadSpec>, shared: Arc<Shared>, start: Instant) -> Out
             anyhow::Ok((status, bytes))
         }
         .await;
-        let took = sent.elapsed();
         match result {
             Ok((status, bytes)) => {
                 let text = String::from_utf8_lossy(&bytes);
-                if status.is_success() && text.contains(expect) {
-                    out.expected += 1;
-                } else {
-                    out.unexpected += 1;
-                }
-                if sent >= measure_from {
-                    out.latencies_us
-                        .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
-                }
+                out.record(
+                    Some(status.is_success() && text.contains(expect)),
+                    sent,
+                    measure_from,
+                );
             }
             Err(_) => {
                 out.errors += 1;

@@ -146,6 +146,53 @@ fn start_server(bin: &PathBuf, data: &std::path::Path, url: &str, key: &str) -> 
     })
 }
 
+/// One measured path as a JSON row (`extra` adds the run's parameters); printed as a line
+/// unless the output is JSON.
+fn report(
+    server: &str,
+    mode: Mode,
+    out: &load::Outcome,
+    extra: serde_json::Value,
+    json: bool,
+) -> serde_json::Value {
+    let rps = out.latencies_us.len() as f64 / out.measured.as_secs_f64();
+    let p50 = load::percentile_ms(&out.latencies_us, 50.0);
+    let p99 = load::percentile_ms(&out.latencies_us, 99.0);
+    let max = load::percentile_ms(&out.latencies_us, 100.0);
+    let mut row = serde_json::json!({
+        "server": server,
+        "mode": mode.as_str(),
+        "requests_per_second": (rps * 10.0).round() / 10.0,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "max_ms": max,
+        "measured_requests": out.latencies_us.len(),
+        "expected_answers": out.expected,
+        "unexpected_answers": out.unexpected,
+        "errors": out.errors,
+    });
+    if let (Some(r), serde_json::Value::Object(e)) = (row.as_object_mut(), extra) {
+        r.extend(e);
+    }
+    if !json {
+        println!(
+            "{server:<10} {:<6} {rps:>9.1} req/s  p50 {p50:>7.2} ms  p99 {p99:>7.2} ms  max {max:>8.2} ms  unexpected {}  errors {}{}",
+            mode.as_str(),
+            out.unexpected,
+            out.errors,
+            if out.exhausted > 0 {
+                format!(
+                    "  (fresh OTPs ran out {} times: use more --users)",
+                    out.exhausted
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    row
+}
+
 /// Peak resident set size of a process, in MiB (Linux: VmHWM).
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -276,47 +323,23 @@ async fn main() -> Result<()> {
             Some(addr) => radius_load::run(spec, radius_load::Target::Tessera, addr).await,
             None => load::run(spec).await,
         };
-        let rps = out.latencies_us.len() as f64 / out.measured.as_secs_f64();
-        let row = serde_json::json!({
-            "server": "tessera",
-            "protocol": args.protocol,
-            "mode": mode.as_str(),
-            "backend": if args.database == "sqlite" { "sqlite" } else { "postgres" },
-            "users": args.users,
-            "concurrency": args.concurrency,
-            "pin": args.pin,
-            "two_rounds": args.two_rounds,
-            "argon2": if args.pin { format!("m={} KiB, t={}, p=1", cost.memory_kib, cost.iterations) } else { "-".into() },
-            "requests_per_second": (rps * 10.0).round() / 10.0,
-            "p50_ms": load::percentile_ms(&out.latencies_us, 50.0),
-            "p99_ms": load::percentile_ms(&out.latencies_us, 99.0),
-            "max_ms": load::percentile_ms(&out.latencies_us, 100.0),
-            "measured_requests": out.latencies_us.len(),
-            "expected_answers": out.expected,
-            "unexpected_answers": out.unexpected,
-            "errors": out.errors,
-            "exhausted": out.exhausted,
-        });
-        if !args.json {
-            println!(
-                "tessera    {:<6} {:>9.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  unexpected {}  errors {}{}",
-                mode.as_str(),
-                rps,
-                row["p50_ms"].as_f64().unwrap_or(0.0),
-                row["p99_ms"].as_f64().unwrap_or(0.0),
-                row["max_ms"].as_f64().unwrap_or(0.0),
-                out.unexpected,
-                out.errors,
-                if out.exhausted > 0 {
-                    format!(
-                        "  (fresh OTPs ran out {} times: use more --users)",
-                        out.exhausted
-                    )
-                } else {
-                    String::new()
-                }
-            );
-        }
+        let hashed = args.pin || args.two_rounds;
+        let row = report(
+            "tessera",
+            mode,
+            &out,
+            serde_json::json!({
+                "protocol": args.protocol,
+                "backend": if args.database == "sqlite" { "sqlite" } else { "postgres" },
+                "users": args.users,
+                "concurrency": args.concurrency,
+                "pin": args.pin,
+                "two_rounds": args.two_rounds,
+                "argon2": if hashed { format!("m={} KiB, t={}, p=1", cost.memory_kib, cost.iterations) } else { "-".into() },
+                "exhausted": out.exhausted,
+            }),
+            args.json,
+        );
         results.push(row);
     }
     let rss = peak_rss_mib(pid);
@@ -348,34 +371,13 @@ async fn main() -> Result<()> {
                 two_rounds: false,
             };
             let out = radius_load::run(spec, radius_load::Target::FreeRadius, fr.addr).await;
-            let rps = out.latencies_us.len() as f64 / out.measured.as_secs_f64();
-            let row = serde_json::json!({
-                "server": "freeradius",
-                "protocol": "radius",
-                "mode": mode.as_str(),
-                "users": n,
-                "concurrency": args.concurrency,
-                "requests_per_second": (rps * 10.0).round() / 10.0,
-                "p50_ms": load::percentile_ms(&out.latencies_us, 50.0),
-                "p99_ms": load::percentile_ms(&out.latencies_us, 99.0),
-                "max_ms": load::percentile_ms(&out.latencies_us, 100.0),
-                "measured_requests": out.latencies_us.len(),
-                "expected_answers": out.expected,
-                "unexpected_answers": out.unexpected,
-                "errors": out.errors,
-            });
-            if !args.json {
-                println!(
-                    "freeradius {:<6} {:>9.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  unexpected {}  errors {}",
-                    mode.as_str(),
-                    rps,
-                    row["p50_ms"].as_f64().unwrap_or(0.0),
-                    row["p99_ms"].as_f64().unwrap_or(0.0),
-                    row["max_ms"].as_f64().unwrap_or(0.0),
-                    out.unexpected,
-                    out.errors,
-                );
-            }
+            let row = report(
+                "freeradius",
+                mode,
+                &out,
+                serde_json::json!({"protocol": "radius", "users": n, "concurrency": args.concurrency}),
+                args.json,
+            );
             results.push(row);
         }
         let peak = peak_rss_mib(fr.pid());

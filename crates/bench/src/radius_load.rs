@@ -182,21 +182,7 @@ async fn worker(
         } else {
             exchange(&socket, id, rng.authenticator(), &name, &password).await
         };
-        let took = sent.elapsed();
-        match answer {
-            Some(code) => {
-                if code == expect {
-                    out.expected += 1;
-                } else {
-                    out.unexpected += 1;
-                }
-                if sent >= measure_from {
-                    out.latencies_us
-                        .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
-                }
-            }
-            None => out.errors += 1,
-        }
+        out.record(answer.map(|code| code == expect), sent, measure_from);
     }
     out.measured = spec.duration;
     out

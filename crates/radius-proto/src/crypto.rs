@@ -104,6 +104,39 @@ fn value_offsets(raw: &[u8], typ: u8) -> Vec<(usize, usize)> {
     found
 }
 
+/// Whether the Message-Authenticator whose value starts at `at` is right. `buf` must already
+/// hold the authenticator the HMAC covers; the value is zeroed in place.
+fn message_authenticator_ok(buf: &mut [u8], at: usize, secret: &[u8]) -> bool {
+    let mut received = [0u8; 16];
+    received.copy_from_slice(&buf[at..at + 16]);
+    buf[at..at + 16].fill(0);
+    bool::from(message_authenticator(buf, secret).ct_eq(&received))
+}
+
+/// Encodes a packet with `attributes` (any Message-Authenticator among them dropped), after a
+/// zeroed Message-Authenticator when `with_ma` (to be filled in at `MIN_PACKET + 2`).
+fn encode_with_ma_slot(
+    code: Code,
+    identifier: u8,
+    authenticator: [u8; 16],
+    attributes: &[Attribute],
+    with_ma: bool,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut p = Packet::new(code, identifier, authenticator);
+    p.attributes.reserve(attributes.len() + 1);
+    if with_ma {
+        p.attributes
+            .push(Attribute::new(attr::MESSAGE_AUTHENTICATOR, [0u8; 16]));
+    }
+    p.attributes.extend(
+        attributes
+            .iter()
+            .filter(|a| a.typ != attr::MESSAGE_AUTHENTICATOR)
+            .cloned(),
+    );
+    p.encode()
+}
+
 /// What checking a received request found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestCheck {
@@ -139,18 +172,11 @@ pub fn verify_request(raw: &[u8], secret: &[u8]) -> Result<RequestCheck, DecodeE
     let mas = value_offsets(&buf, attr::MESSAGE_AUTHENTICATOR);
     match mas.as_slice() {
         [] => Ok(RequestCheck::NoMessageAuthenticator),
-        [(at, 16)] => {
-            let at = *at;
-            let mut received = [0u8; 16];
-            received.copy_from_slice(&buf[at..at + 16]);
-            buf[at..at + 16].fill(0);
-            let expected = message_authenticator(&buf, secret);
-            Ok(if bool::from(expected.ct_eq(&received)) {
-                RequestCheck::Valid
-            } else {
-                RequestCheck::BadMessageAuthenticator
-            })
-        }
+        [(at, 16)] => Ok(if message_authenticator_ok(&mut buf, *at, secret) {
+            RequestCheck::Valid
+        } else {
+            RequestCheck::BadMessageAuthenticator
+        }),
         _ => Ok(RequestCheck::BadMessageAuthenticator),
     }
 }
@@ -193,17 +219,7 @@ pub fn encode_reply_to(
     attributes: &[Attribute],
     secret: &[u8],
 ) -> Result<Vec<u8>, EncodeError> {
-    let mut p = Packet::new(code, identifier, *request_authenticator);
-    p.attributes.reserve(attributes.len() + 1);
-    p.attributes
-        .push(Attribute::new(attr::MESSAGE_AUTHENTICATOR, [0u8; 16]));
-    p.attributes.extend(
-        attributes
-            .iter()
-            .filter(|a| a.typ != attr::MESSAGE_AUTHENTICATOR)
-            .cloned(),
-    );
-    let mut buf = p.encode()?;
+    let mut buf = encode_with_ma_slot(code, identifier, *request_authenticator, attributes, true)?;
     let ma = if code == Code::ACCOUNTING_RESPONSE && request_code != Code::STATUS_SERVER {
         // The Message-Authenticator of an Accounting-Response is computed over a zero
         // authenticator, as for the Accounting-Request (what FreeRADIUS and pyrad verify).
@@ -237,18 +253,13 @@ pub fn encode_request(
     } else {
         *authenticator
     };
-    let mut p = Packet::new(code, identifier, auth);
-    if message_authenticator_first {
-        p.attributes
-            .push(Attribute::new(attr::MESSAGE_AUTHENTICATOR, [0u8; 16]));
-    }
-    p.attributes.extend(
-        attributes
-            .iter()
-            .filter(|a| a.typ != attr::MESSAGE_AUTHENTICATOR)
-            .cloned(),
-    );
-    let mut buf = p.encode()?;
+    let mut buf = encode_with_ma_slot(
+        code,
+        identifier,
+        auth,
+        attributes,
+        message_authenticator_first,
+    )?;
     if message_authenticator_first {
         let ma = message_authenticator(&buf, secret);
         buf[MIN_PACKET + 2..MIN_PACKET + 18].copy_from_slice(&ma);
@@ -296,14 +307,10 @@ pub fn verify_reply(
         [] if require_message_authenticator => return Err(ReplyError::NoMessageAuthenticator),
         [] => {}
         [(at, 16)] => {
-            let at = *at;
-            let mut received = [0u8; 16];
-            received.copy_from_slice(&buf[at..at + 16]);
-            buf[at..at + 16].fill(0);
             if buf[0] == Code::ACCOUNTING_RESPONSE.0 {
                 buf[4..20].fill(0);
             }
-            if !bool::from(message_authenticator(&buf, secret).ct_eq(&received)) {
+            if !message_authenticator_ok(&mut buf, *at, secret) {
                 return Err(ReplyError::BadMessageAuthenticator);
             }
         }

@@ -8,47 +8,16 @@ mod common;
 
 use common::{Backend, TestServer};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use tessera_core::model::{Method, TokenKind};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Runs one client over the steps and returns its per-step results.
 fn peer(client: &str, venv: &str, url: &str, steps: Value) -> Vec<Value> {
-    let base = std::env::var("TESSERA_TEST_VENVS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join(".venv"));
-    let python = base.join(venv).join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: the README's test command (scripts/test.sh) installs the client peers",
-        python.display()
-    );
-    let mut child = Command::new(&python)
-        .arg(root().join("tests/peers/pi_clients.py"))
-        .args([client, url])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(steps.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{client} client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::python_peer(
+        venv,
+        "pi_clients.py",
+        &[client.to_string(), url.to_string()],
+        &steps,
+    )
 }
 
 async fn setup() -> TestServer {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Backend, TestServer, actor};
+use common::{Backend, TestServer, actor, root};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -15,46 +15,14 @@ use tessera_core::model::{Method, RadiusClient, TokenKind};
 
 const SECRET: &str = "s3cret-for-the-tests";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Runs pyrad over the steps (see tests/peers/radius_peer.py).
 fn pyrad(auth: SocketAddr, acct: SocketAddr, steps: Value) -> Vec<Value> {
-    let base = std::env::var("TESSERA_TEST_VENVS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join(".venv"));
-    let python = base.join("radius/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: the README's test command (scripts/test.sh) installs pyrad",
-        python.display()
-    );
-    let mut child = Command::new(&python)
-        .arg(root().join("tests/peers/radius_peer.py"))
-        .args([
-            auth.ip().to_string(),
-            auth.port().to_string(),
-            acct.port().to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(steps.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "pyrad peer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let args = [
+        auth.ip().to_string(),
+        auth.port().to_string(),
+        acct.port().to_string(),
+    ];
+    common::python_peer("radius", "radius_peer.py", &args, &steps)
 }
 
 /// Runs `radclient` with the attribute list on stdin; returns (exit status 0, stdout+stderr).

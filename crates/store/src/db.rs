@@ -174,6 +174,16 @@ enum WriteJob {
     },
 }
 
+impl WriteJob {
+    fn fail(self, e: StoreError) {
+        match self {
+            WriteJob::Execute { reply, .. } => drop(reply.send(Err(e))),
+            WriteJob::Query { reply, .. } => drop(reply.send(Err(e))),
+            WriteJob::Transaction { reply, .. } => drop(reply.send(Err(e))),
+        }
+    }
+}
+
 /// Writes committed together at most.
 const WRITE_BATCH: usize = 256;
 
@@ -214,18 +224,7 @@ fn run_batch(conn: &rusqlite::Connection, jobs: Vec<WriteJob>) {
     if let Err(e) = &began {
         let msg = e.to_string();
         for job in jobs {
-            let err = || StoreError::Backend(format!("cannot begin a write: {msg}"));
-            match job {
-                WriteJob::Execute { reply, .. } => {
-                    let _ = reply.send(Err(err()));
-                }
-                WriteJob::Query { reply, .. } => {
-                    let _ = reply.send(Err(err()));
-                }
-                WriteJob::Transaction { reply, .. } => {
-                    let _ = reply.send(Err(err()));
-                }
-            }
+            job.fail(StoreError::Backend(format!("cannot begin a write: {msg}")));
         }
         return;
     }
@@ -432,8 +431,14 @@ impl Sqlite {
         })
     }
 
-    fn submit(&self, job: WriteJob) -> StoreResult<()> {
-        self.jobs.send(job).map_err(|_| writer_gone())
+    /// Hands a write to the writer thread and waits until it is committed.
+    async fn write<T>(
+        &self,
+        job: impl FnOnce(tokio::sync::oneshot::Sender<StoreResult<T>>) -> WriteJob,
+    ) -> StoreResult<T> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.jobs.send(job(reply)).map_err(|_| writer_gone())?;
+        rx.await.map_err(|_| writer_gone())?
     }
 
     fn sql(&self, sql: &str) -> Arc<str> {
@@ -636,14 +641,14 @@ impl Db {
     ) -> StoreResult<Vec<Row>> {
         match self {
             Db::Sqlite(db) => {
-                let (reply, rx) = tokio::sync::oneshot::channel();
-                db.submit(WriteJob::Query {
-                    sql: db.sql(sql),
+                let sql = db.sql(sql);
+                db.write(|reply| WriteJob::Query {
+                    sql,
                     params,
                     what: what.to_string(),
                     reply,
-                })?;
-                rx.await.map_err(|_| writer_gone())?
+                })
+                .await
             }
             Db::Postgres(pool) => {
                 let rows =
@@ -665,14 +670,14 @@ impl Db {
     ) -> StoreResult<u64> {
         match self {
             Db::Sqlite(db) => {
-                let (reply, rx) = tokio::sync::oneshot::channel();
-                db.submit(WriteJob::Execute {
-                    sql: db.sql(sql),
+                let sql = db.sql(sql);
+                db.write(|reply| WriteJob::Execute {
+                    sql,
                     params,
                     what: what.to_string(),
                     reply,
-                })?;
-                rx.await.map_err(|_| writer_gone())?
+                })
+                .await
             }
             Db::Postgres(pool) => Ok(sqlx::query_with(
                 sqlx::AssertSqlSafe(sql.to_string()),
@@ -689,16 +694,16 @@ impl Db {
     pub(crate) async fn transaction(&self, stmts: Vec<Stmt>, what: &str) -> StoreResult<Vec<u64>> {
         match self {
             Db::Sqlite(db) => {
-                let (reply, rx) = tokio::sync::oneshot::channel();
-                db.submit(WriteJob::Transaction {
-                    stmts: stmts
-                        .into_iter()
-                        .map(|s| (db.sql(&s.sql), s.params))
-                        .collect(),
+                let stmts = stmts
+                    .into_iter()
+                    .map(|s| (db.sql(&s.sql), s.params))
+                    .collect();
+                db.write(|reply| WriteJob::Transaction {
+                    stmts,
                     what: what.to_string(),
                     reply,
-                })?;
-                rx.await.map_err(|_| writer_gone())?
+                })
+                .await
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(pg_err(what))?;

@@ -284,3 +284,45 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// The repository's root directory.
+pub fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs a Python test peer (`tests/peers/SCRIPT` in the venv `.venv/VENV`, which
+/// scripts/test.sh installs) with `steps` as JSON on stdin; returns its JSON list of results.
+pub fn python_peer(venv: &str, script: &str, args: &[String], steps: &Value) -> Vec<Value> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let base = std::env::var("TESSERA_TEST_VENVS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root().join(".venv"));
+    let python = base.join(venv).join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: the README's test command (scripts/test.sh) installs the test peers",
+        python.display()
+    );
+    let mut child = Command::new(&python)
+        .arg(root().join("tests/peers").join(script))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(steps.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script} ({args:?}) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
