@@ -63,6 +63,22 @@ pub struct AttrDef {
     pub encrypted: bool,
 }
 
+impl AttrDef {
+    /// Whether a reply rule may set it: not the hidden password, nor what the protocol itself
+    /// manages (Message-Authenticator, State, Proxy-State, raw Vendor-Specific).
+    pub fn settable_in_reply(&self) -> bool {
+        !self.encrypted
+            && (self.vendor != 0
+                || !matches!(
+                    self.code,
+                    attr::MESSAGE_AUTHENTICATOR
+                        | attr::VENDOR_SPECIFIC
+                        | attr::STATE
+                        | attr::PROXY_STATE
+                ))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
     #[error("unknown RADIUS attribute '{0}'")]
@@ -202,10 +218,7 @@ impl Dictionary {
     /// Encodes `text` as a value of `def`: an attribute ready for a packet (wrapped in
     /// Vendor-Specific for vendor attributes, with a zero tag for tagged integers).
     pub fn encode(&self, def: &AttrDef, text: &str) -> Result<Attribute, ValueError> {
-        if def.encrypted
-            || def.code == attr::MESSAGE_AUTHENTICATOR && def.vendor == 0
-            || def.code == attr::VENDOR_SPECIFIC && def.vendor == 0
-        {
+        if !def.settable_in_reply() {
             return Err(ValueError::NotSettable(def.name.clone()));
         }
         let invalid = |expected: &str| ValueError::Invalid {
@@ -467,6 +480,14 @@ mod tests {
             d.encode_named("Message-Authenticator", "x"),
             Err(ValueError::NotSettable(_))
         ));
+        assert!(matches!(
+            d.encode_named("State", "x"),
+            Err(ValueError::NotSettable(_))
+        ));
+        assert!(
+            d.attribute("Proxy-State")
+                .is_some_and(|a| !a.settable_in_reply())
+        );
         assert!(d.encode_named("Reply-Message", &"x".repeat(254)).is_err());
         assert!(
             d.encode_named("Fortinet-Group-Name", &"x".repeat(248))

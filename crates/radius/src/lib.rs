@@ -186,13 +186,8 @@ impl AttributeCheck for DictionaryCheck {
         })?;
         match value {
             Some(v) => dict.encode(def, v).map(|_| ()).map_err(|e| e.to_string()),
-            None => {
-                if def.encrypted || def.code == 80 && def.vendor == 0 {
-                    Err(format!("{attribute} cannot be set in a reply"))
-                } else {
-                    Ok(())
-                }
-            }
+            None if def.settable_in_reply() => Ok(()),
+            None => Err(format!("{attribute} cannot be set in a reply")),
         }
     }
 

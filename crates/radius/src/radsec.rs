@@ -244,3 +244,29 @@ async fn connection(
     drop(tx);
     let _ = write_task.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> RadsecConfig {
+        RadsecConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            client_ca: dir.join("ca.pem"),
+        }
+    }
+
+    #[test]
+    fn unreadable_or_empty_files_are_named_in_the_error() {
+        let dir = std::env::temp_dir().join(format!("tessera-radsec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = server_tls_config(&config(&dir)).unwrap_err().to_string();
+        assert!(e.contains("certificate") && e.contains("server.pem"), "{e}");
+        std::fs::write(dir.join("server.pem"), "not a certificate\n").unwrap();
+        let e = server_tls_config(&config(&dir)).unwrap_err().to_string();
+        assert!(e.contains("no certificate in the file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
