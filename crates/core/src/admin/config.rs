@@ -314,6 +314,15 @@ impl Admin {
         desired: &Declaration,
         prune: bool,
     ) -> AdminResult<Vec<PlannedChange>> {
+        Ok(self.plan_filled(desired, prune).await?.0)
+    }
+
+    /// `plan`, also returning `desired` with the stored secrets of clients given without one.
+    async fn plan_filled(
+        &self,
+        desired: &Declaration,
+        prune: bool,
+    ) -> AdminResult<(Vec<PlannedChange>, Declaration)> {
         let current = self.export().await?;
         // The result must be consistent: what is kept plus what the file brings.
         let mut effective = desired.clone();
@@ -381,7 +390,8 @@ impl Admin {
                 c.secret = cur.secret.clone();
             }
         }
-        let desired = &desired;
+        let filled = desired;
+        let desired = &filled;
         let errs = self.check_declaration(&effective);
         if !errs.is_empty() {
             return Err(AdminError::Invalid(errs));
@@ -443,7 +453,7 @@ impl Admin {
                 });
             }
         }
-        Ok(changes)
+        Ok((changes, filled))
     }
 
     /// Applies a declaration (after `plan` succeeded). Idempotent: applying the same file
@@ -454,10 +464,10 @@ impl Admin {
         desired: &Declaration,
         prune: bool,
     ) -> AdminResult<Vec<PlannedChange>> {
-        let changes = self.plan(desired, prune).await?;
+        let (changes, desired) = self.plan_filled(desired, prune).await?;
+        let desired = &desired;
         let store = self.engine.store();
         let now = self.now();
-        let current_clients = store.config_docs(ConfigKind::RadiusClient).await?;
         // Create and update first, in dependency order; delete last, in reverse order.
         for s in &desired.user_sources {
             if touches(&changes, "user_source", s.name.as_str()) {
@@ -482,18 +492,8 @@ impl Admin {
         }
         for c in &desired.radius_clients {
             if touches(&changes, "radius_client", &c.name) {
-                let mut c = c.clone();
-                if c.secret.is_none() {
-                    // Unchanged secret: keep the stored one.
-                    let stored = current_clients
-                        .iter()
-                        .find(|d| d.name.eq_ignore_ascii_case(&c.name))
-                        .map(|d| client_from_stored(store.as_ref(), d.body.clone()))
-                        .transpose()
-                        .map_err(AdminError::invalid)?;
-                    c.secret = stored.and_then(|s| s.secret);
-                }
-                let body = client_to_stored(store.as_ref(), &c).map_err(AdminError::invalid)?;
+                // `plan_filled` gave clients without a secret their stored one.
+                let body = client_to_stored(store.as_ref(), c).map_err(AdminError::invalid)?;
                 store
                     .put_config_doc(ConfigKind::RadiusClient, &c.name, &body, now)
                     .await?;
