@@ -4,6 +4,14 @@
 //! Finders return `Ok(None)` for "not there"; a database fault is always an `Err`. State changes
 //! that decide an authentication (accepting an OTP, advancing a transaction, counting a failure)
 //! are single conditional statements, so they stay correct with many nodes on one database.
+//!
+//! Durability: a write is committed when it returns, except the *deciding* writes marked below
+//! (`accept_otp`, `record_otp_failures`, `set_resync_state`, `record_auth_failure`,
+//! `clear_lock`). Their answer is final when they return (every later write sees them), but the
+//! embedded store may commit them only together with the caller's next write. A caller
+//! therefore makes a committed write (the audit record of the decision) before it tells anyone
+//! the outcome, and then checks that [`Store::lost_writes`] did not move since before the
+//! deciding writes. This saves a commit wait per login.
 
 use crate::ids::{Serial, SourceName, TransactionId, UserId, UserRef};
 use crate::model::{
@@ -27,6 +35,18 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Fails when a deciding write answered since `before` (a [`Store::lost_writes`] reading) was
+/// lost: called after the caller's committed write, before it answers.
+pub fn ensure_kept(store: &dyn Store, before: u64) -> StoreResult<()> {
+    if store.lost_writes() == before {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(
+            "a write of this request could not be committed; nothing was decided".into(),
+        ))
+    }
+}
 
 /// The kinds of named configuration documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,6 +137,10 @@ pub struct TokenFilter {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+    /// Counts the deciding writes (see the module documentation) that were answered and then
+    /// not committed. A change between before a caller's deciding writes and after its committed
+    /// write means some of them may be lost: the caller must fail instead of answering.
+    fn lost_writes(&self) -> u64;
     async fn ping(&self) -> StoreResult<()>;
 
     // --- meta (bootstrap flags, key check) ---
@@ -180,6 +204,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// accepted before: the token's counter becomes `counter + 1`, its fail counter and any
     /// pending resync are cleared and (unless `count_auth` is false) its counters are bumped.
     /// Returns false when the OTP was already used, by this or by a concurrent request.
+    /// Deciding (see the module documentation).
     async fn accept_otp(
         &self,
         serial: &Serial,
@@ -188,14 +213,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         count_auth: bool,
     ) -> StoreResult<bool>;
     /// Increases the fail counters (up to each token's maximum, stamping the time it was
-    /// reached) and the authentication counters.
+    /// reached) and the authentication counters. Deciding.
     async fn record_otp_failures(
         &self,
         serials: &[Serial],
         now: i64,
         count_auth: bool,
     ) -> StoreResult<()>;
-    /// Remembers (or forgets, with `None`) the first OTP of an automatic resync.
+    /// Remembers (or forgets, with `None`) the first OTP of an automatic resync. Deciding.
     async fn set_resync_state(
         &self,
         serial: &Serial,
@@ -226,7 +251,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // --- lockout ---
     async fn lock_state(&self, key: &str) -> StoreResult<Option<LockState>>;
-    /// Counts one failure atomically and locks when the budget is used up.
+    /// Counts one failure atomically and locks when the budget is used up. Deciding.
     async fn record_auth_failure(
         &self,
         key: &str,
@@ -234,6 +259,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
         policy: &LockPolicy,
     ) -> StoreResult<LockState>;
+    /// Deciding.
     async fn clear_lock(&self, key: &str) -> StoreResult<()>;
 
     // --- audit ---

@@ -71,7 +71,8 @@ type Pending = (AuditRecord, oneshot::Sender<Result<(), String>>);
 
 /// Writes audit records with group commit: the records queued while one write is under way go
 /// together in the next transaction. Each caller returns only after its record is committed, so
-/// nothing acknowledged is lost; under load, many records share one commit.
+/// nothing acknowledged is lost; under load, many records share one commit. (PostgreSQL only:
+/// SQLite's writer thread commits in groups itself, so records go straight to it.)
 #[derive(Debug, Clone)]
 pub(crate) struct AuditSink {
     queue: mpsc::Sender<Pending>,
@@ -122,7 +123,14 @@ impl AuditSink {
 
 impl SqlStore {
     pub(crate) async fn append_audit_impl(&self, r: &AuditRecord) -> StoreResult<()> {
-        self.audit.append(r.clone()).await
+        match &self.db {
+            Db::Sqlite(_) => {
+                let Stmt { sql, params } = insert(r);
+                self.db.execute(&sql, params, "audit record").await?;
+                Ok(())
+            }
+            Db::Postgres(_) => self.audit.append(r.clone()).await,
+        }
     }
 
     pub(crate) async fn query_audit_impl(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {

@@ -6,6 +6,9 @@
 //!   microseconds, so running it inline costs less than handing it to another thread). Writes go
 //!   to one writer thread that commits whatever is queued in one transaction (group commit): every
 //!   caller is answered after the commit that holds its write, and a commit serves many requests.
+//!   A reader keeps its read transaction (its snapshot, and the pages it has cached) across
+//!   queries until this process commits again (see [`Reader`]), so every acknowledged write is
+//!   seen by every later read, without paying SQLite's locking and page-cache reset per query.
 //! - PostgreSQL through sqlx's pool.
 //!
 //! Values and rows are a small common model ([`Val`], [`Row`]): integers, text, blobs and typed
@@ -14,7 +17,9 @@
 use sqlx::postgres::{PgArguments, PgPool, PgRow};
 use sqlx::{Arguments, Column, Row as _, TypeInfo};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tessera_core::store::{StoreError, StoreResult};
 
 /// A bound value.
@@ -153,18 +158,32 @@ fn classify(conflict: bool, what: &str, detail: String) -> StoreError {
 
 // ------------------------------------------------------------------ SQLite
 
+/// When the writer answers a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// After the commit that holds it.
+    Committed,
+    /// As soon as it ran: its result is final (the writer runs writes one after another, so any
+    /// later write sees it) but it becomes durable only with its batch's commit. For the writes
+    /// that decide a login, whose caller makes a committed write (the audit record) before it
+    /// answers anyone and then checks [`Db::lost_writes`]: one commit wait per login, not two.
+    Decided,
+}
+
 /// A write for the writer thread, with where to send its result.
 enum WriteJob {
     Execute {
         sql: Arc<str>,
         params: Vec<Val>,
         what: String,
+        answer: Answer,
         reply: tokio::sync::oneshot::Sender<StoreResult<u64>>,
     },
     Query {
         sql: Arc<str>,
         params: Vec<Val>,
         what: String,
+        answer: Answer,
         reply: tokio::sync::oneshot::Sender<StoreResult<Vec<Row>>>,
     },
     Transaction {
@@ -185,10 +204,29 @@ impl WriteJob {
 }
 
 /// Writes committed together at most.
-const WRITE_BATCH: usize = 256;
+const WRITE_BATCH: usize = 512;
+/// How long a batch takes in the writes that keep arriving, at most.
+const WRITE_BATCH_TIME: Duration = Duration::from_millis(2);
 
 /// A finished write waiting for its commit: sends its result, or the commit's error.
 type Pending = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// Answers a write now (decided) or queues its answer for the commit.
+fn answer<T: Send + 'static>(
+    done: &mut Vec<Pending>,
+    decided: &mut bool,
+    when: Answer,
+    reply: tokio::sync::oneshot::Sender<StoreResult<T>>,
+    result: StoreResult<T>,
+) {
+    match when {
+        Answer::Committed => done.push(pending(reply, result)),
+        Answer::Decided => {
+            *decided = true;
+            let _ = reply.send(result);
+        }
+    }
+}
 
 fn pending<T: Send + 'static>(
     reply: tokio::sync::oneshot::Sender<StoreResult<T>>,
@@ -205,49 +243,95 @@ fn pending<T: Send + 'static>(
 
 /// The writer thread: takes the queued writes, runs each (a multi-statement transaction inside a
 /// savepoint, so it stays all or nothing), commits once, then answers every caller.
-fn writer_loop(conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<WriteJob>) {
+fn writer_loop(
+    conn: rusqlite::Connection,
+    rx: std::sync::mpsc::Receiver<WriteJob>,
+    commits: Arc<AtomicU64>,
+    columns: Arc<Columns>,
+    readers: Arc<[Mutex<Reader>]>,
+    lost: Arc<AtomicU64>,
+) {
+    let mut restarted = Instant::now();
     while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
+        run_batch(&conn, first, &rx, &commits, &columns, &lost);
+        if restarted.elapsed() >= WAL_RESTART_EVERY {
+            restart_wal(&conn, &readers);
+            restarted = Instant::now();
         }
-        run_batch(&conn, jobs);
     }
 }
 
-fn run_batch(conn: &rusqlite::Connection, jobs: Vec<WriteJob>) {
-    let mut done: Vec<Pending> = Vec::with_capacity(jobs.len());
-    let began = conn.execute_batch("BEGIN IMMEDIATE");
+/// How often the writer lets the write-ahead log start again from its beginning.
+const WAL_RESTART_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies what is left of the write-ahead log into the database and has the next commit write
+/// the log from its beginning again, so that it does not grow without end.
+///
+/// SQLite restarts the log only at a moment when no reader still uses it, and readers keep
+/// their snapshots between commits (see [`Reader`]): so the readers are held and their
+/// snapshots ended for the moment this takes. The checkpoint thread has already copied nearly
+/// everything, so that is the copy of the last commit or two and a sync.
+fn restart_wal(conn: &rusqlite::Connection, readers: &[Mutex<Reader>]) {
+    let mut held: Vec<MutexGuard<'_, Reader>> = readers.iter().map(lock).collect();
+    for r in held.iter_mut() {
+        r.release();
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(RESTART);") {
+        tracing::warn!(error = %e, "SQLite write-ahead log checkpoint failed");
+    }
+    drop(held);
+}
+
+/// Runs one of the writer's fixed statements (BEGIN, COMMIT, …) through the statement cache.
+fn control(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Runs `first` and the writes that arrive while the batch runs (up to [`WRITE_BATCH`] and
+/// [`WRITE_BATCH_TIME`]; among them the audit records of the logins whose deciding writes the
+/// batch answered), then commits once.
+fn run_batch(
+    conn: &rusqlite::Connection,
+    first: WriteJob,
+    rx: &std::sync::mpsc::Receiver<WriteJob>,
+    commits: &AtomicU64,
+    columns: &Columns,
+    lost: &AtomicU64,
+) {
+    let started = Instant::now();
+    let mut done: Vec<Pending> = Vec::new();
+    // Whether a write of this batch was answered before its commit.
+    let mut decided = false;
+    let began = control(conn, "BEGIN IMMEDIATE");
     if let Err(e) = &began {
-        let msg = e.to_string();
-        for job in jobs {
-            job.fail(StoreError::Backend(format!("cannot begin a write: {msg}")));
-        }
+        first.fail(StoreError::Backend(format!("cannot begin a write: {e}")));
         return;
     }
-    for job in jobs {
+    let mut next = Some(first);
+    let mut ran = 0;
+    while let Some(job) = next.take() {
+        ran += 1;
         match job {
             WriteJob::Execute {
                 sql,
                 params,
                 what,
+                answer: when,
                 reply,
-            } => done.push(pending(
-                reply,
-                Sqlite::run_execute(conn, &sql, &params, &what),
-            )),
+            } => {
+                let result = Sqlite::run_execute(conn, &sql, &params, &what);
+                answer(&mut done, &mut decided, when, reply, result);
+            }
             WriteJob::Query {
                 sql,
                 params,
                 what,
+                answer: when,
                 reply,
-            } => done.push(pending(
-                reply,
-                Sqlite::run_query(conn, &sql, &params, &what),
-            )),
+            } => {
+                let result = Sqlite::run_query(conn, columns, &sql, &params, &what);
+                answer(&mut done, &mut decided, when, reply, result);
+            }
             WriteJob::Transaction { stmts, what, reply } => {
                 let result = (|| {
                     conn.execute_batch("SAVEPOINT tessera_job")
@@ -273,19 +357,48 @@ fn run_batch(conn: &rusqlite::Connection, jobs: Vec<WriteJob>) {
         if conn.is_autocommit() {
             // An I/O or disk-full error rolled the whole transaction back: nothing of this
             // batch is stored.
+            if decided {
+                lost.fetch_add(1, Ordering::Release);
+            }
             for p in done {
                 p(Some("the transaction was rolled back after an error"));
             }
             return;
         }
+        if ran < WRITE_BATCH && started.elapsed() < WRITE_BATCH_TIME {
+            next = rx.try_recv().ok();
+        }
     }
-    let commit = conn.execute_batch("COMMIT");
+    let commit = control(conn, "COMMIT");
     let commit_error = commit.err().map(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         e.to_string()
     });
+    if commit_error.is_some() && decided {
+        lost.fetch_add(1, Ordering::Release);
+    }
+    // Before anyone is answered: every read that starts after an answer takes a new snapshot.
+    commits.fetch_add(1, Ordering::Release);
     for p in done {
         p(commit_error.as_deref());
+    }
+}
+
+/// The column names of each query, by its text (as its prepared statement is cached too).
+#[derive(Default)]
+struct Columns(Mutex<HashMap<Arc<str>, Arc<Vec<String>>>>);
+
+impl Columns {
+    fn of(&self, sql: &Arc<str>, stmt: &rusqlite::Statement<'_>) -> Arc<Vec<String>> {
+        let mut cache = lock(&self.0);
+        if let Some(c) = cache.get(sql) {
+            return c.clone();
+        }
+        let cols: Arc<Vec<String>> = Arc::new(stmt.column_names().map(|c| c.to_string()).collect());
+        if cache.len() < 10_000 {
+            cache.insert(sql.clone(), cols.clone());
+        }
+        cols
     }
 }
 
@@ -296,10 +409,65 @@ pub(crate) struct Sqlite {
     jobs: std::sync::mpsc::Sender<WriteJob>,
     /// Dropped with the store: stops the checkpoint thread.
     _checkpoints: std::sync::mpsc::Sender<()>,
-    readers: Vec<Mutex<rusqlite::Connection>>,
+    readers: Arc<[Mutex<Reader>]>,
+    /// Commits made by this process (the writer thread, migrations): a reader's snapshot older
+    /// than the last of them is renewed before its next query.
+    commits: Arc<AtomicU64>,
+    /// Batches whose commit failed after a write of theirs was answered as decided.
+    lost: Arc<AtomicU64>,
     /// `$N` → `?N` translations, by original text.
     translated: Mutex<HashMap<String, Arc<str>>>,
+    columns: Arc<Columns>,
     next_reader: std::sync::atomic::AtomicUsize,
+}
+
+/// How long a reader may keep a snapshot without a commit of this process in between: what
+/// another process (the CLI, `sqlite3`) writes is seen after this at the latest.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(5);
+
+/// A reader connection and the read transaction it holds open.
+///
+/// SQLite begins and ends a read transaction around every statement run outside one, and in WAL
+/// mode that takes and drops shared-memory locks (a process-wide mutex and `fcntl` calls) and,
+/// whenever the database changed, throws the connection's page cache away. Under load that was
+/// half of the time a query took. A reader therefore keeps one read transaction for as long as
+/// nothing was committed by this process ([`Sqlite::commits`]) and for at most
+/// [`SNAPSHOT_MAX_AGE`]; queries in between share its snapshot and its cached pages.
+pub(crate) struct Reader {
+    conn: rusqlite::Connection,
+    /// The commit count and the time the open read transaction began at.
+    snapshot: Option<(u64, Instant)>,
+}
+
+impl Reader {
+    fn new(conn: rusqlite::Connection) -> Self {
+        Reader {
+            conn,
+            snapshot: None,
+        }
+    }
+
+    /// Ends the read transaction (letting checkpoints past it).
+    fn release(&mut self) {
+        if self.snapshot.take().is_some() && !self.conn.is_autocommit() {
+            let _ = control(&self.conn, "COMMIT");
+        }
+    }
+
+    /// Makes sure the connection reads a snapshot taken after commit number `commits`.
+    fn renew(&mut self, commits: u64, now: Instant) -> StoreResult<&rusqlite::Connection> {
+        let fresh = self
+            .snapshot
+            .is_some_and(|(c, at)| c == commits && now.duration_since(at) < SNAPSHOT_MAX_AGE)
+            && !self.conn.is_autocommit();
+        if !fresh {
+            self.release();
+            // Deferred: the snapshot is taken by the first query, after `commits` was read.
+            control(&self.conn, "BEGIN").map_err(sqlite_err("read"))?;
+            self.snapshot = Some((commits, now));
+        }
+        Ok(&self.conn)
+    }
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -388,10 +556,12 @@ impl Sqlite {
         }
         let mut pool = Vec::new();
         for _ in 0..readers.max(1) {
-            pool.push(Mutex::new(
+            pool.push(Mutex::new(Reader::new(
                 open_sqlite(path, false).map_err(|e| e.to_string())?,
-            ));
+            )));
         }
+        let readers: Arc<[Mutex<Reader>]> = pool.into();
+        let commits = Arc::new(AtomicU64::new(0));
         let (jobs, rx) = std::sync::mpsc::channel();
         let batch_conn = open_sqlite(path, false).map_err(|e| e.to_string())?;
         // Checkpoints (copying the write-ahead log into the database file, with an fsync) run
@@ -407,26 +577,56 @@ impl Sqlite {
             .map_err(|e| e.to_string())?;
         let checkpoint_conn = open_sqlite(path, false).map_err(|e| e.to_string())?;
         let (checkpoints, stop) = std::sync::mpsc::channel::<()>();
+        let idle = readers.clone();
         std::thread::Builder::new()
             .name("tessera-sqlite-checkpoint".into())
             .spawn(move || {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stop.recv_timeout(std::time::Duration::from_millis(500))
                 {
+                    // A reader left idle would keep its old snapshot, and no checkpoint could
+                    // copy what was committed after it: end those first.
+                    let now = Instant::now();
+                    for r in idle.iter() {
+                        if let Ok(mut r) = r.try_lock()
+                            && r.snapshot
+                                .is_some_and(|(_, at)| now.duration_since(at) >= SNAPSHOT_MAX_AGE)
+                        {
+                            r.release();
+                        }
+                    }
                     let _ = checkpoint_conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
                 }
             })
             .map_err(|e| format!("cannot start the SQLite checkpoint thread: {e}"))?;
+        let writer_commits = commits.clone();
+        let columns = Arc::new(Columns::default());
+        let writer_columns = columns.clone();
+        let writer_readers = readers.clone();
+        let lost = Arc::new(AtomicU64::new(0));
+        let writer_lost = lost.clone();
         std::thread::Builder::new()
             .name("tessera-sqlite-writer".into())
-            .spawn(move || writer_loop(batch_conn, rx))
+            .spawn(move || {
+                writer_loop(
+                    batch_conn,
+                    rx,
+                    writer_commits,
+                    writer_columns,
+                    writer_readers,
+                    writer_lost,
+                )
+            })
             .map_err(|e| format!("cannot start the SQLite writer thread: {e}"))?;
         Ok(Sqlite {
             writer: Mutex::new(writer),
             jobs,
             _checkpoints: checkpoints,
-            readers: pool,
+            readers,
+            commits,
+            lost,
             translated: Mutex::new(HashMap::new()),
+            columns,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
         })
     }
@@ -453,9 +653,9 @@ impl Sqlite {
         t
     }
 
-    fn reader(&self) -> MutexGuard<'_, rusqlite::Connection> {
+    fn reader(&self) -> MutexGuard<'_, Reader> {
         // A free reader if there is one, else wait for the next in turn.
-        for r in &self.readers {
+        for r in self.readers.iter() {
             if let Ok(g) = r.try_lock() {
                 return g;
             }
@@ -469,12 +669,13 @@ impl Sqlite {
 
     fn run_query(
         conn: &rusqlite::Connection,
-        sql: &str,
+        columns: &Columns,
+        sql: &Arc<str>,
         params: &[Val],
         what: &str,
     ) -> StoreResult<Vec<Row>> {
         let mut stmt = conn.prepare_cached(sql).map_err(sqlite_err(what))?;
-        let cols: Arc<Vec<String>> = Arc::new(stmt.column_names().map(|c| c.to_string()).collect());
+        let cols = columns.of(sql, &stmt);
         let n = cols.len();
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params.iter()))
@@ -614,8 +815,10 @@ impl Db {
         match self {
             Db::Sqlite(db) => {
                 let sql = db.sql(sql);
-                let conn = db.reader();
-                Sqlite::run_query(&conn, &sql, &params, "row")
+                let commits = db.commits.load(Ordering::Acquire);
+                let mut reader = db.reader();
+                let conn = reader.renew(commits, Instant::now())?;
+                Sqlite::run_query(conn, &db.columns, &sql, &params, "row")
             }
             Db::Postgres(pool) => {
                 let rows =
@@ -639,6 +842,18 @@ impl Db {
         params: Vec<Val>,
         what: &str,
     ) -> StoreResult<Vec<Row>> {
+        self.write_query_answered(sql, params, what, Answer::Committed)
+            .await
+    }
+
+    /// [`Db::write_query`], answered when `answer` says (PostgreSQL: always committed).
+    pub(crate) async fn write_query_answered(
+        &self,
+        sql: &str,
+        params: Vec<Val>,
+        what: &str,
+        answer: Answer,
+    ) -> StoreResult<Vec<Row>> {
         match self {
             Db::Sqlite(db) => {
                 let sql = db.sql(sql);
@@ -646,6 +861,7 @@ impl Db {
                     sql,
                     params,
                     what: what.to_string(),
+                    answer,
                     reply,
                 })
                 .await
@@ -668,6 +884,18 @@ impl Db {
         params: Vec<Val>,
         what: &str,
     ) -> StoreResult<u64> {
+        self.execute_answered(sql, params, what, Answer::Committed)
+            .await
+    }
+
+    /// [`Db::execute`], answered when `answer` says (PostgreSQL: always committed).
+    pub(crate) async fn execute_answered(
+        &self,
+        sql: &str,
+        params: Vec<Val>,
+        what: &str,
+        answer: Answer,
+    ) -> StoreResult<u64> {
         match self {
             Db::Sqlite(db) => {
                 let sql = db.sql(sql);
@@ -675,6 +903,7 @@ impl Db {
                     sql,
                     params,
                     what: what.to_string(),
+                    answer,
                     reply,
                 })
                 .await
@@ -758,6 +987,7 @@ impl Db {
                         .map_err(sqlite_err("migration"))?;
                     }
                     tx.commit().map_err(sqlite_err("migration"))?;
+                    db.commits.fetch_add(1, Ordering::Release);
                     have > 0
                 }
                 Db::Postgres(pool) => {
@@ -801,10 +1031,22 @@ impl Db {
         Ok(applied)
     }
 
+    /// How many times a write answered as [`Answer::Decided`] was then lost (its batch failed
+    /// to commit). Never moves on PostgreSQL, whose writes are answered once committed.
+    pub(crate) fn lost_writes(&self) -> u64 {
+        match self {
+            Db::Sqlite(db) => db.lost.load(Ordering::Acquire),
+            Db::Postgres(_) => 0,
+        }
+    }
+
     pub(crate) async fn close(&self) {
         match self {
             Db::Sqlite(db) => {
-                // Fold the write-ahead log into the database file.
+                // Fold the write-ahead log into the database file (no snapshot may hold it).
+                for r in db.readers.iter() {
+                    lock(r).release();
+                }
                 let conn = lock(&db.writer);
                 let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
             }

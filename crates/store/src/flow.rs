@@ -1,7 +1,7 @@
 //! Transactions (pending challenges) and lockout counters.
 
 use crate::SqlStore;
-use crate::db::{Row, params};
+use crate::db::{Answer, Row, params};
 use tessera_core::ids::{AppName, RealmName, Serial, SourceName, TransactionId, UserId, UserRef};
 use tessera_core::model::{Transaction, TxStatus};
 use tessera_core::store::{FailKind, LockPolicy, LockState, StoreError, StoreResult};
@@ -205,7 +205,7 @@ impl SqlStore {
         );
         let rows = self
             .db
-            .write_query(
+            .write_query_answered(
                 &sql,
                 params![
                     key,
@@ -218,6 +218,7 @@ impl SqlStore {
                     p.interval_secs
                 ],
                 "lockout",
+                Answer::Decided,
             )
             .await?;
         let row = rows
@@ -228,10 +229,11 @@ impl SqlStore {
 
     pub(crate) async fn clear_lock_impl(&self, key: &str) -> StoreResult<()> {
         self.db
-            .execute(
+            .execute_answered(
                 "DELETE FROM lockouts WHERE key = $1",
                 params![key],
                 "lockout",
+                Answer::Decided,
             )
             .await?;
         Ok(())

@@ -20,6 +20,10 @@ impl Store for SqlStore {
         self.backend.as_str()
     }
 
+    fn lost_writes(&self) -> u64 {
+        self.db.lost_writes()
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.db.query("SELECT 1 AS one", vec![]).await?;
         Ok(())

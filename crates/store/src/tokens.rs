@@ -1,7 +1,7 @@
 //! Tokens: sealed seeds, the single-use OTP counter, fail counters.
 
 use crate::SqlStore;
-use crate::db::{Row, params};
+use crate::db::{Answer, Row, params};
 use tessera_core::ids::{Serial, SourceName, UserId, UserRef};
 use tessera_core::model::{NewToken, Token, TokenKind, TokenPatch, TokenState};
 use tessera_core::store::{StoreError, StoreResult, TokenFilter};
@@ -246,13 +246,14 @@ impl SqlStore {
     ) -> StoreResult<bool> {
         let n = self
             .db
-            .execute(
+            .execute_answered(
                 "UPDATE tokens SET counter = $2 + 1, fail_count = 0, fail_exceeded_at = NULL, \
                    resync_counter = NULL, resync_at = NULL, count_auth = count_auth + $4, \
                    count_auth_success = count_auth_success + $4, last_auth = $3 \
                  WHERE serial = $1 AND counter <= $2 AND state = 'enabled'",
                 params![&serial.0, counter, now, count_auth],
                 "token",
+                Answer::Decided,
             )
             .await?;
         Ok(n == 1)
@@ -266,7 +267,7 @@ impl SqlStore {
     ) -> StoreResult<()> {
         for serial in serials {
             self.db
-                .execute(
+                .execute_answered(
                     "UPDATE tokens SET \
                        fail_exceeded_at = CASE WHEN fail_count + 1 >= max_fail AND fail_exceeded_at IS NULL \
                                                THEN $2 ELSE fail_exceeded_at END, \
@@ -275,6 +276,7 @@ impl SqlStore {
                      WHERE serial = $1",
                     params![&serial.0, now, count_auth],
                     "token",
+                    Answer::Decided,
                 )
                 .await?;
         }
@@ -288,10 +290,11 @@ impl SqlStore {
         at: Option<i64>,
     ) -> StoreResult<()> {
         self.db
-            .execute(
+            .execute_answered(
                 "UPDATE tokens SET resync_counter = $2, resync_at = $3 WHERE serial = $1",
                 params![&serial.0, counter, at],
                 "token",
+                Answer::Decided,
             )
             .await?;
         Ok(())

@@ -95,6 +95,7 @@ contract!(
     audit_append_and_query,
     admins_and_sessions,
     purge_expired_removes_old_rows,
+    writes_of_another_process_are_seen,
 );
 
 fn user(source: &str, id: &str, name: &str) -> User {
@@ -781,4 +782,47 @@ async fn purge_expired_removes_old_rows(h: &Harness) {
             .unwrap()
             .is_some()
     );
+}
+
+/// Another process on the same database (the CLI beside a running server, a second node) is
+/// seen promptly, although SQLite readers keep their snapshot between this process's commits.
+async fn writes_of_another_process_are_seen(h: &Harness) {
+    let s = &h.store;
+    let src = SourceName("local".into());
+    // Reads first, so that a reader holds a snapshot from before the other write.
+    for _ in 0..3 {
+        assert!(s.local_user_by_name(&src, "zed").await.unwrap().is_none());
+    }
+    let other = SqlStore::open(&h.url, &h.key, &StoreOptions::default())
+        .await
+        .unwrap();
+    other
+        .create_local_user(
+            &NewLocalUser {
+                user: user("local", "z1", "zed"),
+                password_hash: None,
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    // Well past the embedded store's snapshot age (5 ms).
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let seen = s.local_user_by_name(&src, "zed").await.unwrap();
+    assert_eq!(seen.map(|u| u.user.id.0), Some("z1".to_string()));
+    // And this process's own writes are seen at once by its next read.
+    s.update_local_user(
+        &src,
+        &UserId("z1".into()),
+        &UserPatch {
+            email: Some(Some("zed@example.org".into())),
+            ..UserPatch::default()
+        },
+        11,
+    )
+    .await
+    .unwrap();
+    let seen = s.local_user_by_name(&src, "zed").await.unwrap().unwrap();
+    assert_eq!(seen.user.email.as_deref(), Some("zed@example.org"));
+    assert_eq!(s.lost_writes(), 0);
 }

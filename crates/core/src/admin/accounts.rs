@@ -170,6 +170,7 @@ impl Admin {
         let settings = self.engine.snapshot().settings.clone();
         let now = self.now();
         let key = format!("admin\u{1f}{}", name.to_lowercase());
+        let lost_before = store.lost_writes();
         let locked = settings.account_locking
             && store
                 .lock_state(&key)
@@ -211,6 +212,7 @@ impl Admin {
             };
             self.audit(&actor, "admin_login", target, "reject", reason)
                 .await?;
+            crate::store::ensure_kept(store.as_ref(), lost_before)?;
             return Ok(None);
         };
         store.clear_lock(&key).await?;
@@ -225,6 +227,7 @@ impl Admin {
         store.create_session(&session).await?;
         self.audit(&actor, "admin_login", target, "ok", "signed in")
             .await?;
+        crate::store::ensure_kept(store.as_ref(), lost_before)?;
         Ok(Some(LoginResult { token, session }))
     }
 

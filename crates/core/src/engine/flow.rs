@@ -50,6 +50,7 @@ impl Engine {
         ctx: &RequestCtx,
     ) -> Result<Outcome, EngineError> {
         let snap = self.snapshot();
+        let lost_before = self.ports.store.lost_writes();
         let mut login = Login {
             snap: &snap,
             ctx,
@@ -83,6 +84,8 @@ impl Engine {
         };
         self.record_action(&login, "authenticate", outcome.result_str(), reason)
             .await?;
+        // The deciding writes of this login are committed with (or before) its audit record.
+        crate::store::ensure_kept(self.ports.store.as_ref(), lost_before)?;
         Ok(outcome)
     }
 
