@@ -11,7 +11,8 @@
 //! embedded store may commit them only together with the caller's next write. A caller
 //! therefore makes a committed write (the audit record of the decision) before it tells anyone
 //! the outcome, and then checks that [`Store::lost_writes`] did not move since before the
-//! deciding writes. This saves a commit wait per login.
+//! deciding writes. Until then reads may not see them; [`Store::flush`] waits for that. This
+//! saves a commit wait per login.
 
 use crate::ids::{Serial, SourceName, TransactionId, UserId, UserRef};
 use crate::model::{
@@ -141,6 +142,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// not committed. A change between before a caller's deciding writes and after its committed
     /// write means some of them may be lost: the caller must fail instead of answering.
     fn lost_writes(&self) -> u64;
+    /// Returns once every write answered so far is committed (and so seen by reads): for a
+    /// caller that reads back what its deciding writes changed.
+    async fn flush(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
 
     // --- meta (bootstrap flags, key check) ---

@@ -123,13 +123,13 @@ impl AuditSink {
 
 impl SqlStore {
     pub(crate) async fn append_audit_impl(&self, r: &AuditRecord) -> StoreResult<()> {
-        match &self.db {
-            Db::Sqlite(_) => {
+        match &self.audit {
+            Some(sink) => sink.append(r.clone()).await,
+            None => {
                 let Stmt { sql, params } = insert(r);
                 self.db.execute(&sql, params, "audit record").await?;
                 Ok(())
             }
-            Db::Postgres(_) => self.audit.append(r.clone()).await,
         }
     }
 

@@ -31,7 +31,8 @@ pub struct SqlStore {
     backend: Backend,
     db: db::Db,
     sealer: Sealer,
-    audit: audit::AuditSink,
+    /// PostgreSQL's audit batching (SQLite's writer thread batches by itself).
+    audit: Option<audit::AuditSink>,
 }
 
 impl SqlStore {

@@ -161,7 +161,10 @@ impl SqlStore {
         }
         let store = SqlStore {
             backend,
-            audit: crate::audit::AuditSink::start(db.clone()),
+            audit: match &db {
+                crate::db::Db::Postgres(_) => Some(crate::audit::AuditSink::start(db.clone())),
+                crate::db::Db::Sqlite(_) => None,
+            },
             db,
             sealer: Sealer::new(key),
         };

@@ -24,6 +24,10 @@ impl Store for SqlStore {
         self.db.lost_writes()
     }
 
+    async fn flush(&self) -> StoreResult<()> {
+        self.db.flush().await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.db.query("SELECT 1 AS one", vec![]).await?;
         Ok(())

@@ -399,6 +399,8 @@ async fn accept_otp_is_single_use(h: &Harness) {
     );
     assert!(!s.accept_otp(&serial, 4, 101, true).await.unwrap(), "older");
     assert!(s.accept_otp(&serial, 7, 102, true).await.unwrap());
+    // Deciding writes are seen by reads once committed.
+    s.flush().await.unwrap();
     let t = s.token(&serial).await.unwrap().unwrap();
     assert_eq!(t.counter, 8);
     assert_eq!(t.count_auth_success, 2);
@@ -425,6 +427,7 @@ async fn accept_otp_is_single_use(h: &Harness) {
     .await
     .unwrap();
     assert!(s.accept_otp(&serial, 9, 104, false).await.unwrap());
+    s.flush().await.unwrap();
     assert_eq!(
         s.token(&serial).await.unwrap().unwrap().count_auth_success,
         2
@@ -461,6 +464,7 @@ async fn fail_counter_caps_and_stamps(h: &Harness) {
             .await
             .unwrap();
     }
+    s.flush().await.unwrap();
     let t = s.token(&serial).await.unwrap().unwrap();
     assert_eq!(t.fail_count, 3, "capped at max_fail");
     assert_eq!(t.fail_exceeded_at, Some(30), "stamped once, when reached");
@@ -470,12 +474,14 @@ async fn fail_counter_caps_and_stamps(h: &Harness) {
     assert!(!t.is_locked_by_failcount(30 + 60, 1));
     // A success clears the counter and the stamp.
     assert!(s.accept_otp(&serial, 1, 100, true).await.unwrap());
+    s.flush().await.unwrap();
     let t = s.token(&serial).await.unwrap().unwrap();
     assert_eq!((t.fail_count, t.fail_exceeded_at), (0, None));
 
     s.set_resync_state(&serial, Some(77), Some(5))
         .await
         .unwrap();
+    s.flush().await.unwrap();
     let t = s.token(&serial).await.unwrap().unwrap();
     assert_eq!((t.resync_counter, t.resync_at), (Some(77), Some(5)));
 }
@@ -618,6 +624,7 @@ async fn lockout_counts_locks_and_resets(h: &Harness) {
     assert_eq!(st.otp_fails, 2);
     assert_eq!(st.locked_until, Some(1620), "OTP budget used up");
     assert!(st.is_locked(1619) && !st.is_locked(1620));
+    s.flush().await.unwrap();
     assert_eq!(s.lock_state("k").await.unwrap(), Some(st));
     // After the lock ran out the count starts afresh.
     let st = s
@@ -638,6 +645,7 @@ async fn lockout_counts_locks_and_resets(h: &Harness) {
         (1, 0, 2000)
     );
     s.clear_lock("k").await.unwrap();
+    s.flush().await.unwrap();
     assert_eq!(s.lock_state("k").await.unwrap(), None);
     // A budget of one locks on the first failure.
     let one = LockPolicy {
