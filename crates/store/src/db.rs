@@ -276,9 +276,13 @@ fn restart_wal(conn: &rusqlite::Connection, readers: &[Mutex<Reader>]) {
     for r in held.iter_mut() {
         r.release();
     }
+    // Another process reading (`sqlite3 .backup`) keeps the log in use: then the restart waits
+    // for a later turn instead of for the busy timeout, which would stall every request.
+    let _ = conn.busy_timeout(Duration::ZERO);
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(RESTART);") {
         tracing::warn!(error = %e, "SQLite write-ahead log checkpoint failed");
     }
+    let _ = conn.busy_timeout(BUSY_TIMEOUT);
     drop(held);
 }
 
@@ -525,6 +529,9 @@ impl rusqlite::types::ToSql for Val {
     }
 }
 
+/// How long a statement waits for a lock another process holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn open_sqlite(path: &str, writer: bool) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -532,7 +539,7 @@ fn open_sqlite(path: &str, writer: bool) -> rusqlite::Result<rusqlite::Connectio
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = rusqlite::Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(128);
     if writer {
         conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -834,3 +834,34 @@ async fn writes_of_another_process_are_seen(h: &Harness) {
     assert_eq!(seen.user.email.as_deref(), Some("zed@example.org"));
     assert_eq!(s.lost_writes(), 0);
 }
+
+/// A long read by another process (`sqlite3 .backup` while the server runs) must not stall the
+/// server's writes: SQLite cannot start its log over while it lasts, and the store must not wait
+/// for it to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_go_on_during_a_long_read_by_another_process() {
+    let h = Harness::sqlite().await;
+    let s = &h.store;
+    let path = h.url.strip_prefix("sqlite://").unwrap().to_string();
+    s.insert_token(&token("B0", None)).await.unwrap();
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let n: i64 = reader
+        .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    // Writes across several of the writer's log-restart turns (every 250 ms).
+    let started = std::time::Instant::now();
+    let mut i: u64 = 0;
+    while started.elapsed() < std::time::Duration::from_millis(800) {
+        let t = token(&format!("B{}", i + 1), None);
+        tokio::time::timeout(std::time::Duration::from_secs(3), s.insert_token(&t))
+            .await
+            .expect("a write waited for another process's read to end")
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        i += 1;
+    }
+    reader.execute_batch("COMMIT").unwrap();
+    assert_eq!(s.count_tokens().await.unwrap(), i + 1);
+}
