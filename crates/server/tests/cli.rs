@@ -535,3 +535,25 @@ fn radius_clients_from_the_command_line() {
     cli.ok(&["client", "delete", "wifi"]);
     assert!(cli.fails(&["client", "show", "wifi"]).contains("not found"));
 }
+
+#[test]
+fn a_bad_worker_count_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for bad in ["abc", "0", "-3", "100000"] {
+        let out = Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(&data)
+            .env("TOKIO_WORKER_THREADS", bad)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("TOKIO_WORKER_THREADS must be a number from 1 to 1024"),
+            "{err}"
+        );
+        assert!(!data.exists(), "{bad}: the data directory was created");
+    }
+}
