@@ -4,6 +4,13 @@ use clap::Parser;
 use std::process::ExitCode;
 use tessera_server::cli::{Cli, run};
 
+/// mimalloc instead of glibc's malloc: a login allocates and frees many small blocks on the
+/// request threads and the SQLite writer thread (rows, statements' parameters, packets), where
+/// glibc's arenas spent about a quarter of the request threads' time (RADIUS one-round logins at
+/// c=16: 28,000 → 33,600 requests/s, medians of 3).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
