@@ -128,6 +128,7 @@ pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Resu
                     groups: Vec::new(),
                     enabled: true,
                     expires_at: None,
+                    attributes: Default::default(),
                 },
                 password_hash: password_hash.clone(),
             });

@@ -2,6 +2,7 @@
 //! sources in order. The local source lives here; LDAP/Active Directory sources implement the
 //! same trait in the directory crate and are built by the server's [`UserSourceFactory`].
 
+use crate::clock::Clock;
 use crate::hashing::PasswordHasher;
 use crate::ids::{SourceName, UserId};
 use crate::model::{User, UserSourceDef, UserSourceKind};
@@ -18,6 +19,42 @@ pub enum SourceError {
     Unavailable { source_name: String, detail: String },
 }
 
+/// Why a password could not be changed, in words a user understands.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PasswordChangeError {
+    #[error("the current password is wrong")]
+    WrongOldPassword,
+    /// The directory's password policy refused the new password (too short, too simple, used
+    /// before, changed too recently).
+    #[error("the new password does not meet the password policy{}", detail_suffix(.0))]
+    PolicyViolation(String),
+    #[error("this user source cannot change passwords: {0}")]
+    NotSupported(String),
+    #[error("the directory refused the change: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Source(#[from] SourceErrorText),
+}
+
+/// A [`SourceError`] as text (so that the error can be compared in tests).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct SourceErrorText(pub String);
+
+impl From<SourceError> for PasswordChangeError {
+    fn from(e: SourceError) -> Self {
+        PasswordChangeError::Source(SourceErrorText(e.to_string()))
+    }
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
+}
+
 #[async_trait]
 pub trait UserSource: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &SourceName;
@@ -27,6 +64,14 @@ pub trait UserSource: Send + Sync + std::fmt::Debug {
     async fn get(&self, id: &UserId) -> Result<Option<User>, SourceError>;
     /// Checks the user's password. `Ok(false)` is a wrong password, never an error.
     async fn verify_password(&self, user: &User, password: &str) -> Result<bool, SourceError>;
+    /// Changes the user's password: the user's own change with `old`, an administrator's reset
+    /// without.
+    async fn change_password(
+        &self,
+        user: &User,
+        old: Option<&str>,
+        new: &str,
+    ) -> Result<(), PasswordChangeError>;
 }
 
 /// Turns user-source definitions into live sources.
@@ -40,14 +85,21 @@ pub struct LocalSource {
     name: SourceName,
     store: Arc<dyn Store>,
     hasher: Arc<dyn PasswordHasher>,
+    clock: Arc<dyn Clock>,
 }
 
 impl LocalSource {
-    pub fn new(name: SourceName, store: Arc<dyn Store>, hasher: Arc<dyn PasswordHasher>) -> Self {
+    pub fn new(
+        name: SourceName,
+        store: Arc<dyn Store>,
+        hasher: Arc<dyn PasswordHasher>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         LocalSource {
             name,
             store,
             hasher,
+            clock,
         }
     }
 }
@@ -89,6 +141,33 @@ impl UserSource for LocalSource {
             }
         }
     }
+
+    async fn change_password(
+        &self,
+        user: &User,
+        old: Option<&str>,
+        new: &str,
+    ) -> Result<(), PasswordChangeError> {
+        if let Some(old) = old
+            && !self.verify_password(user, old).await?
+        {
+            return Err(PasswordChangeError::WrongOldPassword);
+        }
+        let hash = self
+            .hasher
+            .hash(new)
+            .await
+            .map_err(|e| PasswordChangeError::Refused(e.to_string()))?;
+        let patch = crate::model::UserPatch {
+            password_hash: Some(Some(hash)),
+            ..Default::default()
+        };
+        self.store
+            .update_local_user(&self.name, &user.id, &patch, self.clock.now())
+            .await
+            .map_err(SourceError::from)?;
+        Ok(())
+    }
 }
 
 /// Builds the source kinds this crate knows (local users).
@@ -96,6 +175,7 @@ impl UserSource for LocalSource {
 pub struct LocalSourceFactory {
     pub store: Arc<dyn Store>,
     pub hasher: Arc<dyn PasswordHasher>,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl UserSourceFactory for LocalSourceFactory {
@@ -105,7 +185,12 @@ impl UserSourceFactory for LocalSourceFactory {
                 def.name.clone(),
                 self.store.clone(),
                 self.hasher.clone(),
+                self.clock.clone(),
             ))),
+            other => Err(format!(
+                "{} user sources are not available in this build",
+                other.as_str()
+            )),
         }
     }
 }

@@ -566,6 +566,12 @@ impl Collection for Realm {
 }
 impl Collection for UserSourceDef {
     const COLLECTION: &'static str = "user_sources";
+    fn public(mut self) -> Self {
+        if let Some(l) = &mut self.ldap {
+            l.bind_password = None;
+        }
+        self
+    }
 }
 
 async fn list_objects<T: Collection>(state: St, auth: Authed) -> ApiResult<Json<Value>> {

@@ -8,8 +8,8 @@ use tessera_core::clock::Clock;
 use tessera_core::engine::{Engine, Ports};
 use tessera_core::hashing::{Argon2Hasher, HashCost};
 use tessera_core::rng::OsRng;
-use tessera_core::source::LocalSourceFactory;
 use tessera_core::store::Store;
+use tessera_directory::SourceFactory;
 use tessera_store::{MasterKey, SqlStore, StoreOptions};
 
 /// Everything opened.
@@ -70,12 +70,9 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<App> {
     let ports = Ports {
         store: dyn_store.clone(),
         hasher: hasher.clone(),
-        clock,
+        clock: clock.clone(),
         rng: Arc::new(OsRng),
-        sources: Arc::new(LocalSourceFactory {
-            store: dyn_store,
-            hasher,
-        }),
+        sources: Arc::new(SourceFactory::new(dyn_store, hasher, clock)),
     };
     let engine = Arc::new(
         Engine::new(ports)

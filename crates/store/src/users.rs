@@ -27,6 +27,7 @@ fn user_from_row(row: &Row) -> StoreResult<LocalUser> {
             groups: row.json("groups_json")?,
             enabled: row.flag("enabled")?,
             expires_at: row.opt_int("expires_at")?,
+            attributes: Default::default(),
         },
         password_hash: row.opt_text("password_hash")?,
         created_at: row.int("created_at")?,

@@ -111,6 +111,7 @@ fn user(source: &str, id: &str, name: &str) -> User {
         groups: vec!["staff".into()],
         enabled: true,
         expires_at: None,
+        attributes: Default::default(),
     }
 }
 

@@ -3,10 +3,9 @@
 
 use super::{Actor, Admin, AdminError, AdminResult, Target};
 use crate::ids::{AppName, RealmName, SourceName};
+use crate::model::app::{source_from_stored, source_to_stored};
 use crate::model::client::{client_from_stored, client_to_stored};
-use crate::model::{
-    AppKind, Application, Factor, Method, RadiusClient, Realm, UserSourceDef, UserSourceKind,
-};
+use crate::model::{AppKind, Application, Factor, Method, RadiusClient, Realm, UserSourceDef};
 use crate::settings::SystemSettings;
 use crate::store::{ConfigKind, Store, StoreResult};
 use serde::{Deserialize, Serialize};
@@ -40,6 +39,11 @@ impl Declaration {
     pub fn without_secrets(mut self) -> Self {
         for c in &mut self.radius_clients {
             c.secret = None;
+        }
+        for s in &mut self.user_sources {
+            if let Some(l) = &mut s.ldap {
+                l.bind_password = None;
+            }
         }
         self
     }
@@ -111,9 +115,8 @@ pub async fn bootstrap_defaults(store: &dyn Store, now: i64) -> StoreResult<bool
         return Ok(false);
     }
     let source = UserSourceDef {
-        name: SourceName::from("local"),
-        kind: UserSourceKind::Local,
         description: "Users kept in Tessera".into(),
+        ..UserSourceDef::local("local")
     };
     let realm = Realm {
         name: RealmName::from("default"),
@@ -124,10 +127,8 @@ pub async fn bootstrap_defaults(store: &dyn Store, now: i64) -> StoreResult<bool
         name: AppName::from("default"),
         kind: AppKind::Normal,
         description: "Token PIN + OTP, as privacyIDEA's /validate/check".into(),
-        factors: vec![Factor {
-            methods: vec![Method::SoftOtp],
-            risk: false,
-        }],
+        factors: vec![Factor::of(vec![Method::SoftOtp])],
+        routes: Vec::new(),
     };
     let to_value = |v: serde_json::Result<Value>| {
         v.map_err(|e| crate::store::StoreError::Backend(e.to_string()))
@@ -174,7 +175,7 @@ impl Admin {
         };
         for doc in store.config_docs(ConfigKind::UserSource).await? {
             decl.user_sources.push(
-                serde_json::from_value(doc.body)
+                source_from_stored(store.as_ref(), doc.body)
                     .map_err(|e| AdminError::invalid(format!("user source {}: {e}", doc.name)))?,
             );
         }
@@ -210,6 +211,15 @@ impl Admin {
                     .into_iter()
                     .map(|e| format!("user source '{}': {e}", s.name)),
             );
+            if let Some(l) = &s.ldap
+                && l.bind_dn.is_some()
+                && l.bind_password.is_none()
+            {
+                errs.push(format!(
+                    "user source '{}': ldap.bind_password: a new source with a bind_dn needs its password",
+                    s.name
+                ));
+            }
             if sources.insert(s.name.0.to_lowercase(), s).is_some() {
                 errs.push(format!("user source '{}' is defined twice", s.name));
             }
@@ -390,6 +400,23 @@ impl Admin {
                 c.secret = cur.secret.clone();
             }
         }
+        // An LDAP source given without its bind password keeps the stored one.
+        for s in desired
+            .user_sources
+            .iter_mut()
+            .chain(effective.user_sources.iter_mut())
+        {
+            if let Some(l) = &mut s.ldap
+                && l.bind_password.is_none()
+                && let Some(cur) = current
+                    .user_sources
+                    .iter()
+                    .find(|k| k.name.0.eq_ignore_ascii_case(s.name.as_str()))
+                && let Some(cur_l) = &cur.ldap
+            {
+                l.bind_password = cur_l.bind_password.clone();
+            }
+        }
         let filled = desired;
         let desired = &filled;
         let errs = self.check_declaration(&effective);
@@ -471,8 +498,9 @@ impl Admin {
         // Create and update first, in dependency order; delete last, in reverse order.
         for s in &desired.user_sources {
             if touches(&changes, "user_source", s.name.as_str()) {
+                let body = source_to_stored(store.as_ref(), s).map_err(AdminError::invalid)?;
                 store
-                    .put_config_doc(ConfigKind::UserSource, s.name.as_str(), &json(s)?, now)
+                    .put_config_doc(ConfigKind::UserSource, s.name.as_str(), &body, now)
                     .await?;
             }
         }
@@ -709,6 +737,18 @@ fn redacted(before: &mut Value, after: &mut Value) {
     if sb != sa {
         b.insert("secret".into(), Value::String("***".into()));
         a.insert("secret".into(), Value::String("*** (changed)".into()));
+    }
+    if let (Some(Value::Object(lb)), Some(Value::Object(la))) =
+        (b.get_mut("ldap"), a.get_mut("ldap"))
+    {
+        let (pb, pa) = (lb.remove("bind_password"), la.remove("bind_password"));
+        if pb != pa {
+            lb.insert("bind_password".into(), Value::String("***".into()));
+            la.insert(
+                "bind_password".into(),
+                Value::String("*** (changed)".into()),
+            );
+        }
     }
 }
 

@@ -238,6 +238,7 @@ impl Admin {
             groups: input.groups,
             enabled: input.enabled,
             expires_at: input.expires_at,
+            attributes: Default::default(),
         };
         let now = self.now();
         self.engine

@@ -10,6 +10,7 @@ use crate::model::{
     Application, AuditRecord, Factor, Method, Token, TokenKind, Transaction, TxStatus, User,
 };
 use crate::rng::random_digits;
+use crate::source::SourceError;
 use crate::store::{FailKind, LockPolicy, StoreError};
 
 /// Where a login stands while the engine works on it, for the decision and its audit record.
@@ -26,6 +27,20 @@ struct Login<'a> {
     lock_key: Option<String>,
     /// The login name had failed attempts on record (so success must clear them).
     had_failures: bool,
+    /// More about the decision for the audit record (why a directory could not be asked).
+    note: std::sync::Mutex<Option<String>>,
+}
+
+impl Login<'_> {
+    fn set_note(&self, note: String) {
+        if let Ok(mut n) = self.note.lock() {
+            *n = Some(note);
+        }
+    }
+
+    fn note(&self) -> Option<String> {
+        self.note.lock().ok().and_then(|n| n.clone())
+    }
 }
 
 /// The result of checking one factor.
@@ -63,6 +78,7 @@ impl Engine {
             transaction: req.transaction_id.clone(),
             lock_key: None,
             had_failures: false,
+            note: Default::default(),
         };
         let result = match &req.transaction_id {
             Some(id) => self.next_leg(&mut login, req, id).await,
@@ -111,7 +127,10 @@ impl Engine {
             client_ip: l.ctx.client_ip.map(|ip| ip.to_string()),
             user_agent: l.ctx.user_agent.clone(),
             result: result.into(),
-            reason: reason.into(),
+            reason: match l.note() {
+                Some(note) => format!("{reason}: {note}"),
+                None => reason.into(),
+            },
         })
         .await
     }
@@ -174,7 +193,10 @@ impl Engine {
             return Ok(outcome);
         }
         let first = app.factors.first();
-        let user = user?;
+        let user = match user {
+            Ok(user) => user,
+            Err(e) => return self.unavailable(l, e, None),
+        };
         let user = match user {
             Some(u) if u.is_active(l.now) => u,
             other => {
@@ -190,8 +212,21 @@ impl Engine {
             }
         };
         l.user = Some(user.clone());
+        // Routes send users who match to another application.
+        let app = match app
+            .routes
+            .iter()
+            .find(|r| r.when.holds(&user, realm.name.as_str()))
+        {
+            Some(route) => match snap.application(&route.application) {
+                Some(routed) => routed,
+                None => return Ok(reject(RejectReason::NoApplication, Some(user))),
+            },
+            None => app,
+        };
+        l.app = Some(app.name.clone());
         let tokens = self.tokens_for(app, &user, req, None).await?;
-        let Some(factor) = first else {
+        let Some(factor) = app.factors.first() else {
             return Ok(reject(RejectReason::NoApplication, Some(user)));
         };
         let proof = self
@@ -231,7 +266,10 @@ impl Engine {
             return Ok(outcome);
         }
         let user = match snap.source(tx.user.source.as_str()) {
-            Some(source) => source.get(&tx.user.id).await?,
+            Some(source) => match source.get(&tx.user.id).await {
+                Ok(user) => user,
+                Err(e) => return self.unavailable(l, e.into(), None),
+            },
             None => None,
         };
         let user = match user {
@@ -274,7 +312,13 @@ impl Engine {
         let token = match proof {
             Proof::Passed(token) => token,
             Proof::Failed(reason, kind) => {
-                self.count_failure(l, kind).await?;
+                // Only the user's own mistakes count towards the lockout.
+                if !matches!(
+                    reason,
+                    RejectReason::SourceUnavailable | RejectReason::NoMatchingRule
+                ) {
+                    self.count_failure(l, kind).await?;
+                }
                 return Ok(reject(reason, Some(user)));
             }
         };
@@ -285,7 +329,7 @@ impl Engine {
         let next = k + 1;
         let realm = l.realm.clone().unwrap_or_else(|| RealmName(String::new()));
         if let Some(factor) = app.factors.get(next as usize) {
-            let prompts = prompts_for(factor, &tokens);
+            let prompts = prompts_for(&factor.methods_for(&user, realm.as_str()), &tokens);
             if prompts.is_empty() {
                 return Ok(reject(RejectReason::NoUsableToken, Some(user)));
             }
@@ -385,8 +429,15 @@ impl Engine {
         pass: &str,
         with_pin: bool,
     ) -> Result<Proof, EngineError> {
+        let methods = factor.methods_for(user, l.realm.as_ref().map_or("", |r| r.as_str()));
+        if methods.is_empty() {
+            return Ok(Proof::Failed(
+                RejectReason::NoMatchingRule,
+                FailKind::Password,
+            ));
+        }
         let mut first_failure = None;
-        for method in &factor.methods {
+        for method in &methods {
             let proof = match method {
                 Method::Password => self.prove_password(l, user, pass).await?,
                 Method::SoftOtp => self.prove_soft_otp(l, tokens, pass, with_pin).await?,
@@ -414,10 +465,15 @@ impl Engine {
         let Some(source) = l.snap.source(user.source.as_str()) else {
             return Ok(Some(wrong));
         };
-        Ok(Some(if source.verify_password(user, pass).await? {
-            Proof::Passed(None)
-        } else {
-            wrong
+        Ok(Some(match source.verify_password(user, pass).await {
+            Ok(true) => Proof::Passed(None),
+            Ok(false) => wrong,
+            Err(e @ SourceError::Unavailable { .. }) => {
+                tracing::warn!(error = %e, "password not checked");
+                l.set_note(e.to_string());
+                Proof::Failed(RejectReason::SourceUnavailable, FailKind::Password)
+            }
+            Err(e) => return Err(e.into()),
         }))
     }
 
@@ -507,6 +563,9 @@ impl Engine {
             }
             match self.prove_password(l, user, password).await? {
                 Some(Proof::Passed(_)) => {}
+                Some(Proof::Failed(RejectReason::SourceUnavailable, kind)) => {
+                    return Ok(Some(Proof::Failed(RejectReason::SourceUnavailable, kind)));
+                }
                 _ => continue,
             }
             let candidates: Vec<(&Token, &str)> = usable
@@ -541,7 +600,7 @@ impl Engine {
         let needs_tokens = app
             .factors
             .iter()
-            .any(|f| f.methods.iter().any(|m| m.uses_otp()));
+            .any(|f| f.all_methods().any(|m| m.uses_otp()));
         if !needs_tokens {
             return Ok(Vec::new());
         }
@@ -640,8 +699,7 @@ impl Engine {
     async fn waste_time(&self, first: Option<&Factor>, pass: &str, otp_length: usize) {
         let hashes = match first {
             Some(f) => f
-                .methods
-                .iter()
+                .all_methods()
                 .any(|m| matches!(m, Method::Password | Method::PasswordOtp)),
             None => false,
         };
@@ -679,13 +737,22 @@ impl Engine {
             transaction: None,
             lock_key: None,
             had_failures: false,
+            note: Default::default(),
         };
         let Some(realm) = snap.realm(&realm_name) else {
             self.record_trigger(&l, "error", "unknown realm").await?;
             return Ok(Triggered::UnknownUser);
         };
         l.realm = Some(realm.name.clone());
-        let Some(user) = self.find_user(&snap, &realm.name, &login_name).await? else {
+        let found = match self.find_user(&snap, &realm.name, &login_name).await {
+            Ok(found) => found,
+            Err(e) => {
+                let detail = super::unavailable_detail(&e).ok_or(e)?;
+                self.record_trigger(&l, "error", &detail).await?;
+                return Ok(Triggered::UnknownUser);
+            }
+        };
+        let Some(user) = found else {
             self.record_trigger(&l, "error", "unknown user").await?;
             return Ok(Triggered::UnknownUser);
         };
@@ -696,10 +763,11 @@ impl Engine {
             return Ok(Triggered::Challenges(None));
         };
         l.app = Some(app.name.clone());
+        let realm_str = realm.name.as_str();
         let otp_factor = app
             .factors
             .iter()
-            .position(|f| f.methods.iter().any(|m| m.uses_otp()));
+            .position(|f| f.methods_for(&user, realm_str).iter().any(|m| m.uses_otp()));
         let (Some(k), true) = (otp_factor, user.is_active(now)) else {
             self.record_trigger(&l, "ok", "no challenge: no OTP factor or inactive user")
                 .await?;
@@ -710,7 +778,7 @@ impl Engine {
             ..AuthRequest::default()
         };
         let tokens = self.tokens_for(app, &user, &req, None).await?;
-        let prompts = prompts_for(&app.factors[k], &tokens);
+        let prompts = prompts_for(&app.factors[k].methods_for(&user, realm_str), &tokens);
         if prompts.is_empty() {
             self.record_trigger(&l, "ok", "no usable token to challenge")
                 .await?;
@@ -761,21 +829,36 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// A rejection because a user source could not be asked (the error says which and why);
+    /// any other error stays an error.
+    fn unavailable(
+        &self,
+        l: &Login<'_>,
+        e: EngineError,
+        user: Option<User>,
+    ) -> Result<Outcome, EngineError> {
+        let detail = super::unavailable_detail(&e).ok_or(e)?;
+        l.set_note(detail);
+        Ok(reject(RejectReason::SourceUnavailable, user))
+    }
+}
+
 fn reject(reason: RejectReason, user: Option<User>) -> Outcome {
     Outcome::Reject(Box::new(Rejected { reason, user }))
 }
 
 fn fail_kind_of(factor: Option<&Factor>) -> FailKind {
     match factor {
-        Some(f) if f.methods.iter().all(|m| *m == Method::SoftOtp) => FailKind::Otp,
+        Some(f) if f.all_methods().all(|m| m == Method::SoftOtp) => FailKind::Otp,
         _ => FailKind::Password,
     }
 }
 
-/// The ways the user can answer `factor`.
-fn prompts_for(factor: &Factor, tokens: &[Token]) -> Vec<Prompt> {
+/// The ways the user can answer a factor proven by `methods`.
+fn prompts_for(methods: &[Method], tokens: &[Token]) -> Vec<Prompt> {
     let mut prompts = Vec::new();
-    for method in &factor.methods {
+    for method in methods {
         match method {
             Method::Password => prompts.push(Prompt {
                 serial: None,

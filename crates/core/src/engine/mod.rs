@@ -7,6 +7,7 @@
 
 mod flow;
 mod otp;
+mod password;
 mod request;
 mod snapshot;
 
@@ -173,11 +174,23 @@ impl Engine {
         let Some(realm_def) = snap.realm(realm.as_str()) else {
             return Ok(None);
         };
+        // A source that cannot be asked is passed over; if no later source knows the user,
+        // the login fails because of it (not as an unknown user).
+        let mut unavailable = None;
         for source_name in &realm_def.sources {
             let Some(source) = snap.source(source_name.as_str()) else {
                 continue;
             };
-            if let Some(user) = source.find(login).await? {
+            let found = match source.find(login).await {
+                Ok(found) => found,
+                Err(e @ SourceError::Unavailable { .. }) => {
+                    tracing::warn!(error = %e, "user source passed over");
+                    unavailable.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(user) = found {
                 if ttl > 0
                     && let Ok(mut cache) = self.user_cache.lock()
                 {
@@ -189,7 +202,10 @@ impl Engine {
                 return Ok(Some(user));
             }
         }
-        Ok(None)
+        match unavailable {
+            Some(e) => Err(e.into()),
+            None => Ok(None),
+        }
     }
 
     pub(crate) async fn audit(&self, record: AuditRecord) -> Result<(), EngineError> {
@@ -209,4 +225,12 @@ fn cost_of(snap: &Snapshot) -> HashCost {
 /// The lockout key of a login name in a realm.
 pub fn lock_key(realm: &str, login: &str) -> String {
     format!("{}\u{1f}{}", realm.to_lowercase(), login.to_lowercase())
+}
+
+/// The detail of a user source that could not be asked, if that is what `e` is.
+pub(crate) fn unavailable_detail(e: &EngineError) -> Option<String> {
+    match e {
+        EngineError::Source(e @ SourceError::Unavailable { .. }) => Some(e.to_string()),
+        _ => None,
+    }
 }

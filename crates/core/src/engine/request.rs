@@ -154,6 +154,10 @@ pub enum RejectReason {
     BadTransaction,
     NoApplication,
     MissingInput,
+    /// The user source (directory) could not be asked; the audit record says why.
+    SourceUnavailable,
+    /// The factor has rules and none matches the user.
+    NoMatchingRule,
 }
 
 impl RejectReason {
@@ -173,6 +177,8 @@ impl RejectReason {
             RejectReason::BadTransaction => "unknown, expired or finished transaction",
             RejectReason::NoApplication => "application not configured",
             RejectReason::MissingInput => "missing user or credentials",
+            RejectReason::SourceUnavailable => "user source unavailable",
+            RejectReason::NoMatchingRule => "no rule of the factor matches the user",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! one immutable value, reloaded when the store's config version moves.
 
 use crate::ids::{AppName, RealmName};
+use crate::model::app::source_from_stored;
 use crate::model::client::client_from_stored;
 use crate::model::{Application, RadiusClient, Realm, UserSourceDef};
 use crate::netmatch::ProxyChains;
@@ -49,7 +50,7 @@ impl Snapshot {
         let mut source_defs = BTreeMap::new();
         let mut sources = BTreeMap::new();
         for doc in store.config_docs(ConfigKind::UserSource).await? {
-            match serde_json::from_value::<UserSourceDef>(doc.body) {
+            match source_from_stored(store, doc.body) {
                 Ok(def) => match factory.build(&def) {
                     Ok(src) => {
                         sources.insert(def.name.0.to_lowercase(), src);

@@ -2,6 +2,8 @@
 //! configuration objects an administrator manages.
 
 use crate::ids::{AppName, RealmName, SourceName};
+use crate::model::ldap::LdapProfile;
+use crate::model::rules::{MethodRule, Route};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -62,14 +64,50 @@ impl Method {
 }
 
 /// One step of an application's chain. Several methods are alternatives: the factor is proven by
-/// any of them that the user can use.
+/// any of them that the user can use. With `rules`, the first rule that matches the user picks
+/// the one method used; a user no rule matches cannot pass the factor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Factor {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<Method>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<MethodRule>,
     /// Inject this factor when the login's risk is Low or Moderate (risk analysis, later).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub risk: bool,
+}
+
+impl Factor {
+    /// A factor proven by any of `methods`.
+    pub fn of(methods: Vec<Method>) -> Self {
+        Factor {
+            methods,
+            rules: Vec::new(),
+            risk: false,
+        }
+    }
+
+    /// Every method the factor can use, for any user.
+    pub fn all_methods(&self) -> impl Iterator<Item = Method> + '_ {
+        self.methods
+            .iter()
+            .copied()
+            .chain(self.rules.iter().map(|r| r.method))
+    }
+
+    /// The methods `user` proves this factor with: the first matching rule's, or all methods
+    /// when there are no rules. Empty when rules exist and none matches.
+    pub fn methods_for(&self, user: &crate::model::User, realm: &str) -> Vec<Method> {
+        if self.rules.is_empty() {
+            return self.methods.clone();
+        }
+        self.rules
+            .iter()
+            .find(|r| r.when.holds(user, realm))
+            .map(|r| vec![r.method])
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +119,9 @@ pub struct Application {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     pub factors: Vec<Factor>,
+    /// Users who match a route log in with the route's application instead (first match).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
 }
 
 impl Application {
@@ -97,8 +138,36 @@ impl Application {
             errs.push("factors: at most 8 factors".into());
         }
         for (i, f) in self.factors.iter().enumerate() {
-            if f.methods.is_empty() {
-                errs.push(format!("factors[{i}]: a factor needs at least one method"));
+            if f.methods.is_empty() && f.rules.is_empty() {
+                errs.push(format!(
+                    "factors[{i}]: a factor needs at least one method or rule"
+                ));
+            }
+            if !f.methods.is_empty() && !f.rules.is_empty() {
+                errs.push(format!(
+                    "factors[{i}]: give 'methods' or 'rules' (each rule names its method), not both"
+                ));
+            }
+            for (j, r) in f.rules.iter().enumerate() {
+                errs.extend(
+                    r.when
+                        .problems()
+                        .into_iter()
+                        .map(|e| format!("factors[{i}].rules[{j}]: {e}")),
+                );
+            }
+        }
+        for (j, r) in self.routes.iter().enumerate() {
+            errs.extend(
+                r.when
+                    .problems()
+                    .into_iter()
+                    .map(|e| format!("routes[{j}]: {e}")),
+            );
+            if r.application == self.name {
+                errs.push(format!(
+                    "routes[{j}]: an application cannot route to itself"
+                ));
             }
         }
         errs
@@ -128,18 +197,21 @@ impl Realm {
     }
 }
 
-/// Where users live. LDAP/Active Directory sources are added by the directory issue.
+/// Where users live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UserSourceKind {
     /// Users kept in Tessera's own store.
     Local,
+    /// An LDAP directory or Active Directory (see [`LdapProfile`]).
+    Ldap,
 }
 
 impl UserSourceKind {
     pub fn as_str(self) -> &'static str {
         match self {
             UserSourceKind::Local => "local",
+            UserSourceKind::Ldap => "ldap",
         }
     }
 }
@@ -152,16 +224,94 @@ pub struct UserSourceDef {
     pub kind: UserSourceKind,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// The directory of an `ldap` source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<LdapProfile>,
 }
 
 impl UserSourceDef {
+    pub fn local(name: &str) -> Self {
+        UserSourceDef {
+            name: SourceName::from(name),
+            kind: UserSourceKind::Local,
+            description: String::new(),
+            ldap: None,
+        }
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut errs = Vec::new();
         if let Err(e) = check_name(self.name.as_str()) {
             errs.push(format!("name: {e}"));
         }
+        match (self.kind, &self.ldap) {
+            (UserSourceKind::Local, Some(_)) => {
+                errs.push("ldap: only an 'ldap' user source has a directory".into())
+            }
+            (UserSourceKind::Ldap, None) => {
+                errs.push("ldap: an 'ldap' user source needs its [ldap] profile".into())
+            }
+            (UserSourceKind::Ldap, Some(p)) => {
+                errs.extend(p.problems().into_iter().map(|e| format!("ldap.{e}")))
+            }
+            (UserSourceKind::Local, None) => {}
+        }
         errs
     }
+}
+
+/// The sealing context of a user source's bind password: it opens for this source only.
+fn bind_password_context(name: &str) -> String {
+    format!("user_source:{}", name.to_lowercase())
+}
+
+/// The stored form of a user source: an LDAP bind password sealed under the master key
+/// (`ldap.bind_password_sealed`).
+pub fn source_to_stored(
+    store: &dyn crate::store::Store,
+    def: &UserSourceDef,
+) -> Result<serde_json::Value, String> {
+    let mut body = serde_json::to_value(def).map_err(|e| e.to_string())?;
+    let password = def.ldap.as_ref().and_then(|l| l.bind_password.as_ref());
+    if let (Some(ldap), Some(password)) = (
+        body.get_mut("ldap").and_then(|l| l.as_object_mut()),
+        password,
+    ) {
+        ldap.remove("bind_password");
+        let sealed = store.seal_secret(
+            password.expose().as_bytes(),
+            &bind_password_context(def.name.as_str()),
+        );
+        ldap.insert(
+            "bind_password_sealed".into(),
+            serde_json::Value::String(data_encoding::BASE64.encode(&sealed)),
+        );
+    }
+    Ok(body)
+}
+
+/// Reads a stored user source and opens its bind password.
+pub fn source_from_stored(
+    store: &dyn crate::store::Store,
+    mut body: serde_json::Value,
+) -> Result<UserSourceDef, String> {
+    let sealed = body
+        .get_mut("ldap")
+        .and_then(|l| l.as_object_mut())
+        .and_then(|l| l.remove("bind_password_sealed"));
+    let mut def: UserSourceDef = serde_json::from_value(body).map_err(|e| e.to_string())?;
+    if let (Some(sealed), Some(ldap)) = (sealed, def.ldap.as_mut()) {
+        let raw = data_encoding::BASE64
+            .decode(sealed.as_str().unwrap_or_default().as_bytes())
+            .map_err(|e| format!("sealed bind password: {e}"))?;
+        let plain = store
+            .open_secret(&raw, &bind_password_context(def.name.as_str()))
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8(plain.to_vec())
+            .map_err(|_| "bind password is not UTF-8".to_string())?;
+        ldap.bind_password = Some(crate::model::SharedSecret::new(text));
+    }
+    Ok(def)
 }
 
 /// Names of configuration objects: 1–64 characters of letters, digits, `-`, `_` and `.`.
@@ -209,6 +359,7 @@ mod tests {
             kind: AppKind::Normal,
             description: String::new(),
             factors: vec![],
+            routes: vec![],
         };
         assert_eq!(app.problems().len(), 2);
     }

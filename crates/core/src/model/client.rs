@@ -586,6 +586,7 @@ mod tests {
             ],
             enabled: true,
             expires_at: None,
+            attributes: Default::default(),
         }
     }
 

@@ -4,6 +4,8 @@ pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod client;
+pub mod ldap;
+pub mod rules;
 pub mod token;
 pub mod transaction;
 pub mod user;
@@ -14,6 +16,8 @@ pub use audit::{AuditQuery, AuditRecord};
 pub use client::{
     AppRule, DeviceType, Net, RadiusClient, ReplyMode, ReplyRule, ReplyTexts, SharedSecret,
 };
+pub use ldap::{AttributeMap, DirectoryType, GroupConfig, GroupMode, LdapProfile};
+pub use rules::{Condition, MethodRule, Pattern, Route};
 pub use token::{NewToken, Token, TokenKind, TokenPatch, TokenState};
 pub use transaction::{Transaction, TxStatus};
 pub use user::{LocalUser, NewLocalUser, User, UserPatch};

@@ -2,6 +2,7 @@
 
 use crate::ids::{SourceName, UserId, UserRef};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A user found in a user source, with the attributes factors and rules need.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +20,10 @@ pub struct User {
     pub enabled: bool,
     /// Unix seconds after which the account can no longer sign in.
     pub expires_at: Option<i64>,
+    /// More attributes a directory read (lower-case names), for rules: `department`,
+    /// `memberof` (group DNs), `dn`, ...
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, Vec<String>>,
 }
 
 impl User {

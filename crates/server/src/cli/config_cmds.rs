@@ -61,16 +61,14 @@ impl AppArgs {
                     anyhow!("--factor: unknown method '{m}' (password, password+otp, soft_otp)")
                 })?);
             }
-            factors.push(Factor {
-                methods,
-                risk: false,
-            });
+            factors.push(Factor::of(methods));
         }
         Ok(Application {
             name: AppName(self.name.clone()),
             kind,
             description: self.description.clone(),
             factors,
+            routes: Vec::new(),
         })
     }
 }
@@ -108,7 +106,7 @@ pub enum SourceCmd {
     /// Create a user source.
     Add {
         name: String,
-        /// local (LDAP/Active Directory arrive with the directory support).
+        /// local (LDAP/Active Directory sources are described in a file for `tessera apply`).
         #[arg(long = "type", default_value = "local")]
         kind: String,
         #[arg(long, default_value = "")]
@@ -420,13 +418,34 @@ pub async fn source(app: &App, out: Out, cmd: SourceCmd) -> Result<()> {
             });
         }
         SourceCmd::Show { name } => {
-            let s = admin.get::<UserSourceDef>(&name)?;
+            let mut s = admin.get::<UserSourceDef>(&name)?;
+            if let Some(l) = &mut s.ldap {
+                l.bind_password = None;
+            }
             out.either(&s, || {
-                fields(&[
+                let mut rows = vec![
                     ("name", s.name.0.clone()),
                     ("type", s.kind.as_str().into()),
                     ("description", s.description.clone()),
-                ])
+                ];
+                if let Some(l) = &s.ldap {
+                    rows.push(("directory", l.directory.as_str().into()));
+                    rows.push(("servers", l.servers.join(", ")));
+                    rows.push((
+                        "tls",
+                        match (l.encrypted(), l.insecure_skip_verify) {
+                            (true, true) => "yes, certificate NOT verified".into(),
+                            (true, false) => "yes".into(),
+                            (false, _) => "no (passwords cross the network in clear)".into(),
+                        },
+                    ));
+                    rows.push(("base_dn", l.base_dn.clone()));
+                    rows.push((
+                        "bind_dn",
+                        l.bind_dn.clone().unwrap_or_else(|| "(anonymous)".into()),
+                    ));
+                }
+                fields(&rows)
             });
         }
         SourceCmd::Add {
@@ -435,7 +454,12 @@ pub async fn source(app: &App, out: Out, cmd: SourceCmd) -> Result<()> {
             description,
         } => {
             let kind: UserSourceKind = serde_json::from_value(Value::String(kind.clone()))
-                .map_err(|_| anyhow!("--type: '{kind}' is not a user source type (local)"))?;
+                .map_err(|_| anyhow!("--type: '{kind}' is not a user source type (local, ldap)"))?;
+            if kind == UserSourceKind::Ldap {
+                bail!(
+                    "an LDAP user source has many fields: write it in a file ([[user_source]] with an [user_source.ldap] table) and run `tessera apply FILE`; see docs/directory.md"
+                );
+            }
             if admin.get::<UserSourceDef>(&name).is_ok() {
                 bail!("user source '{name}' already exists");
             }
@@ -446,6 +470,7 @@ pub async fn source(app: &App, out: Out, cmd: SourceCmd) -> Result<()> {
                         name: SourceName(name),
                         kind,
                         description,
+                        ldap: None,
                     },
                 )
                 .await?;

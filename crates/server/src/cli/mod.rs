@@ -4,6 +4,7 @@
 
 mod client_cmds;
 mod config_cmds;
+mod ldap_cmds;
 mod token_cmds;
 mod user_cmds;
 
@@ -72,6 +73,9 @@ pub enum Command {
     /// User sources (where users live).
     #[command(subcommand)]
     Source(config_cmds::SourceCmd),
+    /// LDAP and Active Directory user sources: `tessera ldap test PROFILE [USER]`.
+    #[command(subcommand)]
+    Ldap(ldap_cmds::LdapCmd),
     /// System settings (lockout, token defaults, PIN position, ...).
     #[command(subcommand)]
     Settings(config_cmds::SettingsCmd),
@@ -246,6 +250,7 @@ async fn dispatch(app: &app::App, out: Out, command: Command) -> Result<()> {
         Command::Client(cmd) => client_cmds::run(app, out, cmd).await,
         Command::Realm(cmd) => config_cmds::realm(app, out, cmd).await,
         Command::Source(cmd) => config_cmds::source(app, out, cmd).await,
+        Command::Ldap(cmd) => ldap_cmds::run(app, out, cmd).await,
         Command::Settings(cmd) => config_cmds::settings(app, out, cmd).await,
         Command::Audit(args) => config_cmds::audit(app, out, args).await,
         Command::Apply(args) => config_cmds::apply(app, out, args).await,

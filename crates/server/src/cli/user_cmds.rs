@@ -6,6 +6,7 @@ use crate::output::{Out, fields, opt, opt_time, parse_date, table, time};
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
 use tessera_core::admin::{Actor, NewUserInput, UserInfo};
+use tessera_core::engine::{Door, RequestCtx};
 use tessera_core::model::UserPatch;
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +97,17 @@ pub enum UserCmd {
         name: String,
         #[arg(long)]
         source: Option<String>,
+    },
+    /// Set a user's password in the user's source: the local store, or the directory of an
+    /// LDAP/Active Directory source (Password Modify, or unicodePwd over LDAPS).
+    Passwd {
+        /// Login name, or user@realm.
+        name: String,
+        /// The realm to find the user in (default: the default realm).
+        #[arg(long)]
+        realm: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
 }
 
@@ -267,6 +279,22 @@ pub async fn run(app: &App, out: Out, cmd: UserCmd) -> Result<()> {
                 &serde_json::json!({"deleted": name, "tokens_deleted": tokens}),
                 || println!("Deleted user '{name}' and {tokens} token(s)."),
             );
+        }
+        UserCmd::Passwd {
+            name,
+            realm,
+            password,
+        } => {
+            let new = password.required("the new password")?;
+            let mut ctx = RequestCtx::new(Door::Api);
+            ctx.actor = actor.name.clone();
+            app.engine
+                .change_password(&name, realm.as_deref(), None, &new, &ctx)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            out.either(&serde_json::json!({"password_set": name}), || {
+                println!("Password of '{name}' set.")
+            });
         }
     }
     Ok(())

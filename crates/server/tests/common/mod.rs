@@ -181,13 +181,8 @@ impl TestServer {
             name: name.into(),
             kind: Default::default(),
             description: String::new(),
-            factors: factors
-                .iter()
-                .map(|m| Factor {
-                    methods: m.to_vec(),
-                    risk: false,
-                })
-                .collect(),
+            factors: factors.iter().map(|m| Factor::of(m.to_vec())).collect(),
+            routes: Vec::new(),
         };
         self.admin().put(&actor(), app).await.unwrap();
         self.set(json!({"validate_application": name})).await;

@@ -1,0 +1,108 @@
+//! Password changes through the user's source: the user's own (with the current password) and
+//! an administrator's reset. The password-reset panel and the CLI use this.
+
+use super::{Engine, RequestCtx, lock_key};
+use crate::model::AuditRecord;
+use crate::source::{PasswordChangeError, SourceErrorText};
+use crate::store::{FailKind, LockPolicy};
+
+impl Engine {
+    /// Changes the password of `user` (possibly `user@realm`). With `old`, the user's own
+    /// change: a wrong or missing current password and an unknown user look the same, and a
+    /// wrong one counts towards the login's lockout. Without, an administrator's reset.
+    pub async fn change_password(
+        &self,
+        user: &str,
+        realm: Option<&str>,
+        old: Option<&str>,
+        new: &str,
+        ctx: &RequestCtx,
+    ) -> Result<(), PasswordChangeError> {
+        let snap = self.snapshot();
+        let now = self.ports.clock.now();
+        let (login, realm_name) = snap.split_login(user, realm);
+        let realm_name = realm_name.unwrap_or_else(|| snap.settings.default_realm.clone());
+        let result = async {
+            let not_found = || match old {
+                Some(_) => PasswordChangeError::WrongOldPassword,
+                None => PasswordChangeError::Refused(format!(
+                    "no user '{login}' in realm '{realm_name}'"
+                )),
+            };
+            let Some(realm) = snap.realm(&realm_name) else {
+                return Err(not_found());
+            };
+            let key = lock_key(realm.name.as_str(), &login);
+            let locking = snap.settings.account_locking && old.is_some();
+            if locking
+                && let Some(state) = self.ports.store.lock_state(&key).await.map_err(store_err)?
+                && state.is_locked(now)
+            {
+                return Err(PasswordChangeError::Refused(
+                    "the account is locked after too many failed attempts; try again later".into(),
+                ));
+            }
+            let found = self
+                .find_user(&snap, &realm.name, &login)
+                .await
+                .map_err(|e| PasswordChangeError::Source(SourceErrorText(e.to_string())))?;
+            let Some(found) = found.filter(|u| u.is_active(now)) else {
+                return Err(not_found());
+            };
+            let Some(source) = snap.source(found.source.as_str()) else {
+                return Err(not_found());
+            };
+            let result = source.change_password(&found, old, new).await;
+            if locking && result == Err(PasswordChangeError::WrongOldPassword) {
+                let s = &snap.settings;
+                let policy = LockPolicy {
+                    max_password: s.max_password_attempts,
+                    max_otp: s.max_otp_attempts,
+                    lock_secs: i64::from(s.lock_period_minutes) * 60,
+                    interval_secs: i64::from(s.incorrect_attempt_interval_minutes) * 60,
+                };
+                self.ports
+                    .store
+                    .record_auth_failure(&key, FailKind::Password, now, &policy)
+                    .await
+                    .map_err(store_err)?;
+            }
+            if result.is_ok() {
+                self.forget_users();
+            }
+            result
+        }
+        .await;
+        let record = AuditRecord {
+            id: 0,
+            at_ms: self.ports.clock.now_millis(),
+            actor: ctx.actor.clone(),
+            action: if old.is_some() {
+                "password_change".into()
+            } else {
+                "password_reset".into()
+            },
+            door: ctx.door.as_str().into(),
+            user: Some(login.clone()),
+            realm: Some(realm_name.clone()),
+            serial: None,
+            application: None,
+            transaction_id: None,
+            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+            user_agent: ctx.user_agent.clone(),
+            result: if result.is_ok() { "ok" } else { "error" }.into(),
+            reason: match &result {
+                Ok(()) => "password changed".into(),
+                Err(e) => e.to_string(),
+            },
+        };
+        self.audit(record).await.map_err(|e| {
+            PasswordChangeError::Source(SourceErrorText(format!("audit record not written: {e}")))
+        })?;
+        result
+    }
+}
+
+fn store_err(e: crate::store::StoreError) -> PasswordChangeError {
+    PasswordChangeError::Source(SourceErrorText(e.to_string()))
+}

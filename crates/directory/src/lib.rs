@@ -1,0 +1,921 @@
+//! LDAP and Active Directory user sources.
+//!
+//! An [`LdapSource`] finds users with the service account (or anonymously), checks passwords by
+//! binding as the user, reads groups (AD `memberOf` with nested groups, or a group search
+//! followed level by level) and the mapped attributes, and changes passwords (the Password
+//! Modify extended operation, or AD's `unicodePwd`). [`SourceFactory`] builds every kind of user
+//! source from its definition; the server wires it into the engine.
+//!
+//! May depend on: `tessera-core`.
+
+mod ad;
+mod pool;
+
+use async_trait::async_trait;
+use ldap3::exop::PasswordModify;
+use ldap3::{Mod, Scope, SearchEntry, SearchOptions, ldap_escape};
+use pool::{Conn, Pool, Role, Unreachable, describe, is_connection_error, rc_text};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tessera_core::clock::Clock;
+use tessera_core::hashing::PasswordHasher;
+use tessera_core::ids::{SourceName, UserId};
+use tessera_core::model::{DirectoryType, GroupMode, LdapProfile, User, UserSourceDef};
+use tessera_core::model::{UserSourceKind, ldap::check_filter};
+use tessera_core::source::{
+    LocalSourceFactory, PasswordChangeError, SourceError, UserSource, UserSourceFactory,
+};
+use tessera_core::store::Store;
+
+/// Builds local and LDAP user sources.
+#[derive(Debug)]
+pub struct SourceFactory {
+    pub local: LocalSourceFactory,
+}
+
+impl SourceFactory {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: Arc<dyn PasswordHasher>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        SourceFactory {
+            local: LocalSourceFactory {
+                store,
+                hasher,
+                clock,
+            },
+        }
+    }
+}
+
+impl UserSourceFactory for SourceFactory {
+    fn build(&self, def: &UserSourceDef) -> Result<Arc<dyn UserSource>, String> {
+        match def.kind {
+            UserSourceKind::Local => self.local.build(def),
+            UserSourceKind::Ldap => Ok(Arc::new(LdapSource::new(def)?)),
+        }
+    }
+}
+
+/// Login names longer than this find nobody (no directory allows them).
+const MAX_LOGIN_LEN: usize = 256;
+/// Nested groups are followed this deep at most, and this many groups are read at most.
+const MAX_GROUP_DEPTH: usize = 8;
+const MAX_GROUPS: usize = 1000;
+/// AD's LDAP_MATCHING_RULE_IN_CHAIN: membership through nested groups in one search.
+const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
+
+/// The profile with the directory type's defaults filled in.
+#[derive(Clone, Debug)]
+struct Resolved {
+    directory: DirectoryType,
+    base_dn: String,
+    user_filter: String,
+    login_attributes: Vec<String>,
+    unique_id: Option<String>,
+    username: String,
+    given_name: String,
+    surname: String,
+    mail: String,
+    phone: String,
+    manager: String,
+    extra: Vec<String>,
+    group_mode: GroupMode,
+    group_base: String,
+    group_filter: String,
+    group_name: String,
+    nested: bool,
+    encrypted: bool,
+}
+
+impl Resolved {
+    fn of(p: &LdapProfile) -> Self {
+        let ad = p.directory == DirectoryType::ActiveDirectory;
+        let or = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
+        let login_attributes = if !p.login_attributes.is_empty() {
+            p.login_attributes.clone()
+        } else if ad {
+            vec!["sAMAccountName".into(), "userPrincipalName".into()]
+        } else {
+            vec!["uid".into()]
+        };
+        let unique_id = match (&p.attributes.unique_id, p.directory) {
+            (Some(a), _) if a.is_empty() || a.eq_ignore_ascii_case("dn") => None,
+            (Some(a), _) => Some(a.clone()),
+            (None, DirectoryType::ActiveDirectory) => Some("objectGUID".into()),
+            (None, DirectoryType::Openldap) => Some("entryUUID".into()),
+            (None, DirectoryType::Generic) => None,
+        };
+        Resolved {
+            directory: p.directory,
+            base_dn: p.base_dn.trim().to_string(),
+            user_filter: p.user_filter.clone().unwrap_or_else(|| match p.directory {
+                DirectoryType::ActiveDirectory => "(&(objectCategory=person)(objectClass=user))".into(),
+                DirectoryType::Openldap => "(objectClass=inetOrgPerson)".into(),
+                DirectoryType::Generic => "(objectClass=*)".into(),
+            }),
+            username: or(
+                &p.attributes.username,
+                if ad { "sAMAccountName" } else { &login_attributes[0] },
+            ),
+            login_attributes,
+            unique_id,
+            given_name: or(&p.attributes.given_name, "givenName"),
+            surname: or(&p.attributes.surname, "sn"),
+            mail: or(&p.attributes.mail, "mail"),
+            phone: or(&p.attributes.phone, "mobile"),
+            manager: or(&p.attributes.manager, "manager"),
+            extra: p.attributes.extra.clone(),
+            group_mode: p.groups.mode.unwrap_or(if ad {
+                GroupMode::MemberOf
+            } else {
+                GroupMode::Search
+            }),
+            group_base: p.groups.base_dn.clone().unwrap_or_else(|| p.base_dn.clone()),
+            group_filter: p.groups.filter.clone().unwrap_or_else(|| {
+                if ad {
+                    "(objectClass=group)".into()
+                } else {
+                    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))".into()
+                }
+            }),
+            group_name: or(&p.groups.name_attribute, "cn"),
+            nested: p.groups.nested.unwrap_or(true),
+            encrypted: p.encrypted(),
+        }
+    }
+
+    /// The attributes read for a user.
+    fn user_attributes(&self) -> Vec<String> {
+        let mut attrs = vec![
+            self.username.clone(),
+            self.given_name.clone(),
+            self.surname.clone(),
+            self.mail.clone(),
+            self.phone.clone(),
+            self.manager.clone(),
+        ];
+        attrs.extend(self.unique_id.iter().cloned());
+        attrs.extend(self.extra.iter().cloned());
+        if self.group_mode == GroupMode::MemberOf {
+            attrs.push("memberOf".into());
+        }
+        if self.directory == DirectoryType::ActiveDirectory {
+            attrs.push("userAccountControl".into());
+            attrs.push("accountExpires".into());
+        }
+        let mut seen = HashSet::new();
+        attrs.retain(|a| seen.insert(a.to_ascii_lowercase()));
+        attrs
+    }
+}
+
+/// A user source backed by an LDAP directory or Active Directory.
+#[derive(Debug)]
+pub struct LdapSource {
+    name: SourceName,
+    cfg: Resolved,
+    pool: Pool,
+}
+
+/// What `tessera ldap test` reports.
+#[derive(Debug)]
+pub struct TestReport {
+    /// Each server: connected (and bound) in how long, or why not.
+    pub servers: Vec<(String, Result<Duration, String>)>,
+    /// The user looked up, when one was named.
+    pub user: Option<Result<Option<User>, String>>,
+    pub service_account: bool,
+}
+
+impl LdapSource {
+    pub fn new(def: &UserSourceDef) -> Result<Self, String> {
+        let profile = def
+            .ldap
+            .as_ref()
+            .ok_or("an ldap user source needs its [ldap] profile")?;
+        let problems = profile.problems();
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        let tls = tls_config(profile)?;
+        let cfg = Resolved::of(profile);
+        for f in [&cfg.user_filter, &cfg.group_filter] {
+            check_filter(f)?;
+        }
+        Ok(LdapSource {
+            name: def.name.clone(),
+            pool: Pool::new(def.name.as_str(), profile, tls),
+            cfg,
+        })
+    }
+
+    fn unavailable(&self, detail: impl Into<String>) -> SourceError {
+        SourceError::Unavailable {
+            source_name: self.name.0.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Runs a search with the service account, retrying once on a fresh connection when a
+    /// reused one turns out to be dead.
+    async fn search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[String],
+        size_limit: i32,
+    ) -> Result<Vec<SearchEntry>, SourceError> {
+        let mut last = String::new();
+        for _ in 0..2 {
+            let mut conn = self
+                .pool
+                .get(Role::Service)
+                .await
+                .map_err(|Unreachable(e)| self.unavailable(e))?;
+            let result = conn
+                .ldap
+                .with_search_options(SearchOptions::new().sizelimit(size_limit))
+                .with_timeout(self.pool.timeout)
+                .search(base, scope, filter, attrs)
+                .await;
+            match result {
+                Ok(ldap3::SearchResult(entries, res)) => {
+                    // 32: the base does not exist, which finds nobody. 4: more than asked for.
+                    if res.rc != 0 && res.rc != 4 && res.rc != 32 {
+                        return Err(self.unavailable(format!(
+                            "search under {base} failed: {}",
+                            rc_text(res.rc, &res.text)
+                        )));
+                    }
+                    let mut out = Vec::with_capacity(entries.len());
+                    for e in entries {
+                        // ldap3 panics on a malformed entry; a broken server must not take a
+                        // worker thread with it.
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            SearchEntry::construct(e)
+                        })) {
+                            Ok(entry) => out.push(entry),
+                            Err(_) => {
+                                conn.discard();
+                                return Err(
+                                    self.unavailable("the directory sent a malformed entry")
+                                );
+                            }
+                        }
+                    }
+                    return Ok(out);
+                }
+                Err(e) if is_connection_error(&e) => {
+                    conn.discard();
+                    self.pool.clear_idle();
+                    last = describe(&e);
+                }
+                Err(e) => {
+                    return Err(self.unavailable(format!("search failed: {}", describe(&e))));
+                }
+            }
+        }
+        Err(self.unavailable(last))
+    }
+
+    /// The one user entry matching `filter` under the base DN; none when there are several.
+    async fn find_entry(&self, filter: &str) -> Result<Option<SearchEntry>, SourceError> {
+        let filter = format!("(&{}{})", self.cfg.user_filter, filter);
+        let mut entries = self
+            .search(
+                &self.cfg.base_dn,
+                Scope::Subtree,
+                &filter,
+                &self.cfg.user_attributes(),
+                2,
+            )
+            .await?;
+        match entries.len() {
+            0 => Ok(None),
+            1 => Ok(entries.pop()),
+            _ => {
+                tracing::warn!(source = %self.name, "a login name matches several directory entries; nobody is found");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn user_of(&self, entry: SearchEntry) -> Result<Option<User>, SourceError> {
+        let cfg = &self.cfg;
+        let first = |attr: &str| -> Option<String> {
+            entry
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+                .and_then(|(_, v)| v.first().cloned())
+                .filter(|v| !v.is_empty())
+        };
+        let all = |attr: &str| -> Vec<String> {
+            entry
+                .attrs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+                .flat_map(|(_, v)| v.iter().cloned())
+                .collect()
+        };
+        let id = match &cfg.unique_id {
+            None => entry.dn.clone(),
+            Some(attr) if attr.eq_ignore_ascii_case("objectGUID") => {
+                match entry
+                    .bin_attrs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+                    .and_then(|(_, v)| v.first())
+                    .and_then(|b| ad::guid_to_string(b))
+                {
+                    Some(g) => g,
+                    None => {
+                        tracing::warn!(source = %self.name, dn = %entry.dn, "entry has no objectGUID; ignored");
+                        return Ok(None);
+                    }
+                }
+            }
+            Some(attr) => match first(attr) {
+                Some(v) => v,
+                None => {
+                    tracing::warn!(source = %self.name, dn = %entry.dn, attribute = %attr, "entry has no unique id attribute; ignored");
+                    return Ok(None);
+                }
+            },
+        };
+        let Some(username) = first(&cfg.username) else {
+            tracing::warn!(source = %self.name, dn = %entry.dn, attribute = %cfg.username, "entry has no login name attribute; ignored");
+            return Ok(None);
+        };
+        let mut attributes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        attributes.insert("dn".into(), vec![entry.dn.clone()]);
+        for a in &cfg.extra {
+            let v = all(a);
+            if !v.is_empty() {
+                attributes.insert(a.to_ascii_lowercase(), v);
+            }
+        }
+        let (mut enabled, mut expires_at) = (true, None);
+        if cfg.directory == DirectoryType::ActiveDirectory {
+            if let Some(uac) = first("userAccountControl").and_then(|v| v.parse::<u64>().ok()) {
+                enabled = uac & ad::ACCOUNT_DISABLE == 0;
+            }
+            expires_at = first("accountExpires").and_then(|v| ad::filetime_to_unix(&v));
+        }
+        let manager = match first(&cfg.manager) {
+            Some(m) if looks_like_dn(&m) => Some(self.login_of(&m).await.unwrap_or(m)),
+            other => other,
+        };
+        let (groups, group_dns) = self.groups_of(&entry, &username).await?;
+        if !group_dns.is_empty() {
+            attributes.insert("memberof".into(), group_dns);
+        }
+        Ok(Some(User {
+            source: self.name.clone(),
+            id: UserId(id),
+            username,
+            given_name: first(&cfg.given_name),
+            surname: first(&cfg.surname),
+            email: first(&cfg.mail),
+            phone: first(&cfg.phone),
+            manager,
+            groups,
+            enabled,
+            expires_at,
+            attributes,
+        }))
+    }
+
+    /// The login name of the entry at `dn` (the manager of a user), if it can be read.
+    async fn login_of(&self, dn: &str) -> Option<String> {
+        let entries = self
+            .search(
+                dn,
+                Scope::Base,
+                "(objectClass=*)",
+                std::slice::from_ref(&self.cfg.username),
+                1,
+            )
+            .await
+            .ok()?;
+        entries.into_iter().next().and_then(|e| {
+            e.attrs
+                .into_iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&self.cfg.username))
+                .and_then(|(_, v)| v.into_iter().next())
+        })
+    }
+
+    /// The user's group names and DNs (nested ones included when configured).
+    async fn groups_of(
+        &self,
+        entry: &SearchEntry,
+        login: &str,
+    ) -> Result<(Vec<String>, Vec<String>), SourceError> {
+        let cfg = &self.cfg;
+        let mut dns: BTreeSet<String> = BTreeSet::new();
+        let mut names: Vec<String> = Vec::new();
+        let mut add = |dn: String, name: Option<String>, names: &mut Vec<String>| {
+            let name = name.or_else(|| first_rdn_value(&dn));
+            if dns.insert(dn.to_ascii_lowercase())
+                && let Some(n) = name
+                && !names.iter().any(|x| x.eq_ignore_ascii_case(&n))
+            {
+                names.push(n);
+            }
+        };
+        let mut group_dns: Vec<String> = Vec::new();
+        match cfg.group_mode {
+            GroupMode::None => {}
+            GroupMode::MemberOf => {
+                let direct: Vec<String> = entry
+                    .attrs
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("memberOf"))
+                    .flat_map(|(_, v)| v.iter().cloned())
+                    .collect();
+                for dn in &direct {
+                    add(dn.clone(), None, &mut names);
+                    group_dns.push(dn.clone());
+                }
+                if cfg.nested && cfg.directory == DirectoryType::ActiveDirectory {
+                    let filter = format!(
+                        "(&{}(member:{IN_CHAIN}:={}))",
+                        cfg.group_filter,
+                        ldap_escape(entry.dn.as_str())
+                    );
+                    for g in self
+                        .search(
+                            &cfg.group_base,
+                            Scope::Subtree,
+                            &filter,
+                            std::slice::from_ref(&cfg.group_name),
+                            MAX_GROUPS as i32,
+                        )
+                        .await?
+                    {
+                        let name = first_value(&g, &cfg.group_name);
+                        if !group_dns.iter().any(|d| d.eq_ignore_ascii_case(&g.dn)) {
+                            group_dns.push(g.dn.clone());
+                        }
+                        add(g.dn, name, &mut names);
+                    }
+                }
+            }
+            GroupMode::Search => {
+                let mut level = vec![entry.dn.clone()];
+                let mut first_level = true;
+                for _ in 0..MAX_GROUP_DEPTH {
+                    if level.is_empty() || group_dns.len() >= MAX_GROUPS {
+                        break;
+                    }
+                    let mut terms = String::new();
+                    for dn in &level {
+                        let dn = ldap_escape(dn.as_str());
+                        terms.push_str(&format!("(member={dn})(uniqueMember={dn})"));
+                    }
+                    if first_level {
+                        terms.push_str(&format!("(memberUid={})", ldap_escape(login)));
+                    }
+                    let filter = format!("(&{}(|{terms}))", cfg.group_filter);
+                    let found = self
+                        .search(
+                            &cfg.group_base,
+                            Scope::Subtree,
+                            &filter,
+                            std::slice::from_ref(&cfg.group_name),
+                            MAX_GROUPS as i32,
+                        )
+                        .await?;
+                    let mut next = Vec::new();
+                    for g in found {
+                        if group_dns.iter().any(|d| d.eq_ignore_ascii_case(&g.dn)) {
+                            continue;
+                        }
+                        group_dns.push(g.dn.clone());
+                        next.push(g.dn.clone());
+                        let name = first_value(&g, &cfg.group_name);
+                        add(g.dn, name, &mut names);
+                    }
+                    if !cfg.nested {
+                        break;
+                    }
+                    level = next;
+                    first_level = false;
+                }
+            }
+        }
+        Ok((names, group_dns))
+    }
+
+    /// The DN to bind as for `user`.
+    async fn dn_of(&self, user: &User) -> Result<Option<String>, SourceError> {
+        if let Some(dn) = user.attributes.get("dn").and_then(|v| v.first()) {
+            return Ok(Some(dn.clone()));
+        }
+        Ok(self
+            .get(&user.id)
+            .await?
+            .and_then(|u| u.attributes.get("dn").and_then(|v| v.first().cloned())))
+    }
+
+    /// Binds as `dn` on an authentication connection: Ok(true) accepted, Ok(false) refused.
+    /// The connection is handed back for a following operation as that user.
+    async fn bind_as(&self, dn: &str, password: &str) -> Result<(bool, Conn<'_>), SourceError> {
+        let mut last = String::new();
+        for _ in 0..2 {
+            let mut conn = self
+                .pool
+                .get(Role::Auth)
+                .await
+                .map_err(|Unreachable(e)| self.unavailable(e))?;
+            match conn
+                .ldap
+                .with_timeout(self.pool.timeout)
+                .simple_bind(dn, password)
+                .await
+            {
+                Ok(r) if r.rc == 0 => return Ok((true, conn)),
+                Ok(r) => {
+                    if r.rc != 49 {
+                        tracing::info!(source = %self.name, result = %rc_text(r.rc, &r.text), "user bind refused");
+                    }
+                    return Ok((false, conn));
+                }
+                Err(e) if is_connection_error(&e) => {
+                    conn.discard();
+                    self.pool.clear_idle();
+                    last = describe(&e);
+                }
+                Err(e) => return Err(self.unavailable(describe(&e))),
+            }
+        }
+        Err(self.unavailable(last))
+    }
+
+    /// Connects to each server and binds the service account, then looks `user` up:
+    /// what `tessera ldap test` shows.
+    pub async fn test(&self, user: Option<&str>) -> TestReport {
+        let mut servers = Vec::new();
+        for url in self.pool.servers() {
+            let started = Instant::now();
+            let result = async {
+                let mut ldap = self.pool.open_to(url).await?;
+                self.pool.bind_service(&mut ldap).await?;
+                let _ = ldap.unbind().await;
+                Ok::<_, Unreachable>(started.elapsed())
+            }
+            .await
+            .map_err(|Unreachable(e)| e);
+            servers.push((url.to_string(), result));
+        }
+        let user = match user {
+            Some(login) => Some(self.find(login).await.map_err(|e| e.to_string())),
+            None => None,
+        };
+        TestReport {
+            servers,
+            user,
+            service_account: self.pool.has_service_account(),
+        }
+    }
+
+    fn is_ad(&self) -> bool {
+        self.cfg.directory == DirectoryType::ActiveDirectory
+    }
+}
+
+#[async_trait]
+impl UserSource for LdapSource {
+    fn name(&self) -> &SourceName {
+        &self.name
+    }
+
+    fn kind(&self) -> UserSourceKind {
+        UserSourceKind::Ldap
+    }
+
+    async fn find(&self, login: &str) -> Result<Option<User>, SourceError> {
+        if login.is_empty() || login.len() > MAX_LOGIN_LEN || login.chars().any(char::is_control) {
+            return Ok(None);
+        }
+        let value = ldap_escape(login);
+        let terms: String = self
+            .cfg
+            .login_attributes
+            .iter()
+            .map(|a| format!("({a}={value})"))
+            .collect();
+        let Some(entry) = self.find_entry(&format!("(|{terms})")).await? else {
+            return Ok(None);
+        };
+        self.user_of(entry).await
+    }
+
+    async fn get(&self, id: &UserId) -> Result<Option<User>, SourceError> {
+        let entry = match &self.cfg.unique_id {
+            None => {
+                let mut entries = self
+                    .search(
+                        id.as_str(),
+                        Scope::Base,
+                        &self.cfg.user_filter,
+                        &self.cfg.user_attributes(),
+                        1,
+                    )
+                    .await?;
+                entries.pop()
+            }
+            Some(attr) if attr.eq_ignore_ascii_case("objectGUID") => {
+                let Some(bytes) = ad::guid_from_string(id.as_str()) else {
+                    return Ok(None);
+                };
+                let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+                self.find_entry(&format!("({attr}={escaped})")).await?
+            }
+            Some(attr) => {
+                self.find_entry(&format!("({attr}={})", ldap_escape(id.as_str())))
+                    .await?
+            }
+        };
+        match entry {
+            Some(e) => self.user_of(e).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn verify_password(&self, user: &User, password: &str) -> Result<bool, SourceError> {
+        // An empty password would be an unauthenticated bind, which directories accept.
+        if password.is_empty() || password.contains('\0') {
+            return Ok(false);
+        }
+        let Some(dn) = self.dn_of(user).await? else {
+            return Ok(false);
+        };
+        Ok(self.bind_as(&dn, password).await?.0)
+    }
+
+    async fn change_password(
+        &self,
+        user: &User,
+        old: Option<&str>,
+        new: &str,
+    ) -> Result<(), PasswordChangeError> {
+        if new.is_empty() || new.chars().any(char::is_control) {
+            return Err(PasswordChangeError::PolicyViolation(
+                "empty or with control characters".into(),
+            ));
+        }
+        if self.is_ad() && !self.cfg.encrypted {
+            return Err(PasswordChangeError::NotSupported(
+                "Active Directory changes passwords only over LDAPS or StartTLS".into(),
+            ));
+        }
+        let Some(dn) = self.dn_of(user).await? else {
+            return Err(PasswordChangeError::Refused(
+                "the user's entry is gone".into(),
+            ));
+        };
+        // The user's own change runs bound as the user (the old password proves it); an
+        // administrator's reset runs as the service account.
+        let mut conn = match old {
+            Some(old) => {
+                if old.is_empty() {
+                    return Err(PasswordChangeError::WrongOldPassword);
+                }
+                let (ok, conn) = self.bind_as(&dn, old).await?;
+                if !ok {
+                    return Err(PasswordChangeError::WrongOldPassword);
+                }
+                conn
+            }
+            None => {
+                if !self.pool.has_service_account() {
+                    return Err(PasswordChangeError::NotSupported(
+                        "a password reset needs a service account (bind_dn) allowed to write passwords".into(),
+                    ));
+                }
+                self.pool
+                    .get(Role::Service)
+                    .await
+                    .map_err(|Unreachable(e)| SourceError::Unavailable {
+                        source_name: self.name.0.clone(),
+                        detail: e,
+                    })?
+            }
+        };
+        let timeout = self.pool.timeout;
+        let result = if self.is_ad() {
+            let new_value = ad::unicode_pwd(new);
+            let mods = match old {
+                Some(old) => vec![
+                    Mod::Delete(
+                        b"unicodePwd".to_vec(),
+                        HashSet::from([ad::unicode_pwd(old)]),
+                    ),
+                    Mod::Add(b"unicodePwd".to_vec(), HashSet::from([new_value])),
+                ],
+                None => vec![Mod::Replace(
+                    b"unicodePwd".to_vec(),
+                    HashSet::from([new_value]),
+                )],
+            };
+            conn.ldap
+                .with_timeout(timeout)
+                .modify(&dn, mods)
+                .await
+                .map(|r| (r.rc, r.text))
+        } else {
+            conn.ldap
+                .with_timeout(timeout)
+                .extended(PasswordModify {
+                    user_id: Some(&dn),
+                    old_pass: old,
+                    new_pass: Some(new),
+                })
+                .await
+                .map(|r| (r.1.rc, r.1.text))
+        };
+        // The connection is bound as the user now, or did something else: not reused.
+        conn.discard();
+        match result {
+            Ok((0, _)) => {
+                tracing::info!(source = %self.name, user = %user.username, "directory password changed");
+                Ok(())
+            }
+            Ok((rc, text)) => Err(password_error(rc, &text, self.is_ad())),
+            Err(e) if is_connection_error(&e) => {
+                Err(PasswordChangeError::from(SourceError::Unavailable {
+                    source_name: self.name.0.clone(),
+                    detail: describe(&e),
+                }))
+            }
+            Err(e) => Err(PasswordChangeError::Refused(describe(&e))),
+        }
+    }
+}
+
+/// A directory's refusal of a password change, in a user's words.
+fn password_error(rc: u32, text: &str, ad: bool) -> PasswordChangeError {
+    let detail = text.trim().trim_end_matches('\0').to_string();
+    match rc {
+        49 => PasswordChangeError::WrongOldPassword,
+        // AD: "0000052D: Constraint violation" is its password policy; OpenLDAP ppolicy too.
+        19 => PasswordChangeError::PolicyViolation(friendly_policy(&detail)),
+        // AD answers "unwilling to perform" for a policy refusal (and for unencrypted links,
+        // which the profile check rules out).
+        53 if ad => PasswordChangeError::PolicyViolation(friendly_policy(&detail)),
+        50 => PasswordChangeError::Refused(
+            "not allowed to change this password (insufficient access rights)".into(),
+        ),
+        _ => PasswordChangeError::Refused(rc_text(rc, &detail)),
+    }
+}
+
+/// The part of a directory's policy message worth showing to a user.
+fn friendly_policy(detail: &str) -> String {
+    if detail.contains("0000052D") {
+        return "too short, too simple, used before or changed too recently".into();
+    }
+    detail.chars().take(200).collect()
+}
+
+fn first_value(e: &SearchEntry, attr: &str) -> Option<String> {
+    e.attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .and_then(|(_, v)| v.first().cloned())
+}
+
+fn looks_like_dn(s: &str) -> bool {
+    s.contains('=') && s.contains(',')
+}
+
+/// `vpn-admins` of `CN=vpn-admins,OU=Groups,DC=example,DC=org` (escaped commas kept).
+fn first_rdn_value(dn: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut escaped = false;
+    let mut after_eq = false;
+    for c in dn.chars() {
+        if escaped {
+            if after_eq {
+                out.push(c);
+            }
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            ',' | '+' => break,
+            '=' if !after_eq => after_eq = true,
+            _ if after_eq => out.push(c),
+            _ => {}
+        }
+    }
+    let out = out.trim().to_string();
+    (!out.is_empty()).then_some(out)
+}
+
+/// The TLS client configuration of a profile: its pinned CAs, or none (ldap3 then uses the
+/// system's roots, or skips verification when the profile says so).
+fn tls_config(p: &LdapProfile) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem = match (&p.ca_pem, &p.ca_file) {
+        (Some(pem), _) => pem.clone(),
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).map_err(|e| format!("ca_file {path}: {e}"))?
+        }
+        (None, None) => return Ok(None),
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("CA certificate: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("CA certificate: {e}"))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err("no CA certificate found in ca_pem/ca_file".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_rdn_values() {
+        assert_eq!(
+            first_rdn_value("CN=VPN Admins,OU=Groups,DC=example,DC=org").as_deref(),
+            Some("VPN Admins")
+        );
+        assert_eq!(
+            first_rdn_value("cn=Smith\\, John,ou=people").as_deref(),
+            Some("Smith, John")
+        );
+        assert_eq!(first_rdn_value("nonsense"), None);
+    }
+
+    #[test]
+    fn password_errors_read_as_a_user_understands() {
+        assert_eq!(
+            password_error(49, "", false),
+            PasswordChangeError::WrongOldPassword
+        );
+        assert!(matches!(
+            password_error(19, "0000052D: Constraint violation - check_password_restrictions", true),
+            PasswordChangeError::PolicyViolation(m) if m.contains("too short")
+        ));
+        assert!(matches!(
+            password_error(
+                53,
+                "0000001F: SvcErr: DSID-031A12D2, problem 5003 (WILL_NOT_PERFORM)",
+                true
+            ),
+            PasswordChangeError::PolicyViolation(_)
+        ));
+        assert!(matches!(
+            password_error(50, "", false),
+            PasswordChangeError::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn defaults_follow_the_directory_type() {
+        let p: LdapProfile = serde_json::from_value(serde_json::json!({
+            "directory": "active_directory",
+            "servers": ["ldaps://dc1"],
+            "base_dn": "DC=corp,DC=example"
+        }))
+        .unwrap();
+        let r = Resolved::of(&p);
+        assert_eq!(r.login_attributes, ["sAMAccountName", "userPrincipalName"]);
+        assert_eq!(r.unique_id.as_deref(), Some("objectGUID"));
+        assert_eq!(r.group_mode, GroupMode::MemberOf);
+        assert!(
+            r.user_attributes()
+                .iter()
+                .any(|a| a == "userAccountControl")
+        );
+        let mut p2 = p.clone();
+        p2.directory = DirectoryType::Openldap;
+        let r = Resolved::of(&p2);
+        assert_eq!(r.login_attributes, ["uid"]);
+        assert_eq!(r.unique_id.as_deref(), Some("entryUUID"));
+        assert_eq!(r.group_mode, GroupMode::Search);
+    }
+}
