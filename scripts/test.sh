@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Tessera's tests need on a Debian machine, then runs every test.
-#   - apt packages: oathtool (independent OTP peer), openssl (test certificates for RadSec), freeradius + freeradius-utils (radclient, and
-#     FreeRADIUS as a proxy in front of Tessera and as the benchmark's reference; its system
-#     service is not started), PostgreSQL when none is reachable
+#   - apt packages: oathtool (independent OTP peer), openssl (test certificates for RadSec and
+#     LDAPS), freeradius + freeradius-utils (radclient, and FreeRADIUS as a proxy in front of
+#     Tessera and as the benchmark's reference), slapd + ldap-utils (OpenLDAP with a fixture
+#     directory per test, ldapwhoami); their system services are not started. PostgreSQL when
+#     none is reachable
 #   - Python venvs in .venv/: privacyIDEA's and eduMFA's client classes, django-privacyidea-auth,
 #     pyrad
 #   - cargo-fuzz, for a bounded run of the RADIUS decoder's fuzz target
@@ -28,14 +30,16 @@ apt_install() {
 }
 
 apt_install oathtool openssl
-# FreeRADIUS must not start its system service on the standard ports: tests run their own.
-if ! dpkg -s freeradius >/dev/null 2>&1 || ! dpkg -s freeradius-utils >/dev/null 2>&1; then
+# FreeRADIUS and slapd must not start their system services on the standard ports: tests run
+# their own.
+if ! dpkg -s freeradius >/dev/null 2>&1 || ! dpkg -s freeradius-utils >/dev/null 2>&1 \
+   || ! dpkg -s slapd >/dev/null 2>&1 || ! dpkg -s ldap-utils >/dev/null 2>&1; then
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"
     trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
   fi
-  apt_install freeradius freeradius-utils
+  apt_install freeradius freeradius-utils slapd ldap-utils
 fi
 
 # Real privacyIDEA/eduMFA client peers, one venv each (their dependencies conflict).

@@ -1,10 +1,12 @@
-//! Test support: throwaway PostgreSQL databases and the `oathtool` peer.
+//! Test support: throwaway PostgreSQL databases, the `oathtool` peer and an OpenLDAP `slapd`.
 //!
 //! PostgreSQL comes from `TESSERA_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
 //! Tests that need it fail with a clear message when it is unreachable: the README's test command
 //! starts one. They never skip silently.
 
 #![allow(clippy::expect_used, clippy::panic)]
+
+pub mod slapd;
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
