@@ -9,8 +9,11 @@ use tessera_core::model::LdapProfile;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
 
-/// How long a server that failed is passed over (unless every server failed).
+/// How long a server that failed is passed over.
 const DOWN_FOR: Duration = Duration::from_secs(30);
+/// While every server is passed over, one request tries them again this often; the others
+/// fail at once instead of each waiting for the timeout.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// What a connection is bound as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +59,8 @@ pub(crate) struct Pool {
     idle_service: Mutex<Vec<Ldap>>,
     idle_auth: Mutex<Vec<Ldap>>,
     max_idle: usize,
+    /// When every server was last tried while all were down, and what failed then.
+    last_probe: Mutex<(Option<Instant>, String)>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -145,6 +150,7 @@ impl Pool {
             idle_service: Mutex::new(Vec::new()),
             idle_auth: Mutex::new(Vec::new()),
             max_idle: max,
+            last_probe: Mutex::new((None, String::new())),
         }
     }
 
@@ -199,7 +205,19 @@ impl Pool {
     async fn connect(&self, role: Role) -> Result<Ldap, Unreachable> {
         let now = Instant::now();
         let mut order: Vec<&Server> = self.servers.iter().filter(|s| !s.is_down(now)).collect();
-        if order.is_empty() {
+        let probing = order.is_empty();
+        if probing {
+            if let Ok(mut probe) = self.last_probe.lock() {
+                if probe.0.is_some_and(|t| now.duration_since(t) < PROBE_EVERY) {
+                    return Err(Unreachable(format!(
+                        "every server failed within the last {} s ({}); they are tried again every {} s",
+                        DOWN_FOR.as_secs(),
+                        probe.1,
+                        PROBE_EVERY.as_secs()
+                    )));
+                }
+                probe.0 = Some(now);
+            }
             order = self.servers.iter().collect();
         }
         let mut errors = Vec::new();
@@ -216,7 +234,14 @@ impl Pool {
                 }
             }
         }
-        Err(Unreachable(errors.join("; ")))
+        let error = errors.join("; ");
+        if let Ok(mut probe) = self.last_probe.lock() {
+            probe.1 = error.clone();
+            if !probing && self.servers.iter().all(|s| s.is_down(Instant::now())) {
+                probe.0 = Some(Instant::now());
+            }
+        }
+        Err(Unreachable(error))
     }
 
     /// Opens one connection (TCP, TLS/StartTLS) and binds the service account for `Service`.
