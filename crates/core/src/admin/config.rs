@@ -211,6 +211,12 @@ impl Admin {
                     .into_iter()
                     .map(|e| format!("user source '{}': {e}", s.name)),
             );
+            // What only building the source finds (an unreadable ca_file, a bad certificate).
+            if s.problems().is_empty()
+                && let Err(e) = self.engine.ports().sources.build(s)
+            {
+                errs.push(format!("user source '{}': {e}", s.name));
+            }
             if let Some(l) = &s.ldap
                 && l.bind_dn.is_some()
                 && l.bind_password.is_none()
