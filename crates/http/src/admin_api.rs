@@ -19,10 +19,12 @@ use std::net::SocketAddr;
 use tessera_core::admin::{
     Actor, AdminError, ConfigObject, Declaration, EnrollInput, NewUserInput,
 };
+use tessera_core::engine::{Door, RequestCtx};
 use tessera_core::model::{
     AdminSession, Application, AuditQuery, RadiusClient, Realm, TokenState, UserPatch,
     UserSourceDef,
 };
+use tessera_core::source::PasswordChangeError;
 use zeroize::Zeroizing;
 
 /// Every route of the admin API: (method, path as in the OpenAPI document).
@@ -32,6 +34,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/users/{username}"),
     ("patch", "/users/{username}"),
     ("delete", "/users/{username}"),
+    ("post", "/users/{username}/password"),
     ("get", "/tokens"),
     ("post", "/tokens"),
     ("get", "/tokens/{serial}"),
@@ -81,6 +84,7 @@ pub(crate) fn routes() -> Router<HttpState> {
             "/users/{username}",
             get(get_user).patch(patch_user).delete(delete_user),
         )
+        .route("/users/{username}/password", post(post_user_password))
         .route("/tokens", get(get_tokens).post(post_tokens))
         .route(
             "/tokens/{serial}",
@@ -343,6 +347,47 @@ async fn patch_user(
         .await
         .api(&state)?;
     Ok(Json(json!(user)))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RealmQuery {
+    realm: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: Zeroizing<String>,
+}
+
+/// Sets a user's password in the user's source (an administrator's reset).
+async fn post_user_password(
+    state: St,
+    auth: Authed,
+    Path(username): Path<String>,
+    Query(q): Query<RealmQuery>,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    let actor = auth.write()?;
+    let input: PasswordBody = body(&bytes)?;
+    let mut ctx = RequestCtx::new(Door::Api);
+    ctx.actor = actor.name.clone();
+    ctx.client_ip = actor.client_ip.as_deref().and_then(|ip| ip.parse().ok());
+    state
+        .admin
+        .engine()
+        .change_password(&username, q.realm.as_deref(), None, &input.password, &ctx)
+        .await
+        .map_err(|e| match e {
+            PasswordChangeError::Source(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
+    Ok(Json(json!({ "password_set": username })))
 }
 
 async fn delete_user(

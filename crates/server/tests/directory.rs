@@ -456,6 +456,52 @@ factors = [{{ methods = ["ldap"] }}]
     )
     .unwrap();
     let data = dir.path().join("data");
+    // A profile with problems: every one is named, and nothing is applied.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"
+[[user_source]]
+name = "broken"
+type = "ldap"
+[user_source.ldap]
+servers = ["http://dc1"]
+base_dn = ""
+user_filter = "(objectClass=person"
+bind_dn = "cn=svc"
+"#,
+    )
+    .unwrap();
+    let (ok, _, err) = cli(&data, &["apply", bad.to_str().unwrap()], None);
+    assert!(!ok);
+    for want in [
+        "'http://dc1' is not",
+        "base_dn",
+        "user_filter",
+        "needs its password",
+    ] {
+        assert!(err.contains(want), "{want} missing in {err}");
+    }
+    let missing_ca = dir.path().join("missing-ca.toml");
+    std::fs::write(
+        &missing_ca,
+        r#"
+[[user_source]]
+name = "pinned"
+type = "ldap"
+[user_source.ldap]
+servers = ["ldaps://127.0.0.1"]
+base_dn = "dc=example,dc=org"
+ca_file = "/nonexistent/ca.pem"
+"#,
+    )
+    .unwrap();
+    let (ok, _, err) = cli(&data, &["apply", missing_ca.to_str().unwrap()], None);
+    assert!(!ok);
+    assert!(err.contains("ca_file /nonexistent/ca.pem"), "{err}");
+    let (_, out, _) = cli(&data, &["source", "list"], None);
+    assert!(!out.contains("broken") && !out.contains("pinned"), "{out}");
+
     let (ok, out, err) = cli(&data, &["apply", file.to_str().unwrap()], None);
     assert!(ok, "{out}{err}");
 
@@ -531,6 +577,45 @@ factors = [{{ methods = ["ldap"] }}]
     ));
     assert_eq!(check(&s, "dave", "dave-new-password").await, "ACCEPT");
     assert_eq!(check(&s, "dave", "dave-password").await, "REJECT");
+
+    // The same reset through the admin API.
+    let token = s
+        .admin_token("root", tessera_core::model::AdminRole::Admin)
+        .await;
+    let reset = |user: &'static str, password: &'static str| {
+        let (s, token) = (&s, token.clone());
+        async move {
+            let r = s
+                .http
+                .post(format!("{}/api/v1/users/{user}/password", s.url))
+                .bearer_auth(token)
+                .json(&json!({ "password": password }))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = reset("dave", "tiny").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("password policy"),
+        "{body}"
+    );
+    let (status, body) = reset("dave", "dave-api-password").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(d.can_bind(
+        &format!("uid=dave,ou=people,{BASE_DN}"),
+        "dave-api-password"
+    ));
+    let (status, _) = reset("nobody", "whatever-password").await;
+    assert_eq!(status, 400);
+    let resets = s.audit("password_reset").await;
+    assert_eq!(resets.len(), 5, "two by the CLI, three by the API");
+    assert!(resets[0].actor.starts_with("admin:"), "{}", resets[0].actor);
 
     // The user's own change through the engine (what the password-reset panel calls).
     let engine = &s.running.as_ref().unwrap().app.engine;
