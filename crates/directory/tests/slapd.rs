@@ -63,6 +63,27 @@ async fn finds_users_with_mapped_attributes_and_nested_groups() {
     assert_eq!(s.find("ALICE").await.unwrap().unwrap().id, alice.id);
     assert!(s.find("nobody").await.unwrap().is_none());
 
+    // memberOf (the memberof overlay here, AD's own attribute there): the direct groups.
+    let mut p = profile(&[&d.ldap_url]);
+    p["groups"] = json!({"mode": "member_of"});
+    let by_attr = source(p).find("alice").await.unwrap().unwrap();
+    assert_eq!(by_attr.groups, ["engineers"]);
+    assert_eq!(
+        by_attr.attributes["memberof"],
+        [format!("cn=engineers,ou=groups,{BASE_DN}")]
+    );
+    let mut p = profile(&[&d.ldap_url]);
+    p["groups"] = json!({"mode": "none"});
+    assert!(
+        source(p)
+            .find("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .groups
+            .is_empty()
+    );
+
     // Without nesting only the direct group.
     let mut p = profile(&[&d.ldap_url]);
     p["groups"] = json!({"nested": false});

@@ -216,6 +216,64 @@ async fn group_and_attribute_rules(b: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn radclient_logs_in_with_ldap_otp_in_one_round_and_gets_group_attributes() {
+    let d = Slapd::start();
+    let s = with_directory(Backend::Sqlite, &d).await;
+    s.enroll("alice", TokenKind::Totp, "TOTPLDAP4", None).await;
+    s.admin()
+        .put(
+            &actor(),
+            serde_json::from_value::<Application>(json!({
+                "name": "vpn-1r", "factors": [{"methods": ["ldap+otp"]}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let secret = "s3cret-for-the-tests";
+    let client: tessera_core::model::RadiusClient = serde_json::from_value(json!({
+        "name": "vpn",
+        "nas_ip": ["127.0.0.1"],
+        "secret": secret,
+        "application": "vpn-1r",
+        "reply_rules": [
+            {"priority": 10, "user_attribute": "groups", "equals": "vpn-users",
+             "reply_attribute": "Fortinet-Group-Name", "value": "VPN"},
+            {"priority": 20, "mode": "dynamic", "user_attribute": "departmentNumber",
+             "reply_attribute": "Class"}
+        ]
+    }))
+    .unwrap();
+    s.admin().put(&actor(), client).await.unwrap();
+    let auth = s.running.as_ref().unwrap().radius_auth_addr.unwrap();
+    let login = |pass: String| {
+        common::radclient(
+            auth,
+            "auth",
+            secret,
+            &format!("User-Name = alice\nUser-Password = {pass}\nMessage-Authenticator = 0x00\n"),
+        )
+    };
+    let (ok, out) = login(format!("wrong-password{}", s.totp(0)));
+    assert!(!ok && out.contains("Received Access-Reject"), "{out}");
+    let (ok, out) = login(format!("alice-password{}", s.totp(0)));
+    assert!(ok, "{out}");
+    assert_eq!(
+        common::radclient_attr(&out, "Fortinet-Group-Name").as_deref(),
+        Some("VPN"),
+        "from the nested directory group"
+    );
+    let class = common::radclient_attr(&out, "Class").unwrap();
+    let hex: String = "Engineering".bytes().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        class,
+        format!("0x{hex}"),
+        "copied from the directory attribute"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_that_is_down_rejects_cleanly_and_the_next_source_answers() {
     let d = Slapd::start();
     let s = TestServer::start(Backend::Sqlite, Some(T0)).await;

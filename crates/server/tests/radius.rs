@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Backend, TestServer, actor, root};
+use common::{Backend, TestServer, actor, radclient, radclient_attr, root};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,42 +23,6 @@ fn pyrad(auth: SocketAddr, acct: SocketAddr, steps: Value) -> Vec<Value> {
         acct.port().to_string(),
     ];
     common::python_peer("radius", "radius_peer.py", &args, &steps)
-}
-
-/// Runs `radclient` with the attribute list on stdin; returns (exit status 0, stdout+stderr).
-/// radclient exits 0 only for Access-Accept (and Accounting-Response).
-fn radclient(addr: SocketAddr, kind: &str, secret: &str, attrs: &str) -> (bool, String) {
-    let mut child = Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "2"])
-        .arg(addr.to_string())
-        .args([kind, secret])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("radclient (Debian package freeradius-utils; scripts/test.sh installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(attrs.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// The value of `name` in radclient's printout of a reply.
-fn radclient_attr(out: &str, name: &str) -> Option<String> {
-    let received = out.find("Received")?;
-    out[received..].lines().find_map(|l| {
-        let (k, v) = l.trim().split_once(" = ")?;
-        (k == name).then(|| v.trim_matches('"').to_string())
-    })
 }
 
 /// Users, tokens, applications and the RADIUS client `vpn` every test here starts from.

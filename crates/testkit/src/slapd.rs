@@ -7,7 +7,8 @@
 //!   `bob` (`bob-password`, alice's manager, in `admins`), `carol` (`carol-password`, no
 //!   groups, department Sales), `dave` (`dave-password`, for password changes), `erin`
 //!   (`erin-password`, also for password changes);
-//! - a password policy: new passwords have at least 8 characters.
+//! - a password policy: new passwords have at least 8 characters;
+//! - the memberof overlay: members get `memberOf` (direct groups only).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -209,7 +210,10 @@ cn: Erin Green
 sn: Green
 mail: erin@example.org
 userPassword: erin-password
+";
 
+/// Added once slapd runs, so that the memberof overlay sets the members' `memberOf`.
+const GROUPS: &str = "\
 dn: cn=engineers,ou=groups,dc=example,dc=org
 objectClass: groupOfNames
 cn: engineers
@@ -243,6 +247,7 @@ include /etc/ldap/schema/inetorgperson.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload ppolicy
+moduleload memberof
 pidfile {dir}/slapd.pid
 argsfile {dir}/slapd.args
 TLSCACertificateFile {dir}/ca.pem
@@ -255,6 +260,7 @@ suffix \"{BASE_DN}\"
 rootdn \"cn=admin,{BASE_DN}\"
 rootpw admin-password
 directory {dir}/db
+overlay memberof
 overlay ppolicy
 ppolicy_default \"cn=default,ou=policies,{BASE_DN}\"
 access to attrs=userPassword
@@ -316,6 +322,15 @@ access to *
             assert!(Instant::now() < deadline, "slapd did not start within 20 s");
             std::thread::sleep(Duration::from_millis(50));
         }
+        std::fs::write(s.dir.path().join("groups.ldif"), GROUPS).expect("groups");
+        run(
+            Command::new(find("ldapadd"))
+                .args(["-x", "-H", &s.ldap_url, "-D"])
+                .arg(format!("cn=admin,{BASE_DN}"))
+                .args(["-w", "admin-password", "-f"])
+                .arg(s.dir.path().join("groups.ldif")),
+            "ldapadd (groups)",
+        );
         s
     }
 

@@ -161,9 +161,10 @@ impl Engine {
                 (login, realm)
             }
             None => match &req.serial {
-                Some(serial) => match self.owner_of(snap, serial).await? {
-                    Some((user, realm)) => (user.username.clone(), Some(realm.0)),
-                    None => return Ok(reject(RejectReason::UnknownUser, None)),
+                Some(serial) => match self.owner_of(snap, serial).await {
+                    Ok(Some((user, realm))) => (user.username.clone(), Some(realm.0)),
+                    Ok(None) => return Ok(reject(RejectReason::UnknownUser, None)),
+                    Err(e) => return self.unavailable(l, e, None),
                 },
                 None => return Ok(reject(RejectReason::MissingInput, None)),
             },

@@ -196,7 +196,8 @@ pub struct ReplyRule {
     #[serde(default)]
     pub mode: ReplyMode,
     /// The user attribute read: `groups` (alias `memberOf`), `username`, `email` (`mail`),
-    /// `given_name`, `surname`, `display_name`, `phone`, `manager`, `realm`, `source`.
+    /// `given_name`, `surname`, `display_name`, `phone`, `manager`, `realm`, `source`, or a
+    /// directory attribute an LDAP source reads (`attributes.extra`: `department`, ...).
     pub user_attribute: String,
     /// Static: the condition on the user attribute (any of its values). None: always.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -215,9 +216,11 @@ pub struct ReplyRule {
 impl ReplyRule {
     fn problems(&self) -> Vec<String> {
         let mut errs = Vec::new();
-        if !USER_ATTRIBUTES.contains(&self.user_attribute.to_ascii_lowercase().as_str()) {
+        if !USER_ATTRIBUTES.contains(&self.user_attribute.to_ascii_lowercase().as_str())
+            && !crate::model::ldap::is_attribute_name(&self.user_attribute)
+        {
             errs.push(format!(
-                "user_attribute '{}' is not one of {}",
+                "user_attribute '{}' is neither one of {} nor a directory attribute name",
                 self.user_attribute,
                 USER_ATTRIBUTES.join(", ")
             ));
@@ -318,7 +321,8 @@ pub fn user_attribute(user: &User, realm: &str, name: &str) -> Vec<String> {
         "manager" => one(&user.manager),
         "realm" => vec![realm.to_string()],
         "source" => vec![user.source.0.clone()],
-        _ => Vec::new(),
+        // What a directory source read (its `attributes.extra`).
+        other => user.attributes.get(other).cloned().unwrap_or_default(),
     }
 }
 
@@ -632,7 +636,7 @@ mod tests {
     fn problems_are_all_reported() {
         let c = client(serde_json::json!({
             "name": "bad name", "nas_ip": [], "secret": "short", "rate_limit": 0,
-            "reply_rules": [{"user_attribute": "shoe_size", "reply_attribute": "Class"}],
+            "reply_rules": [{"user_attribute": "shoe size!", "reply_attribute": "Class"}],
             "application_rules": [{"application": "x"}]
         }));
         let p = c.problems();

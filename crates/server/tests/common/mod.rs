@@ -321,3 +321,45 @@ pub fn python_peer(venv: &str, script: &str, args: &[String], steps: &Value) -> 
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Runs `radclient` with the attribute list on stdin; returns (exit status 0, stdout+stderr).
+/// radclient exits 0 only for Access-Accept (and Accounting-Response).
+pub fn radclient(
+    addr: std::net::SocketAddr,
+    kind: &str,
+    secret: &str,
+    attrs: &str,
+) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("radclient")
+        .args(["-x", "-r", "1", "-t", "2"])
+        .arg(addr.to_string())
+        .args([kind, secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("radclient (Debian package freeradius-utils; scripts/test.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(attrs.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The value of `name` in radclient's printout of a reply.
+pub fn radclient_attr(out: &str, name: &str) -> Option<String> {
+    let received = out.find("Received")?;
+    out[received..].lines().find_map(|l| {
+        let (k, v) = l.trim().split_once(" = ")?;
+        (k == name).then(|| v.trim_matches('"').to_string())
+    })
+}
