@@ -7,7 +7,6 @@ mod common;
 
 use common::{Backend, TestServer, actor, radclient, radclient_attr, root};
 use serde_json::{Value, json};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
