@@ -64,6 +64,9 @@ pub trait UserSource: Send + Sync + std::fmt::Debug {
     async fn get(&self, id: &UserId) -> Result<Option<User>, SourceError>;
     /// Checks the user's password. `Ok(false)` is a wrong password, never an error.
     async fn verify_password(&self, user: &User, password: &str) -> Result<bool, SourceError>;
+    /// Takes about the time a password check takes, for a login name nobody has (so that
+    /// timing does not tell unknown users apart).
+    async fn waste_verify(&self);
     /// Changes the user's password: the user's own change with `old`, an administrator's reset
     /// without.
     async fn change_password(
@@ -140,6 +143,10 @@ impl UserSource for LocalSource {
                 Ok(false)
             }
         }
+    }
+
+    async fn waste_verify(&self) {
+        self.hasher.waste_verify().await;
     }
 
     async fn change_password(

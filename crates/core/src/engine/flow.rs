@@ -201,8 +201,14 @@ impl Engine {
         let user = match user {
             Some(u) if u.is_active(l.now) => u,
             other => {
-                self.waste_time(first, &req.pass, snap.settings.default_otp_length as usize)
-                    .await;
+                let source = realm.sources.first().and_then(|s| snap.source(s.as_str()));
+                self.waste_time(
+                    source.map(|s| s.as_ref()),
+                    first,
+                    &req.pass,
+                    snap.settings.default_otp_length as usize,
+                )
+                .await;
                 let reason = match &other {
                     None => RejectReason::UnknownUser,
                     Some(u) if !u.enabled => RejectReason::UserDisabled,
@@ -697,7 +703,15 @@ impl Engine {
 
     /// Spends the time a real check would take, so that unknown users are not told apart by
     /// timing.
-    async fn waste_time(&self, first: Option<&Factor>, pass: &str, otp_length: usize) {
+    /// A password check is wasted in the realm's first user source (an Argon2id hash for local
+    /// users, a bind for a directory).
+    async fn waste_time(
+        &self,
+        source: Option<&dyn crate::source::UserSource>,
+        first: Option<&Factor>,
+        pass: &str,
+        otp_length: usize,
+    ) {
         let hashes = match first {
             Some(f) => f
                 .all_methods()
@@ -707,8 +721,10 @@ impl Engine {
         // Anything longer than an OTP is taken as PIN + OTP, which costs one hash too (see
         // prove_soft_otp).
         let pin_present = pass.len() > otp_length;
-        if hashes || pin_present {
-            self.ports.hasher.waste_verify().await;
+        match source {
+            Some(source) if hashes => source.waste_verify().await,
+            _ if hashes || pin_present => self.ports.hasher.waste_verify().await,
+            _ => {}
         }
     }
 
