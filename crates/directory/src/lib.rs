@@ -14,7 +14,7 @@ mod pool;
 use async_trait::async_trait;
 use ldap3::exop::PasswordModify;
 use ldap3::{Mod, Scope, SearchEntry, SearchOptions, ldap_escape};
-use pool::{Conn, Pool, Role, Unreachable, describe, is_connection_error, rc_text};
+use pool::{Conn, OpError, Pool, Role, Unreachable, guarded, is_connection_error, rc_text};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -165,11 +165,30 @@ impl Resolved {
         if self.directory == DirectoryType::ActiveDirectory {
             attrs.push("userAccountControl".into());
             attrs.push("accountExpires".into());
+        } else {
+            // Locked by OpenLDAP's password policy; locked in 389 DS / FreeIPA.
+            attrs.push("pwdAccountLockedTime".into());
+            attrs.push("nsAccountLock".into());
         }
         let mut seen = HashSet::new();
         attrs.retain(|a| seen.insert(a.to_ascii_lowercase()));
         attrs
     }
+}
+
+/// The directory's answer to a bind.
+#[derive(Debug, PartialEq, Eq)]
+enum Bind {
+    Accepted,
+    /// With the server's diagnostic text (AD: `... data 52e ...`).
+    Refused(String),
+}
+
+/// AD's reason inside an invalid-credentials answer: `data 532` (password expired), `773`
+/// (must change), `775` (locked), `533` (disabled), `52e` (wrong password).
+fn ad_data_code(text: &str) -> Option<&str> {
+    let at = text.find("data ")? + 5;
+    text.get(at..)?.split([',', ' ']).next()
 }
 
 /// A user source backed by an LDAP directory or Active Directory.
@@ -196,9 +215,15 @@ impl LdapSource {
             .ldap
             .as_ref()
             .ok_or("an ldap user source needs its [ldap] profile")?;
-        let problems = profile.problems();
+        let mut problems = profile.problems();
+        if profile.bind_dn.is_some() && profile.bind_password.is_none() {
+            problems.push("bind_password: required with bind_dn".into());
+        }
         if !problems.is_empty() {
             return Err(problems.join("; "));
+        }
+        if !profile.encrypted() {
+            tracing::warn!(source = %def.name, "LDAP user source without TLS: passwords cross the network in clear (use ldaps:// or starttls)");
         }
         let tls = tls_config(profile)?;
         let cfg = Resolved::of(profile);
@@ -220,7 +245,9 @@ impl LdapSource {
     }
 
     /// Runs a search with the service account, retrying once on a fresh connection when a
-    /// reused one turns out to be dead.
+    /// reused one turns out to be dead. `partial`: more entries than `size_limit` is an
+    /// answer (the caller looks at the count); otherwise it is an error, so that nothing is
+    /// decided on a truncated list.
     async fn search(
         &self,
         base: &str,
@@ -228,58 +255,54 @@ impl LdapSource {
         filter: &str,
         attrs: &[String],
         size_limit: i32,
+        partial: bool,
     ) -> Result<Vec<SearchEntry>, SourceError> {
-        let mut last = String::new();
-        for _ in 0..2 {
+        let mut retried = false;
+        loop {
             let mut conn = self
                 .pool
                 .get(Role::Service)
                 .await
                 .map_err(|Unreachable(e)| self.unavailable(e))?;
-            let result = conn
-                .ldap
-                .with_search_options(SearchOptions::new().sizelimit(size_limit))
-                .with_timeout(self.pool.timeout)
-                .search(base, scope, filter, attrs)
-                .await;
-            match result {
-                Ok(ldap3::SearchResult(entries, res)) => {
-                    // 32: the base does not exist, which finds nobody. 4: more than asked for.
-                    if res.rc != 0 && res.rc != 4 && res.rc != 32 {
-                        return Err(self.unavailable(format!(
-                            "search under {base} failed: {}",
-                            rc_text(res.rc, &res.text)
-                        )));
-                    }
-                    let mut out = Vec::with_capacity(entries.len());
-                    for e in entries {
-                        // ldap3 panics on a malformed entry; a broken server must not take a
-                        // worker thread with it.
-                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            SearchEntry::construct(e)
-                        })) {
-                            Ok(entry) => out.push(entry),
-                            Err(_) => {
-                                conn.discard();
-                                return Err(
-                                    self.unavailable("the directory sent a malformed entry")
-                                );
-                            }
-                        }
-                    }
-                    return Ok(out);
-                }
-                Err(e) if is_connection_error(&e) => {
-                    conn.discard();
+            let result = guarded(
+                self.pool.timeout,
+                conn.ldap
+                    .with_search_options(SearchOptions::new().sizelimit(size_limit))
+                    .search(base, scope, filter, attrs),
+            )
+            .await;
+            let (entries, res) = match result {
+                Ok(ldap3::SearchResult(entries, res)) => (entries, res),
+                // A dead idle connection: once more on a new one.
+                Err(OpError::Ldap(e)) if conn.reused && !retried && is_connection_error(&e) => {
                     self.pool.clear_idle();
-                    last = describe(&e);
+                    retried = true;
+                    continue;
                 }
-                Err(e) => {
-                    return Err(self.unavailable(format!("search failed: {}", describe(&e))));
+                Err(e) => return Err(self.unavailable(format!("search under {base}: {e}"))),
+            };
+            // 32: the base does not exist, which finds nobody. 4: more than asked for.
+            let truncated = res.rc == 4 || (res.rc == 0 && entries.len() > size_limit as usize);
+            if (res.rc != 0 && res.rc != 4 && res.rc != 32) || (truncated && !partial) {
+                return Err(self.unavailable(format!(
+                    "search under {base} failed: {}",
+                    rc_text(res.rc, &res.text)
+                )));
+            }
+            let mut out = Vec::with_capacity(entries.len());
+            for e in entries {
+                // ldap3 panics on a malformed entry; a broken server must not take a worker
+                // thread with it.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    SearchEntry::construct(e)
+                })) {
+                    Ok(entry) => out.push(entry),
+                    Err(_) => return Err(self.unavailable("the directory sent a malformed entry")),
                 }
             }
+            conn.keep();
+            return Ok(out);
         }
-        Err(self.unavailable(last))
     }
 
     /// The one user entry matching `filter` under the base DN; none when there are several.
@@ -292,6 +315,7 @@ impl LdapSource {
                 &filter,
                 &self.cfg.user_attributes(),
                 2,
+                true,
             )
             .await?;
         match entries.len() {
@@ -359,13 +383,21 @@ impl LdapSource {
                 attributes.insert(a.to_ascii_lowercase(), v);
             }
         }
-        let (mut enabled, mut expires_at) = (true, None);
-        if cfg.directory == DirectoryType::ActiveDirectory {
-            if let Some(uac) = first("userAccountControl").and_then(|v| v.parse::<u64>().ok()) {
-                enabled = uac & ad::ACCOUNT_DISABLE == 0;
-            }
-            expires_at = first("accountExpires").and_then(|v| ad::filetime_to_unix(&v));
-        }
+        // An account the directory disables or locks cannot sign in, also with factors that
+        // never bind (an OTP alone).
+        let (enabled, expires_at) = if cfg.directory == DirectoryType::ActiveDirectory {
+            (
+                // Unreadable: taken as disabled rather than guessed enabled.
+                first("userAccountControl")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|uac| uac & ad::ACCOUNT_DISABLE == 0),
+                first("accountExpires").and_then(|v| ad::filetime_to_unix(&v)),
+            )
+        } else {
+            let locked = first("pwdAccountLockedTime").is_some()
+                || first("nsAccountLock").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            (!locked, None)
+        };
         let manager = match first(&cfg.manager) {
             Some(m) if looks_like_dn(&m) => Some(self.login_of(&m).await.unwrap_or(m)),
             other => other,
@@ -399,6 +431,7 @@ impl LdapSource {
                 "(objectClass=*)",
                 std::slice::from_ref(&self.cfg.username),
                 1,
+                true,
             )
             .await
             .ok()?;
@@ -455,6 +488,7 @@ impl LdapSource {
                             &filter,
                             std::slice::from_ref(&cfg.group_name),
                             MAX_GROUPS as i32,
+                            false,
                         )
                         .await?
                     {
@@ -470,8 +504,13 @@ impl LdapSource {
                 let mut level = vec![entry.dn.clone()];
                 let mut first_level = true;
                 for _ in 0..MAX_GROUP_DEPTH {
-                    if level.is_empty() || group_dns.len() >= MAX_GROUPS {
+                    if level.is_empty() {
                         break;
+                    }
+                    if group_dns.len() >= MAX_GROUPS {
+                        return Err(self.unavailable(format!(
+                            "{login} is in more than {MAX_GROUPS} groups; rules cannot be decided on a partial list"
+                        )));
                     }
                     let mut terms = String::new();
                     for dn in &level {
@@ -489,6 +528,7 @@ impl LdapSource {
                             &filter,
                             std::slice::from_ref(&cfg.group_name),
                             MAX_GROUPS as i32,
+                            false,
                         )
                         .await?;
                     let mut next = Vec::new();
@@ -523,38 +563,51 @@ impl LdapSource {
             .and_then(|u| u.attributes.get("dn").and_then(|v| v.first().cloned())))
     }
 
-    /// Binds as `dn` on an authentication connection: Ok(true) accepted, Ok(false) refused.
-    /// The connection is handed back for a following operation as that user.
-    async fn bind_as(&self, dn: &str, password: &str) -> Result<(bool, Conn<'_>), SourceError> {
-        let mut last = String::new();
-        for _ in 0..2 {
+    /// Binds as `dn` on an authentication connection. The connection is handed back for a
+    /// following operation as that user.
+    async fn bind_as(&self, dn: &str, password: &str) -> Result<(Bind, Conn<'_>), SourceError> {
+        // Never an unauthenticated bind (an empty password or DN), which directories accept.
+        if dn.is_empty() || password.is_empty() || password.contains('\0') {
+            let conn = self
+                .pool
+                .get(Role::Auth)
+                .await
+                .map_err(|Unreachable(e)| self.unavailable(e))?;
+            return Ok((Bind::Refused(String::new()), conn));
+        }
+        let mut retried = false;
+        loop {
             let mut conn = self
                 .pool
                 .get(Role::Auth)
                 .await
                 .map_err(|Unreachable(e)| self.unavailable(e))?;
-            match conn
-                .ldap
-                .with_timeout(self.pool.timeout)
-                .simple_bind(dn, password)
-                .await
-            {
-                Ok(r) if r.rc == 0 => return Ok((true, conn)),
+            match guarded(self.pool.timeout, conn.ldap.simple_bind(dn, password)).await {
+                Ok(r) if r.rc == 0 => {
+                    conn.keep();
+                    return Ok((Bind::Accepted, conn));
+                }
+                // Busy, unavailable, other, or TLS required: the directory's fault, not the
+                // user's (and not counted against the user).
+                Ok(r) if matches!(r.rc, 1 | 2 | 13 | 51 | 52 | 80) => {
+                    return Err(self.unavailable(format!("bind: {}", rc_text(r.rc, &r.text))));
+                }
                 Ok(r) => {
                     if r.rc != 49 {
                         tracing::info!(source = %self.name, result = %rc_text(r.rc, &r.text), "user bind refused");
                     }
-                    return Ok((false, conn));
+                    conn.keep();
+                    return Ok((Bind::Refused(r.text), conn));
                 }
-                Err(e) if is_connection_error(&e) => {
-                    conn.discard();
+                // A dead idle connection: once more on a new one. Not after a timeout: the
+                // directory may have counted the attempt (AD's badPwdCount).
+                Err(OpError::Ldap(e)) if conn.reused && !retried && is_connection_error(&e) => {
                     self.pool.clear_idle();
-                    last = describe(&e);
+                    retried = true;
                 }
-                Err(e) => return Err(self.unavailable(describe(&e))),
+                Err(e) => return Err(self.unavailable(format!("bind: {e}"))),
             }
         }
-        Err(self.unavailable(last))
     }
 
     /// Connects to each server and binds the service account, then looks `user` up:
@@ -626,6 +679,7 @@ impl UserSource for LdapSource {
                         &self.cfg.user_filter,
                         &self.cfg.user_attributes(),
                         1,
+                        true,
                     )
                     .await?;
                 entries.pop()
@@ -656,7 +710,7 @@ impl UserSource for LdapSource {
         let Some(dn) = self.dn_of(user).await? else {
             return Ok(false);
         };
-        Ok(self.bind_as(&dn, password).await?.0)
+        Ok(self.bind_as(&dn, password).await?.0 == Bind::Accepted)
     }
 
     async fn waste_verify(&self) {
@@ -687,33 +741,45 @@ impl UserSource for LdapSource {
                 "the user's entry is gone".into(),
             ));
         };
+        if old.is_some_and(|o| o.is_empty() || o.contains('\0')) {
+            return Err(PasswordChangeError::WrongOldPassword);
+        }
         // The user's own change runs bound as the user (the old password proves it); an
-        // administrator's reset runs as the service account.
+        // administrator's reset runs as the service account. An AD user whose password
+        // expired or must be changed cannot bind: AD then checks the old password in the
+        // delete-and-add of unicodePwd done by the service account.
+        let service = || async {
+            if !self.pool.has_service_account() {
+                return Err(PasswordChangeError::NotSupported(
+                    "this needs a service account (bind_dn) allowed to write passwords".into(),
+                ));
+            }
+            self.pool
+                .get(Role::Service)
+                .await
+                .map_err(|Unreachable(e)| PasswordChangeError::from(self.unavailable(e)))
+        };
         let mut conn = match old {
-            Some(old) => {
-                if old.is_empty() {
-                    return Err(PasswordChangeError::WrongOldPassword);
+            Some(old) => match self.bind_as(&dn, old).await? {
+                (Bind::Accepted, conn) => conn,
+                (Bind::Refused(text), _)
+                    if self.is_ad() && matches!(ad_data_code(&text), Some("532" | "773")) =>
+                {
+                    service().await?
                 }
-                let (ok, conn) = self.bind_as(&dn, old).await?;
-                if !ok {
-                    return Err(PasswordChangeError::WrongOldPassword);
+                (Bind::Refused(text), _) => {
+                    return Err(match ad_data_code(&text) {
+                        Some("775") if self.is_ad() => PasswordChangeError::Refused(
+                            "the account is locked in the directory".into(),
+                        ),
+                        Some("533") if self.is_ad() => PasswordChangeError::Refused(
+                            "the account is disabled in the directory".into(),
+                        ),
+                        _ => PasswordChangeError::WrongOldPassword,
+                    });
                 }
-                conn
-            }
-            None => {
-                if !self.pool.has_service_account() {
-                    return Err(PasswordChangeError::NotSupported(
-                        "a password reset needs a service account (bind_dn) allowed to write passwords".into(),
-                    ));
-                }
-                self.pool
-                    .get(Role::Service)
-                    .await
-                    .map_err(|Unreachable(e)| SourceError::Unavailable {
-                        source_name: self.name.0.clone(),
-                        detail: e,
-                    })?
-            }
+            },
+            None => service().await?,
         };
         let timeout = self.pool.timeout;
         let result = if self.is_ad() {
@@ -731,21 +797,20 @@ impl UserSource for LdapSource {
                     HashSet::from([new_value]),
                 )],
             };
-            conn.ldap
-                .with_timeout(timeout)
-                .modify(&dn, mods)
+            guarded(timeout, conn.ldap.modify(&dn, mods))
                 .await
                 .map(|r| (r.rc, r.text))
         } else {
-            conn.ldap
-                .with_timeout(timeout)
-                .extended(PasswordModify {
+            guarded(
+                timeout,
+                conn.ldap.extended(PasswordModify {
                     user_id: Some(&dn),
                     old_pass: old,
                     new_pass: Some(new),
-                })
-                .await
-                .map(|r| (r.1.rc, r.1.text))
+                }),
+            )
+            .await
+            .map(|r| (r.1.rc, r.1.text))
         };
         // The connection is bound as the user now, or did something else: not reused.
         conn.discard();
@@ -755,13 +820,10 @@ impl UserSource for LdapSource {
                 Ok(())
             }
             Ok((rc, text)) => Err(password_error(rc, &text, self.is_ad())),
-            Err(e) if is_connection_error(&e) => {
-                Err(PasswordChangeError::from(SourceError::Unavailable {
-                    source_name: self.name.0.clone(),
-                    detail: describe(&e),
-                }))
-            }
-            Err(e) => Err(PasswordChangeError::Refused(describe(&e))),
+            Err(e) if e.is_connection() => Err(PasswordChangeError::from(
+                self.unavailable(format!("password change: {e}")),
+            )),
+            Err(e) => Err(PasswordChangeError::Refused(e.to_string())),
         }
     }
 }
@@ -875,6 +937,19 @@ mod tests {
             Some("Smith, John")
         );
         assert_eq!(first_rdn_value("nonsense"), None);
+    }
+
+    #[test]
+    fn ad_reasons_inside_invalid_credentials() {
+        let text = "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data 773, v4563";
+        assert_eq!(ad_data_code(text), Some("773"));
+        assert_eq!(
+            ad_data_code(
+                "80090308: LdapErr: DSID-0C090569, comment: AcceptSecurityContext error, data 52e, v4f7c\0"
+            ),
+            Some("52e")
+        );
+        assert_eq!(ad_data_code("Invalid credentials"), None);
     }
 
     #[test]

@@ -76,25 +76,34 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// A connection taken from the pool; it goes back when dropped unless marked broken.
+/// A connection taken from the pool. It goes back to the idle connections when dropped only
+/// after [`Conn::keep`]: an operation that failed, timed out, panicked or was abandoned by a
+/// cancelled caller leaves it unusable, and it is closed.
 pub(crate) struct Conn<'p> {
     pub(crate) ldap: Ldap,
     pool: &'p Pool,
     role: Role,
-    broken: bool,
+    keep: bool,
+    /// Taken from the idle connections (it may have died since).
+    pub(crate) reused: bool,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Conn<'_> {
-    /// Do not reuse this connection (it failed, or its identity is unknown).
+    /// The last operation completed and the connection is bound as its role says.
+    pub(crate) fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    /// Do not reuse this connection.
     pub(crate) fn discard(&mut self) {
-        self.broken = true;
+        self.keep = false;
     }
 }
 
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
-        if self.broken || self.ldap.is_closed() {
+        if !self.keep || self.ldap.is_closed() {
             return;
         }
         let list = match self.role {
@@ -138,14 +147,14 @@ impl Pool {
                 .collect(),
             settings,
             timeout,
-            bind: profile.bind_dn.clone().map(|dn| {
-                let pw = profile
-                    .bind_password
-                    .as_ref()
-                    .map(|p| p.expose().to_string())
-                    .unwrap_or_default();
-                (dn, Zeroizing::new(pw))
-            }),
+            // A DN without a password would be an unauthenticated bind: LdapSource::new refuses
+            // such a profile, and here it is anonymous search at most.
+            bind: match (&profile.bind_dn, &profile.bind_password) {
+                (Some(dn), Some(pw)) if !pw.expose().is_empty() => {
+                    Some((dn.clone(), Zeroizing::new(pw.expose().to_string())))
+                }
+                _ => None,
+            },
             permits: Arc::new(Semaphore::new(max)),
             idle_service: Mutex::new(Vec::new()),
             idle_auth: Mutex::new(Vec::new()),
@@ -178,16 +187,23 @@ impl Pool {
                 ldap,
                 pool: self,
                 role,
-                broken: false,
+                keep: false,
+                reused: true,
                 _permit: permit,
             });
         }
-        let ldap = self.connect(role).await?;
+        // Failover tries the servers one after another: at most one timeout each, for the
+        // connection and the service bind.
+        let limit = self.timeout * (2 * self.servers.len() as u32 + 1);
+        let ldap = tokio::time::timeout(limit, self.connect(role))
+            .await
+            .map_err(|_| Unreachable("no server answered in time".into()))??;
         Ok(Conn {
             ldap,
             pool: self,
             role,
-            broken: false,
+            keep: false,
+            reused: false,
             _permit: permit,
         })
     }
@@ -270,11 +286,9 @@ impl Pool {
         let Some((dn, pw)) = &self.bind else {
             return Ok(());
         };
-        let result = ldap
-            .with_timeout(self.timeout)
-            .simple_bind(dn, pw)
+        let result = guarded(self.timeout, ldap.simple_bind(dn, pw))
             .await
-            .map_err(|e| Unreachable(describe(&e)))?;
+            .map_err(|e| Unreachable(format!("service bind: {e}")))?;
         if result.rc != 0 {
             return Err(Unreachable(format!(
                 "the service account {dn} could not bind: {}",
@@ -290,6 +304,51 @@ impl Pool {
 
     pub(crate) fn servers(&self) -> impl Iterator<Item = &str> {
         self.servers.iter().map(|s| s.url.as_str())
+    }
+}
+
+/// Why a directory operation did not complete.
+#[derive(Debug)]
+pub(crate) enum OpError {
+    Timeout,
+    /// The client library panicked on what the server sent.
+    Panic,
+    Ldap(LdapError),
+}
+
+impl OpError {
+    /// The connection, not the directory's answer, failed.
+    pub(crate) fn is_connection(&self) -> bool {
+        match self {
+            OpError::Timeout | OpError::Panic => true,
+            OpError::Ldap(e) => is_connection_error(e),
+        }
+    }
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpError::Timeout => f.write_str("no answer within the timeout"),
+            OpError::Panic => f.write_str("the directory sent an answer that could not be read"),
+            OpError::Ldap(e) => f.write_str(&describe(e)),
+        }
+    }
+}
+
+/// Runs one directory operation, bounded as a whole by `timeout` (ldap3's own timeout restarts
+/// with every search reply), with a panic of the client library on a malformed answer turned
+/// into an error.
+pub(crate) async fn guarded<T>(
+    timeout: Duration,
+    op: impl std::future::Future<Output = ldap3::result::Result<T>>,
+) -> Result<T, OpError> {
+    use futures_util::FutureExt;
+    match tokio::time::timeout(timeout, std::panic::AssertUnwindSafe(op).catch_unwind()).await {
+        Err(_) => Err(OpError::Timeout),
+        Ok(Err(_)) => Err(OpError::Panic),
+        Ok(Ok(Err(e))) => Err(OpError::Ldap(e)),
+        Ok(Ok(Ok(v))) => Ok(v),
     }
 }
 

@@ -62,6 +62,10 @@ async fn finds_users_with_mapped_attributes_and_nested_groups() {
     // Case-insensitive, as directories compare uid.
     assert_eq!(s.find("ALICE").await.unwrap().unwrap().id, alice.id);
     assert!(s.find("nobody").await.unwrap().is_none());
+    assert!(alice.enabled);
+    // Locked by the directory's password policy: found, but not active.
+    let frank = s.find("frank").await.unwrap().expect("frank");
+    assert!(!frank.enabled);
 
     // memberOf (the memberof overlay here, AD's own attribute there): the direct groups.
     let mut p = profile(&[&d.ldap_url]);

@@ -88,6 +88,12 @@ async fn directory_passwords_and_ldap_otp(b: Backend) {
     assert_eq!(check(&s, "alice", "").await, "REJECT", "empty never binds");
     assert_eq!(check(&s, "carol", "carol-password").await, "ACCEPT");
     assert_eq!(check(&s, "nobody", "x").await, "REJECT");
+    // Locked by the directory's password policy.
+    assert_eq!(check(&s, "frank", "frank-password").await, "REJECT");
+    assert_eq!(
+        s.audit("authenticate").await.remove(0).reason,
+        "user disabled"
+    );
 
     // LDAP+OTP in one field: the password, then the code of the user's token.
     let serial = s.enroll("alice", TokenKind::Totp, "TOTPLDAP1", None).await;
@@ -131,6 +137,48 @@ async fn directory_passwords_and_ldap_otp(b: Backend) {
         .check(&[("user", "alice"), ("pass", &code), ("transaction_id", &tx)])
         .await;
     assert_eq!(result, "ACCEPT");
+
+    // A second round may name the user as the first did, by another of its names.
+    let mut corp = ldap_source("corp", &[&d.ldap_url]);
+    corp.ldap.as_mut().unwrap().login_attributes = vec!["uid".into(), "mail".into()];
+    s.admin().put(&actor(), corp).await.unwrap();
+    let (result, body) = s
+        .check(&[("user", "alice@example.org"), ("pass", "alice-password")])
+        .await;
+    assert_eq!(result, "CHALLENGE", "{body}");
+    let tx = body["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.advance(30);
+    let code = s.totp(0);
+    let (result, _) = s
+        .check(&[("user", "carol"), ("pass", &code), ("transaction_id", &tx)])
+        .await;
+    assert_eq!(
+        result, "REJECT",
+        "another user cannot take the second round"
+    );
+    let (result, body) = s
+        .check(&[
+            ("user", "alice@example.org"),
+            ("pass", &code),
+            ("transaction_id", &tx),
+        ])
+        .await;
+    assert_eq!(result, "ACCEPT", "{body}");
+
+    // One lockout budget for every form of the name.
+    s.set(json!({"max_password_attempts": 3})).await;
+    s.use_app("dir", &[&[Method::Password]]).await;
+    for name in ["bob", "BOB", " bob ", "bob@example.org"] {
+        assert_eq!(check(&s, name, "wrong").await, "REJECT", "{name:?}");
+    }
+    assert_eq!(check(&s, "bob", "bob-password").await, "REJECT", "locked");
+    assert_eq!(
+        s.audit("authenticate").await.remove(0).reason,
+        "account locked after too many failed attempts"
+    );
 
     // The audit log says why logins failed.
     let reasons: Vec<String> = s
@@ -212,6 +260,18 @@ async fn group_and_attribute_rules(b: Backend) {
     assert_eq!(check(&s, "carol", "carol-password").await, "REJECT");
     let last = s.audit("authenticate").await.remove(0);
     assert_eq!(last.reason, "no rule of the factor matches the user");
+
+    // Routes must lead to an existing normal application.
+    let bad: Application = serde_json::from_value(json!({
+        "name": "vpn",
+        "factors": [{"methods": ["ldap"]}],
+        "routes": [{"attribute": "groups", "value": "x", "application": "nope"},
+                   {"attribute": "groups", "value": "y", "source": "ghost", "application": "vpn-strict"}]
+    }))
+    .unwrap();
+    let err = s.admin().put(&actor(), bad).await.unwrap_err().to_string();
+    assert!(err.contains("application 'nope' does not exist"), "{err}");
+    assert!(err.contains("user source 'ghost'"), "{err}");
     s.stop().await;
 }
 
@@ -380,6 +440,27 @@ async fn a_directory_that_is_down_rejects_cleanly_and_the_next_source_answers() 
     }
     put_sources(&s, &[], &["corp", "local"]).await;
     assert_eq!(check(&s, "alice", "alice-password").await, "ACCEPT");
+    // zed was found only because the directory before local was down: no password of such
+    // a guess is changed.
+    s.use_app("dir", &[&[Method::Password]]).await;
+    put_sources(&s, &[], &["down", "local"]).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let engine = &s.running.as_ref().unwrap().app.engine;
+    let ctx = tessera_core::engine::RequestCtx::new(tessera_core::engine::Door::Api);
+    let refused = engine
+        .change_password("zed", None, None, "zed-new-password", &ctx)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("is unavailable; try again later"),
+        "{refused}"
+    );
+    assert_eq!(
+        check(&s, "zed", "zed-password").await,
+        "ACCEPT",
+        "unchanged"
+    );
     hold.abort();
     s.stop().await;
 }

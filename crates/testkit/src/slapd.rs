@@ -6,7 +6,8 @@
 //! - people: `alice` (`alice-password`, in `engineers`, which is in `vpn-users`: nested),
 //!   `bob` (`bob-password`, alice's manager, in `admins`), `carol` (`carol-password`, no
 //!   groups, department Sales), `dave` (`dave-password`, for password changes), `erin`
-//!   (`erin-password`, also for password changes);
+//!   (`erin-password`, also for password changes), `frank` (`frank-password`, locked by the
+//!   password policy: `pwdAccountLockedTime`);
 //! - a password policy: new passwords have at least 8 characters;
 //! - the memberof overlay: members get `memberOf` (direct groups only).
 
@@ -210,6 +211,14 @@ cn: Erin Green
 sn: Green
 mail: erin@example.org
 userPassword: erin-password
+
+dn: uid=frank,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: frank
+cn: Frank Locked
+sn: Locked
+userPassword: frank-password
+pwdAccountLockedTime: 000001010000Z
 ";
 
 /// Added once slapd runs, so that the memberof overlay sets the members' `memberOf`.

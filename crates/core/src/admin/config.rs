@@ -211,20 +211,20 @@ impl Admin {
                     .into_iter()
                     .map(|e| format!("user source '{}': {e}", s.name)),
             );
-            // What only building the source finds (an unreadable ca_file, a bad certificate).
-            if s.problems().is_empty()
-                && let Err(e) = self.engine.ports().sources.build(s)
-            {
-                errs.push(format!("user source '{}': {e}", s.name));
-            }
-            if let Some(l) = &s.ldap
-                && l.bind_dn.is_some()
-                && l.bind_password.is_none()
-            {
+            let no_password = s
+                .ldap
+                .as_ref()
+                .is_some_and(|l| l.bind_dn.is_some() && l.bind_password.is_none());
+            if no_password {
                 errs.push(format!(
                     "user source '{}': ldap.bind_password: a new source with a bind_dn needs its password",
                     s.name
                 ));
+            } else if s.problems().is_empty()
+                && let Err(e) = self.engine.ports().sources.build(s)
+            {
+                // What only building the source finds (an unreadable ca_file, a bad certificate).
+                errs.push(format!("user source '{}': {e}", s.name));
             }
             if sources.insert(s.name.0.to_lowercase(), s).is_some() {
                 errs.push(format!("user source '{}' is defined twice", s.name));
@@ -258,6 +258,39 @@ impl Admin {
             );
             if apps.insert(a.name.0.to_lowercase(), a).is_some() {
                 errs.push(format!("application '{}' is defined twice", a.name));
+            }
+        }
+        // Routes and rules name applications and sources that must exist.
+        for a in &decl.applications {
+            for (j, r) in a.routes.iter().enumerate() {
+                match apps.get(&r.application.0.to_lowercase()) {
+                    None => errs.push(format!(
+                        "application '{}': routes[{j}]: application '{}' does not exist",
+                        a.name, r.application
+                    )),
+                    Some(target) if target.kind != AppKind::Normal => errs.push(format!(
+                        "application '{}': routes[{j}]: '{}' is a {} application; routes lead to normal ones",
+                        a.name,
+                        r.application,
+                        target.kind.as_str()
+                    )),
+                    Some(_) => {}
+                }
+            }
+            let conditions = a.routes.iter().map(|r| &r.when).chain(
+                a.factors
+                    .iter()
+                    .flat_map(|f| f.rules.iter().map(|r| &r.when)),
+            );
+            for c in conditions {
+                if let Some(s) = &c.source
+                    && !sources.contains_key(&s.0.to_lowercase())
+                {
+                    errs.push(format!(
+                        "application '{}': a rule names user source '{s}', which does not exist",
+                        a.name
+                    ));
+                }
             }
         }
         let mut clients = BTreeMap::new();
@@ -414,6 +447,7 @@ impl Admin {
         {
             if let Some(l) = &mut s.ldap
                 && l.bind_password.is_none()
+                && l.bind_dn.is_some()
                 && let Some(cur) = current
                     .user_sources
                     .iter()
@@ -744,16 +778,18 @@ fn redacted(before: &mut Value, after: &mut Value) {
         b.insert("secret".into(), Value::String("***".into()));
         a.insert("secret".into(), Value::String("*** (changed)".into()));
     }
-    if let (Some(Value::Object(lb)), Some(Value::Object(la))) =
-        (b.get_mut("ldap"), a.get_mut("ldap"))
-    {
-        let (pb, pa) = (lb.remove("bind_password"), la.remove("bind_password"));
-        if pb != pa {
-            lb.insert("bind_password".into(), Value::String("***".into()));
-            la.insert(
-                "bind_password".into(),
-                Value::String("*** (changed)".into()),
-            );
+    // An LDAP bind password, on either side (also when the type of the source changed).
+    let take = |o: &mut Map<String, Value>| {
+        o.get_mut("ldap")
+            .and_then(Value::as_object_mut)
+            .and_then(|l| l.remove("bind_password"))
+    };
+    let (pb, pa) = (take(b), take(a));
+    if pb != pa {
+        for (side, mark) in [(b, "***"), (a, "*** (changed)")] {
+            if let Some(l) = side.get_mut("ldap").and_then(Value::as_object_mut) {
+                l.insert("bind_password".into(), Value::String(mark.into()));
+            }
         }
     }
 }

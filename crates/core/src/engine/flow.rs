@@ -219,6 +219,15 @@ impl Engine {
             }
         };
         l.user = Some(user.clone());
+        // The budget is the account's, whatever form of its name was typed (a directory finds
+        // `alice`, `ALICE`, `alice ` or alice@corp.example for the same entry).
+        let canonical = lock_key(realm.name.as_str(), &user.username);
+        if locking && l.lock_key.as_deref() != Some(canonical.as_str()) {
+            let state = self.ports.store.lock_state(&canonical).await?;
+            if let Some(outcome) = self.apply_lock(l, canonical, state) {
+                return Ok(outcome);
+            }
+        }
         // Routes send users who match to another application.
         let app = match app
             .routes
@@ -258,11 +267,18 @@ impl Engine {
         if tx.status != TxStatus::Pending || tx.expires_at <= l.now {
             return Ok(reject(RejectReason::BadTransaction, None));
         }
-        // The client names the user again; it must be the user the transaction is for.
+        // The client names the user again; it must be the user the transaction is for (by
+        // any name the user's source knows it by: a UPN for a sAMAccountName, say).
         if let Some(user) = req.user.as_deref().filter(|u| !u.is_empty()) {
             let (login, realm) = snap.split_login(user, req.realm.as_deref());
             let realm_ok = realm.is_none_or(|r| r.eq_ignore_ascii_case(tx.realm.as_str()));
-            if !login.eq_ignore_ascii_case(&tx.username) || !realm_ok {
+            let same = realm_ok
+                && (login.eq_ignore_ascii_case(&tx.username)
+                    || match self.find_user(snap, &tx.realm, &login).await {
+                        Ok(found) => found.is_some_and(|u| u.user_ref() == tx.user),
+                        Err(e) => return self.unavailable(l, e, None),
+                    });
+            if !same {
                 return Ok(reject(RejectReason::BadTransaction, None));
             }
         }
@@ -272,12 +288,16 @@ impl Engine {
         if let Some(outcome) = self.check_lock(l, tx.realm.as_str(), &tx.username).await? {
             return Ok(outcome);
         }
-        let user = match snap.source(tx.user.source.as_str()) {
-            Some(source) => match source.get(&tx.user.id).await {
+        let cached = self
+            .cached_user(snap, &tx.realm, &tx.username)
+            .filter(|u| u.user_ref() == tx.user);
+        let user = match (cached, snap.source(tx.user.source.as_str())) {
+            (Some(user), _) => Some(user),
+            (None, Some(source)) => match source.get(&tx.user.id).await {
                 Ok(user) => user,
                 Err(e) => return self.unavailable(l, e.into(), None),
             },
-            None => None,
+            (None, None) => None,
         };
         let user = match user {
             Some(u) if u.is_active(l.now) => u,
@@ -452,8 +472,21 @@ impl Engine {
             };
             match proof {
                 Some(Proof::Passed(t)) => return Ok(Proof::Passed(t)),
-                Some(failed) if first_failure.is_none() => first_failure = Some(failed),
-                Some(_) | None => {}
+                // The first failure is reported, but one of the user's own (a wrong OTP) wins
+                // over a directory that could not be asked, so that it counts.
+                Some(failed) => {
+                    let replace = match &first_failure {
+                        None => true,
+                        Some(Proof::Failed(RejectReason::SourceUnavailable, _)) => {
+                            !matches!(failed, Proof::Failed(RejectReason::SourceUnavailable, _))
+                        }
+                        Some(_) => false,
+                    };
+                    if replace {
+                        first_failure = Some(failed);
+                    }
+                }
+                None => {}
             }
         }
         Ok(first_failure.unwrap_or(Proof::Failed(RejectReason::NoUsableToken, FailKind::Otp)))

@@ -161,6 +161,37 @@ impl Engine {
         realm: &RealmName,
         login: &str,
     ) -> Result<Option<User>, EngineError> {
+        Ok(self.find_user_in(snap, realm, login).await?.0)
+    }
+
+    /// The user cache's entry for a login name, if fresh.
+    pub(crate) fn cached_user(
+        &self,
+        snap: &Snapshot,
+        realm: &RealmName,
+        login: &str,
+    ) -> Option<User> {
+        if snap.settings.user_cache_seconds == 0 {
+            return None;
+        }
+        let key = (realm.0.to_lowercase(), login.to_lowercase());
+        let now = self.ports.clock.now();
+        let cache = self.user_cache.lock().ok()?;
+        cache
+            .get(&key)
+            .filter(|(expires, _, _)| *expires > now)
+            .map(|(_, user, _)| user.clone())
+    }
+
+    /// `find_user`, also saying whether every source before the one that answered could be
+    /// asked (false: an earlier source was down, so the answer may be another person's
+    /// account of the same name; it is not cached).
+    pub(crate) async fn find_user_in(
+        &self,
+        snap: &Snapshot,
+        realm: &RealmName,
+        login: &str,
+    ) -> Result<(Option<User>, bool), EngineError> {
         let ttl = i64::from(snap.settings.user_cache_seconds);
         let now = self.ports.clock.now();
         let key = (realm.0.to_lowercase(), login.to_lowercase());
@@ -169,10 +200,10 @@ impl Engine {
             && let Some((expires, user, _)) = cache.get(&key)
             && *expires > now
         {
-            return Ok(Some(user.clone()));
+            return Ok((Some(user.clone()), true));
         }
         let Some(realm_def) = snap.realm(realm.as_str()) else {
-            return Ok(None);
+            return Ok((None, true));
         };
         // A source that cannot be asked is passed over; if no later source knows the user,
         // the login fails because of it (not as an unknown user).
@@ -192,6 +223,7 @@ impl Engine {
             };
             if let Some(user) = found {
                 if ttl > 0
+                    && unavailable.is_none()
                     && let Ok(mut cache) = self.user_cache.lock()
                 {
                     if cache.len() >= USER_CACHE_MAX {
@@ -199,12 +231,15 @@ impl Engine {
                     }
                     cache.insert(key, (now + ttl, user.clone(), realm.clone()));
                 }
-                return Ok(Some(user));
+                if let Some(e) = &unavailable {
+                    tracing::warn!(user = %user.username, source = %user.source, error = %e, "user found in a later source while an earlier one was down");
+                }
+                return Ok((Some(user), unavailable.is_none()));
             }
         }
         match unavailable {
             Some(e) => Err(e.into()),
-            None => Ok(None),
+            None => Ok((None, true)),
         }
     }
 
@@ -222,8 +257,18 @@ fn cost_of(snap: &Snapshot) -> HashCost {
     }
 }
 
-/// The lockout key of a login name in a realm.
+/// The lockout key of a login name in a realm: lower case, surrounding white space dropped,
+/// inner runs of it one space, invisible characters removed — the variants a directory's
+/// matching rules treat as the same name share one budget.
 pub fn lock_key(realm: &str, login: &str) -> String {
+    let invisible = |c: &char| {
+        matches!(
+            c,
+            '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}'
+        )
+    };
+    let cleaned: String = login.chars().filter(|c| !invisible(c)).collect();
+    let login = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
     format!("{}\u{1f}{}", realm.to_lowercase(), login.to_lowercase())
 }
 

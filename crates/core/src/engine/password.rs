@@ -42,10 +42,18 @@ impl Engine {
                     "the account is locked after too many failed attempts; try again later".into(),
                 ));
             }
-            let found = self
-                .find_user(&snap, &realm.name, &login)
+            let (found, complete) = self
+                .find_user_in(&snap, &realm.name, &login)
                 .await
                 .map_err(|e| PasswordChangeError::Source(SourceErrorText(e.to_string())))?;
+            // With an earlier source down, the account found may be another person's of the
+            // same name: no password is changed on such a guess.
+            if !complete {
+                return Err(PasswordChangeError::Source(SourceErrorText(format!(
+                    "a user source of realm '{}' before the one that knows '{login}' is unavailable; try again later",
+                    realm.name
+                ))));
+            }
             let Some(found) = found.filter(|u| u.is_active(now)) else {
                 return Err(not_found());
             };

@@ -184,6 +184,17 @@ impl LdapProfile {
                 ));
             }
         }
+        let plain = !self.starttls
+            && self
+                .servers
+                .iter()
+                .any(|s| s.to_ascii_lowercase().starts_with("ldap://"));
+        if plain && (self.ca_pem.is_some() || self.ca_file.is_some() || self.insecure_skip_verify) {
+            errs.push(
+                "ca_pem/ca_file/insecure_skip_verify: no effect on ldap:// servers without starttls; use ldaps:// or starttls = true"
+                    .into(),
+            );
+        }
         if self.insecure_skip_verify && (self.ca_pem.is_some() || self.ca_file.is_some()) {
             errs.push("insecure_skip_verify: contradicts ca_pem/ca_file; choose one".into());
         }

@@ -402,7 +402,12 @@ pub async fn source(app: &App, out: Out, cmd: SourceCmd) -> Result<()> {
     let admin = &app.admin;
     match cmd {
         SourceCmd::List => {
-            let sources = admin.list::<UserSourceDef>();
+            let mut sources = admin.list::<UserSourceDef>();
+            for s in &mut sources {
+                if let Some(l) = &mut s.ldap {
+                    l.bind_password = None;
+                }
+            }
             out.either(&sources, || {
                 let rows: Vec<Vec<String>> = sources
                     .iter()
