@@ -284,6 +284,8 @@ impl LdapSource {
             // 32: the base does not exist, which finds nobody. 4: more than asked for.
             let truncated = res.rc == 4 || (res.rc == 0 && entries.len() > size_limit as usize);
             if (res.rc != 0 && res.rc != 4 && res.rc != 32) || (truncated && !partial) {
+                // The directory answered: the connection is fine.
+                conn.keep();
                 return Err(self.unavailable(format!(
                     "search under {base} failed: {}",
                     rc_text(res.rc, &res.text)
@@ -394,7 +396,10 @@ impl LdapSource {
                 first("accountExpires").and_then(|v| ad::filetime_to_unix(&v)),
             )
         } else {
-            let locked = first("pwdAccountLockedTime").is_some()
+            // Only ppolicy's administrative lock: a lock for failed binds ends by itself, and
+            // the directory clears the attribute only at the next bind (which it refuses while
+            // the lock lasts).
+            let locked = first("pwdAccountLockedTime").is_some_and(|v| v == "000001010000Z")
                 || first("nsAccountLock").is_some_and(|v| v.eq_ignore_ascii_case("true"));
             (!locked, None)
         };
@@ -565,15 +570,14 @@ impl LdapSource {
 
     /// Binds as `dn` on an authentication connection. The connection is handed back for a
     /// following operation as that user.
-    async fn bind_as(&self, dn: &str, password: &str) -> Result<(Bind, Conn<'_>), SourceError> {
+    async fn bind_as(
+        &self,
+        dn: &str,
+        password: &str,
+    ) -> Result<(Bind, Option<Conn<'_>>), SourceError> {
         // Never an unauthenticated bind (an empty password or DN), which directories accept.
         if dn.is_empty() || password.is_empty() || password.contains('\0') {
-            let conn = self
-                .pool
-                .get(Role::Auth)
-                .await
-                .map_err(|Unreachable(e)| self.unavailable(e))?;
-            return Ok((Bind::Refused(String::new()), conn));
+            return Ok((Bind::Refused(String::new()), None));
         }
         let mut retried = false;
         loop {
@@ -585,11 +589,11 @@ impl LdapSource {
             match guarded(self.pool.timeout, conn.ldap.simple_bind(dn, password)).await {
                 Ok(r) if r.rc == 0 => {
                     conn.keep();
-                    return Ok((Bind::Accepted, conn));
+                    return Ok((Bind::Accepted, Some(conn)));
                 }
-                // Busy, unavailable, other, or TLS required: the directory's fault, not the
-                // user's (and not counted against the user).
-                Ok(r) if matches!(r.rc, 1 | 2 | 13 | 51 | 52 | 80) => {
+                // Busy, unavailable, limits, other, or signing/TLS required: the directory's
+                // fault (or its configuration's), not the user's, and not counted against them.
+                Ok(r) if matches!(r.rc, 1 | 2 | 3 | 8 | 11 | 13 | 51 | 52 | 80) => {
                     return Err(self.unavailable(format!("bind: {}", rc_text(r.rc, &r.text))));
                 }
                 Ok(r) => {
@@ -597,7 +601,7 @@ impl LdapSource {
                         tracing::info!(source = %self.name, result = %rc_text(r.rc, &r.text), "user bind refused");
                     }
                     conn.keep();
-                    return Ok((Bind::Refused(r.text), conn));
+                    return Ok((Bind::Refused(r.text), Some(conn)));
                 }
                 // A dead idle connection: once more on a new one. Not after a timeout: the
                 // directory may have counted the attempt (AD's badPwdCount).
@@ -619,7 +623,7 @@ impl LdapSource {
             let result = async {
                 let mut ldap = self.pool.open_to(url).await?;
                 self.pool.bind_service(&mut ldap).await?;
-                let _ = ldap.unbind().await;
+                let _ = guarded(self.pool.timeout, ldap.unbind()).await;
                 Ok::<_, Unreachable>(started.elapsed())
             }
             .await
@@ -761,12 +765,15 @@ impl UserSource for LdapSource {
         };
         let mut conn = match old {
             Some(old) => match self.bind_as(&dn, old).await? {
-                (Bind::Accepted, conn) => conn,
-                (Bind::Refused(text), _)
+                (Bind::Accepted, Some(conn)) => conn,
+                (Bind::Refused(text), auth)
                     if self.is_ad() && matches!(ad_data_code(&text), Some("532" | "773")) =>
                 {
+                    // Back to the pool before taking a service connection.
+                    drop(auth);
                     service().await?
                 }
+                (Bind::Accepted, None) => return Err(PasswordChangeError::WrongOldPassword),
                 (Bind::Refused(text), _) => {
                     return Err(match ad_data_code(&text) {
                         Some("775") if self.is_ad() => PasswordChangeError::Refused(
@@ -781,6 +788,8 @@ impl UserSource for LdapSource {
             },
             None => service().await?,
         };
+        // Whatever happens next (a cancelled caller included), this connection is not reused.
+        conn.discard();
         let timeout = self.pool.timeout;
         let result = if self.is_ad() {
             let new_value = ad::unicode_pwd(new);
@@ -812,8 +821,6 @@ impl UserSource for LdapSource {
             .await
             .map(|r| (r.1.rc, r.1.text))
         };
-        // The connection is bound as the user now, or did something else: not reused.
-        conn.discard();
         match result {
             Ok((0, _)) => {
                 tracing::info!(source = %self.name, user = %user.username, "directory password changed");

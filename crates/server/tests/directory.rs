@@ -654,11 +654,21 @@ ca_file = "/nonexistent/ca.pem"
         !db.windows(SVC_PASSWORD.len())
             .any(|w| w == SVC_PASSWORD.as_bytes())
     );
-    // Applying the export (without the password) keeps the stored one.
+    // Applying the export (without the password) keeps the stored one...
     let again = dir.path().join("again.toml");
     std::fs::write(&again, &exported).unwrap();
     let (ok, out, err) = cli(&data, &["apply", again.to_str().unwrap()], None);
     assert!(ok, "{out}{err}");
+    // ...but not for other servers: they would be sent the stored password.
+    let elsewhere = dir.path().join("elsewhere.toml");
+    std::fs::write(
+        &elsewhere,
+        exported.replace(&d.ldaps_url, "ldaps://attacker.example"),
+    )
+    .unwrap();
+    let (ok, _, err) = cli(&data, &["apply", elsewhere.to_str().unwrap()], None);
+    assert!(!ok);
+    assert!(err.contains("needs its password"), "{err}");
 
     // tessera ldap test: servers, service bind, the user with attributes and groups.
     let (ok, out, err) = cli(&data, &["ldap", "test", "corp", "alice"], None);
@@ -777,8 +787,28 @@ ca_file = "/nonexistent/ca.pem"
         .await
         .unwrap();
     assert_eq!(check(&s, "erin", "erin-new-password").await, "ACCEPT");
+    // Wrong current passwords count against the account's one budget, whatever its name form.
+    s.set(json!({"max_password_attempts": 2})).await;
+    for name in ["carol", " CAROL "] {
+        let r = engine
+            .change_password(name, None, Some("wrong"), "carol-new-password", &ctx)
+            .await;
+        assert_eq!(r.unwrap_err().to_string(), "the current password is wrong");
+    }
+    let r = engine
+        .change_password(
+            "carol",
+            None,
+            Some("carol-password"),
+            "carol-new-password",
+            &ctx,
+        )
+        .await;
+    assert!(r.unwrap_err().to_string().contains("locked"));
+    assert!(d.can_bind(&format!("uid=carol,ou=people,{BASE_DN}"), "carol-password"));
     let audit = s.audit("password_change").await;
-    assert_eq!(audit.len(), 2);
+    assert_eq!(audit.len(), 5);
+    let audit = &audit[3..];
     assert_eq!(audit[0].result, "ok");
     assert_eq!(audit[1].reason, "the current password is wrong");
     s.stop().await;

@@ -7,7 +7,8 @@
 //!   `bob` (`bob-password`, alice's manager, in `admins`), `carol` (`carol-password`, no
 //!   groups, department Sales), `dave` (`dave-password`, for password changes), `erin`
 //!   (`erin-password`, also for password changes), `frank` (`frank-password`, locked by the
-//!   password policy: `pwdAccountLockedTime`);
+//!   password policy by an administrator: `pwdAccountLockedTime: 000001010000Z`), `gina`
+//!   (`gina-password`, with the lock time of failed binds that has run out);
 //! - a password policy: new passwords have at least 8 characters;
 //! - the memberof overlay: members get `memberOf` (direct groups only).
 
@@ -219,6 +220,14 @@ cn: Frank Locked
 sn: Locked
 userPassword: frank-password
 pwdAccountLockedTime: 000001010000Z
+
+dn: uid=gina,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: gina
+cn: Gina Failed
+sn: Failed
+userPassword: gina-password
+pwdAccountLockedTime: 20260101000000Z
 ";
 
 /// Added once slapd runs, so that the memberof overlay sets the members' `memberOf`.

@@ -439,7 +439,9 @@ impl Admin {
                 c.secret = cur.secret.clone();
             }
         }
-        // An LDAP source given without its bind password keeps the stored one.
+        // An LDAP source given without its bind password keeps the stored one — only while it
+        // still binds as the same account to the same servers: the password is not handed to
+        // a server somebody who cannot read it just named.
         for s in desired
             .user_sources
             .iter_mut()
@@ -453,6 +455,8 @@ impl Admin {
                     .iter()
                     .find(|k| k.name.0.eq_ignore_ascii_case(s.name.as_str()))
                 && let Some(cur_l) = &cur.ldap
+                && cur_l.bind_dn == l.bind_dn
+                && cur_l.servers == l.servers
             {
                 l.bind_password = cur_l.bind_password.clone();
             }

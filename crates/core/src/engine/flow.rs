@@ -38,6 +38,12 @@ impl Login<'_> {
         }
     }
 
+    fn clear_note(&self) {
+        if let Ok(mut n) = self.note.lock() {
+            *n = None;
+        }
+    }
+
     fn note(&self) -> Option<String> {
         self.note.lock().ok().and_then(|n| n.clone())
     }
@@ -478,7 +484,15 @@ impl Engine {
                     let replace = match &first_failure {
                         None => true,
                         Some(Proof::Failed(RejectReason::SourceUnavailable, _)) => {
-                            !matches!(failed, Proof::Failed(RejectReason::SourceUnavailable, _))
+                            let own = !matches!(
+                                failed,
+                                Proof::Failed(RejectReason::SourceUnavailable, _)
+                            );
+                            if own {
+                                // The audit reason is the user's failure, without the outage.
+                                l.clear_note();
+                            }
+                            own
                         }
                         Some(_) => false,
                     };

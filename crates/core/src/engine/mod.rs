@@ -210,6 +210,12 @@ impl Engine {
         let mut unavailable = None;
         for source_name in &realm_def.sources {
             let Some(source) = snap.source(source_name.as_str()) else {
+                // Not loaded (its definition could not be used; the log says why): like a
+                // source that is down, it may know the name.
+                unavailable.get_or_insert(SourceError::Unavailable {
+                    source_name: source_name.0.clone(),
+                    detail: "it could not be loaded (see the server log)".into(),
+                });
                 continue;
             };
             let found = match source.find(login).await {
@@ -257,18 +263,10 @@ fn cost_of(snap: &Snapshot) -> HashCost {
     }
 }
 
-/// The lockout key of a login name in a realm: lower case, surrounding white space dropped,
-/// inner runs of it one space, invisible characters removed — the variants a directory's
-/// matching rules treat as the same name share one budget.
+/// The lockout key of a login name in a realm. Once the user is found, the engine uses the key
+/// of the account's own name, so that the forms of a name a directory matches (`ALICE`,
+/// ` alice `, alice's mail) share one budget.
 pub fn lock_key(realm: &str, login: &str) -> String {
-    let invisible = |c: &char| {
-        matches!(
-            c,
-            '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}'
-        )
-    };
-    let cleaned: String = login.chars().filter(|c| !invisible(c)).collect();
-    let login = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
     format!("{}\u{1f}{}", realm.to_lowercase(), login.to_lowercase())
 }
 

@@ -32,16 +32,6 @@ impl Engine {
             let Some(realm) = snap.realm(&realm_name) else {
                 return Err(not_found());
             };
-            let key = lock_key(realm.name.as_str(), &login);
-            let locking = snap.settings.account_locking && old.is_some();
-            if locking
-                && let Some(state) = self.ports.store.lock_state(&key).await.map_err(store_err)?
-                && state.is_locked(now)
-            {
-                return Err(PasswordChangeError::Refused(
-                    "the account is locked after too many failed attempts; try again later".into(),
-                ));
-            }
             let (found, complete) = self
                 .find_user_in(&snap, &realm.name, &login)
                 .await
@@ -57,6 +47,17 @@ impl Engine {
             let Some(found) = found.filter(|u| u.is_active(now)) else {
                 return Err(not_found());
             };
+            // The account's own budget, whatever form of its name was typed (as for logins).
+            let key = lock_key(realm.name.as_str(), &found.username);
+            let locking = snap.settings.account_locking && old.is_some();
+            if locking
+                && let Some(state) = self.ports.store.lock_state(&key).await.map_err(store_err)?
+                && state.is_locked(now)
+            {
+                return Err(PasswordChangeError::Refused(
+                    "the account is locked after too many failed attempts; try again later".into(),
+                ));
+            }
             let Some(source) = snap.source(found.source.as_str()) else {
                 return Err(not_found());
             };

@@ -185,10 +185,11 @@ impl LdapProfile {
             }
         }
         let plain = !self.starttls
+            && !self.servers.is_empty()
             && self
                 .servers
                 .iter()
-                .any(|s| s.to_ascii_lowercase().starts_with("ldap://"));
+                .all(|s| s.to_ascii_lowercase().starts_with("ldap://"));
         if plain && (self.ca_pem.is_some() || self.ca_file.is_some() || self.insecure_skip_verify) {
             errs.push(
                 "ca_pem/ca_file/insecure_skip_verify: no effect on ldap:// servers without starttls; use ldaps:// or starttls = true"
