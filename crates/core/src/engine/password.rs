@@ -45,6 +45,12 @@ impl Engine {
                 ))));
             }
             let Some(found) = found.filter(|u| u.is_active(now)) else {
+                // As long as a check of the current password would take.
+                if old.is_some()
+                    && let Some(source) = realm.sources.first().and_then(|s| snap.source(s.as_str()))
+                {
+                    source.waste_verify().await;
+                }
                 return Err(not_found());
             };
             // The account's own budget, whatever form of its name was typed (as for logins).
