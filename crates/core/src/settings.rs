@@ -70,6 +70,22 @@ pub struct SystemSettings {
     /// Failed attempts further apart than this start a new count.
     pub incorrect_attempt_interval_minutes: u32,
 
+    // --- codes sent by SMS and mail (methods sms_otp and mail_otp) ---
+    /// Delivery profiles (HTTP gateways) that send SMS, comma-separated, tried in order.
+    pub sms_delivery: String,
+    /// The SMS text: `{otp}` (or `<%TOKEN%>`), `{validity_minutes}`, `{username}`, ...
+    pub sms_template: String,
+    /// Delivery profiles (SMTP servers) that send mail, comma-separated, tried in order.
+    pub mail_delivery: String,
+    pub mail_subject: String,
+    pub mail_template: String,
+    /// Digits of a code sent by SMS or mail.
+    pub sent_code_length: u32,
+    /// Seconds a sent code can be answered.
+    pub sent_code_validity_seconds: u32,
+    /// Wrong answers after which a sent code is spent.
+    pub sent_code_max_fails: u32,
+
     // --- hashing of passwords and PINs (applies to new hashes) ---
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
@@ -107,6 +123,16 @@ impl Default for SystemSettings {
             max_otp_attempts: 5,
             lock_period_minutes: 30,
             incorrect_attempt_interval_minutes: 30,
+            sms_delivery: String::new(),
+            sms_template: "Your code: {otp} (valid {validity_minutes} min)".into(),
+            mail_delivery: String::new(),
+            mail_subject: "Your sign-in code".into(),
+            mail_template:
+                "Hello {username},\n\nyour sign-in code is {otp}. It is valid for {validity_minutes} minutes.\n\nIf you did not try to sign in, tell your administrator.\n"
+                    .into(),
+            sent_code_length: 6,
+            sent_code_validity_seconds: 300,
+            sent_code_max_fails: 3,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             argon2_parallelism: 1,
@@ -294,6 +320,36 @@ impl SystemSettings {
             "must be between 1 and 16",
         );
         check(
+            (4..=10).contains(&self.sent_code_length),
+            "sent_code_length",
+            "must be between 4 and 10 digits",
+        );
+        check(
+            (30..=86_400).contains(&self.sent_code_validity_seconds),
+            "sent_code_validity_seconds",
+            "must be between 30 and 86400 seconds",
+        );
+        check(
+            (1..=20).contains(&self.sent_code_max_fails),
+            "sent_code_max_fails",
+            "must be between 1 and 20",
+        );
+        for (key, t) in [
+            ("sms_template", &self.sms_template),
+            ("mail_template", &self.mail_template),
+        ] {
+            check(
+                (t.contains("{otp}") || t.contains("<%TOKEN%>")) && t.len() <= 4000,
+                key,
+                "must contain {otp} (the code) and be at most 4000 characters",
+            );
+        }
+        check(
+            !self.mail_subject.contains(['\r', '\n']) && self.mail_subject.len() <= 200,
+            "mail_subject",
+            "one line of at most 200 characters",
+        );
+        check(
             !self.default_realm.trim().is_empty(),
             "default_realm",
             "must not be empty",
@@ -310,6 +366,19 @@ impl SystemSettings {
             });
         }
         errs
+    }
+
+    /// The delivery profiles of a channel, in order.
+    pub fn delivery_of(&self, channel: crate::model::Channel) -> Vec<String> {
+        let list = match channel {
+            crate::model::Channel::Sms => &self.sms_delivery,
+            crate::model::Channel::Mail => &self.mail_delivery,
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
     }
 }
 

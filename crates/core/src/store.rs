@@ -16,8 +16,9 @@
 
 use crate::ids::{Serial, SourceName, TransactionId, UserId, UserRef};
 use crate::model::{
-    AdminAccount, AdminSession, AuditQuery, AuditRecord, LocalUser, NewLocalUser, NewToken, Token,
-    TokenKind, TokenPatch, Transaction, TxStatus, UserPatch,
+    AdminAccount, AdminSession, AttemptResult, AuditQuery, AuditRecord, LocalUser, NewLocalUser,
+    NewToken, OutboxMessage, SentCode, Token, TokenKind, TokenPatch, Transaction, TxStatus,
+    UserPatch,
 };
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -56,14 +57,16 @@ pub enum ConfigKind {
     Realm,
     Application,
     RadiusClient,
+    DeliveryProfile,
 }
 
 impl ConfigKind {
-    pub const ALL: [ConfigKind; 4] = [
+    pub const ALL: [ConfigKind; 5] = [
         ConfigKind::UserSource,
         ConfigKind::Realm,
         ConfigKind::Application,
         ConfigKind::RadiusClient,
+        ConfigKind::DeliveryProfile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +75,7 @@ impl ConfigKind {
             ConfigKind::Realm => "realm",
             ConfigKind::Application => "application",
             ConfigKind::RadiusClient => "radius_client",
+            ConfigKind::DeliveryProfile => "delivery_profile",
         }
     }
 }
@@ -233,7 +237,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<()>;
 
     // --- transactions (challenges) ---
-    async fn create_transaction(&self, tx: &Transaction) -> StoreResult<()>;
+    /// Creates a transaction and, with `message`, queues the message that carries its code in
+    /// the same database transaction: both or neither.
+    async fn create_transaction(
+        &self,
+        tx: &Transaction,
+        message: Option<&OutboxMessage>,
+    ) -> StoreResult<()>;
     async fn transaction(&self, id: &TransactionId) -> StoreResult<Option<Transaction>>;
     /// Moves a pending transaction from factor `from` to factor `to` with the given challenged
     /// serials, or marks it completed. False when another request moved it first.
@@ -245,6 +255,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         serials: &[Serial],
         complete: bool,
     ) -> StoreResult<bool>;
+    /// `advance_transaction` to factor `to` whose answer is a code sent by `message`: the code
+    /// and the queued message are stored with the move, all or nothing.
+    async fn advance_with_code(
+        &self,
+        id: &TransactionId,
+        from: u32,
+        to: u32,
+        code: &SentCode,
+        message: &OutboxMessage,
+    ) -> StoreResult<bool>;
+    /// Counts a wrong answer to the transaction's code; at `max` wrong answers the code is
+    /// spent. Returns the wrong answers so far.
+    async fn record_code_failure(&self, id: &TransactionId) -> StoreResult<u32>;
     async fn set_transaction_status(
         &self,
         id: &TransactionId,
@@ -252,6 +275,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<bool>;
     /// Deletes expired transactions and sessions; returns how many rows went.
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+
+    // --- outbox ---
+    /// Claims up to `limit` messages due at `now` (pending, or sending with an expired lease:
+    /// the node that took them died) for one attempt each until `lease_until`. A message is
+    /// claimed by one caller at a time, across nodes; the attempt is (id, attempts).
+    async fn claim_outbox(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMessage>>;
+    /// Records how attempt `attempt` of a message ended; false when that attempt no longer
+    /// holds it (its lease ran out and another took it).
+    async fn finish_outbox(
+        &self,
+        id: &str,
+        attempt: u32,
+        result: &AttemptResult,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Messages, newest first: pending and failed ones, or all.
+    async fn list_outbox(&self, all: bool, limit: u32) -> StoreResult<Vec<OutboxMessage>>;
 
     // --- lockout ---
     async fn lock_state(&self, key: &str) -> StoreResult<Option<LockState>>;

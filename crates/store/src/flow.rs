@@ -1,9 +1,9 @@
 //! Transactions (pending challenges) and lockout counters.
 
 use crate::SqlStore;
-use crate::db::{Answer, Row, params};
+use crate::db::{Answer, Row, Stmt, params};
 use tessera_core::ids::{AppName, RealmName, Serial, SourceName, TransactionId, UserId, UserRef};
-use tessera_core::model::{Transaction, TxStatus};
+use tessera_core::model::{OutboxMessage, SentCode, Transaction, TxStatus};
 use tessera_core::store::{FailKind, LockPolicy, LockState, StoreError, StoreResult};
 
 fn tx_from_row(row: &Row) -> StoreResult<Transaction> {
@@ -23,6 +23,14 @@ fn tx_from_row(row: &Row) -> StoreResult<Transaction> {
         status: TxStatus::parse(&status)
             .ok_or_else(|| StoreError::Backend(format!("bad transaction status {status}")))?,
         serials: row.json::<Vec<Serial>>("serials_json")?,
+        code: match row.opt_text("code_hash")? {
+            Some(hash) => Some(SentCode {
+                hash,
+                fails: row.uint("code_fails")?,
+                expires_at: row.opt_int("code_expires_at")?.unwrap_or(0),
+            }),
+            None => None,
+        },
         created_at: row.int("created_at")?,
         expires_at: row.int("expires_at")?,
     })
@@ -42,29 +50,94 @@ fn serials_json(serials: &[Serial]) -> StoreResult<String> {
 }
 
 impl SqlStore {
-    pub(crate) async fn create_transaction_impl(&self, tx: &Transaction) -> StoreResult<()> {
-        self.db
-            .execute(
-                "INSERT INTO transactions (id, user_source, user_id, username, realm, application, \
-                 next_factor, status, serials_json, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                params![
-                    tx.id.as_str(),
-                    &tx.user.source.0,
-                    &tx.user.id.0,
-                    &tx.username,
-                    &tx.realm.0,
-                    &tx.application.0,
-                    i64::from(tx.next_factor),
-                    tx.status.as_str(),
-                    serials_json(&tx.serials)?,
-                    tx.created_at,
-                    tx.expires_at
-                ],
+    pub(crate) async fn create_transaction_impl(
+        &self,
+        tx: &Transaction,
+        message: Option<&OutboxMessage>,
+    ) -> StoreResult<()> {
+        let insert = Stmt::new(
+            "INSERT INTO transactions (id, user_source, user_id, username, realm, application, \
+             next_factor, status, serials_json, code_hash, code_fails, code_expires_at, \
+             created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            params![
+                tx.id.as_str(),
+                &tx.user.source.0,
+                &tx.user.id.0,
+                &tx.username,
+                &tx.realm.0,
+                &tx.application.0,
+                i64::from(tx.next_factor),
+                tx.status.as_str(),
+                serials_json(&tx.serials)?,
+                tx.code.as_ref().map(|c| c.hash.clone()),
+                tx.code.as_ref().map_or(0, |c| i64::from(c.fails)),
+                tx.code.as_ref().map(|c| c.expires_at),
+                tx.created_at,
+                tx.expires_at
+            ],
+        );
+        match message {
+            None => {
+                self.db
+                    .execute(&insert.sql, insert.params, "transaction")
+                    .await?;
+            }
+            Some(m) => {
+                self.db
+                    .transaction(vec![insert, self.outbox_insert_if(m, None)?], "transaction")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn advance_with_code_impl(
+        &self,
+        id: &TransactionId,
+        from: u32,
+        to: u32,
+        code: &SentCode,
+        message: &OutboxMessage,
+    ) -> StoreResult<bool> {
+        let moved = Stmt::new(
+            "UPDATE transactions SET next_factor = $3, serials_json = '[]', code_hash = $4, \
+             code_fails = 0, code_expires_at = $5, \
+             expires_at = CASE WHEN expires_at < $5 THEN $5 ELSE expires_at END \
+             WHERE id = $1 AND next_factor = $2 AND status = 'pending'",
+            params![
+                id.as_str(),
+                i64::from(from),
+                i64::from(to),
+                code.hash.as_str(),
+                code.expires_at
+            ],
+        );
+        // The message goes with the move only: it is queued when the transaction holds this
+        // request's code afterwards, i.e. when this request moved it (a concurrent request
+        // that lost the move made another random code).
+        let queue = self.outbox_insert_if(message, Some((id, code.hash.as_str())))?;
+        let counts = self
+            .db
+            .transaction(vec![moved, queue], "transaction")
+            .await?;
+        Ok(counts.first() == Some(&1))
+    }
+
+    pub(crate) async fn record_code_failure_impl(&self, id: &TransactionId) -> StoreResult<u32> {
+        let rows = self
+            .db
+            .write_query(
+                "UPDATE transactions SET code_fails = code_fails + 1 WHERE id = $1 \
+                 RETURNING code_fails",
+                params![id.as_str()],
                 "transaction",
             )
             .await?;
-        Ok(())
+        Ok(match rows.first() {
+            Some(r) => r.uint("code_fails")?,
+            None => 0,
+        })
     }
 
     pub(crate) async fn transaction_impl(
@@ -74,7 +147,8 @@ impl SqlStore {
         self.db
             .query_one(
                 "SELECT id, user_source, user_id, username, realm, application, next_factor, status, \
-                 serials_json, created_at, expires_at FROM transactions WHERE id = $1",
+                 serials_json, code_hash, code_fails, code_expires_at, created_at, expires_at \
+                 FROM transactions WHERE id = $1",
                 params![id.as_str()],
             )
             .await?
@@ -147,6 +221,15 @@ impl SqlStore {
                 "DELETE FROM admin_sessions WHERE expires_at < $1",
                 params![now],
                 "session",
+            )
+            .await?;
+        // Delivered and given-up messages stay a week for `tessera outbox --all`.
+        total += self
+            .db
+            .execute(
+                "DELETE FROM outbox WHERE status IN ('sent', 'failed') AND updated_at < $1",
+                params![now - 7 * 86_400],
+                "outbox",
             )
             .await?;
         // Counters older than the longest possible interval (30 days) count for nothing.

@@ -17,6 +17,7 @@ mod config;
 mod db;
 mod flow;
 mod open;
+mod outbox;
 pub mod seal;
 mod store_impl;
 mod tokens;

@@ -79,16 +79,30 @@ const KEY_CHECK_TEXT: &[u8] = b"tessera master key check";
 
 fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
     match backend {
-        Backend::Sqlite => vec![(
-            1,
-            "initial",
-            include_str!("../migrations/sqlite/0001_initial.sql"),
-        )],
-        Backend::Postgres => vec![(
-            1,
-            "initial",
-            include_str!("../migrations/postgres/0001_initial.sql"),
-        )],
+        Backend::Sqlite => vec![
+            (
+                1,
+                "initial",
+                include_str!("../migrations/sqlite/0001_initial.sql"),
+            ),
+            (
+                2,
+                "outbox",
+                include_str!("../migrations/sqlite/0002_outbox.sql"),
+            ),
+        ],
+        Backend::Postgres => vec![
+            (
+                1,
+                "initial",
+                include_str!("../migrations/postgres/0001_initial.sql"),
+            ),
+            (
+                2,
+                "outbox",
+                include_str!("../migrations/postgres/0002_outbox.sql"),
+            ),
+        ],
     }
 }
 

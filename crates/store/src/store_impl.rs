@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tessera_core::ids::{Serial, SourceName, TransactionId, UserId, UserRef};
 use tessera_core::model::{
-    AdminAccount, AdminSession, AuditQuery, AuditRecord, LocalUser, NewLocalUser, NewToken, Token,
-    TokenPatch, Transaction, TxStatus, UserPatch,
+    AdminAccount, AdminSession, AttemptResult, AuditQuery, AuditRecord, LocalUser, NewLocalUser,
+    NewToken, OutboxMessage, SentCode, Token, TokenPatch, Transaction, TxStatus, UserPatch,
 };
 use tessera_core::store::{
     ConfigDoc, ConfigKind, FailKind, LockPolicy, LockState, Store, StoreError, StoreResult,
@@ -159,8 +159,46 @@ impl Store for SqlStore {
         self.set_resync_state_impl(serial, counter, at).await
     }
 
-    async fn create_transaction(&self, tx: &Transaction) -> StoreResult<()> {
-        self.create_transaction_impl(tx).await
+    async fn create_transaction(
+        &self,
+        tx: &Transaction,
+        message: Option<&OutboxMessage>,
+    ) -> StoreResult<()> {
+        self.create_transaction_impl(tx, message).await
+    }
+    async fn advance_with_code(
+        &self,
+        id: &TransactionId,
+        from: u32,
+        to: u32,
+        code: &SentCode,
+        message: &OutboxMessage,
+    ) -> StoreResult<bool> {
+        self.advance_with_code_impl(id, from, to, code, message)
+            .await
+    }
+    async fn record_code_failure(&self, id: &TransactionId) -> StoreResult<u32> {
+        self.record_code_failure_impl(id).await
+    }
+    async fn claim_outbox(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        self.claim_outbox_impl(now, lease_until, limit).await
+    }
+    async fn finish_outbox(
+        &self,
+        id: &str,
+        attempt: u32,
+        result: &AttemptResult,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.finish_outbox_impl(id, attempt, result, now).await
+    }
+    async fn list_outbox(&self, all: bool, limit: u32) -> StoreResult<Vec<OutboxMessage>> {
+        self.list_outbox_impl(all, limit).await
     }
     async fn transaction(&self, id: &TransactionId) -> StoreResult<Option<Transaction>> {
         self.transaction_impl(id).await

@@ -6,8 +6,9 @@ use serde_json::json;
 use std::sync::Arc;
 use tessera_core::ids::{AppName, RealmName, Serial, SourceName, TransactionId, UserId, UserRef};
 use tessera_core::model::{
-    AdminAccount, AdminRole, AdminSession, AuditQuery, AuditRecord, NewLocalUser, NewToken,
-    TokenKind, TokenPatch, TokenState, Transaction, TxStatus, User, UserPatch,
+    AdminAccount, AdminRole, AdminSession, AttemptResult, AuditQuery, AuditRecord, Channel,
+    NewLocalUser, NewToken, OutboxMessage, OutboxStatus, SentCode, TokenKind, TokenPatch,
+    TokenState, Transaction, TxStatus, User, UserPatch,
 };
 use tessera_core::store::{
     ConfigKind, FailKind, LockPolicy, Store, StoreError, TokenFilter, UserFilter,
@@ -96,6 +97,7 @@ contract!(
     admins_and_sessions,
     purge_expired_removes_old_rows,
     writes_of_another_process_are_seen,
+    codes_and_the_outbox,
 );
 
 fn user(source: &str, id: &str, name: &str) -> User {
@@ -556,12 +558,13 @@ async fn transactions_advance_once(h: &Harness) {
         next_factor: 1,
         status: TxStatus::Pending,
         serials: vec![Serial::from("A"), Serial::from("B")],
+        code: None,
         created_at: 100,
         expires_at: 220,
     };
-    s.create_transaction(&tx).await.unwrap();
+    s.create_transaction(&tx, None).await.unwrap();
     assert!(matches!(
-        s.create_transaction(&tx).await,
+        s.create_transaction(&tx, None).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(s.transaction(&id).await.unwrap().unwrap(), tx);
@@ -765,13 +768,14 @@ async fn purge_expired_removes_old_rows(h: &Harness) {
         next_factor: 0,
         status: TxStatus::Pending,
         serials: vec![],
+        code: None,
         created_at: 0,
         expires_at: expires,
     };
-    s.create_transaction(&mk("11111111111111111111", 100))
+    s.create_transaction(&mk("11111111111111111111", 100), None)
         .await
         .unwrap();
-    s.create_transaction(&mk("22222222222222222222", 10_000))
+    s.create_transaction(&mk("22222222222222222222", 10_000), None)
         .await
         .unwrap();
     s.create_session(&AdminSession {
@@ -865,4 +869,159 @@ async fn sqlite_writes_go_on_during_a_long_read_by_another_process() {
     }
     reader.execute_batch("COMMIT").unwrap();
     assert_eq!(s.count_tokens().await.unwrap(), i + 1);
+}
+
+fn message(id: &str, tx: Option<&TransactionId>) -> OutboxMessage {
+    OutboxMessage {
+        id: id.into(),
+        channel: Channel::Sms,
+        profiles: vec!["gw1".into(), "gw2".into()],
+        recipient: "+4915100000001".into(),
+        subject: None,
+        body: Zeroizing::new("Your code: 123456".into()),
+        transaction_id: tx.cloned(),
+        username: Some("alice".into()),
+        status: OutboxStatus::Pending,
+        attempts: 0,
+        next_attempt_at: 100,
+        not_after: 400,
+        last_error: None,
+        sent_by: None,
+        created_at: 100,
+        updated_at: 100,
+    }
+}
+
+/// A transaction and the message carrying its code are stored together; the message is
+/// claimed by one caller per attempt, its body sealed, retried and finished.
+async fn codes_and_the_outbox(h: &Harness) {
+    let s = &h.store;
+    let id = TransactionId::parse("33333333333333333333").unwrap();
+    let code = SentCode {
+        hash: SentCode::hash_of(&id, "123456"),
+        fails: 0,
+        expires_at: 400,
+    };
+    let tx = Transaction {
+        id: id.clone(),
+        user: UserRef {
+            source: SourceName::from("local"),
+            id: UserId::from("u1"),
+        },
+        username: "alice".into(),
+        realm: RealmName::from("default"),
+        application: AppName::from("vpn"),
+        next_factor: 0,
+        status: TxStatus::Pending,
+        serials: vec![],
+        code: Some(code.clone()),
+        created_at: 100,
+        expires_at: 400,
+    };
+    let m = message("a1", Some(&id));
+    s.create_transaction(&tx, Some(&m)).await.unwrap();
+    assert_eq!(s.transaction(&id).await.unwrap().unwrap(), tx);
+    // Both or neither: a second transaction with the same id takes its message with it.
+    let m2 = message("a2", Some(&id));
+    assert!(s.create_transaction(&tx, Some(&m2)).await.is_err());
+    assert_eq!(s.list_outbox(true, 10).await.unwrap().len(), 1);
+    // Wrong answers to the code are counted.
+    assert_eq!(s.record_code_failure(&id).await.unwrap(), 1);
+    assert_eq!(s.record_code_failure(&id).await.unwrap(), 2);
+
+    // Not due yet; then one claim per attempt.
+    assert!(s.claim_outbox(99, 200, 10).await.unwrap().is_empty());
+    let (a, b) = tokio::join!(s.claim_outbox(100, 160, 10), s.claim_outbox(100, 160, 10));
+    let claimed: Vec<OutboxMessage> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+    assert_eq!(claimed.len(), 1, "one caller wins the attempt");
+    let got = &claimed[0];
+    assert_eq!(got.attempts, 1);
+    assert_eq!(got.status, OutboxStatus::Sending);
+    assert_eq!(got.body.as_str(), "Your code: 123456");
+    assert_eq!(got.profiles, ["gw1", "gw2"]);
+    // The lease holds until 160; a retry is scheduled.
+    assert!(s.claim_outbox(150, 300, 10).await.unwrap().is_empty());
+    let retry = AttemptResult::Retry {
+        at: 170,
+        error: "gw1: HTTP 500".into(),
+    };
+    assert!(s.finish_outbox("a1", 1, &retry, 150).await.unwrap());
+    assert!(
+        !s.finish_outbox("a1", 1, &retry, 150).await.unwrap(),
+        "attempt over"
+    );
+    // A node that took it and died: after the lease another attempt takes it.
+    let again = s.claim_outbox(170, 180, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].last_error.as_deref(), Some("gw1: HTTP 500"));
+    let third = s.claim_outbox(181, 300, 10).await.unwrap();
+    assert_eq!(third[0].attempts, 3, "the lease of attempt 2 ran out");
+    assert!(
+        !s.finish_outbox("a1", 2, &AttemptResult::Sent { by: "gw2".into() }, 182)
+            .await
+            .unwrap(),
+        "attempt 2 lost its lease"
+    );
+    assert!(
+        s.finish_outbox("a1", 3, &AttemptResult::Sent { by: "gw2".into() }, 182)
+            .await
+            .unwrap()
+    );
+    assert!(s.claim_outbox(10_000, 20_000, 10).await.unwrap().is_empty());
+    assert!(s.list_outbox(false, 10).await.unwrap().is_empty(), "sent");
+    let all = s.list_outbox(true, 10).await.unwrap();
+    assert_eq!(all[0].status, OutboxStatus::Sent);
+    assert_eq!(all[0].sent_by.as_deref(), Some("gw2"));
+
+    // Moving a transaction to a code factor queues its message with the move, once.
+    let id2 = TransactionId::parse("44444444444444444444").unwrap();
+    let tx2 = Transaction {
+        id: id2.clone(),
+        code: None,
+        next_factor: 0,
+        ..tx.clone()
+    };
+    s.create_transaction(&tx2, None).await.unwrap();
+    let code2 = SentCode {
+        hash: SentCode::hash_of(&id2, "654321"),
+        fails: 0,
+        expires_at: 500,
+    };
+    let m3 = message("a3", Some(&id2));
+    assert!(s.advance_with_code(&id2, 0, 1, &code2, &m3).await.unwrap());
+    // A concurrent answer that lost the move brings its own (other) code: nothing queued.
+    let code3 = SentCode {
+        hash: SentCode::hash_of(&id2, "111111"),
+        fails: 0,
+        expires_at: 500,
+    };
+    let m4 = message("a4", Some(&id2));
+    assert!(!s.advance_with_code(&id2, 0, 1, &code3, &m4).await.unwrap());
+    let t2 = s.transaction(&id2).await.unwrap().unwrap();
+    assert_eq!((t2.next_factor, t2.code), (1, Some(code2)));
+    let ids: Vec<String> = s
+        .list_outbox(true, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert!(
+        ids.contains(&"a3".to_string()) && !ids.contains(&"a4".to_string()),
+        "{ids:?}"
+    );
+    let f = AttemptResult::Failed {
+        error: "expired".into(),
+    };
+    let claimed = s.claim_outbox(200, 260, 10).await.unwrap();
+    assert!(
+        s.finish_outbox("a3", claimed[0].attempts, &f, 200)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.list_outbox(false, 10).await.unwrap()[0].status,
+        OutboxStatus::Failed
+    );
 }

@@ -7,19 +7,20 @@ use super::{
 };
 use crate::ids::{AppName, RealmName, Serial, TransactionId};
 use crate::model::{
-    Application, AuditRecord, Factor, Method, Token, TokenKind, Transaction, TxStatus, User,
+    Application, AuditRecord, Factor, Method, OutboxMessage, SentCode, Token, TokenKind,
+    Transaction, TxStatus, User,
 };
 use crate::rng::random_digits;
 use crate::source::SourceError;
 use crate::store::{FailKind, LockPolicy, StoreError};
 
 /// Where a login stands while the engine works on it, for the decision and its audit record.
-struct Login<'a> {
-    snap: &'a Snapshot,
+pub(crate) struct Login<'a> {
+    pub(crate) snap: &'a Snapshot,
     ctx: &'a RequestCtx,
-    now: i64,
+    pub(crate) now: i64,
     login: Option<String>,
-    realm: Option<RealmName>,
+    pub(crate) realm: Option<RealmName>,
     app: Option<AppName>,
     user: Option<User>,
     serial: Option<Serial>,
@@ -251,8 +252,16 @@ impl Engine {
         let Some(factor) = app.factors.first() else {
             return Ok(reject(RejectReason::NoApplication, Some(user)));
         };
+        // A factor proven by a code sent now: send it and ask for it (privacyIDEA's "an empty
+        // pass triggers the challenge"), unless what was typed can prove another method.
+        let methods = factor.methods_for(&user, realm.name.as_str());
+        let sends = methods.iter().any(|m| m.channel().is_some());
+        let only_sends = methods.iter().all(|m| m.channel().is_some());
+        if sends && (only_sends || req.pass.is_empty()) {
+            return self.challenge(l, app, 0, user, &tokens, None, 0).await;
+        }
         let proof = self
-            .prove(l, factor, &user, &tokens, &req.pass, !req.otp_only)
+            .prove(l, factor, &user, &tokens, &req.pass, !req.otp_only, None)
             .await?;
         self.after_proof(l, app, 0, user, tokens, proof, None).await
     }
@@ -324,7 +333,7 @@ impl Engine {
         };
         let tokens = self.tokens_for(app, &user, req, Some(&tx.serials)).await?;
         let proof = self
-            .prove(l, factor, &user, &tokens, &req.pass, false)
+            .prove(l, factor, &user, &tokens, &req.pass, false, Some(&tx))
             .await?;
         self.after_proof(l, app, k, user, tokens, proof, Some(&tx))
             .await
@@ -361,36 +370,8 @@ impl Engine {
         let store = &self.ports.store;
         let next = k + 1;
         let realm = l.realm.clone().unwrap_or_else(|| RealmName(String::new()));
-        if let Some(factor) = app.factors.get(next as usize) {
-            let prompts = prompts_for(&factor.methods_for(&user, realm.as_str()), &tokens);
-            if prompts.is_empty() {
-                return Ok(reject(RejectReason::NoUsableToken, Some(user)));
-            }
-            let serials: Vec<Serial> = prompts.iter().filter_map(|p| p.serial.clone()).collect();
-            let id = match tx {
-                Some(tx) => {
-                    if !store
-                        .advance_transaction(&tx.id, k, next, &serials, false)
-                        .await?
-                    {
-                        return Ok(reject(RejectReason::BadTransaction, Some(user)));
-                    }
-                    tx.id.clone()
-                }
-                None => {
-                    self.create_transaction(l, app, &user, next, serials)
-                        .await?
-                }
-            };
-            l.transaction = Some(id.clone());
-            let message = join_messages(&prompts);
-            return Ok(Outcome::Challenge(Box::new(Challenged {
-                transaction_id: id,
-                prompts,
-                message,
-                user,
-                realm,
-            })));
+        if app.factors.get(next as usize).is_some() {
+            return self.challenge(l, app, next, user, &tokens, tx, k).await;
         }
         if let Some(tx) = tx
             && !store.advance_transaction(&tx.id, k, k, &[], true).await?
@@ -415,6 +396,75 @@ impl Engine {
         })))
     }
 
+    /// Asks for factor `next`: the ways the user can answer it, a code sent if the factor's
+    /// method sends one. Moves `tx` on from factor `from`, or starts a transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn challenge(
+        &self,
+        l: &mut Login<'_>,
+        app: &Application,
+        next: u32,
+        user: User,
+        tokens: &[Token],
+        tx: Option<&Transaction>,
+        from: u32,
+    ) -> Result<Outcome, EngineError> {
+        let realm = l.realm.clone().unwrap_or_else(|| RealmName(String::new()));
+        let Some(factor) = app.factors.get(next as usize) else {
+            return Ok(reject(RejectReason::NoApplication, Some(user)));
+        };
+        let methods = factor.methods_for(&user, realm.as_str());
+        let mut prompts = prompts_for(&methods, tokens);
+        let pending = self.pending_code(l, &user, &methods);
+        if let Some(p) = &pending {
+            prompts.push(p.prompt.clone());
+        }
+        if prompts.is_empty() {
+            return Ok(reject(RejectReason::NoUsableToken, Some(user)));
+        }
+        let serials: Vec<Serial> = prompts.iter().filter_map(|p| p.serial.clone()).collect();
+        let store = &self.ports.store;
+        let id = match tx {
+            Some(tx) => {
+                let moved = match pending {
+                    Some(mut p) => {
+                        let code = SentCode {
+                            hash: SentCode::hash_of(&tx.id, &p.code),
+                            fails: 0,
+                            expires_at: p.message.not_after,
+                        };
+                        p.message.transaction_id = Some(tx.id.clone());
+                        store
+                            .advance_with_code(&tx.id, from, next, &code, &p.message)
+                            .await?
+                    }
+                    None => {
+                        store
+                            .advance_transaction(&tx.id, from, next, &serials, false)
+                            .await?
+                    }
+                };
+                if !moved {
+                    return Ok(reject(RejectReason::BadTransaction, Some(user)));
+                }
+                tx.id.clone()
+            }
+            None => {
+                self.create_transaction(l, app, &user, next, serials, pending)
+                    .await?
+            }
+        };
+        l.transaction = Some(id.clone());
+        let message = join_messages(&prompts);
+        Ok(Outcome::Challenge(Box::new(Challenged {
+            transaction_id: id,
+            prompts,
+            message,
+            user,
+            realm,
+        })))
+    }
+
     async fn create_transaction(
         &self,
         l: &Login<'_>,
@@ -422,6 +472,7 @@ impl Engine {
         user: &User,
         next: u32,
         serials: Vec<Serial>,
+        pending: Option<super::sent::PendingCode>,
     ) -> Result<TransactionId, EngineError> {
         let validity = i64::from(l.snap.settings.challenge_validity_seconds);
         for _ in 0..5 {
@@ -439,10 +490,26 @@ impl Engine {
                 next_factor: next,
                 status: TxStatus::Pending,
                 serials: serials.clone(),
+                code: pending.as_ref().map(|p| SentCode {
+                    hash: SentCode::hash_of(&id, &p.code),
+                    fails: 0,
+                    expires_at: p.message.not_after,
+                }),
                 created_at: l.now,
-                expires_at: l.now + validity,
+                // A sent code may be valid longer than a challenge of a token.
+                expires_at: l.now
+                    + validity.max(pending.as_ref().map_or(0, |p| p.message.not_after - l.now)),
             };
-            match self.ports.store.create_transaction(&tx).await {
+            let message = pending.as_ref().map(|p| OutboxMessage {
+                transaction_id: Some(id.clone()),
+                ..p.message.clone()
+            });
+            match self
+                .ports
+                .store
+                .create_transaction(&tx, message.as_ref())
+                .await
+            {
                 Ok(()) => return Ok(id),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -452,7 +519,8 @@ impl Engine {
     }
 
     /// Checks one factor. `with_pin`: the OTP is preceded (or followed) by the token PIN; true
-    /// only for the first factor of a login.
+    /// only for the first factor of a login. `tx`: the transaction whose sent code may answer.
+    #[allow(clippy::too_many_arguments)]
     async fn prove(
         &self,
         l: &Login<'_>,
@@ -461,6 +529,7 @@ impl Engine {
         tokens: &[Token],
         pass: &str,
         with_pin: bool,
+        tx: Option<&Transaction>,
     ) -> Result<Proof, EngineError> {
         let methods = factor.methods_for(user, l.realm.as_ref().map_or("", |r| r.as_str()));
         if methods.is_empty() {
@@ -475,6 +544,11 @@ impl Engine {
                 Method::Password => self.prove_password(l, user, pass).await?,
                 Method::SoftOtp => self.prove_soft_otp(l, tokens, pass, with_pin).await?,
                 Method::PasswordOtp => self.prove_password_otp(l, user, tokens, pass).await?,
+                Method::SmsOtp | Method::MailOtp => match self.check_code(l, tx, pass).await? {
+                    Some(true) => Some(Proof::Passed(None)),
+                    Some(false) => Some(Proof::Failed(RejectReason::WrongOtp, FailKind::Otp)),
+                    None => None,
+                },
             };
             match proof {
                 Some(Proof::Passed(t)) => return Ok(Proof::Passed(t)),
@@ -828,10 +902,11 @@ impl Engine {
         };
         l.app = Some(app.name.clone());
         let realm_str = realm.name.as_str();
-        let otp_factor = app
-            .factors
-            .iter()
-            .position(|f| f.methods_for(&user, realm_str).iter().any(|m| m.uses_otp()));
+        let otp_factor = app.factors.iter().position(|f| {
+            f.methods_for(&user, realm_str)
+                .iter()
+                .any(|m| m.uses_otp() || m.channel().is_some())
+        });
         let (Some(k), true) = (otp_factor, user.is_active(now)) else {
             self.record_trigger(&l, "ok", "no challenge: no OTP factor or inactive user")
                 .await?;
@@ -842,7 +917,12 @@ impl Engine {
             ..AuthRequest::default()
         };
         let tokens = self.tokens_for(app, &user, &req, None).await?;
-        let prompts = prompts_for(&app.factors[k].methods_for(&user, realm_str), &tokens);
+        let methods = app.factors[k].methods_for(&user, realm_str);
+        let mut prompts = prompts_for(&methods, &tokens);
+        let pending = self.pending_code(&l, &user, &methods);
+        if let Some(p) = &pending {
+            prompts.push(p.prompt.clone());
+        }
         if prompts.is_empty() {
             self.record_trigger(&l, "ok", "no usable token to challenge")
                 .await?;
@@ -850,7 +930,9 @@ impl Engine {
         }
         let serials: Vec<Serial> = prompts.iter().filter_map(|p| p.serial.clone()).collect();
         let k = u32::try_from(k).unwrap_or(0);
-        let id = self.create_transaction(&l, app, &user, k, serials).await?;
+        let id = self
+            .create_transaction(&l, app, &user, k, serials, pending)
+            .await?;
         l.transaction = Some(id.clone());
         self.record_trigger(
             &l,
@@ -930,6 +1012,8 @@ fn prompts_for(methods: &[Method], tokens: &[Token]) -> Vec<Prompt> {
                 client_mode: ClientMode::Interactive,
                 message: "Please enter your password".into(),
             }),
+            // The prompt of a sent code comes with the code (see `challenge`).
+            Method::SmsOtp | Method::MailOtp => {}
             Method::SoftOtp | Method::PasswordOtp => {
                 for t in tokens.iter().filter(|t| t.is_usable_state()) {
                     if prompts

@@ -9,6 +9,7 @@ mod flow;
 mod otp;
 mod password;
 mod request;
+mod sent;
 mod snapshot;
 
 pub use flow::Triggered;

@@ -42,6 +42,12 @@ pub enum Method {
     /// PIN when the token has one and this is the first factor of the login.
     #[serde(rename = "soft_otp", alias = "otp", alias = "totp")]
     SoftOtp,
+    /// A code sent by SMS to the user's phone (the `sms_delivery` setting says how).
+    #[serde(rename = "sms_otp", alias = "sms")]
+    SmsOtp,
+    /// A code sent by mail to the user's address (the `mail_delivery` setting says how).
+    #[serde(rename = "mail_otp", alias = "email_otp", alias = "email")]
+    MailOtp,
 }
 
 impl Method {
@@ -50,6 +56,17 @@ impl Method {
             Method::Password => "password",
             Method::PasswordOtp => "password+otp",
             Method::SoftOtp => "soft_otp",
+            Method::SmsOtp => "sms_otp",
+            Method::MailOtp => "mail_otp",
+        }
+    }
+
+    /// The channel of a method that sends a code.
+    pub fn channel(self) -> Option<crate::model::Channel> {
+        match self {
+            Method::SmsOtp => Some(crate::model::Channel::Sms),
+            Method::MailOtp => Some(crate::model::Channel::Mail),
+            _ => None,
         }
     }
 

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod client;
+pub mod delivery;
 pub mod ldap;
 pub mod rules;
 pub mod token;
@@ -16,8 +17,11 @@ pub use audit::{AuditQuery, AuditRecord};
 pub use client::{
     AppRule, DeviceType, Net, RadiusClient, ReplyMode, ReplyRule, ReplyTexts, SharedSecret,
 };
+pub use delivery::{
+    AttemptResult, Channel, DeliveryKind, DeliveryProfile, OutboxMessage, OutboxStatus,
+};
 pub use ldap::{AttributeMap, DirectoryType, GroupConfig, GroupMode, LdapProfile};
 pub use rules::{Condition, MethodRule, Pattern, Route};
 pub use token::{NewToken, Token, TokenKind, TokenPatch, TokenState};
-pub use transaction::{Transaction, TxStatus};
+pub use transaction::{SentCode, Transaction, TxStatus};
 pub use user::{LocalUser, NewLocalUser, User, UserPatch};

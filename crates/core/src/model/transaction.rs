@@ -47,6 +47,30 @@ pub struct Transaction {
     pub status: TxStatus,
     /// Tokens the challenge was issued for; any of them may answer.
     pub serials: Vec<Serial>,
+    /// The code sent by SMS or mail for the pending factor, if any.
+    pub code: Option<SentCode>,
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+/// A code sent for a transaction: only its hash is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentCode {
+    /// SHA-256 (hex) of the transaction id and the code.
+    pub hash: String,
+    /// Wrong answers so far.
+    pub fails: u32,
+    /// The code can be answered until then (Unix seconds).
+    pub expires_at: i64,
+}
+
+impl SentCode {
+    pub fn hash_of(tx: &TransactionId, code: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(tx.as_str().as_bytes());
+        h.update(b":");
+        h.update(code.as_bytes());
+        data_encoding::HEXLOWER.encode(&h.finalize())
+    }
 }

@@ -1,0 +1,25 @@
+-- Codes sent by SMS and mail, and the outbox of messages waiting to be sent.
+ALTER TABLE transactions ADD COLUMN code_hash TEXT;
+ALTER TABLE transactions ADD COLUMN code_fails INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE transactions ADD COLUMN code_expires_at INTEGER;
+
+CREATE TABLE outbox (
+    id              TEXT PRIMARY KEY,
+    channel         TEXT NOT NULL,
+    profiles_json   TEXT NOT NULL,
+    recipient       TEXT NOT NULL,
+    subject         TEXT,
+    body_sealed     BLOB NOT NULL,
+    transaction_id  TEXT,
+    username        TEXT,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until     INTEGER,
+    not_after       INTEGER NOT NULL,
+    last_error      TEXT,
+    sent_by         TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
