@@ -75,6 +75,9 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Running> {
 }
 
 pub async fn start_with(config: &Config, app: App) -> Result<Running> {
+    // One TLS provider for every client (HTTP gateways, SMTP, LDAP): ring. Installing it twice
+    // (a second server in the same process) is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let handle = metrics_handle();
     let render: Option<MetricsRender> = handle.clone().map(|h| {
         let f: MetricsRender = Arc::new(move || h.render());
@@ -147,6 +150,15 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
                 Err(e) => tracing::warn!(error = %e, "cannot check for configuration changes"),
             }
         }
+    }));
+    // Messages queued for delivery (codes, links) are sent, here or by any other node.
+    let engine = app.engine.clone();
+    let mut rx = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        tessera_notify::run_worker(engine, Duration::from_millis(500), async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+        .await;
     }));
     // Expired challenges and sessions go; metrics histograms are maintained.
     let store = app.store.clone();

@@ -233,7 +233,7 @@ async fn two_nodes_sharing_postgres() {
 
     let a = Node::start(dir_a.path(), Some(db), &env);
     let b = Node::start(dir_b.path(), Some(db), &env);
-    let http = reqwest::Client::new();
+    let http = common::http_client();
 
     // One OTP, fifty requests split between the nodes: exactly one is accepted.
     let code = fresh_code();
@@ -366,7 +366,7 @@ async fn restart_keeps_everything_and_no_seed_in_clear() {
     assert_eq!(enrolled["secret"], SEED_B32);
 
     let node = Node::start(&data, None, &[]);
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let code = fresh_code();
     assert_eq!(check(&http, &node.url, "alice", &code).await, "ACCEPT");
     let status = node.stop();
@@ -525,7 +525,7 @@ async fn cli_changes_reach_a_running_sqlite_server() {
         ],
         None,
     );
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     assert_eq!(
         check(&http, &node.url, "bob", &fresh_code()).await,
         "ACCEPT"
@@ -547,4 +547,124 @@ async fn cli_changes_reach_a_running_sqlite_server() {
     }
     assert!(node.log_text().contains("configuration reloaded"));
     assert!(node.stop().success());
+}
+
+/// A message accepted for delivery survives a crash: the node is killed (SIGKILL) while the
+/// SMS gateway is unreachable; after a restart, with the gateway back, it is sent exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_message_survives_kill_9_and_is_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    // A port nobody listens on yet: the gateway comes up there later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (ok, _, err) = cli(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--data-dir",
+            d,
+            "--phone",
+            "+4915100000001",
+        ],
+        &[],
+        None,
+    );
+    assert!(ok, "{err}");
+    let file = dir.path().join("sms.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[settings]
+sms_delivery = "gw"
+validate_application = "sms"
+
+[[delivery_profile]]
+name = "gw"
+type = "http"
+method = "GET"
+url = "http://127.0.0.1:{port}/sms?to={{phone}}&text={{message}}"
+
+[[application]]
+name = "sms"
+factors = [{{ methods = ["sms_otp"] }}]
+"#
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = cli(
+        &["apply", file.to_str().unwrap(), "--data-dir", d],
+        &[],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+
+    let node = Node::start(&data, None, &[]);
+    let http = common::http_client();
+    assert_eq!(check(&http, &node.url, "alice", "").await, "CHALLENGE");
+    // The first attempt fails (nothing listens); the message waits for its next attempt.
+    let started = Instant::now();
+    loop {
+        let (_, out, _) = cli(&["outbox", "--data-dir", d, "--json"], &[], None);
+        let list: Value = serde_json::from_str(&out).unwrap();
+        if list[0]["attempts"] == 1 && list[0]["status"] == "pending" {
+            assert!(
+                list[0]["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("could not connect")
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(node); // SIGKILL
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = seen.clone();
+    let app = axum::Router::new().fallback(axum::routing::any(move |uri: axum::http::Uri| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push(uri.to_string());
+            "ok"
+        }
+    }));
+    let gateway = tokio::spawn(async move { axum::serve(listener, app).await });
+    let node = Node::start(&data, None, &[]);
+    let started = Instant::now();
+    while seen.lock().unwrap().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not sent after the restart: {}",
+            node.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("/sms?to=%2B4915100000001&text=Your%20code%3A%20"),
+        "{got:?}"
+    );
+    let (_, out, _) = cli(&["outbox", "--all", "--data-dir", d, "--json"], &[], None);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["status"], "sent", "{list}");
+    assert_eq!(list[0]["attempts"], 2);
+    assert!(
+        !out.contains("Your code"),
+        "the text is never listed: {out}"
+    );
+    drop(node);
+    gateway.abort();
 }

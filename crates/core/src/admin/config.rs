@@ -5,6 +5,7 @@ use super::{Actor, Admin, AdminError, AdminResult, Target};
 use crate::ids::{AppName, RealmName, SourceName};
 use crate::model::app::{source_from_stored, source_to_stored};
 use crate::model::client::{client_from_stored, client_to_stored};
+use crate::model::delivery::{DeliveryProfile, delivery_from_stored, delivery_to_stored};
 use crate::model::{AppKind, Application, Factor, Method, RadiusClient, Realm, UserSourceDef};
 use crate::settings::SystemSettings;
 use crate::store::{ConfigKind, Store, StoreResult};
@@ -31,6 +32,12 @@ pub struct Declaration {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub radius_clients: Vec<RadiusClient>,
+    #[serde(
+        default,
+        rename = "delivery_profile",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub delivery_profiles: Vec<DeliveryProfile>,
 }
 
 impl Declaration {
@@ -44,6 +51,9 @@ impl Declaration {
             if let Some(l) = &mut s.ldap {
                 l.bind_password = None;
             }
+        }
+        for p in &mut self.delivery_profiles {
+            p.set_secret(None);
         }
         self
     }
@@ -197,6 +207,13 @@ impl Admin {
                     AdminError::invalid(format!("RADIUS client {}: {e}", doc.name))
                 })?);
         }
+        for doc in store.config_docs(ConfigKind::DeliveryProfile).await? {
+            decl.delivery_profiles.push(
+                delivery_from_stored(store.as_ref(), doc.body).map_err(|e| {
+                    AdminError::invalid(format!("delivery profile {}: {e}", doc.name))
+                })?,
+            );
+        }
         Ok(decl)
     }
 
@@ -341,6 +358,36 @@ impl Admin {
                 SystemSettings::default().merged(&valid).unwrap_or_default()
             }
         };
+        let mut profiles = BTreeMap::new();
+        for p in &decl.delivery_profiles {
+            let label = format!("delivery profile '{}'", p.name);
+            errs.extend(p.problems().into_iter().map(|e| format!("{label}: {e}")));
+            if profiles.insert(p.name.to_lowercase(), p).is_some() {
+                errs.push(format!("{label} is defined twice"));
+            }
+        }
+        for (key, channel) in [
+            ("sms_delivery", crate::model::Channel::Sms),
+            ("mail_delivery", crate::model::Channel::Mail),
+        ] {
+            for name in settings.delivery_of(channel) {
+                match profiles.get(&name.to_lowercase()) {
+                    None => errs.push(format!(
+                        "setting {key}: delivery profile '{name}' does not exist"
+                    )),
+                    Some(p) if p.is_smtp() != (channel == crate::model::Channel::Mail) => errs
+                        .push(format!(
+                            "setting {key}: delivery profile '{name}' is {}",
+                            if p.is_smtp() {
+                                "an SMTP server; SMS go through HTTP gateways"
+                            } else {
+                                "an HTTP gateway; mail goes through SMTP servers"
+                            }
+                        )),
+                    Some(_) => {}
+                }
+            }
+        }
         if !realms.contains_key(&settings.default_realm.to_lowercase()) {
             errs.push(format!(
                 "setting default_realm: realm '{}' does not exist",
@@ -416,6 +463,16 @@ impl Admin {
                     effective.radius_clients.push(c.clone());
                 }
             }
+            let have: Vec<String> = desired
+                .delivery_profiles
+                .iter()
+                .map(|p| p.name.to_lowercase())
+                .collect();
+            for p in &current.delivery_profiles {
+                if !have.contains(&p.name.to_lowercase()) {
+                    effective.delivery_profiles.push(p.clone());
+                }
+            }
             for (k, v) in &current.settings {
                 effective
                     .settings
@@ -437,6 +494,23 @@ impl Admin {
                     .find(|k| k.name.eq_ignore_ascii_case(&c.name))
             {
                 c.secret = cur.secret.clone();
+            }
+        }
+        // A delivery profile given without its secret keeps the stored one, while it still
+        // sends to the same place.
+        for p in desired
+            .delivery_profiles
+            .iter_mut()
+            .chain(effective.delivery_profiles.iter_mut())
+        {
+            if p.secret().is_none()
+                && let Some(cur) = current
+                    .delivery_profiles
+                    .iter()
+                    .find(|k| k.name.eq_ignore_ascii_case(&p.name))
+                && cur.destination() == p.destination()
+            {
+                p.set_secret(cur.secret().cloned());
             }
         }
         // An LDAP source given without its bind password keeps the stored one — only while it
@@ -497,6 +571,14 @@ impl Admin {
             &current.radius_clients,
             &desired.radius_clients,
             |c| c.name.clone(),
+            prune,
+            &mut changes,
+        )?;
+        diff(
+            "delivery_profile",
+            &current.delivery_profiles,
+            &desired.delivery_profiles,
+            |p| p.name.clone(),
             prune,
             &mut changes,
         )?;
@@ -571,6 +653,14 @@ impl Admin {
                     .await?;
             }
         }
+        for p in &desired.delivery_profiles {
+            if touches(&changes, "delivery_profile", &p.name) {
+                let body = delivery_to_stored(store.as_ref(), p).map_err(AdminError::invalid)?;
+                store
+                    .put_config_doc(ConfigKind::DeliveryProfile, &p.name, &body, now)
+                    .await?;
+            }
+        }
         let mut settings = Map::new();
         for c in &changes {
             if let PlannedChange::Setting { key, after, .. } = c {
@@ -581,6 +671,7 @@ impl Admin {
             store.put_settings(&settings, now).await?;
         }
         for kind in [
+            ConfigKind::DeliveryProfile,
             ConfigKind::RadiusClient,
             ConfigKind::Application,
             ConfigKind::Realm,
@@ -777,10 +868,13 @@ fn redacted(before: &mut Value, after: &mut Value) {
     let (Some(b), Some(a)) = (before.as_object_mut(), after.as_object_mut()) else {
         return;
     };
-    let (sb, sa) = (b.remove("secret"), a.remove("secret"));
-    if sb != sa {
-        b.insert("secret".into(), Value::String("***".into()));
-        a.insert("secret".into(), Value::String("*** (changed)".into()));
+    // RADIUS shared secrets, gateway secrets, SMTP passwords.
+    for key in ["secret", "password"] {
+        let (sb, sa) = (b.remove(key), a.remove(key));
+        if sb != sa {
+            b.insert(key.into(), Value::String("***".into()));
+            a.insert(key.into(), Value::String("*** (changed)".into()));
+        }
     }
     // An LDAP bind password, on either side (also when the type of the source changed).
     let take = |o: &mut Map<String, Value>| {

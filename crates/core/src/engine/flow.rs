@@ -434,9 +434,11 @@ impl Engine {
                             expires_at: p.message.not_after,
                         };
                         p.message.transaction_id = Some(tx.id.clone());
-                        store
+                        let moved = store
                             .advance_with_code(&tx.id, from, next, &code, &p.message)
-                            .await?
+                            .await?;
+                        self.outbox_signal().notify_one();
+                        moved
                     }
                     None => {
                         store
@@ -510,7 +512,12 @@ impl Engine {
                 .create_transaction(&tx, message.as_ref())
                 .await
             {
-                Ok(()) => return Ok(id),
+                Ok(()) => {
+                    if message.is_some() {
+                        self.outbox_signal().notify_one();
+                    }
+                    return Ok(id);
+                }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }

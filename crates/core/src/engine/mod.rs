@@ -63,6 +63,8 @@ pub struct Engine {
     snapshot: RwLock<Arc<Snapshot>>,
     reload: tokio::sync::Mutex<()>,
     user_cache: Mutex<UserCache>,
+    /// Woken when this node queued a message, so that the outbox worker sends it at once.
+    outbox: tokio::sync::Notify,
 }
 
 impl Engine {
@@ -74,11 +76,17 @@ impl Engine {
             snapshot: RwLock::new(Arc::new(snap)),
             reload: tokio::sync::Mutex::new(()),
             user_cache: Mutex::new(HashMap::new()),
+            outbox: tokio::sync::Notify::new(),
         })
     }
 
     pub fn ports(&self) -> &Ports {
         &self.ports
+    }
+
+    /// Notified whenever this node queued a message for delivery.
+    pub fn outbox_signal(&self) -> &tokio::sync::Notify {
+        &self.outbox
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

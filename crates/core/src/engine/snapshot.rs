@@ -4,6 +4,7 @@
 use crate::ids::{AppName, RealmName};
 use crate::model::app::source_from_stored;
 use crate::model::client::client_from_stored;
+use crate::model::delivery::{DeliveryProfile, delivery_from_stored};
 use crate::model::{Application, RadiusClient, Realm, UserSourceDef};
 use crate::netmatch::ProxyChains;
 use crate::settings::SystemSettings;
@@ -24,6 +25,8 @@ pub struct Snapshot {
     pub applications: BTreeMap<String, Application>,
     /// RADIUS clients with their secrets opened, keyed by lower-case name.
     pub radius_clients: BTreeMap<String, RadiusClient>,
+    /// Delivery profiles with their secrets opened, keyed by lower-case name.
+    pub delivery_profiles: BTreeMap<String, DeliveryProfile>,
     /// Stored objects that could not be used, for the operator's log.
     pub problems: Vec<String>,
 }
@@ -88,8 +91,18 @@ impl Snapshot {
                 Err(e) => problems.push(format!("RADIUS client {}: {e}", doc.name)),
             }
         }
+        let mut delivery_profiles = BTreeMap::new();
+        for doc in store.config_docs(ConfigKind::DeliveryProfile).await? {
+            match delivery_from_stored(store, doc.body) {
+                Ok(p) => {
+                    delivery_profiles.insert(p.name.to_lowercase(), p);
+                }
+                Err(e) => problems.push(format!("delivery profile {}: {e}", doc.name)),
+            }
+        }
         Ok(Snapshot {
             version,
+            delivery_profiles,
             radius_clients,
             settings,
             proxies,
@@ -113,6 +126,10 @@ impl Snapshot {
             .filter_map(|c| c.match_score(source, nas_identifier).map(|s| (s, c)))
             .max_by_key(|(s, _)| *s)
             .map(|(_, c)| c)
+    }
+
+    pub fn delivery_profile(&self, name: &str) -> Option<&DeliveryProfile> {
+        self.delivery_profiles.get(&name.to_lowercase())
     }
 
     pub fn realm(&self, name: &str) -> Option<&Realm> {

@@ -207,6 +207,19 @@ impl DeliveryProfile {
         }
     }
 
+    /// Where the profile sends, with whose name: its secret is only kept for the same.
+    pub fn destination(&self) -> String {
+        match &self.kind {
+            DeliveryKind::Smtp(s) => format!(
+                "smtp:{}:{}:{}",
+                s.host.to_lowercase(),
+                s.port(),
+                s.username.as_deref().unwrap_or("")
+            ),
+            DeliveryKind::Http(h) => format!("http:{}", h.url),
+        }
+    }
+
     pub fn set_secret(&mut self, secret: Option<SharedSecret>) {
         match &mut self.kind {
             DeliveryKind::Smtp(s) => s.password = secret,

@@ -5,6 +5,7 @@
 mod client_cmds;
 mod config_cmds;
 mod ldap_cmds;
+mod outbox_cmds;
 mod token_cmds;
 mod user_cmds;
 
@@ -81,6 +82,8 @@ pub enum Command {
     Settings(config_cmds::SettingsCmd),
     /// Read the audit log, newest first.
     Audit(config_cmds::AuditArgs),
+    /// Messages (SMS, mail) waiting to be sent or given up; `--all` includes the sent ones.
+    Outbox(outbox_cmds::OutboxArgs),
     /// Apply a declarative configuration file (realms, user sources, applications, settings).
     Apply(config_cmds::ApplyArgs),
     /// Print the configuration as a declarative file.
@@ -253,6 +256,7 @@ async fn dispatch(app: &app::App, out: Out, command: Command) -> Result<()> {
         Command::Ldap(cmd) => ldap_cmds::run(app, out, cmd).await,
         Command::Settings(cmd) => config_cmds::settings(app, out, cmd).await,
         Command::Audit(args) => config_cmds::audit(app, out, args).await,
+        Command::Outbox(args) => outbox_cmds::run(app, out, args).await,
         Command::Apply(args) => config_cmds::apply(app, out, args).await,
         Command::Export(args) => config_cmds::export(app, out, args).await,
     }

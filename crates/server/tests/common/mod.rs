@@ -77,7 +77,7 @@ impl TestServer {
         let server = TestServer {
             running: Some(running),
             url,
-            http: reqwest::Client::new(),
+            http: http_client(),
             clock,
             config,
             dir,
@@ -362,4 +362,11 @@ pub fn radclient_attr(out: &str, name: &str) -> Option<String> {
         let (k, v) = l.trim().split_once(" = ")?;
         (k == name).then(|| v.trim_matches('"').to_string())
     })
+}
+
+/// An HTTP client for the tests (reqwest's TLS needs a process-wide provider: ring, as the
+/// server installs it).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

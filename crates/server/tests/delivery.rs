@@ -1,0 +1,419 @@
+//! Codes sent by SMS and mail end to end: a local HTTP server stands in for the SMS provider
+//! (recording requests; one route answers 500 to test retries and failover), and a real SMTP
+//! server (aiosmtpd) receives the mail; the tests read the code from what was delivered and
+//! complete the login through /validate/check.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::any;
+use common::{Backend, TestServer, actor};
+use serde_json::{Value, json};
+use std::io::BufRead;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tessera_core::admin::Declaration;
+use tessera_core::model::Method;
+
+/// What the stand-in provider received.
+#[derive(Clone, Debug)]
+struct Received {
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// An HTTP server on a loopback port: `/fail` answers 500, anything else 200 `{"status":"queued"}`.
+struct Provider {
+    pub url: String,
+    pub seen: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Provider {
+    pub async fn start() -> Provider {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::on(listener)
+    }
+
+    pub fn on(listener: tokio::net::TcpListener) -> Provider {
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let app = Router::new().fallback(any(move |uri: Uri, headers: HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(Received {
+                    path: uri.path().to_string(),
+                    query: uri.query().unwrap_or_default().to_string(),
+                    headers,
+                    body,
+                });
+                if uri.path() == "/fail" {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "boom".to_string())
+                } else {
+                    (StatusCode::OK, r#"{"status":"queued"}"#.to_string())
+                }
+            }
+        }));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Provider { url, seen, task }
+    }
+
+    pub fn requests(&self, path: &str) -> Vec<Received> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `n` requests reached `path`.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
+        let started = Instant::now();
+        loop {
+            let got = self.requests(path);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{n} request(s) to {path} expected, got {:?}",
+                self.seen.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The six digits in a text.
+fn code_in(text: &str) -> String {
+    let digits: String = text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {text:?}"))
+        .to_string();
+    digits
+}
+
+fn form_value(body: &str, key: &str) -> String {
+    form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+async fn apply(s: &TestServer, decl: Value) {
+    let decl: Declaration = serde_json::from_value(decl).unwrap();
+    s.admin().apply(&actor(), &decl, false).await.unwrap();
+}
+
+both_backends!(sms_codes_with_retries_failover_and_single_use);
+
+async fn sms_codes_with_retries_failover_and_single_use(b: Backend) {
+    let gw = Provider::start().await;
+    let s = TestServer::start(b, None).await;
+    s.add_user("alice", Some("alice-password")).await;
+    apply(
+        &s,
+        json!({
+            "delivery_profile": [
+                {"name": "flaky", "type": "http", "url": format!("{}/fail", gw.url),
+                 "body": "to={phone}&text={message}", "retries": 1},
+                {"name": "gw", "type": "http", "url": format!("{}/sms?to={{phone}}", gw.url),
+                 "headers": {"Authorization": "Bearer {secret}", "X-Client": "tessera"},
+                 "secret": "api-key-123",
+                 "body": "{\"to\":\"{phone}\",\"text\":\"{message}\"}", "body_encoding": "json",
+                 "success_contains": "queued"}
+            ],
+            "settings": {"sms_delivery": "flaky, gw",
+                         "sms_template": "Code {otp} for {username} \"quoted\""}
+        }),
+    )
+    .await;
+    s.use_app("sms", &[&[Method::Password], &[Method::SmsOtp]])
+        .await;
+
+    let (result, body) = s
+        .check(&[("user", "alice"), ("pass", "alice-password")])
+        .await;
+    assert_eq!(result, "CHALLENGE", "{body}");
+    let multi = &body["detail"]["multi_challenge"][0];
+    assert_eq!(multi["type"], "sms", "{body}");
+    let tx = body["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The flaky gateway is tried twice (one retry), then the next profile takes it.
+    let sent = gw.wait_for("/sms", 1).await;
+    assert_eq!(gw.requests("/fail").len(), 2);
+    let failed = &gw.requests("/fail")[0];
+    assert_eq!(form_value(&failed.body, "to"), "+49 30 1234567");
+    let req = &sent[0];
+    assert_eq!(
+        req.query, "to=%2B49%2030%201234567",
+        "values percent-encoded in the URL"
+    );
+    assert_eq!(req.headers["authorization"], "Bearer api-key-123");
+    assert_eq!(req.headers["x-client"], "tessera");
+    assert_eq!(req.headers["content-type"], "application/json");
+    let sms: Value = serde_json::from_str(&req.body).expect("valid JSON despite the quotes");
+    let text = sms["text"].as_str().unwrap();
+    assert!(text.ends_with("for alice \"quoted\""), "{text}");
+    let code = code_in(text);
+
+    // Wrong codes count; the right one signs in, once.
+    let answer = |pass: String| {
+        let (s, tx) = (&s, tx.clone());
+        async move {
+            s.check(&[("user", "alice"), ("pass", &pass), ("transaction_id", &tx)])
+                .await
+                .0
+        }
+    };
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(answer(wrong.into()).await, "REJECT");
+    assert_eq!(answer(code.clone()).await, "ACCEPT");
+    assert_eq!(answer(code.clone()).await, "REJECT", "single use");
+
+    // Each attempt is audited, without the code.
+    let deliveries = s.audit("deliver").await;
+    assert_eq!(deliveries.len(), 1);
+    let d = &deliveries[0];
+    assert_eq!(d.result, "ok");
+    assert!(d.reason.contains("flaky: HTTP 500"), "{}", d.reason);
+    assert!(d.reason.contains("gw: accepted (HTTP 200)"), "{}", d.reason);
+    assert!(!d.reason.contains(&code), "{}", d.reason);
+
+    // A code is spent after sent_code_max_fails wrong answers.
+    let (_, body) = s
+        .check(&[("user", "alice"), ("pass", "alice-password")])
+        .await;
+    let tx2 = body["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sent = gw.wait_for("/sms", 2).await;
+    let code2 = code_in(
+        serde_json::from_str::<Value>(&sent[1].body).unwrap()["text"]
+            .as_str()
+            .unwrap(),
+    );
+    let wrong = if code2 == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..3 {
+        let (r, _) = s
+            .check(&[("user", "alice"), ("pass", wrong), ("transaction_id", &tx2)])
+            .await;
+        assert_eq!(r, "REJECT");
+    }
+    let (r, _) = s
+        .check(&[
+            ("user", "alice"),
+            ("pass", &code2),
+            ("transaction_id", &tx2),
+        ])
+        .await;
+    assert_eq!(r, "REJECT", "spent after three wrong answers");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_fails_every_time_is_retried_then_given_up() {
+    let gw = Provider::start().await;
+    let s = TestServer::start(Backend::Sqlite, Some(1_800_000_000)).await;
+    s.add_user("alice", Some("alice-password")).await;
+    apply(
+        &s,
+        json!({
+            "delivery_profile": [{"name": "down", "type": "http",
+                "url": format!("{}/fail?to={{phone}}&m={{message}}", gw.url), "method": "GET"}],
+            "settings": {"sms_delivery": "down"}
+        }),
+    )
+    .await;
+    s.use_app("sms", &[&[Method::SmsOtp]]).await;
+    // An OTP-only factor sends the code on the first request (an empty pass).
+    let (result, body) = s.check(&[("user", "alice"), ("pass", "")]).await;
+    assert_eq!(result, "CHALLENGE", "{body}");
+    gw.wait_for("/fail", 1).await;
+    // Attempts follow the backoff on the (fake) clock: after 5 s, 15 s, 45 s and 135 s; the
+    // fifth is the last.
+    let engine = &s.running.as_ref().unwrap().app.engine;
+    let deliverer = tessera_notify::Deliverer::new().unwrap();
+    for (step, expected) in [(4, 1), (1, 2), (15, 3), (45, 4), (135, 5)] {
+        s.advance(step);
+        // The server's own worker may take the attempt first; either way it happens once.
+        tessera_notify::deliver_due(engine, &deliverer).await;
+        gw.wait_for("/fail", expected).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(gw.requests("/fail").len(), expected, "after {step} s more");
+    }
+    let list = engine.store().list_outbox(false, 10).await.unwrap();
+    assert_eq!(
+        list[0].status,
+        tessera_core::model::OutboxStatus::Failed,
+        "{list:?}"
+    );
+    let last = s.audit("deliver").await.remove(0);
+    assert!(last.reason.contains("given up"), "{}", last.reason);
+    s.stop().await;
+}
+
+/// A real SMTP server: aiosmtpd, from tests/peers (scripts/test.sh installs it).
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    fn start() -> SmtpSink {
+        let base = std::env::var("TESSERA_TEST_VENVS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| common::root().join(".venv"));
+        let python = base.join("smtp/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: the README's test command (scripts/test.sh) installs the test peers",
+            python.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mail.jsonl");
+        let mut child = std::process::Command::new(python)
+            .arg(common::root().join("tests/peers/smtp_sink.py"))
+            .arg(&file)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        SmtpSink {
+            child,
+            port: line.trim().parse().expect("the sink prints its port"),
+            file,
+            _dir: dir,
+        }
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let mails: Vec<Value> = std::fs::read_to_string(&self.file)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if mails.len() >= n {
+                return mails;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no mail arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_codes_through_a_real_smtp_server() {
+    let smtp = SmtpSink::start();
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.add_user("alice", Some("alice-password")).await;
+    apply(
+        &s,
+        json!({
+            "delivery_profile": [{"name": "relay", "type": "smtp", "host": "127.0.0.1",
+                "port": smtp.port, "tls": "none", "from": "mfa@example.org",
+                "from_name": "Tessera MFA"}],
+            "settings": {"mail_delivery": "relay", "mail_subject": "Code for {username}"}
+        }),
+    )
+    .await;
+    s.use_app("mail", &[&[Method::MailOtp]]).await;
+    let (result, body) = s.check(&[("user", "alice"), ("pass", "")]).await;
+    assert_eq!(result, "CHALLENGE", "{body}");
+    assert_eq!(body["detail"]["multi_challenge"][0]["type"], "email");
+    let tx = body["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail["from"], "mfa@example.org");
+    assert_eq!(mail["to"], json!(["alice@example.org"]));
+    assert_eq!(mail["subject"], "Code for alice");
+    let code = code_in(mail["body"].as_str().unwrap());
+    let (result, _) = s
+        .check(&[("user", "alice"), ("pass", &code), ("transaction_id", &tx)])
+        .await;
+    assert_eq!(result, "ACCEPT");
+    // Nothing is pending, and the outbox lists the sent message without its text.
+    let all = s
+        .running
+        .as_ref()
+        .unwrap()
+        .app
+        .engine
+        .store()
+        .list_outbox(true, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].sent_by.as_deref(), Some("relay"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_settings_are_checked() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    let bad: Declaration = serde_json::from_value(json!({
+        "delivery_profile": [{"name": "relay", "type": "smtp", "host": "mail.example.org",
+                              "from": "not-an-address"}],
+        "settings": {"sms_delivery": "relay, nowhere", "sms_template": "no code here"}
+    }))
+    .unwrap();
+    let err = s
+        .admin()
+        .apply(&actor(), &bad, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "from: 'not-an-address'",
+        "'relay' is an SMTP server",
+        "'nowhere' does not exist",
+        "sms_template",
+    ] {
+        assert!(err.contains(want), "{want} missing in {err}");
+    }
+    s.stop().await;
+}

@@ -1,0 +1,53 @@
+"""A real SMTP server (aiosmtpd) on a loopback port the OS picks, for Tessera's tests.
+
+Prints the port on the first line of stdout, then appends every message it receives to the
+file named by the first argument, one JSON object per line: {"from", "to", "subject", "body"}.
+Runs until killed.
+"""
+import asyncio
+import email
+import email.policy
+import json
+import socket
+import sys
+
+from aiosmtpd.controller import Controller
+
+
+class Sink:
+    def __init__(self, path):
+        self.path = path
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        body = msg.get_body(preferencelist=("plain",))
+        record = {
+            "from": envelope.mail_from,
+            "to": envelope.rcpt_tos,
+            "subject": str(msg.get("Subject", "")),
+            "body": body.get_content() if body is not None else "",
+        }
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        return "250 Message accepted for delivery"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    port = free_port()
+    controller = Controller(Sink(sys.argv[1]), hostname="127.0.0.1", port=port)
+    controller.start()
+    print(port, flush=True)
+    try:
+        asyncio.get_event_loop().run_forever()
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()
