@@ -417,3 +417,72 @@ async fn delivery_settings_are_checked() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn radius_two_rounds_with_an_sms_code_and_trigger_challenge() {
+    let gw = Provider::start().await;
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.add_user("alice", Some("alice-password")).await;
+    let secret = "s3cret-for-the-tests";
+    apply(
+        &s,
+        json!({
+            "delivery_profile": [{"name": "gw", "type": "http",
+                "url": format!("{}/sms", gw.url), "body": "to={phone}&text={message}"}],
+            "settings": {"sms_delivery": "gw"},
+            "application": [{"name": "vpn", "factors": [{"methods": ["password"]},
+                                                        {"methods": ["sms_otp"]}]}],
+            "radius_client": [{"name": "vpn", "nas_ip": ["127.0.0.1"], "secret": secret,
+                               "application": "vpn"}]
+        }),
+    )
+    .await;
+    let auth = s.running.as_ref().unwrap().radius_auth_addr.unwrap();
+    let (ok, out) = common::radclient(
+        auth,
+        "auth",
+        secret,
+        "User-Name = alice\nUser-Password = alice-password\nMessage-Authenticator = 0x00\n",
+    );
+    assert!(!ok && out.contains("Received Access-Challenge"), "{out}");
+    assert_eq!(
+        common::radclient_attr(&out, "Reply-Message").as_deref(),
+        Some("Please enter the code sent to your phone")
+    );
+    let state = common::radclient_attr(&out, "State").unwrap();
+    let sms = gw.wait_for("/sms", 1).await;
+    let code = code_in(&form_value(&sms[0].body, "text"));
+    let (ok, out) = common::radclient(
+        auth,
+        "auth",
+        secret,
+        &format!(
+            "User-Name = alice\nUser-Password = {code}\nState = {state}\nMessage-Authenticator = 0x00\n"
+        ),
+    );
+    assert!(ok, "{out}");
+
+    // A service account triggers the code for a client that checked the password itself.
+    s.use_app("sms-only", &[&[Method::SmsOtp]]).await;
+    let token = s
+        .admin_token("svc", tessera_core::model::AdminRole::Service)
+        .await;
+    let resp: Value = s
+        .http
+        .post(format!("{}/validate/triggerchallenge", s.url))
+        .header("PI-Authorization", token)
+        .form(&[("user", "alice")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["result"]["value"], 1, "{resp}");
+    assert_eq!(
+        resp["detail"]["multi_challenge"][0]["type"], "sms",
+        "{resp}"
+    );
+    gw.wait_for("/sms", 2).await;
+    s.stop().await;
+}
