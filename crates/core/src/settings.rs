@@ -79,6 +79,19 @@ pub struct SystemSettings {
     pub mail_delivery: String,
     pub mail_subject: String,
     pub mail_template: String,
+    /// Codes for phones go by this channel instead of SMS: `whatsapp` or `zalo` (seed 003's
+    /// CONF_MOBILE_SUB_CHANNEL); empty: SMS.
+    pub mobile_sub_channel: String,
+    /// Delivery profiles (HTTP gateways) for WhatsApp and their text.
+    pub whatsapp_delivery: String,
+    pub whatsapp_template: String,
+    /// Delivery profiles (HTTP gateways) for Zalo and their text.
+    pub zalo_delivery: String,
+    pub zalo_template: String,
+    /// Channels tried, in order, when the primary one fails; the only ones a request may ask
+    /// for with `fallbackChannel` (seed 003's CONF_FALLBACK_CHANNELS): `sms`, `whatsapp`,
+    /// `zalo`, `mail`.
+    pub fallback_channels: String,
     /// Digits of a code sent by SMS or mail.
     pub sent_code_length: u32,
     /// Seconds a sent code can be answered.
@@ -130,6 +143,12 @@ impl Default for SystemSettings {
             mail_template:
                 "Hello {username},\n\nyour sign-in code is {otp}. It is valid for {validity_minutes} minutes.\n\nIf you did not try to sign in, tell your administrator.\n"
                     .into(),
+            mobile_sub_channel: String::new(),
+            whatsapp_delivery: String::new(),
+            whatsapp_template: "Your code: {otp}".into(),
+            zalo_delivery: String::new(),
+            zalo_template: "Your code: {otp}".into(),
+            fallback_channels: String::new(),
             sent_code_length: 6,
             sent_code_validity_seconds: 300,
             sent_code_max_fails: 3,
@@ -334,9 +353,47 @@ impl SystemSettings {
             "sent_code_max_fails",
             "must be between 1 and 20",
         );
+        check(
+            matches!(
+                self.mobile_sub_channel.trim().to_ascii_lowercase().as_str(),
+                "" | "whatsapp" | "zalo"
+            ),
+            "mobile_sub_channel",
+            "must be empty (SMS), whatsapp or zalo",
+        );
+        for name in self
+            .fallback_channels
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            match crate::model::Channel::parse(name) {
+                None => errs.push(SettingError {
+                    key: "fallback_channels".into(),
+                    message: format!("'{name}' is not one of sms, whatsapp, zalo, mail"),
+                }),
+                Some(c) if Some(c) == self.primary_mobile() && c != crate::model::Channel::Sms => {
+                    errs.push(SettingError {
+                        key: "fallback_channels".into(),
+                        message: format!("'{name}' is the primary channel already"),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                errs.push(SettingError {
+                    key: key.into(),
+                    message: message.into(),
+                });
+            }
+        };
         for (key, t) in [
             ("sms_template", &self.sms_template),
             ("mail_template", &self.mail_template),
+            ("whatsapp_template", &self.whatsapp_template),
+            ("zalo_template", &self.zalo_template),
         ] {
             check(
                 (t.contains("{otp}") || t.contains("<%TOKEN%>")) && t.len() <= 4000,
@@ -368,10 +425,45 @@ impl SystemSettings {
         errs
     }
 
+    /// The channel codes for phones go by first.
+    pub fn primary_mobile(&self) -> Option<crate::model::Channel> {
+        match self.mobile_sub_channel.trim() {
+            "" => Some(crate::model::Channel::Sms),
+            other => crate::model::Channel::parse(other),
+        }
+    }
+
+    /// The fallback channels, in order.
+    pub fn fallbacks(&self) -> Vec<crate::model::Channel> {
+        let mut out = Vec::new();
+        for c in self
+            .fallback_channels
+            .split(',')
+            .filter_map(crate::model::Channel::parse)
+        {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// The text template of a channel.
+    pub fn template_of(&self, channel: crate::model::Channel) -> &str {
+        match channel {
+            crate::model::Channel::Sms => &self.sms_template,
+            crate::model::Channel::Whatsapp => &self.whatsapp_template,
+            crate::model::Channel::Zalo => &self.zalo_template,
+            crate::model::Channel::Mail => &self.mail_template,
+        }
+    }
+
     /// The delivery profiles of a channel, in order.
     pub fn delivery_of(&self, channel: crate::model::Channel) -> Vec<String> {
         let list = match channel {
             crate::model::Channel::Sms => &self.sms_delivery,
+            crate::model::Channel::Whatsapp => &self.whatsapp_delivery,
+            crate::model::Channel::Zalo => &self.zalo_delivery,
             crate::model::Channel::Mail => &self.mail_delivery,
         };
         list.split(',')

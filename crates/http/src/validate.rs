@@ -92,6 +92,7 @@ fn auth_request(p: &Params) -> Result<AuthRequest, PiError> {
         serial: serial.map(Serial::from),
         token_kind,
         otp_only: p.flag("otponly"),
+        fallback_channel: p.non_empty("fallbackChannel").map(str::to_string),
     })
 }
 
@@ -131,6 +132,14 @@ async fn check(
 }
 
 fn internal(state: &HttpState, e: &EngineError) -> PiError {
+    // A channel the request asked for that cannot be used: seed 003's documented codes.
+    if let EngineError::Channel(c) = e {
+        return PiError {
+            http: StatusCode::BAD_REQUEST,
+            code: c.code(),
+            message: c.to_string(),
+        };
+    }
     let id = state.error_id();
     tracing::error!(error_id = %id, error = %e, "request failed");
     PiError::internal(&id)
@@ -326,7 +335,13 @@ async fn post_validate_triggerchallenge(
     };
     let triggered = state
         .engine
-        .trigger_challenge(user, params.non_empty("realm"), serial.as_ref(), &ctx)
+        .trigger_challenge(
+            user,
+            params.non_empty("realm"),
+            serial.as_ref(),
+            params.non_empty("fallbackChannel"),
+            &ctx,
+        )
         .await
         .map_err(|e| internal(&state, &e))?;
     match triggered {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tessera_core::engine::Engine;
 use tessera_core::model::delivery::{
-    BodyEncoding, HttpGateway, HttpMethod, SmtpProfile, SmtpTls, render,
+    BodyEncoding, HttpGateway, HttpMethod, Leg, SmtpProfile, SmtpTls, render,
 };
 use tessera_core::model::{
     AttemptResult, AuditRecord, Channel, DeliveryKind, DeliveryProfile, OutboxMessage,
@@ -63,17 +63,13 @@ impl Deliverer {
     }
 
     /// Sends `msg` through one profile. The error says what went wrong, without the text.
-    pub async fn send(
-        &self,
-        profile: &DeliveryProfile,
-        msg: &OutboxMessage,
-    ) -> Result<String, String> {
+    pub async fn send(&self, profile: &DeliveryProfile, leg: &Leg) -> Result<String, String> {
         match &profile.kind {
-            DeliveryKind::Smtp(s) => send_mail(s, msg).await,
+            DeliveryKind::Smtp(s) => send_mail(s, leg).await,
             DeliveryKind::Http(h) => {
                 let mut last = String::new();
                 for _ in 0..=h.retries {
-                    match self.send_http(h, msg).await {
+                    match self.send_http(h, leg).await {
                         Ok(ok) => return Ok(ok),
                         Err(e) => last = e,
                     }
@@ -83,12 +79,13 @@ impl Deliverer {
         }
     }
 
-    async fn send_http(&self, h: &HttpGateway, msg: &OutboxMessage) -> Result<String, String> {
+    async fn send_http(&self, h: &HttpGateway, leg: &Leg) -> Result<String, String> {
         let mut vars: BTreeMap<&str, String> = BTreeMap::new();
-        vars.insert("phone", msg.recipient.clone());
-        vars.insert("recipient", msg.recipient.clone());
-        vars.insert("message", msg.body.to_string());
-        vars.insert("subject", msg.subject.clone().unwrap_or_default());
+        vars.insert("phone", leg.recipient.clone());
+        vars.insert("recipient", leg.recipient.clone());
+        vars.insert("message", leg.body.to_string());
+        vars.insert("subject", leg.subject.clone().unwrap_or_default());
+        vars.insert("channel", leg.channel.as_str().to_string());
         vars.insert(
             "secret",
             h.secret
@@ -176,23 +173,23 @@ fn json_escape(v: &str) -> String {
     quoted[1..quoted.len() - 1].to_string()
 }
 
-async fn send_mail(s: &SmtpProfile, msg: &OutboxMessage) -> Result<String, String> {
+async fn send_mail(s: &SmtpProfile, leg: &Leg) -> Result<String, String> {
     let from: Mailbox = match &s.from_name {
         Some(name) => format!("{name} <{}>", s.from),
         None => s.from.clone(),
     }
     .parse()
     .map_err(|e| format!("from address: {e}"))?;
-    let to: Mailbox = msg
+    let to: Mailbox = leg
         .recipient
         .parse()
         .map_err(|e| format!("recipient address: {e}"))?;
     let email = lettre::Message::builder()
         .from(from)
         .to(to)
-        .subject(msg.subject.clone().unwrap_or_default())
+        .subject(leg.subject.clone().unwrap_or_default())
         .header(ContentType::TEXT_PLAIN)
-        .body(msg.body.to_string())
+        .body(leg.body.to_string())
         .map_err(|e| format!("message: {e}"))?;
     let tls = match s.tls {
         SmtpTls::None => Tls::None,
@@ -280,7 +277,8 @@ pub async fn deliver_due(engine: &Engine, deliverer: &Deliverer) -> usize {
             AttemptResult::Retry { .. } => ("error", "will retry"),
             AttemptResult::Failed { .. } => ("error", "given up"),
         };
-        tracing::info!(id = %msg.id, channel = msg.channel.as_str(), attempt = msg.attempts, result = level, "delivery attempt");
+        let channel = msg.channel().map_or("", |c| c.as_str());
+        tracing::info!(id = %msg.id, channel, attempt = msg.attempts, result = level, "delivery attempt");
         let record = AuditRecord {
             id: 0,
             at_ms: engine.clock().now_millis(),
@@ -296,9 +294,8 @@ pub async fn deliver_due(engine: &Engine, deliverer: &Deliverer) -> usize {
             user_agent: None,
             result: outcome.into(),
             reason: format!(
-                "{} to {} (message {}, attempt {}): {detail}",
-                msg.channel.as_str(),
-                masked(&msg.recipient),
+                "{channel} to {} (message {}, attempt {}): {detail}",
+                masked(msg.recipient()),
                 msg.id,
                 msg.attempts
             ),
@@ -326,32 +323,35 @@ async fn attempt(
             error,
         );
     }
+    // The legs in order (primary channel, then fallback channels), each leg's profiles in
+    // order.
     let mut errors = Vec::new();
-    for name in &msg.profiles {
-        let Some(profile) = snap.delivery_profile(name) else {
-            errors.push(format!("{name}: no such delivery profile"));
-            continue;
-        };
-        let fits = match msg.channel {
-            Channel::Mail => profile.is_smtp(),
-            Channel::Sms => !profile.is_smtp(),
-        };
-        if !fits {
-            errors.push(format!(
-                "{name}: not a profile for {}",
-                msg.channel.as_str()
-            ));
-            continue;
-        }
-        match deliverer.send(profile, msg).await {
-            Ok(ok) => {
-                let mut detail = format!("{name}: {ok}");
-                if !errors.is_empty() {
-                    detail = format!("{} (after {})", detail, errors.join("; "));
-                }
-                return (AttemptResult::Sent { by: name.clone() }, detail);
+    for leg in &msg.legs {
+        let channel = leg.channel.as_str();
+        for name in &leg.profiles {
+            let Some(profile) = snap.delivery_profile(name) else {
+                errors.push(format!("{channel} {name}: no such delivery profile"));
+                continue;
+            };
+            if profile.is_smtp() != (leg.channel == Channel::Mail) {
+                errors.push(format!("{channel} {name}: not a profile for {channel}"));
+                continue;
             }
-            Err(e) => errors.push(format!("{name}: {e}")),
+            match deliverer.send(profile, leg).await {
+                Ok(ok) => {
+                    let mut detail = format!("{channel} {name}: {ok}");
+                    if !errors.is_empty() {
+                        detail = format!("{} (after {})", detail, errors.join("; "));
+                    }
+                    return (
+                        AttemptResult::Sent {
+                            by: format!("{channel}:{name}"),
+                        },
+                        detail,
+                    );
+                }
+                Err(e) => errors.push(format!("{channel} {name}: {e}")),
+            }
         }
     }
     let error = if errors.is_empty() {

@@ -388,7 +388,7 @@ async fn mail_codes_through_a_real_smtp_server() {
         .await
         .unwrap();
     assert_eq!(all.len(), 1);
-    assert_eq!(all[0].sent_by.as_deref(), Some("relay"));
+    assert_eq!(all[0].sent_by.as_deref(), Some("mail:relay"));
     s.stop().await;
 }
 
@@ -484,5 +484,133 @@ async fn radius_two_rounds_with_an_sms_code_and_trigger_challenge() {
         "{resp}"
     );
     gw.wait_for("/sms", 2).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_first_then_fallback_channels_and_their_errors() {
+    let gw = Provider::start().await;
+    let smtp = SmtpSink::start();
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.admin()
+        .create_user(
+            &actor(),
+            tessera_core::admin::NewUserInput {
+                username: "nobody-reachable".into(),
+                enabled: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    apply(
+        &s,
+        json!({
+            "delivery_profile": [
+                {"name": "wa", "type": "http", "url": format!("{}/fail", gw.url),
+                 "body": "to={phone}&text={message}&via={channel}"},
+                {"name": "sms", "type": "http", "url": format!("{}/sms", gw.url),
+                 "body": "to={phone}&text={message}&via={channel}"},
+                {"name": "relay", "type": "smtp", "host": "127.0.0.1", "port": smtp.port,
+                 "tls": "none", "from": "mfa@example.org"}
+            ],
+            "settings": {
+                "mobile_sub_channel": "whatsapp",
+                "whatsapp_delivery": "wa",
+                "whatsapp_template": "OTP generated for whatsapp is {otp}",
+                "sms_delivery": "sms",
+                "sms_template": "OTP generated for sms is {otp}",
+                "mail_delivery": "relay",
+                "fallback_channels": "SMS, mail"
+            }
+        }),
+    )
+    .await;
+    s.use_app("otp", &[&[Method::SmsOtp]]).await;
+
+    // WhatsApp first (it fails here), then the fallback channel SMS with its own text.
+    let (result, body) = s.check(&[("user", "alice"), ("pass", "")]).await;
+    assert_eq!(result, "CHALLENGE", "{body}");
+    let sms = gw.wait_for("/sms", 1).await;
+    let wa = gw.requests("/fail");
+    assert_eq!(wa.len(), 1);
+    assert!(form_value(&wa[0].body, "text").starts_with("OTP generated for whatsapp is "));
+    assert_eq!(form_value(&wa[0].body, "via"), "whatsapp");
+    assert!(form_value(&sms[0].body, "text").starts_with("OTP generated for sms is "));
+    let last = s.audit("deliver").await.remove(0);
+    assert!(
+        last.reason.contains("whatsapp wa: HTTP 500"),
+        "{}",
+        last.reason
+    );
+    assert!(last.reason.contains("sms sms: accepted"), "{}", last.reason);
+
+    // fallbackChannel skips the primary channel.
+    let (result, _) = s
+        .check(&[("user", "alice"), ("pass", ""), ("fallbackChannel", "SMS")])
+        .await;
+    assert_eq!(result, "CHALLENGE");
+    gw.wait_for("/sms", 2).await;
+    assert_eq!(gw.requests("/fail").len(), 1, "WhatsApp was not tried");
+    let (result, body) = s
+        .check(&[
+            ("user", "alice"),
+            ("pass", ""),
+            ("fallbackChannel", "EMAIL"),
+        ])
+        .await;
+    assert_eq!(result, "CHALLENGE", "{body}");
+    assert_eq!(body["detail"]["multi_challenge"][0]["type"], "email");
+    smtp.wait_for(1).await;
+
+    // Seed 003's errors, as documented codes; nothing is sent for them.
+    let error = |user: &'static str, channel: &'static str| {
+        let s = &s;
+        async move {
+            let (status, body) = s
+                .post(
+                    "/validate/check",
+                    &[("user", user), ("pass", ""), ("fallbackChannel", channel)],
+                )
+                .await;
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(body["result"]["status"], false, "{body}");
+            (
+                body["result"]["error"]["code"].as_i64().unwrap(),
+                body["result"]["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        }
+    };
+    assert_eq!(
+        error("nobody-reachable", "sms").await,
+        (
+            1601,
+            "ERR1601: Fallback Channel needs identifier mobile".into()
+        )
+    );
+    assert_eq!(
+        error("nobody-reachable", "email").await,
+        (
+            1602,
+            "ERR1602: Fallback Channel needs identifier email".into()
+        )
+    );
+    for channel in ["zalo", "WHATSAPP", "pigeon"] {
+        assert_eq!(
+            error("alice", channel).await,
+            (
+                1603,
+                "ERR1603: Channel is not configured properly, please check and try again".into()
+            ),
+            "{channel}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(gw.requests("/sms").len(), 2);
+    assert_eq!(smtp.wait_for(1).await.len(), 1);
     s.stop().await;
 }

@@ -4,13 +4,12 @@
 use crate::SqlStore;
 use crate::db::{Row, Stmt, params};
 use tessera_core::ids::TransactionId;
-use tessera_core::model::{AttemptResult, Channel, OutboxMessage, OutboxStatus};
+use tessera_core::model::{AttemptResult, OutboxMessage, OutboxStatus};
 use tessera_core::store::{StoreError, StoreResult};
 use zeroize::Zeroizing;
 
-const COLUMNS: &str = "id, channel, profiles_json, recipient, subject, body_sealed, transaction_id, \
-    username, status, attempts, next_attempt_at, lease_until, not_after, last_error, sent_by, \
-    created_at, updated_at";
+const COLUMNS: &str = "id, channel, recipient, legs_sealed, transaction_id, username, status, \
+    attempts, next_attempt_at, lease_until, not_after, last_error, sent_by, created_at, updated_at";
 
 fn body_context(id: &str) -> String {
     format!("outbox:{id}")
@@ -23,15 +22,14 @@ impl SqlStore {
         m: &OutboxMessage,
         guard: Option<(&TransactionId, &str)>,
     ) -> StoreResult<Stmt> {
-        let sealed = self.sealer.seal(m.body.as_bytes(), &body_context(&m.id));
-        let profiles =
-            serde_json::to_string(&m.profiles).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let legs = Zeroizing::new(
+            serde_json::to_vec(&m.legs).map_err(|e| StoreError::Backend(e.to_string()))?,
+        );
+        let sealed = self.sealer.seal(&legs, &body_context(&m.id));
         let mut params = params![
             m.id.as_str(),
-            m.channel.as_str(),
-            profiles,
-            m.recipient.as_str(),
-            m.subject.clone(),
+            m.channel().map_or("", |c| c.as_str()),
+            m.recipient(),
             sealed,
             m.transaction_id.as_ref().map(|t| t.as_str().to_string()),
             m.username.clone(),
@@ -67,22 +65,14 @@ impl SqlStore {
 
     fn outbox_from_row(&self, row: &Row) -> StoreResult<OutboxMessage> {
         let id = row.text("id")?;
-        let channel = row.text("channel")?;
         let status = row.text("status")?;
-        let body = self
+        let legs = self
             .sealer
-            .open(&row.blob("body_sealed")?, &body_context(&id))
+            .open(&row.blob("legs_sealed")?, &body_context(&id))
             .map_err(|e| StoreError::Unseal(format!("outbox message {id}: {e}")))?;
         Ok(OutboxMessage {
-            channel: Channel::parse(&channel)
-                .ok_or_else(|| StoreError::Backend(format!("bad outbox channel {channel}")))?,
-            profiles: row.json("profiles_json")?,
-            recipient: row.text("recipient")?,
-            subject: row.opt_text("subject")?,
-            body: Zeroizing::new(
-                String::from_utf8(body.to_vec())
-                    .map_err(|_| StoreError::Backend(format!("outbox message {id}: not UTF-8")))?,
-            ),
+            legs: serde_json::from_slice(&legs)
+                .map_err(|e| StoreError::Backend(format!("outbox message {id}: {e}")))?,
             transaction_id: row
                 .opt_text("transaction_id")?
                 .and_then(|t| TransactionId::parse(&t)),

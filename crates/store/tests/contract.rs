@@ -6,7 +6,7 @@ use serde_json::json;
 use std::sync::Arc;
 use tessera_core::ids::{AppName, RealmName, Serial, SourceName, TransactionId, UserId, UserRef};
 use tessera_core::model::{
-    AdminAccount, AdminRole, AdminSession, AttemptResult, AuditQuery, AuditRecord, Channel,
+    AdminAccount, AdminRole, AdminSession, AttemptResult, AuditQuery, AuditRecord, Channel, Leg,
     NewLocalUser, NewToken, OutboxMessage, OutboxStatus, SentCode, TokenKind, TokenPatch,
     TokenState, Transaction, TxStatus, User, UserPatch,
 };
@@ -874,11 +874,22 @@ async fn sqlite_writes_go_on_during_a_long_read_by_another_process() {
 fn message(id: &str, tx: Option<&TransactionId>) -> OutboxMessage {
     OutboxMessage {
         id: id.into(),
-        channel: Channel::Sms,
-        profiles: vec!["gw1".into(), "gw2".into()],
-        recipient: "+4915100000001".into(),
-        subject: None,
-        body: Zeroizing::new("Your code: 123456".into()),
+        legs: vec![
+            Leg {
+                channel: Channel::Whatsapp,
+                profiles: vec!["wa".into()],
+                recipient: "+4915100000001".into(),
+                subject: None,
+                body: Zeroizing::new("WhatsApp code: 123456".into()),
+            },
+            Leg {
+                channel: Channel::Sms,
+                profiles: vec!["gw1".into(), "gw2".into()],
+                recipient: "+4915100000001".into(),
+                subject: None,
+                body: Zeroizing::new("Your code: 123456".into()),
+            },
+        ],
         transaction_id: tx.cloned(),
         username: Some("alice".into()),
         status: OutboxStatus::Pending,
@@ -937,8 +948,12 @@ async fn codes_and_the_outbox(h: &Harness) {
     let got = &claimed[0];
     assert_eq!(got.attempts, 1);
     assert_eq!(got.status, OutboxStatus::Sending);
-    assert_eq!(got.body.as_str(), "Your code: 123456");
-    assert_eq!(got.profiles, ["gw1", "gw2"]);
+    assert_eq!(
+        got.legs,
+        message("a1", Some(&id)).legs,
+        "legs unsealed as queued"
+    );
+    assert_eq!(got.legs[1].body.as_str(), "Your code: 123456");
     // The lease holds until 160; a retry is scheduled.
     assert!(s.claim_outbox(150, 300, 10).await.unwrap().is_empty());
     let retry = AttemptResult::Retry {

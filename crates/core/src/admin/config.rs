@@ -366,10 +366,8 @@ impl Admin {
                 errs.push(format!("{label} is defined twice"));
             }
         }
-        for (key, channel) in [
-            ("sms_delivery", crate::model::Channel::Sms),
-            ("mail_delivery", crate::model::Channel::Mail),
-        ] {
+        for channel in crate::model::Channel::ALL {
+            let key = format!("{}_delivery", channel.as_str());
             for name in settings.delivery_of(channel) {
                 match profiles.get(&name.to_lowercase()) {
                     None => errs.push(format!(

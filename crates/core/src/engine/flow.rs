@@ -30,6 +30,8 @@ pub(crate) struct Login<'a> {
     had_failures: bool,
     /// More about the decision for the audit record (why a directory could not be asked).
     note: std::sync::Mutex<Option<String>>,
+    /// The channel the request asked codes to be sent by (`fallbackChannel`).
+    fallback: Option<String>,
 }
 
 impl Login<'_> {
@@ -86,6 +88,7 @@ impl Engine {
             lock_key: None,
             had_failures: false,
             note: Default::default(),
+            fallback: req.fallback_channel.clone(),
         };
         let result = match &req.transaction_id {
             Some(id) => self.next_leg(&mut login, req, id).await,
@@ -415,7 +418,7 @@ impl Engine {
         };
         let methods = factor.methods_for(&user, realm.as_str());
         let mut prompts = prompts_for(&methods, tokens);
-        let pending = self.pending_code(l, &user, &methods);
+        let pending = self.pending_code(l, &user, &methods, l.fallback.as_deref())?;
         if let Some(p) = &pending {
             prompts.push(p.prompt.clone());
         }
@@ -864,6 +867,7 @@ impl Engine {
         user: &str,
         realm: Option<&str>,
         serial: Option<&Serial>,
+        fallback: Option<&str>,
         ctx: &RequestCtx,
     ) -> Result<Triggered, EngineError> {
         let snap = self.snapshot();
@@ -883,6 +887,7 @@ impl Engine {
             lock_key: None,
             had_failures: false,
             note: Default::default(),
+            fallback: None,
         };
         let Some(realm) = snap.realm(&realm_name) else {
             self.record_trigger(&l, "error", "unknown realm").await?;
@@ -926,7 +931,7 @@ impl Engine {
         let tokens = self.tokens_for(app, &user, &req, None).await?;
         let methods = app.factors[k].methods_for(&user, realm_str);
         let mut prompts = prompts_for(&methods, &tokens);
-        let pending = self.pending_code(&l, &user, &methods);
+        let pending = self.pending_code(&l, &user, &methods, fallback)?;
         if let Some(p) = &pending {
             prompts.push(p.prompt.clone());
         }

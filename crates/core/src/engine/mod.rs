@@ -17,6 +17,7 @@ pub use request::{
     Accepted, AuthRequest, Challenged, ClientMode, Door, Outcome, PollStatus, Prompt,
     REJECT_MESSAGE, RejectReason, Rejected, RequestCtx,
 };
+pub use sent::ChannelError;
 pub use snapshot::Snapshot;
 
 pub(crate) use otp::sync_range as sync_range_of;
@@ -40,6 +41,9 @@ pub enum EngineError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// A channel the request asked for cannot be used (seed 003's 1601–1603).
+    #[error("{0}")]
+    Channel(#[from] ChannelError),
 }
 
 /// The implementations the engine works with.

@@ -42,6 +42,8 @@ pub struct AuthRequest {
     pub token_kind: Option<TokenKind>,
     /// `pass` is the OTP alone, without the token PIN.
     pub otp_only: bool,
+    /// Send a code by this channel instead of the primary one (seed 003's `fallbackChannel`).
+    pub fallback_channel: Option<String>,
 }
 
 impl std::fmt::Debug for AuthRequest {
@@ -54,6 +56,7 @@ impl std::fmt::Debug for AuthRequest {
             .field("serial", &self.serial)
             .field("token_kind", &self.token_kind)
             .field("otp_only", &self.otp_only)
+            .field("fallback_channel", &self.fallback_channel)
             .finish()
     }
 }

@@ -1,9 +1,12 @@
-//! Codes sent by SMS or mail (methods `sms_otp`, `mail_otp`): made when the factor is reached,
-//! queued in the store's outbox together with the transaction, checked once against its hash.
+//! Codes sent by SMS, WhatsApp, Zalo or mail (methods `sms_otp`, `mail_otp`): made when the
+//! factor is reached, queued in the store's outbox together with the transaction, checked once
+//! against their hash. Which channels carry a code follows seed 003: a primary channel for
+//! phones (SMS, or the WhatsApp/Zalo sub-channel), then the fallback channels; a request may
+//! name one fallback channel (`fallbackChannel`) to use instead.
 
 use super::flow::Login;
 use super::{ClientMode, Engine, EngineError, Prompt};
-use crate::model::delivery::render;
+use crate::model::delivery::{Leg, render};
 use crate::model::{Channel, Method, OutboxMessage, OutboxStatus, SentCode, Transaction, User};
 use crate::rng::{random_digits, random_hex};
 use std::collections::BTreeMap;
@@ -17,25 +20,86 @@ pub(crate) struct PendingCode {
     pub prompt: Prompt,
 }
 
+/// Seed 003's errors of a requested channel, with their documented codes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    #[error("Fallback Channel needs identifier mobile")]
+    NeedsMobile,
+    #[error("Fallback Channel needs identifier email")]
+    NeedsEmail,
+    #[error("Channel is not configured properly, please check and try again")]
+    NotConfigured,
+}
+
+impl ChannelError {
+    pub fn code(&self) -> i64 {
+        match self {
+            ChannelError::NeedsMobile => 1601,
+            ChannelError::NeedsEmail => 1602,
+            ChannelError::NotConfigured => 1603,
+        }
+    }
+}
+
 impl Engine {
-    /// The first of `methods` that sends a code the user can receive (a phone or mail address,
-    /// and delivery profiles for the channel): a fresh code and its message.
+    /// The code for the first of `methods` that sends one, with the legs the user can receive
+    /// (a phone or mail address, and delivery profiles for the channel). `fallback`: the
+    /// channel the request asked for instead of the primary one.
     pub(crate) fn pending_code(
         &self,
         l: &Login<'_>,
         user: &User,
         methods: &[Method],
-    ) -> Option<PendingCode> {
+        fallback: Option<&str>,
+    ) -> Result<Option<PendingCode>, EngineError> {
         let settings = &l.snap.settings;
-        let (channel, recipient) = methods.iter().find_map(|m| {
-            let channel = m.channel()?;
-            let recipient = match channel {
-                Channel::Sms => user.phone.clone(),
-                Channel::Mail => user.email.clone(),
+        let Some(method) = methods.iter().find(|m| m.channel().is_some()) else {
+            return Ok(None);
+        };
+        let phone = user.phone.clone().filter(|p| !p.trim().is_empty());
+        let mail = user.email.clone().filter(|m| !m.trim().is_empty());
+        let recipient = |c: Channel| {
+            if c.is_mobile() {
+                phone.clone()
+            } else {
+                mail.clone()
             }
-            .filter(|r| !r.trim().is_empty())?;
-            (!settings.delivery_of(channel).is_empty()).then_some((channel, recipient))
-        })?;
+        };
+        let usable = |c: Channel| !settings.delivery_of(c).is_empty();
+        let plan: Vec<(Channel, String)> = match fallback.filter(|f| !f.trim().is_empty()) {
+            Some(asked) => {
+                let channel = Channel::parse(asked)
+                    .filter(|c| settings.fallbacks().contains(c) && usable(*c))
+                    .ok_or(EngineError::Channel(ChannelError::NotConfigured))?;
+                let to =
+                    recipient(channel).ok_or(EngineError::Channel(if channel.is_mobile() {
+                        ChannelError::NeedsMobile
+                    } else {
+                        ChannelError::NeedsEmail
+                    }))?;
+                vec![(channel, to)]
+            }
+            None => {
+                let primary = match method {
+                    Method::MailOtp => Some(Channel::Mail),
+                    _ => settings.primary_mobile(),
+                };
+                primary
+                    .into_iter()
+                    .chain(settings.fallbacks())
+                    .filter(|c| usable(*c))
+                    .filter_map(|c| recipient(c).map(|to| (c, to)))
+                    .fold(Vec::new(), |mut acc, (c, to)| {
+                        if !acc.iter().any(|(x, _)| *x == c) {
+                            acc.push((c, to));
+                        }
+                        acc
+                    })
+            }
+        };
+        let Some((first, _)) = plan.first().cloned() else {
+            return Ok(None);
+        };
         let code = Zeroizing::new(random_digits(
             self.ports.rng.as_ref(),
             settings.sent_code_length as usize,
@@ -51,25 +115,19 @@ impl Engine {
         );
         vars.insert("given_name", user.given_name.clone().unwrap_or_default());
         vars.insert("surname", user.surname.clone().unwrap_or_default());
-        let (template, subject, prompt) = match channel {
-            Channel::Sms => (
-                &settings.sms_template,
-                None,
-                "Please enter the code sent to your phone",
-            ),
-            Channel::Mail => (
-                &settings.mail_template,
-                Some(render(&settings.mail_subject, &vars)),
-                "Please enter the code sent to your mail address",
-            ),
-        };
+        let legs = plan
+            .into_iter()
+            .map(|(channel, recipient)| Leg {
+                channel,
+                profiles: settings.delivery_of(channel),
+                recipient,
+                subject: (channel == Channel::Mail).then(|| render(&settings.mail_subject, &vars)),
+                body: Zeroizing::new(render(settings.template_of(channel), &vars)),
+            })
+            .collect();
         let message = OutboxMessage {
             id: random_hex(self.ports.rng.as_ref(), 16),
-            channel,
-            profiles: settings.delivery_of(channel),
-            recipient,
-            subject,
-            body: Zeroizing::new(render(template, &vars)),
+            legs,
             transaction_id: None,
             username: Some(user.username.clone()),
             status: OutboxStatus::Pending,
@@ -81,19 +139,22 @@ impl Engine {
             created_at: l.now,
             updated_at: l.now,
         };
-        Some(PendingCode {
+        let (kind, prompt) = match first {
+            Channel::Sms => ("sms", "Please enter the code sent to your phone"),
+            Channel::Whatsapp => ("sms", "Please enter the code sent to you by WhatsApp"),
+            Channel::Zalo => ("sms", "Please enter the code sent to you by Zalo"),
+            Channel::Mail => ("email", "Please enter the code sent to your mail address"),
+        };
+        Ok(Some(PendingCode {
             code,
             message,
             prompt: Prompt {
                 serial: None,
-                kind: match channel {
-                    Channel::Sms => "sms".into(),
-                    Channel::Mail => "email".into(),
-                },
+                kind: kind.into(),
                 client_mode: ClientMode::Interactive,
                 message: prompt.into(),
             },
-        })
+        }))
     }
 
     /// Checks the answer to the code of `tx`. `None`: the transaction has no code to answer.

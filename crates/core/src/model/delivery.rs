@@ -296,27 +296,69 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
     out
 }
 
+/// How a message reaches a person.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Sms,
+    Whatsapp,
+    Zalo,
     Mail,
 }
 
 impl Channel {
+    pub const ALL: [Channel; 4] = [
+        Channel::Sms,
+        Channel::Whatsapp,
+        Channel::Zalo,
+        Channel::Mail,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Zalo => "zalo",
             Channel::Mail => "mail",
         }
     }
 
+    /// `SMS`, `whatsapp`, `Zalo`, `mail` or `email` (seed 003 writes them in capitals).
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
+        match s.trim().to_ascii_lowercase().as_str() {
             "sms" => Some(Channel::Sms),
-            "mail" => Some(Channel::Mail),
+            "whatsapp" => Some(Channel::Whatsapp),
+            "zalo" => Some(Channel::Zalo),
+            "mail" | "email" => Some(Channel::Mail),
             _ => None,
         }
+    }
+
+    /// Sent to a phone number (else to a mail address).
+    pub fn is_mobile(self) -> bool {
+        self != Channel::Mail
+    }
+}
+
+/// One way to deliver a message: a channel, its profiles (tried in order), the text for it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leg {
+    pub channel: Channel,
+    pub profiles: Vec<String>,
+    pub recipient: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub body: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Leg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leg")
+            .field("channel", &self.channel)
+            .field("profiles", &self.profiles)
+            .field("recipient", &self.recipient)
+            .field("body", &"***")
+            .finish_non_exhaustive()
     }
 }
 
@@ -353,17 +395,13 @@ impl OutboxStatus {
     }
 }
 
-/// A message accepted for delivery. The body (which holds the code or link) is sealed at rest.
+/// A message accepted for delivery: its legs are tried in order (the primary channel, then
+/// the fallback channels). The legs (which hold the code or link) are sealed at rest.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
     /// 32 hex digits.
     pub id: String,
-    pub channel: Channel,
-    /// Delivery profiles, tried in order.
-    pub profiles: Vec<String>,
-    pub recipient: String,
-    pub subject: Option<String>,
-    pub body: Zeroizing<String>,
+    pub legs: Vec<Leg>,
     pub transaction_id: Option<TransactionId>,
     /// For `tessera outbox` and the audit log.
     pub username: Option<String>,
@@ -384,13 +422,21 @@ impl std::fmt::Debug for OutboxMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutboxMessage")
             .field("id", &self.id)
-            .field("channel", &self.channel)
-            .field("profiles", &self.profiles)
-            .field("recipient", &self.recipient)
-            .field("body", &"***")
+            .field("legs", &self.legs)
             .field("status", &self.status)
             .field("attempts", &self.attempts)
             .finish_non_exhaustive()
+    }
+}
+
+impl OutboxMessage {
+    /// The first leg's channel and recipient, for listings.
+    pub fn channel(&self) -> Option<Channel> {
+        self.legs.first().map(|l| l.channel)
+    }
+
+    pub fn recipient(&self) -> &str {
+        self.legs.first().map_or("", |l| l.recipient.as_str())
     }
 }
 

@@ -18,7 +18,7 @@ pub use client::{
     AppRule, DeviceType, Net, RadiusClient, ReplyMode, ReplyRule, ReplyTexts, SharedSecret,
 };
 pub use delivery::{
-    AttemptResult, Channel, DeliveryKind, DeliveryProfile, OutboxMessage, OutboxStatus,
+    AttemptResult, Channel, DeliveryKind, DeliveryProfile, Leg, OutboxMessage, OutboxStatus,
 };
 pub use ldap::{AttributeMap, DirectoryType, GroupConfig, GroupMode, LdapProfile};
 pub use rules::{Condition, MethodRule, Pattern, Route};

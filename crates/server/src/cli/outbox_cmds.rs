@@ -23,14 +23,18 @@ pub async fn run(app: &App, out: Out, args: OutboxArgs) -> Result<()> {
             // The text (a code or a link) is never shown.
             json!({
                 "id": m.id,
-                "channel": m.channel.as_str(),
-                "recipient": m.recipient,
+                "channels": m.legs.iter().map(|l| l.channel.as_str()).collect::<Vec<_>>(),
+                "recipient": m.recipient(),
                 "user": m.username,
                 "status": m.status.as_str(),
                 "attempts": m.attempts,
                 "next_attempt_at": m.next_attempt_at,
                 "expires_at": m.not_after,
-                "profiles": m.profiles,
+                "profiles": m
+                    .legs
+                    .iter()
+                    .flat_map(|l| l.profiles.iter().map(move |p| format!("{}:{p}", l.channel.as_str())))
+                    .collect::<Vec<_>>(),
                 "sent_by": m.sent_by,
                 "last_error": m.last_error,
                 "created_at": m.created_at,
@@ -43,8 +47,12 @@ pub async fn run(app: &App, out: Out, args: OutboxArgs) -> Result<()> {
             .map(|m| {
                 vec![
                     m.id.clone(),
-                    m.channel.as_str().into(),
-                    m.recipient.clone(),
+                    m.legs
+                        .iter()
+                        .map(|l| l.channel.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" > "),
+                    m.recipient().to_string(),
                     opt(&m.username),
                     m.status.as_str().into(),
                     m.attempts.to_string(),

@@ -1,15 +1,13 @@
--- Codes sent by SMS and mail, and the outbox of messages waiting to be sent.
+-- Codes sent by SMS, WhatsApp, Zalo and mail, and the outbox of messages waiting to be sent.
 ALTER TABLE transactions ADD COLUMN code_hash TEXT;
 ALTER TABLE transactions ADD COLUMN code_fails BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE transactions ADD COLUMN code_expires_at BIGINT;
 
 CREATE TABLE outbox (
     id              TEXT PRIMARY KEY,
-    channel         TEXT NOT NULL,
-    profiles_json   TEXT NOT NULL,
-    recipient       TEXT NOT NULL,
-    subject         TEXT,
-    body_sealed     BYTEA NOT NULL,
+    channel         TEXT NOT NULL,  -- of the first leg, for listings
+    recipient       TEXT NOT NULL,  -- of the first leg
+    legs_sealed     BYTEA NOT NULL,
     transaction_id  TEXT,
     username        TEXT,
     status          TEXT NOT NULL,
