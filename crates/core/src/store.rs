@@ -58,15 +58,17 @@ pub enum ConfigKind {
     Application,
     RadiusClient,
     DeliveryProfile,
+    SyslogProfile,
 }
 
 impl ConfigKind {
-    pub const ALL: [ConfigKind; 5] = [
+    pub const ALL: [ConfigKind; 6] = [
         ConfigKind::UserSource,
         ConfigKind::Realm,
         ConfigKind::Application,
         ConfigKind::RadiusClient,
         ConfigKind::DeliveryProfile,
+        ConfigKind::SyslogProfile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +78,7 @@ impl ConfigKind {
             ConfigKind::Application => "application",
             ConfigKind::RadiusClient => "radius_client",
             ConfigKind::DeliveryProfile => "delivery_profile",
+            ConfigKind::SyslogProfile => "syslog_profile",
         }
     }
 }

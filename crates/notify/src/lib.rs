@@ -5,6 +5,8 @@
 //!
 //! May depend on: `tessera-core`.
 
+pub mod syslog;
+
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};

@@ -151,6 +151,18 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
             }
         }
     }));
+    // Audit records this node writes go to the syslog profiles, without ever waiting for them.
+    let (queue, records) = tessera_notify::syslog::queue();
+    app.store
+        .set_audit_tap(tessera_store::AuditTap(Arc::new(move |r| queue.push(r))));
+    let engine = app.engine.clone();
+    let mut rx = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        tessera_notify::syslog::run_forwarder(engine, records, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+        .await;
+    }));
     // Messages queued for delivery (codes, links) are sent, here or by any other node.
     let engine = app.engine.clone();
     let mut rx = stop_rx.clone();

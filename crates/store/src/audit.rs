@@ -124,13 +124,16 @@ impl AuditSink {
 impl SqlStore {
     pub(crate) async fn append_audit_impl(&self, r: &AuditRecord) -> StoreResult<()> {
         match &self.audit {
-            Some(sink) => sink.append(r.clone()).await,
+            Some(sink) => sink.append(r.clone()).await?,
             None => {
                 let Stmt { sql, params } = insert(r);
                 self.db.execute(&sql, params, "audit record").await?;
-                Ok(())
             }
         }
+        if let Some(tap) = self.tap.get() {
+            (tap.0)(r);
+        }
+        Ok(())
     }
 
     pub(crate) async fn query_audit_impl(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {

@@ -34,9 +34,27 @@ pub struct SqlStore {
     sealer: Sealer,
     /// PostgreSQL's audit batching (SQLite's writer thread batches by itself).
     audit: Option<audit::AuditSink>,
+    /// Sees every audit record this process writes (syslog forwarding).
+    tap: std::sync::Arc<std::sync::OnceLock<AuditTap>>,
+}
+
+/// A function that sees each audit record once it is written. It must not block: the record
+/// is on the way to an answer.
+#[derive(Clone)]
+pub struct AuditTap(pub std::sync::Arc<dyn Fn(&tessera_core::model::AuditRecord) + Send + Sync>);
+
+impl std::fmt::Debug for AuditTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditTap")
+    }
 }
 
 impl SqlStore {
+    /// Sets the function that sees every audit record written from now on (once).
+    pub fn set_audit_tap(&self, tap: AuditTap) -> bool {
+        self.tap.set(tap).is_ok()
+    }
+
     pub fn backend_kind(&self) -> Backend {
         self.backend
     }

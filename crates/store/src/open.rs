@@ -181,6 +181,7 @@ impl SqlStore {
             },
             db,
             sealer: Sealer::new(key),
+            tap: Default::default(),
         };
         store.check_key(key).await?;
         Ok(store)

@@ -68,8 +68,9 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
-/// Makes a CA and a server certificate for 127.0.0.1/localhost in `dir`.
-fn certificates(dir: &Path) {
+/// Makes a CA (`ca.pem`) and a server certificate for 127.0.0.1/localhost (`server.pem`,
+/// `server.key`) in `dir`, with the `openssl` command.
+pub fn certificates(dir: &Path) {
     let p = |f: &str| dir.join(f).display().to_string();
     run(
         Command::new("openssl").args([

@@ -38,6 +38,12 @@ pub struct Declaration {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub delivery_profiles: Vec<DeliveryProfile>,
+    #[serde(
+        default,
+        rename = "syslog_profile",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub syslog_profiles: Vec<crate::model::SyslogProfile>,
 }
 
 impl Declaration {
@@ -207,6 +213,13 @@ impl Admin {
                     AdminError::invalid(format!("RADIUS client {}: {e}", doc.name))
                 })?);
         }
+        for doc in store.config_docs(ConfigKind::SyslogProfile).await? {
+            decl.syslog_profiles.push(
+                serde_json::from_value(doc.body).map_err(|e| {
+                    AdminError::invalid(format!("syslog profile {}: {e}", doc.name))
+                })?,
+            );
+        }
         for doc in store.config_docs(ConfigKind::DeliveryProfile).await? {
             decl.delivery_profiles.push(
                 delivery_from_stored(store.as_ref(), doc.body).map_err(|e| {
@@ -358,6 +371,14 @@ impl Admin {
                 SystemSettings::default().merged(&valid).unwrap_or_default()
             }
         };
+        let mut syslogs = BTreeMap::new();
+        for p in &decl.syslog_profiles {
+            let label = format!("syslog profile '{}'", p.name);
+            errs.extend(p.problems().into_iter().map(|e| format!("{label}: {e}")));
+            if syslogs.insert(p.name.to_lowercase(), p).is_some() {
+                errs.push(format!("{label} is defined twice"));
+            }
+        }
         let mut profiles = BTreeMap::new();
         for p in &decl.delivery_profiles {
             let label = format!("delivery profile '{}'", p.name);
@@ -459,6 +480,16 @@ impl Admin {
             for c in &current.radius_clients {
                 if !have.contains(&c.name.to_lowercase()) {
                     effective.radius_clients.push(c.clone());
+                }
+            }
+            let have: Vec<String> = desired
+                .syslog_profiles
+                .iter()
+                .map(|p| p.name.to_lowercase())
+                .collect();
+            for p in &current.syslog_profiles {
+                if !have.contains(&p.name.to_lowercase()) {
+                    effective.syslog_profiles.push(p.clone());
                 }
             }
             let have: Vec<String> = desired
@@ -573,6 +604,14 @@ impl Admin {
             &mut changes,
         )?;
         diff(
+            "syslog_profile",
+            &current.syslog_profiles,
+            &desired.syslog_profiles,
+            |p| p.name.clone(),
+            prune,
+            &mut changes,
+        )?;
+        diff(
             "delivery_profile",
             &current.delivery_profiles,
             &desired.delivery_profiles,
@@ -651,6 +690,13 @@ impl Admin {
                     .await?;
             }
         }
+        for p in &desired.syslog_profiles {
+            if touches(&changes, "syslog_profile", &p.name) {
+                store
+                    .put_config_doc(ConfigKind::SyslogProfile, &p.name, &json(p)?, now)
+                    .await?;
+            }
+        }
         for p in &desired.delivery_profiles {
             if touches(&changes, "delivery_profile", &p.name) {
                 let body = delivery_to_stored(store.as_ref(), p).map_err(AdminError::invalid)?;
@@ -669,6 +715,7 @@ impl Admin {
             store.put_settings(&settings, now).await?;
         }
         for kind in [
+            ConfigKind::SyslogProfile,
             ConfigKind::DeliveryProfile,
             ConfigKind::RadiusClient,
             ConfigKind::Application,

@@ -27,6 +27,7 @@ pub struct Snapshot {
     pub radius_clients: BTreeMap<String, RadiusClient>,
     /// Delivery profiles with their secrets opened, keyed by lower-case name.
     pub delivery_profiles: BTreeMap<String, DeliveryProfile>,
+    pub syslog_profiles: BTreeMap<String, crate::model::SyslogProfile>,
     /// Stored objects that could not be used, for the operator's log.
     pub problems: Vec<String>,
 }
@@ -100,9 +101,19 @@ impl Snapshot {
                 Err(e) => problems.push(format!("delivery profile {}: {e}", doc.name)),
             }
         }
+        let mut syslog_profiles = BTreeMap::new();
+        for doc in store.config_docs(ConfigKind::SyslogProfile).await? {
+            match serde_json::from_value::<crate::model::SyslogProfile>(doc.body) {
+                Ok(p) => {
+                    syslog_profiles.insert(p.name.to_lowercase(), p);
+                }
+                Err(e) => problems.push(format!("syslog profile {}: {e}", doc.name)),
+            }
+        }
         Ok(Snapshot {
             version,
             delivery_profiles,
+            syslog_profiles,
             radius_clients,
             settings,
             proxies,

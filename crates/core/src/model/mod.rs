@@ -7,6 +7,7 @@ pub mod client;
 pub mod delivery;
 pub mod ldap;
 pub mod rules;
+pub mod syslog;
 pub mod token;
 pub mod transaction;
 pub mod user;
@@ -22,6 +23,7 @@ pub use delivery::{
 };
 pub use ldap::{AttributeMap, DirectoryType, GroupConfig, GroupMode, LdapProfile};
 pub use rules::{Condition, MethodRule, Pattern, Route};
+pub use syslog::{SyslogProfile, SyslogProtocol};
 pub use token::{NewToken, Token, TokenKind, TokenPatch, TokenState};
 pub use transaction::{SentCode, Transaction, TxStatus};
 pub use user::{LocalUser, NewLocalUser, User, UserPatch};
