@@ -98,6 +98,8 @@ pub struct SystemSettings {
     pub sent_code_validity_seconds: u32,
     /// Wrong answers after which a sent code is spent.
     pub sent_code_max_fails: u32,
+    /// Codes sent to one user within an hour at most (0: no limit).
+    pub sent_code_max_per_hour: u32,
 
     // --- hashing of passwords and PINs (applies to new hashes) ---
     pub argon2_memory_kib: u32,
@@ -152,6 +154,7 @@ impl Default for SystemSettings {
             sent_code_length: 6,
             sent_code_validity_seconds: 300,
             sent_code_max_fails: 3,
+            sent_code_max_per_hour: 10,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             argon2_parallelism: 1,
@@ -347,6 +350,11 @@ impl SystemSettings {
             (30..=86_400).contains(&self.sent_code_validity_seconds),
             "sent_code_validity_seconds",
             "must be between 30 and 86400 seconds",
+        );
+        check(
+            self.sent_code_max_per_hour <= 1000,
+            "sent_code_max_per_hour",
+            "must be between 0 (no limit) and 1000",
         );
         check(
             (1..=20).contains(&self.sent_code_max_fails),

@@ -614,3 +614,33 @@ async fn whatsapp_first_then_fallback_channels_and_their_errors() {
     assert_eq!(smtp.wait_for(1).await.len(), 1);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_per_user_and_hour_are_limited() {
+    let gw = Provider::start().await;
+    let s = TestServer::start(Backend::Sqlite, Some(1_800_000_000)).await;
+    s.add_user("alice", Some("alice-password")).await;
+    apply(
+        &s,
+        json!({
+            "delivery_profile": [{"name": "gw", "type": "http",
+                "url": format!("{}/sms", gw.url), "body": "to={phone}&text={message}"}],
+            "settings": {"sms_delivery": "gw", "sent_code_max_per_hour": 2}
+        }),
+    )
+    .await;
+    s.use_app("sms", &[&[Method::SmsOtp]]).await;
+    let ask = || async { s.check(&[("user", "alice"), ("pass", "")]).await.0 };
+    assert_eq!(ask().await, "CHALLENGE");
+    assert_eq!(ask().await, "CHALLENGE");
+    assert_eq!(ask().await, "REJECT");
+    assert_eq!(
+        s.audit("authenticate").await.remove(0).reason,
+        "too many codes sent to the user within the hour"
+    );
+    gw.wait_for("/sms", 2).await;
+    s.advance(3600);
+    assert_eq!(ask().await, "CHALLENGE", "a new hour");
+    gw.wait_for("/sms", 3).await;
+    s.stop().await;
+}

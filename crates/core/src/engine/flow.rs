@@ -418,12 +418,22 @@ impl Engine {
         };
         let methods = factor.methods_for(&user, realm.as_str());
         let mut prompts = prompts_for(&methods, tokens);
-        let pending = self.pending_code(l, &user, &methods, l.fallback.as_deref())?;
+        let mut pending = self.pending_code(l, &user, &methods, l.fallback.as_deref())?;
+        let mut limited = false;
+        if pending.is_some() && !self.may_send_code(l, &realm, &user).await? {
+            pending = None;
+            limited = true;
+        }
         if let Some(p) = &pending {
             prompts.push(p.prompt.clone());
         }
         if prompts.is_empty() {
-            return Ok(reject(RejectReason::NoUsableToken, Some(user)));
+            let reason = if limited {
+                RejectReason::SendLimit
+            } else {
+                RejectReason::NoUsableToken
+            };
+            return Ok(reject(reason, Some(user)));
         }
         let serials: Vec<Serial> = prompts.iter().filter_map(|p| p.serial.clone()).collect();
         let store = &self.ports.store;
@@ -931,7 +941,10 @@ impl Engine {
         let tokens = self.tokens_for(app, &user, &req, None).await?;
         let methods = app.factors[k].methods_for(&user, realm_str);
         let mut prompts = prompts_for(&methods, &tokens);
-        let pending = self.pending_code(&l, &user, &methods, fallback)?;
+        let mut pending = self.pending_code(&l, &user, &methods, fallback)?;
+        if pending.is_some() && !self.may_send_code(&l, &realm.name, &user).await? {
+            pending = None;
+        }
         if let Some(p) = &pending {
             prompts.push(p.prompt.clone());
         }

@@ -161,6 +161,8 @@ pub enum RejectReason {
     SourceUnavailable,
     /// The factor has rules and none matches the user.
     NoMatchingRule,
+    /// The user had `sent_code_max_per_hour` codes sent within the hour.
+    SendLimit,
 }
 
 impl RejectReason {
@@ -182,6 +184,7 @@ impl RejectReason {
             RejectReason::MissingInput => "missing user or credentials",
             RejectReason::SourceUnavailable => "user source unavailable",
             RejectReason::NoMatchingRule => "no rule of the factor matches the user",
+            RejectReason::SendLimit => "too many codes sent to the user within the hour",
         }
     }
 }

@@ -157,6 +157,41 @@ impl Engine {
         }))
     }
 
+    /// Counts a code about to be sent to `user` against `sent_code_max_per_hour`; false when
+    /// the hour's budget is used up (nothing is sent then). Kept in the store's lockout
+    /// counters under a key of its own, so that every node counts together.
+    pub(crate) async fn may_send_code(
+        &self,
+        l: &Login<'_>,
+        realm: &crate::ids::RealmName,
+        user: &User,
+    ) -> Result<bool, EngineError> {
+        let max = l.snap.settings.sent_code_max_per_hour;
+        if max == 0 {
+            return Ok(true);
+        }
+        let key = format!(
+            "{}\u{1f}sent-codes",
+            super::lock_key(realm.as_str(), &user.username)
+        );
+        if let Some(state) = self.ports.store.lock_state(&key).await?
+            && state.is_locked(l.now)
+        {
+            return Ok(false);
+        }
+        let policy = crate::store::LockPolicy {
+            max_password: u32::MAX,
+            max_otp: max,
+            lock_secs: 3600,
+            interval_secs: 3600,
+        };
+        self.ports
+            .store
+            .record_auth_failure(&key, crate::store::FailKind::Otp, l.now, &policy)
+            .await?;
+        Ok(true)
+    }
+
     /// Checks the answer to the code of `tx`. `None`: the transaction has no code to answer.
     pub(crate) async fn check_code(
         &self,
