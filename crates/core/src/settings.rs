@@ -101,6 +101,27 @@ pub struct SystemSettings {
     /// Codes sent to one user within an hour at most (0: no limit).
     pub sent_code_max_per_hour: u32,
 
+    // --- links by mail (email_link) and manager approval (approved_otp) ---
+    /// The address users and managers reach Tessera at, for links: `https://mfa.example.org`.
+    pub public_url: String,
+    /// Seconds a link can be used.
+    pub link_validity_seconds: u32,
+    /// `user`: the user's own click signs in; `manager`: the user's manager must approve.
+    pub email_link_mode: String,
+    pub email_link_subject: String,
+    /// Must contain `{link}`.
+    pub email_link_template: String,
+    /// `approval`: the manager approves or rejects the login; `information`: the manager is
+    /// told and the login goes on.
+    pub approval_mode: String,
+    /// How the manager is reached: `mail` or `sms`.
+    pub approval_channel: String,
+    pub approval_subject: String,
+    /// `{link}` (approval mode), `{username}`, `{application}`, `{realm}`, `{client_ip}`.
+    pub approval_template: String,
+    /// Mail address (or phone, for SMS) used when the user has no manager with one.
+    pub approval_default_recipient: String,
+
     // --- hashing of passwords and PINs (applies to new hashes) ---
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
@@ -155,6 +176,16 @@ impl Default for SystemSettings {
             sent_code_validity_seconds: 300,
             sent_code_max_fails: 3,
             sent_code_max_per_hour: 10,
+            public_url: String::new(),
+            link_validity_seconds: 600,
+            email_link_mode: "user".into(),
+            email_link_subject: "Your sign-in link".into(),
+            email_link_template: "Hello {username},\n\nopen this link to sign in to {application}: {link}\nIt is valid for {validity_minutes} minutes.\n\nIf you did not try to sign in, ignore this mail and tell your administrator.\n".into(),
+            approval_mode: "approval".into(),
+            approval_channel: "mail".into(),
+            approval_subject: "Sign-in of {username} to {application}".into(),
+            approval_template: "{username} wants to sign in to {application} from {client_ip}.\nApprove or reject: {link}\n".into(),
+            approval_default_recipient: String::new(),
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             argon2_parallelism: 1,
@@ -351,6 +382,54 @@ impl SystemSettings {
             "sent_code_validity_seconds",
             "must be between 30 and 86400 seconds",
         );
+        check(
+            (60..=86_400).contains(&self.link_validity_seconds),
+            "link_validity_seconds",
+            "must be between 60 and 86400 seconds",
+        );
+        check(
+            self.public_url.is_empty()
+                || ((self.public_url.starts_with("https://")
+                    || self.public_url.starts_with("http://"))
+                    && !self.public_url.contains([' ', '?', '#'])),
+            "public_url",
+            "an http(s) address such as https://mfa.example.org (or empty: no links)",
+        );
+        check(
+            matches!(self.email_link_mode.as_str(), "user" | "manager"),
+            "email_link_mode",
+            "must be user or manager",
+        );
+        check(
+            self.email_link_template.contains("{link}"),
+            "email_link_template",
+            "must contain {link}",
+        );
+        check(
+            matches!(self.approval_mode.as_str(), "approval" | "information"),
+            "approval_mode",
+            "must be approval or information",
+        );
+        check(
+            matches!(self.approval_channel.as_str(), "mail" | "sms"),
+            "approval_channel",
+            "must be mail or sms",
+        );
+        check(
+            self.approval_mode != "approval" || self.approval_template.contains("{link}"),
+            "approval_template",
+            "must contain {link} in approval mode",
+        );
+        for (key, s) in [
+            ("email_link_subject", &self.email_link_subject),
+            ("approval_subject", &self.approval_subject),
+        ] {
+            check(
+                !s.contains(['\r', '\n']) && s.len() <= 200,
+                key,
+                "one line of at most 200 characters",
+            );
+        }
         check(
             self.sent_code_max_per_hour <= 1000,
             "sent_code_max_per_hour",

@@ -280,6 +280,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
 
     // --- outbox ---
+    /// Queues a message that belongs to no transaction (a notice).
+    async fn queue_message(&self, message: &OutboxMessage) -> StoreResult<()>;
     /// Claims up to `limit` messages due at `now` (pending, or sending with an expired lease:
     /// the node that took them died) for one attempt each until `lease_until`. A message is
     /// claimed by one caller at a time, across nodes; the attempt is (id, attempts).

@@ -7,6 +7,7 @@
 
 mod admin_api;
 mod health;
+mod links;
 mod params;
 mod pi;
 mod validate;
@@ -91,6 +92,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(validate::routes())
         .nest("/api/v1", admin_api::routes())
         .merge(health::routes())
+        .merge(links::routes())
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))

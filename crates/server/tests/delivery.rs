@@ -644,3 +644,235 @@ async fn codes_per_user_and_hour_are_limited() {
     gw.wait_for("/sms", 3).await;
     s.stop().await;
 }
+
+/// The link in a mail body.
+fn link_in(body: &str) -> String {
+    body.split_whitespace()
+        .find(|w| w.contains("/link/"))
+        .unwrap_or_else(|| panic!("no link in {body:?}"))
+        .to_string()
+}
+
+async fn poll(s: &TestServer, tx: &str) -> Value {
+    s.http
+        .get(format!(
+            "{}/validate/polltransaction?transaction_id={tx}",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn click(s: &TestServer, link: &str, action: &str) -> (u16, String) {
+    let r = s
+        .http
+        .post(link)
+        .form(&[("action", action)])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn with_people(s: &TestServer) {
+    for (name, manager) in [("alice", Some("bob")), ("bob", None), ("carol", None)] {
+        s.admin()
+            .create_user(
+                &actor(),
+                tessera_core::admin::NewUserInput {
+                    username: name.into(),
+                    password: Some(zeroize::Zeroizing::new(format!("{name}-password"))),
+                    email: Some(format!("{name}@example.org")),
+                    manager: manager.map(str::to_string),
+                    enabled: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_links_for_the_user_and_for_the_manager() {
+    let smtp = SmtpSink::start();
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    with_people(&s).await;
+    apply(
+        &s,
+        json!({
+            "delivery_profile": [{"name": "relay", "type": "smtp", "host": "127.0.0.1",
+                "port": smtp.port, "tls": "none", "from": "mfa@example.org"}],
+            "settings": {"mail_delivery": "relay", "public_url": s.url}
+        }),
+    )
+    .await;
+    s.use_app("link", &[&[Method::Password], &[Method::EmailLink]])
+        .await;
+
+    // The user's own click.
+    let (result, body) = s
+        .check(&[("user", "alice"), ("pass", "alice-password")])
+        .await;
+    assert_eq!(result, "CHALLENGE", "{body}");
+    let c = &body["detail"]["multi_challenge"][0];
+    assert_eq!(
+        (c["type"].as_str(), c["client_mode"].as_str()),
+        (Some("email_link"), Some("poll"))
+    );
+    let tx = body["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(poll(&s, &tx).await["result"]["value"], false);
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail["to"], json!(["alice@example.org"]));
+    let link = link_in(mail["body"].as_str().unwrap());
+    assert!(link.starts_with(&format!("{}/link/{tx}/", s.url)), "{link}");
+    // Opening the link answers nothing (mail scanners open links).
+    let page = s.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<strong>alice</strong>") && html.contains("Sign me in"),
+        "{html}"
+    );
+    assert_eq!(poll(&s, &tx).await["result"]["value"], false);
+    // Finalising before the click is refused, without ending the transaction.
+    let finalise = |tx: String| {
+        let s = &s;
+        async move {
+            s.check(&[("user", "alice"), ("pass", ""), ("transaction_id", &tx)])
+                .await
+                .0
+        }
+    };
+    assert_eq!(finalise(tx.clone()).await, "REJECT");
+    assert_eq!(
+        s.audit("authenticate").await.remove(0).reason,
+        "the link was not used yet"
+    );
+    let (status, html) = click(&s, &link, "approve").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("approved"), "{html}");
+    let polled = poll(&s, &tx).await;
+    assert_eq!(polled["result"]["value"], true, "{polled}");
+    assert_eq!(finalise(tx.clone()).await, "ACCEPT");
+    assert_eq!(click(&s, &link, "approve").await.0, 404, "single use");
+    assert_eq!(finalise(tx.clone()).await, "REJECT", "finished");
+
+    // The manager decides.
+    s.set(json!({"email_link_mode": "manager"})).await;
+    let (_, body) = s
+        .check(&[("user", "alice"), ("pass", "alice-password")])
+        .await;
+    assert_eq!(body["detail"]["multi_challenge"][0]["type"], "approval");
+    let tx = body["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mail = smtp.wait_for(2).await.remove(1);
+    assert_eq!(mail["to"], json!(["bob@example.org"]), "alice's manager");
+    let link = link_in(mail["body"].as_str().unwrap());
+    let html = s
+        .http
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Approve") && html.contains("Reject"),
+        "{html}"
+    );
+    assert_eq!(click(&s, &link, "reject").await.0, 200);
+    assert_eq!(
+        poll(&s, &tx).await["detail"]["challenge_status"],
+        "declined"
+    );
+    assert_eq!(finalise(tx.clone()).await, "REJECT");
+    assert_eq!(
+        s.audit("authenticate").await.remove(0).reason,
+        "rejected with the link"
+    );
+    // Forged links find nothing.
+    let forged = format!("{}/link/{tx}/{}", s.url, "0".repeat(64));
+    assert_eq!(s.http.get(&forged).send().await.unwrap().status(), 404);
+    assert_eq!(click(&s, &forged, "approve").await.0, 404);
+    let answers = s.audit("link_answer").await;
+    assert_eq!(answers.len(), 4, "approve, used again, reject, forged");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_approval_and_manager_information() {
+    let smtp = SmtpSink::start();
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    with_people(&s).await;
+    apply(
+        &s,
+        json!({
+            "delivery_profile": [{"name": "relay", "type": "smtp", "host": "127.0.0.1",
+                "port": smtp.port, "tls": "none", "from": "mfa@example.org"}],
+            "settings": {"mail_delivery": "relay", "public_url": s.url,
+                         "approval_default_recipient": "security@example.org"}
+        }),
+    )
+    .await;
+    s.use_app("approved", &[&[Method::Password], &[Method::ApprovedOtp]])
+        .await;
+    // carol has no manager: the default recipient approves.
+    let (result, body) = s
+        .check(&[("user", "carol"), ("pass", "carol-password")])
+        .await;
+    assert_eq!(result, "CHALLENGE", "{body}");
+    let tx = body["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail["to"], json!(["security@example.org"]));
+    assert_eq!(mail["subject"], "Sign-in of carol to approved");
+    assert_eq!(
+        click(&s, &link_in(mail["body"].as_str().unwrap()), "approve")
+            .await
+            .0,
+        200
+    );
+    let (result, _) = s
+        .check(&[("user", "carol"), ("pass", ""), ("transaction_id", &tx)])
+        .await;
+    assert_eq!(result, "ACCEPT");
+
+    // Information mode: the manager is told, the user goes on at once.
+    s.set(json!({"approval_mode": "information",
+                 "approval_template": "{username} signed in to {application}."}))
+        .await;
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", "alice-password")])
+            .await
+            .0,
+        "ACCEPT"
+    );
+    let mail = smtp.wait_for(2).await.remove(1);
+    assert_eq!(mail["to"], json!(["bob@example.org"]));
+    assert!(
+        mail["body"]
+            .as_str()
+            .unwrap()
+            .contains("alice signed in to approved")
+    );
+    s.stop().await;
+}

@@ -103,8 +103,9 @@ impl SqlStore {
         let moved = Stmt::new(
             "UPDATE transactions SET next_factor = $3, serials_json = '[]', code_hash = $4, \
              code_fails = 0, code_expires_at = $5, \
-             expires_at = CASE WHEN expires_at < $5 THEN $5 ELSE expires_at END \
-             WHERE id = $1 AND next_factor = $2 AND status = 'pending'",
+             expires_at = CASE WHEN expires_at < $5 THEN $5 ELSE expires_at END, \
+             status = 'pending' WHERE id = $1 AND next_factor = $2 \
+             AND status IN ('pending', 'answered')",
             params![
                 id.as_str(),
                 i64::from(from),
@@ -174,7 +175,7 @@ impl SqlStore {
             .db
             .execute(
                 "UPDATE transactions SET next_factor = $3, serials_json = $4, status = $5 \
-                 WHERE id = $1 AND next_factor = $2 AND status = 'pending'",
+                 WHERE id = $1 AND next_factor = $2 AND status IN ('pending', 'answered')",
                 params![
                     id.as_str(),
                     i64::from(from),
@@ -196,7 +197,7 @@ impl SqlStore {
         let n = self
             .db
             .execute(
-                "UPDATE transactions SET status = $2 WHERE id = $1",
+                "UPDATE transactions SET status = $2 WHERE id = $1 AND status = 'pending'",
                 params![id.as_str(), status.as_str()],
                 "transaction",
             )

@@ -197,6 +197,11 @@ impl Store for SqlStore {
     ) -> StoreResult<bool> {
         self.finish_outbox_impl(id, attempt, result, now).await
     }
+    async fn queue_message(&self, message: &OutboxMessage) -> StoreResult<()> {
+        let stmt = self.outbox_insert_if(message, None)?;
+        self.db.execute(&stmt.sql, stmt.params, "outbox").await?;
+        Ok(())
+    }
     async fn list_outbox(&self, all: bool, limit: u32) -> StoreResult<Vec<OutboxMessage>> {
         self.list_outbox_impl(all, limit).await
     }

@@ -17,11 +17,11 @@ use crate::store::{FailKind, LockPolicy, StoreError};
 /// Where a login stands while the engine works on it, for the decision and its audit record.
 pub(crate) struct Login<'a> {
     pub(crate) snap: &'a Snapshot,
-    ctx: &'a RequestCtx,
+    pub(crate) ctx: &'a RequestCtx,
     pub(crate) now: i64,
     login: Option<String>,
     pub(crate) realm: Option<RealmName>,
-    app: Option<AppName>,
+    pub(crate) app: Option<AppName>,
     user: Option<User>,
     serial: Option<Serial>,
     transaction: Option<TransactionId>,
@@ -258,8 +258,9 @@ impl Engine {
         // A factor proven by a code sent now: send it and ask for it (privacyIDEA's "an empty
         // pass triggers the challenge"), unless what was typed can prove another method.
         let methods = factor.methods_for(&user, realm.name.as_str());
-        let sends = methods.iter().any(|m| m.channel().is_some());
-        let only_sends = methods.iter().all(|m| m.channel().is_some());
+        let sends_now = |m: &Method| m.channel().is_some() || self.waits_for_click(l, *m);
+        let sends = methods.iter().any(sends_now);
+        let only_sends = methods.iter().all(sends_now);
         if sends && (only_sends || req.pass.is_empty()) {
             return self.challenge(l, app, 0, user, &tokens, None, 0).await;
         }
@@ -282,7 +283,8 @@ impl Engine {
         l.login = Some(tx.username.clone());
         l.realm = Some(tx.realm.clone());
         l.app = Some(tx.application.clone());
-        if tx.status != TxStatus::Pending || tx.expires_at <= l.now {
+        // Answered and declined: a link was clicked; the factor's check decides.
+        if tx.status == TxStatus::Completed || tx.expires_at <= l.now {
             return Ok(reject(RejectReason::BadTransaction, None));
         }
         // The client names the user again; it must be the user the transaction is for (by
@@ -360,7 +362,10 @@ impl Engine {
                 // Only the user's own mistakes count towards the lockout.
                 if !matches!(
                     reason,
-                    RejectReason::SourceUnavailable | RejectReason::NoMatchingRule
+                    RejectReason::SourceUnavailable
+                        | RejectReason::NoMatchingRule
+                        | RejectReason::Declined
+                        | RejectReason::NotYetAnswered
                 ) {
                     self.count_failure(l, kind).await?;
                 }
@@ -371,8 +376,20 @@ impl Engine {
             l.serial = Some(t.serial.clone());
         }
         let store = &self.ports.store;
-        let next = k + 1;
+        let mut next = k + 1;
         let realm = l.realm.clone().unwrap_or_else(|| RealmName(String::new()));
+        // Factors that only tell the manager (approved OTP in information mode) pass at once.
+        while let Some(f) = app.factors.get(next as usize) {
+            let informs = f
+                .methods_for(&user, realm.as_str())
+                .iter()
+                .any(|m| *m == Method::ApprovedOtp && !self.waits_for_click(l, *m));
+            if !informs {
+                break;
+            }
+            self.inform_manager(l, &user).await?;
+            next += 1;
+        }
         if app.factors.get(next as usize).is_some() {
             return self.challenge(l, app, next, user, &tokens, tx, k).await;
         }
@@ -424,6 +441,9 @@ impl Engine {
             pending = None;
             limited = true;
         }
+        if pending.is_none() && !limited {
+            pending = self.pending_link(l, &user, &methods).await?;
+        }
         if let Some(p) = &pending {
             prompts.push(p.prompt.clone());
         }
@@ -447,6 +467,11 @@ impl Engine {
                             expires_at: p.message.not_after,
                         };
                         p.message.transaction_id = Some(tx.id.clone());
+                        for leg in &mut p.message.legs {
+                            leg.body = zeroize::Zeroizing::new(
+                                leg.body.replace(super::links::TX_MARK, tx.id.as_str()),
+                            );
+                        }
                         let moved = store
                             .advance_with_code(&tx.id, from, next, &code, &p.message)
                             .await?;
@@ -517,6 +542,17 @@ impl Engine {
             };
             let message = pending.as_ref().map(|p| OutboxMessage {
                 transaction_id: Some(id.clone()),
+                legs: p
+                    .message
+                    .legs
+                    .iter()
+                    .map(|leg| crate::model::Leg {
+                        body: zeroize::Zeroizing::new(
+                            leg.body.replace(super::links::TX_MARK, id.as_str()),
+                        ),
+                        ..leg.clone()
+                    })
+                    .collect(),
                 ..p.message.clone()
             });
             match self
@@ -568,6 +604,18 @@ impl Engine {
                     Some(true) => Some(Proof::Passed(None)),
                     Some(false) => Some(Proof::Failed(RejectReason::WrongOtp, FailKind::Otp)),
                     None => None,
+                },
+                Method::ApprovedOtp if !self.waits_for_click(l, *method) => {
+                    self.inform_manager(l, user).await?;
+                    Some(Proof::Passed(None))
+                }
+                Method::EmailLink | Method::ApprovedOtp => match tx {
+                    Some(t) if t.code.is_some() => Some(match t.status {
+                        TxStatus::Answered => Proof::Passed(None),
+                        TxStatus::Declined => Proof::Failed(RejectReason::Declined, FailKind::Otp),
+                        _ => Proof::Failed(RejectReason::NotYetAnswered, FailKind::Otp),
+                    }),
+                    _ => None,
                 },
             };
             match proof {
@@ -927,7 +975,7 @@ impl Engine {
         let otp_factor = app.factors.iter().position(|f| {
             f.methods_for(&user, realm_str)
                 .iter()
-                .any(|m| m.uses_otp() || m.channel().is_some())
+                .any(|m| m.uses_otp() || m.channel().is_some() || m.is_link())
         });
         let (Some(k), true) = (otp_factor, user.is_active(now)) else {
             self.record_trigger(&l, "ok", "no challenge: no OTP factor or inactive user")
@@ -944,6 +992,9 @@ impl Engine {
         let mut pending = self.pending_code(&l, &user, &methods, fallback)?;
         if pending.is_some() && !self.may_send_code(&l, &realm.name, &user).await? {
             pending = None;
+        }
+        if pending.is_none() {
+            pending = self.pending_link(&l, &user, &methods).await?;
         }
         if let Some(p) = &pending {
             prompts.push(p.prompt.clone());
@@ -1037,8 +1088,9 @@ fn prompts_for(methods: &[Method], tokens: &[Token]) -> Vec<Prompt> {
                 client_mode: ClientMode::Interactive,
                 message: "Please enter your password".into(),
             }),
-            // The prompt of a sent code comes with the code (see `challenge`).
-            Method::SmsOtp | Method::MailOtp => {}
+            // The prompt of a sent code or link comes with it (see `challenge`); approved OTP
+            // in information mode needs no answer.
+            Method::SmsOtp | Method::MailOtp | Method::EmailLink | Method::ApprovedOtp => {}
             Method::SoftOtp | Method::PasswordOtp => {
                 for t in tokens.iter().filter(|t| t.is_usable_state()) {
                     if prompts

@@ -6,6 +6,7 @@
 //! the next leg.
 
 mod flow;
+mod links;
 mod otp;
 mod password;
 mod request;
@@ -13,6 +14,7 @@ mod sent;
 mod snapshot;
 
 pub use flow::Triggered;
+pub use links::{LinkAnswer, LinkInfo};
 pub use request::{
     Accepted, AuthRequest, Challenged, ClientMode, Door, Outcome, PollStatus, Prompt,
     REJECT_MESSAGE, RejectReason, Rejected, RequestCtx,

@@ -163,6 +163,10 @@ pub enum RejectReason {
     NoMatchingRule,
     /// The user had `sent_code_max_per_hour` codes sent within the hour.
     SendLimit,
+    /// The approver rejected the login with the link.
+    Declined,
+    /// The link was not used yet (the client may ask again).
+    NotYetAnswered,
 }
 
 impl RejectReason {
@@ -185,6 +189,8 @@ impl RejectReason {
             RejectReason::SourceUnavailable => "user source unavailable",
             RejectReason::NoMatchingRule => "no rule of the factor matches the user",
             RejectReason::SendLimit => "too many codes sent to the user within the hour",
+            RejectReason::Declined => "rejected with the link",
+            RejectReason::NotYetAnswered => "the link was not used yet",
         }
     }
 }

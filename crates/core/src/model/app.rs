@@ -48,6 +48,14 @@ pub enum Method {
     /// A code sent by mail to the user's address (the `mail_delivery` setting says how).
     #[serde(rename = "mail_otp", alias = "email_otp", alias = "email")]
     MailOtp,
+    /// A single-use link by mail: the user's own click (or, in manager mode, the manager's)
+    /// finishes the factor while the client polls (the seeds' "Email Link").
+    #[serde(rename = "email_link")]
+    EmailLink,
+    /// The manager is told (information mode: the factor passes at once) or must approve the
+    /// login with a link (approval mode) (the seeds' "Approved OTP").
+    #[serde(rename = "approved_otp", alias = "manager_approval")]
+    ApprovedOtp,
 }
 
 impl Method {
@@ -58,7 +66,14 @@ impl Method {
             Method::SoftOtp => "soft_otp",
             Method::SmsOtp => "sms_otp",
             Method::MailOtp => "mail_otp",
+            Method::EmailLink => "email_link",
+            Method::ApprovedOtp => "approved_otp",
         }
+    }
+
+    /// The method is answered by a click on a link, while the client polls.
+    pub fn is_link(self) -> bool {
+        matches!(self, Method::EmailLink | Method::ApprovedOtp)
     }
 
     /// The channel of a method that sends a code.

@@ -1,0 +1,342 @@
+//! Links by mail: `email_link` (the user's own click, or the manager's, finishes the factor)
+//! and `approved_otp` (the manager approves the login, or is only told). The link carries the
+//! transaction id and a random token of which the transaction keeps only the hash; a click
+//! answers the transaction once, and the waiting client polls and then finalises it.
+
+use super::flow::Login;
+use super::sent::PendingCode;
+use super::{ClientMode, Engine, EngineError, Prompt, RequestCtx};
+use crate::ids::{RealmName, TransactionId};
+use crate::model::delivery::{Leg, render};
+use crate::model::{
+    AuditRecord, Channel, Method, OutboxMessage, OutboxStatus, SentCode, TxStatus, User,
+};
+use crate::rng::random_hex;
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// Stands for the transaction id in a link until the transaction has one.
+pub(crate) const TX_MARK: &str = "@TX@";
+
+/// What a link page shows before the click.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub username: String,
+    pub application: String,
+    pub realm: String,
+    /// The manager decides (approve or reject); else the user confirms their own login.
+    pub manager: bool,
+    pub expires_at: i64,
+}
+
+/// How a click on a link ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkAnswer {
+    Approved,
+    Rejected,
+    /// Unknown, expired, already used or forged.
+    Invalid,
+}
+
+impl Engine {
+    /// Whether `method` makes the client wait for a click (rather than passing at once).
+    pub(crate) fn waits_for_click(&self, l: &Login<'_>, method: Method) -> bool {
+        match method {
+            Method::EmailLink => true,
+            Method::ApprovedOtp => l.snap.settings.approval_mode == "approval",
+            _ => false,
+        }
+    }
+
+    /// The mail address or phone number of the manager of `user` (or the default recipient).
+    async fn manager_contact(
+        &self,
+        l: &Login<'_>,
+        user: &User,
+        channel: Channel,
+    ) -> Result<Option<String>, EngineError> {
+        let settings = &l.snap.settings;
+        let realm = l.realm.clone().unwrap_or_else(|| RealmName(String::new()));
+        if let Some(manager) = user.manager.as_deref().filter(|m| !m.is_empty())
+            && let Some(m) = self.find_user(l.snap, &realm, manager).await?
+        {
+            let contact = match channel {
+                Channel::Mail => m.email,
+                _ => m.phone,
+            };
+            if let Some(c) = contact.filter(|c| !c.trim().is_empty()) {
+                return Ok(Some(c));
+            }
+        }
+        let default = settings.approval_default_recipient.trim();
+        Ok((!default.is_empty()).then(|| default.to_string()))
+    }
+
+    /// A link message for the first link method of `methods` that can be sent: who gets it,
+    /// the text, the prompt for the waiting client. The link's transaction id is filled in
+    /// when the transaction has one ([`TX_MARK`]).
+    pub(crate) async fn pending_link(
+        &self,
+        l: &Login<'_>,
+        user: &User,
+        methods: &[Method],
+    ) -> Result<Option<PendingCode>, EngineError> {
+        let settings = &l.snap.settings;
+        let Some(method) = methods
+            .iter()
+            .copied()
+            .find(|m| self.waits_for_click(l, *m))
+        else {
+            return Ok(None);
+        };
+        if settings.public_url.is_empty() {
+            tracing::warn!("links need the public_url setting; the link factor cannot be used");
+            return Ok(None);
+        }
+        let manager_decides =
+            method == Method::ApprovedOtp || settings.email_link_mode == "manager";
+        let channel = if method == Method::ApprovedOtp && settings.approval_channel == "sms" {
+            Channel::Sms
+        } else {
+            Channel::Mail
+        };
+        let recipient = if manager_decides {
+            self.manager_contact(l, user, channel).await?
+        } else {
+            user.email.clone().filter(|m| !m.trim().is_empty())
+        };
+        let Some(recipient) = recipient else {
+            return Ok(None);
+        };
+        if settings.delivery_of(channel).is_empty() {
+            return Ok(None);
+        }
+        let token = Zeroizing::new(random_hex(self.ports.rng.as_ref(), 32));
+        let validity = i64::from(settings.link_validity_seconds);
+        let link = format!(
+            "{}/link/{TX_MARK}/{}",
+            settings.public_url.trim_end_matches('/'),
+            token.as_str()
+        );
+        let vars = self.message_vars(l, user, &link, validity);
+        let (subject, template) = if method == Method::ApprovedOtp {
+            (&settings.approval_subject, &settings.approval_template)
+        } else {
+            (&settings.email_link_subject, &settings.email_link_template)
+        };
+        let message = OutboxMessage {
+            id: random_hex(self.ports.rng.as_ref(), 16),
+            legs: vec![Leg {
+                channel,
+                profiles: settings.delivery_of(channel),
+                recipient,
+                subject: (channel == Channel::Mail).then(|| render(subject, &vars)),
+                body: Zeroizing::new(render(template, &vars)),
+            }],
+            transaction_id: None,
+            username: Some(user.username.clone()),
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            next_attempt_at: l.now,
+            not_after: l.now + validity,
+            last_error: None,
+            sent_by: None,
+            created_at: l.now,
+            updated_at: l.now,
+        };
+        Ok(Some(PendingCode {
+            code: token,
+            message,
+            prompt: Prompt {
+                serial: None,
+                kind: if manager_decides {
+                    "approval"
+                } else {
+                    "email_link"
+                }
+                .into(),
+                client_mode: ClientMode::Poll,
+                message: if manager_decides {
+                    "Waiting for your manager's approval".into()
+                } else {
+                    "Open the link sent to your mail address".into()
+                },
+            },
+        }))
+    }
+
+    /// The placeholders of link and approval messages.
+    fn message_vars(
+        &self,
+        l: &Login<'_>,
+        user: &User,
+        link: &str,
+        validity: i64,
+    ) -> BTreeMap<&'static str, String> {
+        let mut vars = BTreeMap::new();
+        vars.insert("link", link.to_string());
+        vars.insert("username", user.username.clone());
+        vars.insert(
+            "realm",
+            l.realm.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
+        );
+        vars.insert(
+            "application",
+            l.app.as_ref().map(|a| a.0.clone()).unwrap_or_default(),
+        );
+        vars.insert(
+            "client_ip",
+            l.ctx
+                .client_ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "an unknown address".into()),
+        );
+        vars.insert("given_name", user.given_name.clone().unwrap_or_default());
+        vars.insert("surname", user.surname.clone().unwrap_or_default());
+        vars.insert("validity_minutes", ((validity + 59) / 60).to_string());
+        vars
+    }
+
+    /// Approved OTP in information mode: the manager is told; the factor passes.
+    pub(crate) async fn inform_manager(
+        &self,
+        l: &Login<'_>,
+        user: &User,
+    ) -> Result<(), EngineError> {
+        let settings = &l.snap.settings;
+        let channel = if settings.approval_channel == "sms" {
+            Channel::Sms
+        } else {
+            Channel::Mail
+        };
+        let Some(recipient) = self.manager_contact(l, user, channel).await? else {
+            tracing::warn!(user = %user.username, "no manager (or default recipient) to inform");
+            return Ok(());
+        };
+        if settings.delivery_of(channel).is_empty() {
+            return Ok(());
+        }
+        let vars = self.message_vars(l, user, "", 3600);
+        let message = OutboxMessage {
+            id: random_hex(self.ports.rng.as_ref(), 16),
+            legs: vec![Leg {
+                channel,
+                profiles: settings.delivery_of(channel),
+                recipient,
+                subject: (channel == Channel::Mail)
+                    .then(|| render(&settings.approval_subject, &vars)),
+                body: Zeroizing::new(render(&settings.approval_template, &vars)),
+            }],
+            transaction_id: None,
+            username: Some(user.username.clone()),
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            next_attempt_at: l.now,
+            not_after: l.now + 3600,
+            last_error: None,
+            sent_by: None,
+            created_at: l.now,
+            updated_at: l.now,
+        };
+        self.ports.store.queue_message(&message).await?;
+        self.outbox_signal().notify_one();
+        Ok(())
+    }
+
+    /// The transaction a link is for, if the link is valid and still unanswered.
+    pub async fn link_info(
+        &self,
+        tx: &TransactionId,
+        token: &str,
+    ) -> Result<Option<LinkInfo>, EngineError> {
+        let now = self.ports.clock.now();
+        let Some(t) = self.ports.store.transaction(tx).await? else {
+            return Ok(None);
+        };
+        let Some(code) = &t.code else {
+            return Ok(None);
+        };
+        let valid = t.status == TxStatus::Pending
+            && code.expires_at > now
+            && t.expires_at > now
+            && subtle::ConstantTimeEq::ct_eq(
+                SentCode::hash_of(tx, token).as_bytes(),
+                code.hash.as_bytes(),
+            )
+            .into();
+        if !valid {
+            return Ok(None);
+        }
+        let snap = self.snapshot();
+        let manager = snap.application(&t.application).is_some_and(|app| {
+            app.factors
+                .get(t.next_factor as usize)
+                .is_some_and(|f| f.all_methods().any(|m| m == Method::ApprovedOtp))
+        }) || snap.settings.email_link_mode == "manager";
+        Ok(Some(LinkInfo {
+            username: t.username.clone(),
+            application: t.application.0.clone(),
+            realm: t.realm.0.clone(),
+            manager,
+            expires_at: code.expires_at,
+        }))
+    }
+
+    /// A click on a link: approves (or rejects) its transaction, once.
+    pub async fn answer_link(
+        &self,
+        tx: &TransactionId,
+        token: &str,
+        approve: bool,
+        ctx: &RequestCtx,
+    ) -> Result<LinkAnswer, EngineError> {
+        let info = self.link_info(tx, token).await?;
+        let answer = match &info {
+            None => LinkAnswer::Invalid,
+            Some(_) => {
+                let status = if approve {
+                    TxStatus::Answered
+                } else {
+                    TxStatus::Declined
+                };
+                if self.ports.store.set_transaction_status(tx, status).await? {
+                    if approve {
+                        LinkAnswer::Approved
+                    } else {
+                        LinkAnswer::Rejected
+                    }
+                } else {
+                    LinkAnswer::Invalid
+                }
+            }
+        };
+        self.audit(AuditRecord {
+            id: 0,
+            at_ms: self.ports.clock.now_millis(),
+            actor: ctx.actor.clone(),
+            action: "link_answer".into(),
+            door: ctx.door.as_str().into(),
+            user: info.as_ref().map(|i| i.username.clone()),
+            realm: info.as_ref().map(|i| i.realm.clone()),
+            serial: None,
+            application: info.as_ref().map(|i| i.application.clone()),
+            transaction_id: Some(tx.as_str().to_string()),
+            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+            user_agent: ctx.user_agent.clone(),
+            result: match answer {
+                LinkAnswer::Approved => "ok",
+                LinkAnswer::Rejected => "declined",
+                LinkAnswer::Invalid => "error",
+            }
+            .into(),
+            reason: match answer {
+                LinkAnswer::Approved => "login approved by link",
+                LinkAnswer::Rejected => "login rejected by link",
+                LinkAnswer::Invalid => "unknown, expired or used link",
+            }
+            .into(),
+        })
+        .await?;
+        Ok(answer)
+    }
+}
