@@ -1,7 +1,8 @@
 """A real SMTP server (aiosmtpd) on a loopback port the OS picks, for Tessera's tests.
 
 Prints the port on the first line of stdout, then appends every message it receives to the
-file named by the first argument, one JSON object per line: {"from", "to", "subject", "body"}.
+file named by the first argument, one JSON object per line: {"from", "to", "subject", "body"
+(the text part), "html" (the HTML part, or null)}.
 Runs until killed.
 """
 import asyncio
@@ -21,11 +22,13 @@ class Sink:
     async def handle_DATA(self, server, session, envelope):
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         body = msg.get_body(preferencelist=("plain",))
+        html = msg.get_body(preferencelist=("html",))
         record = {
             "from": envelope.mail_from,
             "to": envelope.rcpt_tos,
             "subject": str(msg.get("Subject", "")),
             "body": body.get_content() if body is not None else "",
+            "html": html.get_content() if html is not None else None,
         }
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")

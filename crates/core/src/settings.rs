@@ -79,6 +79,8 @@ pub struct SystemSettings {
     pub mail_delivery: String,
     pub mail_subject: String,
     pub mail_template: String,
+    /// An HTML version of the code mail (optional; values are HTML-escaped).
+    pub mail_html_template: String,
     /// Codes for phones go by this channel instead of SMS: `whatsapp` or `zalo` (seed 003's
     /// CONF_MOBILE_SUB_CHANNEL); empty: SMS.
     pub mobile_sub_channel: String,
@@ -111,6 +113,8 @@ pub struct SystemSettings {
     pub email_link_subject: String,
     /// Must contain `{link}`.
     pub email_link_template: String,
+    /// An HTML version of the link mail (optional; must contain `{link}` when set).
+    pub email_link_html_template: String,
     /// `approval`: the manager approves or rejects the login; `information`: the manager is
     /// told and the login goes on.
     pub approval_mode: String,
@@ -172,6 +176,8 @@ impl Default for SystemSettings {
             zalo_delivery: String::new(),
             zalo_template: "Your code: {otp}".into(),
             fallback_channels: String::new(),
+            mail_html_template: String::new(),
+            email_link_html_template: String::new(),
             sent_code_length: 6,
             sent_code_validity_seconds: 300,
             sent_code_max_fails: 3,
@@ -399,6 +405,19 @@ impl SystemSettings {
             matches!(self.email_link_mode.as_str(), "user" | "manager"),
             "email_link_mode",
             "must be user or manager",
+        );
+        check(
+            self.mail_html_template.is_empty()
+                || self.mail_html_template.contains("{otp}")
+                || self.mail_html_template.contains("<%TOKEN%>"),
+            "mail_html_template",
+            "must contain {otp} when set",
+        );
+        check(
+            self.email_link_html_template.is_empty()
+                || self.email_link_html_template.contains("{link}"),
+            "email_link_html_template",
+            "must contain {link} when set",
         );
         check(
             self.email_link_template.contains("{link}"),

@@ -186,13 +186,20 @@ async fn send_mail(s: &SmtpProfile, leg: &Leg) -> Result<String, String> {
         .recipient
         .parse()
         .map_err(|e| format!("recipient address: {e}"))?;
-    let email = lettre::Message::builder()
+    let builder = lettre::Message::builder()
         .from(from)
         .to(to)
-        .subject(leg.subject.clone().unwrap_or_default())
-        .header(ContentType::TEXT_PLAIN)
-        .body(leg.body.to_string())
-        .map_err(|e| format!("message: {e}"))?;
+        .subject(leg.subject.clone().unwrap_or_default());
+    let email = match &leg.html {
+        Some(html) => builder.multipart(lettre::message::MultiPart::alternative_plain_html(
+            leg.body.to_string(),
+            html.to_string(),
+        )),
+        None => builder
+            .header(ContentType::TEXT_PLAIN)
+            .body(leg.body.to_string()),
+    }
+    .map_err(|e| format!("message: {e}"))?;
     let tls = match s.tls {
         SmtpTls::None => Tls::None,
         SmtpTls::Starttls | SmtpTls::Implicit => {

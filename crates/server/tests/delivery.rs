@@ -355,7 +355,8 @@ async fn mail_codes_through_a_real_smtp_server() {
             "delivery_profile": [{"name": "relay", "type": "smtp", "host": "127.0.0.1",
                 "port": smtp.port, "tls": "none", "from": "mfa@example.org",
                 "from_name": "Tessera MFA"}],
-            "settings": {"mail_delivery": "relay", "mail_subject": "Code for {username}"}
+            "settings": {"mail_delivery": "relay", "mail_subject": "Code for {username}",
+                         "mail_html_template": "<p>Hello {username}, your code is <b>{otp}</b></p>"}
         }),
     )
     .await;
@@ -372,6 +373,11 @@ async fn mail_codes_through_a_real_smtp_server() {
     assert_eq!(mail["to"], json!(["alice@example.org"]));
     assert_eq!(mail["subject"], "Code for alice");
     let code = code_in(mail["body"].as_str().unwrap());
+    assert_eq!(
+        mail["html"].as_str().unwrap().trim(),
+        format!("<p>Hello alice, your code is <b>{code}</b></p>"),
+        "the HTML alternative"
+    );
     let (result, _) = s
         .check(&[("user", "alice"), ("pass", &code), ("transaction_id", &tx)])
         .await;

@@ -881,6 +881,7 @@ fn message(id: &str, tx: Option<&TransactionId>) -> OutboxMessage {
                 recipient: "+4915100000001".into(),
                 subject: None,
                 body: Zeroizing::new("WhatsApp code: 123456".into()),
+                html: None,
             },
             Leg {
                 channel: Channel::Sms,
@@ -888,6 +889,7 @@ fn message(id: &str, tx: Option<&TransactionId>) -> OutboxMessage {
                 recipient: "+4915100000001".into(),
                 subject: None,
                 body: Zeroizing::new("Your code: 123456".into()),
+                html: Some(Zeroizing::new("<p>Your code: 123456</p>".into())),
             },
         ],
         transaction_id: tx.cloned(),

@@ -7,7 +7,7 @@ use super::flow::Login;
 use super::sent::PendingCode;
 use super::{ClientMode, Engine, EngineError, Prompt, RequestCtx};
 use crate::ids::{RealmName, TransactionId};
-use crate::model::delivery::{Leg, render};
+use crate::model::delivery::{Leg, render, render_html};
 use crate::model::{
     AuditRecord, Channel, Method, OutboxMessage, OutboxStatus, SentCode, TxStatus, User,
 };
@@ -132,6 +132,10 @@ impl Engine {
                 recipient,
                 subject: (channel == Channel::Mail).then(|| render(subject, &vars)),
                 body: Zeroizing::new(render(template, &vars)),
+                html: (channel == Channel::Mail
+                    && method == Method::EmailLink
+                    && !settings.email_link_html_template.is_empty())
+                .then(|| Zeroizing::new(render_html(&settings.email_link_html_template, &vars))),
             }],
             transaction_id: None,
             username: Some(user.username.clone()),
@@ -226,6 +230,7 @@ impl Engine {
                 subject: (channel == Channel::Mail)
                     .then(|| render(&settings.approval_subject, &vars)),
                 body: Zeroizing::new(render(&settings.approval_template, &vars)),
+                html: None,
             }],
             transaction_id: None,
             username: Some(user.username.clone()),

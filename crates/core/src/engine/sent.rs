@@ -6,7 +6,7 @@
 
 use super::flow::Login;
 use super::{ClientMode, Engine, EngineError, Prompt};
-use crate::model::delivery::{Leg, render};
+use crate::model::delivery::{Leg, render, render_html};
 use crate::model::{Channel, Method, OutboxMessage, OutboxStatus, SentCode, Transaction, User};
 use crate::rng::{random_digits, random_hex};
 use std::collections::BTreeMap;
@@ -123,6 +123,8 @@ impl Engine {
                 recipient,
                 subject: (channel == Channel::Mail).then(|| render(&settings.mail_subject, &vars)),
                 body: Zeroizing::new(render(settings.template_of(channel), &vars)),
+                html: (channel == Channel::Mail && !settings.mail_html_template.is_empty())
+                    .then(|| Zeroizing::new(render_html(&settings.mail_html_template, &vars))),
             })
             .collect();
         let message = OutboxMessage {

@@ -296,6 +296,24 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
     out
 }
 
+/// Fills an HTML template: like [`render`], with the values HTML-escaped.
+pub fn render_html(template: &str, vars: &BTreeMap<&str, String>) -> String {
+    let escaped: BTreeMap<&str, String> = vars
+        .iter()
+        .map(|(k, v)| {
+            (
+                *k,
+                v.replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+                    .replace('"', "&quot;")
+                    .replace('\'', "&#39;"),
+            )
+        })
+        .collect();
+    render(template, &escaped)
+}
+
 /// How a message reaches a person.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -349,6 +367,9 @@ pub struct Leg {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     pub body: Zeroizing<String>,
+    /// Mail: an HTML alternative to the text body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for Leg {
@@ -471,6 +492,16 @@ mod tests {
                 &vars
             ),
             "123456 / 123456 / 123456 for alice {unknown}"
+        );
+    }
+
+    #[test]
+    fn html_templates_escape_values() {
+        let mut vars = BTreeMap::new();
+        vars.insert("username", "<b>x</b> & 'y'".to_string());
+        assert_eq!(
+            render_html("<p>{username}</p>", &vars),
+            "<p>&lt;b&gt;x&lt;/b&gt; &amp; &#39;y&#39;</p>"
         );
     }
 
