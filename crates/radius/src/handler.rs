@@ -243,16 +243,20 @@ impl Handler {
         if packet.get(attr::EAP_MESSAGE).is_some() {
             return reject("EAP is not supported: configure the NAS for PAP");
         }
-        let Some(hidden) = packet.get(attr::USER_PASSWORD) else {
-            if packet.get(attr::CHAP_PASSWORD).is_some() {
+        let pass = match packet.get(attr::USER_PASSWORD) {
+            Some(hidden) => match unhide_password(hidden, secret, &packet.authenticator) {
+                Ok(pass) => pass,
+                Err(_) => return reject("User-Password of a bad length"),
+            },
+            None if packet.get(attr::CHAP_PASSWORD).is_some() => {
                 return reject(
                     "CHAP is not supported (passwords are checked by the user source): configure the NAS for PAP",
                 );
             }
-            return reject("Access-Request without User-Password");
-        };
-        let Ok(pass) = unhide_password(hidden, secret, &packet.authenticator) else {
-            return reject("User-Password of a bad length");
+            // RFC 2865 §4.1: an Access-Request carries User-Password, CHAP-Password or State.
+            // State alone answers a challenge with nothing typed (one that waits for a click).
+            None if packet.get(attr::STATE).is_some() => Vec::new(),
+            None => return reject("Access-Request without User-Password"),
         };
         let pass = Zeroizing::new(pass);
         let Ok(pass) = std::str::from_utf8(&pass) else {

@@ -882,3 +882,62 @@ async fn manager_approval_and_manager_information() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_radius_nas_waits_for_the_link_and_answers_the_challenge_empty() {
+    let smtp = SmtpSink::start();
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    with_people(&s).await;
+    let secret = "s3cret-for-the-tests";
+    apply(
+        &s,
+        json!({
+            "delivery_profile": [{"name": "relay", "type": "smtp", "host": "127.0.0.1",
+                "port": smtp.port, "tls": "none", "from": "mfa@example.org"}],
+            "settings": {"mail_delivery": "relay", "public_url": s.url},
+            "application": [{"name": "vpn", "factors": [{"methods": ["password"]},
+                                                        {"methods": ["email_link"]}]}],
+            "radius_client": [{"name": "vpn", "nas_ip": ["127.0.0.1"], "secret": secret,
+                               "application": "vpn"}]
+        }),
+    )
+    .await;
+    let auth = s.running.as_ref().unwrap().radius_auth_addr.unwrap();
+    let (ok, out) = common::radclient(
+        auth,
+        "auth",
+        secret,
+        "User-Name = alice\nUser-Password = alice-password\nMessage-Authenticator = 0x00\n",
+    );
+    assert!(!ok && out.contains("Received Access-Challenge"), "{out}");
+    let state = common::radclient_attr(&out, "State").unwrap();
+    let answer = |state: String| {
+        common::radclient(
+            auth,
+            "auth",
+            secret,
+            &format!(
+                "User-Name = alice\nUser-Password = \"\"\nState = {state}\nMessage-Authenticator = 0x00\n"
+            ),
+        )
+    };
+    // Before the click: rejected, the transaction stays.
+    let (ok, out) = answer(state.clone());
+    assert!(!ok && out.contains("Access-Reject"), "{out}");
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(
+        click(&s, &link_in(mail["body"].as_str().unwrap()), "approve")
+            .await
+            .0,
+        200
+    );
+    let (ok, out) = answer(state);
+    let reasons: Vec<String> = s
+        .audit("authenticate")
+        .await
+        .into_iter()
+        .map(|r| format!("{}: {}", r.result, r.reason))
+        .collect();
+    assert!(ok, "{out}\n{reasons:?}");
+    s.stop().await;
+}
