@@ -478,12 +478,10 @@ impl SystemSettings {
                     key: "fallback_channels".into(),
                     message: format!("'{name}' is not one of sms, whatsapp, zalo, mail"),
                 }),
-                Some(c) if Some(c) == self.primary_mobile() && c != crate::model::Channel::Sms => {
-                    errs.push(SettingError {
-                        key: "fallback_channels".into(),
-                        message: format!("'{name}' is the primary channel already"),
-                    })
-                }
+                Some(c) if Some(c) == self.primary_mobile() => errs.push(SettingError {
+                    key: "fallback_channels".into(),
+                    message: format!("'{name}' is the primary channel already"),
+                }),
                 Some(_) => {}
             }
         }

@@ -265,12 +265,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: &TransactionId,
         from: u32,
         to: u32,
+        serials: &[Serial],
         code: &SentCode,
         message: &OutboxMessage,
     ) -> StoreResult<bool>;
-    /// Counts a wrong answer to the transaction's code; at `max` wrong answers the code is
-    /// spent. Returns the wrong answers so far.
-    async fn record_code_failure(&self, id: &TransactionId) -> StoreResult<u32>;
+    /// Takes one of the `max` answers a sent code of factor `factor` allows (while it is
+    /// unexpired at `now` and the transaction waits for that factor): its hash, or `None` when
+    /// there is no such code or its answers are used up. Every answer takes one, so parallel
+    /// guesses cannot exceed `max`.
+    async fn reserve_code_attempt(
+        &self,
+        id: &TransactionId,
+        factor: u32,
+        max: u32,
+        now: i64,
+    ) -> StoreResult<Option<String>>;
+    /// Spends a code that was answered right; false when another request spent it first.
+    async fn consume_code(&self, id: &TransactionId, hash: &str) -> StoreResult<bool>;
+    /// Answers the link of the pending factor (`Answered` or `Declined`) if `hash` is its
+    /// token's hash and it is unexpired at `now`: one statement, once.
+    async fn answer_link(
+        &self,
+        id: &TransactionId,
+        hash: &str,
+        status: TxStatus,
+        now: i64,
+    ) -> StoreResult<bool>;
     async fn set_transaction_status(
         &self,
         id: &TransactionId,

@@ -251,9 +251,9 @@ fn backoff(n: u32) -> i64 {
 pub async fn deliver_due(engine: &Engine, deliverer: &Deliverer) -> usize {
     let snap = engine.snapshot();
     let store = engine.store();
-    let now = engine.clock().now();
-    // An attempt may take every profile's timeout and retries; the lease outlasts that.
-    let lease = snap
+    // An attempt may take every profile's timeout and retries; the lease outlasts that, and
+    // the attempt is cut off before the lease ends.
+    let budget = snap
         .delivery_profiles
         .values()
         .map(|p| match &p.kind {
@@ -261,17 +261,42 @@ pub async fn deliver_due(engine: &Engine, deliverer: &Deliverer) -> usize {
             DeliveryKind::Http(h) => i64::from(h.timeout_seconds) * (i64::from(h.retries) + 1),
         })
         .sum::<i64>()
-        + 30;
-    let claimed = match store.claim_outbox(now, now + lease, BATCH).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "outbox not read");
-            return 0;
-        }
-    };
-    let n = claimed.len();
-    for msg in claimed {
-        let (result, detail) = attempt(&snap, deliverer, &msg, now).await;
+        + 10;
+    let lease = budget + 20;
+    let mut n = 0;
+    // One message per claim: each is claimed just before its attempt, so that its lease covers
+    // that attempt only.
+    while n < BATCH as usize {
+        let now = engine.clock().now();
+        let msg = match store.claim_outbox(now, now + lease, 1).await {
+            Ok(mut c) => match c.pop() {
+                Some(m) => m,
+                None => break,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox not read");
+                break;
+            }
+        };
+        n += 1;
+        let (result, detail) = match tokio::time::timeout(
+            Duration::from_secs(u64::try_from(budget).unwrap_or(60)),
+            attempt(&snap, deliverer, &msg, now),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                let error = "the attempt took longer than its profiles' timeouts".to_string();
+                (
+                    AttemptResult::Retry {
+                        at: engine.clock().now() + backoff(msg.attempts),
+                        error: error.clone(),
+                    },
+                    error,
+                )
+            }
+        };
         let done_at = engine.clock().now();
         match store
             .finish_outbox(&msg.id, msg.attempts, &result, done_at)
@@ -403,7 +428,14 @@ pub async fn run_worker(
     };
     tokio::pin!(shutdown);
     loop {
-        while deliver_due(&engine, &deliverer).await == BATCH as usize {}
+        // A message being sent when the server stops is sent again by the next attempt (after
+        // its lease), here or on another node.
+        loop {
+            tokio::select! {
+                n = deliver_due(&engine, &deliverer) => if n < BATCH as usize { break },
+                _ = &mut shutdown => return,
+            }
+        }
         tokio::select! {
             _ = &mut shutdown => break,
             _ = engine.outbox_signal().notified() => {}

@@ -147,11 +147,13 @@ async fn send(
     let Some(link) = links.get_mut(key) else {
         return Err("no connection".into());
     };
+    // UDP: one datagram, kept under what every receiver takes (RFC 5426 recommends 2048).
+    let datagram = &line[..floor_char_boundary(line, 2048)];
     // TCP and TLS: RFC 6587 octet counting ("LEN SP MSG").
     let framed = format!("{} {line}", line.len());
     let write = async {
         match link {
-            Link::Udp(sock) => sock.send(line.as_bytes()).await.map(|_| ()),
+            Link::Udp(sock) => sock.send(datagram.as_bytes()).await.map(|_| ()),
             Link::Tcp(s) => s.write_all(framed.as_bytes()).await,
             Link::Tls(s) => {
                 s.write_all(framed.as_bytes()).await?;
@@ -215,6 +217,15 @@ async fn connect(p: &SyslogProfile) -> Result<Link, String> {
             Ok(Link::Tls(Box::new(tls)))
         }
     }
+}
+
+/// The largest index at most `max` that is a char boundary of `s`.
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    let mut i = max.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// The host name in the messages.
@@ -295,6 +306,16 @@ pub fn format_record(r: &AuditRecord, profile: &SyslogProfile, host: &str) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_cut_on_a_character_boundary() {
+        let s = "é".repeat(2000);
+        let cut = floor_char_boundary(&s, 2048);
+        assert_eq!(cut, 2048);
+        assert!(s.is_char_boundary(cut));
+        assert_eq!(floor_char_boundary(&s[..6], 2048), 6);
+        assert_eq!(floor_char_boundary("aé", 2), 1);
+    }
 
     #[test]
     fn records_become_rfc5424_lines() {

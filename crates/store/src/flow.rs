@@ -3,7 +3,7 @@
 use crate::SqlStore;
 use crate::db::{Answer, Row, Stmt, params};
 use tessera_core::ids::{AppName, RealmName, Serial, SourceName, TransactionId, UserId, UserRef};
-use tessera_core::model::{OutboxMessage, SentCode, Transaction, TxStatus};
+use tessera_core::model::{CodeKind, OutboxMessage, SentCode, Transaction, TxStatus};
 use tessera_core::store::{FailKind, LockPolicy, LockState, StoreError, StoreResult};
 
 fn tx_from_row(row: &Row) -> StoreResult<Transaction> {
@@ -23,13 +23,19 @@ fn tx_from_row(row: &Row) -> StoreResult<Transaction> {
         status: TxStatus::parse(&status)
             .ok_or_else(|| StoreError::Backend(format!("bad transaction status {status}")))?,
         serials: row.json::<Vec<Serial>>("serials_json")?,
-        code: match row.opt_text("code_hash")? {
-            Some(hash) => Some(SentCode {
+        code: match (
+            row.opt_text("code_hash")?,
+            row.opt_text("code_kind")?.and_then(|k| CodeKind::parse(&k)),
+        ) {
+            (Some(hash), Some(kind)) => Some(SentCode {
                 hash,
+                kind,
+                factor: u32::try_from(row.opt_int("code_factor")?.unwrap_or(-1))
+                    .unwrap_or(u32::MAX),
                 fails: row.uint("code_fails")?,
                 expires_at: row.opt_int("code_expires_at")?.unwrap_or(0),
             }),
-            None => None,
+            _ => None,
         },
         created_at: row.int("created_at")?,
         expires_at: row.int("expires_at")?,
@@ -58,8 +64,8 @@ impl SqlStore {
         let insert = Stmt::new(
             "INSERT INTO transactions (id, user_source, user_id, username, realm, application, \
              next_factor, status, serials_json, code_hash, code_fails, code_expires_at, \
-             created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             code_kind, code_factor, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             params![
                 tx.id.as_str(),
                 &tx.user.source.0,
@@ -73,6 +79,8 @@ impl SqlStore {
                 tx.code.as_ref().map(|c| c.hash.clone()),
                 tx.code.as_ref().map_or(0, |c| i64::from(c.fails)),
                 tx.code.as_ref().map(|c| c.expires_at),
+                tx.code.as_ref().map(|c| c.kind.as_str()),
+                tx.code.as_ref().map(|c| i64::from(c.factor)),
                 tx.created_at,
                 tx.expires_at
             ],
@@ -97,12 +105,13 @@ impl SqlStore {
         id: &TransactionId,
         from: u32,
         to: u32,
+        serials: &[Serial],
         code: &SentCode,
         message: &OutboxMessage,
     ) -> StoreResult<bool> {
         let moved = Stmt::new(
-            "UPDATE transactions SET next_factor = $3, serials_json = '[]', code_hash = $4, \
-             code_fails = 0, code_expires_at = $5, \
+            "UPDATE transactions SET next_factor = $3, serials_json = $6, code_hash = $4, \
+             code_fails = 0, code_expires_at = $5, code_kind = $7, code_factor = $3, \
              expires_at = CASE WHEN expires_at < $5 THEN $5 ELSE expires_at END, \
              status = 'pending' WHERE id = $1 AND next_factor = $2 \
              AND status IN ('pending', 'answered')",
@@ -111,7 +120,9 @@ impl SqlStore {
                 i64::from(from),
                 i64::from(to),
                 code.hash.as_str(),
-                code.expires_at
+                code.expires_at,
+                serials_json(serials)?,
+                code.kind.as_str()
             ],
         );
         // The message goes with the move only: it is queued when the transaction holds this
@@ -125,20 +136,62 @@ impl SqlStore {
         Ok(counts.first() == Some(&1))
     }
 
-    pub(crate) async fn record_code_failure_impl(&self, id: &TransactionId) -> StoreResult<u32> {
+    pub(crate) async fn reserve_code_attempt_impl(
+        &self,
+        id: &TransactionId,
+        factor: u32,
+        max: u32,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
         let rows = self
             .db
             .write_query(
                 "UPDATE transactions SET code_fails = code_fails + 1 WHERE id = $1 \
-                 RETURNING code_fails",
-                params![id.as_str()],
+                 AND code_kind = 'code' AND code_factor = $2 AND next_factor = $2 \
+                 AND status = 'pending' AND code_fails < $3 AND code_expires_at > $4 \
+                 RETURNING code_hash",
+                params![id.as_str(), i64::from(factor), i64::from(max), now],
                 "transaction",
             )
             .await?;
-        Ok(match rows.first() {
-            Some(r) => r.uint("code_fails")?,
-            None => 0,
-        })
+        rows.first().map(|r| r.text("code_hash")).transpose()
+    }
+
+    pub(crate) async fn consume_code_impl(
+        &self,
+        id: &TransactionId,
+        hash: &str,
+    ) -> StoreResult<bool> {
+        let n = self
+            .db
+            .execute(
+                "UPDATE transactions SET code_hash = NULL, code_kind = NULL, code_factor = NULL \
+                 WHERE id = $1 AND code_hash = $2",
+                params![id.as_str(), hash],
+                "transaction",
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub(crate) async fn answer_link_impl(
+        &self,
+        id: &TransactionId,
+        hash: &str,
+        status: TxStatus,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let n = self
+            .db
+            .execute(
+                "UPDATE transactions SET status = $3 WHERE id = $1 AND status = 'pending' \
+                 AND code_kind = 'link' AND code_hash = $2 AND code_factor = next_factor \
+                 AND code_expires_at > $4 AND expires_at > $4",
+                params![id.as_str(), hash, status.as_str(), now],
+                "transaction",
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     pub(crate) async fn transaction_impl(
@@ -148,8 +201,8 @@ impl SqlStore {
         self.db
             .query_one(
                 "SELECT id, user_source, user_id, username, realm, application, next_factor, status, \
-                 serials_json, code_hash, code_fails, code_expires_at, created_at, expires_at \
-                 FROM transactions WHERE id = $1",
+                 serials_json, code_hash, code_fails, code_expires_at, code_kind, code_factor, \
+                 created_at, expires_at FROM transactions WHERE id = $1",
                 params![id.as_str()],
             )
             .await?
@@ -174,7 +227,9 @@ impl SqlStore {
         let n = self
             .db
             .execute(
-                "UPDATE transactions SET next_factor = $3, serials_json = $4, status = $5 \
+                "UPDATE transactions SET next_factor = $3, serials_json = $4, status = $5, \
+                 code_hash = NULL, code_kind = NULL, code_factor = NULL, code_fails = 0, \
+                 code_expires_at = NULL \
                  WHERE id = $1 AND next_factor = $2 AND status IN ('pending', 'answered')",
                 params![
                     id.as_str(),

@@ -123,7 +123,22 @@ impl SqlStore {
                 )
                 .await?;
             if let Some(r) = rows.first() {
-                claimed.push(self.outbox_from_row(r)?);
+                match self.outbox_from_row(r) {
+                    Ok(m) => claimed.push(m),
+                    // A message that cannot be read (sealed under another key, damaged) is
+                    // given up rather than blocking the outbox.
+                    Err(e) => {
+                        tracing::error!(id = %id, error = %e, "outbox message unreadable; given up");
+                        self.db
+                            .execute(
+                                "UPDATE outbox SET status = 'failed', last_error = $2, \
+                                 lease_until = NULL, updated_at = $3 WHERE id = $1",
+                                params![id.as_str(), format!("unreadable: {e}"), now],
+                                "outbox",
+                            )
+                            .await?;
+                    }
+                }
             }
         }
         Ok(claimed)
@@ -169,6 +184,15 @@ impl SqlStore {
                 params![i64::from(limit.clamp(1, 10_000))],
             )
             .await?;
-        rows.iter().map(|r| self.outbox_from_row(r)).collect()
+        Ok(rows
+            .iter()
+            .filter_map(|r| match self.outbox_from_row(r) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox message unreadable; not listed");
+                    None
+                }
+            })
+            .collect())
     }
 }

@@ -171,14 +171,33 @@ impl Store for SqlStore {
         id: &TransactionId,
         from: u32,
         to: u32,
+        serials: &[Serial],
         code: &SentCode,
         message: &OutboxMessage,
     ) -> StoreResult<bool> {
-        self.advance_with_code_impl(id, from, to, code, message)
+        self.advance_with_code_impl(id, from, to, serials, code, message)
             .await
     }
-    async fn record_code_failure(&self, id: &TransactionId) -> StoreResult<u32> {
-        self.record_code_failure_impl(id).await
+    async fn reserve_code_attempt(
+        &self,
+        id: &TransactionId,
+        factor: u32,
+        max: u32,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        self.reserve_code_attempt_impl(id, factor, max, now).await
+    }
+    async fn consume_code(&self, id: &TransactionId, hash: &str) -> StoreResult<bool> {
+        self.consume_code_impl(id, hash).await
+    }
+    async fn answer_link(
+        &self,
+        id: &TransactionId,
+        hash: &str,
+        status: TxStatus,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.answer_link_impl(id, hash, status, now).await
     }
     async fn claim_outbox(
         &self,

@@ -6,9 +6,9 @@ use serde_json::json;
 use std::sync::Arc;
 use tessera_core::ids::{AppName, RealmName, Serial, SourceName, TransactionId, UserId, UserRef};
 use tessera_core::model::{
-    AdminAccount, AdminRole, AdminSession, AttemptResult, AuditQuery, AuditRecord, Channel, Leg,
-    NewLocalUser, NewToken, OutboxMessage, OutboxStatus, SentCode, TokenKind, TokenPatch,
-    TokenState, Transaction, TxStatus, User, UserPatch,
+    AdminAccount, AdminRole, AdminSession, AttemptResult, AuditQuery, AuditRecord, Channel,
+    CodeKind, Leg, NewLocalUser, NewToken, OutboxMessage, OutboxStatus, SentCode, TokenKind,
+    TokenPatch, TokenState, Transaction, TxStatus, User, UserPatch,
 };
 use tessera_core::store::{
     ConfigKind, FailKind, LockPolicy, Store, StoreError, TokenFilter, UserFilter,
@@ -911,7 +911,9 @@ async fn codes_and_the_outbox(h: &Harness) {
     let s = &h.store;
     let id = TransactionId::parse("33333333333333333333").unwrap();
     let code = SentCode {
-        hash: SentCode::hash_of(&id, "123456"),
+        hash: SentCode::hash_of(&id, CodeKind::Code, "123456"),
+        kind: CodeKind::Code,
+        factor: 0,
         fails: 0,
         expires_at: 400,
     };
@@ -938,9 +940,41 @@ async fn codes_and_the_outbox(h: &Harness) {
     let m2 = message("a2", Some(&id));
     assert!(s.create_transaction(&tx, Some(&m2)).await.is_err());
     assert_eq!(s.list_outbox(true, 10).await.unwrap().len(), 1);
-    // Wrong answers to the code are counted.
-    assert_eq!(s.record_code_failure(&id).await.unwrap(), 1);
-    assert_eq!(s.record_code_failure(&id).await.unwrap(), 2);
+    // Every answer takes one of the code's answers, also in parallel: three at most here.
+    let reserve = || s.reserve_code_attempt(&id, 0, 3, 150);
+    let (a, b) = tokio::join!(reserve(), reserve());
+    assert_eq!(a.unwrap().as_deref(), Some(code.hash.as_str()));
+    assert!(b.unwrap().is_some());
+    assert!(
+        s.reserve_code_attempt(&id, 1, 3, 150)
+            .await
+            .unwrap()
+            .is_none(),
+        "other factor"
+    );
+    assert!(
+        s.reserve_code_attempt(&id, 0, 3, 400)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(reserve().await.unwrap().is_some());
+    assert!(reserve().await.unwrap().is_none(), "answers used up");
+    assert_eq!(
+        s.transaction(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .code
+            .unwrap()
+            .fails,
+        3
+    );
+    // A right answer spends the code, once.
+    assert!(s.consume_code(&id, &code.hash).await.unwrap());
+    assert!(!s.consume_code(&id, &code.hash).await.unwrap());
+    assert!(s.transaction(&id).await.unwrap().unwrap().code.is_none());
 
     // Not due yet; then one claim per attempt.
     assert!(s.claim_outbox(99, 200, 10).await.unwrap().is_empty());
@@ -1000,23 +1034,62 @@ async fn codes_and_the_outbox(h: &Harness) {
         ..tx.clone()
     };
     s.create_transaction(&tx2, None).await.unwrap();
-    let code2 = SentCode {
-        hash: SentCode::hash_of(&id2, "654321"),
+    let link = SentCode {
+        hash: SentCode::hash_of(&id2, CodeKind::Link, "token"),
+        kind: CodeKind::Link,
+        factor: 1,
         fails: 0,
         expires_at: 500,
     };
     let m3 = message("a3", Some(&id2));
-    assert!(s.advance_with_code(&id2, 0, 1, &code2, &m3).await.unwrap());
-    // A concurrent answer that lost the move brings its own (other) code: nothing queued.
-    let code3 = SentCode {
-        hash: SentCode::hash_of(&id2, "111111"),
-        fails: 0,
-        expires_at: 500,
+    assert!(
+        s.advance_with_code(&id2, 0, 1, &[], &link, &m3)
+            .await
+            .unwrap()
+    );
+    // A concurrent answer that lost the move brings its own (other) secret: nothing queued.
+    let other = SentCode {
+        hash: SentCode::hash_of(&id2, CodeKind::Link, "other"),
+        ..link.clone()
     };
     let m4 = message("a4", Some(&id2));
-    assert!(!s.advance_with_code(&id2, 0, 1, &code3, &m4).await.unwrap());
+    assert!(
+        !s.advance_with_code(&id2, 0, 1, &[], &other, &m4)
+            .await
+            .unwrap()
+    );
     let t2 = s.transaction(&id2).await.unwrap().unwrap();
-    assert_eq!((t2.next_factor, t2.code), (1, Some(code2)));
+    assert_eq!((t2.next_factor, t2.code.clone()), (1, Some(link.clone())));
+    // A link answers its factor once, with its token, unexpired.
+    assert!(
+        !s.answer_link(&id2, &other.hash, TxStatus::Answered, 200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.answer_link(&id2, &link.hash, TxStatus::Answered, 500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.answer_link(&id2, &link.hash, TxStatus::Answered, 200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.answer_link(&id2, &link.hash, TxStatus::Declined, 200)
+            .await
+            .unwrap()
+    );
+    // Moving on clears the link: it answers nothing later.
+    assert!(s.advance_transaction(&id2, 1, 2, &[], false).await.unwrap());
+    let t2 = s.transaction(&id2).await.unwrap().unwrap();
+    assert_eq!((t2.status, t2.code), (TxStatus::Pending, None));
+    assert!(
+        !s.answer_link(&id2, &link.hash, TxStatus::Answered, 200)
+            .await
+            .unwrap()
+    );
     let ids: Vec<String> = s
         .list_outbox(true, 10)
         .await

@@ -292,6 +292,24 @@ impl Admin {
         }
         // Routes and rules name applications and sources that must exist.
         for a in &decl.applications {
+            for (i, f) in a.factors.iter().enumerate() {
+                if !f.all_methods().any(|m| m == Method::ApprovedOtp) {
+                    continue;
+                }
+                if i == 0 {
+                    errs.push(format!(
+                        "application '{}': factors[0]: approved_otp must follow a factor that proves who signs in (in information mode it proves nothing)",
+                        a.name
+                    ));
+                }
+                if f.all_methods().count() > 1 {
+                    errs.push(format!(
+                        "application '{}': factors[{i}]: approved_otp stands alone in its factor",
+                        a.name
+                    ));
+                }
+            }
+
             for (j, r) in a.routes.iter().enumerate() {
                 match apps.get(&r.application.0.to_lowercase()) {
                     None => errs.push(format!(
@@ -371,6 +389,18 @@ impl Admin {
                 SystemSettings::default().merged(&valid).unwrap_or_default()
             }
         };
+        for a in &decl.applications {
+            let links = a.factors.iter().any(|f| {
+                f.all_methods()
+                    .any(|m| matches!(m, Method::EmailLink | Method::ApprovedOtp))
+            });
+            if links && settings.public_url.is_empty() {
+                errs.push(format!(
+                    "application '{}': links (email_link, approved_otp) need the public_url setting",
+                    a.name
+                ));
+            }
+        }
         let mut syslogs = BTreeMap::new();
         for p in &decl.syslog_profiles {
             let label = format!("syslog profile '{}'", p.name);

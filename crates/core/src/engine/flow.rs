@@ -7,8 +7,8 @@ use super::{
 };
 use crate::ids::{AppName, RealmName, Serial, TransactionId};
 use crate::model::{
-    Application, AuditRecord, Factor, Method, OutboxMessage, SentCode, Token, TokenKind,
-    Transaction, TxStatus, User,
+    Application, AuditRecord, CodeKind, Factor, Method, Token, TokenKind, Transaction, TxStatus,
+    User,
 };
 use crate::rng::random_digits;
 use crate::source::SourceError;
@@ -387,7 +387,9 @@ impl Engine {
             if !informs {
                 break;
             }
-            self.inform_manager(l, &user).await?;
+            if !self.inform_manager(l, &user).await? {
+                return Ok(reject(RejectReason::NoUsableToken, Some(user)));
+            }
             next += 1;
         }
         if app.factors.get(next as usize).is_some() {
@@ -460,20 +462,11 @@ impl Engine {
         let id = match tx {
             Some(tx) => {
                 let moved = match pending {
-                    Some(mut p) => {
-                        let code = SentCode {
-                            hash: SentCode::hash_of(&tx.id, &p.code),
-                            fails: 0,
-                            expires_at: p.message.not_after,
-                        };
-                        p.message.transaction_id = Some(tx.id.clone());
-                        for leg in &mut p.message.legs {
-                            leg.body = zeroize::Zeroizing::new(
-                                leg.body.replace(super::links::TX_MARK, tx.id.as_str()),
-                            );
-                        }
+                    Some(p) => {
+                        let code = p.sent_code(&tx.id, next);
+                        let message = p.message_for(&tx.id);
                         let moved = store
-                            .advance_with_code(&tx.id, from, next, &code, &p.message)
+                            .advance_with_code(&tx.id, from, next, &serials, &code, &message)
                             .await?;
                         self.outbox_signal().notify_one();
                         moved
@@ -530,31 +523,13 @@ impl Engine {
                 next_factor: next,
                 status: TxStatus::Pending,
                 serials: serials.clone(),
-                code: pending.as_ref().map(|p| SentCode {
-                    hash: SentCode::hash_of(&id, &p.code),
-                    fails: 0,
-                    expires_at: p.message.not_after,
-                }),
+                code: pending.as_ref().map(|p| p.sent_code(&id, next)),
                 created_at: l.now,
                 // A sent code may be valid longer than a challenge of a token.
                 expires_at: l.now
                     + validity.max(pending.as_ref().map_or(0, |p| p.message.not_after - l.now)),
             };
-            let message = pending.as_ref().map(|p| OutboxMessage {
-                transaction_id: Some(id.clone()),
-                legs: p
-                    .message
-                    .legs
-                    .iter()
-                    .map(|leg| crate::model::Leg {
-                        body: zeroize::Zeroizing::new(
-                            leg.body.replace(super::links::TX_MARK, id.as_str()),
-                        ),
-                        ..leg.clone()
-                    })
-                    .collect(),
-                ..p.message.clone()
-            });
+            let message = pending.as_ref().map(|p| p.message_for(&id));
             match self
                 .ports
                 .store
@@ -605,16 +580,25 @@ impl Engine {
                     Some(false) => Some(Proof::Failed(RejectReason::WrongOtp, FailKind::Otp)),
                     None => None,
                 },
+                // Information mode proves nothing: it follows a factor that does (see
+                // `after_proof`), never answers one itself.
                 Method::ApprovedOtp if !self.waits_for_click(l, *method) => {
-                    self.inform_manager(l, user).await?;
-                    Some(Proof::Passed(None))
+                    Some(Proof::Failed(RejectReason::NoUsableToken, FailKind::Otp))
                 }
                 Method::EmailLink | Method::ApprovedOtp => match tx {
-                    Some(t) if t.code.is_some() => Some(match t.status {
-                        TxStatus::Answered => Proof::Passed(None),
-                        TxStatus::Declined => Proof::Failed(RejectReason::Declined, FailKind::Otp),
-                        _ => Proof::Failed(RejectReason::NotYetAnswered, FailKind::Otp),
-                    }),
+                    Some(t)
+                        if t.code.as_ref().is_some_and(|c| {
+                            c.kind == CodeKind::Link && c.factor == t.next_factor
+                        }) =>
+                    {
+                        Some(match t.status {
+                            TxStatus::Answered => Proof::Passed(None),
+                            TxStatus::Declined => {
+                                Proof::Failed(RejectReason::Declined, FailKind::Otp)
+                            }
+                            _ => Proof::Failed(RejectReason::NotYetAnswered, FailKind::Otp),
+                        })
+                    }
                     _ => None,
                 },
             };
@@ -625,10 +609,20 @@ impl Engine {
                 Some(failed) => {
                     let replace = match &first_failure {
                         None => true,
-                        Some(Proof::Failed(RejectReason::SourceUnavailable, _)) => {
+                        Some(Proof::Failed(
+                            RejectReason::SourceUnavailable
+                            | RejectReason::NotYetAnswered
+                            | RejectReason::Declined,
+                            _,
+                        )) => {
                             let own = !matches!(
                                 failed,
-                                Proof::Failed(RejectReason::SourceUnavailable, _)
+                                Proof::Failed(
+                                    RejectReason::SourceUnavailable
+                                        | RejectReason::NotYetAnswered
+                                        | RejectReason::Declined,
+                                    _
+                                )
                             );
                             if own {
                                 // The audit reason is the user's failure, without the outage.

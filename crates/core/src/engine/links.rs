@@ -9,7 +9,7 @@ use super::{ClientMode, Engine, EngineError, Prompt, RequestCtx};
 use crate::ids::{RealmName, TransactionId};
 use crate::model::delivery::{Leg, render, render_html};
 use crate::model::{
-    AuditRecord, Channel, Method, OutboxMessage, OutboxStatus, SentCode, TxStatus, User,
+    AuditRecord, Channel, CodeKind, Method, OutboxMessage, OutboxStatus, SentCode, TxStatus, User,
 };
 use crate::rng::random_hex;
 use std::collections::BTreeMap;
@@ -150,6 +150,7 @@ impl Engine {
         };
         Ok(Some(PendingCode {
             code: token,
+            kind: CodeKind::Link,
             message,
             prompt: Prompt {
                 serial: None,
@@ -201,12 +202,14 @@ impl Engine {
         vars
     }
 
-    /// Approved OTP in information mode: the manager is told; the factor passes.
+    /// Approved OTP in information mode: the manager is told; the factor passes. False when
+    /// nobody can be told (no manager contact, no default recipient, no delivery profile): the
+    /// factor cannot be used then.
     pub(crate) async fn inform_manager(
         &self,
         l: &Login<'_>,
         user: &User,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let settings = &l.snap.settings;
         let channel = if settings.approval_channel == "sms" {
             Channel::Sms
@@ -215,10 +218,10 @@ impl Engine {
         };
         let Some(recipient) = self.manager_contact(l, user, channel).await? else {
             tracing::warn!(user = %user.username, "no manager (or default recipient) to inform");
-            return Ok(());
+            return Ok(false);
         };
         if settings.delivery_of(channel).is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let vars = self.message_vars(l, user, "", 3600);
         let message = OutboxMessage {
@@ -245,7 +248,7 @@ impl Engine {
         };
         self.ports.store.queue_message(&message).await?;
         self.outbox_signal().notify_one();
-        Ok(())
+        Ok(true)
     }
 
     /// The transaction a link is for, if the link is valid and still unanswered.
@@ -262,10 +265,12 @@ impl Engine {
             return Ok(None);
         };
         let valid = t.status == TxStatus::Pending
+            && code.kind == CodeKind::Link
+            && code.factor == t.next_factor
             && code.expires_at > now
             && t.expires_at > now
             && subtle::ConstantTimeEq::ct_eq(
-                SentCode::hash_of(tx, token).as_bytes(),
+                SentCode::hash_of(tx, CodeKind::Link, token).as_bytes(),
                 code.hash.as_bytes(),
             )
             .into();
@@ -296,6 +301,11 @@ impl Engine {
         ctx: &RequestCtx,
     ) -> Result<LinkAnswer, EngineError> {
         let info = self.link_info(tx, token).await?;
+        // Links to transactions that do not exist are not audited (nobody's, and anyone can
+        // make up such requests).
+        if info.is_none() && self.ports.store.transaction(tx).await?.is_none() {
+            return Ok(LinkAnswer::Invalid);
+        }
         let answer = match &info {
             None => LinkAnswer::Invalid,
             Some(_) => {
@@ -304,7 +314,11 @@ impl Engine {
                 } else {
                     TxStatus::Declined
                 };
-                if self.ports.store.set_transaction_status(tx, status).await? {
+                // One statement checks the token against the factor still pending and answers
+                // it: a click cannot land on a later factor.
+                let hash = SentCode::hash_of(tx, CodeKind::Link, token);
+                let now = self.ports.clock.now();
+                if self.ports.store.answer_link(tx, &hash, status, now).await? {
                     if approve {
                         LinkAnswer::Approved
                     } else {

@@ -6,8 +6,11 @@
 
 use super::flow::Login;
 use super::{ClientMode, Engine, EngineError, Prompt};
+use crate::ids::TransactionId;
 use crate::model::delivery::{Leg, render, render_html};
-use crate::model::{Channel, Method, OutboxMessage, OutboxStatus, SentCode, Transaction, User};
+use crate::model::{
+    Channel, CodeKind, Method, OutboxMessage, OutboxStatus, SentCode, Transaction, User,
+};
 use crate::rng::{random_digits, random_hex};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
@@ -16,8 +19,41 @@ use zeroize::Zeroizing;
 /// gets its id) and the prompt that asks for it.
 pub(crate) struct PendingCode {
     pub code: Zeroizing<String>,
+    pub kind: CodeKind,
     pub message: OutboxMessage,
     pub prompt: Prompt,
+}
+
+impl PendingCode {
+    /// What the transaction keeps of it, for factor `factor`.
+    pub(crate) fn sent_code(&self, tx: &TransactionId, factor: u32) -> SentCode {
+        SentCode {
+            hash: SentCode::hash_of(tx, self.kind, &self.code),
+            kind: self.kind,
+            factor,
+            fails: 0,
+            expires_at: self.message.not_after,
+        }
+    }
+
+    /// The message, with the transaction id in place (links carry it).
+    pub(crate) fn message_for(&self, tx: &TransactionId) -> OutboxMessage {
+        let fill = |s: &str| Zeroizing::new(s.replace(super::links::TX_MARK, tx.as_str()));
+        OutboxMessage {
+            transaction_id: Some(tx.clone()),
+            legs: self
+                .message
+                .legs
+                .iter()
+                .map(|leg| Leg {
+                    body: fill(&leg.body),
+                    html: leg.html.as_ref().map(|h| fill(h)),
+                    ..leg.clone()
+                })
+                .collect(),
+            ..self.message.clone()
+        }
+    }
 }
 
 /// Seed 003's errors of a requested channel, with their documented codes.
@@ -149,6 +185,7 @@ impl Engine {
         };
         Ok(Some(PendingCode {
             code,
+            kind: CodeKind::Code,
             message,
             prompt: Prompt {
                 serial: None,
@@ -194,26 +231,35 @@ impl Engine {
         Ok(true)
     }
 
-    /// Checks the answer to the code of `tx`. `None`: the transaction has no code to answer.
+    /// Checks the answer to the code sent for the pending factor of `tx`, spending one of its
+    /// answers (and the code, when right). `None`: no code was sent for this factor.
     pub(crate) async fn check_code(
         &self,
         l: &Login<'_>,
         tx: Option<&Transaction>,
         answer: &str,
     ) -> Result<Option<bool>, EngineError> {
-        let Some((tx, code)) = tx.and_then(|t| t.code.as_ref().map(|c| (t, c))) else {
+        let Some(tx) = tx.filter(|t| {
+            t.code
+                .as_ref()
+                .is_some_and(|c| c.kind == CodeKind::Code && c.factor == t.next_factor)
+        }) else {
             return Ok(None);
         };
+        let store = &self.ports.store;
         let max = l.snap.settings.sent_code_max_fails;
-        if code.expires_at <= l.now || code.fails >= max {
+        let Some(hash) = store
+            .reserve_code_attempt(&tx.id, tx.next_factor, max, l.now)
+            .await?
+        else {
             return Ok(Some(false));
-        }
-        let given = SentCode::hash_of(&tx.id, answer.trim());
-        let ok = !answer.trim().is_empty()
-            && subtle::ConstantTimeEq::ct_eq(given.as_bytes(), code.hash.as_bytes()).into();
-        if !ok {
-            self.ports.store.record_code_failure(&tx.id).await?;
-        }
-        Ok(Some(ok))
+        };
+        let given = SentCode::hash_of(&tx.id, CodeKind::Code, answer.trim());
+        let right = !answer.trim().is_empty()
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                given.as_bytes(),
+                hash.as_bytes(),
+            ));
+        Ok(Some(right && store.consume_code(&tx.id, &hash).await?))
     }
 }

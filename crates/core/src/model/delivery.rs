@@ -211,10 +211,11 @@ impl DeliveryProfile {
     pub fn destination(&self) -> String {
         match &self.kind {
             DeliveryKind::Smtp(s) => format!(
-                "smtp:{}:{}:{}",
+                "smtp:{}:{}:{}:{:?}",
                 s.host.to_lowercase(),
                 s.port(),
-                s.username.as_deref().unwrap_or("")
+                s.username.as_deref().unwrap_or(""),
+                s.tls
             ),
             DeliveryKind::Http(h) => format!("http:{}", h.url),
         }
@@ -288,11 +289,37 @@ pub fn delivery_from_stored(
 /// `{realm}`, `{given_name}`, `{surname}`, `{link}`, ... — whatever `vars` holds; `{{NAME}}`
 /// works like `{NAME}`. Unknown placeholders stay as they are.
 pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
-    let mut out = template.replace("<%TOKEN%>", "{otp}");
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{{{k}}}}}"), v);
-        out = out.replace(&format!("{{{k}}}"), v);
+    // One pass over the template: what a value brings in (a `{secret}` in a user's name, say)
+    // is never read as a placeholder.
+    let template = template.replace("<%TOKEN%>", "{otp}");
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template.as_str();
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let (inner, len) = if let Some(body) = after.strip_prefix("{{") {
+            match body.find("}}") {
+                Some(end) => (&body[..end], end + 4),
+                None => ("", 0),
+            }
+        } else {
+            match after[1..].find('}') {
+                Some(end) => (&after[1..1 + end], end + 2),
+                None => ("", 0),
+            }
+        };
+        match vars.get(inner).filter(|_| len > 0) {
+            Some(value) => {
+                out.push_str(value);
+                rest = &after[len..];
+            }
+            None => {
+                out.push('{');
+                rest = &after[1..];
+            }
+        }
     }
+    out.push_str(rest);
     out
 }
 
@@ -493,6 +520,18 @@ mod tests {
             ),
             "123456 / 123456 / 123456 for alice {unknown}"
         );
+    }
+
+    #[test]
+    fn values_are_never_read_as_placeholders() {
+        let mut vars = BTreeMap::new();
+        vars.insert("message", "hi {secret}".to_string());
+        vars.insert("secret", "api-key".to_string());
+        assert_eq!(
+            render("{message} / {secret}", &vars),
+            "hi {secret} / api-key"
+        );
+        assert_eq!(render("{ {nope} {message", &vars), "{ {nope} {message");
     }
 
     #[test]

@@ -25,5 +25,5 @@ pub use ldap::{AttributeMap, DirectoryType, GroupConfig, GroupMode, LdapProfile}
 pub use rules::{Condition, MethodRule, Pattern, Route};
 pub use syslog::{SyslogProfile, SyslogProtocol};
 pub use token::{NewToken, Token, TokenKind, TokenPatch, TokenState};
-pub use transaction::{SentCode, Transaction, TxStatus};
+pub use transaction::{CodeKind, SentCode, Transaction, TxStatus};
 pub use user::{LocalUser, NewLocalUser, User, UserPatch};

@@ -53,24 +53,68 @@ pub struct Transaction {
     pub expires_at: i64,
 }
 
-/// A code sent for a transaction: only its hash is kept.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a transaction's secret answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeKind {
+    /// A code sent by SMS or mail, typed back.
+    Code,
+    /// A link token, clicked.
+    Link,
+}
+
+impl CodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeKind::Code => "code",
+            CodeKind::Link => "link",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "code" => Some(CodeKind::Code),
+            "link" => Some(CodeKind::Link),
+            _ => None,
+        }
+    }
+}
+
+/// A code or link sent for one factor of a transaction: only its hash is kept. It answers that
+/// factor only, once; moving the transaction on clears it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SentCode {
-    /// SHA-256 (hex) of the transaction id and the code.
+    /// SHA-256 (hex) of the kind, the transaction id and the secret.
     pub hash: String,
-    /// Wrong answers so far.
+    pub kind: CodeKind,
+    /// The factor it answers.
+    pub factor: u32,
+    /// Answers tried so far.
     pub fails: u32,
-    /// The code can be answered until then (Unix seconds).
+    /// It can be answered until then (Unix seconds).
     pub expires_at: i64,
 }
 
+impl std::fmt::Debug for SentCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash of a 6-digit code is reversed in an instant: never shown.
+        f.debug_struct("SentCode")
+            .field("kind", &self.kind)
+            .field("factor", &self.factor)
+            .field("fails", &self.fails)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SentCode {
-    pub fn hash_of(tx: &TransactionId, code: &str) -> String {
+    pub fn hash_of(tx: &TransactionId, kind: CodeKind, secret: &str) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
+        h.update(kind.as_str().as_bytes());
+        h.update(b":");
         h.update(tx.as_str().as_bytes());
         h.update(b":");
-        h.update(code.as_bytes());
+        h.update(secret.as_bytes());
         data_encoding::HEXLOWER.encode(&h.finalize())
     }
 }

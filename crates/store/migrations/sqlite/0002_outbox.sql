@@ -1,6 +1,8 @@
 -- Codes sent by SMS, WhatsApp, Zalo and mail, and the outbox of messages waiting to be sent.
 ALTER TABLE transactions ADD COLUMN code_hash TEXT;
 ALTER TABLE transactions ADD COLUMN code_fails INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE transactions ADD COLUMN code_kind TEXT;
+ALTER TABLE transactions ADD COLUMN code_factor INTEGER;
 ALTER TABLE transactions ADD COLUMN code_expires_at INTEGER;
 
 CREATE TABLE outbox (
