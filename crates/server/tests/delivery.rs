@@ -404,7 +404,8 @@ async fn delivery_settings_are_checked() {
     let bad: Declaration = serde_json::from_value(json!({
         "delivery_profile": [{"name": "relay", "type": "smtp", "host": "mail.example.org",
                               "from": "not-an-address"}],
-        "settings": {"sms_delivery": "relay, nowhere", "sms_template": "no code here"}
+        "settings": {"sms_delivery": "relay, nowhere", "sms_template": "no code here"},
+        "application": [{"name": "boss", "factors": [{"methods": ["approved_otp", "soft_otp"]}]}]
     }))
     .unwrap();
     let err = s
@@ -418,6 +419,9 @@ async fn delivery_settings_are_checked() {
         "'relay' is an SMTP server",
         "'nowhere' does not exist",
         "sms_template",
+        "approved_otp must follow a factor that proves",
+        "approved_otp stands alone",
+        "need the public_url setting",
     ] {
         assert!(err.contains(want), "{want} missing in {err}");
     }
@@ -939,5 +943,73 @@ async fn a_radius_nas_waits_for_the_link_and_answers_the_challenge_empty() {
         .map(|r| format!("{}: {}", r.result, r.reason))
         .collect();
     assert!(ok, "{out}\n{reasons:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_answers_its_own_factor_only() {
+    let gw = Provider::start().await;
+    let s = TestServer::start(Backend::Sqlite, Some(1_800_000_010)).await;
+    // A phone, no mail address: the second factor can only be answered with the token.
+    s.admin()
+        .create_user(
+            &actor(),
+            tessera_core::admin::NewUserInput {
+                username: "dora".into(),
+                phone: Some("+4915100000009".into()),
+                enabled: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    s.enroll(
+        "dora",
+        tessera_core::model::TokenKind::Totp,
+        "TOTPDORA",
+        None,
+    )
+    .await;
+    apply(
+        &s,
+        json!({
+            "delivery_profile": [{"name": "gw", "type": "http",
+                "url": format!("{}/sms", gw.url), "body": "to={phone}&text={message}"}],
+            "settings": {"sms_delivery": "gw"}
+        }),
+    )
+    .await;
+    s.use_app(
+        "two",
+        &[&[Method::SmsOtp], &[Method::SoftOtp, Method::MailOtp]],
+    )
+    .await;
+    let (result, body) = s.check(&[("user", "dora"), ("pass", "")]).await;
+    assert_eq!(result, "CHALLENGE", "{body}");
+    let tx = body["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sms = gw.wait_for("/sms", 1).await;
+    let code = code_in(&form_value(&sms[0].body, "text"));
+    let answer = |pass: String| {
+        let (s, tx) = (&s, tx.clone());
+        async move {
+            s.check(&[("user", "dora"), ("pass", &pass), ("transaction_id", &tx)])
+                .await
+        }
+    };
+    let (result, body) = answer(code.clone()).await;
+    assert_eq!(result, "CHALLENGE", "{body}");
+    assert_eq!(
+        body["detail"]["multi_challenge"][0]["type"], "totp",
+        "{body}"
+    );
+    assert_eq!(
+        answer(code).await.0,
+        "REJECT",
+        "the SMS code does not answer factor 2"
+    );
+    assert_eq!(answer(s.totp(0)).await.0, "ACCEPT");
     s.stop().await;
 }
