@@ -1,5 +1,6 @@
 """A real SMTP server (aiosmtpd) on a loopback port the OS picks, for Tessera's tests.
 
+Arguments: FILE [CERT KEY] — with a certificate and key, the server requires STARTTLS.
 Prints the port on the first line of stdout, then appends every message it receives to the
 file named by the first argument, one JSON object per line: {"from", "to", "subject", "body"
 (the text part), "html" (the HTML part, or null)}.
@@ -10,6 +11,7 @@ import email
 import email.policy
 import json
 import socket
+import ssl
 import sys
 
 from aiosmtpd.controller import Controller
@@ -43,7 +45,13 @@ def free_port():
 
 def main():
     port = free_port()
-    controller = Controller(Sink(sys.argv[1]), hostname="127.0.0.1", port=port)
+    kwargs = {}
+    if len(sys.argv) > 3:
+        # STARTTLS required, with this certificate and key.
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        kwargs = {"tls_context": ctx, "require_starttls": True}
+    controller = Controller(Sink(sys.argv[1]), hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     print(port, flush=True)
     try:

@@ -203,7 +203,16 @@ async fn send_mail(s: &SmtpProfile, leg: &Leg) -> Result<String, String> {
     let tls = match s.tls {
         SmtpTls::None => Tls::None,
         SmtpTls::Starttls | SmtpTls::Implicit => {
-            let params = TlsParameters::new(s.host.clone()).map_err(|e| format!("TLS: {e}"))?;
+            let mut builder = TlsParameters::builder(s.host.clone());
+            if let Some(pem) = &s.ca_pem {
+                builder = builder
+                    .certificate_store(lettre::transport::smtp::client::CertificateStore::None)
+                    .add_root_certificate(
+                        lettre::transport::smtp::client::Certificate::from_pem(pem.as_bytes())
+                            .map_err(|e| format!("ca_pem: {e}"))?,
+                    );
+            }
+            let params = builder.build_rustls().map_err(|e| format!("TLS: {e}"))?;
             if s.tls == SmtpTls::Starttls {
                 Tls::Required(params)
             } else {

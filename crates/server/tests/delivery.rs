@@ -288,6 +288,22 @@ struct SmtpSink {
 
 impl SmtpSink {
     fn start() -> SmtpSink {
+        Self::start_with(&[])
+    }
+
+    /// Requires STARTTLS with a certificate for 127.0.0.1 from a test CA; returns the CA.
+    fn start_tls() -> (SmtpSink, String, tempfile::TempDir) {
+        let certs = tempfile::tempdir().unwrap();
+        tessera_testkit::slapd::certificates(certs.path());
+        let ca = std::fs::read_to_string(certs.path().join("ca.pem")).unwrap();
+        let sink = Self::start_with(&[
+            certs.path().join("server.pem").display().to_string(),
+            certs.path().join("server.key").display().to_string(),
+        ]);
+        (sink, ca, certs)
+    }
+
+    fn start_with(extra: &[String]) -> SmtpSink {
         let base = std::env::var("TESSERA_TEST_VENVS")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|_| common::root().join(".venv"));
@@ -302,6 +318,7 @@ impl SmtpSink {
         let mut child = std::process::Command::new(python)
             .arg(common::root().join("tests/peers/smtp_sink.py"))
             .arg(&file)
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -1011,5 +1028,56 @@ async fn a_code_answers_its_own_factor_only() {
         "the SMS code does not answer factor 2"
     );
     assert_eq!(answer(s.totp(0)).await.0, "ACCEPT");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_over_starttls_with_a_pinned_ca() {
+    let (smtp, ca, _certs) = SmtpSink::start_tls();
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.add_user("alice", Some("alice-password")).await;
+    let profile = |ca: &str| {
+        json!({"name": "relay", "type": "smtp", "host": "127.0.0.1", "port": smtp.port,
+               "tls": "starttls", "ca_pem": ca, "from": "mfa@example.org"})
+    };
+    apply(
+        &s,
+        json!({"delivery_profile": [profile(&ca)], "settings": {"mail_delivery": "relay"}}),
+    )
+    .await;
+    s.use_app("mail", &[&[Method::MailOtp]]).await;
+    let (result, _) = s.check(&[("user", "alice"), ("pass", "")]).await;
+    assert_eq!(result, "CHALLENGE");
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail["to"], json!(["alice@example.org"]));
+    code_in(mail["body"].as_str().unwrap());
+
+    // A CA that did not sign the server's certificate: not delivered, and the audit says why.
+    let other = tempfile::tempdir().unwrap();
+    tessera_testkit::slapd::certificates(other.path());
+    let wrong = std::fs::read_to_string(other.path().join("ca.pem")).unwrap();
+    apply(&s, json!({"delivery_profile": [profile(&wrong)]})).await;
+    let (result, _) = s.check(&[("user", "alice"), ("pass", "")]).await;
+    assert_eq!(result, "CHALLENGE");
+    let started = Instant::now();
+    let attempt = loop {
+        let got = s.audit("deliver").await;
+        if got.len() >= 2 {
+            break got[0].clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(attempt.result, "error", "{}", attempt.reason);
+    assert!(
+        attempt.reason.contains("mail relay: SMTP"),
+        "{}",
+        attempt.reason
+    );
+    assert_eq!(
+        smtp.wait_for(1).await.len(),
+        1,
+        "nothing delivered without trust"
+    );
     s.stop().await;
 }

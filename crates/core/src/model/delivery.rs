@@ -39,6 +39,10 @@ pub struct SmtpProfile {
     pub from: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_name: Option<String>,
+    /// Trust only these CA certificates (PEM) for the server's certificate (an internal relay
+    /// with a private CA); default: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
     #[serde(
         default = "default_timeout",
         skip_serializing_if = "is_default_timeout"
@@ -158,6 +162,20 @@ impl DeliveryProfile {
                 }
                 if s.password.is_some() && s.username.is_none() {
                     errs.push("password: given without username".into());
+                }
+                if s.password.is_some() && s.tls == SmtpTls::None {
+                    errs.push(
+                        "password: would cross the network in clear; use tls = \"starttls\" or \"implicit\""
+                            .into(),
+                    );
+                }
+                if let Some(pem) = &s.ca_pem {
+                    if s.tls == SmtpTls::None {
+                        errs.push("ca_pem: only with tls = \"starttls\" or \"implicit\"".into());
+                    }
+                    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                        errs.push("ca_pem: no PEM certificate found".into());
+                    }
                 }
                 if !(1..=300).contains(&s.timeout_seconds) {
                     errs.push("timeout_seconds: from 1 to 300".into());
