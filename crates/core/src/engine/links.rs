@@ -171,13 +171,13 @@ impl Engine {
     }
 
     /// The placeholders of link and approval messages.
-    fn message_vars(
+    fn message_vars<'u>(
         &self,
         l: &Login<'_>,
-        user: &User,
+        user: &'u User,
         link: &str,
         validity: i64,
-    ) -> BTreeMap<&'static str, String> {
+    ) -> BTreeMap<&'u str, String> {
         let mut vars = BTreeMap::new();
         vars.insert("link", link.to_string());
         vars.insert("username", user.username.clone());
@@ -198,6 +198,7 @@ impl Engine {
         );
         vars.insert("given_name", user.given_name.clone().unwrap_or_default());
         vars.insert("surname", user.surname.clone().unwrap_or_default());
+        super::sent::add_user_attributes(&mut vars, user);
         vars.insert("validity_minutes", ((validity + 59) / 60).to_string());
         vars
     }

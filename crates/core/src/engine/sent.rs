@@ -151,6 +151,7 @@ impl Engine {
         );
         vars.insert("given_name", user.given_name.clone().unwrap_or_default());
         vars.insert("surname", user.surname.clone().unwrap_or_default());
+        add_user_attributes(&mut vars, user);
         let legs = plan
             .into_iter()
             .map(|(channel, recipient)| Leg {
@@ -261,5 +262,49 @@ impl Engine {
                 hash.as_bytes(),
             ));
         Ok(Some(right && store.consume_code(&tx.id, &hash).await?))
+    }
+}
+
+/// A directory user's further attributes (`department`, `title`, ...) for templates, by their
+/// lower-case names; they never replace the placeholders above.
+pub(crate) fn add_user_attributes<'a>(vars: &mut BTreeMap<&'a str, String>, user: &'a User) {
+    for (k, v) in &user.attributes {
+        if k != "dn" && k != "memberof" {
+            vars.entry(k.as_str()).or_insert_with(|| v.join(", "));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_attributes_fill_templates_without_replacing_placeholders() {
+        let mut attributes = BTreeMap::new();
+        attributes.insert("department".to_string(), vec!["Sales".to_string()]);
+        attributes.insert("otp".to_string(), vec!["999999".to_string()]);
+        attributes.insert("dn".to_string(), vec!["uid=a,dc=x".to_string()]);
+        let user = User {
+            source: crate::ids::SourceName::from("corp"),
+            id: crate::ids::UserId::from("1"),
+            username: "a".into(),
+            given_name: None,
+            surname: None,
+            email: None,
+            phone: None,
+            manager: None,
+            groups: vec![],
+            enabled: true,
+            expires_at: None,
+            attributes,
+        };
+        let mut vars = BTreeMap::new();
+        vars.insert("otp", "123456".to_string());
+        add_user_attributes(&mut vars, &user);
+        assert_eq!(
+            render("{otp} for {department} {dn}", &vars),
+            "123456 for Sales {dn}"
+        );
     }
 }
