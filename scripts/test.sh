@@ -6,7 +6,7 @@
 #     directory per test, ldapwhoami); their system services are not started. PostgreSQL when
 #     none is reachable
 #   - Python venvs in .venv/: privacyIDEA's and eduMFA's client classes, django-privacyidea-auth,
-#     pyrad, aiosmtpd (a real SMTP server for the mail tests)
+#     pyrad, aiosmtpd (a real SMTP server for the mail tests), authlib + PyJWT (OAuth2)
 #   - cargo-fuzz, for a bounded run of the RADIUS decoder's fuzz target
 #   - PostgreSQL: TESSERA_TEST_PG_URL, or postgres://postgres@127.0.0.1:5432/test (started or
 #     created here when not reachable)
@@ -57,7 +57,7 @@ venv_for() {
     echo "$stamp" > "$dir/.stamp"
   fi
 }
-for v in pi edu dj radius smtp; do venv_for "$v"; done
+for v in pi edu dj radius smtp oauth; do venv_for "$v"; done
 export TESSERA_TEST_VENVS="$PWD/.venv"
 
 export TESSERA_TEST_PG_URL="${TESSERA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"

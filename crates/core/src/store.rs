@@ -59,16 +59,18 @@ pub enum ConfigKind {
     RadiusClient,
     DeliveryProfile,
     SyslogProfile,
+    ApiClient,
 }
 
 impl ConfigKind {
-    pub const ALL: [ConfigKind; 6] = [
+    pub const ALL: [ConfigKind; 7] = [
         ConfigKind::UserSource,
         ConfigKind::Realm,
         ConfigKind::Application,
         ConfigKind::RadiusClient,
         ConfigKind::DeliveryProfile,
         ConfigKind::SyslogProfile,
+        ConfigKind::ApiClient,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +81,7 @@ impl ConfigKind {
             ConfigKind::RadiusClient => "radius_client",
             ConfigKind::DeliveryProfile => "delivery_profile",
             ConfigKind::SyslogProfile => "syslog_profile",
+            ConfigKind::ApiClient => "api_client",
         }
     }
 }
@@ -157,6 +160,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // --- meta (bootstrap flags, key check) ---
     async fn meta(&self, key: &str) -> StoreResult<Option<String>>;
     async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+    /// Sets `key` to `value` unless it has a value; returns the value it has afterwards (so
+    /// that nodes racing to create something all end up with the same).
+    async fn init_meta(&self, key: &str, value: &str) -> StoreResult<String>;
+    /// Remembers that the token `jti` is revoked until it expires anyway.
+    async fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
+    async fn token_revoked(&self, jti: &str) -> StoreResult<bool>;
 
     // --- configuration ---
     /// Bumped by every change to settings or configuration documents, on any node.

@@ -8,6 +8,7 @@
 mod admin_api;
 mod health;
 mod links;
+mod oauth;
 mod params;
 mod pi;
 mod validate;
@@ -36,6 +37,8 @@ pub struct HttpState {
     pub engine: Arc<Engine>,
     pub admin: Admin,
     pub metrics: Option<MetricsRender>,
+    oauth_signer: Arc<tokio::sync::OnceCell<Arc<oauth::Signer>>>,
+    oauth_rates: Arc<oauth::RateCounts>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -50,6 +53,8 @@ impl HttpState {
             engine: admin.engine().clone(),
             admin,
             metrics,
+            oauth_signer: Default::default(),
+            oauth_rates: Default::default(),
         }
     }
 
@@ -93,6 +98,7 @@ pub fn router(state: HttpState) -> Router {
         .nest("/api/v1", admin_api::routes())
         .merge(health::routes())
         .merge(links::routes())
+        .merge(oauth::routes())
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -28,6 +28,42 @@ impl SqlStore {
         Ok(())
     }
 
+    pub(crate) async fn init_meta_impl(&self, key: &str, value: &str) -> StoreResult<String> {
+        self.db
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                params![key, value],
+                "meta",
+            )
+            .await?;
+        self.meta_impl(key)
+            .await?
+            .ok_or_else(|| tessera_core::store::StoreError::Backend(format!("meta {key} vanished")))
+    }
+
+    pub(crate) async fn revoke_token_impl(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
+        self.db
+            .execute(
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
+                 ON CONFLICT (jti) DO NOTHING",
+                params![jti, expires_at],
+                "revoked token",
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn token_revoked_impl(&self, jti: &str) -> StoreResult<bool> {
+        Ok(self
+            .db
+            .query_one(
+                "SELECT 1 AS one FROM revoked_tokens WHERE jti = $1",
+                params![jti],
+            )
+            .await?
+            .is_some())
+    }
+
     pub(crate) async fn config_version_impl(&self) -> StoreResult<i64> {
         self.db
             .query_one("SELECT version FROM config_version WHERE id = 1", vec![])

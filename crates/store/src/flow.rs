@@ -279,6 +279,14 @@ impl SqlStore {
                 "session",
             )
             .await?;
+        total += self
+            .db
+            .execute(
+                "DELETE FROM revoked_tokens WHERE expires_at < $1",
+                params![now],
+                "revoked token",
+            )
+            .await?;
         // Delivered and given-up messages stay a week for `tessera outbox --all`.
         total += self
             .db

@@ -90,6 +90,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 "outbox",
                 include_str!("../migrations/sqlite/0002_outbox.sql"),
             ),
+            (
+                3,
+                "oauth",
+                include_str!("../migrations/sqlite/0003_oauth.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             (
@@ -101,6 +106,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 2,
                 "outbox",
                 include_str!("../migrations/postgres/0002_outbox.sql"),
+            ),
+            (
+                3,
+                "oauth",
+                include_str!("../migrations/postgres/0003_oauth.sql"),
             ),
         ],
     }

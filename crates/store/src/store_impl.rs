@@ -39,6 +39,15 @@ impl Store for SqlStore {
     async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
         self.set_meta_impl(key, value).await
     }
+    async fn init_meta(&self, key: &str, value: &str) -> StoreResult<String> {
+        self.init_meta_impl(key, value).await
+    }
+    async fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
+        self.revoke_token_impl(jti, expires_at).await
+    }
+    async fn token_revoked(&self, jti: &str) -> StoreResult<bool> {
+        self.token_revoked_impl(jti).await
+    }
     async fn config_version(&self) -> StoreResult<i64> {
         self.config_version_impl().await
     }

@@ -44,6 +44,8 @@ pub struct Declaration {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub syslog_profiles: Vec<crate::model::SyslogProfile>,
+    #[serde(default, rename = "api_client", skip_serializing_if = "Vec::is_empty")]
+    pub api_clients: Vec<crate::model::ApiClient>,
 }
 
 impl Declaration {
@@ -60,6 +62,9 @@ impl Declaration {
         }
         for p in &mut self.delivery_profiles {
             p.set_secret(None);
+        }
+        for c in &mut self.api_clients {
+            c.secret_hash = None;
         }
         self
     }
@@ -212,6 +217,12 @@ impl Admin {
                 .push(client_from_stored(store.as_ref(), doc.body).map_err(|e| {
                     AdminError::invalid(format!("RADIUS client {}: {e}", doc.name))
                 })?);
+        }
+        for doc in store.config_docs(ConfigKind::ApiClient).await? {
+            decl.api_clients.push(
+                serde_json::from_value(doc.body)
+                    .map_err(|e| AdminError::invalid(format!("API client {}: {e}", doc.name)))?,
+            );
         }
         for doc in store.config_docs(ConfigKind::SyslogProfile).await? {
             decl.syslog_profiles.push(
@@ -401,6 +412,31 @@ impl Admin {
                 ));
             }
         }
+        let mut api_clients = BTreeMap::new();
+        let mut client_ids = BTreeMap::new();
+        for c in &decl.api_clients {
+            let label = format!("API client '{}'", c.name);
+            errs.extend(c.problems().into_iter().map(|e| format!("{label}: {e}")));
+            if c.secret_hash.is_none() {
+                errs.push(format!(
+                    "{label}: no secret (create it with `tessera client add api`, which shows the secret once)"
+                ));
+            }
+            if let Some(a) = &c.application
+                && !apps.contains_key(&a.0.to_lowercase())
+            {
+                errs.push(format!("{label}: application '{a}' does not exist"));
+            }
+            if api_clients.insert(c.name.to_lowercase(), c).is_some() {
+                errs.push(format!("{label} is defined twice"));
+            }
+            if client_ids.insert(c.client_id.clone(), c).is_some() {
+                errs.push(format!(
+                    "{label}: client_id '{}' is used twice",
+                    c.client_id
+                ));
+            }
+        }
         let mut syslogs = BTreeMap::new();
         for p in &decl.syslog_profiles {
             let label = format!("syslog profile '{}'", p.name);
@@ -513,6 +549,16 @@ impl Admin {
                 }
             }
             let have: Vec<String> = desired
+                .api_clients
+                .iter()
+                .map(|c| c.name.to_lowercase())
+                .collect();
+            for c in &current.api_clients {
+                if !have.contains(&c.name.to_lowercase()) {
+                    effective.api_clients.push(c.clone());
+                }
+            }
+            let have: Vec<String> = desired
                 .syslog_profiles
                 .iter()
                 .map(|p| p.name.to_lowercase())
@@ -553,6 +599,21 @@ impl Admin {
                     .find(|k| k.name.eq_ignore_ascii_case(&c.name))
             {
                 c.secret = cur.secret.clone();
+            }
+        }
+        // An API client given without its secret hash keeps the stored one (same client id).
+        for c in desired
+            .api_clients
+            .iter_mut()
+            .chain(effective.api_clients.iter_mut())
+        {
+            if c.secret_hash.is_none()
+                && let Some(cur) = current
+                    .api_clients
+                    .iter()
+                    .find(|k| k.name.eq_ignore_ascii_case(&c.name) && k.client_id == c.client_id)
+            {
+                c.secret_hash = cur.secret_hash.clone();
             }
         }
         // A delivery profile given without its secret keeps the stored one, while it still
@@ -629,6 +690,14 @@ impl Admin {
             "radius_client",
             &current.radius_clients,
             &desired.radius_clients,
+            |c| c.name.clone(),
+            prune,
+            &mut changes,
+        )?;
+        diff(
+            "api_client",
+            &current.api_clients,
+            &desired.api_clients,
             |c| c.name.clone(),
             prune,
             &mut changes,
@@ -720,6 +789,13 @@ impl Admin {
                     .await?;
             }
         }
+        for c in &desired.api_clients {
+            if touches(&changes, "api_client", &c.name) {
+                store
+                    .put_config_doc(ConfigKind::ApiClient, &c.name, &json(c)?, now)
+                    .await?;
+            }
+        }
         for p in &desired.syslog_profiles {
             if touches(&changes, "syslog_profile", &p.name) {
                 store
@@ -745,6 +821,7 @@ impl Admin {
             store.put_settings(&settings, now).await?;
         }
         for kind in [
+            ConfigKind::ApiClient,
             ConfigKind::SyslogProfile,
             ConfigKind::DeliveryProfile,
             ConfigKind::RadiusClient,
@@ -958,6 +1035,12 @@ fn redacted(before: &mut Value, after: &mut Value) {
             .and_then(|l| l.remove("bind_password"))
     };
     let (pb, pa) = (take(b), take(a));
+    // API clients' secret hashes: not secret, but not shown either.
+    let (hb, ha) = (b.remove("secret_hash"), a.remove("secret_hash"));
+    if hb != ha {
+        b.insert("secret_hash".into(), Value::String("***".into()));
+        a.insert("secret_hash".into(), Value::String("*** (changed)".into()));
+    }
     if pb != pa {
         for (side, mark) in [(b, "***"), (a, "*** (changed)")] {
             if let Some(l) = side.get_mut("ldap").and_then(Value::as_object_mut) {

@@ -3,11 +3,13 @@
 //! and written to the audit log.
 
 mod accounts;
+mod api_clients;
 mod config;
 mod tokens;
 mod users;
 
 pub use accounts::{LoginResult, SESSION_SECONDS};
+pub use api_clients::{CreatedApiClient, NewApiClient};
 pub use config::{ConfigObject, Declaration, PlannedChange, bootstrap_defaults};
 pub use tokens::{EnrollInput, Enrolled, TokenInfo};
 pub use users::{NewUserInput, UserInfo};

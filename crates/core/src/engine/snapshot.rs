@@ -28,6 +28,8 @@ pub struct Snapshot {
     /// Delivery profiles with their secrets opened, keyed by lower-case name.
     pub delivery_profiles: BTreeMap<String, DeliveryProfile>,
     pub syslog_profiles: BTreeMap<String, crate::model::SyslogProfile>,
+    /// API clients, keyed by lower-case name.
+    pub api_clients: BTreeMap<String, crate::model::ApiClient>,
     /// Stored objects that could not be used, for the operator's log.
     pub problems: Vec<String>,
 }
@@ -110,10 +112,20 @@ impl Snapshot {
                 Err(e) => problems.push(format!("syslog profile {}: {e}", doc.name)),
             }
         }
+        let mut api_clients = BTreeMap::new();
+        for doc in store.config_docs(ConfigKind::ApiClient).await? {
+            match serde_json::from_value::<crate::model::ApiClient>(doc.body) {
+                Ok(c) => {
+                    api_clients.insert(c.name.to_lowercase(), c);
+                }
+                Err(e) => problems.push(format!("API client {}: {e}", doc.name)),
+            }
+        }
         Ok(Snapshot {
             version,
             delivery_profiles,
             syslog_profiles,
+            api_clients,
             radius_clients,
             settings,
             proxies,
@@ -137,6 +149,11 @@ impl Snapshot {
             .filter_map(|c| c.match_score(source, nas_identifier).map(|s| (s, c)))
             .max_by_key(|(s, _)| *s)
             .map(|(_, c)| c)
+    }
+
+    /// The API client with an OAuth2 `client_id`.
+    pub fn api_client_by_id(&self, client_id: &str) -> Option<&crate::model::ApiClient> {
+        self.api_clients.values().find(|c| c.client_id == client_id)
     }
 
     pub fn delivery_profile(&self, name: &str) -> Option<&DeliveryProfile> {

@@ -1,6 +1,7 @@
 //! The domain model: what the store keeps and the engine reasons about.
 
 pub mod admin;
+pub mod api_client;
 pub mod app;
 pub mod audit;
 pub mod client;
@@ -13,6 +14,7 @@ pub mod transaction;
 pub mod user;
 
 pub use admin::{AdminAccount, AdminRole, AdminSession};
+pub use api_client::{ApiClient, ApiClientKind};
 pub use app::{AppKind, Application, Factor, Method, Realm, UserSourceDef, UserSourceKind};
 pub use audit::{AuditQuery, AuditRecord};
 pub use client::{

@@ -1,0 +1,76 @@
+//! API clients: created with a generated client id and secret (shown once).
+
+use super::{Actor, Admin, AdminError, AdminResult};
+use crate::ids::AppName;
+use crate::model::{ApiClient, ApiClientKind, Net};
+use crate::rng::{random_hex, random_token};
+use zeroize::Zeroizing;
+
+/// A new API client as an administrator asks for it.
+#[derive(Clone, Debug, Default)]
+pub struct NewApiClient {
+    pub name: String,
+    pub kind: ApiClientKind,
+    pub application: Option<String>,
+    pub scopes: Vec<String>,
+    pub allowed_ips: Vec<Net>,
+    pub rate_limit_per_minute: u32,
+    pub token_lifetime_seconds: Option<u32>,
+    pub description: String,
+}
+
+/// A created client and its secret, which is shown this once.
+#[derive(Debug)]
+pub struct CreatedApiClient {
+    pub client: ApiClient,
+    pub client_secret: Zeroizing<String>,
+}
+
+impl Admin {
+    /// Creates an API client with a new client id and secret.
+    pub async fn create_api_client(
+        &self,
+        actor: &Actor,
+        input: NewApiClient,
+    ) -> AdminResult<CreatedApiClient> {
+        if self.get::<ApiClient>(&input.name).is_ok() {
+            return Err(AdminError::Conflict(format!(
+                "API client '{}' already exists",
+                input.name
+            )));
+        }
+        let rng = self.engine.ports().rng.clone();
+        let secret = Zeroizing::new(random_token(rng.as_ref()));
+        let client = ApiClient {
+            name: input.name,
+            description: input.description,
+            client_id: format!("tc-{}", random_hex(rng.as_ref(), 10)),
+            kind: input.kind,
+            application: input.application.map(AppName),
+            scopes: input.scopes,
+            allowed_ips: input.allowed_ips,
+            rate_limit_per_minute: input.rate_limit_per_minute,
+            token_lifetime_seconds: input.token_lifetime_seconds.unwrap_or(3600),
+            secret_hash: Some(ApiClient::hash_secret(&secret)),
+        };
+        let client = self.put(actor, client).await?;
+        Ok(CreatedApiClient {
+            client,
+            client_secret: secret,
+        })
+    }
+}
+
+impl super::config::ConfigObject for ApiClient {
+    const KIND: crate::store::ConfigKind = crate::store::ConfigKind::ApiClient;
+    const LABEL: &'static str = "API client";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn of_declaration(decl: &mut super::Declaration) -> &mut Vec<Self> {
+        &mut decl.api_clients
+    }
+    fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self> {
+        snap.api_clients.values().cloned().collect()
+    }
+}

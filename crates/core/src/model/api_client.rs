@@ -1,0 +1,149 @@
+//! API clients (seed 000): programs that call Tessera's REST API with OAuth2 — agents (a
+//! Windows logon provider, a PAM module, ADFS) with the client-credentials grant, and user
+//! clients that sign users in with the password grant.
+
+use crate::ids::AppName;
+use crate::model::Net;
+use crate::model::app::check_name;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiClientKind {
+    /// A machine: client-credentials grant.
+    #[default]
+    Agent,
+    /// Signs users in: password grant.
+    User,
+}
+
+impl ApiClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiClientKind::Agent => "agent",
+            ApiClientKind::User => "user",
+        }
+    }
+}
+
+/// The scopes an API client may be given.
+pub const SCOPES: [&str; 3] = ["validate", "mfa", "introspect"];
+
+fn default_lifetime() -> u32 {
+    3600
+}
+
+fn is_default_lifetime(v: &u32) -> bool {
+    *v == default_lifetime()
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiClient {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The OAuth2 `client_id` (generated).
+    pub client_id: String,
+    #[serde(rename = "type", default)]
+    pub kind: ApiClientKind,
+    /// The application whose factor chain its logins go through (user clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<AppName>,
+    /// What its tokens allow (`validate`, `mfa`, `introspect`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Addresses it may call from; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_ips: Vec<Net>,
+    /// Token requests per minute at most, per node (0: no limit).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_limit_per_minute: u32,
+    #[serde(
+        default = "default_lifetime",
+        skip_serializing_if = "is_default_lifetime"
+    )]
+    pub token_lifetime_seconds: u32,
+    /// SHA-256 (hex) of the client secret (256 random bits, shown once when generated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+}
+
+impl ApiClient {
+    pub fn problems(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        if let Err(e) = check_name(&self.name) {
+            errs.push(format!("name: {e}"));
+        }
+        if self.client_id.len() < 8
+            || self.client_id.len() > 64
+            || !self
+                .client_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            errs.push("client_id: 8 to 64 letters, digits, '-', '_' or '.'".into());
+        }
+        for s in &self.scopes {
+            if !SCOPES.contains(&s.as_str()) {
+                errs.push(format!("scopes: '{s}' is not one of {}", SCOPES.join(", ")));
+            }
+        }
+        if !(60..=86_400).contains(&self.token_lifetime_seconds) {
+            errs.push("token_lifetime_seconds: from 60 to 86400".into());
+        }
+        if self.kind == ApiClientKind::User && self.application.is_none() {
+            errs.push("application: a user client signs users in through an application".into());
+        }
+        if let Some(h) = &self.secret_hash
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            errs.push("secret_hash: 64 hex digits (SHA-256)".into());
+        }
+        errs
+    }
+
+    /// The hash a secret is kept as.
+    pub fn hash_secret(secret: &str) -> String {
+        use sha2::{Digest, Sha256};
+        data_encoding::HEXLOWER.encode(&Sha256::digest(secret.as_bytes()))
+    }
+
+    /// Whether `secret` is this client's (in constant time).
+    pub fn secret_matches(&self, secret: &str) -> bool {
+        let given = Self::hash_secret(secret);
+        self.secret_hash
+            .as_ref()
+            .is_some_and(|h| subtle::ConstantTimeEq::ct_eq(h.as_bytes(), given.as_bytes()).into())
+    }
+
+    pub fn allows_ip(&self, ip: std::net::IpAddr) -> bool {
+        self.allowed_ips.is_empty() || self.allowed_ips.iter().any(|n| n.0.contains(&ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_and_problems() {
+        let mut c: ApiClient = serde_json::from_value(serde_json::json!({
+            "name": "pam", "client_id": "tc-0123456789", "type": "agent",
+            "scopes": ["validate"], "allowed_ips": ["10.0.0.0/8"]
+        }))
+        .unwrap();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        c.secret_hash = Some(ApiClient::hash_secret("s3cret"));
+        assert!(c.secret_matches("s3cret") && !c.secret_matches("other"));
+        assert!(c.allows_ip("10.1.2.3".parse().unwrap()));
+        assert!(!c.allows_ip("192.168.0.1".parse().unwrap()));
+        c.scopes = vec!["everything".into()];
+        c.kind = ApiClientKind::User;
+        assert_eq!(c.problems().len(), 2, "{:?}", c.problems());
+    }
+}

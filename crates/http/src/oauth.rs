@@ -1,0 +1,569 @@
+//! OAuth2 for API clients: `/oauth/token` (client credentials), `/oauth/introspect` (RFC 7662),
+//! `/oauth/revoke` (RFC 7009), `/oauth/jwks` and the authorization-server metadata (RFC 8414).
+//! Access tokens are JWTs (RFC 9068) signed with ES256. The signature is made and checked with
+//! ring (already Tessera's TLS crypto) rather than a JWT crate: one algorithm, a few lines, and
+//! no RSA code in the build.
+
+use crate::{HttpState, St};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use data_encoding::BASE64URL_NOPAD;
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+    UnparsedPublicKey,
+};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tessera_core::model::{ApiClient, ApiClientKind, AuditRecord};
+
+/// Where the signing key is kept (sealed) in the store's meta table.
+const KEY_META: &str = "oauth_signing_key";
+const KEY_CONTEXT: &str = "oauth:signing_key";
+
+pub(crate) fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/oauth/token", post(token))
+        .route("/oauth/introspect", post(introspect))
+        .route("/oauth/revoke", post(revoke))
+        .route("/oauth/jwks", get(jwks))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+}
+
+/// The signing key, loaded (or made, once for all nodes) on first use.
+pub(crate) struct Signer {
+    key: EcdsaKeyPair,
+    kid: String,
+    rng: SystemRandom,
+}
+
+/// Per-node token request counts: client id → (minute, count).
+pub(crate) type RateCounts = Mutex<HashMap<String, (i64, u32)>>;
+
+async fn signer(state: &HttpState) -> Result<Arc<Signer>, String> {
+    state
+        .oauth_signer
+        .get_or_try_init(|| async {
+            let store = state.engine.store();
+            let rng = SystemRandom::new();
+            let stored = match store.meta(KEY_META).await.map_err(|e| e.to_string())? {
+                Some(v) => v,
+                None => {
+                    let pkcs8 =
+                        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                            .map_err(|_| "cannot make a signing key".to_string())?;
+                    let sealed = store.seal_secret(pkcs8.as_ref(), KEY_CONTEXT);
+                    // Nodes racing here all end up with the key stored first.
+                    store
+                        .init_meta(KEY_META, &data_encoding::BASE64.encode(&sealed))
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
+            };
+            let sealed = data_encoding::BASE64
+                .decode(stored.as_bytes())
+                .map_err(|e| format!("signing key: {e}"))?;
+            let pkcs8 = store
+                .open_secret(&sealed, KEY_CONTEXT)
+                .map_err(|e| e.to_string())?;
+            let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
+                .map_err(|_| "the stored signing key cannot be read".to_string())?;
+            let digest = ring::digest::digest(&ring::digest::SHA256, key.public_key().as_ref());
+            let kid = data_encoding::HEXLOWER.encode(&digest.as_ref()[..8]);
+            Ok(Arc::new(Signer { key, kid, rng }))
+        })
+        .await
+        .cloned()
+}
+
+impl Signer {
+    fn sign(&self, claims: &Value) -> Result<String, String> {
+        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": self.kid});
+        let input = format!(
+            "{}.{}",
+            BASE64URL_NOPAD.encode(header.to_string().as_bytes()),
+            BASE64URL_NOPAD.encode(claims.to_string().as_bytes())
+        );
+        let sig = self
+            .key
+            .sign(&self.rng, input.as_bytes())
+            .map_err(|_| "signing failed".to_string())?;
+        Ok(format!("{input}.{}", BASE64URL_NOPAD.encode(sig.as_ref())))
+    }
+
+    /// The claims of a token this key signed, if the signature holds (expiry not checked).
+    fn verify(&self, token: &str) -> Option<Value> {
+        let mut parts = token.split('.');
+        let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let header: Value =
+            serde_json::from_slice(&BASE64URL_NOPAD.decode(h.as_bytes()).ok()?).ok()?;
+        if header["alg"] != "ES256" || header["kid"] != self.kid.as_str() {
+            return None;
+        }
+        let sig = BASE64URL_NOPAD.decode(s.as_bytes()).ok()?;
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.key.public_key().as_ref())
+            .verify(format!("{h}.{c}").as_bytes(), &sig)
+            .ok()?;
+        serde_json::from_slice(&BASE64URL_NOPAD.decode(c.as_bytes()).ok()?).ok()
+    }
+
+    fn jwk(&self) -> Value {
+        // An uncompressed P-256 point: 0x04 || x (32) || y (32).
+        let p = self.key.public_key().as_ref();
+        json!({
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
+            "x": BASE64URL_NOPAD.encode(&p[1..33]),
+            "y": BASE64URL_NOPAD.encode(&p[33..65]),
+        })
+    }
+}
+
+/// An RFC 6749 §5.2 error.
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut res = (
+        status,
+        axum::Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    no_store(&mut res);
+    res
+}
+
+fn no_store(res: &mut Response) {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+fn invalid_client(basic: bool, description: &str) -> Response {
+    let mut res = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
+    if basic {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"tessera\""),
+        );
+    }
+    res
+}
+
+fn form(body: &Bytes) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        // A parameter given twice is an error (RFC 6749 §3.2); remember it as such.
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            out.insert(format!("{k}\u{0}twice"), String::new());
+        }
+    }
+    out
+}
+
+/// The calling client: HTTP Basic (RFC 6749 §2.3.1) or `client_id`/`client_secret` in the
+/// body, not both. `Err` is the answer to send.
+fn authenticate_client(
+    state: &HttpState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    peer: std::net::IpAddr,
+) -> Result<ApiClient, Box<Response>> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .map(|b64| {
+            data_encoding::BASE64
+                .decode(b64.trim().as_bytes())
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .and_then(|s| {
+                    s.split_once(':').map(|(id, secret)| {
+                        let dec = |x: &str| {
+                            percent_encoding::percent_decode_str(&x.replace('+', " "))
+                                .decode_utf8_lossy()
+                                .into_owned()
+                        };
+                        (dec(id), dec(secret))
+                    })
+                })
+        });
+    let body = (params.get("client_id"), params.get("client_secret"));
+    let (id, secret, is_basic) = match (basic, body) {
+        (Some(_), (Some(_), _) | (_, Some(_))) => {
+            return Err(Box::new(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "authenticate the client one way only: HTTP Basic or the request body",
+            )));
+        }
+        (Some(Some((id, secret))), _) => (id, secret, true),
+        (Some(None), _) => {
+            return Err(Box::new(invalid_client(
+                true,
+                "malformed Basic credentials",
+            )));
+        }
+        (None, (Some(id), Some(secret))) => (id.clone(), secret.clone(), false),
+        (None, _) => {
+            return Err(Box::new(invalid_client(
+                true,
+                "client authentication required",
+            )));
+        }
+    };
+    let snap = state.engine.snapshot();
+    let Some(client) = snap.api_client_by_id(&id).cloned() else {
+        // As long as a real check.
+        let _ = ApiClient::hash_secret(&secret);
+        return Err(Box::new(invalid_client(
+            is_basic,
+            "unknown client or wrong secret",
+        )));
+    };
+    if !client.secret_matches(&secret) {
+        return Err(Box::new(invalid_client(
+            is_basic,
+            "unknown client or wrong secret",
+        )));
+    }
+    if !client.allows_ip(peer) {
+        return Err(Box::new(invalid_client(
+            is_basic,
+            "this client may not call from this address",
+        )));
+    }
+    Ok(client)
+}
+
+fn issuer(state: &HttpState, headers: &HeaderMap) -> String {
+    let url = state.engine.snapshot().settings.public_url.clone();
+    if !url.is_empty() {
+        return url.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+async fn audit(
+    state: &HttpState,
+    client: &str,
+    action: &str,
+    result: &str,
+    reason: &str,
+    ip: std::net::IpAddr,
+) {
+    let engine = &state.engine;
+    let record = AuditRecord {
+        id: 0,
+        at_ms: engine.clock().now_millis(),
+        actor: format!("api:{client}"),
+        action: action.into(),
+        door: "api".into(),
+        user: None,
+        realm: None,
+        serial: None,
+        application: None,
+        transaction_id: None,
+        client_ip: Some(ip.to_string()),
+        user_agent: None,
+        result: result.into(),
+        reason: reason.into(),
+    };
+    if let Err(e) = engine.store().append_audit(&record).await {
+        tracing::warn!(error = %e, "OAuth audit record not written");
+    }
+}
+
+async fn token(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = form(&body);
+    if params.keys().any(|k| k.ends_with("\u{0}twice")) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a parameter is repeated",
+        );
+    }
+    let ip = state.client_ip(peer, &headers, None);
+    let client = match authenticate_client(&state, &headers, &params, ip) {
+        Ok(c) => c,
+        Err(res) => return *res,
+    };
+    let grant = params.get("grant_type").map(String::as_str).unwrap_or("");
+    let now = state.engine.clock().now();
+    if client.rate_limit_per_minute > 0 {
+        let minute = now / 60;
+        let over = match state.oauth_rates.lock() {
+            Ok(mut counts) => {
+                let entry = counts
+                    .entry(client.client_id.clone())
+                    .or_insert((minute, 0));
+                if entry.0 != minute {
+                    *entry = (minute, 0);
+                }
+                entry.1 += 1;
+                entry.1 > client.rate_limit_per_minute
+            }
+            Err(_) => false,
+        };
+        if over {
+            audit(
+                &state,
+                &client.name,
+                "oauth_token",
+                "error",
+                "rate limit",
+                ip,
+            )
+            .await;
+            return oauth_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "too many token requests from this client; try again in a minute",
+            );
+        }
+    }
+    match grant {
+        "client_credentials" => {}
+        "" => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is missing",
+            );
+        }
+        "password" | "refresh_token" => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is available so far",
+            );
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be client_credentials",
+            );
+        }
+    }
+    if client.kind != ApiClientKind::Agent {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "only agent clients use client_credentials",
+        );
+    }
+    let scopes: Vec<String> = match params.get("scope") {
+        Some(s) => {
+            let asked: Vec<String> = s
+                .split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect();
+            if let Some(bad) = asked.iter().find(|a| !client.scopes.contains(a)) {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    &format!("scope '{bad}' is not granted to this client"),
+                );
+            }
+            asked
+        }
+        None => client.scopes.clone(),
+    };
+    let signer = match signer(&state).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "OAuth signing key unavailable");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "no signing key",
+            );
+        }
+    };
+    let lifetime = i64::from(client.token_lifetime_seconds);
+    let jti = tessera_core::rng::random_hex(state.engine.ports().rng.as_ref(), 16);
+    let claims = json!({
+        "iss": issuer(&state, &headers),
+        "sub": client.client_id,
+        "aud": "tessera",
+        "client_id": client.client_id,
+        "scope": scopes.join(" "),
+        "role": "AGENT",
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": jti,
+    });
+    let access = match signer.sign(&claims) {
+        Ok(t) => t,
+        Err(e) => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e),
+    };
+    audit(
+        &state,
+        &client.name,
+        "oauth_token",
+        "ok",
+        "client_credentials token issued",
+        ip,
+    )
+    .await;
+    let mut res = axum::Json(json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+        "scope": scopes.join(" "),
+    }))
+    .into_response();
+    no_store(&mut res);
+    res
+}
+
+/// The claims of an active token: signed by us, unexpired, not revoked.
+async fn active_claims(state: &HttpState, token: &str) -> Option<Value> {
+    let signer = signer(state).await.ok()?;
+    let claims = signer.verify(token)?;
+    let now = state.engine.clock().now();
+    if claims["exp"].as_i64().is_none_or(|exp| exp <= now) {
+        return None;
+    }
+    let jti = claims["jti"].as_str()?;
+    match state.engine.store().token_revoked(jti).await {
+        Ok(false) => Some(claims),
+        _ => None,
+    }
+}
+
+async fn introspect(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = form(&body);
+    let ip = state.client_ip(peer, &headers, None);
+    let client = match authenticate_client(&state, &headers, &params, ip) {
+        Ok(c) => c,
+        Err(res) => return *res,
+    };
+    if !client.scopes.iter().any(|s| s == "introspect") {
+        return oauth_error(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "this client may not introspect tokens (scope introspect)",
+        );
+    }
+    let Some(token) = params.get("token") else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is missing",
+        );
+    };
+    let answer = match active_claims(&state, token).await {
+        Some(mut c) => {
+            if let Some(obj) = c.as_object_mut() {
+                obj.insert("active".into(), Value::Bool(true));
+                obj.insert("token_type".into(), Value::String("Bearer".into()));
+            }
+            c
+        }
+        None => json!({"active": false}),
+    };
+    let mut res = axum::Json(answer).into_response();
+    no_store(&mut res);
+    res
+}
+
+async fn revoke(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = form(&body);
+    let ip = state.client_ip(peer, &headers, None);
+    let client = match authenticate_client(&state, &headers, &params, ip) {
+        Ok(c) => c,
+        Err(res) => return *res,
+    };
+    let Some(token) = params.get("token") else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is missing",
+        );
+    };
+    // RFC 7009: the answer is 200 whether or not the token was valid; a client revokes only
+    // its own tokens.
+    if let Some(claims) = active_claims(&state, token).await
+        && claims["client_id"] == client.client_id.as_str()
+        && let (Some(jti), Some(exp)) = (claims["jti"].as_str(), claims["exp"].as_i64())
+    {
+        if let Err(e) = state.engine.store().revoke_token(jti, exp).await {
+            tracing::error!(error = %e, "token not revoked");
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            );
+        }
+        audit(
+            &state,
+            &client.name,
+            "oauth_revoke",
+            "ok",
+            "access token revoked",
+            ip,
+        )
+        .await;
+    }
+    let mut res = StatusCode::OK.into_response();
+    no_store(&mut res);
+    res
+}
+
+async fn jwks(state: St) -> Response {
+    match signer(&state).await {
+        Ok(s) => axum::Json(json!({"keys": [s.jwk()]})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "OAuth signing key unavailable");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+async fn metadata(state: St, headers: HeaderMap) -> Response {
+    let iss = issuer(&state, &headers);
+    axum::Json(json!({
+        "issuer": iss,
+        "token_endpoint": format!("{iss}/oauth/token"),
+        "jwks_uri": format!("{iss}/oauth/jwks"),
+        "introspection_endpoint": format!("{iss}/oauth/introspect"),
+        "revocation_endpoint": format!("{iss}/oauth/revoke"),
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
+        "scopes_supported": tessera_core::model::api_client::SCOPES,
+    }))
+    .into_response()
+}

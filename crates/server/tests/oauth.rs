@@ -1,0 +1,241 @@
+//! OAuth2 for API clients: tokens fetched by authlib and verified by PyJWT against the JWKS
+//! (real client libraries, not ours), introspection, revocation, RFC 6749 errors, the rate
+//! limit and the IP allow-list.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Backend, TestServer, actor};
+use serde_json::{Value, json};
+use tessera_core::admin::NewApiClient;
+use tessera_core::model::{ApiClientKind, Net};
+
+async fn client(
+    s: &TestServer,
+    name: &str,
+    scopes: &[&str],
+    ips: &[&str],
+    rate: u32,
+) -> (String, String) {
+    let created = s
+        .admin()
+        .create_api_client(
+            &actor(),
+            NewApiClient {
+                name: name.into(),
+                kind: ApiClientKind::Agent,
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                allowed_ips: ips.iter().map(|i| i.parse::<Net>().unwrap()).collect(),
+                rate_limit_per_minute: rate,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (created.client.client_id, created.client_secret.to_string())
+}
+
+async fn post(
+    s: &TestServer,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = s.http.post(format!("{}{path}", s.url)).form(form);
+    if let Some((id, secret)) = auth {
+        req = req.basic_auth(id, Some(secret));
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+both_backends!(tokens_for_agents_verified_by_independent_libraries);
+
+async fn tokens_for_agents_verified_by_independent_libraries(b: Backend) {
+    let s = TestServer::start(b, None).await;
+    let (id, secret) = client(&s, "pam", &["validate", "introspect"], &[], 0).await;
+    let seen = common::python_peer(
+        "oauth",
+        "oauth_peer.py",
+        &[s.url.clone(), id.clone(), secret.clone()],
+        &json!({"scope": "validate"}),
+    );
+    assert_eq!(seen[0]["metadata"]["issuer"], s.url.as_str());
+    for step in &seen[1..] {
+        assert_eq!(step["token"]["token_type"], "Bearer", "{step}");
+        assert_eq!(step["claims"]["client_id"], id.as_str());
+        assert_eq!(step["claims"]["scope"], "validate");
+        assert_eq!(step["claims"]["role"], "AGENT");
+        assert_eq!(step["header"]["alg"], "ES256");
+        assert_eq!(step["header"]["typ"], "at+jwt");
+    }
+    let token = seen[1]["token"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Introspection (RFC 7662), then revocation (RFC 7009).
+    let (status, body) = post(
+        &s,
+        "/oauth/introspect",
+        Some((&id, &secret)),
+        &[("token", &token)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["active"], true);
+    assert_eq!(body["scope"], "validate");
+    let (status, _) = post(
+        &s,
+        "/oauth/revoke",
+        Some((&id, &secret)),
+        &[("token", &token)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, body) = post(
+        &s,
+        "/oauth/introspect",
+        Some((&id, &secret)),
+        &[("token", &token)],
+    )
+    .await;
+    assert_eq!(body, json!({"active": false}), "revoked");
+    // A tampered token is not active.
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let (_, body) = post(
+        &s,
+        "/oauth/introspect",
+        Some((&id, &secret)),
+        &[("token", &forged)],
+    )
+    .await;
+    assert_eq!(body["active"], false);
+    // The key is the same after a restart of the engine's view (one key for all nodes).
+    let (_, jwks) = {
+        let r = s
+            .http
+            .get(format!("{}/oauth/jwks", s.url))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(jwks["keys"][0]["kid"], seen[1]["header"]["kid"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc_6749_errors_rate_limit_and_allow_list() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    let (id, secret) = client(&s, "agent", &["validate"], &[], 3).await;
+    let cc = [("grant_type", "client_credentials")];
+    // Wrong secret, unknown client, no authentication: invalid_client with 401 (and the Basic
+    // challenge).
+    let (status, body) = post(&s, "/oauth/token", Some((&id, "wrong")), &cc).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let (status, _) = post(&s, "/oauth/token", Some(("tc-nobody000", &secret)), &cc).await;
+    assert_eq!(status, 401);
+    let r = s
+        .http
+        .post(format!("{}/oauth/token", s.url))
+        .form(&cc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"tessera\"");
+    // Client authentication in the body works too (client_secret_post), but not both ways.
+    let (status, body) = post(
+        &s,
+        "/oauth/token",
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(
+        &s,
+        "/oauth/token",
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    // Grant and scope errors.
+    let (_, body) = post(
+        &s,
+        "/oauth/token",
+        Some((&id, &secret)),
+        &[("grant_type", "implicit")],
+    )
+    .await;
+    assert_eq!(body["error"], "unsupported_grant_type");
+    let (_, body) = post(
+        &s,
+        "/oauth/token",
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "introspect"),
+        ],
+    )
+    .await;
+    assert_eq!(body["error"], "invalid_scope");
+    // Introspection needs the introspect scope.
+    let (status, _) = post(
+        &s,
+        "/oauth/introspect",
+        Some((&id, &secret)),
+        &[("token", "x")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Three requests a minute: the ones above that authenticated count (the body one and the
+    // two grant/scope errors), so the next is refused.
+    let (status, body) = post(&s, "/oauth/token", Some((&id, &secret)), &cc).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("slow_down")),
+        "{body}"
+    );
+
+    // An allow-list that does not hold 127.0.0.1.
+    let (id2, secret2) = client(&s, "remote", &["validate"], &["10.0.0.0/8"], 0).await;
+    let (status, body) = post(&s, "/oauth/token", Some((&id2, &secret2)), &cc).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("address")
+    );
+    s.stop().await;
+}

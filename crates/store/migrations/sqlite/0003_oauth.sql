@@ -1,0 +1,5 @@
+-- Revoked OAuth2 access tokens, until they would have expired anyway.
+CREATE TABLE revoked_tokens (
+    jti        TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
