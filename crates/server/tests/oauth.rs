@@ -239,3 +239,51 @@ async fn rfc_6749_errors_rate_limit_and_allow_list() {
     );
     s.stop().await;
 }
+
+#[test]
+fn the_cli_creates_api_clients_and_export_leaves_the_secret_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "client",
+        "add",
+        "api",
+        "pam",
+        "--scope",
+        "validate",
+        "--allow-ip",
+        "10.0.0.0/8",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let secret = created["client_secret"].as_str().unwrap();
+    assert_eq!(secret.len(), 43, "256 bits, base64url");
+    assert!(created["client_id"].as_str().unwrap().starts_with("tc-"));
+    let (ok, _, err) = run(&["client", "add", "api", "pam"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(&["client", "add", "api", "bad", "--scope", "everything"]);
+    assert!(!ok && err.contains("'everything' is not one of"), "{err}");
+    let (ok, out, _) = run(&["export"]);
+    assert!(ok);
+    assert!(
+        out.contains("[[api_client]]") && out.contains("10.0.0.0/8"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("secret_hash") && !out.contains(secret),
+        "{out}"
+    );
+}
