@@ -30,6 +30,7 @@ const KEY_CONTEXT: &str = "oauth:signing_key";
 pub(crate) fn routes() -> Router<HttpState> {
     Router::new()
         .route("/oauth/token", post(token))
+        .route("/oauth/mfa", post(mfa))
         .route("/oauth/introspect", post(introspect))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/jwks", get(jwks))
@@ -347,18 +348,12 @@ async fn token(
                 "grant_type is missing",
             );
         }
-        "password" | "refresh_token" => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "only client_credentials is available so far",
-            );
-        }
+        "password" => return password_grant(&state, &headers, &client, &params, ip).await,
         _ => {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "grant_type must be client_credentials",
+                "grant_type must be client_credentials or password",
             );
         }
     }
@@ -433,6 +428,252 @@ async fn token(
     .into_response();
     no_store(&mut res);
     res
+}
+
+/// Lifetime of an MFA_PENDING token (seed 003's CONF_MFA_TOKEN_EXPIRY_IN_MINUTES default).
+const MFA_PENDING_SECONDS: i64 = 15 * 60;
+
+/// A signed token response for a user: `USER` after every factor, `MFA_PENDING` with the
+/// transaction to finish when more are asked for.
+async fn user_token(
+    state: &HttpState,
+    headers: &HeaderMap,
+    client: &ApiClient,
+    outcome: &tessera_core::engine::Outcome,
+) -> Response {
+    use tessera_core::engine::Outcome;
+    let signer = match signer(state).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "OAuth signing key unavailable");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "no signing key",
+            );
+        }
+    };
+    let now = state.engine.clock().now();
+    let jti = tessera_core::rng::random_hex(state.engine.ports().rng.as_ref(), 16);
+    let (user, realm, role, lifetime, tx, prompts) = match outcome {
+        Outcome::Accept(a) => (
+            a.user.username.clone(),
+            a.realm.0.clone(),
+            "USER",
+            i64::from(client.token_lifetime_seconds),
+            None,
+            Vec::new(),
+        ),
+        Outcome::Challenge(c) => (
+            c.user.username.clone(),
+            c.realm.0.clone(),
+            "MFA_PENDING",
+            MFA_PENDING_SECONDS.min(i64::from(client.token_lifetime_seconds)),
+            Some(c.transaction_id.as_str().to_string()),
+            c.prompts
+                .iter()
+                .map(|p| json!({"type": p.kind, "message": p.message, "client_mode": p.client_mode.as_str()}))
+                .collect(),
+        ),
+        Outcome::Reject(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "wrong user name, password or code",
+            );
+        }
+    };
+    let scope = if role == "USER" {
+        client.scopes.join(" ")
+    } else {
+        "mfa".to_string()
+    };
+    let mut claims = json!({
+        "iss": issuer(state, headers),
+        "sub": user,
+        "realm": realm,
+        "aud": "tessera",
+        "client_id": client.client_id,
+        "scope": scope,
+        "role": role,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": jti,
+    });
+    if let (Some(tx), Some(obj)) = (&tx, claims.as_object_mut()) {
+        obj.insert("mfa_tx".into(), Value::String(tx.clone()));
+    }
+    let access = match signer.sign(&claims) {
+        Ok(t) => t,
+        Err(e) => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e),
+    };
+    let mut body = json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+        "scope": scope,
+        "role": role,
+    });
+    if tx.is_some()
+        && let Some(obj) = body.as_object_mut()
+    {
+        obj.insert("mfa_required".into(), Value::Bool(true));
+        obj.insert("mfa".into(), Value::Array(prompts));
+    }
+    let mut res = axum::Json(body).into_response();
+    no_store(&mut res);
+    res
+}
+
+fn request_ctx(client: &ApiClient, ip: std::net::IpAddr) -> tessera_core::engine::RequestCtx {
+    tessera_core::engine::RequestCtx {
+        client_ip: Some(ip),
+        application: client.application.clone(),
+        actor: format!("api:{}", client.name),
+        ..tessera_core::engine::RequestCtx::new(tessera_core::engine::Door::Api)
+    }
+}
+
+/// The password grant (user clients): the user's first factor through the client's
+/// application; more factors answer with an MFA_PENDING token.
+async fn password_grant(
+    state: &HttpState,
+    headers: &HeaderMap,
+    client: &ApiClient,
+    params: &HashMap<String, String>,
+    ip: std::net::IpAddr,
+) -> Response {
+    if client.kind != ApiClientKind::User {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "only user clients use the password grant",
+        );
+    }
+    let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "username and password are required",
+        );
+    };
+    if username.is_empty() || username.len() > 256 || password.len() > 1024 {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "username empty, or username or password too long",
+        );
+    }
+    let req = tessera_core::engine::AuthRequest {
+        user: Some(username.clone()),
+        pass: zeroize::Zeroizing::new(password.clone()),
+        fallback_channel: params.get("fallbackChannel").cloned(),
+        ..Default::default()
+    };
+    match state
+        .engine
+        .authenticate(&req, &request_ctx(client, ip))
+        .await
+    {
+        Ok(outcome) => user_token(state, headers, client, &outcome).await,
+        Err(tessera_core::engine::EngineError::Channel(c)) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("{c} ({})", c.code()),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "password grant failed");
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again",
+            )
+        }
+    }
+}
+
+fn invalid_token(why: &str) -> Response {
+    let mut res = oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", why);
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    res
+}
+
+/// `/oauth/mfa`: the next factor of a login whose MFA_PENDING token is the bearer; `otp` is
+/// the answer. A USER token when every factor is done (the MFA_PENDING token is revoked).
+async fn mfa(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = form(&body);
+    let ip = state.client_ip(peer, &headers, None);
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = bearer else {
+        return invalid_token("an MFA_PENDING access token is required");
+    };
+    let Some(claims) = active_claims(&state, token).await else {
+        return invalid_token("the token is not valid (expired, revoked or not ours)");
+    };
+    let (Some("MFA_PENDING"), Some(tx), Some(user), Some(client_id)) = (
+        claims["role"].as_str(),
+        claims["mfa_tx"].as_str(),
+        claims["sub"].as_str(),
+        claims["client_id"].as_str(),
+    ) else {
+        return invalid_token("not an MFA_PENDING token");
+    };
+    let snap = state.engine.snapshot();
+    let Some(client) = snap.api_client_by_id(client_id).cloned() else {
+        return invalid_token("the client of this token no longer exists");
+    };
+    if !client.allows_ip(ip) {
+        return invalid_token("this client may not call from this address");
+    }
+    let Some(tx_id) = tessera_core::ids::TransactionId::parse(tx) else {
+        return invalid_token("not an MFA_PENDING token");
+    };
+    let req = tessera_core::engine::AuthRequest {
+        user: Some(user.to_string()),
+        realm: claims["realm"].as_str().map(str::to_string),
+        pass: zeroize::Zeroizing::new(params.get("otp").cloned().unwrap_or_default()),
+        transaction_id: Some(tx_id),
+        ..Default::default()
+    };
+    let outcome = match state
+        .engine
+        .authenticate(&req, &request_ctx(&client, ip))
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "MFA step failed");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again",
+            );
+        }
+    };
+    if matches!(outcome, tessera_core::engine::Outcome::Accept(_))
+        && let (Some(jti), Some(exp)) = (claims["jti"].as_str(), claims["exp"].as_i64())
+        && let Err(e) = state.engine.store().revoke_token(jti, exp).await
+    {
+        tracing::error!(error = %e, "MFA_PENDING token not revoked");
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "try again",
+        );
+    }
+    user_token(&state, &headers, &client, &outcome).await
 }
 
 /// The claims of an active token: signed by us, unexpired, not revoked.

@@ -7,98 +7,12 @@
 
 mod common;
 
-use axum::Router;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::routing::any;
-use common::{Backend, TestServer, actor};
+use common::{Backend, Provider, TestServer, actor};
 use serde_json::{Value, json};
 use std::io::BufRead;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera_core::admin::Declaration;
 use tessera_core::model::Method;
-
-/// What the stand-in provider received.
-#[derive(Clone, Debug)]
-struct Received {
-    pub path: String,
-    pub query: String,
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
-/// An HTTP server on a loopback port: `/fail` answers 500, anything else 200 `{"status":"queued"}`.
-struct Provider {
-    pub url: String,
-    pub seen: Arc<Mutex<Vec<Received>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Provider {
-    pub async fn start() -> Provider {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::on(listener)
-    }
-
-    pub fn on(listener: tokio::net::TcpListener) -> Provider {
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let sink = seen.clone();
-        let app = Router::new().fallback(any(move |uri: Uri, headers: HeaderMap, body: String| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().push(Received {
-                    path: uri.path().to_string(),
-                    query: uri.query().unwrap_or_default().to_string(),
-                    headers,
-                    body,
-                });
-                if uri.path() == "/fail" {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "boom".to_string())
-                } else {
-                    (StatusCode::OK, r#"{"status":"queued"}"#.to_string())
-                }
-            }
-        }));
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Provider { url, seen, task }
-    }
-
-    pub fn requests(&self, path: &str) -> Vec<Received> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
-    }
-
-    /// Waits until `n` requests reached `path`.
-    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
-        let started = Instant::now();
-        loop {
-            let got = self.requests(path);
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{n} request(s) to {path} expected, got {:?}",
-                self.seen.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 /// The six digits in a text.
 fn code_in(text: &str) -> String {

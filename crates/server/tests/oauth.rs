@@ -287,3 +287,175 @@ fn the_cli_creates_api_clients_and_export_leaves_the_secret_out() {
         "{out}"
     );
 }
+
+/// The claims of a JWT (its signature is checked by PyJWT in the test above).
+fn claims_of(token: &str) -> Value {
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &data_encoding::BASE64URL_NOPAD
+            .decode(part.as_bytes())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_grant_then_the_mfa_step_with_an_sms_code() {
+    let gw = common::Provider::start().await;
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.add_user("alice", Some("alice-password")).await;
+    let decl: tessera_core::admin::Declaration = serde_json::from_value(json!({
+        "delivery_profile": [{"name": "gw", "type": "http",
+            "url": format!("{}/sms", gw.url), "body": "to={phone}&text={message}"}],
+        "settings": {"sms_delivery": "gw"},
+        "application": [
+            {"name": "portal", "factors": [{"methods": ["password"]}, {"methods": ["sms_otp"]}]},
+            {"name": "simple", "factors": [{"methods": ["password"]}]}
+        ]
+    }))
+    .unwrap();
+    s.admin().apply(&actor(), &decl, false).await.unwrap();
+    let user_client = |name: &'static str, app: &'static str| {
+        let s = &s;
+        async move {
+            let c = s
+                .admin()
+                .create_api_client(
+                    &actor(),
+                    NewApiClient {
+                        name: name.into(),
+                        kind: ApiClientKind::User,
+                        application: Some(app.into()),
+                        scopes: vec!["validate".into()],
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            (c.client.client_id, c.client_secret.to_string())
+        }
+    };
+    let (id, secret) = user_client("portal-app", "portal").await;
+    let grant = |user: &'static str, pass: &'static str| {
+        let (s, id, secret) = (&s, id.clone(), secret.clone());
+        async move {
+            post(
+                s,
+                "/oauth/token",
+                Some((&id, &secret)),
+                &[
+                    ("grant_type", "password"),
+                    ("username", user),
+                    ("password", pass),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, body) = grant("alice", "wrong").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = grant("nobody", "x").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "same answer"
+    );
+
+    // The password is right, an SMS code follows: an MFA_PENDING token.
+    let (status, body) = grant("alice", "alice-password").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["role"], "MFA_PENDING");
+    assert_eq!(body["mfa_required"], true);
+    assert_eq!(body["mfa"][0]["type"], "sms");
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let c = claims_of(&pending);
+    assert_eq!(
+        (c["role"].as_str(), c["sub"].as_str(), c["scope"].as_str()),
+        (Some("MFA_PENDING"), Some("alice"), Some("mfa"))
+    );
+    assert!(body["expires_in"].as_i64().unwrap() <= 900);
+    let sms = gw.wait_for("/sms", 1).await;
+    let text: String = form_urlencoded::parse(sms[0].body.as_bytes())
+        .find(|(k, _)| k == "text")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
+
+    let step = |otp: String, bearer: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .http
+                .post(format!("{}/oauth/mfa", s.url))
+                .bearer_auth(bearer)
+                .form(&[("otp", otp.as_str())])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (status, body) = step(wrong.into(), pending.clone()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = step(code.clone(), pending.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["role"], "USER");
+    let user_token = body["access_token"].as_str().unwrap().to_string();
+    let c = claims_of(&user_token);
+    assert_eq!(
+        (c["role"].as_str(), c["sub"].as_str(), c["scope"].as_str()),
+        (Some("USER"), Some("alice"), Some("validate"))
+    );
+    // The MFA_PENDING token is spent; a USER token is no MFA_PENDING token.
+    let (status, body) = step(code.clone(), pending).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_token")),
+        "{body}"
+    );
+    let (status, body) = step(code, user_token).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error_description"], "not an MFA_PENDING token");
+
+    // One factor only: a USER token at once. An agent client may not use the password grant.
+    let (id2, secret2) = user_client("simple-app", "simple").await;
+    let (status, body) = post(
+        &s,
+        "/oauth/token",
+        Some((&id2, &secret2)),
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-password"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("USER")),
+        "{body}"
+    );
+    let (agent, agent_secret) = client(&s, "agent", &["validate"], &[], 0).await;
+    let (_, body) = post(
+        &s,
+        "/oauth/token",
+        Some((&agent, &agent_secret)),
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-password"),
+        ],
+    )
+    .await;
+    assert_eq!(body["error"], "unauthorized_client");
+    s.stop().await;
+}

@@ -370,3 +370,93 @@ pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// What the stand-in provider received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub query: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+/// An HTTP server on a loopback port: `/fail` answers 500, anything else 200 `{"status":"queued"}`.
+pub struct Provider {
+    pub url: String,
+    pub seen: Arc<std::sync::Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Provider {
+    pub async fn start() -> Provider {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::on(listener)
+    }
+
+    pub fn on(listener: tokio::net::TcpListener) -> Provider {
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let app = axum::Router::new().fallback(axum::routing::any(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().unwrap().push(Received {
+                        path: uri.path().to_string(),
+                        query: uri.query().unwrap_or_default().to_string(),
+                        headers,
+                        body,
+                    });
+                    if uri.path() == "/fail" {
+                        (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            "boom".to_string(),
+                        )
+                    } else {
+                        (
+                            axum::http::StatusCode::OK,
+                            r#"{"status":"queued"}"#.to_string(),
+                        )
+                    }
+                }
+            },
+        ));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Provider { url, seen, task }
+    }
+
+    pub fn requests(&self, path: &str) -> Vec<Received> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `n` requests reached `path`.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
+        let started = std::time::Instant::now();
+        loop {
+            let got = self.requests(path);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "{n} request(s) to {path} expected, got {:?}",
+                self.seen.lock().unwrap()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
