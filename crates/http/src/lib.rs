@@ -71,17 +71,23 @@ impl HttpState {
         headers: &HeaderMap,
         claimed: Option<&str>,
     ) -> IpAddr {
-        let mut forwarded: Vec<IpAddr> = Vec::new();
+        // Every entry of every X-Forwarded-For header, read from the nearest hop outwards and
+        // only up to the first that is no address: what a client wrote in front of it (junk
+        // included) cannot hide the addresses the proxies appended.
+        let mut entries: Vec<&str> = Vec::new();
         for value in headers.get_all("x-forwarded-for") {
-            let Ok(text) = value.to_str() else { break };
-            for part in text.split(',') {
-                match part.trim().parse::<IpAddr>() {
-                    Ok(ip) => forwarded.push(ip),
-                    Err(_) => break,
-                }
+            match value.to_str() {
+                Ok(text) => entries.extend(text.split(',')),
+                Err(_) => entries.push(""),
             }
         }
-        forwarded.reverse();
+        let mut forwarded: Vec<IpAddr> = Vec::new();
+        for part in entries.iter().rev() {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => forwarded.push(ip.to_canonical()),
+                Err(_) => break,
+            }
+        }
         let claimed = claimed.and_then(|c| c.trim().parse::<IpAddr>().ok());
         self.engine
             .resolve_client_ip(peer.ip().to_canonical(), &forwarded, claimed)

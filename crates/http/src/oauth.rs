@@ -146,14 +146,12 @@ fn no_store(res: &mut Response) {
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-fn invalid_client(basic: bool, description: &str) -> Response {
+fn invalid_client(description: &str) -> Response {
     let mut res = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
-    if basic {
-        res.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"tessera\""),
-        );
-    }
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"tessera\""),
+    );
     res
 }
 
@@ -169,8 +167,8 @@ fn form(body: &Bytes) -> HashMap<String, String> {
 }
 
 /// The calling client: HTTP Basic (RFC 6749 §2.3.1) or `client_id`/`client_secret` in the
-/// body, not both. `Err` is the answer to send.
-fn authenticate_client(
+/// body, not both. `Err` is the answer to send; failures are audited.
+async fn authenticate_client(
     state: &HttpState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
@@ -179,7 +177,10 @@ fn authenticate_client(
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then_some(rest)
+        })
         .map(|b64| {
             data_encoding::BASE64
                 .decode(b64.trim().as_bytes())
@@ -197,63 +198,69 @@ fn authenticate_client(
                 })
         });
     let body = (params.get("client_id"), params.get("client_secret"));
-    let (id, secret, is_basic) = match (basic, body) {
-        (Some(_), (Some(_), _) | (_, Some(_))) => {
+    let (id, secret) = match (basic, body) {
+        // Two ways of authenticating at once (a body client_id naming the same client as
+        // Basic is harmless and allowed).
+        (Some(_), (_, Some(_))) => {
             return Err(Box::new(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "authenticate the client one way only: HTTP Basic or the request body",
             )));
         }
-        (Some(Some((id, secret))), _) => (id, secret, true),
-        (Some(None), _) => {
-            return Err(Box::new(invalid_client(
-                true,
-                "malformed Basic credentials",
-            )));
+        (Some(Some((id, secret))), (body_id, None)) => {
+            if body_id.is_some_and(|b| *b != id) {
+                return Err(Box::new(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "client_id differs from the one authenticated",
+                )));
+            }
+            (id, secret)
         }
-        (None, (Some(id), Some(secret))) => (id.clone(), secret.clone(), false),
-        (None, _) => {
-            return Err(Box::new(invalid_client(
-                true,
-                "client authentication required",
-            )));
-        }
+        (Some(None), _) => return Err(Box::new(invalid_client("malformed Basic credentials"))),
+        (None, (Some(id), Some(secret))) => (id.clone(), secret.clone()),
+        (None, _) => return Err(Box::new(invalid_client("client authentication required"))),
     };
+    // One answer for every failure, so that a right secret is not confirmed from an address
+    // the client may not call from.
+    const REFUSED: &str = "unknown client, wrong secret or address not allowed";
     let snap = state.engine.snapshot();
+    let refuse = |why: &'static str, name: String| async move {
+        audit(state, &name, "oauth_client_auth", "error", why, peer).await;
+        Err(Box::new(invalid_client(REFUSED)))
+    };
     let Some(client) = snap.api_client_by_id(&id).cloned() else {
         // As long as a real check.
-        let _ = ApiClient::hash_secret(&secret);
-        return Err(Box::new(invalid_client(
-            is_basic,
-            "unknown client or wrong secret",
-        )));
+        std::hint::black_box(ApiClient::hash_secret(&secret));
+        return refuse(
+            "unknown client_id",
+            format!("unknown:{}", id.chars().take(64).collect::<String>()),
+        )
+        .await;
     };
-    if !client.secret_matches(&secret) {
-        return Err(Box::new(invalid_client(
-            is_basic,
-            "unknown client or wrong secret",
-        )));
-    }
     if !client.allows_ip(peer) {
-        return Err(Box::new(invalid_client(
-            is_basic,
-            "this client may not call from this address",
-        )));
+        return refuse("address not in the client's allow-list", client.name).await;
+    }
+    if !client.secret_matches(&secret) {
+        return refuse("wrong client secret", client.name).await;
     }
     Ok(client)
 }
 
-fn issuer(state: &HttpState, headers: &HeaderMap) -> String {
+/// The issuer of tokens: the `public_url` setting (required: the metadata and the tokens must
+/// not depend on what a request says its host is).
+fn issuer(state: &HttpState) -> Result<String, Box<Response>> {
     let url = state.engine.snapshot().settings.public_url.clone();
-    if !url.is_empty() {
-        return url.trim_end_matches('/').to_string();
+    if url.is_empty() {
+        tracing::warn!("OAuth needs the public_url setting");
+        return Err(Box::new(oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "OAuth is not set up: the public_url setting is empty",
+        )));
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 async fn audit(
@@ -301,7 +308,7 @@ async fn token(
         );
     }
     let ip = state.client_ip(peer, &headers, None);
-    let client = match authenticate_client(&state, &headers, &params, ip) {
+    let client = match authenticate_client(&state, &headers, &params, ip).await {
         Ok(c) => c,
         Err(res) => return *res,
     };
@@ -332,11 +339,14 @@ async fn token(
                 ip,
             )
             .await;
-            return oauth_error(
+            let mut res = oauth_error(
                 StatusCode::TOO_MANY_REQUESTS,
-                "slow_down",
+                "temporarily_unavailable",
                 "too many token requests from this client; try again in a minute",
             );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            return res;
         }
     }
     match grant {
@@ -348,7 +358,7 @@ async fn token(
                 "grant_type is missing",
             );
         }
-        "password" => return password_grant(&state, &headers, &client, &params, ip).await,
+        "password" => return password_grant(&state, &client, &params, ip).await,
         _ => {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -393,10 +403,14 @@ async fn token(
             );
         }
     };
+    let iss = match issuer(&state) {
+        Ok(i) => i,
+        Err(res) => return *res,
+    };
     let lifetime = i64::from(client.token_lifetime_seconds);
     let jti = tessera_core::rng::random_hex(state.engine.ports().rng.as_ref(), 16);
     let claims = json!({
-        "iss": issuer(&state, &headers),
+        "iss": iss,
         "sub": client.client_id,
         "aud": "tessera",
         "client_id": client.client_id,
@@ -437,7 +451,6 @@ const MFA_PENDING_SECONDS: i64 = 15 * 60;
 /// transaction to finish when more are asked for.
 async fn user_token(
     state: &HttpState,
-    headers: &HeaderMap,
     client: &ApiClient,
     outcome: &tessera_core::engine::Outcome,
 ) -> Response {
@@ -483,16 +496,22 @@ async fn user_token(
             );
         }
     };
-    let scope = if role == "USER" {
-        client.scopes.join(" ")
+    let (scope, aud) = if role == "USER" {
+        (client.scopes.join(" "), "tessera")
     } else {
-        "mfa".to_string()
+        // Not an access token to anything but /oauth/mfa: another audience, and
+        // introspection reports it inactive.
+        ("mfa".to_string(), "tessera-mfa")
+    };
+    let iss = match issuer(state) {
+        Ok(i) => i,
+        Err(res) => return *res,
     };
     let mut claims = json!({
-        "iss": issuer(state, headers),
+        "iss": iss,
         "sub": user,
         "realm": realm,
-        "aud": "tessera",
+        "aud": aud,
         "client_id": client.client_id,
         "scope": scope,
         "role": role,
@@ -538,7 +557,6 @@ fn request_ctx(client: &ApiClient, ip: std::net::IpAddr) -> tessera_core::engine
 /// application; more factors answer with an MFA_PENDING token.
 async fn password_grant(
     state: &HttpState,
-    headers: &HeaderMap,
     client: &ApiClient,
     params: &HashMap<String, String>,
     ip: std::net::IpAddr,
@@ -575,7 +593,7 @@ async fn password_grant(
         .authenticate(&req, &request_ctx(client, ip))
         .await
     {
-        Ok(outcome) => user_token(state, headers, client, &outcome).await,
+        Ok(outcome) => user_token(state, client, &outcome).await,
         Err(tessera_core::engine::EngineError::Channel(c)) => oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -673,7 +691,7 @@ async fn mfa(
             "try again",
         );
     }
-    user_token(&state, &headers, &client, &outcome).await
+    user_token(&state, &client, &outcome).await
 }
 
 /// The claims of an active token: signed by us, unexpired, not revoked.
@@ -684,6 +702,11 @@ async fn active_claims(state: &HttpState, token: &str) -> Option<Value> {
     if claims["exp"].as_i64().is_none_or(|exp| exp <= now) {
         return None;
     }
+    // A deleted client's tokens end with it.
+    state
+        .engine
+        .snapshot()
+        .api_client_by_id(claims["client_id"].as_str()?)?;
     let jti = claims["jti"].as_str()?;
     match state.engine.store().token_revoked(jti).await {
         Ok(false) => Some(claims),
@@ -698,8 +721,15 @@ async fn introspect(
     body: Bytes,
 ) -> Response {
     let params = form(&body);
+    if params.keys().any(|k| k.ends_with("\u{0}twice")) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a parameter is repeated",
+        );
+    }
     let ip = state.client_ip(peer, &headers, None);
-    let client = match authenticate_client(&state, &headers, &params, ip) {
+    let client = match authenticate_client(&state, &headers, &params, ip).await {
         Ok(c) => c,
         Err(res) => return *res,
     };
@@ -717,7 +747,10 @@ async fn introspect(
             "token is missing",
         );
     };
-    let answer = match active_claims(&state, token).await {
+    let answer = match active_claims(&state, token)
+        .await
+        .filter(|c| c["role"] != "MFA_PENDING")
+    {
         Some(mut c) => {
             if let Some(obj) = c.as_object_mut() {
                 obj.insert("active".into(), Value::Bool(true));
@@ -739,8 +772,15 @@ async fn revoke(
     body: Bytes,
 ) -> Response {
     let params = form(&body);
+    if params.keys().any(|k| k.ends_with("\u{0}twice")) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a parameter is repeated",
+        );
+    }
     let ip = state.client_ip(peer, &headers, None);
-    let client = match authenticate_client(&state, &headers, &params, ip) {
+    let client = match authenticate_client(&state, &headers, &params, ip).await {
         Ok(c) => c,
         Err(res) => return *res,
     };
@@ -751,6 +791,13 @@ async fn revoke(
             "token is missing",
         );
     };
+    if signer(&state).await.is_err() {
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "try again",
+        );
+    }
     // RFC 7009: the answer is 200 whether or not the token was valid; a client revokes only
     // its own tokens.
     if let Some(claims) = active_claims(&state, token).await
@@ -790,8 +837,11 @@ async fn jwks(state: St) -> Response {
     }
 }
 
-async fn metadata(state: St, headers: HeaderMap) -> Response {
-    let iss = issuer(&state, &headers);
+async fn metadata(state: St) -> Response {
+    let iss = match issuer(&state) {
+        Ok(i) => i,
+        Err(res) => return *res,
+    };
     axum::Json(json!({
         "issuer": iss,
         "token_endpoint": format!("{iss}/oauth/token"),

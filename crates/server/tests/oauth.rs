@@ -11,6 +11,13 @@ use serde_json::{Value, json};
 use tessera_core::admin::NewApiClient;
 use tessera_core::model::{ApiClientKind, Net};
 
+/// A server whose OAuth issuer is its own address.
+async fn oauth_server(b: Backend) -> TestServer {
+    let s = TestServer::start(b, None).await;
+    s.set(json!({"public_url": s.url})).await;
+    s
+}
+
 async fn client(
     s: &TestServer,
     name: &str,
@@ -58,7 +65,7 @@ async fn post(
 both_backends!(tokens_for_agents_verified_by_independent_libraries);
 
 async fn tokens_for_agents_verified_by_independent_libraries(b: Backend) {
-    let s = TestServer::start(b, None).await;
+    let s = oauth_server(b).await;
     let (id, secret) = client(&s, "pam", &["validate", "introspect"], &[], 0).await;
     let seen = common::python_peer(
         "oauth",
@@ -130,12 +137,38 @@ async fn tokens_for_agents_verified_by_independent_libraries(b: Backend) {
         (r.status(), r.json::<Value>().await.unwrap())
     };
     assert_eq!(jwks["keys"][0]["kid"], seen[1]["header"]["kid"]);
+    // A deleted client's tokens end with it.
+    let other = seen[2]["token"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, body) = post(
+        &s,
+        "/oauth/introspect",
+        Some((&id, &secret)),
+        &[("token", &other)],
+    )
+    .await;
+    assert_eq!(body["active"], true);
+    let (inspector, inspector_secret) = client(&s, "inspector", &["introspect"], &[], 0).await;
+    s.admin()
+        .delete::<tessera_core::model::ApiClient>(&actor(), "pam")
+        .await
+        .unwrap();
+    let (_, body) = post(
+        &s,
+        "/oauth/introspect",
+        Some((&inspector, &inspector_secret)),
+        &[("token", &other)],
+    )
+    .await;
+    assert_eq!(body["active"], false, "{body}");
     s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc_6749_errors_rate_limit_and_allow_list() {
-    let s = TestServer::start(Backend::Sqlite, None).await;
+    let s = oauth_server(Backend::Sqlite).await;
     let (id, secret) = client(&s, "agent", &["validate"], &[], 3).await;
     let cc = [("grant_type", "client_credentials")];
     // Wrong secret, unknown client, no authentication: invalid_client with 401 (and the Basic
@@ -219,9 +252,23 @@ async fn rfc_6749_errors_rate_limit_and_allow_list() {
     let (status, body) = post(&s, "/oauth/token", Some((&id, &secret)), &cc).await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (429, Some("slow_down")),
+        (429, Some("temporarily_unavailable")),
         "{body}"
     );
+
+    // Without public_url the issuer would come from the request: refused.
+    s.set(json!({"public_url": ""})).await;
+    let (fresh, fresh_secret) = client(&s, "fresh", &["validate"], &[], 0).await;
+    let (status, body) = post(&s, "/oauth/token", Some((&fresh, &fresh_secret)), &cc).await;
+    assert_eq!(status, 503, "{body}");
+    let r = s
+        .http
+        .get(format!("{}/.well-known/oauth-authorization-server", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    s.set(json!({"public_url": s.url})).await;
 
     // An allow-list that does not hold 127.0.0.1.
     let (id2, secret2) = client(&s, "remote", &["validate"], &["10.0.0.0/8"], 0).await;
@@ -231,12 +278,41 @@ async fn rfc_6749_errors_rate_limit_and_allow_list() {
         (401, Some("invalid_client")),
         "{body}"
     );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("address")
-    );
+    // The same answer as a wrong secret: the secret is not confirmed from outside.
+    let (_, wrong) = post(&s, "/oauth/token", Some((&id2, "wrong")), &cc).await;
+    assert_eq!(body, wrong);
+    // Behind a trusted proxy, junk a client writes in front of X-Forwarded-For does not hide
+    // the address the proxy appended.
+    s.set(json!({"override_client": "127.0.0.1"})).await;
+    let (local, local_secret) = client(&s, "local-only", &["validate"], &["127.0.0.0/8"], 0).await;
+    let via_proxy = |xff: &'static str| {
+        let (s, local, local_secret) = (&s, local.clone(), local_secret.clone());
+        async move {
+            s.http
+                .post(format!("{}/oauth/token", s.url))
+                .basic_auth(local, Some(local_secret))
+                .header("X-Forwarded-For", xff)
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(via_proxy("127.0.0.9").await, 200);
+    assert_eq!(via_proxy("junk, 192.0.2.7").await, 401);
+    let refused = s.audit("oauth_client_auth").await;
+    for why in [
+        "address not in the client's allow-list",
+        "wrong client secret",
+        "unknown client_id",
+    ] {
+        assert!(
+            refused.iter().any(|r| r.reason == why),
+            "{why}: {refused:?}"
+        );
+    }
     s.stop().await;
 }
 
@@ -302,7 +378,7 @@ fn claims_of(token: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_grant_then_the_mfa_step_with_an_sms_code() {
     let gw = common::Provider::start().await;
-    let s = TestServer::start(Backend::Sqlite, None).await;
+    let s = oauth_server(Backend::Sqlite).await;
     s.add_user("alice", Some("alice-password")).await;
     let decl: tessera_core::admin::Declaration = serde_json::from_value(json!({
         "delivery_profile": [{"name": "gw", "type": "http",
@@ -372,6 +448,17 @@ async fn password_grant_then_the_mfa_step_with_an_sms_code() {
     assert_eq!(body["mfa_required"], true);
     assert_eq!(body["mfa"][0]["type"], "sms");
     let pending = body["access_token"].as_str().unwrap().to_string();
+    // Not an access token: another audience, and inactive to introspection.
+    let (inspector, inspector_secret) = client(&s, "inspector", &["introspect"], &[], 0).await;
+    let (_, intro) = post(
+        &s,
+        "/oauth/introspect",
+        Some((&inspector, &inspector_secret)),
+        &[("token", &pending)],
+    )
+    .await;
+    assert_eq!(intro["active"], false, "{intro}");
+    assert_eq!(claims_of(&pending)["aud"], "tessera-mfa");
     let c = claims_of(&pending);
     assert_eq!(
         (c["role"].as_str(), c["sub"].as_str(), c["scope"].as_str()),
