@@ -34,6 +34,7 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/oauth/introspect", post(introspect))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/jwks", get(jwks))
+        .route("/oauth/openapi.json", get(openapi))
         .route("/.well-known/oauth-authorization-server", get(metadata))
 }
 
@@ -827,6 +828,20 @@ async fn revoke(
     res
 }
 
+/// The OpenAPI document of these endpoints.
+pub(crate) const OPENAPI: &str = include_str!("oauth_openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response()
+}
+
 async fn jwks(state: St) -> Response {
     match signer(&state).await {
         Ok(s) => axum::Json(json!({"keys": [s.jwk()]})).into_response(),
@@ -857,4 +872,32 @@ async fn metadata(state: St) -> Response {
         "scopes_supported": tessera_core::model::api_client::SCOPES,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_names_every_route() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        for path in [
+            "/oauth/token",
+            "/oauth/mfa",
+            "/oauth/introspect",
+            "/oauth/revoke",
+            "/oauth/jwks",
+            "/.well-known/oauth-authorization-server",
+            "/oauth/openapi.json",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} missing");
+        }
+        let source = include_str!("oauth.rs");
+        let routes = source.matches(".route(\"").count();
+        assert_eq!(
+            routes,
+            doc["paths"].as_object().map_or(0, |p| p.len()),
+            "every route is documented"
+        );
+    }
 }
