@@ -50,6 +50,17 @@ pub fn ensure_kept(store: &dyn Store, before: u64) -> StoreResult<()> {
     }
 }
 
+/// A refresh token as kept: the hash of the token and what it renews.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub hash: String,
+    pub client_id: String,
+    pub username: String,
+    pub realm: String,
+    pub scope: String,
+    pub expires_at: i64,
+}
+
 /// The kinds of named configuration documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ConfigKind {
@@ -166,6 +177,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Remembers that the token `jti` is revoked until it expires anyway.
     async fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
     async fn token_revoked(&self, jti: &str) -> StoreResult<bool>;
+    /// Keeps a refresh token (by its hash).
+    async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// Spends a refresh token of `client_id`, once, if unexpired at `now`: what it was for.
+    async fn use_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<RefreshToken>>;
 
     // --- configuration ---
     /// Bumped by every change to settings or configuration documents, on any node.

@@ -360,6 +360,7 @@ async fn token(
             );
         }
         "password" => return password_grant(&state, &client, &params, ip).await,
+        "refresh_token" => return refresh_grant(&state, &client, &params).await,
         _ => {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -447,6 +448,100 @@ async fn token(
 
 /// Lifetime of an MFA_PENDING token (seed 003's CONF_MFA_TOKEN_EXPIRY_IN_MINUTES default).
 const MFA_PENDING_SECONDS: i64 = 15 * 60;
+/// Lifetime of a refresh token.
+const REFRESH_SECONDS: i64 = 24 * 3600;
+
+/// The refresh_token grant (user clients): a new USER token (and refresh token) for a user who
+/// is still active, for the same or fewer scopes; the refresh token is spent.
+async fn refresh_grant(
+    state: &HttpState,
+    client: &ApiClient,
+    params: &HashMap<String, String>,
+) -> Response {
+    if client.kind != ApiClientKind::User {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "only user clients get refresh tokens",
+        );
+    }
+    let Some(refresh) = params.get("refresh_token") else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "refresh_token is missing",
+        );
+    };
+    let now = state.engine.clock().now();
+    let kept = match state
+        .engine
+        .store()
+        .use_refresh_token(&ApiClient::hash_secret(refresh), &client.client_id, now)
+        .await
+    {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "unknown, expired or used refresh token",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "refresh token not read");
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            );
+        }
+    };
+    if let Some(asked) = params.get("scope")
+        && asked
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .any(|s| !kept.scope.split(' ').any(|k| k == s))
+    {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "more scope than granted",
+        );
+    }
+    // The user must still be there and active.
+    let snap = state.engine.snapshot();
+    let realm = tessera_core::ids::RealmName(kept.realm.clone());
+    let user = match state.engine.find_user(&snap, &realm, &kept.username).await {
+        Ok(Some(u)) if u.is_active(now) => u,
+        Ok(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "the user can no longer sign in",
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "refresh: user not looked up");
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            );
+        }
+    };
+    let outcome = tessera_core::engine::Outcome::Accept(Box::new(tessera_core::engine::Accepted {
+        user,
+        realm,
+        application: client
+            .application
+            .clone()
+            .unwrap_or_else(|| tessera_core::ids::AppName(String::new())),
+        serial: None,
+        token_kind: None,
+        message: "refreshed".into(),
+    }));
+    user_token(state, client, &outcome).await
+}
 
 /// A signed token response for a user: `USER` after every factor, `MFA_PENDING` with the
 /// transaction to finish when more are asked for.
@@ -539,6 +634,29 @@ async fn user_token(
     {
         obj.insert("mfa_required".into(), Value::Bool(true));
         obj.insert("mfa".into(), Value::Array(prompts));
+    }
+    // A user's token comes with a refresh token (single use; renewed with each refresh).
+    if role == "USER" {
+        let refresh = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+        let kept = tessera_core::store::RefreshToken {
+            hash: ApiClient::hash_secret(&refresh),
+            client_id: client.client_id.clone(),
+            username: user.clone(),
+            realm: realm.clone(),
+            scope: scope.clone(),
+            expires_at: now + REFRESH_SECONDS,
+        };
+        if let Err(e) = state.engine.store().put_refresh_token(&kept).await {
+            tracing::error!(error = %e, "refresh token not stored");
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            );
+        }
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("refresh_token".into(), Value::String(refresh));
+        }
     }
     let mut res = axum::Json(body).into_response();
     no_store(&mut res);
@@ -863,7 +981,7 @@ async fn metadata(state: St) -> Response {
         "jwks_uri": format!("{iss}/oauth/jwks"),
         "introspection_endpoint": format!("{iss}/oauth/introspect"),
         "revocation_endpoint": format!("{iss}/oauth/revoke"),
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["client_credentials", "password", "refresh_token"],
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

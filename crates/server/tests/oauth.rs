@@ -546,3 +546,85 @@ async fn password_grant_then_the_mfa_step_with_an_sms_code() {
     assert_eq!(body["error"], "unauthorized_client");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authlib_signs_a_user_in_and_refreshes_the_token() {
+    let s = oauth_server(Backend::Sqlite).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.use_app("simple", &[&[tessera_core::model::Method::Password]])
+        .await;
+    let created = s
+        .admin()
+        .create_api_client(
+            &actor(),
+            NewApiClient {
+                name: "portal".into(),
+                kind: ApiClientKind::User,
+                application: Some("simple".into()),
+                scopes: vec!["validate".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let seen = common::python_peer(
+        "oauth",
+        "oauth_peer.py",
+        &[
+            s.url.clone(),
+            created.client.client_id.clone(),
+            created.client_secret.to_string(),
+        ],
+        &json!({"username": "alice", "password": "alice-password"}),
+    );
+    let r = &seen[1];
+    for claims in [&r["first"], &r["second"]] {
+        assert_eq!(claims["sub"], "alice", "{r}");
+        assert_eq!(claims["role"], "USER");
+    }
+    assert_ne!(r["first"]["jti"], r["second"]["jti"]);
+    assert_eq!(
+        r["renewed_refresh"], true,
+        "a new refresh token with each refresh"
+    );
+    assert_eq!(r["reuse_status"], 400, "{r}");
+    assert_eq!(r["reuse"]["error"], "invalid_grant");
+
+    // A disabled user's refresh token renews nothing.
+    let (status, body) = post(
+        &s,
+        "/oauth/token",
+        Some((&created.client.client_id, created.client_secret.as_str())),
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-password"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_string();
+    s.admin()
+        .update_user(
+            &actor(),
+            None,
+            "alice",
+            serde_json::from_value(json!({"enabled": false})).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let (status, body) = post(
+        &s,
+        "/oauth/token",
+        Some((&created.client.client_id, created.client_secret.as_str())),
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    s.stop().await;
+}

@@ -64,6 +64,58 @@ impl SqlStore {
             .is_some())
     }
 
+    pub(crate) async fn put_refresh_token_impl(
+        &self,
+        t: &tessera_core::store::RefreshToken,
+    ) -> StoreResult<()> {
+        self.db
+            .execute(
+                "INSERT INTO refresh_tokens (hash, client_id, username, realm, scope, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                params![
+                    t.hash.as_str(),
+                    t.client_id.as_str(),
+                    t.username.as_str(),
+                    t.realm.as_str(),
+                    t.scope.as_str(),
+                    t.expires_at
+                ],
+                "refresh token",
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn use_refresh_token_impl(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<tessera_core::store::RefreshToken>> {
+        let rows = self
+            .db
+            .write_query(
+                "UPDATE refresh_tokens SET used = 1 WHERE hash = $1 AND client_id = $2 \
+                 AND used = 0 AND expires_at > $3 \
+                 RETURNING hash, client_id, username, realm, scope, expires_at",
+                params![hash, client_id, now],
+                "refresh token",
+            )
+            .await?;
+        rows.first()
+            .map(|r| {
+                Ok(tessera_core::store::RefreshToken {
+                    hash: r.text("hash")?,
+                    client_id: r.text("client_id")?,
+                    username: r.text("username")?,
+                    realm: r.text("realm")?,
+                    scope: r.text("scope")?,
+                    expires_at: r.int("expires_at")?,
+                })
+            })
+            .transpose()
+    }
+
     pub(crate) async fn config_version_impl(&self) -> StoreResult<i64> {
         self.db
             .query_one("SELECT version FROM config_version WHERE id = 1", vec![])

@@ -282,6 +282,14 @@ impl SqlStore {
         total += self
             .db
             .execute(
+                "DELETE FROM refresh_tokens WHERE expires_at < $1",
+                params![now],
+                "refresh token",
+            )
+            .await?;
+        total += self
+            .db
+            .execute(
                 "DELETE FROM revoked_tokens WHERE expires_at < $1",
                 params![now],
                 "revoked token",

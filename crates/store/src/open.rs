@@ -95,6 +95,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 "oauth",
                 include_str!("../migrations/sqlite/0003_oauth.sql"),
             ),
+            (
+                4,
+                "refresh",
+                include_str!("../migrations/sqlite/0004_refresh.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             (
@@ -111,6 +116,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 3,
                 "oauth",
                 include_str!("../migrations/postgres/0003_oauth.sql"),
+            ),
+            (
+                4,
+                "refresh",
+                include_str!("../migrations/postgres/0004_refresh.sql"),
             ),
         ],
     }

@@ -48,6 +48,20 @@ impl Store for SqlStore {
     async fn token_revoked(&self, jti: &str) -> StoreResult<bool> {
         self.token_revoked_impl(jti).await
     }
+    async fn put_refresh_token(
+        &self,
+        token: &tessera_core::store::RefreshToken,
+    ) -> StoreResult<()> {
+        self.put_refresh_token_impl(token).await
+    }
+    async fn use_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<tessera_core::store::RefreshToken>> {
+        self.use_refresh_token_impl(hash, client_id, now).await
+    }
     async fn config_version(&self) -> StoreResult<i64> {
         self.config_version_impl().await
     }
