@@ -106,6 +106,14 @@ pub struct SystemSettings {
     // --- links by mail (email_link) and manager approval (approved_otp) ---
     /// The address users and managers reach Tessera at, for links: `https://mfa.example.org`.
     pub public_url: String,
+
+    // --- payload encryption (seed 003's CONF_ENABLE_ENCRYPTION ...) ---
+    /// The endpoints in `encryption_endpoints` take only HPKE-sealed bodies.
+    pub encryption_enabled: bool,
+    /// Paths, comma-separated: `/oauth/token, /oauth/mfa, /validate/triggerchallenge`.
+    pub encryption_endpoints: String,
+    /// Seconds a sealed payload is valid around its timestamp.
+    pub encryption_valid_seconds: u32,
     /// Seconds a link can be used.
     pub link_validity_seconds: u32,
     /// `user`: the user's own click signs in; `manager`: the user's manager must approve.
@@ -183,6 +191,9 @@ impl Default for SystemSettings {
             sent_code_max_fails: 3,
             sent_code_max_per_hour: 10,
             public_url: String::new(),
+            encryption_enabled: false,
+            encryption_endpoints: String::new(),
+            encryption_valid_seconds: 120,
             link_validity_seconds: 600,
             email_link_mode: "user".into(),
             email_link_subject: "Your sign-in link".into(),
@@ -387,6 +398,25 @@ impl SystemSettings {
             (30..=86_400).contains(&self.sent_code_validity_seconds),
             "sent_code_validity_seconds",
             "must be between 30 and 86400 seconds",
+        );
+        check(
+            (10..=3600).contains(&self.encryption_valid_seconds),
+            "encryption_valid_seconds",
+            "must be between 10 and 3600 seconds",
+        );
+        check(
+            self.encryption_endpoints
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .all(|p| p.starts_with('/') && !p.contains(['?', ' '])),
+            "encryption_endpoints",
+            "paths such as /oauth/token, comma-separated",
+        );
+        check(
+            !self.encryption_enabled || !self.encryption_endpoints.trim().is_empty(),
+            "encryption_enabled",
+            "name the endpoints in encryption_endpoints",
         );
         check(
             (60..=86_400).contains(&self.link_validity_seconds),

@@ -10,6 +10,7 @@ mod health;
 mod links;
 mod oauth;
 mod params;
+pub mod payload;
 mod pi;
 mod validate;
 
@@ -105,6 +106,10 @@ pub fn router(state: HttpState) -> Router {
         .merge(health::routes())
         .merge(links::routes())
         .merge(oauth::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            payload::open_payloads,
+        ))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))

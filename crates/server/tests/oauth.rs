@@ -628,3 +628,114 @@ async fn authlib_signs_a_user_in_and_refreshes_the_token() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_payloads_fresh_once_and_untampered() {
+    let s = oauth_server(Backend::Sqlite).await;
+    let (id, secret) = client(&s, "agent", &["validate"], &[], 0).await;
+    s.set(json!({"encryption_enabled": true, "encryption_endpoints": "/oauth/token"}))
+        .await;
+    let store = s.running.as_ref().unwrap().app.engine.store().clone();
+    let key = tessera_http::payload::public_key(store.as_ref())
+        .await
+        .unwrap();
+    // The CLI helper knows the same key and seals what the endpoint takes.
+    let data = s.config.data_dir.clone();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["encryption", "key"]), key);
+    let send = |body: String| {
+        let (s, id, secret) = (&s, id.clone(), secret.clone());
+        async move {
+            let r = s
+                .http
+                .post(format!("{}/oauth/token", s.url))
+                .basic_auth(id, Some(secret))
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let plain = "grant_type=client_credentials";
+    // Unencrypted: refused.
+    let (status, body) = send(plain.into()).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("only encrypted"),
+        "{body}"
+    );
+    // Sealed by the CLI: accepted, once.
+    let sealed = cli(&["encryption", "seal", plain]);
+    let (status, body) = send(sealed.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
+    let (status, body) = send(sealed.clone()).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("used already"),
+        "{body}"
+    );
+    // Outside the window (120 s by default).
+    let now = s.now();
+    let stale = tessera_http::payload::seal(&key, plain, now - 600, "stale-nonce-000001").unwrap();
+    let (status, body) = send(stale).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("validity window"),
+        "{body}"
+    );
+    // Changed on the way.
+    let fresh = tessera_http::payload::seal(&key, plain, now, "fresh-nonce-000002").unwrap();
+    let mut env: Value = serde_json::from_str(&fresh).unwrap();
+    let mut ct = data_encoding::BASE64
+        .decode(env["ct"].as_str().unwrap().as_bytes())
+        .unwrap();
+    ct[0] ^= 1;
+    env["ct"] = Value::String(data_encoding::BASE64.encode(&ct));
+    let (status, body) = send(env.to_string()).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be decrypted"),
+        "{body}"
+    );
+    // Endpoints not listed are untouched.
+    let (status, _) = post(
+        &s,
+        "/oauth/introspect",
+        Some((&id, &secret)),
+        &[("token", "x")],
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "plain form as before (this client has no introspect scope)"
+    );
+    s.stop().await;
+}

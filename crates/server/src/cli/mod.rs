@@ -4,6 +4,7 @@
 
 mod client_cmds;
 mod config_cmds;
+mod encryption_cmds;
 mod ldap_cmds;
 mod outbox_cmds;
 mod token_cmds;
@@ -84,6 +85,9 @@ pub enum Command {
     Audit(config_cmds::AuditArgs),
     /// Messages (SMS, mail) waiting to be sent or given up; `--all` includes the sent ones.
     Outbox(outbox_cmds::OutboxArgs),
+    /// Payload encryption: the public key, and a helper that seals a request body.
+    #[command(subcommand)]
+    Encryption(encryption_cmds::EncryptionCmd),
     /// Apply a declarative configuration file (realms, user sources, applications, settings).
     Apply(config_cmds::ApplyArgs),
     /// Print the configuration as a declarative file.
@@ -257,6 +261,7 @@ async fn dispatch(app: &app::App, out: Out, command: Command) -> Result<()> {
         Command::Settings(cmd) => config_cmds::settings(app, out, cmd).await,
         Command::Audit(args) => config_cmds::audit(app, out, args).await,
         Command::Outbox(args) => outbox_cmds::run(app, out, args).await,
+        Command::Encryption(cmd) => encryption_cmds::run(app, out, cmd).await,
         Command::Apply(args) => config_cmds::apply(app, out, args).await,
         Command::Export(args) => config_cmds::export(app, out, args).await,
     }

@@ -1,0 +1,249 @@
+//! Payload encryption (seed 003's "API encryption"): when the `encryption_enabled` setting is
+//! on, the endpoints named in `encryption_endpoints` accept only bodies sealed with HPKE
+//! (RFC 9180: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, base mode) to the
+//! installation's public key. The sealed plaintext carries a timestamp, checked against
+//! `encryption_valid_seconds`, and a nonce, refused when seen again. This stops scripts that
+//! replay or forge OTP-triggering calls without the key.
+//!
+//! The envelope (JSON): `{"enc": base64(encapsulated key), "ct": base64(ciphertext)}`; the
+//! plaintext (JSON): `{"ts": unix seconds, "nonce": "...", "body": "the original body"}`.
+
+use crate::HttpState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use data_encoding::BASE64;
+use hpke::aead::AesGcm256;
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+use serde_json::{Value, json};
+
+type Kem = X25519HkdfSha256;
+
+/// Binds sealed payloads to this use.
+const INFO: &[u8] = b"tessera payload v1";
+const KEY_META: &str = "payload_key";
+const KEY_CONTEXT: &str = "payload:private_key";
+
+/// The installation's key pair: (private, public), made on first use and sealed in the store.
+pub async fn key_pair(
+    store: &dyn tessera_core::store::Store,
+) -> Result<
+    (
+        <Kem as hpke::Kem>::PrivateKey,
+        <Kem as hpke::Kem>::PublicKey,
+    ),
+    String,
+> {
+    let stored = match store.meta(KEY_META).await.map_err(|e| e.to_string())? {
+        Some(v) => v,
+        None => {
+            let (sk, _) = Kem::gen_keypair();
+            let sealed = store.seal_secret(&sk.to_bytes(), KEY_CONTEXT);
+            store
+                .init_meta(KEY_META, &BASE64.encode(&sealed))
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let sealed = BASE64
+        .decode(stored.as_bytes())
+        .map_err(|e| format!("payload key: {e}"))?;
+    let raw = store
+        .open_secret(&sealed, KEY_CONTEXT)
+        .map_err(|e| e.to_string())?;
+    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&raw)
+        .map_err(|_| "the stored payload key cannot be read".to_string())?;
+    let pk = Kem::sk_to_pk(&sk);
+    Ok((sk, pk))
+}
+
+/// The public key integrators encrypt to (base64).
+pub async fn public_key(store: &dyn tessera_core::store::Store) -> Result<String, String> {
+    Ok(BASE64.encode(&key_pair(store).await?.1.to_bytes()))
+}
+
+/// Seals `body` for the installation whose public key is `public_key_b64` (what the CLI helper
+/// and integrators do).
+pub fn seal(public_key_b64: &str, body: &str, ts: i64, nonce: &str) -> Result<String, String> {
+    let pk_bytes = BASE64
+        .decode(public_key_b64.trim().as_bytes())
+        .map_err(|e| format!("public key: {e}"))?;
+    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&pk_bytes)
+        .map_err(|_| "public key: not an X25519 key".to_string())?;
+    let plain = json!({"ts": ts, "nonce": nonce, "body": body}).to_string();
+    let (enc, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem>(
+        &OpModeS::Base,
+        &pk,
+        INFO,
+        plain.as_bytes(),
+        b"",
+    )
+    .map_err(|e| format!("sealing failed: {e}"))?;
+    Ok(json!({"enc": BASE64.encode(&enc.to_bytes()), "ct": BASE64.encode(&ct)}).to_string())
+}
+
+fn refuse(why: &str) -> Response {
+    let mut res = (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": "invalid_request", "error_description": why})),
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Whether `path` is one of the endpoints the setting lists.
+fn listed(list: &str, path: &str) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .any(|p| !p.is_empty() && p == path)
+}
+
+/// The middleware: opens sealed bodies of the listed endpoints (and refuses anything else
+/// there) before the handler sees the request.
+pub(crate) async fn open_payloads(
+    State(state): State<HttpState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let settings = state.engine.snapshot().settings.clone();
+    if !settings.encryption_enabled || !listed(&settings.encryption_endpoints, req.uri().path()) {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, crate::MAX_BODY).await else {
+        return refuse("the body is too large");
+    };
+    let Ok(envelope) = serde_json::from_slice::<Value>(&bytes) else {
+        return refuse("this endpoint takes only encrypted payloads ({\"enc\", \"ct\"})");
+    };
+    let (Some(enc), Some(ct)) = (
+        envelope["enc"]
+            .as_str()
+            .and_then(|e| BASE64.decode(e.as_bytes()).ok()),
+        envelope["ct"]
+            .as_str()
+            .and_then(|c| BASE64.decode(c.as_bytes()).ok()),
+    ) else {
+        return refuse("this endpoint takes only encrypted payloads ({\"enc\", \"ct\"})");
+    };
+    let sk = match key_pair(state.engine.store().as_ref()).await {
+        Ok((sk, _)) => sk,
+        Err(e) => {
+            tracing::error!(error = %e, "payload key unavailable");
+            return (StatusCode::SERVICE_UNAVAILABLE, "payload key unavailable").into_response();
+        }
+    };
+    let plain = <Kem as hpke::Kem>::EncappedKey::from_bytes(&enc)
+        .ok()
+        .and_then(|enc| {
+            hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
+                &OpModeR::Base,
+                &sk,
+                &enc,
+                INFO,
+                &ct,
+                b"",
+            )
+            .ok()
+        });
+    let Some(plain) = plain.and_then(|p| serde_json::from_slice::<Value>(&p).ok()) else {
+        return refuse("the payload cannot be decrypted (wrong key, or changed on the way)");
+    };
+    let (Some(ts), Some(nonce), Some(inner)) = (
+        plain["ts"].as_i64(),
+        plain["nonce"]
+            .as_str()
+            .filter(|n| (16..=128).contains(&n.len())),
+        plain["body"].as_str(),
+    ) else {
+        return refuse("the payload lacks ts, nonce (16 to 128 characters) or body");
+    };
+    let now = state.engine.clock().now();
+    let window = i64::from(settings.encryption_valid_seconds);
+    if (now - ts).abs() > window {
+        return refuse("the payload is outside its validity window (check the clock)");
+    }
+    // Seen before: refused. Remembered for as long as it could be replayed.
+    let key = format!("payload-nonce:{nonce}");
+    let store = state.engine.store();
+    match store.token_revoked(&key).await {
+        Ok(false) => {}
+        Ok(true) => return refuse("the payload was used already"),
+        Err(e) => {
+            tracing::error!(error = %e, "replay check failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+        }
+    }
+    if let Err(e) = store.revoke_token(&key, ts + window + 1).await {
+        tracing::error!(error = %e, "replay record failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+    }
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    next.run(Request::from_parts(parts, Body::from(inner.to_string())))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_payloads_open_with_the_key_only() {
+        let (sk, pk) = Kem::gen_keypair();
+        let sealed = seal(
+            &BASE64.encode(&pk.to_bytes()),
+            "a=1&b=2",
+            100,
+            "n0nce-of-16-chars",
+        )
+        .unwrap();
+        let env: Value = serde_json::from_str(&sealed).unwrap();
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(
+            &BASE64
+                .decode(env["enc"].as_str().unwrap().as_bytes())
+                .unwrap(),
+        )
+        .unwrap();
+        let ct = BASE64
+            .decode(env["ct"].as_str().unwrap().as_bytes())
+            .unwrap();
+        let plain = hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
+            &OpModeR::Base,
+            &sk,
+            &enc,
+            INFO,
+            &ct,
+            b"",
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(
+            (v["ts"].as_i64(), v["body"].as_str()),
+            (Some(100), Some("a=1&b=2"))
+        );
+        let (other, _) = Kem::gen_keypair();
+        assert!(
+            hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
+                &OpModeR::Base,
+                &other,
+                &enc,
+                INFO,
+                &ct,
+                b""
+            )
+            .is_err()
+        );
+        assert!(listed("/oauth/token, /oauth/mfa", "/oauth/mfa"));
+        assert!(!listed("/oauth/token", "/oauth/tokenx"));
+    }
+}
