@@ -116,20 +116,7 @@ pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Resu
         for i in start..end {
             let id = UserId(format!("bench-{i}"));
             users.push(NewLocalUser {
-                user: User {
-                    source: source.clone(),
-                    id: id.clone(),
-                    username: format!("u{i}"),
-                    given_name: None,
-                    surname: None,
-                    email: None,
-                    phone: None,
-                    manager: None,
-                    groups: Vec::new(),
-                    enabled: true,
-                    expires_at: None,
-                    attributes: Default::default(),
-                },
+                user: User::new(source.clone(), id.clone(), format!("u{i}")),
                 password_hash: password_hash.clone(),
             });
             tokens.push(NewToken {

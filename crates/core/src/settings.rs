@@ -69,6 +69,36 @@ pub struct SystemSettings {
     pub lock_period_minutes: u32,
     /// Failed attempts further apart than this start a new count.
     pub incorrect_attempt_interval_minutes: u32,
+    /// Wrong answers to the second and later factors (the MFA step) have their own budgets and
+    /// lock period (seed 003's CONF_ENABLE_ACCOUNT_LOCKING_MFA); off: they count towards the
+    /// account lock like the first factor's.
+    pub mfa_account_locking: bool,
+    /// Wrong MFA codes (and, per session, wrong answers to later factors) allowed.
+    pub mfa_max_otp_attempts: u32,
+    pub mfa_max_password_attempts: u32,
+    pub mfa_lock_period_minutes: u32,
+
+    // --- the API's login sessions (seed 003's session, token and key settings) ---
+    /// Minutes a session started by `/oauth/otp/generate` can be finished.
+    pub api_session_minutes: u32,
+    /// Minutes the MFA step of an API login can be finished.
+    pub mfa_session_minutes: u32,
+    /// Minutes an MFA_PENDING token is valid (at most the MFA session).
+    pub mfa_token_minutes: u32,
+    /// Refresh tokens ("regenerate keys") for logins with one factor, and after an MFA step.
+    pub regenerate_token: bool,
+    pub regenerate_mfa_token: bool,
+    /// Refresh tokens end after a fixed time from the login (refreshing does not extend it).
+    pub key_expiry: bool,
+    pub key_expiry_minutes: u32,
+    pub mfa_key_expiry_minutes: u32,
+    /// Requests that send codes through the API (`/oauth/otp/generate`, `/oauth/mfa/otp/generate`,
+    /// the password grant) must carry this header: `X-Edge-Auth` or `X-Edge-Auth: value`
+    /// (seed 003's CONFIG_REJECT_NON_CF_CALLS). Empty: no check.
+    pub otp_required_header: String,
+    /// `/oauth/mfa/otp/generate` takes the user's own phone or mail when the request names none
+    /// (seed 003's CONF_AUTO_FILL_2ND_FACTOR_IDENTIFIER); off: the request must name it.
+    pub mfa_auto_fill_identifier: bool,
 
     // --- codes sent by SMS and mail (methods sms_otp and mail_otp) ---
     /// Delivery profiles (HTTP gateways) that send SMS, comma-separated, tried in order.
@@ -171,6 +201,20 @@ impl Default for SystemSettings {
             max_otp_attempts: 5,
             lock_period_minutes: 30,
             incorrect_attempt_interval_minutes: 30,
+            mfa_account_locking: false,
+            mfa_max_otp_attempts: 5,
+            mfa_max_password_attempts: 5,
+            mfa_lock_period_minutes: 30,
+            api_session_minutes: 15,
+            mfa_session_minutes: 15,
+            mfa_token_minutes: 15,
+            regenerate_token: true,
+            regenerate_mfa_token: true,
+            key_expiry: true,
+            key_expiry_minutes: 60,
+            mfa_key_expiry_minutes: 60,
+            otp_required_header: String::new(),
+            mfa_auto_fill_identifier: false,
             sms_delivery: String::new(),
             sms_template: "Your code: {otp} (valid {validity_minutes} min)".into(),
             mail_delivery: String::new(),
@@ -224,6 +268,26 @@ impl std::fmt::Display for SettingError {
 }
 
 impl SystemSettings {
+    /// The header (lower-case name, and the value if one is asked for) that requests sending
+    /// codes through the API must carry; None when none is asked for or it is malformed.
+    pub fn required_header(&self) -> Option<(String, Option<String>)> {
+        let raw = self.otp_required_header.trim();
+        if raw.is_empty() {
+            return None;
+        }
+        let (name, value) = match raw.split_once(':') {
+            Some((n, v)) => (n.trim(), Some(v.trim().to_string())),
+            None => (raw, None),
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let value_ok = value
+            .as_deref()
+            .is_none_or(|v| !v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b)));
+        (valid && value_ok).then(|| (name.to_ascii_lowercase(), value))
+    }
+
     /// The names of all settings.
     pub fn keys() -> Vec<String> {
         match serde_json::to_value(SystemSettings::default()) {
@@ -353,6 +417,47 @@ impl SystemSettings {
             (1..=43_200).contains(&self.lock_period_minutes),
             "lock_period_minutes",
             "must be between 1 and 43200 minutes (30 days)",
+        );
+        check(
+            (1..=1000).contains(&self.mfa_max_otp_attempts),
+            "mfa_max_otp_attempts",
+            "must be between 1 and 1000",
+        );
+        check(
+            (1..=1000).contains(&self.mfa_max_password_attempts),
+            "mfa_max_password_attempts",
+            "must be between 1 and 1000",
+        );
+        check(
+            (1..=43_200).contains(&self.mfa_lock_period_minutes),
+            "mfa_lock_period_minutes",
+            "must be between 1 and 43200 minutes (30 days)",
+        );
+        for (key, value) in [
+            ("api_session_minutes", self.api_session_minutes),
+            ("mfa_session_minutes", self.mfa_session_minutes),
+            ("mfa_token_minutes", self.mfa_token_minutes),
+        ] {
+            check(
+                (1..=1440).contains(&value),
+                key,
+                "must be between 1 and 1440 minutes",
+            );
+        }
+        for (key, value) in [
+            ("key_expiry_minutes", self.key_expiry_minutes),
+            ("mfa_key_expiry_minutes", self.mfa_key_expiry_minutes),
+        ] {
+            check(
+                (1..=525_600).contains(&value),
+                key,
+                "must be between 1 and 525600 minutes (a year)",
+            );
+        }
+        check(
+            self.required_header().is_some() || self.otp_required_header.trim().is_empty(),
+            "otp_required_header",
+            "a header name (letters, digits, '-'), optionally followed by ': value'",
         );
         check(
             (1..=43_200).contains(&self.incorrect_attempt_interval_minutes),

@@ -31,6 +31,10 @@ pub(crate) fn routes() -> Router<HttpState> {
     Router::new()
         .route("/oauth/token", post(token))
         .route("/oauth/mfa", post(mfa))
+        .route("/oauth/mfa/otp/validate", post(mfa))
+        .route("/oauth/mfa/otp/generate", post(mfa_otp_generate))
+        .route("/oauth/otp/generate", post(otp_generate))
+        .route("/oauth/otp/validate", post(otp_validate))
         .route("/oauth/introspect", post(introspect))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/jwks", get(jwks))
@@ -167,6 +171,32 @@ fn form(body: &Bytes) -> HashMap<String, String> {
     out
 }
 
+/// The form parameters, refusing a repeated one (RFC 6749 §3.2).
+fn form_once(body: &Bytes) -> Result<HashMap<String, String>, Box<Response>> {
+    let params = form(body);
+    if params.keys().any(|k| k.ends_with("\u{0}twice")) {
+        return Err(Box::new(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a parameter is repeated",
+        )));
+    }
+    Ok(params)
+}
+
+/// A call authenticated by an API client: its parameters, the caller's address and the client.
+async fn client_call(
+    state: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(HashMap<String, String>, std::net::IpAddr, ApiClient), Box<Response>> {
+    let params = form_once(body)?;
+    let ip = state.client_ip(peer, headers, None);
+    let client = authenticate_client(state, headers, &params, ip).await?;
+    Ok((params, ip, client))
+}
+
 /// The calling client: HTTP Basic (RFC 6749 §2.3.1) or `client_id`/`client_secret` in the
 /// body, not both. `Err` is the answer to send; failures are audited.
 async fn authenticate_client(
@@ -294,61 +324,89 @@ async fn audit(
     }
 }
 
+/// 429 when the client made more requests than its rate limit allows this minute.
+async fn rate_limited(
+    state: &HttpState,
+    client: &ApiClient,
+    ip: std::net::IpAddr,
+) -> Option<Response> {
+    if client.rate_limit_per_minute == 0 {
+        return None;
+    }
+    let minute = state.engine.clock().now() / 60;
+    let over = match state.oauth_rates.lock() {
+        Ok(mut counts) => {
+            let entry = counts
+                .entry(client.client_id.clone())
+                .or_insert((minute, 0));
+            if entry.0 != minute {
+                *entry = (minute, 0);
+            }
+            entry.1 += 1;
+            entry.1 > client.rate_limit_per_minute
+        }
+        Err(_) => false,
+    };
+    if !over {
+        return None;
+    }
+    audit(
+        state,
+        &client.name,
+        "oauth_token",
+        "error",
+        "rate limit",
+        ip,
+    )
+    .await;
+    let mut res = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+        "too many requests from this client; try again in a minute",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    Some(res)
+}
+
+/// 403 for a request that sends codes without the header the `otp_required_header` setting
+/// names (seed 003's "reject non-CF calls": only the CDN in front adds it).
+fn lacks_required_header(state: &HttpState, headers: &HeaderMap) -> Option<Response> {
+    let settings = &state.engine.snapshot().settings;
+    if settings.otp_required_header.trim().is_empty() {
+        return None;
+    }
+    let ok = match settings.required_header() {
+        Some((name, value)) => headers.get_all(name.as_str()).iter().any(|v| {
+            value
+                .as_deref()
+                .is_none_or(|want| v.to_str().is_ok_and(|got| got.trim() == want))
+        }),
+        // A malformed setting cannot be saved; refuse rather than let everything through.
+        None => false,
+    };
+    (!ok).then(|| {
+        oauth_error(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "this request must come through the configured front end (required header missing)",
+        )
+    })
+}
+
 async fn token(
     state: St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = form(&body);
-    if params.keys().any(|k| k.ends_with("\u{0}twice")) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "a parameter is repeated",
-        );
-    }
-    let ip = state.client_ip(peer, &headers, None);
-    let client = match authenticate_client(&state, &headers, &params, ip).await {
-        Ok(c) => c,
+    let (params, ip, client) = match client_call(&state, peer, &headers, &body).await {
+        Ok(call) => call,
         Err(res) => return *res,
     };
     let grant = params.get("grant_type").map(String::as_str).unwrap_or("");
-    let now = state.engine.clock().now();
-    if client.rate_limit_per_minute > 0 {
-        let minute = now / 60;
-        let over = match state.oauth_rates.lock() {
-            Ok(mut counts) => {
-                let entry = counts
-                    .entry(client.client_id.clone())
-                    .or_insert((minute, 0));
-                if entry.0 != minute {
-                    *entry = (minute, 0);
-                }
-                entry.1 += 1;
-                entry.1 > client.rate_limit_per_minute
-            }
-            Err(_) => false,
-        };
-        if over {
-            audit(
-                &state,
-                &client.name,
-                "oauth_token",
-                "error",
-                "rate limit",
-                ip,
-            )
-            .await;
-            let mut res = oauth_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "temporarily_unavailable",
-                "too many token requests from this client; try again in a minute",
-            );
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-            return res;
-        }
+    if let Some(res) = rate_limited(&state, &client, ip).await {
+        return res;
     }
     match grant {
         "client_credentials" => {}
@@ -359,7 +417,12 @@ async fn token(
                 "grant_type is missing",
             );
         }
-        "password" => return password_grant(&state, &client, &params, ip).await,
+        "password" => {
+            if let Some(res) = lacks_required_header(&state, &headers) {
+                return res;
+            }
+            return password_grant(&state, &client, &params, ip).await;
+        }
         "refresh_token" => return refresh_grant(&state, &client, &params).await,
         _ => {
             return oauth_error(
@@ -410,6 +473,7 @@ async fn token(
         Err(res) => return *res,
     };
     let lifetime = i64::from(client.token_lifetime_seconds);
+    let now = state.engine.clock().now();
     let jti = tessera_core::rng::random_hex(state.engine.ports().rng.as_ref(), 16);
     let claims = json!({
         "iss": iss,
@@ -446,10 +510,29 @@ async fn token(
     res
 }
 
-/// Lifetime of an MFA_PENDING token (seed 003's CONF_MFA_TOKEN_EXPIRY_IN_MINUTES default).
-const MFA_PENDING_SECONDS: i64 = 15 * 60;
-/// Lifetime of a refresh token.
-const REFRESH_SECONDS: i64 = 24 * 3600;
+/// How a token response is made.
+#[derive(Clone, Copy)]
+struct Issue {
+    /// The role of a token for a login that waits for an answer: `OTP_PENDING` (the first
+    /// factor's code, `/oauth/otp/generate`) or `MFA_PENDING` (a later factor).
+    pending_role: &'static str,
+    /// The login had an MFA step (its refresh token follows the MFA settings).
+    mfa_done: bool,
+    /// The end of the login's refresh tokens, when refreshing (a renewed refresh token keeps
+    /// the first one's end).
+    key_expires_at: Option<i64>,
+}
+
+impl Issue {
+    const PRIMARY: Issue = Issue {
+        pending_role: "MFA_PENDING",
+        mfa_done: false,
+        key_expires_at: None,
+    };
+}
+
+/// A refresh token that does not end by time (`key_expiry` off) ends this far ahead.
+const NO_KEY_EXPIRY_SECONDS: i64 = 100 * 365 * 86_400;
 
 /// The refresh_token grant (user clients): a new USER token (and refresh token) for a user who
 /// is still active, for the same or fewer scopes; the refresh token is spent.
@@ -540,7 +623,11 @@ async fn refresh_grant(
         token_kind: None,
         message: "refreshed".into(),
     }));
-    user_token(state, client, &outcome).await
+    let issue = Issue {
+        key_expires_at: Some(kept.expires_at),
+        ..Issue::PRIMARY
+    };
+    user_token(state, client, &outcome, issue).await
 }
 
 /// A signed token response for a user: `USER` after every factor, `MFA_PENDING` with the
@@ -549,8 +636,10 @@ async fn user_token(
     state: &HttpState,
     client: &ApiClient,
     outcome: &tessera_core::engine::Outcome,
+    issue: Issue,
 ) -> Response {
     use tessera_core::engine::Outcome;
+    let settings = state.engine.snapshot().settings.clone();
     let signer = match signer(state).await {
         Ok(s) => s,
         Err(e) => {
@@ -576,8 +665,11 @@ async fn user_token(
         Outcome::Challenge(c) => (
             c.user.username.clone(),
             c.realm.0.clone(),
-            "MFA_PENDING",
-            MFA_PENDING_SECONDS.min(i64::from(client.token_lifetime_seconds)),
+            issue.pending_role,
+            match issue.pending_role {
+                "OTP_PENDING" => i64::from(settings.api_session_minutes) * 60,
+                _ => i64::from(settings.mfa_token_minutes.min(settings.mfa_session_minutes)) * 60,
+            },
             Some(c.transaction_id.as_str().to_string()),
             c.prompts
                 .iter()
@@ -635,8 +727,21 @@ async fn user_token(
         obj.insert("mfa_required".into(), Value::Bool(true));
         obj.insert("mfa".into(), Value::Array(prompts));
     }
-    // A user's token comes with a refresh token (single use; renewed with each refresh).
-    if role == "USER" {
+    // A user's token comes with a refresh token (seed 003's "regenerate key"; single use,
+    // renewed with each refresh, ending at the same time as the first).
+    let regenerate = match issue.mfa_done {
+        true => settings.regenerate_mfa_token,
+        false => settings.regenerate_token,
+    };
+    if role == "USER" && regenerate {
+        let key_minutes = match issue.mfa_done {
+            true => settings.mfa_key_expiry_minutes,
+            false => settings.key_expiry_minutes,
+        };
+        let expires_at = issue.key_expires_at.unwrap_or(match settings.key_expiry {
+            true => now + i64::from(key_minutes) * 60,
+            false => now + NO_KEY_EXPIRY_SECONDS,
+        });
         let refresh = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
         let kept = tessera_core::store::RefreshToken {
             hash: ApiClient::hash_secret(&refresh),
@@ -644,7 +749,7 @@ async fn user_token(
             username: user.clone(),
             realm: realm.clone(),
             scope: scope.clone(),
-            expires_at: now + REFRESH_SECONDS,
+            expires_at,
         };
         if let Err(e) = state.engine.store().put_refresh_token(&kept).await {
             tracing::error!(error = %e, "refresh token not stored");
@@ -712,7 +817,7 @@ async fn password_grant(
         .authenticate(&req, &request_ctx(client, ip))
         .await
     {
-        Ok(outcome) => user_token(state, client, &outcome).await,
+        Ok(outcome) => user_token(state, client, &outcome, Issue::PRIMARY).await,
         Err(tessera_core::engine::EngineError::Channel(c)) => oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -738,55 +843,133 @@ fn invalid_token(why: &str) -> Response {
     res
 }
 
-/// `/oauth/mfa`: the next factor of a login whose MFA_PENDING token is the bearer; `otp` is
-/// the answer. A USER token when every factor is done (the MFA_PENDING token is revoked).
+/// A login waiting for an answer, from its pending token (the bearer).
+struct Pending {
+    claims: Value,
+    client: ApiClient,
+    tx: tessera_core::ids::TransactionId,
+    user: String,
+}
+
+/// The pending login whose token (of `role`) is the request's bearer; `Err` is the answer.
+async fn pending_login(
+    state: &HttpState,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+    role: &str,
+) -> Result<Pending, Box<Response>> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+        })
+        .map(str::trim);
+    let Some(token) = bearer else {
+        return Err(Box::new(invalid_token(&format!(
+            "an {role} token is required as bearer"
+        ))));
+    };
+    let Some(claims) = active_claims(state, token).await else {
+        return Err(Box::new(invalid_token(
+            "the token is not valid (expired, revoked or not ours)",
+        )));
+    };
+    let (true, Some(tx), Some(user), Some(client_id)) = (
+        claims["role"] == role,
+        claims["mfa_tx"].as_str(),
+        claims["sub"].as_str(),
+        claims["client_id"].as_str(),
+    ) else {
+        return Err(Box::new(invalid_token(&format!("not an {role} token"))));
+    };
+    let snap = state.engine.snapshot();
+    let Some(client) = snap.api_client_by_id(client_id).cloned() else {
+        return Err(Box::new(invalid_token(
+            "the client of this token no longer exists",
+        )));
+    };
+    if !client.allows_ip(ip) {
+        return Err(Box::new(invalid_token(
+            "this client may not call from this address",
+        )));
+    }
+    let Some(tx) = tessera_core::ids::TransactionId::parse(tx) else {
+        return Err(Box::new(invalid_token(&format!("not an {role} token"))));
+    };
+    if let Some(res) = rate_limited(state, &client, ip).await {
+        return Err(Box::new(res));
+    }
+    Ok(Pending {
+        user: user.to_string(),
+        claims,
+        client,
+        tx,
+    })
+}
+
+/// `/oauth/mfa` (also `/oauth/mfa/otp/validate`): the next factor of a login whose
+/// MFA_PENDING token is the bearer; `otp` is the answer.
 async fn mfa(
     state: St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = form(&body);
-    let ip = state.client_ip(peer, &headers, None);
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = bearer else {
-        return invalid_token("an MFA_PENDING access token is required");
+    answer_pending(&state, peer, &headers, &body, "MFA_PENDING").await
+}
+
+/// `/oauth/otp/validate`: the code of a session started by `/oauth/otp/generate`, whose
+/// OTP_PENDING token is the bearer.
+async fn otp_validate(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer_pending(&state, peer, &headers, &body, "OTP_PENDING").await
+}
+
+/// Answers the pending factor of a login: a USER token when every factor is done, an
+/// MFA_PENDING token when another follows (the pending token is spent either way), or
+/// `invalid_grant`.
+async fn answer_pending(
+    state: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: &Bytes,
+    role: &'static str,
+) -> Response {
+    let params = match form_once(body) {
+        Ok(p) => p,
+        Err(res) => return *res,
     };
-    let Some(claims) = active_claims(&state, token).await else {
-        return invalid_token("the token is not valid (expired, revoked or not ours)");
+    let ip = state.client_ip(peer, headers, None);
+    let p = match pending_login(state, headers, ip, role).await {
+        Ok(p) => p,
+        Err(res) => return *res,
     };
-    let (Some("MFA_PENDING"), Some(tx), Some(user), Some(client_id)) = (
-        claims["role"].as_str(),
-        claims["mfa_tx"].as_str(),
-        claims["sub"].as_str(),
-        claims["client_id"].as_str(),
-    ) else {
-        return invalid_token("not an MFA_PENDING token");
-    };
-    let snap = state.engine.snapshot();
-    let Some(client) = snap.api_client_by_id(client_id).cloned() else {
-        return invalid_token("the client of this token no longer exists");
-    };
-    if !client.allows_ip(ip) {
-        return invalid_token("this client may not call from this address");
-    }
-    let Some(tx_id) = tessera_core::ids::TransactionId::parse(tx) else {
-        return invalid_token("not an MFA_PENDING token");
+    let Some(otp) = params
+        .get("otp")
+        .filter(|o| !o.is_empty() && o.len() <= 256)
+    else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "otp (the code) is required",
+        );
     };
     let req = tessera_core::engine::AuthRequest {
-        user: Some(user.to_string()),
-        realm: claims["realm"].as_str().map(str::to_string),
-        pass: zeroize::Zeroizing::new(params.get("otp").cloned().unwrap_or_default()),
-        transaction_id: Some(tx_id),
+        user: Some(p.user.clone()),
+        realm: p.claims["realm"].as_str().map(str::to_string),
+        pass: zeroize::Zeroizing::new(otp.clone()),
+        transaction_id: Some(p.tx.clone()),
         ..Default::default()
     };
     let outcome = match state
         .engine
-        .authenticate(&req, &request_ctx(&client, ip))
+        .authenticate(&req, &request_ctx(&p.client, ip))
         .await
     {
         Ok(o) => o,
@@ -799,18 +982,258 @@ async fn mfa(
             );
         }
     };
-    if matches!(outcome, tessera_core::engine::Outcome::Accept(_))
-        && let (Some(jti), Some(exp)) = (claims["jti"].as_str(), claims["exp"].as_i64())
+    if let tessera_core::engine::Outcome::Reject(_) = outcome {
+        // One answer for a wrong code and a session that is over: the audit record tells them
+        // apart.
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "wrong code, or the session is over (expired, finished or too many wrong answers)",
+        );
+    }
+    // The pending token has served: the login moved on.
+    if let (Some(jti), Some(exp)) = (p.claims["jti"].as_str(), p.claims["exp"].as_i64())
         && let Err(e) = state.engine.store().revoke_token(jti, exp).await
     {
-        tracing::error!(error = %e, "MFA_PENDING token not revoked");
+        tracing::error!(error = %e, "pending token not revoked");
         return oauth_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             "try again",
         );
     }
-    user_token(&state, &client, &outcome).await
+    let issue = Issue {
+        pending_role: "MFA_PENDING",
+        mfa_done: role == "MFA_PENDING",
+        key_expires_at: None,
+    };
+    user_token(state, &p.client, &outcome, issue).await
+}
+
+/// `/oauth/otp/generate` (user clients): starts a login whose first factor is a code sent to
+/// the user (seed 003's primary OTP), answered at `/oauth/otp/validate` with the OTP_PENDING
+/// token returned.
+async fn otp_generate(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (params, ip, client) = match client_call(&state, peer, &headers, &body).await {
+        Ok(call) => call,
+        Err(res) => return *res,
+    };
+    if let Some(res) = rate_limited(&state, &client, ip).await {
+        return res;
+    }
+    if let Some(res) = lacks_required_header(&state, &headers) {
+        return res;
+    }
+    if client.kind != ApiClientKind::User {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "only user clients sign users in",
+        );
+    }
+    let Some(username) = params
+        .get("username")
+        .filter(|u| !u.is_empty() && u.len() <= 256)
+    else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "username is required",
+        );
+    };
+    // Only an application whose first factor is a code sent now starts this way; anything
+    // else would take the empty password for a wrong one.
+    let snap = state.engine.snapshot();
+    let sends = client
+        .application
+        .as_ref()
+        .and_then(|a| snap.application(a))
+        .and_then(|a| a.factors.first())
+        .is_some_and(|f| {
+            let mut methods = f.all_methods().peekable();
+            methods.peek().is_some() && methods.all(|m| m.channel().is_some())
+        });
+    if !sends {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the client's application does not start with a code sent by SMS or mail; use the password grant",
+        );
+    }
+    let req = tessera_core::engine::AuthRequest {
+        user: Some(username.clone()),
+        fallback_channel: params.get("fallbackChannel").cloned(),
+        ..Default::default()
+    };
+    let outcome = match state
+        .engine
+        .authenticate(&req, &request_ctx(&client, ip))
+        .await
+    {
+        Ok(o) => o,
+        Err(tessera_core::engine::EngineError::Channel(c)) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("{c} ({})", c.code()),
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "OTP generate failed");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again",
+            );
+        }
+    };
+    let issue = Issue {
+        pending_role: "OTP_PENDING",
+        mfa_done: false,
+        key_expires_at: None,
+    };
+    match outcome {
+        tessera_core::engine::Outcome::Challenge(_) => {
+            user_token(&state, &client, &outcome, issue).await
+        }
+        // An unknown user (or one who cannot get a code) gets the same answer as anyone else,
+        // a session that no code will finish; the audit record has the reason.
+        tessera_core::engine::Outcome::Reject(_) | tessera_core::engine::Outcome::Accept(_) => {
+            let id = tessera_core::rng::random_digits(
+                state.engine.ports().rng.as_ref(),
+                tessera_core::ids::TransactionId::LEN,
+            );
+            let Some(id) = tessera_core::ids::TransactionId::parse(&id) else {
+                return oauth_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "try again",
+                );
+            };
+            let (login, realm) = snap.split_login(username, None);
+            let decoy = tessera_core::engine::Outcome::Challenge(Box::new(
+                tessera_core::engine::Challenged {
+                    transaction_id: id,
+                    prompts: vec![tessera_core::engine::Prompt {
+                        serial: None,
+                        kind: "sms".into(),
+                        client_mode: tessera_core::engine::ClientMode::Interactive,
+                        message: "Please enter the code sent to your phone".into(),
+                    }],
+                    message: String::new(),
+                    user: tessera_core::model::User::new("".into(), "".into(), login),
+                    realm: tessera_core::ids::RealmName(
+                        realm.unwrap_or_else(|| snap.settings.default_realm.clone()),
+                    ),
+                },
+            ));
+            user_token(&state, &client, &decoy, issue).await
+        }
+    }
+}
+
+/// `/oauth/mfa/otp/generate`: sends the pending factor's code again — by `fallbackChannel`
+/// when asked — for the login whose MFA_PENDING token is the bearer.
+async fn mfa_otp_generate(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match form_once(&body) {
+        Ok(p) => p,
+        Err(res) => return *res,
+    };
+    let ip = state.client_ip(peer, &headers, None);
+    let p = match pending_login(&state, &headers, ip, "MFA_PENDING").await {
+        Ok(p) => p,
+        Err(res) => return *res,
+    };
+    if let Some(res) = lacks_required_header(&state, &headers) {
+        return res;
+    }
+    let auto_fill = state.engine.snapshot().settings.mfa_auto_fill_identifier;
+    let identifier = match (
+        params.get("identifierType").map(String::as_str),
+        params.get("identifierValue"),
+    ) {
+        (Some(kind @ ("mobile" | "email")), Some(value)) if !value.is_empty() => {
+            Some((kind, value.as_str()))
+        }
+        (None, None) if auto_fill => None,
+        (None, None) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "identifierType (mobile or email) and identifierValue are required",
+            );
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "identifierType must be mobile or email, with identifierValue",
+            );
+        }
+    };
+    let outcome = state
+        .engine
+        .resend_code(
+            &p.tx,
+            params.get("fallbackChannel").map(String::as_str),
+            identifier,
+            &request_ctx(&p.client, ip),
+        )
+        .await;
+    use tessera_core::engine::{Outcome, RejectReason};
+    match outcome {
+        Ok(Outcome::Challenge(c)) => {
+            let mut res = axum::Json(json!({
+                "mfa": c.prompts.iter().map(|p| json!({
+                    "type": p.kind, "message": p.message, "client_mode": p.client_mode.as_str(),
+                })).collect::<Vec<_>>(),
+            }))
+            .into_response();
+            no_store(&mut res);
+            res
+        }
+        Ok(Outcome::Reject(r)) if r.reason == RejectReason::IdentifierMismatch => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "identifierValue is not the user's phone number or mail address",
+        ),
+        Ok(Outcome::Reject(r)) => {
+            let why = match r.reason {
+                RejectReason::SendLimit => "too many codes were sent to this user within the hour",
+                RejectReason::NoUsableToken => "this factor is not answered with a code sent",
+                _ => "the session is over (expired, finished or too many wrong answers)",
+            };
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why)
+        }
+        Ok(Outcome::Accept(_)) => oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "try again",
+        ),
+        Err(tessera_core::engine::EngineError::Channel(c)) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("{c} ({})", c.code()),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "MFA code not sent again");
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again",
+            )
+        }
+    }
 }
 
 /// The claims of an active token: signed by us, unexpired, not revoked.
@@ -839,17 +1262,8 @@ async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = form(&body);
-    if params.keys().any(|k| k.ends_with("\u{0}twice")) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "a parameter is repeated",
-        );
-    }
-    let ip = state.client_ip(peer, &headers, None);
-    let client = match authenticate_client(&state, &headers, &params, ip).await {
-        Ok(c) => c,
+    let (params, _ip, client) = match client_call(&state, peer, &headers, &body).await {
+        Ok(call) => call,
         Err(res) => return *res,
     };
     if !client.scopes.iter().any(|s| s == "introspect") {
@@ -868,7 +1282,7 @@ async fn introspect(
     };
     let answer = match active_claims(&state, token)
         .await
-        .filter(|c| c["role"] != "MFA_PENDING")
+        .filter(|c| c["aud"] == "tessera")
     {
         Some(mut c) => {
             if let Some(obj) = c.as_object_mut() {
@@ -890,17 +1304,8 @@ async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = form(&body);
-    if params.keys().any(|k| k.ends_with("\u{0}twice")) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "a parameter is repeated",
-        );
-    }
-    let ip = state.client_ip(peer, &headers, None);
-    let client = match authenticate_client(&state, &headers, &params, ip).await {
-        Ok(c) => c,
+    let (params, ip, client) = match client_call(&state, peer, &headers, &body).await {
+        Ok(call) => call,
         Err(res) => return *res,
     };
     let Some(token) = params.get("token") else {

@@ -365,6 +365,25 @@ fn the_cli_creates_api_clients_and_export_leaves_the_secret_out() {
 }
 
 /// The claims of a JWT (its signature is checked by PyJWT in the test above).
+/// A user client (password grant) of `app` with the scope `validate`.
+async fn user_client(s: &TestServer, name: &str, app: &str) -> (String, String) {
+    let c = s
+        .admin()
+        .create_api_client(
+            &actor(),
+            NewApiClient {
+                name: name.into(),
+                kind: ApiClientKind::User,
+                application: Some(app.into()),
+                scopes: vec!["validate".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (c.client.client_id, c.client_secret.to_string())
+}
+
 fn claims_of(token: &str) -> Value {
     let part = token.split('.').nth(1).unwrap();
     serde_json::from_slice(
@@ -391,27 +410,7 @@ async fn password_grant_then_the_mfa_step_with_an_sms_code() {
     }))
     .unwrap();
     s.admin().apply(&actor(), &decl, false).await.unwrap();
-    let user_client = |name: &'static str, app: &'static str| {
-        let s = &s;
-        async move {
-            let c = s
-                .admin()
-                .create_api_client(
-                    &actor(),
-                    NewApiClient {
-                        name: name.into(),
-                        kind: ApiClientKind::User,
-                        application: Some(app.into()),
-                        scopes: vec!["validate".into()],
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
-            (c.client.client_id, c.client_secret.to_string())
-        }
-    };
-    let (id, secret) = user_client("portal-app", "portal").await;
+    let (id, secret) = user_client(&s, "portal-app", "portal").await;
     let grant = |user: &'static str, pass: &'static str| {
         let (s, id, secret) = (&s, id.clone(), secret.clone());
         async move {
@@ -514,7 +513,7 @@ async fn password_grant_then_the_mfa_step_with_an_sms_code() {
     assert_eq!(body["error_description"], "not an MFA_PENDING token");
 
     // One factor only: a USER token at once. An agent client may not use the password grant.
-    let (id2, secret2) = user_client("simple-app", "simple").await;
+    let (id2, secret2) = user_client(&s, "simple-app", "simple").await;
     let (status, body) = post(
         &s,
         "/oauth/token",
@@ -738,4 +737,460 @@ async fn encrypted_payloads_fresh_once_and_untampered() {
         "plain form as before (this client has no introspect scope)"
     );
     s.stop().await;
+}
+
+/// A server with an SMS gateway (and WhatsApp through the same stand-in), the applications
+/// `portal` (password, then an SMS code) and `otp-login` (an SMS code, then another), and a
+/// user client for each. Returns the server, the gateway and the clients' credentials.
+async fn seed_003_server(
+    settings: Value,
+) -> (
+    TestServer,
+    common::Provider,
+    (String, String),
+    (String, String),
+) {
+    let gw = common::Provider::start().await;
+    let s = TestServer::start(Backend::Sqlite, Some(1_800_000_000)).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.add_user("alice", Some("alice-password")).await;
+    let mut all =
+        json!({"sms_delivery": "gw", "whatsapp_delivery": "wa", "fallback_channels": "whatsapp"});
+    for (k, v) in settings.as_object().unwrap() {
+        all[k] = v.clone();
+    }
+    let decl: tessera_core::admin::Declaration = serde_json::from_value(json!({
+        "delivery_profile": [
+            {"name": "gw", "type": "http", "url": format!("{}/sms", gw.url), "body": "to={phone}&text={message}"},
+            {"name": "wa", "type": "http", "url": format!("{}/wa", gw.url), "body": "to={phone}&text={message}"}
+        ],
+        "settings": all,
+        "application": [
+            {"name": "portal", "factors": [{"methods": ["password"]}, {"methods": ["sms_otp"]}]},
+            {"name": "otp-login", "factors": [{"methods": ["sms_otp"]}, {"methods": ["sms_otp"]}]}
+        ]
+    }))
+    .unwrap();
+    s.admin().apply(&actor(), &decl, false).await.unwrap();
+    let portal = user_client(&s, "portal-app", "portal").await;
+    let otp = user_client(&s, "otp-app", "otp-login").await;
+    (s, gw, portal, otp)
+}
+
+/// The code in the `n`th message (1-based) the gateway got on `path`.
+async fn code_of(gw: &common::Provider, path: &str, n: usize) -> String {
+    let got = gw.wait_for(path, n).await;
+    let text: String = form_urlencoded::parse(got[n - 1].body.as_bytes())
+        .find(|(k, _)| k == "text")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    text.chars().filter(char::is_ascii_digit).take(6).collect()
+}
+
+fn wrong_code(code: &str) -> &'static str {
+    if code == "000000" { "111111" } else { "000000" }
+}
+
+async fn bearer_post(
+    s: &TestServer,
+    path: &str,
+    bearer: &str,
+    form: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = s
+        .http
+        .post(format!("{}{path}", s.url))
+        .bearer_auth(bearer)
+        .form(form);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json::<Value>().await.unwrap())
+}
+
+/// Signs alice in to `portal` with her password: the MFA_PENDING token, and the number of
+/// SMS sent so far.
+async fn portal_login(s: &TestServer, (id, secret): &(String, String)) -> (u16, Value) {
+    post(
+        s,
+        "/oauth/token",
+        Some((id, secret)),
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-password"),
+        ],
+    )
+    .await
+}
+
+/// One login to `portal` answered with the right or a wrong code (the `n`th SMS).
+async fn attempt(
+    s: &TestServer,
+    gw: &common::Provider,
+    portal: &(String, String),
+    n: usize,
+    right: bool,
+) -> (u16, Value) {
+    let (status, body) = portal_login(s, portal).await;
+    if status != 200 {
+        return (status, body);
+    }
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let code = code_of(gw, "/sms", n).await;
+    let otp = if right {
+        code.clone()
+    } else {
+        wrong_code(&code).to_string()
+    };
+    bearer_post(s, "/oauth/mfa", &pending, &[("otp", &otp)], &[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mfa_retries_per_session_and_mfa_locking_as_in_seed_003() {
+    // Per session: two wrong MFA codes end the session, even for the right code after them.
+    // The account lock (max_otp_attempts 10) is far away.
+    let (s, gw, portal, _) = seed_003_server(json!({
+        "mfa_max_otp_attempts": 2, "max_otp_attempts": 10,
+    }))
+    .await;
+    let (status, body) = portal_login(&s, &portal).await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("MFA_PENDING")),
+        "{body}"
+    );
+    assert_eq!(body["expires_in"], 900, "mfa_token_minutes");
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let code = code_of(&gw, "/sms", 1).await;
+    for _ in 0..2 {
+        let (status, body) = bearer_post(
+            &s,
+            "/oauth/mfa",
+            &pending,
+            &[("otp", wrong_code(&code))],
+            &[],
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+    }
+    let (status, body) = bearer_post(&s, "/oauth/mfa", &pending, &[("otp", &code)], &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert_eq!(
+        s.audit("authenticate").await[0].reason,
+        "too many wrong answers in this session"
+    );
+    // A new session starts afresh (the seed: lock the account to stop that).
+    let (_, body) = portal_login(&s, &portal).await;
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let code = code_of(&gw, "/sms", 2).await;
+    let (status, body) = bearer_post(
+        &s,
+        "/oauth/mfa/otp/validate",
+        &pending,
+        &[("otp", &code)],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("USER")),
+        "{body}"
+    );
+    s.stop().await;
+
+    // MFA locking: 3 wrong MFA codes within the 5-minute interval lock the MFA step for 10
+    // minutes. Each wrong code in a session of its own: the account counts them.
+    let (s, gw, portal, _) = seed_003_server(json!({
+        "mfa_account_locking": true, "mfa_max_otp_attempts": 3, "mfa_lock_period_minutes": 10,
+        "incorrect_attempt_interval_minutes": 5, "max_otp_attempts": 100,
+    }))
+    .await;
+    // The seed's example: a wrong code, another within 5 minutes (counted together), one
+    // after the 5 minutes (the first again) and one more: 2, not 4 — no lock.
+    assert_eq!(attempt(&s, &gw, &portal, 1, false).await.0, 400);
+    s.advance(4 * 60);
+    assert_eq!(attempt(&s, &gw, &portal, 2, false).await.0, 400);
+    s.advance(6 * 60);
+    assert_eq!(attempt(&s, &gw, &portal, 3, false).await.0, 400);
+    s.advance(60);
+    assert_eq!(attempt(&s, &gw, &portal, 4, false).await.0, 400);
+    let (status, body) = attempt(&s, &gw, &portal, 5, true).await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("USER")),
+        "{body}"
+    );
+    // Success cleared the count; now three within the interval lock the MFA step.
+    for n in 6..9 {
+        assert_eq!(attempt(&s, &gw, &portal, n, false).await.0, 400);
+    }
+    // Locked: the password still passes, but no code is sent and the login is refused.
+    let (status, body) = portal_login(&s, &portal).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert_eq!(
+        s.audit("authenticate").await[0].reason,
+        "account locked after too many failed attempts"
+    );
+    assert_eq!(
+        gw.requests("/sms").len(),
+        8,
+        "no code sent to a locked account"
+    );
+    // After the lock period the right code passes again.
+    s.advance(10 * 60 + 1);
+    let (status, body) = attempt(&s, &gw, &portal, 9, true).await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("USER")),
+        "{body}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_otp_then_mfa_otp_with_fallback_header_check_and_key_expiry() {
+    let (s, gw, _, (id, secret)) = seed_003_server(json!({
+        "otp_required_header": "X-Edge-Auth: cdn-secret",
+        "api_session_minutes": 10, "mfa_key_expiry_minutes": 30,
+    }))
+    .await;
+    let edge = [("X-Edge-Auth", "cdn-secret")];
+    let generate = |user: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let (s, id, secret) = (&s, id.clone(), secret.clone());
+        async move {
+            let mut req = s
+                .http
+                .post(format!("{}/oauth/otp/generate", s.url))
+                .basic_auth(&id, Some(&secret))
+                .form(&[("username", user)]);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // Without the front end's header: refused, nothing sent.
+    let (status, body) = generate("alice", &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("access_denied")),
+        "{body}"
+    );
+    let (status, _) = generate("alice", &[("X-Edge-Auth", "guess")]).await;
+    assert_eq!(status, 403);
+    assert!(gw.requests("/sms").is_empty());
+
+    // An unknown user gets the same answer, and no code.
+    let (status, ghost) = generate("nobody", &[("X-Edge-Auth", "cdn-secret")]).await;
+    assert_eq!(
+        (status, ghost["role"].as_str()),
+        (200, Some("OTP_PENDING")),
+        "{ghost}"
+    );
+    let (status, body) = generate("alice", &[("X-Edge-Auth", "cdn-secret")]).await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("OTP_PENDING")),
+        "{body}"
+    );
+    assert_eq!(body["expires_in"], 600, "api_session_minutes");
+    assert_eq!(body["mfa"][0]["type"], ghost["mfa"][0]["type"]);
+    let session = body["access_token"].as_str().unwrap().to_string();
+    let ghost = ghost["access_token"].as_str().unwrap().to_string();
+    let code = code_of(&gw, "/sms", 1).await;
+    assert_eq!(gw.requests("/sms").len(), 1);
+    let (status, body) =
+        bearer_post(&s, "/oauth/otp/validate", &ghost, &[("otp", &code)], &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    // An OTP_PENDING token is not an MFA_PENDING token.
+    let (status, _) = bearer_post(&s, "/oauth/mfa", &session, &[("otp", &code)], &[]).await;
+    assert_eq!(status, 401);
+    let (status, body) = bearer_post(
+        &s,
+        "/oauth/otp/validate",
+        &session,
+        &[("otp", wrong_code(&code))],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, body) =
+        bearer_post(&s, "/oauth/otp/validate", &session, &[("otp", &code)], &[]).await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("MFA_PENDING")),
+        "{body}"
+    );
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let sms_code = code_of(&gw, "/sms", 2).await;
+
+    // MFA OTP generate: the identifier is required (no auto-fill), must be alice's, and the
+    // fallback channel must be configured.
+    let resend = |form: &'static [(&'static str, &'static str)],
+                  headers: &'static [(&'static str, &'static str)]| {
+        let (s, pending) = (&s, pending.clone());
+        async move { bearer_post(s, "/oauth/mfa/otp/generate", &pending, form, headers).await }
+    };
+    let (status, body) = resend(
+        &[("fallbackChannel", "whatsapp")],
+        &[("X-Edge-Auth", "cdn-secret")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let (status, _) = resend(
+        &[
+            ("identifierType", "mobile"),
+            ("identifierValue", "+4930 1234567"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 403, "the header check applies");
+    let (status, body) = resend(
+        &[
+            ("identifierType", "mobile"),
+            ("identifierValue", "+49 30 7654321"),
+        ],
+        &[("X-Edge-Auth", "cdn-secret")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let (status, body) = resend(
+        &[
+            ("identifierType", "mobile"),
+            ("identifierValue", "+4930 1234567"),
+            ("fallbackChannel", "zalo"),
+        ],
+        &[("X-Edge-Auth", "cdn-secret")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("(1603)"),
+        "{body}"
+    );
+    let (status, body) = resend(
+        &[
+            ("identifierType", "mobile"),
+            ("identifierValue", "+4930 1234567"),
+            ("fallbackChannel", "whatsapp"),
+        ],
+        &[("X-Edge-Auth", "cdn-secret")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["mfa"][0]["message"],
+        "Please enter the code sent to you by WhatsApp"
+    );
+    let wa_code = code_of(&gw, "/wa", 1).await;
+    // The new code replaced the SMS one.
+    if sms_code != wa_code {
+        let (status, _) = bearer_post(&s, "/oauth/mfa", &pending, &[("otp", &sms_code)], &[]).await;
+        assert_eq!(status, 400);
+    }
+    let (status, body) = bearer_post(&s, "/oauth/mfa", &pending, &[("otp", &wa_code)], &[]).await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("USER")),
+        "{body}"
+    );
+    let mut refresh = body["refresh_token"].as_str().unwrap().to_string();
+
+    // The refresh token ends 30 minutes after the login (mfa_key_expiry_minutes), however
+    // often it is used.
+    let refresh_once = |token: String| {
+        let (s, id, secret) = (&s, id.clone(), secret.clone());
+        async move {
+            post(
+                s,
+                "/oauth/token",
+                Some((&id, &secret)),
+                &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+            )
+            .await
+        }
+    };
+    s.advance(20 * 60);
+    let (status, body) = refresh_once(refresh.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    refresh = body["refresh_token"].as_str().unwrap().to_string();
+    s.advance(11 * 60);
+    let (status, body) = refresh_once(refresh).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+
+    // An OTP_PENDING session ends with api_session_minutes.
+    let (_, body) = generate("alice", edge_static()).await;
+    let session = body["access_token"].as_str().unwrap().to_string();
+    let code = code_of(&gw, "/sms", 3).await;
+    s.advance(11 * 60);
+    let (status, _) =
+        bearer_post(&s, "/oauth/otp/validate", &session, &[("otp", &code)], &[]).await;
+    assert_eq!(status, 401);
+
+    // No refresh tokens when regenerate keys are off.
+    s.set(json!({"regenerate_token": false, "regenerate_mfa_token": false}))
+        .await;
+    let (_, body) = generate("alice", edge_static()).await;
+    let session = body["access_token"].as_str().unwrap().to_string();
+    let code = code_of(&gw, "/sms", 4).await;
+    let (_, body) = bearer_post(
+        &s,
+        "/oauth/otp/validate",
+        &session,
+        &[("otp", &code)],
+        &edge,
+    )
+    .await;
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let code = code_of(&gw, "/sms", 5).await;
+    let (status, body) = bearer_post(&s, "/oauth/mfa", &pending, &[("otp", &code)], &[]).await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("USER")),
+        "{body}"
+    );
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    s.stop().await;
+}
+
+fn edge_static() -> &'static [(&'static str, &'static str)] {
+    &[("X-Edge-Auth", "cdn-secret")]
 }

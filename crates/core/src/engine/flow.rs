@@ -28,13 +28,37 @@ pub(crate) struct Login<'a> {
     lock_key: Option<String>,
     /// The login name had failed attempts on record (so success must clear them).
     had_failures: bool,
+    /// The MFA lock key of the account, when MFA locking applies to this login, and whether
+    /// it had failures on record.
+    mfa_lock_key: Option<String>,
+    mfa_had_failures: bool,
     /// More about the decision for the audit record (why a directory could not be asked).
     note: std::sync::Mutex<Option<String>>,
     /// The channel the request asked codes to be sent by (`fallbackChannel`).
     fallback: Option<String>,
 }
 
-impl Login<'_> {
+impl<'a> Login<'a> {
+    fn new(snap: &'a Snapshot, ctx: &'a RequestCtx, now: i64) -> Self {
+        Login {
+            snap,
+            ctx,
+            now,
+            login: None,
+            realm: None,
+            app: None,
+            user: None,
+            serial: None,
+            transaction: None,
+            lock_key: None,
+            had_failures: false,
+            mfa_lock_key: None,
+            mfa_had_failures: false,
+            note: Default::default(),
+            fallback: None,
+        }
+    }
+
     fn set_note(&self, note: String) {
         if let Ok(mut n) = self.note.lock() {
             *n = Some(note);
@@ -76,19 +100,10 @@ impl Engine {
         let snap = self.snapshot();
         let lost_before = self.ports.store.lost_writes();
         let mut login = Login {
-            snap: &snap,
-            ctx,
-            now: self.ports.clock.now(),
-            login: None,
-            realm: None,
-            app: None,
-            user: None,
             serial: req.serial.clone(),
             transaction: req.transaction_id.clone(),
-            lock_key: None,
-            had_failures: false,
-            note: Default::default(),
             fallback: req.fallback_channel.clone(),
+            ..Login::new(&snap, ctx, self.ports.clock.now())
         };
         let result = match &req.transaction_id {
             Some(id) => self.next_leg(&mut login, req, id).await,
@@ -224,7 +239,7 @@ impl Engine {
                     Some(u) if !u.enabled => RejectReason::UserDisabled,
                     Some(_) => RejectReason::UserExpired,
                 };
-                self.count_failure(l, fail_kind_of(first)).await?;
+                self.count_failure(l, fail_kind_of(first), 0, None).await?;
                 return Ok(reject(reason, other));
             }
         };
@@ -305,31 +320,12 @@ impl Engine {
         let Some(app) = snap.application(&tx.application) else {
             return Ok(reject(RejectReason::NoApplication, None));
         };
-        if let Some(outcome) = self.check_lock(l, tx.realm.as_str(), &tx.username).await? {
+        if let Some(outcome) = self.check_locks(l, &tx).await? {
             return Ok(outcome);
         }
-        let cached = self
-            .cached_user(snap, &tx.realm, &tx.username)
-            .filter(|u| u.user_ref() == tx.user);
-        let user = match (cached, snap.source(tx.user.source.as_str())) {
-            (Some(user), _) => Some(user),
-            (None, Some(source)) => match source.get(&tx.user.id).await {
-                Ok(user) => user,
-                Err(e) => return self.unavailable(l, e.into(), None),
-            },
-            (None, None) => None,
-        };
-        let user = match user {
-            Some(u) if u.is_active(l.now) => u,
-            Some(u) => {
-                let reason = if u.enabled {
-                    RejectReason::UserExpired
-                } else {
-                    RejectReason::UserDisabled
-                };
-                return Ok(reject(reason, Some(u)));
-            }
-            None => return Ok(reject(RejectReason::UnknownUser, None)),
+        let user = match self.user_of(l, &tx).await? {
+            Ok(user) => user,
+            Err(outcome) => return Ok(outcome),
         };
         l.user = Some(user.clone());
         let k = tx.next_factor;
@@ -342,6 +338,152 @@ impl Engine {
             .await?;
         self.after_proof(l, app, k, user, tokens, proof, Some(&tx))
             .await
+    }
+
+    /// The user a transaction is for, if still active; otherwise the rejection to answer.
+    async fn user_of(
+        &self,
+        l: &mut Login<'_>,
+        tx: &Transaction,
+    ) -> Result<Result<User, Outcome>, EngineError> {
+        let snap = l.snap;
+        let cached = self
+            .cached_user(snap, &tx.realm, &tx.username)
+            .filter(|u| u.user_ref() == tx.user);
+        let user = match (cached, snap.source(tx.user.source.as_str())) {
+            (Some(user), _) => Some(user),
+            (None, Some(source)) => match source.get(&tx.user.id).await {
+                Ok(user) => user,
+                Err(e) => return self.unavailable(l, e.into(), None).map(Err),
+            },
+            (None, None) => None,
+        };
+        let user = match user {
+            Some(u) if u.is_active(l.now) => u,
+            Some(u) => {
+                let reason = if u.enabled {
+                    RejectReason::UserExpired
+                } else {
+                    RejectReason::UserDisabled
+                };
+                return Ok(Err(reject(reason, Some(u))));
+            }
+            None => return Ok(Err(reject(RejectReason::UnknownUser, None))),
+        };
+        Ok(Ok(user))
+    }
+
+    /// Sends the pending factor's code of a transaction again (a new code, which replaces the
+    /// old one), by `fallback` when given (seed 003's MFA OTP generate). `identifier`: the
+    /// phone number or mail address the caller names, which must be the user's.
+    pub async fn resend_code(
+        &self,
+        id: &TransactionId,
+        fallback: Option<&str>,
+        identifier: Option<(&str, &str)>,
+        ctx: &RequestCtx,
+    ) -> Result<Outcome, EngineError> {
+        let snap = self.snapshot();
+        let lost_before = self.ports.store.lost_writes();
+        let mut l = Login {
+            transaction: Some(id.clone()),
+            fallback: fallback.map(str::to_string),
+            ..Login::new(&snap, ctx, self.ports.clock.now())
+        };
+        let outcome = self.resend(&mut l, id, identifier).await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                self.record_action(&l, "resend_code", "error", &e.to_string())
+                    .await
+                    .ok();
+                return Err(e);
+            }
+        };
+        let reason = match &outcome {
+            Outcome::Reject(r) => r.reason.as_str(),
+            _ => "code sent again",
+        };
+        self.record_action(&l, "resend_code", outcome.result_str(), reason)
+            .await?;
+        crate::store::ensure_kept(self.ports.store.as_ref(), lost_before)?;
+        Ok(outcome)
+    }
+
+    async fn resend(
+        &self,
+        l: &mut Login<'_>,
+        id: &TransactionId,
+        identifier: Option<(&str, &str)>,
+    ) -> Result<Outcome, EngineError> {
+        let Some(tx) = self.ports.store.transaction(id).await? else {
+            return Ok(reject(RejectReason::BadTransaction, None));
+        };
+        l.login = Some(tx.username.clone());
+        l.realm = Some(tx.realm.clone());
+        l.app = Some(tx.application.clone());
+        if tx.status != TxStatus::Pending || tx.expires_at <= l.now {
+            return Ok(reject(RejectReason::BadTransaction, None));
+        }
+        if let Some(outcome) = self.check_locks(l, &tx).await? {
+            return Ok(outcome);
+        }
+        let Some(app) = l.snap.application(&tx.application) else {
+            return Ok(reject(RejectReason::NoApplication, None));
+        };
+        let user = match self.user_of(l, &tx).await? {
+            Ok(user) => user,
+            Err(outcome) => return Ok(outcome),
+        };
+        l.user = Some(user.clone());
+        if let Some((kind, value)) = identifier {
+            let same = |own: Option<&String>, norm: fn(&str) -> String| {
+                own.is_some_and(|o| !o.trim().is_empty() && norm(o) == norm(value))
+            };
+            let matches = match kind {
+                "mobile" => same(user.phone.as_ref(), |p| {
+                    p.chars()
+                        .filter(|c| c.is_ascii_digit() || *c == '+')
+                        .collect()
+                }),
+                "email" => same(user.email.as_ref(), |m| m.trim().to_lowercase()),
+                _ => false,
+            };
+            if !matches {
+                return Ok(reject(RejectReason::IdentifierMismatch, Some(user)));
+            }
+        }
+        let k = tx.next_factor;
+        let Some(factor) = app.factors.get(k as usize) else {
+            return Ok(reject(RejectReason::BadTransaction, Some(user)));
+        };
+        let methods = factor.methods_for(&user, tx.realm.as_str());
+        let fallback = l.fallback.clone();
+        let Some(pending) = self.pending_code(l, &user, &methods, fallback.as_deref())? else {
+            return Ok(reject(RejectReason::NoUsableToken, Some(user)));
+        };
+        if !self.may_send_code(l, &tx.realm, &user).await? {
+            return Ok(reject(RejectReason::SendLimit, Some(user)));
+        }
+        let code = pending.sent_code(&tx.id, k);
+        let message = pending.message_for(&tx.id);
+        let moved = self
+            .ports
+            .store
+            .advance_with_code(&tx.id, k, k, &tx.serials, &code, &message)
+            .await?;
+        self.outbox_signal().notify_one();
+        if !moved {
+            return Ok(reject(RejectReason::BadTransaction, Some(user)));
+        }
+        let prompt = pending.prompt.clone();
+        Ok(Outcome::Challenge(Box::new(Challenged {
+            transaction_id: tx.id.clone(),
+            message: prompt.message.clone(),
+            prompts: vec![prompt],
+            user,
+            realm: tx.realm.clone(),
+        })))
     }
 
     /// Moves the login on after factor `k` was checked.
@@ -367,7 +509,7 @@ impl Engine {
                         | RejectReason::Declined
                         | RejectReason::NotYetAnswered
                 ) {
-                    self.count_failure(l, kind).await?;
+                    self.count_failure(l, kind, k, tx).await?;
                 }
                 return Ok(reject(reason, Some(user)));
             }
@@ -405,6 +547,11 @@ impl Engine {
         {
             store.clear_lock(key).await?;
         }
+        if l.mfa_had_failures
+            && let Some(key) = &l.mfa_lock_key
+        {
+            store.clear_lock(key).await?;
+        }
         Ok(Outcome::Accept(Box::new(Accepted {
             user,
             realm,
@@ -435,6 +582,15 @@ impl Engine {
         let Some(factor) = app.factors.get(next as usize) else {
             return Ok(reject(RejectReason::NoApplication, Some(user)));
         };
+        // An account locked for its MFA step is not asked (nor sent a code) again.
+        if next >= 1
+            && l.mfa_lock_key.is_none()
+            && let Some(outcome) = self
+                .check_mfa_lock(l, realm.as_str(), &user.username)
+                .await?
+        {
+            return Ok(outcome);
+        }
         let methods = factor.methods_for(&user, realm.as_str());
         let mut prompts = prompts_for(&methods, tokens);
         let mut pending = self.pending_code(l, &user, &methods, l.fallback.as_deref())?;
@@ -507,7 +663,14 @@ impl Engine {
         serials: Vec<Serial>,
         pending: Option<super::sent::PendingCode>,
     ) -> Result<TransactionId, EngineError> {
-        let validity = i64::from(l.snap.settings.challenge_validity_seconds);
+        let settings = &l.snap.settings;
+        // A login through the API is a session of seed 003's length; other doors keep the
+        // challenge validity their clients expect.
+        let validity = match (l.ctx.door, next) {
+            (super::Door::Api, 0) => i64::from(settings.api_session_minutes) * 60,
+            (super::Door::Api, _) => i64::from(settings.mfa_session_minutes) * 60,
+            _ => i64::from(settings.challenge_validity_seconds),
+        };
         for _ in 0..5 {
             let Some(id) =
                 TransactionId::parse(&random_digits(self.ports.rng.as_ref(), TransactionId::LEN))
@@ -855,29 +1018,127 @@ impl Engine {
         None
     }
 
-    async fn count_failure(&self, l: &Login<'_>, kind: FailKind) -> Result<(), EngineError> {
-        let settings = &l.snap.settings;
-        if !settings.account_locking {
-            return Ok(());
+    /// Refuses an answer to transaction `tx` when the account is locked, the session has used
+    /// up its wrong answers (seed 003's retry counts, whatever the account lock says), or the
+    /// account's MFA step is locked.
+    async fn check_locks(
+        &self,
+        l: &mut Login<'_>,
+        tx: &Transaction,
+    ) -> Result<Option<Outcome>, EngineError> {
+        if let Some(outcome) = self.check_lock(l, tx.realm.as_str(), &tx.username).await? {
+            return Ok(Some(outcome));
         }
-        let Some(key) = &l.lock_key else {
+        if let Some(state) = self.ports.store.lock_state(&session_key(&tx.id)).await?
+            && state.is_locked(l.now)
+        {
+            return Ok(Some(reject(RejectReason::SessionRetries, None)));
+        }
+        if tx.next_factor >= 1 {
+            return self
+                .check_mfa_lock(l, tx.realm.as_str(), &tx.username)
+                .await;
+        }
+        Ok(None)
+    }
+
+    /// Refuses an account locked for its MFA step, when MFA locking is on. Also remembers
+    /// whether the MFA budget has failures on record.
+    async fn check_mfa_lock(
+        &self,
+        l: &mut Login<'_>,
+        realm: &str,
+        login: &str,
+    ) -> Result<Option<Outcome>, EngineError> {
+        if !l.snap.settings.mfa_account_locking {
+            return Ok(None);
+        }
+        let key = mfa_lock_key(realm, login);
+        let state = self.ports.store.lock_state(&key).await?;
+        l.mfa_lock_key = Some(key);
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        if state.is_locked(l.now) {
+            return Ok(Some(reject(RejectReason::Locked, None)));
+        }
+        l.mfa_had_failures = state.password_fails > 0 || state.otp_fails > 0;
+        Ok(None)
+    }
+
+    /// Counts a wrong answer to factor `k`: against the session `tx` (its own budget, always),
+    /// and against the account — the MFA budget for later factors when MFA locking is on,
+    /// otherwise the account lock, when that is on.
+    async fn count_failure(
+        &self,
+        l: &Login<'_>,
+        kind: FailKind,
+        k: u32,
+        tx: Option<&Transaction>,
+    ) -> Result<(), EngineError> {
+        let settings = &l.snap.settings;
+        let mfa = k >= 1;
+        let interval_secs = i64::from(settings.incorrect_attempt_interval_minutes) * 60;
+        let (max_password, max_otp) = match mfa {
+            true => (
+                settings.mfa_max_password_attempts,
+                settings.mfa_max_otp_attempts,
+            ),
+            false => (settings.max_password_attempts, settings.max_otp_attempts),
+        };
+        let store = &self.ports.store;
+        if let Some(tx) = tx {
+            // Counted for as long as any session lives.
+            let whole_session = (tx.expires_at - tx.created_at).max(0) + 86_400;
+            let policy = LockPolicy {
+                max_password,
+                max_otp,
+                lock_secs: whole_session,
+                interval_secs: whole_session,
+            };
+            store
+                .record_auth_failure(&session_key(&tx.id), kind, l.now, &policy)
+                .await?;
+        }
+        let (key, lock_secs) = if mfa && settings.mfa_account_locking {
+            let key = l.mfa_lock_key.clone().or_else(|| {
+                Some(mfa_lock_key(
+                    l.realm.as_ref()?.as_str(),
+                    &l.user.as_ref()?.username,
+                ))
+            });
+            (key, i64::from(settings.mfa_lock_period_minutes) * 60)
+        } else if settings.account_locking {
+            (
+                l.lock_key.clone(),
+                i64::from(settings.lock_period_minutes) * 60,
+            )
+        } else {
+            (None, 0)
+        };
+        let Some(key) = key else {
             return Ok(());
+        };
+        // The account lock of the first factor keeps its own budgets for later factors too.
+        let (max_password, max_otp) = if mfa && !settings.mfa_account_locking {
+            (settings.max_password_attempts, settings.max_otp_attempts)
+        } else {
+            (max_password, max_otp)
         };
         let policy = LockPolicy {
-            max_password: settings.max_password_attempts,
-            max_otp: settings.max_otp_attempts,
-            lock_secs: i64::from(settings.lock_period_minutes) * 60,
-            interval_secs: i64::from(settings.incorrect_attempt_interval_minutes) * 60,
+            max_password,
+            max_otp,
+            lock_secs,
+            interval_secs,
         };
-        let state = self
-            .ports
-            .store
-            .record_auth_failure(key, kind, l.now, &policy)
+        let state = store
+            .record_auth_failure(&key, kind, l.now, &policy)
             .await?;
         if state.is_locked(l.now) {
             tracing::info!(
                 login = l.login.as_deref().unwrap_or(""),
                 realm = l.realm.as_ref().map(|r| r.as_str()).unwrap_or(""),
+                mfa,
                 "login locked after too many failed attempts"
             );
         }
@@ -927,19 +1188,9 @@ impl Engine {
         let (login_name, realm_name) = snap.split_login(user, realm);
         let realm_name = realm_name.unwrap_or_else(|| snap.settings.default_realm.clone());
         let mut l = Login {
-            snap: &snap,
-            ctx,
-            now,
             login: Some(login_name.clone()),
-            realm: None,
-            app: None,
-            user: None,
             serial: serial.cloned(),
-            transaction: None,
-            lock_key: None,
-            had_failures: false,
-            note: Default::default(),
-            fallback: None,
+            ..Login::new(&snap, ctx, now)
         };
         let Some(realm) = snap.realm(&realm_name) else {
             self.record_trigger(&l, "error", "unknown realm").await?;
@@ -1058,6 +1309,16 @@ impl Engine {
         l.set_note(detail);
         Ok(reject(RejectReason::SourceUnavailable, user))
     }
+}
+
+/// The lockout key counting the wrong answers of one session (transaction).
+fn session_key(tx: &TransactionId) -> String {
+    format!("\u{1f}session\u{1f}{}", tx.as_str())
+}
+
+/// The lockout key of an account's MFA step (`mfa_account_locking`).
+pub fn mfa_lock_key(realm: &str, login: &str) -> String {
+    format!("{}\u{1f}mfa", lock_key(realm, login))
 }
 
 fn reject(reason: RejectReason, user: Option<User>) -> Outcome {

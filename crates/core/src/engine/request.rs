@@ -167,6 +167,10 @@ pub enum RejectReason {
     Declined,
     /// The link was not used yet (the client may ask again).
     NotYetAnswered,
+    /// The session (transaction) had as many wrong answers as its factor allows.
+    SessionRetries,
+    /// The phone number or mail address the client named is not the user's.
+    IdentifierMismatch,
 }
 
 impl RejectReason {
@@ -191,6 +195,8 @@ impl RejectReason {
             RejectReason::SendLimit => "too many codes sent to the user within the hour",
             RejectReason::Declined => "rejected with the link",
             RejectReason::NotYetAnswered => "the link was not used yet",
+            RejectReason::SessionRetries => "too many wrong answers in this session",
+            RejectReason::IdentifierMismatch => "the identifier named is not the user's",
         }
     }
 }

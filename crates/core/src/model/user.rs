@@ -27,6 +27,24 @@ pub struct User {
 }
 
 impl User {
+    /// An enabled user with a name and nothing else.
+    pub fn new(source: SourceName, id: UserId, username: String) -> Self {
+        User {
+            source,
+            id,
+            username,
+            given_name: None,
+            surname: None,
+            email: None,
+            phone: None,
+            manager: None,
+            groups: Vec::new(),
+            enabled: true,
+            expires_at: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
     pub fn user_ref(&self) -> UserRef {
         UserRef {
             source: self.source.clone(),
