@@ -99,6 +99,15 @@ pub struct SystemSettings {
     /// `/oauth/mfa/otp/generate` takes the user's own phone or mail when the request names none
     /// (seed 003's CONF_AUTO_FILL_2ND_FACTOR_IDENTIFIER); off: the request must name it.
     pub mfa_auto_fill_identifier: bool,
+    /// `if_enrolled` factors are asked of every user (seed 003's CONF_FORCED_MFA): users
+    /// without an MFA password set one up, users without other means are refused.
+    pub forced_mfa: bool,
+    /// A new MFA password must match this regular expression (seed 003's MFA_PASSWORD_REGEX).
+    pub mfa_password_regex: String,
+    /// Setting up an MFA password needs no code sent to the user first
+    /// (CONF_SKIP_OTP_VALIDATE); resetting one needs none (CONF_SKIP_OTP_VALIDATE_RESET).
+    pub mfa_skip_otp_validate: bool,
+    pub mfa_skip_otp_validate_reset: bool,
 
     // --- codes sent by SMS and mail (methods sms_otp and mail_otp) ---
     /// Delivery profiles (HTTP gateways) that send SMS, comma-separated, tried in order.
@@ -215,6 +224,10 @@ impl Default for SystemSettings {
             mfa_key_expiry_minutes: 60,
             otp_required_header: String::new(),
             mfa_auto_fill_identifier: false,
+            forced_mfa: false,
+            mfa_password_regex: "^.{10,128}$".into(),
+            mfa_skip_otp_validate: false,
+            mfa_skip_otp_validate_reset: false,
             sms_delivery: String::new(),
             sms_template: "Your code: {otp} (valid {validity_minutes} min)".into(),
             mail_delivery: String::new(),
@@ -286,6 +299,12 @@ impl SystemSettings {
             .as_deref()
             .is_none_or(|v| !v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b)));
         (valid && value_ok).then(|| (name.to_ascii_lowercase(), value))
+    }
+
+    /// A new MFA password fits `mfa_password_regex` (and is at most 1024 bytes).
+    pub fn mfa_password_fits(&self, password: &str) -> bool {
+        password.len() <= 1024
+            && regex::Regex::new(&self.mfa_password_regex).is_ok_and(|r| r.is_match(password))
     }
 
     /// The names of all settings.
@@ -454,6 +473,12 @@ impl SystemSettings {
                 "must be between 1 and 525600 minutes (a year)",
             );
         }
+        check(
+            regex::Regex::new(&self.mfa_password_regex).is_ok()
+                && self.mfa_password_regex.len() <= 1000,
+            "mfa_password_regex",
+            "must be a valid regular expression",
+        );
         check(
             self.required_header().is_some() || self.otp_required_header.trim().is_empty(),
             "otp_required_header",

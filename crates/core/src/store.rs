@@ -187,6 +187,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
     ) -> StoreResult<Option<RefreshToken>>;
 
+    // --- MFA passwords (seed 003) ---
+    /// The Argon2id hash of a user's MFA password.
+    async fn mfa_password(&self, user: &UserRef) -> StoreResult<Option<String>>;
+    /// Sets (or replaces) a user's MFA password hash. Deciding.
+    async fn set_mfa_password(&self, user: &UserRef, hash: &str, now: i64) -> StoreResult<()>;
+    /// Removes a user's MFA password (the user sets a new one at the next login); false when
+    /// there was none.
+    async fn delete_mfa_password(&self, user: &UserRef) -> StoreResult<bool>;
+
     // --- configuration ---
     /// Bumped by every change to settings or configuration documents, on any node.
     async fn config_version(&self) -> StoreResult<i64>;

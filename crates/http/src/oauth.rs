@@ -33,6 +33,8 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/oauth/mfa", post(mfa))
         .route("/oauth/mfa/otp/validate", post(mfa))
         .route("/oauth/mfa/otp/generate", post(mfa_otp_generate))
+        .route("/oauth/mfa/password/setup", post(mfa_password_setup))
+        .route("/oauth/mfa/password/reset", post(mfa_password_reset))
         .route("/oauth/otp/generate", post(otp_generate))
         .route("/oauth/otp/validate", post(otp_validate))
         .route("/oauth/introspect", post(introspect))
@@ -950,14 +952,13 @@ async fn answer_pending(
         Ok(p) => p,
         Err(res) => return *res,
     };
-    let Some(otp) = params
-        .get("otp")
-        .filter(|o| !o.is_empty() && o.len() <= 256)
-    else {
+    // `password` for an MFA password (either name is taken for either answer).
+    let answer = params.get("otp").or_else(|| params.get("password"));
+    let Some(otp) = answer.filter(|o| !o.is_empty() && o.len() <= 1024) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "otp (the code) is required",
+            "otp (the code, or the MFA password) is required",
         );
     };
     let req = tessera_core::engine::AuthRequest {
@@ -982,6 +983,17 @@ async fn answer_pending(
             );
         }
     };
+    finish_pending(state, &p, &outcome, role == "MFA_PENDING").await
+}
+
+/// The answer to a pending login that moved on: its next token (the pending token is spent),
+/// or `invalid_grant`.
+async fn finish_pending(
+    state: &HttpState,
+    p: &Pending,
+    outcome: &tessera_core::engine::Outcome,
+    mfa_done: bool,
+) -> Response {
     if let tessera_core::engine::Outcome::Reject(_) = outcome {
         // One answer for a wrong code and a session that is over: the audit record tells them
         // apart.
@@ -1004,10 +1016,104 @@ async fn answer_pending(
     }
     let issue = Issue {
         pending_role: "MFA_PENDING",
-        mfa_done: role == "MFA_PENDING",
+        mfa_done,
         key_expires_at: None,
     };
-    user_token(state, &p.client, &outcome, issue).await
+    user_token(state, &p.client, outcome, issue).await
+}
+
+/// `/oauth/mfa/password/setup` and `/oauth/mfa/password/reset`: the user sets a new MFA
+/// password (with the code sent by `/oauth/mfa/otp/generate`, unless the settings skip it),
+/// which answers the pending MFA password factor.
+async fn mfa_password_setup(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    mfa_password_change(&state, peer, &headers, &body, false).await
+}
+
+async fn mfa_password_reset(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    mfa_password_change(&state, peer, &headers, &body, true).await
+}
+
+async fn mfa_password_change(
+    state: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: &Bytes,
+    reset: bool,
+) -> Response {
+    let params = match form_once(body) {
+        Ok(p) => p,
+        Err(res) => return *res,
+    };
+    let ip = state.client_ip(peer, headers, None);
+    let p = match pending_login(state, headers, ip, "MFA_PENDING").await {
+        Ok(p) => p,
+        Err(res) => return *res,
+    };
+    let Some(password) = params.get("password") else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "password (the new MFA password) is required",
+        );
+    };
+    let settings = &state.engine.snapshot().settings;
+    let rule = settings.mfa_password_regex.clone();
+    if !settings.mfa_password_fits(password) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("the MFA password must match {rule}"),
+        );
+    }
+    let outcome = match state
+        .engine
+        .set_mfa_password(
+            &p.tx,
+            password,
+            params.get("otp").map(String::as_str),
+            reset,
+            &request_ctx(&p.client, ip),
+        )
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "MFA password not set");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again",
+            );
+        }
+    };
+    use tessera_core::engine::{Outcome, RejectReason};
+    match &outcome {
+        Outcome::Reject(r) if r.reason == RejectReason::MfaPasswordState => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            if reset {
+                "the user has no MFA password to reset: set one up"
+            } else {
+                "the user has an MFA password already: reset it"
+            },
+        ),
+        Outcome::Reject(r) if r.reason == RejectReason::NoUsableToken => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the pending factor is not an MFA password",
+        ),
+        _ => finish_pending(state, &p, &outcome, true).await,
+    }
 }
 
 /// `/oauth/otp/generate` (user clients): starts a login whose first factor is a code sent to

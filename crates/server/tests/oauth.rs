@@ -767,7 +767,8 @@ async fn seed_003_server(
         "settings": all,
         "application": [
             {"name": "portal", "factors": [{"methods": ["password"]}, {"methods": ["sms_otp"]}]},
-            {"name": "otp-login", "factors": [{"methods": ["sms_otp"]}, {"methods": ["sms_otp"]}]}
+            {"name": "otp-login", "factors": [{"methods": ["sms_otp"]}, {"methods": ["sms_otp"]}]},
+            {"name": "vault", "factors": [{"methods": ["password"]}, {"methods": ["mfa_password"], "if_enrolled": true}]}
         ]
     }))
     .unwrap();
@@ -1193,4 +1194,186 @@ async fn primary_otp_then_mfa_otp_with_fallback_header_check_and_key_expiry() {
 
 fn edge_static() -> &'static [(&'static str, &'static str)] {
     &[("X-Edge-Auth", "cdn-secret")]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mfa_password_set_up_reset_enrolled_users_and_forced_mfa() {
+    let (s, gw, _, _) = seed_003_server(json!({})).await;
+    let vault = user_client(&s, "vault-app", "vault").await;
+    let login = || portal_login(&s, &vault);
+    // Not enrolled (no MFA password) and MFA not forced: a USER token at once (seed 003's
+    // MFA role).
+    let (status, body) = login().await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("USER")),
+        "{body}"
+    );
+
+    // Forced: MFA_PENDING, and the way on is to set an MFA password up.
+    s.set(json!({"forced_mfa": true})).await;
+    let (status, body) = login().await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("MFA_PENDING")),
+        "{body}"
+    );
+    assert_eq!(body["mfa"][0]["type"], "mfa_password_setup", "{body}");
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let setup = |form: Vec<(&'static str, String)>, bearer: String| {
+        let s = &s;
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            bearer_post(s, "/oauth/mfa/password/setup", &bearer, &form, &[]).await
+        }
+    };
+    // Without the code that proves the user: refused.
+    let (status, body) = setup(
+        vec![("password", "correct horse battery".into())],
+        pending.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = bearer_post(
+        &s,
+        "/oauth/mfa/otp/generate",
+        &pending,
+        &[
+            ("identifierType", "mobile"),
+            ("identifierValue", "+49 30 1234567"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let code = code_of(&gw, "/sms", 1).await;
+    // Too short for mfa_password_regex (10 to 128 characters by default).
+    let (status, body) = setup(
+        vec![("password", "short".into()), ("otp", code.clone())],
+        pending.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("^.{10,128}$")
+    );
+    let (status, body) = setup(
+        vec![("password", "correct horse battery".into()), ("otp", code)],
+        pending.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("USER")),
+        "{body}"
+    );
+    assert_eq!(s.audit("mfa_password_setup").await[0].result, "accept");
+
+    // Enrolled now: asked for it, forced or not.
+    s.set(json!({"forced_mfa": false})).await;
+    let (_, body) = login().await;
+    assert_eq!(body["mfa"][0]["type"], "mfa_password", "{body}");
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let (status, _) = bearer_post(
+        &s,
+        "/oauth/mfa",
+        &pending,
+        &[("password", "wrong horse battery")],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 400);
+    // A second set-up is refused: that is a reset.
+    let (status, body) = setup(
+        vec![("password", "another horse battery".into())],
+        pending.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let (status, body) = bearer_post(
+        &s,
+        "/oauth/mfa",
+        &pending,
+        &[("password", "correct horse battery")],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("USER")),
+        "{body}"
+    );
+
+    // Reset without a code when mfa_skip_otp_validate_reset is on.
+    s.set(json!({"mfa_skip_otp_validate_reset": true})).await;
+    let (_, body) = login().await;
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let (status, body) = bearer_post(
+        &s,
+        "/oauth/mfa/password/reset",
+        &pending,
+        &[("password", "a brand new passphrase")],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("USER")),
+        "{body}"
+    );
+    for (mfa_password, expected) in [
+        ("correct horse battery", None),
+        ("a brand new passphrase", Some("USER")),
+    ] {
+        let (_, body) = login().await;
+        let pending = body["access_token"].as_str().unwrap().to_string();
+        let (_, body) = bearer_post(
+            &s,
+            "/oauth/mfa",
+            &pending,
+            &[("password", mfa_password)],
+            &[],
+        )
+        .await;
+        assert_eq!(body["role"].as_str(), expected, "{body}");
+    }
+
+    // An administrator removes it: alice is no longer enrolled.
+    assert!(
+        s.admin()
+            .clear_mfa_password(&actor(), "alice", None)
+            .await
+            .unwrap()
+    );
+    let (_, body) = login().await;
+    assert_eq!(body["role"], "USER", "{body}");
+
+    // An MFA password cannot be the first factor.
+    let bad: tessera_core::admin::Declaration = serde_json::from_value(json!({
+        "application": [{"name": "bad", "factors": [{"methods": ["mfa_password"]}]}]
+    }))
+    .unwrap();
+    let err = s
+        .admin()
+        .apply(&actor(), &bad, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mfa_password is a second factor"), "{err}");
+    s.stop().await;
 }

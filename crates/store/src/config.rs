@@ -116,6 +116,53 @@ impl SqlStore {
             .transpose()
     }
 
+    pub(crate) async fn mfa_password_impl(
+        &self,
+        user: &tessera_core::ids::UserRef,
+    ) -> StoreResult<Option<String>> {
+        self.db
+            .query_one(
+                "SELECT hash FROM mfa_passwords WHERE user_source = $1 AND user_id = $2",
+                params![user.source.as_str(), user.id.as_str()],
+            )
+            .await?
+            .map(|r| r.text("hash"))
+            .transpose()
+    }
+
+    pub(crate) async fn set_mfa_password_impl(
+        &self,
+        user: &tessera_core::ids::UserRef,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.db
+            .execute(
+                "INSERT INTO mfa_passwords (user_source, user_id, hash, updated_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_source, user_id) \
+                 DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at",
+                params![user.source.as_str(), user.id.as_str(), hash, now],
+                "MFA password",
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn delete_mfa_password_impl(
+        &self,
+        user: &tessera_core::ids::UserRef,
+    ) -> StoreResult<bool> {
+        let n = self
+            .db
+            .execute(
+                "DELETE FROM mfa_passwords WHERE user_source = $1 AND user_id = $2",
+                params![user.source.as_str(), user.id.as_str()],
+                "MFA password",
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     pub(crate) async fn config_version_impl(&self) -> StoreResult<i64> {
         self.db
             .query_one("SELECT version FROM config_version WHERE id = 1", vec![])

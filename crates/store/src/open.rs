@@ -100,6 +100,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 "refresh",
                 include_str!("../migrations/sqlite/0004_refresh.sql"),
             ),
+            (
+                5,
+                "mfa_password",
+                include_str!("../migrations/sqlite/0005_mfa_password.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             (
@@ -121,6 +126,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 4,
                 "refresh",
                 include_str!("../migrations/postgres/0004_refresh.sql"),
+            ),
+            (
+                5,
+                "mfa_password",
+                include_str!("../migrations/postgres/0005_mfa_password.sql"),
             ),
         ],
     }

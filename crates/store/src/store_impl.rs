@@ -62,6 +62,20 @@ impl Store for SqlStore {
     ) -> StoreResult<Option<tessera_core::store::RefreshToken>> {
         self.use_refresh_token_impl(hash, client_id, now).await
     }
+    async fn mfa_password(&self, user: &tessera_core::ids::UserRef) -> StoreResult<Option<String>> {
+        self.mfa_password_impl(user).await
+    }
+    async fn set_mfa_password(
+        &self,
+        user: &tessera_core::ids::UserRef,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.set_mfa_password_impl(user, hash, now).await
+    }
+    async fn delete_mfa_password(&self, user: &tessera_core::ids::UserRef) -> StoreResult<bool> {
+        self.delete_mfa_password_impl(user).await
+    }
     async fn config_version(&self) -> StoreResult<i64> {
         self.config_version_impl().await
     }

@@ -98,6 +98,7 @@ contract!(
     purge_expired_removes_old_rows,
     writes_of_another_process_are_seen,
     codes_and_the_outbox,
+    mfa_passwords_set_replace_delete,
 );
 
 fn user(source: &str, id: &str, name: &str) -> User {
@@ -752,6 +753,27 @@ async fn admins_and_sessions(h: &Harness) {
     assert_eq!(s.session("abc").await.unwrap(), None);
     assert!(s.delete_admin("root").await.unwrap());
     assert_eq!(s.admin("root").await.unwrap(), None);
+}
+
+async fn mfa_passwords_set_replace_delete(h: &Harness) {
+    let s = &h.store;
+    let alice = user("corp", "guid-1", "alice").user_ref();
+    let bob = user("corp", "guid-2", "bob").user_ref();
+    assert_eq!(s.mfa_password(&alice).await.unwrap(), None);
+    s.set_mfa_password(&alice, "$argon2id$a", 1).await.unwrap();
+    s.set_mfa_password(&bob, "$argon2id$b", 1).await.unwrap();
+    s.set_mfa_password(&alice, "$argon2id$a2", 2).await.unwrap();
+    assert_eq!(
+        s.mfa_password(&alice).await.unwrap().as_deref(),
+        Some("$argon2id$a2")
+    );
+    assert!(s.delete_mfa_password(&alice).await.unwrap());
+    assert!(!s.delete_mfa_password(&alice).await.unwrap());
+    assert_eq!(s.mfa_password(&alice).await.unwrap(), None);
+    assert_eq!(
+        s.mfa_password(&bob).await.unwrap().as_deref(),
+        Some("$argon2id$b")
+    );
 }
 
 async fn purge_expired_removes_old_rows(h: &Harness) {

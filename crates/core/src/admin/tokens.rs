@@ -169,6 +169,35 @@ impl Admin {
         })
     }
 
+    /// Removes a user's MFA password (seed 003): the user sets up a new one at the next login
+    /// that asks for it. False when the user had none.
+    pub async fn clear_mfa_password(
+        &self,
+        actor: &Actor,
+        user: &str,
+        realm: Option<&str>,
+    ) -> AdminResult<bool> {
+        let (owner, username, realm) = self.owner_ref(user, realm).await?;
+        let removed = self.engine.store().delete_mfa_password(&owner).await?;
+        self.audit(
+            actor,
+            "mfa_password_clear",
+            Target {
+                user: Some(&username),
+                realm: Some(realm.as_str()),
+                ..Target::default()
+            },
+            "ok",
+            if removed {
+                "MFA password removed"
+            } else {
+                "the user had no MFA password"
+            },
+        )
+        .await?;
+        Ok(removed)
+    }
+
     async fn owner_ref(
         &self,
         user: &str,

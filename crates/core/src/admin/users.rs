@@ -376,6 +376,7 @@ impl Admin {
         let current = self.find_local(source, username).await?;
         let store = self.engine.store();
         let tokens = store.delete_tokens_of(&current.user.user_ref()).await?;
+        store.delete_mfa_password(&current.user.user_ref()).await?;
         store
             .delete_local_user(&current.user.source, &current.user.id)
             .await?;

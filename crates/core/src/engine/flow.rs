@@ -109,10 +109,30 @@ impl Engine {
             Some(id) => self.next_leg(&mut login, req, id).await,
             None => self.first_leg(&mut login, req).await,
         };
+        self.decided(
+            &login,
+            "authenticate",
+            result,
+            ["authenticated", "challenge sent for the next factor"],
+            lost_before,
+        )
+        .await
+    }
+
+    /// Records the decision `result` of `action` (`reasons`: of an accept, of a challenge) and
+    /// makes sure the deciding writes were kept.
+    async fn decided(
+        &self,
+        l: &Login<'_>,
+        action: &str,
+        result: Result<Outcome, EngineError>,
+        reasons: [&str; 2],
+        lost_before: u64,
+    ) -> Result<Outcome, EngineError> {
         let outcome = match result {
             Ok(o) => o,
             Err(e) => {
-                self.record_action(&login, "authenticate", "error", &e.to_string())
+                self.record_action(l, action, "error", &e.to_string())
                     .await
                     .ok();
                 return Err(e);
@@ -120,10 +140,10 @@ impl Engine {
         };
         let reason = match &outcome {
             Outcome::Reject(r) => r.reason.as_str(),
-            Outcome::Accept(_) => "authenticated",
-            Outcome::Challenge(_) => "challenge sent for the next factor",
+            Outcome::Accept(_) => reasons[0],
+            Outcome::Challenge(_) => reasons[1],
         };
-        self.record_action(&login, "authenticate", outcome.result_str(), reason)
+        self.record_action(l, action, outcome.result_str(), reason)
             .await?;
         // The deciding writes of this login are committed with (or before) its audit record.
         crate::store::ensure_kept(self.ports.store.as_ref(), lost_before)?;
@@ -390,24 +410,47 @@ impl Engine {
             fallback: fallback.map(str::to_string),
             ..Login::new(&snap, ctx, self.ports.clock.now())
         };
-        let outcome = self.resend(&mut l, id, identifier).await;
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                self.record_action(&l, "resend_code", "error", &e.to_string())
-                    .await
-                    .ok();
-                return Err(e);
-            }
+        let result = self.resend(&mut l, id, identifier).await;
+        self.decided(
+            &l,
+            "resend_code",
+            result,
+            ["code sent again", "code sent again"],
+            lost_before,
+        )
+        .await
+    }
+
+    /// A pending transaction, its application and its user, for a request outside the
+    /// answer of a factor (sending its code again, setting an MFA password); otherwise the
+    /// rejection to answer.
+    async fn open_pending<'s>(
+        &self,
+        l: &mut Login<'s>,
+        id: &TransactionId,
+    ) -> Result<Result<(Transaction, &'s Application, User), Outcome>, EngineError> {
+        let Some(tx) = self.ports.store.transaction(id).await? else {
+            return Ok(Err(reject(RejectReason::BadTransaction, None)));
         };
-        let reason = match &outcome {
-            Outcome::Reject(r) => r.reason.as_str(),
-            _ => "code sent again",
+        l.login = Some(tx.username.clone());
+        l.realm = Some(tx.realm.clone());
+        l.app = Some(tx.application.clone());
+        if tx.status != TxStatus::Pending || tx.expires_at <= l.now {
+            return Ok(Err(reject(RejectReason::BadTransaction, None)));
+        }
+        if let Some(outcome) = self.check_locks(l, &tx).await? {
+            return Ok(Err(outcome));
+        }
+        let snap: &'s Snapshot = l.snap;
+        let Some(app) = snap.application(&tx.application) else {
+            return Ok(Err(reject(RejectReason::NoApplication, None)));
         };
-        self.record_action(&l, "resend_code", outcome.result_str(), reason)
-            .await?;
-        crate::store::ensure_kept(self.ports.store.as_ref(), lost_before)?;
-        Ok(outcome)
+        let user = match self.user_of(l, &tx).await? {
+            Ok(user) => user,
+            Err(outcome) => return Ok(Err(outcome)),
+        };
+        l.user = Some(user.clone());
+        Ok(Ok((tx, app, user)))
     }
 
     async fn resend(
@@ -416,26 +459,10 @@ impl Engine {
         id: &TransactionId,
         identifier: Option<(&str, &str)>,
     ) -> Result<Outcome, EngineError> {
-        let Some(tx) = self.ports.store.transaction(id).await? else {
-            return Ok(reject(RejectReason::BadTransaction, None));
-        };
-        l.login = Some(tx.username.clone());
-        l.realm = Some(tx.realm.clone());
-        l.app = Some(tx.application.clone());
-        if tx.status != TxStatus::Pending || tx.expires_at <= l.now {
-            return Ok(reject(RejectReason::BadTransaction, None));
-        }
-        if let Some(outcome) = self.check_locks(l, &tx).await? {
-            return Ok(outcome);
-        }
-        let Some(app) = l.snap.application(&tx.application) else {
-            return Ok(reject(RejectReason::NoApplication, None));
-        };
-        let user = match self.user_of(l, &tx).await? {
-            Ok(user) => user,
+        let (tx, app, user) = match self.open_pending(l, id).await? {
+            Ok(open) => open,
             Err(outcome) => return Ok(outcome),
         };
-        l.user = Some(user.clone());
         if let Some((kind, value)) = identifier {
             let same = |own: Option<&String>, norm: fn(&str) -> String| {
                 own.is_some_and(|o| !o.trim().is_empty() && norm(o) == norm(value))
@@ -457,7 +484,14 @@ impl Engine {
         let Some(factor) = app.factors.get(k as usize) else {
             return Ok(reject(RejectReason::BadTransaction, Some(user)));
         };
-        let methods = factor.methods_for(&user, tx.realm.as_str());
+        let mut methods = factor.methods_for(&user, tx.realm.as_str());
+        // For an MFA password the code proves the user before one is set up or reset.
+        if methods.contains(&Method::MfaPassword) {
+            methods = match identifier {
+                Some(("email", _)) => vec![Method::MailOtp],
+                _ => vec![Method::SmsOtp],
+            };
+        }
         let fallback = l.fallback.clone();
         let Some(pending) = self.pending_code(l, &user, &methods, fallback.as_deref())? else {
             return Ok(reject(RejectReason::NoUsableToken, Some(user)));
@@ -484,6 +518,102 @@ impl Engine {
             user,
             realm: tx.realm.clone(),
         })))
+    }
+
+    /// Sets up (`reset` false: the user has none) or resets (`reset` true) the MFA password of
+    /// the user of transaction `id`, whose pending factor is an MFA password, and so answers
+    /// that factor. `code`: the code sent to the user for it (`/oauth/mfa/otp/generate`),
+    /// required unless the `mfa_skip_otp_validate(_reset)` setting says otherwise. The caller
+    /// checked the password against `mfa_password_regex`.
+    pub async fn set_mfa_password(
+        &self,
+        id: &TransactionId,
+        password: &str,
+        code: Option<&str>,
+        reset: bool,
+        ctx: &RequestCtx,
+    ) -> Result<Outcome, EngineError> {
+        let snap = self.snapshot();
+        let lost_before = self.ports.store.lost_writes();
+        let mut l = Login {
+            transaction: Some(id.clone()),
+            ..Login::new(&snap, ctx, self.ports.clock.now())
+        };
+        let action = if reset {
+            "mfa_password_reset"
+        } else {
+            "mfa_password_setup"
+        };
+        let result = self
+            .mfa_password_change(&mut l, id, password, code, reset)
+            .await;
+        self.decided(
+            &l,
+            action,
+            result,
+            [
+                "MFA password set; authenticated",
+                "MFA password set; challenge sent for the next factor",
+            ],
+            lost_before,
+        )
+        .await
+    }
+
+    async fn mfa_password_change(
+        &self,
+        l: &mut Login<'_>,
+        id: &TransactionId,
+        password: &str,
+        code: Option<&str>,
+        reset: bool,
+    ) -> Result<Outcome, EngineError> {
+        let (tx, app, user) = match self.open_pending(l, id).await? {
+            Ok(open) => open,
+            Err(outcome) => return Ok(outcome),
+        };
+        let k = tx.next_factor;
+        let asks = app.factors.get(k as usize).is_some_and(|f| {
+            f.methods_for(&user, tx.realm.as_str())
+                .contains(&Method::MfaPassword)
+        });
+        if !asks {
+            return Ok(reject(RejectReason::NoUsableToken, Some(user)));
+        }
+        let store = &self.ports.store;
+        let has = store.mfa_password(&user.user_ref()).await?.is_some();
+        if has != reset {
+            // Setting up over an existing one, or resetting none.
+            return Ok(reject(RejectReason::MfaPasswordState, Some(user)));
+        }
+        let settings = &l.snap.settings;
+        let skip = match reset {
+            true => settings.mfa_skip_otp_validate_reset,
+            false => settings.mfa_skip_otp_validate,
+        };
+        if !skip {
+            let right = self
+                .check_code(l, Some(&tx), code.unwrap_or_default())
+                .await?;
+            if right != Some(true) {
+                self.count_failure(l, FailKind::Otp, k, Some(&tx)).await?;
+                return Ok(reject(RejectReason::WrongOtp, Some(user)));
+            }
+        }
+        let hash = self.ports.hasher.hash(password).await?;
+        store
+            .set_mfa_password(&user.user_ref(), &hash, l.now)
+            .await?;
+        let tokens = self
+            .tokens_for(
+                app,
+                &user,
+                &super::AuthRequest::default(),
+                Some(&tx.serials),
+            )
+            .await?;
+        self.after_proof(l, app, k, user, tokens, Proof::Passed(None), Some(&tx))
+            .await
     }
 
     /// Moves the login on after factor `k` was checked.
@@ -521,16 +651,22 @@ impl Engine {
         let mut next = k + 1;
         let realm = l.realm.clone().unwrap_or_else(|| RealmName(String::new()));
         // Factors that only tell the manager (approved OTP in information mode) pass at once.
+        // Factors for enrolled users only are skipped by users who are not (seed 003's MFA
+        // role), unless MFA is forced.
         while let Some(f) = app.factors.get(next as usize) {
-            let informs = f
-                .methods_for(&user, realm.as_str())
+            let methods = f.methods_for(&user, realm.as_str());
+            let informs = methods
                 .iter()
                 .any(|m| *m == Method::ApprovedOtp && !self.waits_for_click(l, *m));
-            if !informs {
+            if informs {
+                if !self.inform_manager(l, &user).await? {
+                    return Ok(reject(RejectReason::NoUsableToken, Some(user)));
+                }
+            } else if !(f.if_enrolled
+                && !l.snap.settings.forced_mfa
+                && !self.enrolled(&user, &methods, &tokens).await?)
+            {
                 break;
-            }
-            if !self.inform_manager(l, &user).await? {
-                return Ok(reject(RejectReason::NoUsableToken, Some(user)));
             }
             next += 1;
         }
@@ -593,6 +729,30 @@ impl Engine {
         }
         let methods = factor.methods_for(&user, realm.as_str());
         let mut prompts = prompts_for(&methods, tokens);
+        if methods.contains(&Method::MfaPassword) {
+            let has = self
+                .ports
+                .store
+                .mfa_password(&user.user_ref())
+                .await?
+                .is_some();
+            prompts.push(Prompt {
+                serial: None,
+                kind: if has {
+                    "mfa_password"
+                } else {
+                    "mfa_password_setup"
+                }
+                .into(),
+                client_mode: ClientMode::Interactive,
+                message: if has {
+                    "Please enter your MFA password"
+                } else {
+                    "Please set up your MFA password"
+                }
+                .into(),
+            });
+        }
         let mut pending = self.pending_code(l, &user, &methods, l.fallback.as_deref())?;
         let mut limited = false;
         if pending.is_some() && !self.may_send_code(l, &realm, &user).await? {
@@ -738,6 +898,7 @@ impl Engine {
                 Method::Password => self.prove_password(l, user, pass).await?,
                 Method::SoftOtp => self.prove_soft_otp(l, tokens, pass, with_pin).await?,
                 Method::PasswordOtp => self.prove_password_otp(l, user, tokens, pass).await?,
+                Method::MfaPassword => Some(self.prove_mfa_password(user, pass).await?),
                 Method::SmsOtp | Method::MailOtp => match self.check_code(l, tx, pass).await? {
                     Some(true) => Some(Proof::Passed(None)),
                     Some(false) => Some(Proof::Failed(RejectReason::WrongOtp, FailKind::Otp)),
@@ -828,6 +989,55 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         }))
+    }
+
+    /// The user's MFA password; a user without one cannot answer (but may set one up).
+    async fn prove_mfa_password(&self, user: &User, pass: &str) -> Result<Proof, EngineError> {
+        let wrong = Proof::Failed(RejectReason::WrongPassword, FailKind::Password);
+        match self.ports.store.mfa_password(&user.user_ref()).await? {
+            Some(hash) if !pass.is_empty() => {
+                Ok(match self.ports.hasher.verify(pass, &hash).await {
+                    true => Proof::Passed(None),
+                    false => wrong,
+                })
+            }
+            Some(_) => Ok(wrong),
+            None => {
+                self.ports.hasher.waste_verify().await;
+                Ok(Proof::Failed(
+                    RejectReason::NoUsableToken,
+                    FailKind::Password,
+                ))
+            }
+        }
+    }
+
+    /// The user has what one of `methods` needs (an `if_enrolled` factor applies).
+    async fn enrolled(
+        &self,
+        user: &User,
+        methods: &[Method],
+        tokens: &[Token],
+    ) -> Result<bool, EngineError> {
+        let present = |v: &Option<String>| v.as_ref().is_some_and(|x| !x.trim().is_empty());
+        for m in methods {
+            let has = match m {
+                Method::Password | Method::ApprovedOtp => true,
+                Method::SoftOtp | Method::PasswordOtp => tokens.iter().any(|t| t.is_usable_state()),
+                Method::SmsOtp => present(&user.phone),
+                Method::MailOtp | Method::EmailLink => present(&user.email),
+                Method::MfaPassword => self
+                    .ports
+                    .store
+                    .mfa_password(&user.user_ref())
+                    .await?
+                    .is_some(),
+            };
+            if has {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     async fn prove_soft_otp(
@@ -1345,7 +1555,12 @@ fn prompts_for(methods: &[Method], tokens: &[Token]) -> Vec<Prompt> {
             }),
             // The prompt of a sent code or link comes with it (see `challenge`); approved OTP
             // in information mode needs no answer.
-            Method::SmsOtp | Method::MailOtp | Method::EmailLink | Method::ApprovedOtp => {}
+            // The MFA password's prompt depends on whether the user has one (see `challenge`).
+            Method::SmsOtp
+            | Method::MailOtp
+            | Method::EmailLink
+            | Method::ApprovedOtp
+            | Method::MfaPassword => {}
             Method::SoftOtp | Method::PasswordOtp => {
                 for t in tokens.iter().filter(|t| t.is_usable_state()) {
                     if prompts

@@ -171,6 +171,8 @@ pub enum RejectReason {
     SessionRetries,
     /// The phone number or mail address the client named is not the user's.
     IdentifierMismatch,
+    /// An MFA password set up over an existing one, or reset when there is none.
+    MfaPasswordState,
 }
 
 impl RejectReason {
@@ -197,6 +199,9 @@ impl RejectReason {
             RejectReason::NotYetAnswered => "the link was not used yet",
             RejectReason::SessionRetries => "too many wrong answers in this session",
             RejectReason::IdentifierMismatch => "the identifier named is not the user's",
+            RejectReason::MfaPasswordState => {
+                "the user already has an MFA password (reset it), or has none to reset"
+            }
         }
     }
 }

@@ -56,6 +56,10 @@ pub enum Method {
     /// login with a link (approval mode) (the seeds' "Approved OTP").
     #[serde(rename = "approved_otp", alias = "manager_approval")]
     ApprovedOtp,
+    /// A second password the user sets for the MFA step, kept by Tessera for users of any
+    /// source (seed 003's MFA password). A later factor only.
+    #[serde(rename = "mfa_password")]
+    MfaPassword,
 }
 
 impl Method {
@@ -68,6 +72,7 @@ impl Method {
             Method::MailOtp => "mail_otp",
             Method::EmailLink => "email_link",
             Method::ApprovedOtp => "approved_otp",
+            Method::MfaPassword => "mfa_password",
         }
     }
 
@@ -108,6 +113,12 @@ pub struct Factor {
     /// Inject this factor when the login's risk is Low or Moderate (risk analysis, later).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub risk: bool,
+    /// Only users who can answer it are asked (who have an OTP token, a phone, a mail address
+    /// or an MFA password, as its methods need); others skip it — seed 003's MFA role, where
+    /// users not enrolled for MFA get a USER token at once. The `forced_mfa` setting asks
+    /// everyone. Not for the first factor.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub if_enrolled: bool,
 }
 
 impl Factor {
@@ -117,6 +128,7 @@ impl Factor {
             methods,
             rules: Vec::new(),
             risk: false,
+            if_enrolled: false,
         }
     }
 
@@ -179,6 +191,15 @@ impl Application {
                 errs.push(format!(
                     "factors[{i}]: give 'methods' or 'rules' (each rule names its method), not both"
                 ));
+            }
+            if i == 0 && f.if_enrolled {
+                errs.push("factors[0]: if_enrolled is for the factors after the first".into());
+            }
+            if i == 0 && f.all_methods().any(|m| m == Method::MfaPassword) {
+                errs.push(
+                    "factors[0]: mfa_password is a second factor; the first proves who the user is"
+                        .into(),
+                );
             }
             for (j, r) in f.rules.iter().enumerate() {
                 errs.extend(

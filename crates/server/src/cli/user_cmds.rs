@@ -109,6 +109,14 @@ pub enum UserCmd {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// Remove a user's MFA password (the user sets up a new one at the next login that asks
+    /// for it).
+    ClearMfaPassword {
+        /// Login name, or user@realm.
+        name: String,
+        #[arg(long)]
+        realm: Option<String>,
+    },
 }
 
 fn clearable(v: Option<String>) -> Option<Option<String>> {
@@ -295,6 +303,18 @@ pub async fn run(app: &App, out: Out, cmd: UserCmd) -> Result<()> {
             out.either(&serde_json::json!({"password_set": name}), || {
                 println!("Password of '{name}' set.")
             });
+        }
+        UserCmd::ClearMfaPassword { name, realm } => {
+            let removed = admin
+                .clear_mfa_password(&actor, &name, realm.as_deref())
+                .await?;
+            out.either(
+                &serde_json::json!({"user": name, "mfa_password_removed": removed}),
+                || match removed {
+                    true => println!("MFA password of '{name}' removed."),
+                    false => println!("'{name}' had no MFA password."),
+                },
+            );
         }
     }
     Ok(())
