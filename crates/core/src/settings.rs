@@ -307,6 +307,30 @@ impl SystemSettings {
             && regex::Regex::new(&self.mfa_password_regex).is_ok_and(|r| r.is_match(password))
     }
 
+    /// A request's headers carry the header `otp_required_header` asks for (its value compared
+    /// in constant time: it is a secret shared with the front end). True when none is asked for.
+    pub fn required_header_present<'a>(&self, values: impl Iterator<Item = &'a [u8]>) -> bool {
+        if self.otp_required_header.trim().is_empty() {
+            return true;
+        }
+        // A malformed setting cannot be saved; refuse rather than let everything through.
+        let Some((_, want)) = self.required_header() else {
+            return false;
+        };
+        let mut found = false;
+        for got in values {
+            found |= match &want {
+                None => true,
+                Some(want) => {
+                    let got = got.trim_ascii();
+                    got.len() == want.len()
+                        && bool::from(subtle::ConstantTimeEq::ct_eq(got, want.as_bytes()))
+                }
+            };
+        }
+        found
+    }
+
     /// The names of all settings.
     pub fn keys() -> Vec<String> {
         match serde_json::to_value(SystemSettings::default()) {

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tessera_core::model::{ApiClient, ApiClientKind, AuditRecord};
+use tessera_core::model::{ApiClient, ApiClientKind, AuditRecord, Method};
 
 /// Where the signing key is kept (sealed) in the store's meta table.
 const KEY_META: &str = "oauth_signing_key";
@@ -375,18 +375,12 @@ async fn rate_limited(
 /// names (seed 003's "reject non-CF calls": only the CDN in front adds it).
 fn lacks_required_header(state: &HttpState, headers: &HeaderMap) -> Option<Response> {
     let settings = &state.engine.snapshot().settings;
-    if settings.otp_required_header.trim().is_empty() {
-        return None;
-    }
-    let ok = match settings.required_header() {
-        Some((name, value)) => headers.get_all(name.as_str()).iter().any(|v| {
-            value
-                .as_deref()
-                .is_none_or(|want| v.to_str().is_ok_and(|got| got.trim() == want))
-        }),
-        // A malformed setting cannot be saved; refuse rather than let everything through.
-        None => false,
-    };
+    let name = settings
+        .required_header()
+        .map(|(name, _)| name)
+        .unwrap_or_default();
+    let values = headers.get_all(name.as_str()).iter().map(|v| v.as_bytes());
+    let ok = settings.required_header_present(values);
     (!ok).then(|| {
         oauth_error(
             StatusCode::FORBIDDEN,
@@ -514,7 +508,7 @@ async fn token(
 
 /// How a token response is made.
 #[derive(Clone, Copy)]
-struct Issue {
+struct Issue<'a> {
     /// The role of a token for a login that waits for an answer: `OTP_PENDING` (the first
     /// factor's code, `/oauth/otp/generate`) or `MFA_PENDING` (a later factor).
     pending_role: &'static str,
@@ -523,13 +517,20 @@ struct Issue {
     /// The end of the login's refresh tokens, when refreshing (a renewed refresh token keeps
     /// the first one's end).
     key_expires_at: Option<i64>,
+    /// The scope of a refreshed token (at most the one granted); None: the client's.
+    scope: Option<&'a str>,
+    /// The user's name and realm as the request gave them, for a pending token of a login
+    /// started by name alone (an unknown user's answer must look the same).
+    typed_user: Option<(&'a str, &'a str)>,
 }
 
-impl Issue {
-    const PRIMARY: Issue = Issue {
+impl Issue<'_> {
+    const PRIMARY: Issue<'static> = Issue {
         pending_role: "MFA_PENDING",
         mfa_done: false,
         key_expires_at: None,
+        scope: None,
+        typed_user: None,
     };
 }
 
@@ -625,8 +626,10 @@ async fn refresh_grant(
         token_kind: None,
         message: "refreshed".into(),
     }));
+    let scope = params.get("scope").unwrap_or(&kept.scope);
     let issue = Issue {
         key_expires_at: Some(kept.expires_at),
+        scope: Some(scope),
         ..Issue::PRIMARY
     };
     user_token(state, client, &outcome, issue).await
@@ -638,7 +641,7 @@ async fn user_token(
     state: &HttpState,
     client: &ApiClient,
     outcome: &tessera_core::engine::Outcome,
-    issue: Issue,
+    issue: Issue<'_>,
 ) -> Response {
     use tessera_core::engine::Outcome;
     let settings = state.engine.snapshot().settings.clone();
@@ -665,8 +668,12 @@ async fn user_token(
             Vec::new(),
         ),
         Outcome::Challenge(c) => (
-            c.user.username.clone(),
-            c.realm.0.clone(),
+            issue
+                .typed_user
+                .map_or_else(|| c.user.username.clone(), |(u, _)| u.to_string()),
+            issue
+                .typed_user
+                .map_or_else(|| c.realm.0.clone(), |(_, r)| r.to_string()),
             issue.pending_role,
             match issue.pending_role {
                 "OTP_PENDING" => i64::from(settings.api_session_minutes) * 60,
@@ -687,7 +694,12 @@ async fn user_token(
         }
     };
     let (scope, aud) = if role == "USER" {
-        (client.scopes.join(" "), "tessera")
+        (
+            issue
+                .scope
+                .map_or_else(|| client.scopes.join(" "), str::to_string),
+            "tessera",
+        )
     } else {
         // Not an access token to anything but /oauth/mfa: another audience, and
         // introspection reports it inactive.
@@ -731,10 +743,12 @@ async fn user_token(
     }
     // A user's token comes with a refresh token (seed 003's "regenerate key"; single use,
     // renewed with each refresh, ending at the same time as the first).
-    let regenerate = match issue.mfa_done {
-        true => settings.regenerate_mfa_token,
-        false => settings.regenerate_token,
-    };
+    // A refreshed login was given refresh tokens when it began: it keeps them.
+    let regenerate = issue.key_expires_at.is_some()
+        || match issue.mfa_done {
+            true => settings.regenerate_mfa_token,
+            false => settings.regenerate_token,
+        };
     if role == "USER" && regenerate {
         let key_minutes = match issue.mfa_done {
             true => settings.mfa_key_expiry_minutes,
@@ -801,6 +815,13 @@ async fn password_grant(
             "username and password are required",
         );
     };
+    if code_first_method(&state.engine.snapshot(), client).is_some() {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the client's application starts with a code sent to the user: use /oauth/otp/generate",
+        );
+    }
     if username.is_empty() || username.len() > 256 || password.len() > 1024 {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -1018,6 +1039,8 @@ async fn finish_pending(
         pending_role: "MFA_PENDING",
         mfa_done,
         key_expires_at: None,
+        scope: None,
+        typed_user: None,
     };
     user_token(state, &p.client, outcome, issue).await
 }
@@ -1107,7 +1130,7 @@ async fn mfa_password_change(
                 "the user has an MFA password already: reset it"
             },
         ),
-        Outcome::Reject(r) if r.reason == RejectReason::NoUsableToken => oauth_error(
+        Outcome::Reject(r) if r.reason == RejectReason::WrongFactor => oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the pending factor is not an MFA password",
@@ -1152,28 +1175,33 @@ async fn otp_generate(
             "username is required",
         );
     };
-    // Only an application whose first factor is a code sent now starts this way; anything
-    // else would take the empty password for a wrong one.
+    // Only an application whose first factor is a code sent now starts this way (the engine
+    // checks it again for the application a route picks).
     let snap = state.engine.snapshot();
-    let sends = client
-        .application
-        .as_ref()
-        .and_then(|a| snap.application(a))
-        .and_then(|a| a.factors.first())
-        .is_some_and(|f| {
-            let mut methods = f.all_methods().peekable();
-            methods.peek().is_some() && methods.all(|m| m.channel().is_some())
-        });
-    if !sends {
+    let Some(method) = code_first_method(&snap, &client) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the client's application does not start with a code sent by SMS or mail; use the password grant",
         );
-    }
+    };
+    // Whether the channel asked for is set up depends on the configuration only: say so. What
+    // depends on the user (no phone, no mail) gets the answer everyone gets.
+    let fallback = params.get("fallbackChannel").cloned();
+    let Some(channel) =
+        tessera_core::engine::expected_channel(&snap.settings, method, fallback.as_deref())
+    else {
+        let c = tessera_core::engine::ChannelError::NotConfigured;
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("{c} ({})", c.code()),
+        );
+    };
     let req = tessera_core::engine::AuthRequest {
         user: Some(username.clone()),
-        fallback_channel: params.get("fallbackChannel").cloned(),
+        fallback_channel: fallback,
+        code_first: true,
         ..Default::default()
     };
     let outcome = match state
@@ -1181,14 +1209,18 @@ async fn otp_generate(
         .authenticate(&req, &request_ctx(&client, ip))
         .await
     {
-        Ok(o) => o,
-        Err(tessera_core::engine::EngineError::Channel(c)) => {
+        Ok(o) => Some(o),
+        Err(tessera_core::engine::EngineError::Channel(
+            tessera_core::engine::ChannelError::NotConfigured,
+        )) => {
+            let c = tessera_core::engine::ChannelError::NotConfigured;
             return oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 &format!("{c} ({})", c.code()),
             );
         }
+        Err(tessera_core::engine::EngineError::Channel(_)) => None,
         Err(e) => {
             tracing::error!(error = %e, "OTP generate failed");
             return oauth_error(
@@ -1198,49 +1230,56 @@ async fn otp_generate(
             );
         }
     };
+    // The pending token names the user as the request did, known or not.
+    let (login, realm) = snap.split_login(username, None);
+    let realm = realm.unwrap_or_else(|| snap.settings.default_realm.clone());
     let issue = Issue {
         pending_role: "OTP_PENDING",
         mfa_done: false,
         key_expires_at: None,
+        scope: None,
+        typed_user: Some((&login, &realm)),
     };
-    match outcome {
-        tessera_core::engine::Outcome::Challenge(_) => {
-            user_token(&state, &client, &outcome, issue).await
-        }
-        // An unknown user (or one who cannot get a code) gets the same answer as anyone else,
-        // a session that no code will finish; the audit record has the reason.
-        tessera_core::engine::Outcome::Reject(_) | tessera_core::engine::Outcome::Accept(_) => {
-            let id = tessera_core::rng::random_digits(
-                state.engine.ports().rng.as_ref(),
-                tessera_core::ids::TransactionId::LEN,
-            );
-            let Some(id) = tessera_core::ids::TransactionId::parse(&id) else {
-                return oauth_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "try again",
-                );
-            };
-            let (login, realm) = snap.split_login(username, None);
-            let decoy = tessera_core::engine::Outcome::Challenge(Box::new(
-                tessera_core::engine::Challenged {
-                    transaction_id: id,
-                    prompts: vec![tessera_core::engine::Prompt {
-                        serial: None,
-                        kind: "sms".into(),
-                        client_mode: tessera_core::engine::ClientMode::Interactive,
-                        message: "Please enter the code sent to your phone".into(),
-                    }],
-                    message: String::new(),
-                    user: tessera_core::model::User::new("".into(), "".into(), login),
-                    realm: tessera_core::ids::RealmName(
-                        realm.unwrap_or_else(|| snap.settings.default_realm.clone()),
-                    ),
-                },
-            ));
-            user_token(&state, &client, &decoy, issue).await
-        }
+    if let Some(outcome @ tessera_core::engine::Outcome::Challenge(_)) = &outcome {
+        return user_token(&state, &client, outcome, issue).await;
     }
+    // An unknown user (or one who cannot get a code) gets the same answer as anyone else: a
+    // session that no code will finish, with the prompt a code would have; the audit record
+    // has the reason.
+    let id = tessera_core::rng::random_digits(
+        state.engine.ports().rng.as_ref(),
+        tessera_core::ids::TransactionId::LEN,
+    );
+    let Some(id) = tessera_core::ids::TransactionId::parse(&id) else {
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "try again",
+        );
+    };
+    let prompt = tessera_core::engine::code_prompt(channel);
+    let decoy =
+        tessera_core::engine::Outcome::Challenge(Box::new(tessera_core::engine::Challenged {
+            transaction_id: id,
+            message: prompt.message.clone(),
+            prompts: vec![prompt],
+            user: tessera_core::model::User::new("".into(), "".into(), login.clone()),
+            realm: tessera_core::ids::RealmName(realm.clone()),
+        }));
+    user_token(&state, &client, &decoy, issue).await
+}
+
+/// The method of the client's application's first factor when every way of answering it is a
+/// code sent now (`sms_otp`, `mail_otp`): such logins start at `/oauth/otp/generate`.
+fn code_first_method(snap: &tessera_core::engine::Snapshot, client: &ApiClient) -> Option<Method> {
+    let first = client
+        .application
+        .as_ref()
+        .and_then(|a| snap.application(a))
+        .and_then(|a| a.factors.first())?;
+    let mut methods = first.all_methods().peekable();
+    let method = *methods.peek()?;
+    methods.all(|m| m.channel().is_some()).then_some(method)
 }
 
 /// `/oauth/mfa/otp/generate`: sends the pending factor's code again — by `fallbackChannel`
@@ -1313,14 +1352,28 @@ async fn mfa_otp_generate(
             "invalid_request",
             "identifierValue is not the user's phone number or mail address",
         ),
-        Ok(Outcome::Reject(r)) => {
-            let why = match r.reason {
-                RejectReason::SendLimit => "too many codes were sent to this user within the hour",
-                RejectReason::NoUsableToken => "this factor is not answered with a code sent",
-                _ => "the session is over (expired, finished or too many wrong answers)",
-            };
-            oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why)
-        }
+        Ok(Outcome::Reject(r)) => match r.reason {
+            RejectReason::SendLimit => {
+                let mut res = oauth_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "temporarily_unavailable",
+                    "too many codes were sent to this user within the hour",
+                );
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
+                res
+            }
+            RejectReason::NoUsableToken => oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "this factor is not answered with a code sent",
+            ),
+            _ => oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "the session is over (expired, finished or too many wrong answers)",
+            ),
+        },
         Ok(Outcome::Accept(_)) => oauth_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",

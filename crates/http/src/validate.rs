@@ -93,6 +93,7 @@ fn auth_request(p: &Params) -> Result<AuthRequest, PiError> {
         token_kind,
         otp_only: p.flag("otponly"),
         fallback_channel: p.non_empty("fallbackChannel").map(str::to_string),
+        code_first: false,
     })
 }
 

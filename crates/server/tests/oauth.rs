@@ -695,6 +695,15 @@ async fn encrypted_payloads_fresh_once_and_untampered() {
             .contains("used already"),
         "{body}"
     );
+    // Sealed by an HPKE implementation that is not ours (pyhpke): accepted too.
+    let seen = common::python_peer(
+        "oauth",
+        "oauth_peer.py",
+        &[s.url.clone(), id.clone(), secret.clone()],
+        &json!({"seal": plain, "public_key": key}),
+    );
+    assert_eq!(seen[1]["status"], 200, "{}", seen[1]);
+    assert!(seen[1]["answer"]["access_token"].is_string());
     // Outside the window (120 s by default).
     let now = s.now();
     let stale = tessera_http::payload::seal(&key, plain, now - 600, "stale-nonce-000001").unwrap();
@@ -1013,6 +1022,56 @@ async fn primary_otp_then_mfa_otp_with_fallback_header_check_and_key_expiry() {
     assert_eq!(body["mfa"][0]["type"], ghost["mfa"][0]["type"]);
     let session = body["access_token"].as_str().unwrap().to_string();
     let ghost = ghost["access_token"].as_str().unwrap().to_string();
+    // Both name the user as typed; nothing else tells them apart.
+    let (real_claims, ghost_claims) = (claims_of(&session), claims_of(&ghost));
+    assert_eq!(real_claims["sub"], "alice");
+    assert_eq!(ghost_claims["sub"], "nobody");
+    for claim in ["role", "realm", "aud", "scope"] {
+        assert_eq!(real_claims[claim], ghost_claims[claim], "{claim}");
+    }
+    // A fallback channel that is not set up is a configuration error, for anyone.
+    let with_edge = |path: &'static str, form: &'static [(&'static str, &'static str)]| {
+        let (s, id, secret) = (&s, id.clone(), secret.clone());
+        async move {
+            let r = s
+                .http
+                .post(format!("{}{path}", s.url))
+                .basic_auth(&id, Some(&secret))
+                .header("X-Edge-Auth", "cdn-secret")
+                .form(form)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = with_edge(
+        "/oauth/otp/generate",
+        &[("username", "nobody"), ("fallbackChannel", "zalo")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("(1603)")
+    );
+    // The password grant does not start a code-first application.
+    let (status, body) = with_edge(
+        "/oauth/token",
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
     let code = code_of(&gw, "/sms", 1).await;
     assert_eq!(gw.requests("/sms").len(), 1);
     let (status, body) =

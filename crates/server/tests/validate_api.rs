@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{Backend, TestServer};
+use common::{Backend, TestServer, actor};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_core::model::{AdminRole, Method, TokenKind};
+use tessera_core::model::{AdminRole, Factor, Method, TokenKind};
 
 /// Mid-way through a 30-second step.
 const T0: i64 = 1_800_000_010;
@@ -34,6 +34,7 @@ both_backends!(
     radiuscheck_and_samlcheck,
     client_override_for_trusted_proxies,
     serial_and_otponly,
+    if_enrolled_factor_skipped_only_by_users_without_a_token,
 );
 
 async fn otp_server(backend: Backend) -> TestServer {
@@ -855,6 +856,56 @@ async fn serial_and_otponly(b: Backend) {
     assert_eq!(
         s.check(&[("serial", "NOPE"), ("pass", "123456")]).await.0,
         "REJECT"
+    );
+    s.stop().await;
+}
+
+/// An `if_enrolled` OTP factor: users without a token pass with their password (seed 003's MFA
+/// role), users with one are asked for it — also when the request names a serial or type that
+/// matches none of their tokens — and `forced_mfa` asks everyone.
+async fn if_enrolled_factor_skipped_only_by_users_without_a_token(b: Backend) {
+    let s = otp_server(b).await;
+    s.add_user("bob", Some("bob-password")).await;
+    s.enroll("alice", TokenKind::Totp, "TOTP0030", None).await;
+    let mut app = tessera_core::model::Application {
+        name: "vpn".into(),
+        kind: Default::default(),
+        description: String::new(),
+        factors: vec![
+            Factor::of(vec![Method::Password]),
+            Factor::of(vec![Method::SoftOtp]),
+        ],
+        routes: Vec::new(),
+    };
+    app.factors[1].if_enrolled = true;
+    s.admin().put(&actor(), app).await.unwrap();
+    s.set(json!({"validate_application": "vpn"})).await;
+    assert_eq!(
+        s.check(&[("user", "bob"), ("pass", "bob-password")])
+            .await
+            .0,
+        "ACCEPT",
+        "no token: the password is enough"
+    );
+    for narrowed in [&[("serial", "NOSUCH0001")][..], &[("type", "hotp")][..]] {
+        let mut params = vec![("user", "alice"), ("pass", "alice-password")];
+        params.extend_from_slice(narrowed);
+        let (auth, body) = s.check(&params).await;
+        assert_ne!(auth, "ACCEPT", "{narrowed:?}: {body}");
+    }
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", "alice-password")])
+            .await
+            .0,
+        "CHALLENGE"
+    );
+    s.set(json!({"forced_mfa": true})).await;
+    assert_eq!(
+        s.check(&[("user", "bob"), ("pass", "bob-password")])
+            .await
+            .0,
+        "REJECT",
+        "forced: bob has nothing to answer with"
     );
     s.stop().await;
 }

@@ -296,6 +296,9 @@ impl Engine {
         let sends_now = |m: &Method| m.channel().is_some() || self.waits_for_click(l, *m);
         let sends = methods.iter().any(sends_now);
         let only_sends = methods.iter().all(sends_now);
+        if req.code_first && !(sends && only_sends) {
+            return Ok(reject(RejectReason::WrongFactor, Some(user)));
+        }
         if sends && (only_sends || req.pass.is_empty()) {
             return self.challenge(l, app, 0, user, &tokens, None, 0).await;
         }
@@ -485,14 +488,15 @@ impl Engine {
             return Ok(reject(RejectReason::BadTransaction, Some(user)));
         };
         let mut methods = factor.methods_for(&user, tx.realm.as_str());
-        // For an MFA password the code proves the user before one is set up or reset.
+        // For an MFA password the code proves the user before one is set up or reset: by the
+        // mobile channel, or one of the configured fallback channels (mail only if listed).
+        let mut fallback = l.fallback.clone();
         if methods.contains(&Method::MfaPassword) {
-            methods = match identifier {
-                Some(("email", _)) => vec![Method::MailOtp],
-                _ => vec![Method::SmsOtp],
-            };
+            methods = vec![Method::SmsOtp];
+            if fallback.is_none() && matches!(identifier, Some(("email", _))) {
+                fallback = Some("mail".into());
+            }
         }
-        let fallback = l.fallback.clone();
         let Some(pending) = self.pending_code(l, &user, &methods, fallback.as_deref())? else {
             return Ok(reject(RejectReason::NoUsableToken, Some(user)));
         };
@@ -578,7 +582,7 @@ impl Engine {
                 .contains(&Method::MfaPassword)
         });
         if !asks {
-            return Ok(reject(RejectReason::NoUsableToken, Some(user)));
+            return Ok(reject(RejectReason::WrongFactor, Some(user)));
         }
         let store = &self.ports.store;
         let has = store.mfa_password(&user.user_ref()).await?.is_some();
@@ -664,7 +668,7 @@ impl Engine {
                 }
             } else if !(f.if_enrolled
                 && !l.snap.settings.forced_mfa
-                && !self.enrolled(&user, &methods, &tokens).await?)
+                && !self.enrolled(&user, &methods).await?)
             {
                 break;
             }
@@ -1013,17 +1017,20 @@ impl Engine {
     }
 
     /// The user has what one of `methods` needs (an `if_enrolled` factor applies).
-    async fn enrolled(
-        &self,
-        user: &User,
-        methods: &[Method],
-        tokens: &[Token],
-    ) -> Result<bool, EngineError> {
+    /// Decided on all the user's tokens, never on those a request narrowed the login to (a
+    /// `serial` naming no token must not make the user look unenrolled).
+    async fn enrolled(&self, user: &User, methods: &[Method]) -> Result<bool, EngineError> {
         let present = |v: &Option<String>| v.as_ref().is_some_and(|x| !x.trim().is_empty());
         for m in methods {
             let has = match m {
                 Method::Password | Method::ApprovedOtp => true,
-                Method::SoftOtp | Method::PasswordOtp => tokens.iter().any(|t| t.is_usable_state()),
+                Method::SoftOtp | Method::PasswordOtp => self
+                    .ports
+                    .store
+                    .tokens_of(&user.user_ref())
+                    .await?
+                    .iter()
+                    .any(|t| t.is_usable_state()),
                 Method::SmsOtp => present(&user.phone),
                 Method::MailOtp | Method::EmailLink => present(&user.email),
                 Method::MfaPassword => self
@@ -1239,7 +1246,11 @@ impl Engine {
         if let Some(outcome) = self.check_lock(l, tx.realm.as_str(), &tx.username).await? {
             return Ok(Some(outcome));
         }
-        if let Some(state) = self.ports.store.lock_state(&session_key(&tx.id)).await?
+        if let Some(state) = self
+            .ports
+            .store
+            .lock_state(&session_key(&tx.id, tx.next_factor))
+            .await?
             && state.is_locked(l.now)
         {
             return Ok(Some(reject(RejectReason::SessionRetries, None)));
@@ -1307,7 +1318,7 @@ impl Engine {
                 interval_secs: whole_session,
             };
             store
-                .record_auth_failure(&session_key(&tx.id), kind, l.now, &policy)
+                .record_auth_failure(&session_key(&tx.id, k), kind, l.now, &policy)
                 .await?;
         }
         let (key, lock_secs) = if mfa && settings.mfa_account_locking {
@@ -1522,8 +1533,8 @@ impl Engine {
 }
 
 /// The lockout key counting the wrong answers of one session (transaction).
-fn session_key(tx: &TransactionId) -> String {
-    format!("\u{1f}session\u{1f}{}", tx.as_str())
+fn session_key(tx: &TransactionId, factor: u32) -> String {
+    format!("\u{1f}session\u{1f}{}\u{1f}{factor}", tx.as_str())
 }
 
 /// The lockout key of an account's MFA step (`mfa_account_locking`).

@@ -19,7 +19,7 @@ pub use request::{
     Accepted, AuthRequest, Challenged, ClientMode, Door, Outcome, PollStatus, Prompt,
     REJECT_MESSAGE, RejectReason, Rejected, RequestCtx,
 };
-pub use sent::ChannelError;
+pub use sent::{ChannelError, code_prompt, expected_channel};
 pub use snapshot::Snapshot;
 
 pub(crate) use otp::sync_range as sync_range_of;

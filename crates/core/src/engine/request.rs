@@ -44,6 +44,9 @@ pub struct AuthRequest {
     pub otp_only: bool,
     /// Send a code by this channel instead of the primary one (seed 003's `fallbackChannel`).
     pub fallback_channel: Option<String>,
+    /// The login must start with a code sent now (`/oauth/otp/generate`): an application whose
+    /// first factor is something else refuses it, without counting a failure.
+    pub code_first: bool,
 }
 
 impl std::fmt::Debug for AuthRequest {
@@ -57,6 +60,7 @@ impl std::fmt::Debug for AuthRequest {
             .field("token_kind", &self.token_kind)
             .field("otp_only", &self.otp_only)
             .field("fallback_channel", &self.fallback_channel)
+            .field("code_first", &self.code_first)
             .finish()
     }
 }
@@ -173,6 +177,9 @@ pub enum RejectReason {
     IdentifierMismatch,
     /// An MFA password set up over an existing one, or reset when there is none.
     MfaPasswordState,
+    /// The request answers the pending factor in a way it does not take (an MFA password for
+    /// a code, a login without a password where the first factor is one).
+    WrongFactor,
 }
 
 impl RejectReason {
@@ -199,6 +206,7 @@ impl RejectReason {
             RejectReason::NotYetAnswered => "the link was not used yet",
             RejectReason::SessionRetries => "too many wrong answers in this session",
             RejectReason::IdentifierMismatch => "the identifier named is not the user's",
+            RejectReason::WrongFactor => "the factor is not answered that way",
             RejectReason::MfaPasswordState => {
                 "the user already has an MFA password (reset it), or has none to reset"
             }

@@ -178,22 +178,11 @@ impl Engine {
             created_at: l.now,
             updated_at: l.now,
         };
-        let (kind, prompt) = match first {
-            Channel::Sms => ("sms", "Please enter the code sent to your phone"),
-            Channel::Whatsapp => ("sms", "Please enter the code sent to you by WhatsApp"),
-            Channel::Zalo => ("sms", "Please enter the code sent to you by Zalo"),
-            Channel::Mail => ("email", "Please enter the code sent to your mail address"),
-        };
         Ok(Some(PendingCode {
             code,
             kind: CodeKind::Code,
             message,
-            prompt: Prompt {
-                serial: None,
-                kind: kind.into(),
-                client_mode: ClientMode::Interactive,
-                message: prompt.into(),
-            },
+            prompt: code_prompt(first),
         }))
     }
 
@@ -263,6 +252,43 @@ impl Engine {
             ));
         Ok(Some(right && store.consume_code(&tx.id, &hash).await?))
     }
+}
+
+/// The prompt of a code sent by `channel`.
+pub fn code_prompt(channel: Channel) -> Prompt {
+    let (kind, prompt) = match channel {
+        Channel::Sms => ("sms", "Please enter the code sent to your phone"),
+        Channel::Whatsapp => ("sms", "Please enter the code sent to you by WhatsApp"),
+        Channel::Zalo => ("sms", "Please enter the code sent to you by Zalo"),
+        Channel::Mail => ("email", "Please enter the code sent to your mail address"),
+    };
+    Prompt {
+        serial: None,
+        kind: kind.into(),
+        client_mode: ClientMode::Interactive,
+        message: prompt.into(),
+    }
+}
+
+/// The channel a code for `method` goes by for a user with a phone and a mail address, given
+/// the request's `fallback` (what an answer for such a user says, without asking for one).
+pub fn expected_channel(
+    settings: &crate::settings::SystemSettings,
+    method: Method,
+    fallback: Option<&str>,
+) -> Option<Channel> {
+    let usable = |c: &Channel| !settings.delivery_of(*c).is_empty();
+    if let Some(asked) = fallback.filter(|f| !f.trim().is_empty()) {
+        return Channel::parse(asked).filter(|c| settings.fallbacks().contains(c) && usable(c));
+    }
+    let primary = match method {
+        Method::MailOtp => Some(Channel::Mail),
+        _ => settings.primary_mobile(),
+    };
+    primary
+        .into_iter()
+        .chain(settings.fallbacks())
+        .find(|c| usable(c))
 }
 
 /// A directory user's further attributes (`department`, `title`, ...) for templates, by their
