@@ -1353,6 +1353,32 @@ async fn mfa_password_set_up_reset_enrolled_users_and_forced_mfa() {
     )
     .await;
     assert_eq!(status, 400);
+    // Wrong MFA passwords sent at once in one session: no more are checked than the session
+    // allows (mfa_max_password_attempts, 2 here), however many arrive together.
+    s.set(json!({"mfa_max_password_attempts": 2})).await;
+    let (_, body) = login().await;
+    let burst = body["access_token"].as_str().unwrap().to_string();
+    let guess = |n: usize| {
+        let (s, burst) = (&s, burst.clone());
+        async move {
+            let pw = format!("guess number {n}");
+            bearer_post(s, "/oauth/mfa", &burst, &[("password", &pw)], &[])
+                .await
+                .0
+        }
+    };
+    let answers = tokio::join!(guess(1), guess(2), guess(3), guess(4), guess(5), guess(6));
+    assert_eq!(answers, (400, 400, 400, 400, 400, 400));
+    let reasons: Vec<String> = s
+        .audit("authenticate")
+        .await
+        .iter()
+        .take(6)
+        .map(|r| r.reason.clone())
+        .collect();
+    let checked = reasons.iter().filter(|r| *r == "wrong password").count();
+    assert_eq!(checked, 2, "{reasons:?}");
+    s.set(json!({"mfa_max_password_attempts": 5})).await;
     // A second set-up is refused: that is a reset.
     let (status, body) = setup(
         vec![("password", "another horse battery".into())],

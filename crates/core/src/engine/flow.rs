@@ -259,7 +259,7 @@ impl Engine {
                     Some(u) if !u.enabled => RejectReason::UserDisabled,
                     Some(_) => RejectReason::UserExpired,
                 };
-                self.count_failure(l, fail_kind_of(first), 0, None).await?;
+                self.count_failure(l, fail_kind_of(first), 0).await?;
                 return Ok(reject(reason, other));
             }
         };
@@ -355,12 +355,59 @@ impl Engine {
         let Some(factor) = app.factors.get(k as usize) else {
             return Ok(reject(RejectReason::BadTransaction, Some(user)));
         };
+        // A link's factor is polled until it is clicked: polls are no tries.
+        let polled = factor.all_methods().all(Method::is_link);
+        if !polled
+            && !self
+                .reserve_session_attempt(l, &tx, factor_fail_kind(factor))
+                .await?
+        {
+            return Ok(reject(RejectReason::SessionRetries, Some(user)));
+        }
         let tokens = self.tokens_for(app, &user, req, Some(&tx.serials)).await?;
         let proof = self
             .prove(l, factor, &user, &tokens, &req.pass, false, Some(&tx))
             .await?;
         self.after_proof(l, app, k, user, tokens, proof, Some(&tx))
             .await
+    }
+
+    /// Counts an answer to the pending factor of session `tx` against the session's budget
+    /// before it is checked (seed 003's retry counts), so that answers sent in parallel cannot
+    /// use more than the budget: false when it is used up. The right answer uses no more than
+    /// the last try; the next factor has a budget of its own.
+    async fn reserve_session_attempt(
+        &self,
+        l: &Login<'_>,
+        tx: &Transaction,
+        kind: FailKind,
+    ) -> Result<bool, EngineError> {
+        let settings = &l.snap.settings;
+        let k = tx.next_factor;
+        let (max_password, max_otp) = match k >= 1 {
+            true => (
+                settings.mfa_max_password_attempts,
+                settings.mfa_max_otp_attempts,
+            ),
+            false => (settings.max_password_attempts, settings.max_otp_attempts),
+        };
+        // Counted for as long as any session lives.
+        let whole_session = (tx.expires_at - tx.created_at).max(0) + 86_400;
+        let policy = LockPolicy {
+            max_password,
+            max_otp,
+            lock_secs: whole_session,
+            interval_secs: whole_session,
+        };
+        let state = self
+            .ports
+            .store
+            .record_auth_failure(&session_key(&tx.id, k), kind, l.now, &policy)
+            .await?;
+        Ok(match kind {
+            FailKind::Password => state.password_fails <= max_password,
+            FailKind::Otp => state.otp_fails <= max_otp,
+        })
     }
 
     /// The user a transaction is for, if still active; otherwise the rejection to answer.
@@ -596,11 +643,14 @@ impl Engine {
             false => settings.mfa_skip_otp_validate,
         };
         if !skip {
+            if !self.reserve_session_attempt(l, &tx, FailKind::Otp).await? {
+                return Ok(reject(RejectReason::SessionRetries, Some(user)));
+            }
             let right = self
                 .check_code(l, Some(&tx), code.unwrap_or_default())
                 .await?;
             if right != Some(true) {
-                self.count_failure(l, FailKind::Otp, k, Some(&tx)).await?;
+                self.count_failure(l, FailKind::Otp, k).await?;
                 return Ok(reject(RejectReason::WrongOtp, Some(user)));
             }
         }
@@ -643,7 +693,7 @@ impl Engine {
                         | RejectReason::Declined
                         | RejectReason::NotYetAnswered
                 ) {
-                    self.count_failure(l, kind, k, tx).await?;
+                    self.count_failure(l, kind, k).await?;
                 }
                 return Ok(reject(reason, Some(user)));
             }
@@ -1287,15 +1337,14 @@ impl Engine {
         Ok(None)
     }
 
-    /// Counts a wrong answer to factor `k`: against the session `tx` (its own budget, always),
-    /// and against the account — the MFA budget for later factors when MFA locking is on,
-    /// otherwise the account lock, when that is on.
+    /// Counts a wrong answer to factor `k` against the account: the MFA budget for later
+    /// factors when MFA locking is on, otherwise the account lock, when that is on. (The
+    /// session's own budget was counted before the answer was checked.)
     async fn count_failure(
         &self,
         l: &Login<'_>,
         kind: FailKind,
         k: u32,
-        tx: Option<&Transaction>,
     ) -> Result<(), EngineError> {
         let settings = &l.snap.settings;
         let mfa = k >= 1;
@@ -1308,19 +1357,6 @@ impl Engine {
             false => (settings.max_password_attempts, settings.max_otp_attempts),
         };
         let store = &self.ports.store;
-        if let Some(tx) = tx {
-            // Counted for as long as any session lives.
-            let whole_session = (tx.expires_at - tx.created_at).max(0) + 86_400;
-            let policy = LockPolicy {
-                max_password,
-                max_otp,
-                lock_secs: whole_session,
-                interval_secs: whole_session,
-            };
-            store
-                .record_auth_failure(&session_key(&tx.id, k), kind, l.now, &policy)
-                .await?;
-        }
         let (key, lock_secs) = if mfa && settings.mfa_account_locking {
             let key = l.mfa_lock_key.clone().or_else(|| {
                 Some(mfa_lock_key(
@@ -1544,6 +1580,25 @@ pub fn mfa_lock_key(realm: &str, login: &str) -> String {
 
 fn reject(reason: RejectReason, user: Option<User>) -> Outcome {
     Outcome::Reject(Box::new(Rejected { reason, user }))
+}
+
+/// The budget an answer to `factor` counts against: codes (OTPs, sent codes, links) or
+/// passwords.
+fn factor_fail_kind(factor: &Factor) -> FailKind {
+    let code = |m: Method| {
+        matches!(
+            m,
+            Method::SoftOtp
+                | Method::SmsOtp
+                | Method::MailOtp
+                | Method::EmailLink
+                | Method::ApprovedOtp
+        )
+    };
+    match factor.all_methods().all(code) {
+        true => FailKind::Otp,
+        false => FailKind::Password,
+    }
 }
 
 fn fail_kind_of(factor: Option<&Factor>) -> FailKind {
