@@ -106,6 +106,19 @@ pub struct ConfigDoc {
     pub updated_at: i64,
 }
 
+/// Short-lived state of web sign-in, kept by the hash of the random key the browser or
+/// client holds: login flows, SSO sessions, authorization codes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebState {
+    pub kind: String,
+    pub key_hash: String,
+    /// Whose it is (`realm` + U+001F + login name for SSO sessions), for listing; may be empty.
+    pub subject: String,
+    /// JSON.
+    pub data: String,
+    pub expires_at: i64,
+}
+
 /// Failed-attempt counters of one login name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LockState {
@@ -195,6 +208,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Removes a user's MFA password (the user sets a new one at the next login); false when
     /// there was none.
     async fn delete_mfa_password(&self, user: &UserRef) -> StoreResult<bool>;
+
+    // --- web sign-in state (login flows, SSO sessions, authorization codes) ---
+    /// Keeps `data` under (`kind`, `key_hash`) until `expires_at`, replacing what was there.
+    async fn put_web_state(&self, state: &WebState) -> StoreResult<()>;
+    /// The unexpired state under (`kind`, `key_hash`).
+    async fn web_state(
+        &self,
+        kind: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<WebState>>;
+    /// Removes and returns the unexpired state, once (single-use codes). Deciding.
+    async fn take_web_state(
+        &self,
+        kind: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<WebState>>;
+    /// The unexpired states of `kind` for `subject` (a user's SSO sessions).
+    async fn web_states_of(
+        &self,
+        kind: &str,
+        subject: &str,
+        now: i64,
+    ) -> StoreResult<Vec<WebState>>;
+    /// Removes the state; false when there was none.
+    async fn delete_web_state(&self, kind: &str, key_hash: &str) -> StoreResult<bool>;
 
     // --- configuration ---
     /// Bumped by every change to settings or configuration documents, on any node.

@@ -163,6 +163,91 @@ impl SqlStore {
         Ok(n > 0)
     }
 
+    pub(crate) async fn put_web_state_impl(
+        &self,
+        w: &tessera_core::store::WebState,
+    ) -> StoreResult<()> {
+        self.db
+            .execute(
+                "INSERT INTO web_state (kind, key_hash, subject, data, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, key_hash) \
+                 DO UPDATE SET subject = excluded.subject, data = excluded.data, \
+                 expires_at = excluded.expires_at",
+                params![
+                    w.kind.as_str(),
+                    w.key_hash.as_str(),
+                    w.subject.as_str(),
+                    w.data.as_str(),
+                    w.expires_at
+                ],
+                "web state",
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn web_state_impl(
+        &self,
+        kind: &str,
+        key_hash: &str,
+        now: i64,
+        take: bool,
+    ) -> StoreResult<Option<tessera_core::store::WebState>> {
+        let rows = if take {
+            self.db
+                .write_query(
+                    "DELETE FROM web_state WHERE kind = $1 AND key_hash = $2 AND expires_at > $3 \
+                     RETURNING kind, key_hash, subject, data, expires_at",
+                    params![kind, key_hash, now],
+                    "web state",
+                )
+                .await?
+        } else {
+            self.db
+                .query(
+                    "SELECT kind, key_hash, subject, data, expires_at FROM web_state \
+                     WHERE kind = $1 AND key_hash = $2 AND expires_at > $3",
+                    params![kind, key_hash, now],
+                )
+                .await?
+        };
+        rows.first().map(web_state_of_row).transpose()
+    }
+
+    pub(crate) async fn web_states_of_impl(
+        &self,
+        kind: &str,
+        subject: &str,
+        now: i64,
+    ) -> StoreResult<Vec<tessera_core::store::WebState>> {
+        self.db
+            .query(
+                "SELECT kind, key_hash, subject, data, expires_at FROM web_state \
+                 WHERE kind = $1 AND subject = $2 AND expires_at > $3 ORDER BY expires_at",
+                params![kind, subject, now],
+            )
+            .await?
+            .iter()
+            .map(web_state_of_row)
+            .collect()
+    }
+
+    pub(crate) async fn delete_web_state_impl(
+        &self,
+        kind: &str,
+        key_hash: &str,
+    ) -> StoreResult<bool> {
+        let n = self
+            .db
+            .execute(
+                "DELETE FROM web_state WHERE kind = $1 AND key_hash = $2",
+                params![kind, key_hash],
+                "web state",
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     pub(crate) async fn config_version_impl(&self) -> StoreResult<i64> {
         self.db
             .query_one("SELECT version FROM config_version WHERE id = 1", vec![])
@@ -269,4 +354,14 @@ impl SqlStore {
             .await?;
         Ok(counts.first().copied().unwrap_or(0) > 0)
     }
+}
+
+fn web_state_of_row(r: &crate::db::Row) -> StoreResult<tessera_core::store::WebState> {
+    Ok(tessera_core::store::WebState {
+        kind: r.text("kind")?,
+        key_hash: r.text("key_hash")?,
+        subject: r.text("subject")?,
+        data: r.text("data")?,
+        expires_at: r.int("expires_at")?,
+    })
 }

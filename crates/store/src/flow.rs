@@ -295,6 +295,14 @@ impl SqlStore {
                 "revoked token",
             )
             .await?;
+        total += self
+            .db
+            .execute(
+                "DELETE FROM web_state WHERE expires_at < $1",
+                params![now],
+                "web state",
+            )
+            .await?;
         // Delivered and given-up messages stay a week for `tessera outbox --all`.
         total += self
             .db

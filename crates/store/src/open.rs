@@ -105,6 +105,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 "mfa_password",
                 include_str!("../migrations/sqlite/0005_mfa_password.sql"),
             ),
+            (
+                6,
+                "web_state",
+                include_str!("../migrations/sqlite/0006_web_state.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             (
@@ -131,6 +136,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 5,
                 "mfa_password",
                 include_str!("../migrations/postgres/0005_mfa_password.sql"),
+            ),
+            (
+                6,
+                "web_state",
+                include_str!("../migrations/postgres/0006_web_state.sql"),
             ),
         ],
     }

@@ -76,6 +76,36 @@ impl Store for SqlStore {
     async fn delete_mfa_password(&self, user: &tessera_core::ids::UserRef) -> StoreResult<bool> {
         self.delete_mfa_password_impl(user).await
     }
+    async fn put_web_state(&self, state: &tessera_core::store::WebState) -> StoreResult<()> {
+        self.put_web_state_impl(state).await
+    }
+    async fn web_state(
+        &self,
+        kind: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<tessera_core::store::WebState>> {
+        self.web_state_impl(kind, key_hash, now, false).await
+    }
+    async fn take_web_state(
+        &self,
+        kind: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<tessera_core::store::WebState>> {
+        self.web_state_impl(kind, key_hash, now, true).await
+    }
+    async fn web_states_of(
+        &self,
+        kind: &str,
+        subject: &str,
+        now: i64,
+    ) -> StoreResult<Vec<tessera_core::store::WebState>> {
+        self.web_states_of_impl(kind, subject, now).await
+    }
+    async fn delete_web_state(&self, kind: &str, key_hash: &str) -> StoreResult<bool> {
+        self.delete_web_state_impl(kind, key_hash).await
+    }
     async fn config_version(&self) -> StoreResult<i64> {
         self.config_version_impl().await
     }

@@ -99,6 +99,7 @@ contract!(
     writes_of_another_process_are_seen,
     codes_and_the_outbox,
     mfa_passwords_set_replace_delete,
+    web_state_kept_taken_once_and_listed,
 );
 
 fn user(source: &str, id: &str, name: &str) -> User {
@@ -773,6 +774,56 @@ async fn mfa_passwords_set_replace_delete(h: &Harness) {
     assert_eq!(
         s.mfa_password(&bob).await.unwrap().as_deref(),
         Some("$argon2id$b")
+    );
+}
+
+async fn web_state_kept_taken_once_and_listed(h: &Harness) {
+    use tessera_core::store::WebState;
+    let s = &h.store;
+    let state = |key: &str, subject: &str, expires_at: i64| WebState {
+        kind: "sso".into(),
+        key_hash: key.into(),
+        subject: subject.into(),
+        data: format!("{{\"k\":\"{key}\"}}"),
+        expires_at,
+    };
+    s.put_web_state(&state("a", "alice", 200)).await.unwrap();
+    s.put_web_state(&state("b", "alice", 300)).await.unwrap();
+    s.put_web_state(&state("c", "bob", 300)).await.unwrap();
+    s.put_web_state(&state("old", "alice", 50)).await.unwrap();
+    assert_eq!(
+        s.web_state("sso", "a", 100).await.unwrap(),
+        Some(state("a", "alice", 200))
+    );
+    assert_eq!(
+        s.web_state("sso", "old", 100).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        s.web_state("code", "a", 100).await.unwrap(),
+        None,
+        "other kind"
+    );
+    let mine: Vec<String> = s
+        .web_states_of("sso", "alice", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.key_hash)
+        .collect();
+    assert_eq!(mine, vec!["a".to_string(), "b".to_string()]);
+    assert!(s.take_web_state("sso", "b", 100).await.unwrap().is_some());
+    assert_eq!(
+        s.take_web_state("sso", "b", 100).await.unwrap(),
+        None,
+        "once"
+    );
+    assert!(s.delete_web_state("sso", "a").await.unwrap());
+    assert!(!s.delete_web_state("sso", "a").await.unwrap());
+    assert_eq!(
+        s.web_state("sso", "c", 100).await.unwrap().unwrap().subject,
+        "bob"
     );
 }
 
