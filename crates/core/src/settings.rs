@@ -109,6 +109,12 @@ pub struct SystemSettings {
     pub mfa_skip_otp_validate: bool,
     pub mfa_skip_otp_validate_reset: bool,
 
+    // --- web sign-in (login page, SSO sessions) ---
+    /// Minutes an SSO session lasts from its sign-in.
+    pub sso_session_minutes: u32,
+    /// Minutes an SSO session may go unused.
+    pub sso_idle_minutes: u32,
+
     // --- codes sent by SMS and mail (methods sms_otp and mail_otp) ---
     /// Delivery profiles (HTTP gateways) that send SMS, comma-separated, tried in order.
     pub sms_delivery: String,
@@ -228,6 +234,8 @@ impl Default for SystemSettings {
             mfa_password_regex: "^.{10,128}$".into(),
             mfa_skip_otp_validate: false,
             mfa_skip_otp_validate_reset: false,
+            sso_session_minutes: 480,
+            sso_idle_minutes: 60,
             sms_delivery: String::new(),
             sms_template: "Your code: {otp} (valid {validity_minutes} min)".into(),
             mail_delivery: String::new(),
@@ -488,6 +496,8 @@ impl SystemSettings {
             );
         }
         for (key, value) in [
+            ("sso_session_minutes", self.sso_session_minutes),
+            ("sso_idle_minutes", self.sso_idle_minutes),
             ("key_expiry_minutes", self.key_expiry_minutes),
             ("mfa_key_expiry_minutes", self.mfa_key_expiry_minutes),
         ] {

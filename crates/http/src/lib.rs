@@ -13,6 +13,7 @@ mod params;
 pub mod payload;
 mod pi;
 mod validate;
+mod web;
 
 pub use admin_api::ROUTES as ADMIN_ROUTES;
 pub use params::Params;
@@ -106,6 +107,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(health::routes())
         .merge(links::routes())
         .merge(oauth::routes())
+        .merge(web::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             payload::open_payloads,
@@ -119,7 +121,9 @@ pub fn router(state: HttpState) -> Router {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Pages that need another policy (the login page's stylesheet) set their own.
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -129,10 +133,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
     res
 }
 

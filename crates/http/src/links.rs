@@ -35,7 +35,9 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let mut res = (status, Html(html)).into_response();
     res.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; form-action 'self'; base-uri 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
     );
     res
 }

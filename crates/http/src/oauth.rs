@@ -54,7 +54,7 @@ pub(crate) struct Signer {
 /// Per-node token request counts: client id → (minute, count).
 pub(crate) type RateCounts = Mutex<HashMap<String, (i64, u32)>>;
 
-async fn signer(state: &HttpState) -> Result<Arc<Signer>, String> {
+pub(crate) async fn signer(state: &HttpState) -> Result<Arc<Signer>, String> {
     state
         .oauth_signer
         .get_or_try_init(|| async {
@@ -92,7 +92,12 @@ async fn signer(state: &HttpState) -> Result<Arc<Signer>, String> {
 
 impl Signer {
     fn sign(&self, claims: &Value) -> Result<String, String> {
-        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": self.kid});
+        self.sign_typed(claims, "at+jwt")
+    }
+
+    /// Signs `claims` as a JWT of type `typ` (`at+jwt` access tokens, `JWT` ID tokens).
+    pub(crate) fn sign_typed(&self, claims: &Value, typ: &str) -> Result<String, String> {
+        let header = json!({"alg": "ES256", "typ": typ, "kid": self.kid});
         let input = format!(
             "{}.{}",
             BASE64URL_NOPAD.encode(header.to_string().as_bytes()),
@@ -136,7 +141,7 @@ impl Signer {
 }
 
 /// An RFC 6749 §5.2 error.
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut res = (
         status,
         axum::Json(json!({"error": error, "error_description": description})),
@@ -146,7 +151,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     res
 }
 
-fn no_store(res: &mut Response) {
+pub(crate) fn no_store(res: &mut Response) {
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res.headers_mut()
@@ -283,7 +288,7 @@ async fn authenticate_client(
 
 /// The issuer of tokens: the `public_url` setting (required: the metadata and the tokens must
 /// not depend on what a request says its host is).
-fn issuer(state: &HttpState) -> Result<String, Box<Response>> {
+pub(crate) fn issuer(state: &HttpState) -> Result<String, Box<Response>> {
     let url = state.engine.snapshot().settings.public_url.clone();
     if url.is_empty() {
         tracing::warn!("OAuth needs the public_url setting");
@@ -420,6 +425,7 @@ async fn token(
             return password_grant(&state, &client, &params, ip).await;
         }
         "refresh_token" => return refresh_grant(&state, &client, &params).await,
+        "authorization_code" => return crate::web::code_grant(&state, &client, &params).await,
         _ => {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -857,7 +863,7 @@ async fn password_grant(
     }
 }
 
-fn invalid_token(why: &str) -> Response {
+pub(crate) fn invalid_token(why: &str) -> Response {
     let mut res = oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", why);
     res.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -1396,7 +1402,7 @@ async fn mfa_otp_generate(
 }
 
 /// The claims of an active token: signed by us, unexpired, not revoked.
-async fn active_claims(state: &HttpState, token: &str) -> Option<Value> {
+pub(crate) async fn active_claims(state: &HttpState, token: &str) -> Option<Value> {
     let signer = signer(state).await.ok()?;
     let claims = signer.verify(token)?;
     let now = state.engine.clock().now();

@@ -9,7 +9,7 @@ mod common;
 use common::{Backend, TestServer, actor};
 use serde_json::{Value, json};
 use tessera_core::admin::NewApiClient;
-use tessera_core::model::{ApiClientKind, Net};
+use tessera_core::model::{ApiClientKind, Method, Net};
 
 /// A server whose OAuth issuer is its own address.
 async fn oauth_server(b: Backend) -> TestServer {
@@ -1460,5 +1460,189 @@ async fn mfa_password_set_up_reset_enrolled_users_and_forced_mfa() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("mfa_password is a second factor"), "{err}");
+    s.stop().await;
+}
+
+/// An OIDC client of the application `intranet` (password, then TOTP) returning to `redirect`.
+async fn oidc_client(s: &TestServer, redirect: &str) -> (String, String) {
+    let c = s
+        .admin()
+        .create_api_client(
+            &actor(),
+            NewApiClient {
+                name: "intranet-rp".into(),
+                kind: ApiClientKind::Oidc,
+                application: Some("intranet".into()),
+                redirect_uris: vec![redirect.to_string()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (c.client.client_id, c.client_secret.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_code_flow_with_pkce_on_the_login_page_and_sso() {
+    let s = oauth_server(Backend::Sqlite).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.enroll(
+        "alice",
+        tessera_core::model::TokenKind::Totp,
+        "TOTP0040",
+        None,
+    )
+    .await;
+    s.use_app("intranet", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    let redirect = "http://127.0.0.1:9/callback";
+    let (id, secret) = oidc_client(&s, redirect).await;
+
+    // authlib runs the code flow with PKCE; requests plays the browser on the login page.
+    let seen = common::python_peer(
+        "oauth",
+        "oidc_peer.py",
+        &[s.url.clone(), id.clone(), secret.clone(), redirect.into()],
+        &json!({"username": "alice", "password": "alice-password",
+                "totp_seed_b32": common::SEED_B32}),
+    );
+    let out = &seen[0];
+    assert_eq!(out["discovery"]["issuer"], s.url.as_str());
+    assert_eq!(
+        out["discovery"]["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    let first = &out["first"];
+    assert_eq!(
+        first["pages"], 2,
+        "the login page, then the OTP page: {out}"
+    );
+    assert_eq!(first["claims"]["sub"], "alice");
+    assert_eq!(first["nonce_ok"], true);
+    assert_eq!(first["iss"], json!([s.url.as_str()]));
+    assert_eq!(first["userinfo"]["email"], "alice@example.org");
+    assert_eq!(first["userinfo"]["preferred_username"], "alice");
+    // The second sign-in in the same browser goes through the SSO session: no page.
+    let second = &out["second"];
+    assert_eq!(second["pages"], 0, "{out}");
+    assert_eq!(second["claims"]["auth_time"], first["claims"]["auth_time"]);
+    // The pages carry strict headers.
+    let page = &out["pages"][0];
+    let csp = page["headers"]["content-security-policy"].as_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"));
+    assert!(
+        csp.contains("style-src 'self'"),
+        "the stylesheet may load: {csp}"
+    );
+    assert_eq!(page["headers"]["x-frame-options"], "DENY");
+    assert!(
+        page["html"]
+            .as_str()
+            .unwrap()
+            .contains("autocomplete=\"username\"")
+    );
+    assert!(
+        out["pages"][1]["html"]
+            .as_str()
+            .unwrap()
+            .contains("Please enter the OTP from your authenticator")
+    );
+
+    // A code is traded once, by its client, with its verifier.
+    let (status, body) = post(
+        &s,
+        "/oauth/token",
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", first["code"].as_str().unwrap()),
+            ("redirect_uri", redirect),
+            ("code_verifier", &"v".repeat(50)),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+
+    // Requests the provider refuses, without following redirects.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorize = |q: String| {
+        let (browser, url) = (browser.clone(), s.url.clone());
+        async move {
+            let r = browser
+                .get(format!("{url}/oidc/authorize?{q}"))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let location = r
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            (status, location, r.text().await.unwrap())
+        }
+    };
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let good = format!(
+        "response_type=code&client_id={id}&redirect_uri={}&scope=openid&state=s1&code_challenge={challenge}&code_challenge_method=S256",
+        form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+    );
+    // Unknown client, or a redirect URI not registered: a page, never a redirect.
+    let (status, location, html) = authorize(good.replace(&id, "tc-nobody000000")).await;
+    assert_eq!((status, location.as_str()), (400, ""));
+    assert!(html.contains("not registered"), "{html}");
+    let (status, location, _) = authorize(good.replace("9%2Fcallback", "9%2Fevil")).await;
+    assert_eq!((status, location.as_str()), (400, ""));
+    // No PKCE, or plain: sent back with an error and the state.
+    let (status, location, _) = authorize(good.replace("&code_challenge_method=S256", "")).await;
+    assert_eq!(status, 303);
+    assert!(location.starts_with(redirect) && location.contains("error=invalid_request"));
+    assert!(location.contains("state=s1"), "{location}");
+    let (_, location, _) = authorize(good.replace("scope=openid", "scope=profile")).await;
+    assert!(location.contains("error=invalid_scope"), "{location}");
+    // A login form posted without the flow's cookie, or without the page's CSRF token (another
+    // site's form), is refused and signs no one in.
+    let r = browser
+        .get(format!("{}/oidc/authorize?{good}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/login");
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+    let flow_cookie = set_cookie.split(';').next().unwrap().to_string();
+    let before = s.audit("authenticate").await.len();
+    let login = |cookie: Option<String>, csrf: &'static str| {
+        let (browser, url) = (browser.clone(), s.url.clone());
+        async move {
+            let mut req = browser.post(format!("{url}/login")).form(&[
+                ("csrf", csrf),
+                ("username", "alice"),
+                ("answer", "alice-password"),
+            ]);
+            if let Some(c) = cookie {
+                req = req.header("cookie", c);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(
+        login(None, "").await,
+        400,
+        "no flow cookie: nothing to continue"
+    );
+    assert_eq!(login(Some(flow_cookie.clone()), "forged").await, 403);
+    assert_eq!(
+        s.audit("authenticate").await.len(),
+        before,
+        "nothing was tried"
+    );
     s.stop().await;
 }

@@ -17,6 +17,8 @@ pub struct NewApiClient {
     pub rate_limit_per_minute: u32,
     pub token_lifetime_seconds: Option<u32>,
     pub description: String,
+    /// Where an OIDC client's users are sent back to.
+    pub redirect_uris: Vec<String>,
 }
 
 /// A created client and its secret, which is shown this once.
@@ -52,6 +54,7 @@ impl Admin {
             rate_limit_per_minute: input.rate_limit_per_minute,
             token_lifetime_seconds: input.token_lifetime_seconds.unwrap_or(3600),
             secret_hash: Some(ApiClient::hash_secret(&secret)),
+            redirect_uris: input.redirect_uris,
         };
         let client = self.put(actor, client).await?;
         Ok(CreatedApiClient {

@@ -15,6 +15,9 @@ pub enum ApiClientKind {
     Agent,
     /// Signs users in: password grant.
     User,
+    /// An OpenID Connect relying party (a web application): users sign in on Tessera's login
+    /// page, authorization code flow with PKCE.
+    Oidc,
 }
 
 impl ApiClientKind {
@@ -22,6 +25,7 @@ impl ApiClientKind {
         match self {
             ApiClientKind::Agent => "agent",
             ApiClientKind::User => "user",
+            ApiClientKind::Oidc => "oidc",
         }
     }
 }
@@ -71,6 +75,9 @@ pub struct ApiClient {
     /// SHA-256 (hex) of the client secret (256 random bits, shown once when generated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
+    /// Where an OIDC client's users are sent back to (exact match).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
 }
 
 impl ApiClient {
@@ -96,8 +103,18 @@ impl ApiClient {
         if !(60..=86_400).contains(&self.token_lifetime_seconds) {
             errs.push("token_lifetime_seconds: from 60 to 86400".into());
         }
-        if self.kind == ApiClientKind::User && self.application.is_none() {
+        if matches!(self.kind, ApiClientKind::User | ApiClientKind::Oidc)
+            && self.application.is_none()
+        {
             errs.push("application: a user client signs users in through an application".into());
+        }
+        if self.kind == ApiClientKind::Oidc && self.redirect_uris.is_empty() {
+            errs.push("redirect_uris: an OIDC client needs at least one".into());
+        }
+        for uri in &self.redirect_uris {
+            if let Err(e) = check_redirect_uri(uri) {
+                errs.push(format!("redirect_uris: '{uri}': {e}"));
+            }
         }
         if let Some(h) = &self.secret_hash
             && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -124,6 +141,30 @@ impl ApiClient {
     pub fn allows_ip(&self, ip: std::net::IpAddr) -> bool {
         self.allowed_ips.is_empty() || self.allowed_ips.iter().any(|n| n.0.contains(&ip))
     }
+}
+
+/// A redirect URI must be absolute, HTTPS (plain HTTP only to this machine), without a
+/// fragment (RFC 6749 §3.1.2).
+fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
+    if uri.len() > 2000 || uri.contains('#') || uri.chars().any(|c| c.is_whitespace()) {
+        return Err("at most 2000 characters, no fragment, no spaces");
+    }
+    let rest = if let Some(rest) = uri.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = uri.strip_prefix("http://") {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+            return Err("https only (http only to 127.0.0.1, localhost or [::1])");
+        }
+        rest
+    } else {
+        return Err("an absolute https:// URL");
+    };
+    if rest.split(['/', '?']).next().is_none_or(str::is_empty) {
+        return Err("no host");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -45,9 +45,13 @@ pub enum AddKind {
 #[derive(Debug, Args)]
 pub struct ApiClientArgs {
     name: String,
-    /// agent (client credentials; machines) or user (signs users in).
+    /// agent (client credentials; machines), user (signs users in with the password grant) or
+    /// oidc (a web application: OpenID Connect, users sign in on Tessera's login page).
     #[arg(long = "type", default_value = "agent")]
     kind: String,
+    /// Where an OIDC client's users are sent back to (repeat for several; exact match).
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
     /// The application its users sign in through (user clients).
     #[arg(long)]
     application: Option<String>,
@@ -260,7 +264,8 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
             let kind = match args.kind.as_str() {
                 "agent" => tessera_core::model::ApiClientKind::Agent,
                 "user" => tessera_core::model::ApiClientKind::User,
-                other => bail!("--type: '{other}' is neither agent nor user"),
+                "oidc" => tessera_core::model::ApiClientKind::Oidc,
+                other => bail!("--type: '{other}' is not agent, user or oidc"),
             };
             let mut allowed_ips = Vec::new();
             for ip in &args.allowed_ips {
@@ -281,6 +286,7 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                         rate_limit_per_minute: args.rate_limit,
                         token_lifetime_seconds: args.token_lifetime,
                         description: args.description,
+                        redirect_uris: args.redirect_uris,
                     },
                 )
                 .await?;

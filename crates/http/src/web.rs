@@ -1,0 +1,986 @@
+//! The hosted login page and the OpenID Connect provider: a relying party sends the browser to
+//! `/oidc/authorize`; the user passes the client's application factor by factor on `/login`
+//! (server-rendered, no script); an SSO session cookie serves later sign-ins; the relying party
+//! trades the code (PKCE S256) at `/oauth/token` for an access token and an ES256 ID token.
+//!
+//! Cookies are read and written here by hand: two opaque random values, HttpOnly and
+//! SameSite=Lax, need no cookie library.
+
+use crate::oauth::{active_claims, invalid_token, issuer, no_store, oauth_error, signer};
+use crate::{HttpState, St};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use tessera_core::engine::{AuthRequest, Door, Outcome, RejectReason, RequestCtx};
+use tessera_core::model::{ApiClient, ApiClientKind};
+use tessera_core::store::WebState;
+
+const FLOW: &str = "login";
+const SSO: &str = "sso";
+const CODE: &str = "code";
+const FLOW_COOKIE: &str = "tessera_flow";
+const SSO_COOKIE: &str = "tessera_sso";
+/// Seconds an authorization code can be traded.
+const CODE_SECONDS: i64 = 60;
+
+pub(crate) fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/login", get(login_page).post(login_post))
+        .route("/login/style.css", get(style))
+        .route("/logout", get(logout))
+        .route("/oidc/authorize", get(authorize))
+        .route("/oidc/userinfo", get(userinfo).post(userinfo))
+        .route("/.well-known/openid-configuration", get(discovery))
+}
+
+/// A sign-in on the login page, from `/oidc/authorize` to the code.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Flow {
+    client_id: String,
+    redirect_uri: String,
+    state: Option<String>,
+    nonce: Option<String>,
+    code_challenge: String,
+    scope: String,
+    app: String,
+    lang: String,
+    csrf: String,
+    /// The engine's transaction once the first factor is passed, the user it is for and what
+    /// to ask.
+    tx: Option<String>,
+    user: Option<String>,
+    prompt: Option<String>,
+}
+
+/// An SSO session: who signed in, when, and to which applications' factor chains.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Session {
+    user: String,
+    realm: String,
+    apps: Vec<String>,
+    auth_time: i64,
+    last_seen: i64,
+    client_ip: String,
+    user_agent: String,
+}
+
+/// What an authorization code stands for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Code {
+    client_id: String,
+    redirect_uri: String,
+    code_challenge: String,
+    nonce: Option<String>,
+    user: String,
+    realm: String,
+    scope: String,
+    auth_time: i64,
+}
+
+fn hash(key: &str) -> String {
+    ApiClient::hash_secret(key)
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+fn set_cookie(state: &HttpState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = state
+        .engine
+        .snapshot()
+        .settings
+        .public_url
+        .starts_with("https://");
+    let text = format!(
+        "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        if secure { "; Secure" } else { "" }
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
+}
+
+/// Strict headers for every page.
+fn page_headers(res: &mut Response) {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// The page texts, in English and Turkish.
+fn texts(lang: &str) -> Value {
+    match lang {
+        "tr" => json!({
+            "title": "Oturum aç", "username": "Kullanıcı adı", "password": "Parola",
+            "answer": "Kod", "continue": "Devam",
+            "signed_in": "Oturum açtınız. Bu pencereyi kapatabilirsiniz.",
+            "start_again": "Oturum açmaya, girmek istediğiniz uygulamadan yeniden başlayın.",
+            "signed_out": "Oturumunuz kapatıldı.",
+            "failed": "Kullanıcı adı veya parola yanlış.",
+            "wrong": "Kod yanlış. Yeniden deneyin.",
+            "expired": "Oturum açma süresi doldu. Yeniden başlayın.",
+            "bad_client": "Bu uygulama Tessera'da kayıtlı değil ya da geri dönüş adresi yanlış.",
+        }),
+        _ => json!({
+            "title": "Sign in", "username": "User name", "password": "Password",
+            "answer": "Code", "continue": "Continue",
+            "signed_in": "You are signed in. You can close this window.",
+            "start_again": "Start signing in again from the application you want to use.",
+            "signed_out": "You are signed out.",
+            "failed": "Wrong user name or password.",
+            "wrong": "Wrong code. Try again.",
+            "expired": "Signing in took too long. Start again.",
+            "bad_client": "This application is not registered with Tessera, or its return address is wrong.",
+        }),
+    }
+}
+
+fn lang_of(headers: &HeaderMap, asked: Option<&str>) -> String {
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let pick = asked.unwrap_or(accept).trim().to_ascii_lowercase();
+    if pick.starts_with("tr") { "tr" } else { "en" }.to_string()
+}
+
+struct Page<'a> {
+    lang: &'a str,
+    app_title: &'a str,
+    step: &'a str,
+    csrf: &'a str,
+    error: Option<&'a str>,
+    username: &'a str,
+    ask_password: bool,
+    prompt: &'a str,
+    answer_type: &'a str,
+    done: bool,
+    fatal: bool,
+}
+
+fn render(page: Page<'_>, status: StatusCode) -> Response {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let t = texts(page.lang);
+    let error = page
+        .error
+        .map(|key| t[key].as_str().unwrap_or(key).to_string());
+    let html = env
+        .template_from_named_str("login.html", include_str!("../templates/login.html"))
+        .and_then(|tpl| {
+            tpl.render(minijinja::context! {
+                lang => page.lang, t => t, app_title => page.app_title, step => page.step,
+                csrf => page.csrf, error => error, username => page.username,
+                ask_password => page.ask_password, prompt => page.prompt,
+                answer_type => page.answer_type, done => page.done, fatal => page.fatal,
+            })
+        });
+    let mut res = match html {
+        Ok(html) => (status, axum::response::Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "login page not rendered");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    };
+    page_headers(&mut res);
+    res
+}
+
+/// A page that says something went wrong before a sign-in could start.
+fn fatal(lang: &str, error: &str, status: StatusCode) -> Response {
+    render(
+        Page {
+            lang,
+            app_title: "Tessera",
+            step: "",
+            csrf: "",
+            error: Some(error),
+            username: "",
+            ask_password: false,
+            prompt: "",
+            answer_type: "text",
+            done: false,
+            fatal: true,
+        },
+        status,
+    )
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("../templates/login.css"),
+    )
+        .into_response()
+}
+
+fn query(raw: Option<&str>) -> Result<HashMap<String, String>, ()> {
+    let mut out = HashMap::new();
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(());
+        }
+    }
+    Ok(out)
+}
+
+fn redirect(to: &str) -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    no_store(&mut res);
+    res
+}
+
+/// `redirect_uri` with the parameters added.
+fn back_to(redirect_uri: &str, params: &[(&str, &str)]) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        ser.append_pair(k, v);
+    }
+    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+    format!("{redirect_uri}{sep}{}", ser.finish())
+}
+
+/// `/oidc/authorize`: checks the relying party's request, then signs the user in (on the login
+/// page, or at once with an SSO session that passed the client's application).
+async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let Ok(q) = query(raw.as_deref()) else {
+        return fatal("en", "bad_client", StatusCode::BAD_REQUEST);
+    };
+    let lang = lang_of(&headers, q.get("ui_locales").map(String::as_str));
+    let snap = state.engine.snapshot();
+    // Until the client and its redirect URI are known, errors are shown, not sent back.
+    let client = q
+        .get("client_id")
+        .and_then(|id| snap.api_client_by_id(id))
+        .filter(|c| c.kind == ApiClientKind::Oidc)
+        .cloned();
+    let (Some(client), Some(redirect_uri)) = (client, q.get("redirect_uri")) else {
+        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+    };
+    if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+    }
+    let iss = match issuer(&state) {
+        Ok(i) => i,
+        Err(res) => return *res,
+    };
+    let st = q.get("state").cloned();
+    let fail = |error: &str, description: &str| {
+        let mut params = vec![("error", error), ("error_description", description)];
+        if let Some(s) = &st {
+            params.push(("state", s.as_str()));
+        }
+        params.push(("iss", iss.as_str()));
+        redirect(&back_to(redirect_uri, &params))
+    };
+    if q.get("response_type").map(String::as_str) != Some("code") {
+        return fail("unsupported_response_type", "only the code flow is offered");
+    }
+    let scope = q.get("scope").cloned().unwrap_or_default();
+    if !scope.split(' ').any(|s| s == "openid") {
+        return fail("invalid_scope", "scope must include openid");
+    }
+    let challenge = q.get("code_challenge").filter(|c| {
+        c.len() == 43
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    let (Some(challenge), Some("S256")) = (
+        challenge,
+        q.get("code_challenge_method").map(String::as_str),
+    ) else {
+        return fail("invalid_request", "PKCE with S256 is required");
+    };
+    let nonce = q.get("nonce").filter(|n| n.len() <= 256).cloned();
+    let Some(app) = client.application.clone() else {
+        return fail("server_error", "the client has no application");
+    };
+    let now = state.engine.clock().now();
+    let prompt = q.get("prompt").map(String::as_str).unwrap_or("");
+    // An SSO session that passed this application's factors signs the user in at once.
+    if prompt != "login"
+        && let Some(key) = cookie(&headers, SSO_COOKIE)
+        && let Some(session) = live_session(&state, &key, now).await
+        && session.apps.contains(&app.0)
+    {
+        let code = Code {
+            client_id: client.client_id.clone(),
+            redirect_uri: redirect_uri.clone(),
+            code_challenge: challenge.clone(),
+            nonce,
+            user: session.user.clone(),
+            realm: session.realm.clone(),
+            scope,
+            auth_time: session.auth_time,
+        };
+        return match issue_code(&state, &code, st.as_deref(), &iss).await {
+            Ok(res) => res,
+            Err(res) => res,
+        };
+    }
+    if prompt == "none" {
+        return fail("login_required", "no session for this application");
+    }
+    let rng = state.engine.ports().rng.clone();
+    let key = tessera_core::rng::random_token(rng.as_ref());
+    let flow = Flow {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.clone(),
+        state: st.clone(),
+        nonce,
+        code_challenge: challenge.clone(),
+        scope,
+        app: app.0.clone(),
+        lang,
+        csrf: tessera_core::rng::random_token(rng.as_ref()),
+        tx: None,
+        user: None,
+        prompt: None,
+    };
+    let lifetime = i64::from(snap.settings.api_session_minutes) * 60;
+    if let Err(res) = save_flow(&state, &key, &flow, now + lifetime).await {
+        return res;
+    }
+    let mut res = redirect("/login");
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state, FLOW_COOKIE, &key, lifetime),
+    );
+    res
+}
+
+async fn save_flow(
+    state: &HttpState,
+    key: &str,
+    flow: &Flow,
+    expires_at: i64,
+) -> Result<(), Response> {
+    let data = serde_json::to_string(flow).unwrap_or_default();
+    state
+        .engine
+        .store()
+        .put_web_state(&WebState {
+            kind: FLOW.into(),
+            key_hash: hash(key),
+            subject: String::new(),
+            data,
+            expires_at,
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "login flow not kept");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        })
+}
+
+async fn load_flow(state: &HttpState, headers: &HeaderMap) -> Option<(String, Flow, i64)> {
+    let key = cookie(headers, FLOW_COOKIE)?;
+    let now = state.engine.clock().now();
+    let kept = state
+        .engine
+        .store()
+        .web_state(FLOW, &hash(&key), now)
+        .await
+        .ok()??;
+    let flow = serde_json::from_str(&kept.data).ok()?;
+    Some((key, flow, kept.expires_at))
+}
+
+/// The live SSO session behind a cookie (idle and absolute limits checked; the user still
+/// active is checked when a code is traded).
+async fn live_session(state: &HttpState, key: &str, now: i64) -> Option<Session> {
+    let kept = state
+        .engine
+        .store()
+        .web_state(SSO, &hash(key), now)
+        .await
+        .ok()??;
+    let session: Session = serde_json::from_str(&kept.data).ok()?;
+    let idle = i64::from(state.engine.snapshot().settings.sso_idle_minutes) * 60;
+    (now - session.last_seen < idle).then_some(session)
+}
+
+fn app_title(state: &HttpState, app: &str) -> String {
+    state
+        .engine
+        .snapshot()
+        .application(&tessera_core::ids::AppName(app.to_string()))
+        .map(|a| {
+            if a.description.is_empty() {
+                a.name.0.clone()
+            } else {
+                a.description.clone()
+            }
+        })
+        .unwrap_or_else(|| app.to_string())
+}
+
+/// Whether the first factor of `app` is answered with something typed (a password, an OTP)
+/// rather than a code sent once the user is named.
+fn asks_password(state: &HttpState, app: &str) -> bool {
+    state
+        .engine
+        .snapshot()
+        .application(&tessera_core::ids::AppName(app.to_string()))
+        .and_then(|a| a.factors.first())
+        .is_none_or(|f| f.all_methods().any(|m| m.channel().is_none()))
+}
+
+fn flow_page<'a>(flow: &'a Flow, title: &'a str, error: Option<&'a str>) -> Page<'a> {
+    Page {
+        lang: &flow.lang,
+        app_title: title,
+        step: if flow.tx.is_some() {
+            "answer"
+        } else {
+            "identify"
+        },
+        csrf: &flow.csrf,
+        error,
+        username: flow.user.as_deref().unwrap_or(""),
+        ask_password: false,
+        prompt: flow.prompt.as_deref().unwrap_or(""),
+        answer_type: "text",
+        done: false,
+        fatal: false,
+    }
+}
+
+async fn login_page(state: St, headers: HeaderMap) -> Response {
+    let Some((_, flow, _)) = load_flow(&state, &headers).await else {
+        let lang = lang_of(&headers, None);
+        return fatal(&lang, "expired", StatusCode::BAD_REQUEST);
+    };
+    let title = app_title(&state, &flow.app);
+    let mut page = flow_page(&flow, &title, None);
+    page.ask_password = asks_password(&state, &flow.app);
+    render(page, StatusCode::OK)
+}
+
+async fn login_post(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: HashMap<String, String> = form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let Some((key, mut flow, expires_at)) = load_flow(&state, &headers).await else {
+        let lang = lang_of(&headers, None);
+        return fatal(&lang, "expired", StatusCode::BAD_REQUEST);
+    };
+    // The form must come from the page this browser was shown (login CSRF).
+    let csrf_ok = form.get("csrf").is_some_and(|c| {
+        c.len() == flow.csrf.len()
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                c.as_bytes(),
+                flow.csrf.as_bytes(),
+            ))
+    });
+    if !csrf_ok {
+        return fatal(&flow.lang, "expired", StatusCode::FORBIDDEN);
+    }
+    let title = app_title(&state, &flow.app);
+    let answer = form.get("answer").cloned().unwrap_or_default();
+    let ip = state.client_ip(peer, &headers, None);
+    let ctx = RequestCtx {
+        client_ip: Some(ip),
+        application: Some(tessera_core::ids::AppName(flow.app.clone())),
+        actor: "web".into(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+        ..RequestCtx::new(Door::Web)
+    };
+    let req = match (&flow.tx, &flow.user) {
+        (Some(tx), Some(user)) => AuthRequest {
+            user: Some(user.clone()),
+            transaction_id: tessera_core::ids::TransactionId::parse(tx),
+            pass: zeroize::Zeroizing::new(answer),
+            ..Default::default()
+        },
+        _ => {
+            let username = form
+                .get("username")
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty() && u.len() <= 256);
+            let Some(username) = username else {
+                let mut page = flow_page(&flow, &title, Some("failed"));
+                page.ask_password = asks_password(&state, &flow.app);
+                return render(page, StatusCode::OK);
+            };
+            flow.user = Some(username.clone());
+            AuthRequest {
+                user: Some(username),
+                pass: zeroize::Zeroizing::new(answer),
+                ..Default::default()
+            }
+        }
+    };
+    let outcome = match state.engine.authenticate(&req, &ctx).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "web login failed");
+            return fatal(&flow.lang, "expired", StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    match outcome {
+        Outcome::Accept(a) => {
+            finish_login(
+                &state,
+                &headers,
+                &key,
+                &flow,
+                &a.user.username,
+                a.realm.as_str(),
+                ip,
+            )
+            .await
+        }
+        Outcome::Challenge(c) => {
+            flow.tx = Some(c.transaction_id.as_str().to_string());
+            flow.user = Some(c.user.username.clone());
+            flow.prompt = Some(c.message.clone());
+            if let Err(res) = save_flow(&state, &key, &flow, expires_at).await {
+                return res;
+            }
+            render(flow_page(&flow, &title, None), StatusCode::OK)
+        }
+        Outcome::Reject(r) => {
+            let error = match (&flow.tx, r.reason) {
+                (None, _) => "failed",
+                (Some(_), RejectReason::BadTransaction | RejectReason::SessionRetries) => "expired",
+                (Some(_), _) => "wrong",
+            };
+            if flow.tx.is_none() || error == "expired" {
+                // Back to the start: the user is named again.
+                flow.tx = None;
+                flow.prompt = None;
+                if let Err(res) = save_flow(&state, &key, &flow, expires_at).await {
+                    return res;
+                }
+            }
+            let mut page = flow_page(&flow, &title, Some(error));
+            page.ask_password = asks_password(&state, &flow.app);
+            render(page, StatusCode::OK)
+        }
+    }
+}
+
+/// The user passed every factor: the SSO session (new, or the browser's own for the same user
+/// gains the application), the code, and back to the relying party.
+async fn finish_login(
+    state: &HttpState,
+    headers: &HeaderMap,
+    flow_key: &str,
+    flow: &Flow,
+    user: &str,
+    realm: &str,
+    ip: std::net::IpAddr,
+) -> Response {
+    let store = state.engine.store();
+    let now = state.engine.clock().now();
+    let settings = state.engine.snapshot().settings.clone();
+    let iss = match issuer(state) {
+        Ok(i) => i,
+        Err(res) => return *res,
+    };
+    let lifetime = i64::from(settings.sso_session_minutes) * 60;
+    let existing = match cookie(headers, SSO_COOKIE) {
+        Some(k) => live_session(state, &k, now).await.map(|s| (k, s)),
+        None => None,
+    };
+    let (session_key, session, expires_at) = match existing {
+        Some((k, mut s)) if s.user == user && s.realm == realm => {
+            if !s.apps.contains(&flow.app) {
+                s.apps.push(flow.app.clone());
+            }
+            s.last_seen = now;
+            let ends = store
+                .web_state(SSO, &hash(&k), now)
+                .await
+                .ok()
+                .flatten()
+                .map_or(now + lifetime, |w| w.expires_at);
+            (k, s, ends)
+        }
+        _ => (
+            tessera_core::rng::random_token(state.engine.ports().rng.as_ref()),
+            Session {
+                user: user.to_string(),
+                realm: realm.to_string(),
+                apps: vec![flow.app.clone()],
+                auth_time: now,
+                last_seen: now,
+                client_ip: ip.to_string(),
+                user_agent: headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| s.chars().take(256).collect())
+                    .unwrap_or_default(),
+            },
+            now + lifetime,
+        ),
+    };
+    let kept = store
+        .put_web_state(&WebState {
+            kind: SSO.into(),
+            key_hash: hash(&session_key),
+            subject: session_subject(realm, user),
+            data: serde_json::to_string(&session).unwrap_or_default(),
+            expires_at,
+        })
+        .await;
+    if let Err(e) = kept {
+        tracing::error!(error = %e, "SSO session not kept");
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    store.delete_web_state(FLOW, &hash(flow_key)).await.ok();
+    let code = Code {
+        client_id: flow.client_id.clone(),
+        redirect_uri: flow.redirect_uri.clone(),
+        code_challenge: flow.code_challenge.clone(),
+        nonce: flow.nonce.clone(),
+        user: user.to_string(),
+        realm: realm.to_string(),
+        scope: flow.scope.clone(),
+        auth_time: session.auth_time,
+    };
+    let mut res = match issue_code(state, &code, flow.state.as_deref(), &iss).await {
+        Ok(res) | Err(res) => res,
+    };
+    let h = res.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(state, SSO_COOKIE, &session_key, expires_at - now),
+    );
+    h.append(header::SET_COOKIE, set_cookie(state, FLOW_COOKIE, "", 0));
+    res
+}
+
+fn session_subject(realm: &str, user: &str) -> String {
+    format!("{}\u{1f}{}", realm.to_lowercase(), user.to_lowercase())
+}
+
+/// Keeps a single-use code for the relying party and sends the browser back with it.
+async fn issue_code(
+    state: &HttpState,
+    code: &Code,
+    st: Option<&str>,
+    iss: &str,
+) -> Result<Response, Response> {
+    let now = state.engine.clock().now();
+    let value = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+    state
+        .engine
+        .store()
+        .put_web_state(&WebState {
+            kind: CODE.into(),
+            key_hash: hash(&value),
+            subject: String::new(),
+            data: serde_json::to_string(code).unwrap_or_default(),
+            expires_at: now + CODE_SECONDS,
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "authorization code not kept");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        })?;
+    let mut params = vec![("code", value.as_str())];
+    if let Some(s) = st {
+        params.push(("state", s));
+    }
+    params.push(("iss", iss));
+    Ok(redirect(&back_to(&code.redirect_uri, &params)))
+}
+
+/// `/logout`: ends the browser's SSO session.
+async fn logout(state: St, headers: HeaderMap) -> Response {
+    if let Some(k) = cookie(&headers, SSO_COOKIE) {
+        state
+            .engine
+            .store()
+            .delete_web_state(SSO, &hash(&k))
+            .await
+            .ok();
+    }
+    let lang = lang_of(&headers, None);
+    let mut res = render(
+        Page {
+            lang: &lang,
+            app_title: "Tessera",
+            step: "",
+            csrf: "",
+            error: Some("signed_out"),
+            username: "",
+            ask_password: false,
+            prompt: "",
+            answer_type: "text",
+            done: false,
+            fatal: true,
+        },
+        StatusCode::OK,
+    );
+    res.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&state, SSO_COOKIE, "", 0));
+    res
+}
+
+/// The authorization_code grant at `/oauth/token` (OIDC clients): the code, once, for the
+/// client it was issued to, with the same redirect URI and the PKCE verifier.
+pub(crate) async fn code_grant(
+    state: &HttpState,
+    client: &ApiClient,
+    params: &HashMap<String, String>,
+) -> Response {
+    let bad = |why: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why);
+    if client.kind != ApiClientKind::Oidc {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "only OIDC clients use the authorization code grant",
+        );
+    }
+    let (Some(code), Some(redirect_uri), Some(verifier)) = (
+        params.get("code"),
+        params.get("redirect_uri"),
+        params.get("code_verifier"),
+    ) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "code, redirect_uri and code_verifier are required",
+        );
+    };
+    let now = state.engine.clock().now();
+    let kept = match state
+        .engine
+        .store()
+        .take_web_state(CODE, &hash(code), now)
+        .await
+    {
+        Ok(Some(k)) => k,
+        Ok(None) => return bad("unknown, expired or used code"),
+        Err(e) => {
+            tracing::error!(error = %e, "code not read");
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            );
+        }
+    };
+    let Ok(c) = serde_json::from_str::<Code>(&kept.data) else {
+        return bad("unknown, expired or used code");
+    };
+    if c.client_id != client.client_id || c.redirect_uri != *redirect_uri {
+        return bad("the code was issued to another client or redirect URI");
+    }
+    let verifier_ok = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    let computed = data_encoding::BASE64URL_NOPAD.encode(digest.as_ref());
+    if !verifier_ok
+        || !bool::from(subtle::ConstantTimeEq::ct_eq(
+            computed.as_bytes(),
+            c.code_challenge.as_bytes(),
+        ))
+    {
+        return bad("code_verifier does not match the code_challenge (PKCE S256)");
+    }
+    // The user must still be able to sign in.
+    let snap = state.engine.snapshot();
+    let realm = tessera_core::ids::RealmName(c.realm.clone());
+    match state.engine.find_user(&snap, &realm, &c.user).await {
+        Ok(Some(u)) if u.is_active(now) => {}
+        Ok(_) => return bad("the user can no longer sign in"),
+        Err(e) => {
+            tracing::warn!(error = %e, "code: user not looked up");
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            );
+        }
+    }
+    let signer = match signer(state).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "OAuth signing key unavailable");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "no signing key",
+            );
+        }
+    };
+    let iss = match issuer(state) {
+        Ok(i) => i,
+        Err(res) => return *res,
+    };
+    let lifetime = i64::from(client.token_lifetime_seconds);
+    let rng = state.engine.ports().rng.clone();
+    let access = json!({
+        "iss": iss, "sub": c.user, "realm": c.realm, "aud": "tessera",
+        "client_id": client.client_id, "scope": c.scope, "role": "USER",
+        "iat": now, "exp": now + lifetime,
+        "jti": tessera_core::rng::random_hex(rng.as_ref(), 16),
+    });
+    let mut id = json!({
+        "iss": iss, "sub": c.user, "aud": client.client_id, "azp": client.client_id,
+        "iat": now, "exp": now + lifetime.min(3600), "auth_time": c.auth_time,
+        "jti": tessera_core::rng::random_hex(rng.as_ref(), 16),
+    });
+    if let (Some(n), Some(obj)) = (&c.nonce, id.as_object_mut()) {
+        obj.insert("nonce".into(), Value::String(n.clone()));
+    }
+    let (Ok(access), Ok(id_token)) = (
+        signer.sign_typed(&access, "at+jwt"),
+        signer.sign_typed(&id, "JWT"),
+    ) else {
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "signing failed",
+        );
+    };
+    let mut res = axum::Json(json!({
+        "access_token": access, "token_type": "Bearer", "expires_in": lifetime,
+        "scope": c.scope, "id_token": id_token,
+    }))
+    .into_response();
+    no_store(&mut res);
+    res
+}
+
+/// `/oidc/userinfo`: the signed-in user's claims, by the scopes of the access token.
+async fn userinfo(state: St, headers: HeaderMap) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+        });
+    let Some(token) = bearer else {
+        return invalid_token("an access token is required");
+    };
+    let Some(claims) = active_claims(&state, token).await else {
+        return invalid_token("the token is not valid (expired, revoked or not ours)");
+    };
+    let scopes: Vec<&str> = claims["scope"].as_str().unwrap_or("").split(' ').collect();
+    let (true, true, Some(user), Some(realm)) = (
+        claims["aud"] == "tessera" && claims["role"] == "USER",
+        scopes.contains(&"openid"),
+        claims["sub"].as_str(),
+        claims["realm"].as_str(),
+    ) else {
+        return invalid_token("not an OpenID Connect access token");
+    };
+    let snap = state.engine.snapshot();
+    let now = state.engine.clock().now();
+    let realm_name = tessera_core::ids::RealmName(realm.to_string());
+    let user = match state.engine.find_user(&snap, &realm_name, user).await {
+        Ok(Some(u)) if u.is_active(now) => u,
+        Ok(_) => return invalid_token("the user can no longer sign in"),
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    let mut out = serde_json::Map::new();
+    out.insert("sub".into(), Value::String(user.username.clone()));
+    if scopes.contains(&"profile") {
+        out.insert("preferred_username".into(), json!(user.username));
+        let name = [user.given_name.as_deref(), user.surname.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !name.is_empty() {
+            out.insert("name".into(), json!(name));
+        }
+        if let Some(g) = &user.given_name {
+            out.insert("given_name".into(), json!(g));
+        }
+        if let Some(f) = &user.surname {
+            out.insert("family_name".into(), json!(f));
+        }
+        out.insert("groups".into(), json!(user.groups));
+    }
+    if scopes.contains(&"email")
+        && let Some(m) = &user.email
+    {
+        out.insert("email".into(), json!(m));
+    }
+    if scopes.contains(&"phone")
+        && let Some(p) = &user.phone
+    {
+        out.insert("phone_number".into(), json!(p));
+    }
+    let mut res = axum::Json(Value::Object(out)).into_response();
+    no_store(&mut res);
+    res
+}
+
+async fn discovery(state: St) -> Response {
+    let iss = match issuer(&state) {
+        Ok(i) => i,
+        Err(res) => return *res,
+    };
+    axum::Json(json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/oidc/authorize"),
+        "token_endpoint": format!("{iss}/oauth/token"),
+        "userinfo_endpoint": format!("{iss}/oidc/userinfo"),
+        "jwks_uri": format!("{iss}/oauth/jwks"),
+        "end_session_endpoint": format!("{iss}/logout"),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "scopes_supported": ["openid", "profile", "email", "phone"],
+        "claims_supported": ["sub", "preferred_username", "name", "given_name", "family_name",
+            "email", "phone_number", "groups", "auth_time", "nonce"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "ui_locales_supported": ["en", "tr"],
+    }))
+    .into_response()
+}
