@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what Tessera's tests need on a Debian machine, then runs every test.
 #   - apt packages: oathtool (independent OTP peer), openssl (test certificates for RadSec and
-#     LDAPS), freeradius + freeradius-utils (radclient, and FreeRADIUS as a proxy in front of
+#     LDAPS), chromium + chromium-driver (a real browser on the login page, through Selenium), freeradius + freeradius-utils (radclient, and FreeRADIUS as a proxy in front of
 #     Tessera and as the benchmark's reference), slapd + ldap-utils (OpenLDAP with a fixture
 #     directory per test, ldapwhoami); their system services are not started. PostgreSQL when
 #     none is reachable
 #   - Python venvs in .venv/: privacyIDEA's and eduMFA's client classes, django-privacyidea-auth,
-#     pyrad, aiosmtpd (a real SMTP server for the mail tests), authlib + PyJWT (OAuth2)
+#     pyrad, aiosmtpd (a real SMTP server for the mail tests), authlib + PyJWT + pyhpke (OAuth2,
+#     OpenID Connect, encrypted payloads), Selenium (headless Chromium)
 #   - cargo-fuzz, for a bounded run of the RADIUS decoder's fuzz target
 #   - PostgreSQL: TESSERA_TEST_PG_URL, or postgres://postgres@127.0.0.1:5432/test (started or
 #     created here when not reachable)
@@ -29,7 +30,7 @@ apt_install() {
   fi
 }
 
-apt_install oathtool openssl
+apt_install oathtool openssl chromium chromium-driver
 # FreeRADIUS and slapd must not start their system services on the standard ports: tests run
 # their own.
 if ! dpkg -s freeradius >/dev/null 2>&1 || ! dpkg -s freeradius-utils >/dev/null 2>&1 \
@@ -57,7 +58,7 @@ venv_for() {
     echo "$stamp" > "$dir/.stamp"
   fi
 }
-for v in pi edu dj radius smtp oauth; do venv_for "$v"; done
+for v in pi edu dj radius smtp oauth browser; do venv_for "$v"; done
 export TESSERA_TEST_VENVS="$PWD/.venv"
 
 export TESSERA_TEST_PG_URL="${TESSERA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"

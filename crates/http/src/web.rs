@@ -23,6 +23,8 @@ use tessera_core::model::{ApiClient, ApiClientKind};
 use tessera_core::store::WebState;
 
 const FLOW: &str = "login";
+/// The scopes an OIDC client may ask for.
+const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "phone"];
 const SSO: &str = "sso";
 const CODE: &str = "code";
 const FLOW_COOKIE: &str = "tessera_flow";
@@ -34,7 +36,7 @@ pub(crate) fn routes() -> Router<HttpState> {
     Router::new()
         .route("/login", get(login_page).post(login_post))
         .route("/login/style.css", get(style))
-        .route("/logout", get(logout))
+        .route("/logout", get(logout_page).post(logout))
         .route("/oidc/authorize", get(authorize))
         .route("/oidc/userinfo", get(userinfo).post(userinfo))
         .route("/.well-known/openid-configuration", get(discovery))
@@ -57,6 +59,12 @@ struct Flow {
     tx: Option<String>,
     user: Option<String>,
     prompt: Option<String>,
+    /// The user could not be sent a code (unknown, say): the page asks for one all the same.
+    #[serde(default)]
+    dummy: bool,
+    /// `max_age` of the request: an SSO session older than this does not serve it.
+    #[serde(default)]
+    max_age: Option<i64>,
 }
 
 /// An SSO session: who signed in, when, and to which applications' factor chains.
@@ -88,14 +96,31 @@ fn hash(key: &str) -> String {
     ApiClient::hash_secret(key)
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+/// The cookie's name: with the `__Host-` prefix when served over HTTPS, so that no sibling
+/// domain can set it.
+fn cookie_name(state: &HttpState, name: &str) -> String {
+    let secure = state
+        .engine
+        .snapshot()
+        .settings
+        .public_url
+        .starts_with("https://");
+    if secure {
+        format!("__Host-{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+fn cookie(state: &HttpState, headers: &HeaderMap, name: &str) -> Option<String> {
+    let name = cookie_name(state, name);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .find(|(k, _)| *k == name.as_str())
         .map(|(_, v)| v.to_string())
         .filter(|v| !v.is_empty() && v.len() <= 128)
 }
@@ -108,7 +133,8 @@ fn set_cookie(state: &HttpState, name: &str, value: &str, max_age: i64) -> Heade
         .public_url
         .starts_with("https://");
     let text = format!(
-        "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        cookie_name(state, name),
         if secure { "; Secure" } else { "" }
     );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
@@ -144,6 +170,8 @@ fn texts(lang: &str) -> Value {
             "signed_in": "Oturum açtınız. Bu pencereyi kapatabilirsiniz.",
             "start_again": "Oturum açmaya, girmek istediğiniz uygulamadan yeniden başlayın.",
             "signed_out": "Oturumunuz kapatıldı.",
+            "sign_out": "Oturumu kapat",
+            "sign_out_question": "Tüm uygulamalardaki oturumunuz kapatılsın mı?",
             "failed": "Kullanıcı adı veya parola yanlış.",
             "wrong": "Kod yanlış. Yeniden deneyin.",
             "expired": "Oturum açma süresi doldu. Yeniden başlayın.",
@@ -155,6 +183,8 @@ fn texts(lang: &str) -> Value {
             "signed_in": "You are signed in. You can close this window.",
             "start_again": "Start signing in again from the application you want to use.",
             "signed_out": "You are signed out.",
+            "sign_out": "Sign out",
+            "sign_out_question": "Sign out of every application?",
             "failed": "Wrong user name or password.",
             "wrong": "Wrong code. Try again.",
             "expired": "Signing in took too long. Start again.",
@@ -298,7 +328,10 @@ async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Re
         Ok(i) => i,
         Err(res) => return *res,
     };
-    let st = q.get("state").cloned();
+    let st = q.get("state").filter(|s| s.len() <= 512).cloned();
+    if q.get("state").is_some_and(|s| s.len() > 512) {
+        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+    }
     let fail = |error: &str, description: &str| {
         let mut params = vec![("error", error), ("error_description", description)];
         if let Some(s) = &st {
@@ -311,9 +344,17 @@ async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Re
         return fail("unsupported_response_type", "only the code flow is offered");
     }
     let scope = q.get("scope").cloned().unwrap_or_default();
-    if !scope.split(' ').any(|s| s == "openid") {
+    let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+    if !scopes.contains(&"openid") {
         return fail("invalid_scope", "scope must include openid");
     }
+    if let Some(other) = scopes.iter().find(|s| !OIDC_SCOPES.contains(s)) {
+        return fail(
+            "invalid_scope",
+            &format!("scope '{other}' is not offered (openid, profile, email, phone)"),
+        );
+    }
+    let scope = scopes.join(" ");
     let challenge = q.get("code_challenge").filter(|c| {
         c.len() == 43
             && c.bytes()
@@ -325,18 +366,35 @@ async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Re
     ) else {
         return fail("invalid_request", "PKCE with S256 is required");
     };
-    let nonce = q.get("nonce").filter(|n| n.len() <= 256).cloned();
+    if q.get("nonce").is_some_and(|n| n.len() > 256) {
+        return fail("invalid_request", "nonce longer than 256 characters");
+    }
+    let nonce = q.get("nonce").cloned();
+    let max_age = match q.get("max_age").map(|m| m.parse::<i64>()) {
+        None => None,
+        Some(Ok(m)) if m >= 0 => Some(m),
+        Some(_) => return fail("invalid_request", "max_age must be a number of seconds"),
+    };
     let Some(app) = client.application.clone() else {
         return fail("server_error", "the client has no application");
     };
     let now = state.engine.clock().now();
-    let prompt = q.get("prompt").map(String::as_str).unwrap_or("");
-    // An SSO session that passed this application's factors signs the user in at once.
-    if prompt != "login"
-        && let Some(key) = cookie(&headers, SSO_COOKIE)
+    let prompts: Vec<&str> = q
+        .get("prompt")
+        .map(|p| p.split(' ').filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default();
+    if prompts.contains(&"none") && prompts.len() > 1 {
+        return fail("invalid_request", "prompt=none goes with no other value");
+    }
+    // An SSO session that passed this application's factors (recently enough, when max_age
+    // asks) signs the user in at once.
+    if !prompts.contains(&"login")
+        && let Some(key) = cookie(&state, &headers, SSO_COOKIE)
         && let Some(session) = live_session(&state, &key, now).await
         && session.apps.contains(&app.0)
+        && max_age.is_none_or(|m| now - session.auth_time < m)
     {
+        touch_session(&state, &key, &session, now).await;
         let code = Code {
             client_id: client.client_id.clone(),
             redirect_uri: redirect_uri.clone(),
@@ -352,7 +410,7 @@ async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Re
             Err(res) => res,
         };
     }
-    if prompt == "none" {
+    if prompts.contains(&"none") {
         return fail("login_required", "no session for this application");
     }
     let rng = state.engine.ports().rng.clone();
@@ -370,6 +428,8 @@ async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Re
         tx: None,
         user: None,
         prompt: None,
+        dummy: false,
+        max_age,
     };
     let lifetime = i64::from(snap.settings.api_session_minutes) * 60;
     if let Err(res) = save_flow(&state, &key, &flow, now + lifetime).await {
@@ -408,7 +468,7 @@ async fn save_flow(
 }
 
 async fn load_flow(state: &HttpState, headers: &HeaderMap) -> Option<(String, Flow, i64)> {
-    let key = cookie(headers, FLOW_COOKIE)?;
+    let key = cookie(state, headers, FLOW_COOKIE)?;
     let now = state.engine.clock().now();
     let kept = state
         .engine
@@ -432,6 +492,20 @@ async fn live_session(state: &HttpState, key: &str, now: i64) -> Option<Session>
     let session: Session = serde_json::from_str(&kept.data).ok()?;
     let idle = i64::from(state.engine.snapshot().settings.sso_idle_minutes) * 60;
     (now - session.last_seen < idle).then_some(session)
+}
+
+/// Marks an SSO session used now (its idle limit starts again); its end stays.
+async fn touch_session(state: &HttpState, key: &str, session: &Session, now: i64) {
+    let store = state.engine.store();
+    let Ok(Some(kept)) = store.web_state(SSO, &hash(key), now).await else {
+        return;
+    };
+    let mut s = session.clone();
+    s.last_seen = now;
+    let data = serde_json::to_string(&s).unwrap_or_default();
+    if let Err(e) = store.put_web_state(&WebState { data, ..kept }).await {
+        tracing::warn!(error = %e, "SSO session not marked used");
+    }
 }
 
 fn app_title(state: &HttpState, app: &str) -> String {
@@ -497,9 +571,10 @@ async fn login_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: HashMap<String, String> = form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let Ok(form) = query(std::str::from_utf8(&body).ok()) else {
+        let lang = lang_of(&headers, None);
+        return fatal(&lang, "expired", StatusCode::BAD_REQUEST);
+    };
     let Some((key, mut flow, expires_at)) = load_flow(&state, &headers).await else {
         let lang = lang_of(&headers, None);
         return fatal(&lang, "expired", StatusCode::BAD_REQUEST);
@@ -553,14 +628,27 @@ async fn login_post(
             }
         }
     };
+    let first_step = flow.tx.is_none();
+    let code_first = !asks_password(&state, &flow.app);
+    // A sign-in whose answers cannot finish (an unknown user's code page) is answered alike.
+    if flow.dummy {
+        return render(flow_page(&flow, &title, Some("wrong")), StatusCode::OK);
+    }
     let outcome = match state.engine.authenticate(&req, &ctx).await {
         Ok(o) => o,
+        // A user without the phone or mail a code needs: like an unknown user.
+        Err(tessera_core::engine::EngineError::Channel(_)) if first_step && code_first => {
+            return code_page_for_nobody(&state, &key, flow, expires_at, &title).await;
+        }
         Err(e) => {
             tracing::error!(error = %e, "web login failed");
             return fatal(&flow.lang, "expired", StatusCode::SERVICE_UNAVAILABLE);
         }
     };
     match outcome {
+        Outcome::Reject(_) if first_step && code_first => {
+            code_page_for_nobody(&state, &key, flow, expires_at, &title).await
+        }
         Outcome::Accept(a) => {
             finish_login(
                 &state,
@@ -603,6 +691,35 @@ async fn login_post(
     }
 }
 
+/// The page a known user would see after a code was sent, for a user who gets none (unknown,
+/// or without a phone): nothing tells them apart (DESIGN §5); no answer finishes it.
+async fn code_page_for_nobody(
+    state: &HttpState,
+    key: &str,
+    mut flow: Flow,
+    expires_at: i64,
+    title: &str,
+) -> Response {
+    let snap = state.engine.snapshot();
+    let method = snap
+        .application(&tessera_core::ids::AppName(flow.app.clone()))
+        .and_then(|a| a.factors.first())
+        .and_then(|f| f.all_methods().next())
+        .unwrap_or(tessera_core::model::Method::SmsOtp);
+    let channel = tessera_core::engine::expected_channel(&snap.settings, method, None)
+        .unwrap_or(tessera_core::model::Channel::Sms);
+    flow.tx = Some(tessera_core::rng::random_digits(
+        state.engine.ports().rng.as_ref(),
+        tessera_core::ids::TransactionId::LEN,
+    ));
+    flow.prompt = Some(tessera_core::engine::code_prompt(channel).message);
+    flow.dummy = true;
+    if let Err(res) = save_flow(state, key, &flow, expires_at).await {
+        return res;
+    }
+    render(flow_page(&flow, title, None), StatusCode::OK)
+}
+
 /// The user passed every factor: the SSO session (new, or the browser's own for the same user
 /// gains the application), the code, and back to the relying party.
 async fn finish_login(
@@ -622,26 +739,30 @@ async fn finish_login(
         Err(res) => return *res,
     };
     let lifetime = i64::from(settings.sso_session_minutes) * 60;
-    let existing = match cookie(headers, SSO_COOKIE) {
+    let existing = match cookie(state, headers, SSO_COOKIE) {
         Some(k) => live_session(state, &k, now).await.map(|s| (k, s)),
         None => None,
     };
-    let (session_key, session, expires_at) = match existing {
-        Some((k, mut s)) if s.user == user && s.realm == realm => {
+    // A new key at every sign-in (no fixation); the browser's session of the same user keeps
+    // its applications and its end, another user's is ended.
+    let session_key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+    let mut old_end = now + lifetime;
+    if let Some((old, _)) = &existing {
+        if let Ok(Some(kept)) = store.web_state(SSO, &hash(old), now).await {
+            old_end = kept.expires_at;
+        }
+        store.delete_web_state(SSO, &hash(old)).await.ok();
+    }
+    let (session, expires_at) = match existing {
+        Some((_, mut s)) if s.user == user && s.realm == realm => {
             if !s.apps.contains(&flow.app) {
                 s.apps.push(flow.app.clone());
             }
             s.last_seen = now;
-            let ends = store
-                .web_state(SSO, &hash(&k), now)
-                .await
-                .ok()
-                .flatten()
-                .map_or(now + lifetime, |w| w.expires_at);
-            (k, s, ends)
+            s.auth_time = now;
+            (s, old_end)
         }
         _ => (
-            tessera_core::rng::random_token(state.engine.ports().rng.as_ref()),
             Session {
                 user: user.to_string(),
                 realm: realm.to_string(),
@@ -694,6 +815,12 @@ async fn finish_login(
     res
 }
 
+/// The OIDC subject of a user: the user source and the user's id in it — unique across realms
+/// and never given to another user (a login name may be, after a deletion).
+fn subject(user: &tessera_core::model::User) -> String {
+    format!("{}/{}", user.source, user.id)
+}
+
 fn session_subject(realm: &str, user: &str) -> String {
     format!("{}\u{1f}{}", realm.to_lowercase(), user.to_lowercase())
 }
@@ -730,33 +857,59 @@ async fn issue_code(
     Ok(redirect(&back_to(&code.redirect_uri, &params)))
 }
 
-/// `/logout`: ends the browser's SSO session.
-async fn logout(state: St, headers: HeaderMap) -> Response {
-    if let Some(k) = cookie(&headers, SSO_COOKIE) {
-        state
-            .engine
-            .store()
-            .delete_web_state(SSO, &hash(&k))
-            .await
-            .ok();
-    }
+/// The token a sign-out form carries: only a page of this browser's session knows it.
+fn logout_token(session_key: &str) -> String {
+    hash(&format!("logout\u{1f}{session_key}"))
+}
+
+/// `GET /logout`: asks before ending the SSO session (a link on another site must not sign the
+/// user out).
+async fn logout_page(state: St, headers: HeaderMap) -> Response {
     let lang = lang_of(&headers, None);
-    let mut res = render(
+    let Some(key) = cookie(&state, &headers, SSO_COOKIE) else {
+        return fatal(&lang, "signed_out", StatusCode::OK);
+    };
+    let token = logout_token(&key);
+    render(
         Page {
             lang: &lang,
             app_title: "Tessera",
-            step: "",
-            csrf: "",
-            error: Some("signed_out"),
+            step: "logout",
+            csrf: &token,
+            error: None,
             username: "",
             ask_password: false,
             prompt: "",
             answer_type: "text",
             done: false,
-            fatal: true,
+            fatal: false,
         },
         StatusCode::OK,
-    );
+    )
+}
+
+/// `POST /logout`: ends the browser's SSO session.
+async fn logout(state: St, headers: HeaderMap, body: Bytes) -> Response {
+    let lang = lang_of(&headers, None);
+    let form = query(std::str::from_utf8(&body).ok()).unwrap_or_default();
+    let Some(key) = cookie(&state, &headers, SSO_COOKIE) else {
+        return fatal(&lang, "signed_out", StatusCode::OK);
+    };
+    let want = logout_token(&key);
+    let ok = form.get("csrf").is_some_and(|c| {
+        c.len() == want.len()
+            && bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), want.as_bytes()))
+    });
+    if !ok {
+        return fatal(&lang, "expired", StatusCode::FORBIDDEN);
+    }
+    state
+        .engine
+        .store()
+        .delete_web_state(SSO, &hash(&key))
+        .await
+        .ok();
+    let mut res = fatal(&lang, "signed_out", StatusCode::OK);
     res.headers_mut()
         .append(header::SET_COOKIE, set_cookie(&state, SSO_COOKIE, "", 0));
     res
@@ -829,8 +982,8 @@ pub(crate) async fn code_grant(
     // The user must still be able to sign in.
     let snap = state.engine.snapshot();
     let realm = tessera_core::ids::RealmName(c.realm.clone());
-    match state.engine.find_user(&snap, &realm, &c.user).await {
-        Ok(Some(u)) if u.is_active(now) => {}
+    let user = match state.engine.find_user(&snap, &realm, &c.user).await {
+        Ok(Some(u)) if u.is_active(now) => u,
         Ok(_) => return bad("the user can no longer sign in"),
         Err(e) => {
             tracing::warn!(error = %e, "code: user not looked up");
@@ -840,7 +993,7 @@ pub(crate) async fn code_grant(
                 "try again",
             );
         }
-    }
+    };
     let signer = match signer(state).await {
         Ok(s) => s,
         Err(e) => {
@@ -865,7 +1018,7 @@ pub(crate) async fn code_grant(
         "jti": tessera_core::rng::random_hex(rng.as_ref(), 16),
     });
     let mut id = json!({
-        "iss": iss, "sub": c.user, "aud": client.client_id, "azp": client.client_id,
+        "iss": iss, "sub": subject(&user), "aud": client.client_id, "azp": client.client_id,
         "iat": now, "exp": now + lifetime.min(3600), "auth_time": c.auth_time,
         "jti": tessera_core::rng::random_hex(rng.as_ref(), 16),
     });
@@ -924,7 +1077,7 @@ async fn userinfo(state: St, headers: HeaderMap) -> Response {
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
     let mut out = serde_json::Map::new();
-    out.insert("sub".into(), Value::String(user.username.clone()));
+    out.insert("sub".into(), Value::String(subject(&user)));
     if scopes.contains(&"profile") {
         out.insert("preferred_username".into(), json!(user.username));
         let name = [user.given_name.as_deref(), user.surname.as_deref()]

@@ -1517,7 +1517,11 @@ async fn oidc_code_flow_with_pkce_on_the_login_page_and_sso() {
         first["pages"], 2,
         "the login page, then the OTP page: {out}"
     );
-    assert_eq!(first["claims"]["sub"], "alice");
+    // The subject is the user's id in its source (unique across realms, never reused), the
+    // same in the ID token and at userinfo.
+    let sub = first["claims"]["sub"].as_str().unwrap();
+    assert!(sub.starts_with("local/") && sub != "local/alice", "{sub}");
+    assert_eq!(first["userinfo"]["sub"], sub);
     assert_eq!(first["nonce_ok"], true);
     assert_eq!(first["iss"], json!([s.url.as_str()]));
     assert_eq!(first["userinfo"]["email"], "alice@example.org");
@@ -1644,5 +1648,316 @@ async fn oidc_code_flow_with_pkce_on_the_login_page_and_sso() {
         before,
         "nothing was tried"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_signs_in_to_an_oidc_app_on_the_login_page() {
+    let app = common::Provider::start().await;
+    let s = oauth_server(Backend::Sqlite).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.enroll(
+        "alice",
+        tessera_core::model::TokenKind::Totp,
+        "TOTP0041",
+        None,
+    )
+    .await;
+    s.use_app("intranet", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    let redirect = format!("{}/callback", app.url);
+    let (id, secret) = oidc_client(&s, &redirect).await;
+    let verifier = "chromium-pkce-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+    let digest = data_encoding::HEXLOWER
+        .decode(tessera_core::model::ApiClient::hash_secret(verifier).as_bytes())
+        .unwrap();
+    let challenge = data_encoding::BASE64URL_NOPAD.encode(&digest);
+    let enc = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let url = format!(
+        "{}/oidc/authorize?response_type=code&client_id={id}&redirect_uri={}&scope=openid%20profile&state=st-1&nonce=n-1&code_challenge={challenge}&code_challenge_method=S256",
+        s.url,
+        enc(&redirect)
+    );
+    // Screenshots of every page, for review: target/tmp/screenshots/oidc-login/.
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots/oidc-login");
+    let _ = std::fs::remove_dir_all(&shots);
+    let seen = common::python_peer(
+        "browser",
+        "browser_peer.py",
+        &[url, shots.display().to_string()],
+        &json!({"username": "alice", "password": "alice-password",
+                "totp_seed_b32": common::SEED_B32, "redirect_prefix": redirect}),
+    );
+    let out = &seen[0];
+    let pages = out["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 2, "{out}");
+    assert_eq!(pages[0]["heading"], "intranet");
+    assert_eq!(pages[0]["title"], "Sign in – intranet");
+    assert_eq!(
+        pages[1]["prompt"],
+        "Please enter the OTP from your authenticator"
+    );
+    // The stylesheet loaded under the page's Content-Security-Policy.
+    assert_eq!(
+        pages[0]["button_background"], "rgba(26, 95, 180, 1)",
+        "{out}"
+    );
+    for p in pages {
+        let png = std::fs::read(p["screenshot"].as_str().unwrap()).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a screenshot");
+    }
+    assert!(shots.join("03-back-at-the-app.png").exists());
+    // The browser is back at the application with a code, which the application trades.
+    let final_url = out["final_url"].as_str().unwrap();
+    let query: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(final_url.split_once('?').unwrap().1.as_bytes())
+            .into_owned()
+            .collect();
+    assert_eq!(query["state"], "st-1");
+    assert_eq!(query["iss"], s.url);
+    let (status, body) = post(
+        &s,
+        "/oauth/token",
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &query["code"]),
+            ("redirect_uri", &redirect),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let claims = claims_of(body["id_token"].as_str().unwrap());
+    assert_eq!(claims["nonce"], "n-1");
+    assert!(claims["sub"].as_str().unwrap().starts_with("local/"));
+    assert_eq!(claims["aud"], id.as_str());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
+    let gw = common::Provider::start().await;
+    let s = oauth_server(Backend::Sqlite).await;
+    s.add_user("alice", Some("alice-password")).await;
+    let decl: tessera_core::admin::Declaration = serde_json::from_value(json!({
+        "delivery_profile": [{"name": "gw", "type": "http",
+            "url": format!("{}/sms", gw.url), "body": "to={phone}&text={message}"}],
+        "settings": {"sms_delivery": "gw"},
+        "application": [{"name": "intranet", "factors": [{"methods": ["sms_otp"]}]}]
+    }))
+    .unwrap();
+    s.admin().apply(&actor(), &decl, false).await.unwrap();
+    let redirect = "http://127.0.0.1:9/cb";
+    let (id, _) = oidc_client(&s, redirect).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let url = |extra: &str| {
+        format!(
+            "{}/oidc/authorize?response_type=code&client_id={id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&state=s&code_challenge={challenge}&code_challenge_method=S256{extra}",
+            s.url
+        )
+    };
+    let location = |extra: &'static str| {
+        // A scope given in `extra` replaces the default one (parameters may not repeat).
+        let u = match extra.strip_prefix("&scope=") {
+            Some(scope) => url("").replace("scope=openid", &format!("scope={scope}")),
+            None => url(extra),
+        };
+        let browser = browser.clone();
+        async move {
+            let r = browser.get(u).send().await.unwrap();
+            r.headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        }
+    };
+    // Scopes beyond OpenID Connect's, a nonce too long, prompt=none with another value.
+    assert!(
+        location("&scope=openid%20introspect")
+            .await
+            .contains("error=invalid_scope")
+    );
+    let long_nonce: &'static str =
+        Box::leak(format!("&nonce={}", "n".repeat(300)).into_boxed_str());
+    assert!(location(long_nonce).await.contains("error=invalid_request"));
+    assert!(
+        location("&prompt=none%20login")
+            .await
+            .contains("error=invalid_request")
+    );
+    assert!(
+        location("&prompt=none")
+            .await
+            .contains("error=login_required")
+    );
+
+    // An application that starts with an SMS code: a known and an unknown user see the same
+    // page; only the known one gets a code.
+    let code_page = |user: &'static str| {
+        let (browser, u, base) = (browser.clone(), url(""), s.url.clone());
+        async move {
+            let r = browser.get(u).send().await.unwrap();
+            let cookie = r.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string();
+            let page = browser
+                .get(format!("{base}/login"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                !page.contains("type=\"password\""),
+                "no password asked: {page}"
+            );
+            let csrf = page
+                .split("name=\"csrf\" value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string();
+            let r = browser
+                .post(format!("{base}/login"))
+                .header("cookie", &cookie)
+                .form(&[("csrf", csrf.as_str()), ("username", user)])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap().replace(&csrf, "CSRF"))
+        }
+    };
+    let known = code_page("alice").await;
+    let unknown = code_page("nobody").await;
+    assert_eq!(known.0, 200);
+    assert!(
+        known.1.contains("Please enter the code sent to your phone"),
+        "{}",
+        known.1
+    );
+    assert_eq!(known, unknown, "the same page for both");
+    assert_eq!(gw.wait_for("/sms", 1).await.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(gw.requests("/sms").len(), 1, "no code for nobody");
+
+    // Sign-out: a GET only asks; the form's POST ends the session.
+    let r = browser.get(url("")).send().await.unwrap();
+    let flow = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = browser
+        .get(format!("{}/login", s.url))
+        .header("cookie", &flow)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    browser
+        .post(format!("{}/login", s.url))
+        .header("cookie", &flow)
+        .form(&[("csrf", csrf.as_str()), ("username", "alice")])
+        .send()
+        .await
+        .unwrap();
+    let sms = gw.wait_for("/sms", 2).await;
+    let code: String = form_urlencoded::parse(sms[1].body.as_bytes())
+        .find(|(k, _)| k == "text")
+        .map(|(_, v)| v.chars().filter(char::is_ascii_digit).take(6).collect())
+        .unwrap();
+    let r = browser
+        .post(format!("{}/login", s.url))
+        .header("cookie", &flow)
+        .form(&[("csrf", csrf.as_str()), ("answer", code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let sso = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("tessera_sso="))
+        .unwrap();
+    let sso = sso.split(';').next().unwrap().to_string();
+    let signed_in = |sso: String| {
+        let (browser, u) = (browser.clone(), url("&prompt=none"));
+        async move {
+            let r = browser.get(u).header("cookie", sso).send().await.unwrap();
+            r.headers()["location"].to_str().unwrap().contains("code=")
+        }
+    };
+    assert!(signed_in(sso.clone()).await, "the SSO session serves");
+    // max_age=0: the session is too old to serve without a new sign-in.
+    let r = browser
+        .get(url("&max_age=0"))
+        .header("cookie", &sso)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/login");
+    let page = browser
+        .get(format!("{}/logout", s.url))
+        .header("cookie", &sso)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(signed_in(sso.clone()).await, "a GET of /logout only asks");
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = browser
+        .post(format!("{}/logout", s.url))
+        .header("cookie", &sso)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = browser
+        .post(format!("{}/logout", s.url))
+        .header("cookie", &sso)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(!signed_in(sso).await, "signed out");
     s.stop().await;
 }

@@ -146,25 +146,27 @@ impl ApiClient {
 /// A redirect URI must be absolute, HTTPS (plain HTTP only to this machine), without a
 /// fragment (RFC 6749 §3.1.2).
 fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
-    if uri.len() > 2000 || uri.contains('#') || uri.chars().any(|c| c.is_whitespace()) {
-        return Err("at most 2000 characters, no fragment, no spaces");
+    if uri.len() > 2000 || !uri.is_ascii() || uri.chars().any(|c| c.is_ascii_whitespace()) {
+        return Err("at most 2000 ASCII characters, no spaces");
     }
-    let rest = if let Some(rest) = uri.strip_prefix("https://") {
-        rest
-    } else if let Some(rest) = uri.strip_prefix("http://") {
-        let host = rest.split(['/', '?']).next().unwrap_or("");
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
-            return Err("https only (http only to 127.0.0.1, localhost or [::1])");
-        }
-        rest
-    } else {
-        return Err("an absolute https:// URL");
+    let parsed = url::Url::parse(uri).map_err(|_| "not an absolute URL")?;
+    if parsed.fragment().is_some() {
+        return Err("no fragment");
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("no user name or password in it");
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => return Err("no host"),
     };
-    if rest.split(['/', '?']).next().is_none_or(str::is_empty) {
-        return Err("no host");
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err("https only (http only to 127.0.0.1, localhost or [::1])"),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -186,5 +188,30 @@ mod tests {
         c.scopes = vec!["everything".into()];
         c.kind = ApiClientKind::User;
         assert_eq!(c.problems().len(), 2, "{:?}", c.problems());
+    }
+
+    #[test]
+    fn redirect_uris_are_https_or_loopback_without_user_info() {
+        for good in [
+            "https://app.example.org/cb",
+            "https://app.example.org/cb?x=1",
+            "http://127.0.0.1:8080/cb",
+            "http://localhost/cb",
+            "http://[::1]:9/cb",
+        ] {
+            assert_eq!(check_redirect_uri(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://app.example.org/cb",
+            "http://127.0.0.1:1@evil.example/cb",
+            "https://user:pw@app.example.org/cb",
+            "https://app.example.org/cb#frag",
+            "https://exämple.org/cb",
+            "/relative",
+            "javascript:alert(1)",
+            "https://",
+        ] {
+            assert!(check_redirect_uri(bad).is_err(), "{bad}");
+        }
     }
 }
