@@ -35,6 +35,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("patch", "/users/{username}"),
     ("delete", "/users/{username}"),
     ("post", "/users/{username}/password"),
+    ("get", "/users/{username}/sessions"),
+    ("delete", "/users/{username}/sessions"),
     ("get", "/tokens"),
     ("post", "/tokens"),
     ("get", "/tokens/{serial}"),
@@ -85,6 +87,10 @@ pub(crate) fn routes() -> Router<HttpState> {
             get(get_user).patch(patch_user).delete(delete_user),
         )
         .route("/users/{username}/password", post(post_user_password))
+        .route(
+            "/users/{username}/sessions",
+            get(get_user_sessions).delete(delete_user_sessions),
+        )
         .route("/tokens", get(get_tokens).post(post_tokens))
         .route(
             "/tokens/{serial}",
@@ -388,6 +394,43 @@ async fn post_user_password(
             other => ApiError::bad_request(other.to_string()),
         })?;
     Ok(Json(json!({ "password_set": username })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionQuery {
+    realm: Option<String>,
+    id: Option<String>,
+}
+
+async fn get_user_sessions(
+    state: St,
+    auth: Authed,
+    Path(username): Path<String>,
+    Query(q): Query<RealmQuery>,
+) -> ApiResult<Json<Value>> {
+    auth.read()?;
+    let sessions = state
+        .admin
+        .sso_sessions(&username, q.realm.as_deref())
+        .await
+        .api(&state)?;
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+async fn delete_user_sessions(
+    state: St,
+    auth: Authed,
+    Path(username): Path<String>,
+    Query(q): Query<SessionQuery>,
+) -> ApiResult<Json<Value>> {
+    let actor = auth.write()?;
+    let ended = state
+        .admin
+        .end_sso_sessions(&actor, &username, q.realm.as_deref(), q.id.as_deref())
+        .await
+        .api(&state)?;
+    Ok(Json(json!({ "ended": ended })))
 }
 
 async fn delete_user(

@@ -25,7 +25,7 @@ use tessera_core::store::WebState;
 const FLOW: &str = "login";
 /// The scopes an OIDC client may ask for.
 const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "phone"];
-const SSO: &str = "sso";
+const SSO: &str = tessera_core::model::SSO_KIND;
 const CODE: &str = "code";
 const FLOW_COOKIE: &str = "tessera_flow";
 const SSO_COOKIE: &str = "tessera_sso";
@@ -37,6 +37,7 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/login", get(login_page).post(login_post))
         .route("/login/style.css", get(style))
         .route("/logout", get(logout_page).post(logout))
+        .route("/login/sessions", get(sessions_page).post(end_sessions))
         .route("/oidc/authorize", get(authorize))
         .route("/oidc/userinfo", get(userinfo).post(userinfo))
         .route("/.well-known/openid-configuration", get(discovery))
@@ -67,17 +68,7 @@ struct Flow {
     max_age: Option<i64>,
 }
 
-/// An SSO session: who signed in, when, and to which applications' factor chains.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Session {
-    user: String,
-    realm: String,
-    apps: Vec<String>,
-    auth_time: i64,
-    last_seen: i64,
-    client_ip: String,
-    user_agent: String,
-}
+type Session = tessera_core::model::SsoSession;
 
 /// What an authorization code stands for.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -172,6 +163,9 @@ fn texts(lang: &str) -> Value {
             "signed_out": "Oturumunuz kapatıldı.",
             "sign_out": "Oturumu kapat",
             "sign_out_question": "Tüm uygulamalardaki oturumunuz kapatılsın mı?",
+            "sessions": "Oturumlarınız", "this_session": "bu tarayıcı", "end": "Kapat",
+            "end_all": "Tümünü kapat", "address": "Adres", "browser": "Tarayıcı",
+            "apps": "Uygulamalar",
             "failed": "Kullanıcı adı veya parola yanlış.",
             "wrong": "Kod yanlış. Yeniden deneyin.",
             "expired": "Oturum açma süresi doldu. Yeniden başlayın.",
@@ -185,6 +179,9 @@ fn texts(lang: &str) -> Value {
             "signed_out": "You are signed out.",
             "sign_out": "Sign out",
             "sign_out_question": "Sign out of every application?",
+            "sessions": "Your sessions", "this_session": "this browser", "end": "End",
+            "end_all": "End all", "address": "Address", "browser": "Browser",
+            "apps": "Applications",
             "failed": "Wrong user name or password.",
             "wrong": "Wrong code. Try again.",
             "expired": "Signing in took too long. Start again.",
@@ -769,6 +766,7 @@ async fn finish_login(
                 apps: vec![flow.app.clone()],
                 auth_time: now,
                 last_seen: now,
+                created_at: now,
                 client_ip: ip.to_string(),
                 user_agent: headers
                     .get(header::USER_AGENT)
@@ -783,7 +781,7 @@ async fn finish_login(
         .put_web_state(&WebState {
             kind: SSO.into(),
             key_hash: hash(&session_key),
-            subject: session_subject(realm, user),
+            subject: Session::subject(realm, user),
             data: serde_json::to_string(&session).unwrap_or_default(),
             expires_at,
         })
@@ -819,10 +817,6 @@ async fn finish_login(
 /// and never given to another user (a login name may be, after a deletion).
 fn subject(user: &tessera_core::model::User) -> String {
     format!("{}/{}", user.source, user.id)
-}
-
-fn session_subject(realm: &str, user: &str) -> String {
-    format!("{}\u{1f}{}", realm.to_lowercase(), user.to_lowercase())
 }
 
 /// Keeps a single-use code for the relying party and sends the browser back with it.
@@ -1136,4 +1130,99 @@ async fn discovery(state: St) -> Response {
         "ui_locales_supported": ["en", "tr"],
     }))
     .into_response()
+}
+
+/// `GET /login/sessions`: the signed-in user's SSO sessions (address, browser, applications,
+/// times), each with a button that ends it, and one that ends them all.
+async fn sessions_page(state: St, headers: HeaderMap) -> Response {
+    let lang = lang_of(&headers, None);
+    let now = state.engine.clock().now();
+    let Some(key) = cookie(&state, &headers, SSO_COOKIE) else {
+        return fatal(&lang, "signed_out", StatusCode::OK);
+    };
+    let Some(mine) = live_session(&state, &key, now).await else {
+        return fatal(&lang, "signed_out", StatusCode::OK);
+    };
+    let sessions = match state.admin.sessions_of(&mine.user, &mine.realm).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "sessions not listed");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let this = hash(&key);
+    let rows: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id, "current": s.id == this, "ip": s.session.client_ip,
+                "browser": s.session.user_agent, "apps": s.session.apps.join(", "),
+                "since": s.session.created_at, "last_seen": s.session.last_seen,
+            })
+        })
+        .collect();
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let html = env
+        .template_from_named_str("sessions.html", include_str!("../templates/sessions.html"))
+        .and_then(|tpl| {
+            tpl.render(minijinja::context! {
+                lang => lang, t => texts(&lang), user => mine.user, sessions => rows,
+                csrf => logout_token(&key),
+            })
+        });
+    let mut res = match html {
+        Ok(html) => axum::response::Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "sessions page not rendered");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    };
+    page_headers(&mut res);
+    res
+}
+
+/// `POST /login/sessions`: ends one of the user's sessions (`end` = its id) or all (`end=all`).
+async fn end_sessions(state: St, headers: HeaderMap, body: Bytes) -> Response {
+    let lang = lang_of(&headers, None);
+    let now = state.engine.clock().now();
+    let form = query(std::str::from_utf8(&body).ok()).unwrap_or_default();
+    let Some(key) = cookie(&state, &headers, SSO_COOKIE) else {
+        return fatal(&lang, "signed_out", StatusCode::OK);
+    };
+    let Some(mine) = live_session(&state, &key, now).await else {
+        return fatal(&lang, "signed_out", StatusCode::OK);
+    };
+    let want = logout_token(&key);
+    let ok = form.get("csrf").is_some_and(|c| {
+        c.len() == want.len()
+            && bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), want.as_bytes()))
+    });
+    if !ok {
+        return fatal(&lang, "expired", StatusCode::FORBIDDEN);
+    }
+    let id = match form.get("end").map(String::as_str) {
+        Some("all") => None,
+        Some(id) => Some(id),
+        None => return fatal(&lang, "expired", StatusCode::BAD_REQUEST),
+    };
+    let actor = tessera_core::admin::Actor {
+        name: format!("user:{}", mine.user),
+        door: "web".into(),
+        client_ip: None,
+    };
+    match state
+        .admin
+        .end_sso_sessions(&actor, &mine.user, Some(&mine.realm), id)
+        .await
+    {
+        Ok(_) => redirect("/login/sessions"),
+        Err(tessera_core::admin::AdminError::NotFound(_)) => {
+            fatal(&lang, "expired", StatusCode::NOT_FOUND)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sessions not ended");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }

@@ -1855,59 +1855,54 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
     assert_eq!(gw.requests("/sms").len(), 1, "no code for nobody");
 
     // Sign-out: a GET only asks; the form's POST ends the session.
-    let r = browser.get(url("")).send().await.unwrap();
-    let flow = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let page = browser
-        .get(format!("{}/login", s.url))
-        .header("cookie", &flow)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    browser
-        .post(format!("{}/login", s.url))
-        .header("cookie", &flow)
-        .form(&[("csrf", csrf.as_str()), ("username", "alice")])
-        .send()
-        .await
-        .unwrap();
-    let sms = gw.wait_for("/sms", 2).await;
-    let code: String = form_urlencoded::parse(sms[1].body.as_bytes())
-        .find(|(k, _)| k == "text")
-        .map(|(_, v)| v.chars().filter(char::is_ascii_digit).take(6).collect())
-        .unwrap();
-    let r = browser
-        .post(format!("{}/login", s.url))
-        .header("cookie", &flow)
-        .form(&[("csrf", csrf.as_str()), ("answer", code.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 303);
-    let sso = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("tessera_sso="))
-        .unwrap();
-    let sso = sso.split(';').next().unwrap().to_string();
+    let sign_in = |n: usize| {
+        let (browser, base, u, gw) = (browser.clone(), s.url.clone(), url(""), &gw);
+        async move {
+            let r = browser.get(u).send().await.unwrap();
+            let flow = r.headers()["set-cookie"].to_str().unwrap();
+            let flow = flow.split(';').next().unwrap().to_string();
+            let page = browser
+                .get(format!("{base}/login"))
+                .header("cookie", &flow)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap();
+            let csrf = csrf.split('"').next().unwrap().to_string();
+            let step = |form: Vec<(&'static str, String)>| {
+                let (browser, base, flow) = (browser.clone(), base.clone(), flow.clone());
+                async move {
+                    browser
+                        .post(format!("{base}/login"))
+                        .header("cookie", flow)
+                        .form(&form)
+                        .send()
+                        .await
+                        .unwrap()
+                }
+            };
+            step(vec![("csrf", csrf.clone()), ("username", "alice".into())]).await;
+            let sms = gw.wait_for("/sms", n).await;
+            let code: String = form_urlencoded::parse(sms[n - 1].body.as_bytes())
+                .find(|(k, _)| k == "text")
+                .map(|(_, v)| v.chars().filter(char::is_ascii_digit).take(6).collect())
+                .unwrap();
+            let r = step(vec![("csrf", csrf), ("answer", code)]).await;
+            assert_eq!(r.status().as_u16(), 303);
+            let sso = r
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .find(|c| c.starts_with("tessera_sso="))
+                .unwrap();
+            sso.split(';').next().unwrap().to_string()
+        }
+    };
+    let sso = sign_in(2).await;
     let signed_in = |sso: String| {
         let (browser, u) = (browser.clone(), url("&prompt=none"));
         async move {
@@ -1959,5 +1954,60 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert!(!signed_in(sso).await, "signed out");
+
+    // The user's own list of sessions, and ending them there.
+    let first = sign_in(3).await;
+    let page = browser
+        .get(format!("{}/login/sessions", s.url))
+        .header("cookie", &first)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("(this browser)") && page.contains("intranet"),
+        "{page}"
+    );
+    let token = page.split("name=\"csrf\" value=\"").nth(1).unwrap();
+    let token = token.split('"').next().unwrap().to_string();
+    let r = browser
+        .post(format!("{}/login/sessions", s.url))
+        .header("cookie", &first)
+        .form(&[("csrf", token.as_str()), ("end", "all")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert!(!signed_in(first).await, "ended by the user");
+    // An administrator lists and ends them: the admin call, and the CLI.
+    let second = sign_in(4).await;
+    let listed = s.admin().sso_sessions("alice", None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].session.apps, vec!["intranet".to_string()]);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&s.config.data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let shown = cli(&["--json", "session", "list", "alice"]);
+    assert_eq!(shown["sessions"][0]["id"], listed[0].id.as_str());
+    let short: String = listed[0].id.chars().take(16).collect();
+    assert_eq!(
+        cli(&["--json", "session", "end", "alice", "--id", &short])["ended"],
+        1
+    );
+    assert!(!signed_in(second).await, "ended by the administrator");
+    assert_eq!(s.audit("sso_session_end").await.len(), 2);
     s.stop().await;
 }

@@ -198,6 +198,89 @@ impl Admin {
         Ok(removed)
     }
 
+    /// A user's live web SSO sessions, oldest first.
+    pub async fn sso_sessions(
+        &self,
+        user: &str,
+        realm: Option<&str>,
+    ) -> AdminResult<Vec<crate::model::SsoSessionInfo>> {
+        let (_, username, realm) = self.owner_ref(user, realm).await?;
+        self.sessions_of(&username, realm.as_str()).await
+    }
+
+    /// The live SSO sessions of `username` in `realm` (also for the user's own page).
+    pub async fn sessions_of(
+        &self,
+        username: &str,
+        realm: &str,
+    ) -> AdminResult<Vec<crate::model::SsoSessionInfo>> {
+        use crate::model::{SSO_KIND, SsoSession, SsoSessionInfo};
+        let now = self.now();
+        let kept = self
+            .engine
+            .store()
+            .web_states_of(SSO_KIND, &SsoSession::subject(realm, username), now)
+            .await?;
+        Ok(kept
+            .into_iter()
+            .filter_map(|w| {
+                let session = serde_json::from_str::<SsoSession>(&w.data).ok()?;
+                Some(SsoSessionInfo {
+                    id: w.key_hash,
+                    session,
+                    expires_at: w.expires_at,
+                })
+            })
+            .collect())
+    }
+
+    /// Ends one of a user's SSO sessions (`id`), or all of them; how many ended.
+    pub async fn end_sso_sessions(
+        &self,
+        actor: &Actor,
+        user: &str,
+        realm: Option<&str>,
+        id: Option<&str>,
+    ) -> AdminResult<u64> {
+        let (_, username, realm) = self.owner_ref(user, realm).await?;
+        let sessions = self.sessions_of(&username, realm.as_str()).await?;
+        let chosen: Vec<_> = sessions
+            .iter()
+            .filter(|s| id.is_none_or(|id| s.id == id))
+            .collect();
+        if let Some(id) = id
+            && chosen.is_empty()
+        {
+            return Err(AdminError::NotFound(format!(
+                "session '{id}' of '{username}'"
+            )));
+        }
+        let mut ended = 0;
+        for s in chosen {
+            if self
+                .engine
+                .store()
+                .delete_web_state(crate::model::SSO_KIND, &s.id)
+                .await?
+            {
+                ended += 1;
+            }
+        }
+        self.audit(
+            actor,
+            "sso_session_end",
+            Target {
+                user: Some(&username),
+                realm: Some(realm.as_str()),
+                ..Target::default()
+            },
+            "ok",
+            &format!("{ended} session(s) ended"),
+        )
+        .await?;
+        Ok(ended)
+    }
+
     async fn owner_ref(
         &self,
         user: &str,

@@ -7,6 +7,7 @@ mod config_cmds;
 mod encryption_cmds;
 mod ldap_cmds;
 mod outbox_cmds;
+mod session_cmds;
 mod token_cmds;
 mod user_cmds;
 
@@ -88,6 +89,9 @@ pub enum Command {
     /// Payload encryption: the public key, and a helper that seals a request body.
     #[command(subcommand)]
     Encryption(encryption_cmds::EncryptionCmd),
+    /// Web SSO sessions of a user: list them, end one or all.
+    #[command(subcommand)]
+    Session(session_cmds::SessionCmd),
     /// Apply a declarative configuration file (realms, user sources, applications, settings).
     Apply(config_cmds::ApplyArgs),
     /// Print the configuration as a declarative file.
@@ -262,6 +266,7 @@ async fn dispatch(app: &app::App, out: Out, command: Command) -> Result<()> {
         Command::Audit(args) => config_cmds::audit(app, out, args).await,
         Command::Outbox(args) => outbox_cmds::run(app, out, args).await,
         Command::Encryption(cmd) => encryption_cmds::run(app, out, cmd).await,
+        Command::Session(cmd) => session_cmds::run(app, out, cmd).await,
         Command::Apply(args) => config_cmds::apply(app, out, args).await,
         Command::Export(args) => config_cmds::export(app, out, args).await,
     }

@@ -1,0 +1,41 @@
+//! Web SSO sessions: a browser signed in on the login page, and the applications whose factor
+//! chains it passed. Kept as web state of kind [`SSO_KIND`] by the hash of the cookie's key.
+
+use serde::{Deserialize, Serialize};
+
+/// The web-state kind of SSO sessions.
+pub const SSO_KIND: &str = "sso";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoSession {
+    pub user: String,
+    pub realm: String,
+    /// Applications whose factors this session passed.
+    pub apps: Vec<String>,
+    /// The last interactive sign-in (Unix seconds).
+    pub auth_time: i64,
+    /// The last use (Unix seconds).
+    pub last_seen: i64,
+    pub client_ip: String,
+    pub user_agent: String,
+    /// The first sign-in of this session (Unix seconds).
+    #[serde(default)]
+    pub created_at: i64,
+}
+
+impl SsoSession {
+    /// The web-state subject of a user's sessions (for listing them).
+    pub fn subject(realm: &str, user: &str) -> String {
+        format!("{}\u{1f}{}", realm.to_lowercase(), user.to_lowercase())
+    }
+}
+
+/// A session as listed to its user or an administrator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SsoSessionInfo {
+    /// The session's id: the hash of its cookie key (not the key).
+    pub id: String,
+    #[serde(flatten)]
+    pub session: SsoSession,
+    pub expires_at: i64,
+}
