@@ -577,14 +577,7 @@ async fn login_post(
         return fatal(&lang, "expired", StatusCode::BAD_REQUEST);
     };
     // The form must come from the page this browser was shown (login CSRF).
-    let csrf_ok = form.get("csrf").is_some_and(|c| {
-        c.len() == flow.csrf.len()
-            && bool::from(subtle::ConstantTimeEq::ct_eq(
-                c.as_bytes(),
-                flow.csrf.as_bytes(),
-            ))
-    });
-    if !csrf_ok {
+    if !same_token(form.get("csrf"), &flow.csrf) {
         return fatal(&flow.lang, "expired", StatusCode::FORBIDDEN);
     }
     let title = app_title(&state, &flow.app);
@@ -851,6 +844,14 @@ async fn issue_code(
     Ok(redirect(&back_to(&code.redirect_uri, &params)))
 }
 
+/// A form's token is the one expected (compared in constant time).
+fn same_token(given: Option<&String>, want: &str) -> bool {
+    given.is_some_and(|c| {
+        c.len() == want.len()
+            && bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), want.as_bytes()))
+    })
+}
+
 /// The token a sign-out form carries: only a page of this browser's session knows it.
 fn logout_token(session_key: &str) -> String {
     hash(&format!("logout\u{1f}{session_key}"))
@@ -890,11 +891,7 @@ async fn logout(state: St, headers: HeaderMap, body: Bytes) -> Response {
         return fatal(&lang, "signed_out", StatusCode::OK);
     };
     let want = logout_token(&key);
-    let ok = form.get("csrf").is_some_and(|c| {
-        c.len() == want.len()
-            && bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), want.as_bytes()))
-    });
-    if !ok {
+    if !same_token(form.get("csrf"), &want) {
         return fatal(&lang, "expired", StatusCode::FORBIDDEN);
     }
     state
@@ -1194,11 +1191,7 @@ async fn end_sessions(state: St, headers: HeaderMap, body: Bytes) -> Response {
         return fatal(&lang, "signed_out", StatusCode::OK);
     };
     let want = logout_token(&key);
-    let ok = form.get("csrf").is_some_and(|c| {
-        c.len() == want.len()
-            && bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), want.as_bytes()))
-    });
-    if !ok {
+    if !same_token(form.get("csrf"), &want) {
         return fatal(&lang, "expired", StatusCode::FORBIDDEN);
     }
     let id = match form.get("end").map(String::as_str) {
