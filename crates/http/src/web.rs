@@ -168,6 +168,7 @@ fn texts(lang: &str) -> Value {
             "apps": "Uygulamalar",
             "failed": "Kullanıcı adı veya parola yanlış.",
             "wrong": "Kod yanlış. Yeniden deneyin.",
+            "locked": "Çok fazla hatalı deneme yapıldı. Daha sonra yeniden deneyin.",
             "expired": "Oturum açma süresi doldu. Yeniden başlayın.",
             "bad_client": "Bu uygulama Tessera'da kayıtlı değil ya da geri dönüş adresi yanlış.",
         }),
@@ -184,6 +185,7 @@ fn texts(lang: &str) -> Value {
             "apps": "Applications",
             "failed": "Wrong user name or password.",
             "wrong": "Wrong code. Try again.",
+            "locked": "Too many failed attempts. Try again later.",
             "expired": "Signing in took too long. Start again.",
             "bad_client": "This application is not registered with Tessera, or its return address is wrong.",
         }),
@@ -390,6 +392,7 @@ async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Re
         && let Some(session) = live_session(&state, &key, now).await
         && session.apps.contains(&app.0)
         && max_age.is_none_or(|m| now - session.auth_time < m)
+        && serves_app(&snap, &app, &session, now)
     {
         touch_session(&state, &key, &session, now).await;
         let code = Code {
@@ -489,6 +492,22 @@ async fn live_session(state: &HttpState, key: &str, now: i64) -> Option<Session>
     let session: Session = serde_json::from_str(&kept.data).ok()?;
     let idle = i64::from(state.engine.snapshot().settings.sso_idle_minutes) * 60;
     (now - session.last_seen < idle).then_some(session)
+}
+
+/// The application's own SSO limits (shorter than the settings', which `live_session`
+/// checks) allow the session: signed in recently enough, used recently enough.
+fn serves_app(
+    snap: &tessera_core::engine::Snapshot,
+    app: &tessera_core::ids::AppName,
+    session: &Session,
+    now: i64,
+) -> bool {
+    let Some(def) = snap.application(app) else {
+        return false;
+    };
+    let minutes = |m: Option<u32>| m.map(|m| i64::from(m) * 60);
+    minutes(def.sso_session_minutes).is_none_or(|l| now - session.auth_time < l)
+        && minutes(def.sso_idle_minutes).is_none_or(|i| now - session.last_seen < i)
 }
 
 /// Marks an SSO session used now (its idle limit starts again); its end stays.
@@ -661,12 +680,14 @@ async fn login_post(
             render(flow_page(&flow, &title, None), StatusCode::OK)
         }
         Outcome::Reject(r) => {
+            // A lock is said as such: unknown names lock alike, so it tells nobody who exists.
             let error = match (&flow.tx, r.reason) {
+                (_, RejectReason::Locked) => "locked",
                 (None, _) => "failed",
                 (Some(_), RejectReason::BadTransaction | RejectReason::SessionRetries) => "expired",
                 (Some(_), _) => "wrong",
             };
-            if flow.tx.is_none() || error == "expired" {
+            if flow.tx.is_none() || error == "expired" || error == "locked" {
                 // Back to the start: the user is named again.
                 flow.tx = None;
                 flow.prompt = None;

@@ -1738,7 +1738,8 @@ async fn headless_chromium_signs_in_to_an_oidc_app_on_the_login_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
     let gw = common::Provider::start().await;
-    let s = oauth_server(Backend::Sqlite).await;
+    let s = TestServer::start(Backend::Sqlite, Some(1_800_000_000)).await;
+    s.set(json!({"public_url": s.url})).await;
     s.add_user("alice", Some("alice-password")).await;
     let decl: tessera_core::admin::Declaration = serde_json::from_value(json!({
         "delivery_profile": [{"name": "gw", "type": "http",
@@ -2009,5 +2010,96 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
     );
     assert!(!signed_in(second).await, "ended by the administrator");
     assert_eq!(s.audit("sso_session_end").await.len(), 2);
+
+    // An application's own idle limit (5 minutes) is shorter than the setting's (60).
+    let mut app = s
+        .admin()
+        .get::<tessera_core::model::Application>("intranet")
+        .unwrap();
+    app.sso_idle_minutes = Some(5);
+    s.admin().put(&actor(), app).await.unwrap();
+    let third = sign_in(5).await;
+    s.advance(4 * 60);
+    assert!(signed_in(third.clone()).await, "used within 5 minutes");
+    s.advance(4 * 60);
+    assert!(
+        signed_in(third.clone()).await,
+        "the last use counts, not the sign-in"
+    );
+    s.advance(6 * 60);
+    assert!(!signed_in(third).await, "idle for 6 minutes");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_page_says_wrong_password_then_locked_for_any_name() {
+    let s = oauth_server(Backend::Sqlite).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.use_app("intranet", &[&[Method::Password]]).await;
+    s.set(json!({"max_password_attempts": 2})).await;
+    let (id, _) = oidc_client(&s, "http://127.0.0.1:9/cb").await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!(
+        "{}/oidc/authorize?response_type=code&client_id={id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&ui_locales=tr",
+        s.url
+    );
+    let r = browser.get(&url).send().await.unwrap();
+    let flow = r.headers()["set-cookie"].to_str().unwrap();
+    let flow = flow.split(';').next().unwrap().to_string();
+    let page = browser
+        .get(format!("{}/login", s.url))
+        .header("cookie", &flow)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("lang=\"tr\"") && page.contains("Kullanıcı adı"),
+        "{page}"
+    );
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap();
+    let csrf = csrf.split('"').next().unwrap().to_string();
+    let attempt = |user: &'static str| {
+        let (browser, base, flow, csrf) =
+            (browser.clone(), s.url.clone(), flow.clone(), csrf.clone());
+        async move {
+            browser
+                .post(format!("{base}/login"))
+                .header("cookie", flow)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("username", user),
+                    ("answer", "wrong"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    for user in ["alice", "nobody"] {
+        assert!(
+            attempt(user)
+                .await
+                .contains("Kullanıcı adı veya parola yanlış.")
+        );
+        assert!(
+            attempt(user)
+                .await
+                .contains("Kullanıcı adı veya parola yanlış.")
+        );
+        let locked = attempt(user).await;
+        assert!(
+            locked.contains("Çok fazla hatalı deneme"),
+            "{user}: {locked}"
+        );
+    }
     s.stop().await;
 }

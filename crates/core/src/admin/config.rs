@@ -150,6 +150,8 @@ pub async fn bootstrap_defaults(store: &dyn Store, now: i64) -> StoreResult<bool
         description: "Token PIN + OTP, as privacyIDEA's /validate/check".into(),
         factors: vec![Factor::of(vec![Method::SoftOtp])],
         routes: Vec::new(),
+        sso_session_minutes: None,
+        sso_idle_minutes: None,
     };
     let to_value = |v: serde_json::Result<Value>| {
         v.map_err(|e| crate::store::StoreError::Backend(e.to_string()))

@@ -166,6 +166,14 @@ pub struct Application {
     /// Users who match a route log in with the route's application instead (first match).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+    /// Minutes after its last sign-in that a web SSO session still serves this application
+    /// (default and upper bound: the `sso_session_minutes` setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_session_minutes: Option<u32>,
+    /// Minutes a web SSO session may go unused and still serve this application (default and
+    /// upper bound: the `sso_idle_minutes` setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_idle_minutes: Option<u32>,
 }
 
 impl Application {
@@ -208,6 +216,14 @@ impl Application {
                         .into_iter()
                         .map(|e| format!("factors[{i}].rules[{j}]: {e}")),
                 );
+            }
+        }
+        for (key, v) in [
+            ("sso_session_minutes", self.sso_session_minutes),
+            ("sso_idle_minutes", self.sso_idle_minutes),
+        ] {
+            if v.is_some_and(|m| !(1..=525_600).contains(&m)) {
+                errs.push(format!("{key}: from 1 to 525600 minutes"));
             }
         }
         for (j, r) in self.routes.iter().enumerate() {
@@ -413,6 +429,8 @@ mod tests {
             description: String::new(),
             factors: vec![],
             routes: vec![],
+            sso_session_minutes: None,
+            sso_idle_minutes: None,
         };
         assert_eq!(app.problems().len(), 2);
     }

@@ -69,6 +69,8 @@ impl AppArgs {
             description: self.description.clone(),
             factors,
             routes: Vec::new(),
+            sso_session_minutes: None,
+            sso_idle_minutes: None,
         })
     }
 }

@@ -183,6 +183,8 @@ impl TestServer {
             description: String::new(),
             factors: factors.iter().map(|m| Factor::of(m.to_vec())).collect(),
             routes: Vec::new(),
+            sso_session_minutes: None,
+            sso_idle_minutes: None,
         };
         self.admin().put(&actor(), app).await.unwrap();
         self.set(json!({"validate_application": name})).await;
