@@ -3,7 +3,7 @@ flow with PKCE (S256) while a requests session plays the browser on Tessera's lo
 verifies the ID token against the JWKS named by the discovery document.
 
 Arguments: BASE_URL CLIENT_ID CLIENT_SECRET REDIRECT_URI. Reads {"username", "password",
-"totp_seed_b32"} on stdin; prints a JSON object with what it saw: the discovery document, the
+"totp_seed_b32", "alg" (ES256 unless given)} on stdin; prints a JSON object with what it saw: the discovery document, the
 pages shown, the ID token's claims, the userinfo answer, and whether a second sign-in in the
 same browser went through the SSO session without a page.
 """
@@ -76,7 +76,8 @@ def main():
         token = client.fetch_token(meta["token_endpoint"], authorization_response=location,
                                    code_verifier=verifier)
         key = jwt.PyJWKClient(meta["jwks_uri"]).get_signing_key_from_jwt(token["id_token"])
-        claims = jwt.decode(token["id_token"], key.key, algorithms=["ES256"], audience=client_id,
+        alg = steps.get("alg", "ES256")
+        claims = jwt.decode(token["id_token"], key.key, algorithms=[alg], audience=client_id,
                             issuer=meta["issuer"])
         info = requests.get(meta["userinfo_endpoint"], timeout=10,
                             headers={"Authorization": "Bearer " + token["access_token"]}).json()

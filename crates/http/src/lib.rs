@@ -12,6 +12,7 @@ mod oauth;
 mod params;
 pub mod payload;
 mod pi;
+pub mod rsa_key;
 mod validate;
 mod web;
 
@@ -41,6 +42,8 @@ pub struct HttpState {
     pub metrics: Option<MetricsRender>,
     oauth_signer: Arc<tokio::sync::OnceCell<Arc<oauth::Signer>>>,
     oauth_rates: Arc<oauth::RateCounts>,
+    /// The imported RS256 key: the stored (sealed) value it was read from, and the signer.
+    rsa_signer: Arc<rsa_key::Cache>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -57,6 +60,7 @@ impl HttpState {
             metrics,
             oauth_signer: Default::default(),
             oauth_rates: Default::default(),
+            rsa_signer: Default::default(),
         }
     }
 

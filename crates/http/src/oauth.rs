@@ -1531,8 +1531,19 @@ async fn openapi() -> Response {
 }
 
 async fn jwks(state: St) -> Response {
+    let rsa = match crate::rsa_key::signer(&state).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "the RS256 key cannot be read");
+            None
+        }
+    };
     match signer(&state).await {
-        Ok(s) => axum::Json(json!({"keys": [s.jwk()]})).into_response(),
+        Ok(s) => {
+            let mut keys = vec![s.jwk()];
+            keys.extend(rsa.map(|r| r.jwk()));
+            axum::Json(json!({ "keys": keys })).into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "OAuth signing key unavailable");
             StatusCode::SERVICE_UNAVAILABLE.into_response()

@@ -1037,10 +1037,18 @@ pub(crate) async fn code_grant(
     if let (Some(n), Some(obj)) = (&c.nonce, id.as_object_mut()) {
         obj.insert("nonce".into(), Value::String(n.clone()));
     }
-    let (Ok(access), Ok(id_token)) = (
-        signer.sign_typed(&access, "at+jwt"),
-        signer.sign_typed(&id, "JWT"),
-    ) else {
+    let id_token = match client.id_token_alg.as_deref() {
+        Some("RS256") => match crate::rsa_key::signer(state).await {
+            Ok(Some(rsa)) => rsa.sign_typed(&id, "JWT"),
+            Ok(None) => Err("no RS256 key: import one with tessera oidc import-key".into()),
+            Err(e) => Err(e),
+        },
+        _ => signer.sign_typed(&id, "JWT"),
+    };
+    if let Err(e) = &id_token {
+        tracing::error!(error = %e, client = %client.name, "ID token not signed");
+    }
+    let (Ok(access), Ok(id_token)) = (signer.sign_typed(&access, "at+jwt"), id_token) else {
         return oauth_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
@@ -1128,6 +1136,10 @@ async fn discovery(state: St) -> Response {
         Ok(i) => i,
         Err(res) => return *res,
     };
+    let mut algs = vec!["ES256"];
+    if matches!(crate::rsa_key::signer(&state).await, Ok(Some(_))) {
+        algs.push("RS256");
+    }
     axum::Json(json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/oidc/authorize"),
@@ -1138,7 +1150,7 @@ async fn discovery(state: St) -> Response {
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
+        "id_token_signing_alg_values_supported": algs,
         "scopes_supported": ["openid", "profile", "email", "phone"],
         "claims_supported": ["sub", "preferred_username", "name", "given_name", "family_name",
             "email", "phone_number", "groups", "auth_time", "nonce"],

@@ -1552,6 +1552,122 @@ async fn oidc_code_flow_with_pkce_on_the_login_page_and_sso() {
             .contains("Please enter the OTP from your authenticator")
     );
 
+    // RS256 for a relying party that needs it: a key made by OpenSSL, imported by the CLI,
+    // published in the JWKS; PyJWT verifies the ID token with it. (Another user: alice's TOTP
+    // code of this time step is used up.)
+    s.add_user("dave", Some("dave-password")).await;
+    s.enroll(
+        "dave",
+        tessera_core::model::TokenKind::Totp,
+        "TOTP0041",
+        None,
+    )
+    .await;
+    let pem = s.config.data_dir.join("oidc-rs256.pem");
+    let pem = pem.to_str().unwrap();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            pem,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "--json",
+            "oidc",
+            "import-key",
+            pem,
+            "--data-dir",
+            s.config.data_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let rs = s
+        .admin()
+        .create_api_client(
+            &actor(),
+            NewApiClient {
+                name: "legacy-rp".into(),
+                kind: ApiClientKind::Oidc,
+                application: Some("intranet".into()),
+                redirect_uris: vec![redirect.to_string()],
+                id_token_alg: Some("RS256".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let seen = common::python_peer(
+        "oauth",
+        "oidc_peer.py",
+        &[
+            s.url.clone(),
+            rs.client.client_id.clone(),
+            rs.client_secret.to_string(),
+            redirect.into(),
+        ],
+        &json!({"username": "dave", "password": "dave-password",
+                "totp_seed_b32": common::SEED_B32, "alg": "RS256"}),
+    );
+    let rs_out = &seen[0];
+    assert_eq!(
+        rs_out["first"]["claims"]["aud"],
+        rs.client.client_id.as_str(),
+        "{rs_out}"
+    );
+    assert_eq!(
+        rs_out["discovery"]["id_token_signing_alg_values_supported"],
+        json!(["ES256", "RS256"])
+    );
+    // A short key, or something that is not a key, is refused and the imported key stays.
+    let jwks = || async {
+        reqwest::get(format!("{}/oauth/jwks", s.url))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let before = jwks().await;
+    let short = s.config.data_dir.join("short.pem");
+    let short = short.to_str().unwrap();
+    let made = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt"])
+        .args(["rsa_keygen_bits:1024", "-out", short])
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    for (file, why) in [
+        (short, "at least 2048 bits"),
+        ("Cargo.toml", "expected a PEM \"PRIVATE KEY\""),
+    ] {
+        let refused = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["oidc", "import-key", file, "--data-dir"])
+            .arg(&s.config.data_dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && err.contains(why), "{err}");
+    }
+    assert_eq!(jwks().await, before);
+    assert_eq!(before["keys"].as_array().unwrap().len(), 2, "{before}");
+
     // A code is traded once, by its client, with its verifier.
     let (status, body) = post(
         &s,

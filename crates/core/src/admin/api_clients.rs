@@ -19,6 +19,8 @@ pub struct NewApiClient {
     pub description: String,
     /// Where an OIDC client's users are sent back to.
     pub redirect_uris: Vec<String>,
+    /// `ES256` (default) or `RS256`.
+    pub id_token_alg: Option<String>,
 }
 
 /// A created client and its secret, which is shown this once.
@@ -55,6 +57,7 @@ impl Admin {
             token_lifetime_seconds: input.token_lifetime_seconds.unwrap_or(3600),
             secret_hash: Some(ApiClient::hash_secret(&secret)),
             redirect_uris: input.redirect_uris,
+            id_token_alg: input.id_token_alg,
         };
         let client = self.put(actor, client).await?;
         Ok(CreatedApiClient {

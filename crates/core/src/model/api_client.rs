@@ -78,6 +78,10 @@ pub struct ApiClient {
     /// Where an OIDC client's users are sent back to (exact match).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirect_uris: Vec<String>,
+    /// How an OIDC client's ID tokens are signed: `ES256` (default) or `RS256` (needs the key
+    /// imported with `tessera oidc import-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_alg: Option<String>,
 }
 
 impl ApiClient {
@@ -107,6 +111,13 @@ impl ApiClient {
             && self.application.is_none()
         {
             errs.push("application: a user client signs users in through an application".into());
+        }
+        if self
+            .id_token_alg
+            .as_deref()
+            .is_some_and(|a| !matches!(a, "ES256" | "RS256"))
+        {
+            errs.push("id_token_alg: ES256 or RS256".into());
         }
         if self.kind == ApiClientKind::Oidc && self.redirect_uris.is_empty() {
             errs.push("redirect_uris: an OIDC client needs at least one".into());

@@ -52,6 +52,10 @@ pub struct ApiClientArgs {
     /// Where an OIDC client's users are sent back to (repeat for several; exact match).
     #[arg(long = "redirect-uri")]
     redirect_uris: Vec<String>,
+    /// How an OIDC client's ID tokens are signed: ES256 (default) or RS256 (import the key
+    /// first: tessera oidc import-key).
+    #[arg(long)]
+    id_token_alg: Option<String>,
     /// The application its users sign in through (user clients).
     #[arg(long)]
     application: Option<String>,
@@ -287,6 +291,7 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                         token_lifetime_seconds: args.token_lifetime,
                         description: args.description,
                         redirect_uris: args.redirect_uris,
+                        id_token_alg: args.id_token_alg,
                     },
                 )
                 .await?;

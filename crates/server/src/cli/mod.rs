@@ -6,6 +6,7 @@ mod client_cmds;
 mod config_cmds;
 mod encryption_cmds;
 mod ldap_cmds;
+mod oidc_cmds;
 mod outbox_cmds;
 mod session_cmds;
 mod token_cmds;
@@ -92,6 +93,9 @@ pub enum Command {
     /// Web SSO sessions of a user: list them, end one or all.
     #[command(subcommand)]
     Session(session_cmds::SessionCmd),
+    /// OpenID Connect: the RS256 key of ID tokens.
+    #[command(subcommand)]
+    Oidc(oidc_cmds::OidcCmd),
     /// Apply a declarative configuration file (realms, user sources, applications, settings).
     Apply(config_cmds::ApplyArgs),
     /// Print the configuration as a declarative file.
@@ -267,6 +271,7 @@ async fn dispatch(app: &app::App, out: Out, command: Command) -> Result<()> {
         Command::Outbox(args) => outbox_cmds::run(app, out, args).await,
         Command::Encryption(cmd) => encryption_cmds::run(app, out, cmd).await,
         Command::Session(cmd) => session_cmds::run(app, out, cmd).await,
+        Command::Oidc(cmd) => oidc_cmds::run(app, out, cmd).await,
         Command::Apply(args) => config_cmds::apply(app, out, args).await,
         Command::Export(args) => config_cmds::export(app, out, args).await,
     }
