@@ -30,7 +30,7 @@ apt_install() {
   fi
 }
 
-apt_install oathtool openssl chromium chromium-driver
+apt_install oathtool openssl chromium chromium-driver xmlsec1
 # FreeRADIUS and slapd must not start their system services on the standard ports: tests run
 # their own.
 if ! dpkg -s freeradius >/dev/null 2>&1 || ! dpkg -s freeradius-utils >/dev/null 2>&1 \
@@ -58,7 +58,7 @@ venv_for() {
     echo "$stamp" > "$dir/.stamp"
   fi
 }
-for v in pi edu dj radius smtp oauth browser; do venv_for "$v"; done
+for v in pi edu dj radius smtp oauth browser saml; do venv_for "$v"; done
 export TESSERA_TEST_VENVS="$PWD/.venv"
 
 export TESSERA_TEST_PG_URL="${TESSERA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"

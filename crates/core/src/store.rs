@@ -71,10 +71,11 @@ pub enum ConfigKind {
     DeliveryProfile,
     SyslogProfile,
     ApiClient,
+    SamlSp,
 }
 
 impl ConfigKind {
-    pub const ALL: [ConfigKind; 7] = [
+    pub const ALL: [ConfigKind; 8] = [
         ConfigKind::UserSource,
         ConfigKind::Realm,
         ConfigKind::Application,
@@ -82,6 +83,7 @@ impl ConfigKind {
         ConfigKind::DeliveryProfile,
         ConfigKind::SyslogProfile,
         ConfigKind::ApiClient,
+        ConfigKind::SamlSp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +95,7 @@ impl ConfigKind {
             ConfigKind::DeliveryProfile => "delivery_profile",
             ConfigKind::SyslogProfile => "syslog_profile",
             ConfigKind::ApiClient => "api_client",
+            ConfigKind::SamlSp => "saml_sp",
         }
     }
 }

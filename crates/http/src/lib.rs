@@ -13,6 +13,8 @@ mod params;
 pub mod payload;
 mod pi;
 pub mod rsa_key;
+pub mod saml;
+pub mod saml_keys;
 mod validate;
 mod web;
 
@@ -44,6 +46,8 @@ pub struct HttpState {
     oauth_rates: Arc<oauth::RateCounts>,
     /// The imported RS256 key: the stored (sealed) value it was read from, and the signer.
     rsa_signer: Arc<rsa_key::Cache>,
+    /// The SAML IdP's signing keys, by the sealed value they were read from.
+    saml_keys: Arc<saml_keys::Cache>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -61,6 +65,7 @@ impl HttpState {
             oauth_signer: Default::default(),
             oauth_rates: Default::default(),
             rsa_signer: Default::default(),
+            saml_keys: Default::default(),
         }
     }
 
@@ -112,6 +117,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(links::routes())
         .merge(oauth::routes())
         .merge(web::routes())
+        .merge(saml::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             payload::open_payloads,

@@ -23,7 +23,7 @@ pub(crate) struct RsaSigner {
 }
 
 impl RsaSigner {
-    fn of_pkcs8(der: &[u8]) -> Result<Self, String> {
+    pub(crate) fn of_pkcs8(der: &[u8]) -> Result<Self, String> {
         let key = RsaKeyPair::from_pkcs8(der).map_err(|e| match e.to_string().as_str() {
             "TooSmall" => "the RSA key must have at least 2048 bits".to_string(),
             why => format!("not a usable RSA private key (PKCS#8): {why}"),
@@ -43,6 +43,15 @@ impl RsaSigner {
         })
     }
 
+    /// RSASSA-PKCS1-v1_5 with SHA-256 over `msg`.
+    pub(crate) fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        let mut sig = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(&RSA_PKCS1_SHA256, &self.rng, msg, &mut sig)
+            .map_err(|_| "RSA signing failed".to_string())?;
+        Ok(sig)
+    }
+
     /// Signs `claims` as an RS256 JWT of type `typ`.
     pub(crate) fn sign_typed(&self, claims: &Value, typ: &str) -> Result<String, String> {
         let header = json!({"alg": "RS256", "typ": typ, "kid": self.kid});
@@ -51,10 +60,7 @@ impl RsaSigner {
             BASE64URL_NOPAD.encode(header.to_string().as_bytes()),
             BASE64URL_NOPAD.encode(claims.to_string().as_bytes())
         );
-        let mut sig = vec![0; self.key.public().modulus_len()];
-        self.key
-            .sign(&RSA_PKCS1_SHA256, &self.rng, input.as_bytes(), &mut sig)
-            .map_err(|_| "RSA signing failed".to_string())?;
+        let sig = self.sign(input.as_bytes())?;
         Ok(format!("{input}.{}", BASE64URL_NOPAD.encode(&sig)))
     }
 
@@ -95,6 +101,18 @@ pub(crate) async fn signer(state: &crate::HttpState) -> Result<Option<Arc<RsaSig
 /// Imports an RSA private key (PEM, PKCS#8: `openssl genpkey -algorithm RSA -pkeyopt
 /// rsa_keygen_bits:3072`), replacing the one before; returns its key id.
 pub async fn import(store: &dyn Store, pem: &str) -> Result<String, String> {
+    let der = pkcs8_of_pem(pem)?;
+    let signer = RsaSigner::of_pkcs8(&der)?;
+    let sealed = store.seal_secret(&der, CONTEXT);
+    store
+        .set_meta(META, &BASE64.encode(&sealed))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(signer.kid)
+}
+
+/// The DER of a PEM private key (PKCS#8, `-----BEGIN PRIVATE KEY-----`).
+pub(crate) fn pkcs8_of_pem(pem: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
     let body: String = pem
         .lines()
         .map(str::trim)
@@ -105,16 +123,9 @@ pub async fn import(store: &dyn Store, pem: &str) -> Result<String, String> {
     if body.is_empty() {
         return Err("expected a PEM \"PRIVATE KEY\" (PKCS#8), as openssl genpkey writes it".into());
     }
-    let der = zeroize::Zeroizing::new(
+    Ok(zeroize::Zeroizing::new(
         BASE64
             .decode(body.as_bytes())
             .map_err(|e| format!("the PEM body is not base64: {e}"))?,
-    );
-    let signer = RsaSigner::of_pkcs8(&der)?;
-    let sealed = store.seal_secret(&der, CONTEXT);
-    store
-        .set_meta(META, &BASE64.encode(&sealed))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(signer.kid)
+    ))
 }

@@ -28,7 +28,7 @@ const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "phone"];
 const SSO: &str = tessera_core::model::SSO_KIND;
 const CODE: &str = "code";
 const FLOW_COOKIE: &str = "tessera_flow";
-const SSO_COOKIE: &str = "tessera_sso";
+pub(crate) const SSO_COOKIE: &str = "tessera_sso";
 /// Seconds an authorization code can be traded.
 const CODE_SECONDS: i64 = 60;
 
@@ -45,27 +45,30 @@ pub(crate) fn routes() -> Router<HttpState> {
 
 /// A sign-in on the login page, from `/oidc/authorize` to the code.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Flow {
-    client_id: String,
-    redirect_uri: String,
-    state: Option<String>,
-    nonce: Option<String>,
-    code_challenge: String,
-    scope: String,
-    app: String,
-    lang: String,
-    csrf: String,
+pub(crate) struct Flow {
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) state: Option<String>,
+    pub(crate) nonce: Option<String>,
+    pub(crate) code_challenge: String,
+    pub(crate) scope: String,
+    pub(crate) app: String,
+    pub(crate) lang: String,
+    pub(crate) csrf: String,
     /// The engine's transaction once the first factor is passed, the user it is for and what
     /// to ask.
-    tx: Option<String>,
-    user: Option<String>,
-    prompt: Option<String>,
+    pub(crate) tx: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) prompt: Option<String>,
     /// The user could not be sent a code (unknown, say): the page asks for one all the same.
     #[serde(default)]
-    dummy: bool,
+    pub(crate) dummy: bool,
     /// `max_age` of the request: an SSO session older than this does not serve it.
     #[serde(default)]
-    max_age: Option<i64>,
+    pub(crate) max_age: Option<i64>,
+    /// A SAML sign-on waiting for this login (the OIDC fields are then empty).
+    #[serde(default)]
+    pub(crate) saml: Option<crate::saml::Pending>,
 }
 
 type Session = tessera_core::model::SsoSession;
@@ -103,7 +106,7 @@ fn cookie_name(state: &HttpState, name: &str) -> String {
     }
 }
 
-fn cookie(state: &HttpState, headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(state: &HttpState, headers: &HeaderMap, name: &str) -> Option<String> {
     let name = cookie_name(state, name);
     headers
         .get_all(header::COOKIE)
@@ -132,7 +135,7 @@ fn set_cookie(state: &HttpState, name: &str, value: &str, max_age: i64) -> Heade
 }
 
 /// Strict headers for every page.
-fn page_headers(res: &mut Response) {
+pub(crate) fn page_headers(res: &mut Response) {
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -153,7 +156,7 @@ fn page_headers(res: &mut Response) {
 }
 
 /// The page texts, in English and Turkish.
-fn texts(lang: &str) -> Value {
+pub(crate) fn texts(lang: &str) -> Value {
     match lang {
         "tr" => json!({
             "title": "Oturum aç", "username": "Kullanıcı adı", "password": "Parola",
@@ -171,6 +174,10 @@ fn texts(lang: &str) -> Value {
             "locked": "Çok fazla hatalı deneme yapıldı. Daha sonra yeniden deneyin.",
             "expired": "Oturum açma süresi doldu. Yeniden başlayın.",
             "bad_client": "Bu uygulama Tessera'da kayıtlı değil ya da geri dönüş adresi yanlış.",
+            "bad_saml": "Uygulamanın oturum açma isteği okunamadı.",
+            "unknown_sp": "Bu uygulama Tessera'da SAML hizmet sağlayıcısı olarak kayıtlı değil.",
+            "saml_not_set_up": "SAML oturum açma henüz kurulmadı.",
+            "saml_continue": "Uygulamaya dönülüyor…",
         }),
         _ => json!({
             "title": "Sign in", "username": "User name", "password": "Password",
@@ -188,11 +195,15 @@ fn texts(lang: &str) -> Value {
             "locked": "Too many failed attempts. Try again later.",
             "expired": "Signing in took too long. Start again.",
             "bad_client": "This application is not registered with Tessera, or its return address is wrong.",
+            "bad_saml": "The application's sign-in request could not be read.",
+            "unknown_sp": "This application is not registered with Tessera as a SAML service provider.",
+            "saml_not_set_up": "SAML sign-in is not set up yet.",
+            "saml_continue": "Returning to the application…",
         }),
     }
 }
 
-fn lang_of(headers: &HeaderMap, asked: Option<&str>) -> String {
+pub(crate) fn lang_of(headers: &HeaderMap, asked: Option<&str>) -> String {
     let accept = headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
@@ -244,7 +255,7 @@ fn render(page: Page<'_>, status: StatusCode) -> Response {
 }
 
 /// A page that says something went wrong before a sign-in could start.
-fn fatal(lang: &str, error: &str, status: StatusCode) -> Response {
+pub(crate) fn fatal(lang: &str, error: &str, status: StatusCode) -> Response {
     render(
         Page {
             lang,
@@ -274,7 +285,7 @@ async fn style() -> Response {
         .into_response()
 }
 
-fn query(raw: Option<&str>) -> Result<HashMap<String, String>, ()> {
+pub(crate) fn query(raw: Option<&str>) -> Result<HashMap<String, String>, ()> {
     let mut out = HashMap::new();
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if out.insert(k.to_string(), v.to_string()).is_some() {
@@ -430,15 +441,22 @@ async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Re
         prompt: None,
         dummy: false,
         max_age,
+        saml: None,
     };
-    let lifetime = i64::from(snap.settings.api_session_minutes) * 60;
-    if let Err(res) = save_flow(&state, &key, &flow, now + lifetime).await {
+    begin(&state, &key, &flow).await
+}
+
+/// Keeps a new login flow and sends the browser to the login page with its cookie.
+pub(crate) async fn begin(state: &HttpState, key: &str, flow: &Flow) -> Response {
+    let now = state.engine.clock().now();
+    let lifetime = i64::from(state.engine.snapshot().settings.api_session_minutes) * 60;
+    if let Err(res) = save_flow(state, key, flow, now + lifetime).await {
         return res;
     }
     let mut res = redirect("/login");
     res.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(&state, FLOW_COOKIE, &key, lifetime),
+        set_cookie(state, FLOW_COOKIE, key, lifetime),
     );
     res
 }
@@ -482,7 +500,7 @@ async fn load_flow(state: &HttpState, headers: &HeaderMap) -> Option<(String, Fl
 
 /// The live SSO session behind a cookie (idle and absolute limits checked; the user still
 /// active is checked when a code is traded).
-async fn live_session(state: &HttpState, key: &str, now: i64) -> Option<Session> {
+pub(crate) async fn live_session(state: &HttpState, key: &str, now: i64) -> Option<Session> {
     let kept = state
         .engine
         .store()
@@ -496,7 +514,7 @@ async fn live_session(state: &HttpState, key: &str, now: i64) -> Option<Session>
 
 /// The application's own SSO limits (shorter than the settings', which `live_session`
 /// checks) allow the session: signed in recently enough, used recently enough.
-fn serves_app(
+pub(crate) fn serves_app(
     snap: &tessera_core::engine::Snapshot,
     app: &tessera_core::ids::AppName,
     session: &Session,
@@ -511,7 +529,7 @@ fn serves_app(
 }
 
 /// Marks an SSO session used now (its idle limit starts again); its end stays.
-async fn touch_session(state: &HttpState, key: &str, session: &Session, now: i64) {
+pub(crate) async fn touch_session(state: &HttpState, key: &str, session: &Session, now: i64) {
     let store = state.engine.store();
     let Ok(Some(kept)) = store.web_state(SSO, &hash(key), now).await else {
         return;
@@ -524,7 +542,7 @@ async fn touch_session(state: &HttpState, key: &str, session: &Session, now: i64
     }
 }
 
-fn app_title(state: &HttpState, app: &str) -> String {
+pub(crate) fn app_title(state: &HttpState, app: &str) -> String {
     state
         .engine
         .snapshot()
@@ -805,6 +823,17 @@ async fn finish_login(
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     store.delete_web_state(FLOW, &hash(flow_key)).await.ok();
+    if let Some(pending) = &flow.saml {
+        let mut res =
+            crate::saml::answer(state, &flow.lang, pending, user, realm, session.auth_time).await;
+        let h = res.headers_mut();
+        h.append(
+            header::SET_COOKIE,
+            set_cookie(state, SSO_COOKIE, &session_key, expires_at - now),
+        );
+        h.append(header::SET_COOKIE, set_cookie(state, FLOW_COOKIE, "", 0));
+        return res;
+    }
     let code = Code {
         client_id: flow.client_id.clone(),
         redirect_uri: flow.redirect_uri.clone(),

@@ -80,3 +80,17 @@ impl super::config::ConfigObject for ApiClient {
         snap.api_clients.values().cloned().collect()
     }
 }
+
+impl super::config::ConfigObject for crate::model::SamlServiceProvider {
+    const KIND: crate::store::ConfigKind = crate::store::ConfigKind::SamlSp;
+    const LABEL: &'static str = "SAML service provider";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn of_declaration(decl: &mut super::Declaration) -> &mut Vec<Self> {
+        &mut decl.saml_sps
+    }
+    fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self> {
+        snap.saml_sps.values().cloned().collect()
+    }
+}

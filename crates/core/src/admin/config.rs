@@ -46,6 +46,8 @@ pub struct Declaration {
     pub syslog_profiles: Vec<crate::model::SyslogProfile>,
     #[serde(default, rename = "api_client", skip_serializing_if = "Vec::is_empty")]
     pub api_clients: Vec<crate::model::ApiClient>,
+    #[serde(default, rename = "saml_sp", skip_serializing_if = "Vec::is_empty")]
+    pub saml_sps: Vec<crate::model::SamlServiceProvider>,
 }
 
 impl Declaration {
@@ -225,6 +227,12 @@ impl Admin {
                 serde_json::from_value(doc.body)
                     .map_err(|e| AdminError::invalid(format!("API client {}: {e}", doc.name)))?,
             );
+        }
+        for doc in store.config_docs(ConfigKind::SamlSp).await? {
+            decl.saml_sps
+                .push(serde_json::from_value(doc.body).map_err(|e| {
+                    AdminError::invalid(format!("SAML service provider {}: {e}", doc.name))
+                })?);
         }
         for doc in store.config_docs(ConfigKind::SyslogProfile).await? {
             decl.syslog_profiles.push(
@@ -439,6 +447,30 @@ impl Admin {
                 ));
             }
         }
+        let mut sps = BTreeMap::new();
+        let mut entities = BTreeMap::new();
+        for c in &decl.saml_sps {
+            let label = format!("SAML service provider '{}'", c.name);
+            errs.extend(c.problems().into_iter().map(|e| format!("{label}: {e}")));
+            if !apps.contains_key(&c.application.0.to_lowercase()) {
+                errs.push(format!(
+                    "{label}: application '{}' does not exist",
+                    c.application
+                ));
+            }
+            if sps.insert(c.name.to_lowercase(), c).is_some() {
+                errs.push(format!("{label} is defined twice"));
+            }
+            if entities.insert(c.entity_id.clone(), c).is_some() {
+                errs.push(format!(
+                    "{label}: entity_id '{}' is used twice",
+                    c.entity_id
+                ));
+            }
+        }
+        if !decl.saml_sps.is_empty() && settings.public_url.is_empty() {
+            errs.push("SAML service providers need the public_url setting (the IdP's entity ID and addresses)".into());
+        }
         let mut syslogs = BTreeMap::new();
         for p in &decl.syslog_profiles {
             let label = format!("syslog profile '{}'", p.name);
@@ -558,6 +590,16 @@ impl Admin {
             for c in &current.api_clients {
                 if !have.contains(&c.name.to_lowercase()) {
                     effective.api_clients.push(c.clone());
+                }
+            }
+            let have: Vec<String> = desired
+                .saml_sps
+                .iter()
+                .map(|c| c.name.to_lowercase())
+                .collect();
+            for c in &current.saml_sps {
+                if !have.contains(&c.name.to_lowercase()) {
+                    effective.saml_sps.push(c.clone());
                 }
             }
             let have: Vec<String> = desired
@@ -705,6 +747,14 @@ impl Admin {
             &mut changes,
         )?;
         diff(
+            "saml_sp",
+            &current.saml_sps,
+            &desired.saml_sps,
+            |c| c.name.clone(),
+            prune,
+            &mut changes,
+        )?;
+        diff(
             "syslog_profile",
             &current.syslog_profiles,
             &desired.syslog_profiles,
@@ -798,6 +848,13 @@ impl Admin {
                     .await?;
             }
         }
+        for c in &desired.saml_sps {
+            if touches(&changes, "saml_sp", &c.name) {
+                store
+                    .put_config_doc(ConfigKind::SamlSp, &c.name, &json(c)?, now)
+                    .await?;
+            }
+        }
         for p in &desired.syslog_profiles {
             if touches(&changes, "syslog_profile", &p.name) {
                 store
@@ -823,6 +880,7 @@ impl Admin {
             store.put_settings(&settings, now).await?;
         }
         for kind in [
+            ConfigKind::SamlSp,
             ConfigKind::ApiClient,
             ConfigKind::SyslogProfile,
             ConfigKind::DeliveryProfile,

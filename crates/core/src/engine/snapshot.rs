@@ -30,6 +30,7 @@ pub struct Snapshot {
     pub syslog_profiles: BTreeMap<String, crate::model::SyslogProfile>,
     /// API clients, keyed by lower-case name.
     pub api_clients: BTreeMap<String, crate::model::ApiClient>,
+    pub saml_sps: BTreeMap<String, crate::model::SamlServiceProvider>,
     /// Stored objects that could not be used, for the operator's log.
     pub problems: Vec<String>,
 }
@@ -121,8 +122,18 @@ impl Snapshot {
                 Err(e) => problems.push(format!("API client {}: {e}", doc.name)),
             }
         }
+        let mut saml_sps = BTreeMap::new();
+        for doc in store.config_docs(ConfigKind::SamlSp).await? {
+            match serde_json::from_value::<crate::model::SamlServiceProvider>(doc.body) {
+                Ok(c) => {
+                    saml_sps.insert(c.name.to_lowercase(), c);
+                }
+                Err(e) => problems.push(format!("SAML service provider {}: {e}", doc.name)),
+            }
+        }
         Ok(Snapshot {
             version,
+            saml_sps,
             delivery_profiles,
             syslog_profiles,
             api_clients,
@@ -154,6 +165,11 @@ impl Snapshot {
     /// The API client with an OAuth2 `client_id`.
     pub fn api_client_by_id(&self, client_id: &str) -> Option<&crate::model::ApiClient> {
         self.api_clients.values().find(|c| c.client_id == client_id)
+    }
+
+    /// The SAML service provider with an entity ID.
+    pub fn saml_sp_by_entity(&self, entity_id: &str) -> Option<&crate::model::SamlServiceProvider> {
+        self.saml_sps.values().find(|c| c.entity_id == entity_id)
     }
 
     pub fn delivery_profile(&self, name: &str) -> Option<&DeliveryProfile> {

@@ -8,6 +8,7 @@ pub mod client;
 pub mod delivery;
 pub mod ldap;
 pub mod rules;
+pub mod saml;
 pub mod sso;
 pub mod syslog;
 pub mod token;
@@ -26,6 +27,7 @@ pub use delivery::{
 };
 pub use ldap::{AttributeMap, DirectoryType, GroupConfig, GroupMode, LdapProfile};
 pub use rules::{Condition, MethodRule, Pattern, Route};
+pub use saml::{NameIdFormat, SamlAttribute, SamlServiceProvider};
 pub use sso::{SSO_KIND, SsoSession, SsoSessionInfo};
 pub use syslog::{SyslogProfile, SyslogProtocol};
 pub use token::{NewToken, Token, TokenKind, TokenPatch, TokenState};

@@ -8,6 +8,7 @@ mod encryption_cmds;
 mod ldap_cmds;
 mod oidc_cmds;
 mod outbox_cmds;
+pub(crate) mod saml_cmds;
 mod session_cmds;
 mod token_cmds;
 mod user_cmds;
@@ -96,6 +97,9 @@ pub enum Command {
     /// OpenID Connect: the RS256 key of ID tokens.
     #[command(subcommand)]
     Oidc(oidc_cmds::OidcCmd),
+    /// SAML 2.0: the identity provider's signing key, and the service providers.
+    #[command(subcommand)]
+    Saml(saml_cmds::SamlCmd),
     /// Apply a declarative configuration file (realms, user sources, applications, settings).
     Apply(config_cmds::ApplyArgs),
     /// Print the configuration as a declarative file.
@@ -272,6 +276,7 @@ async fn dispatch(app: &app::App, out: Out, command: Command) -> Result<()> {
         Command::Encryption(cmd) => encryption_cmds::run(app, out, cmd).await,
         Command::Session(cmd) => session_cmds::run(app, out, cmd).await,
         Command::Oidc(cmd) => oidc_cmds::run(app, out, cmd).await,
+        Command::Saml(cmd) => saml_cmds::run(app, out, cmd).await,
         Command::Apply(args) => config_cmds::apply(app, out, args).await,
         Command::Export(args) => config_cmds::export(app, out, args).await,
     }

@@ -1,0 +1,283 @@
+//! SAML 2.0 service providers (federation clients of seed 000): web applications — Microsoft
+//! 365, Google Workspace, Salesforce, GitLab — that send their users to Tessera's login page
+//! and get a signed assertion back.
+
+use crate::ids::AppName;
+use crate::model::app::check_name;
+use serde::{Deserialize, Serialize};
+
+/// The NameID formats offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NameIdFormat {
+    /// The login name.
+    #[default]
+    Unspecified,
+    /// The user's mail address.
+    Email,
+    /// A stable pseudonym for this service provider (never the login name).
+    Persistent,
+    /// A new random value at each sign-in.
+    Transient,
+}
+
+impl NameIdFormat {
+    pub fn urn(self) -> &'static str {
+        match self {
+            NameIdFormat::Unspecified => "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+            NameIdFormat::Email => "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+            NameIdFormat::Persistent => "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            NameIdFormat::Transient => "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
+        }
+    }
+
+    pub fn of_urn(urn: &str) -> Option<Self> {
+        [
+            NameIdFormat::Unspecified,
+            NameIdFormat::Email,
+            NameIdFormat::Persistent,
+            NameIdFormat::Transient,
+        ]
+        .into_iter()
+        .find(|f| f.urn() == urn)
+    }
+}
+
+/// One attribute sent to the service provider and where its values come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamlAttribute {
+    /// The attribute's name in the assertion (`mail`, `urn:oid:0.9.2342.19200300.100.1.3`,
+    /// `http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress`, ...).
+    pub name: String,
+    /// `username`, `email`, `given_name`, `surname`, `display_name`, `phone`, `groups`, or
+    /// `attribute:<name>` for a directory attribute (lower case, as the user source read it).
+    pub from: String,
+}
+
+pub const ATTRIBUTE_SOURCES: [&str; 7] = [
+    "username",
+    "email",
+    "given_name",
+    "surname",
+    "display_name",
+    "phone",
+    "groups",
+];
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+/// A SAML service provider, bound to the application whose factor chain its users pass.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamlServiceProvider {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The SP's entity ID (the Issuer of its requests, the Audience of our assertions).
+    pub entity_id: String,
+    pub application: AppName,
+    /// Assertion consumer service URLs (HTTP-POST binding); the first is the default, and a
+    /// request's `AssertionConsumerServiceIndex` counts from 0 in this order.
+    pub acs_urls: Vec<String>,
+    /// Where the SP takes logout requests and responses (HTTP-Redirect binding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_url: Option<String>,
+    /// The SP's signing certificates (PEM): requests and logout messages are checked with them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<String>,
+    /// The certificate (PEM) assertions are encrypted to, when `encrypt_assertions` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_certificate: Option<String>,
+    #[serde(default)]
+    pub name_id_format: NameIdFormat,
+    /// Attributes sent in the assertion; none given: `uid`, `mail`, `givenName`, `sn`,
+    /// `displayName` and `groups` (the ones the user has).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<SamlAttribute>,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub sign_assertions: bool,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub sign_responses: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub encrypt_assertions: bool,
+    /// Refuse authentication requests that are not signed with one of `certificates`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub require_signed_requests: bool,
+    /// Where its metadata was read from; refreshed every `saml_metadata_refresh_minutes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_url: Option<String>,
+}
+
+const MAX_PEM: usize = 16 * 1024;
+
+/// The DER of a PEM certificate (`-----BEGIN CERTIFICATE-----`).
+pub fn certificate_der(pem: &str) -> Result<Vec<u8>, String> {
+    if pem.len() > MAX_PEM {
+        return Err("certificate longer than 16 KiB".into());
+    }
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| *l != "-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .take_while(|l| *l != "-----END CERTIFICATE-----")
+        .collect();
+    if body.is_empty() {
+        return Err("expected a PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    let der = data_encoding::BASE64
+        .decode(body.as_bytes())
+        .map_err(|e| format!("the certificate is not base64: {e}"))?;
+    if der.first() != Some(&0x30) {
+        return Err("the certificate is not DER inside".into());
+    }
+    Ok(der)
+}
+
+/// A PEM certificate of DER bytes.
+pub fn certificate_pem(der: &[u8]) -> String {
+    let b64 = data_encoding::BASE64.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+fn check_url(what: &str, u: &str, errs: &mut Vec<String>) {
+    match url::Url::parse(u) {
+        Ok(p) if p.scheme() == "https" && p.username().is_empty() && p.password().is_none() => {}
+        Ok(p)
+            if p.scheme() == "http"
+                && matches!(
+                    p.host_str(),
+                    Some("127.0.0.1" | "localhost" | "[::1]")
+                ) => {}
+        Ok(_) => errs.push(format!(
+            "{what}: '{u}' must be https:// (http:// only to 127.0.0.1, localhost or [::1]), without user info"
+        )),
+        Err(e) => errs.push(format!("{what}: '{u}': {e}")),
+    }
+}
+
+impl SamlServiceProvider {
+    pub fn problems(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        if let Err(e) = check_name(&self.name) {
+            errs.push(format!("name: {e}"));
+        }
+        if self.entity_id.trim().is_empty()
+            || self.entity_id.len() > 1024
+            || self.entity_id.chars().any(char::is_control)
+        {
+            errs.push("entity_id: 1 to 1024 characters, no control characters".into());
+        }
+        if self.acs_urls.is_empty() {
+            errs.push("acs_urls: at least one assertion consumer service URL".into());
+        }
+        for u in &self.acs_urls {
+            check_url("acs_urls", u, &mut errs);
+        }
+        if let Some(u) = &self.slo_url {
+            check_url("slo_url", u, &mut errs);
+        }
+        for c in &self.certificates {
+            if let Err(e) = certificate_der(c) {
+                errs.push(format!("certificates: {e}"));
+            }
+        }
+        if let Some(c) = &self.encryption_certificate
+            && let Err(e) = certificate_der(c)
+        {
+            errs.push(format!("encryption_certificate: {e}"));
+        }
+        if self.encrypt_assertions && self.encryption_certificate.is_none() {
+            errs.push("encrypt_assertions: needs encryption_certificate".into());
+        }
+        if self.require_signed_requests && self.certificates.is_empty() {
+            errs.push("require_signed_requests: needs the SP's signing certificates".into());
+        }
+        if !self.sign_assertions && !self.sign_responses {
+            errs.push("sign_assertions, sign_responses: at least one must be signed".into());
+        }
+        for a in &self.attributes {
+            if a.name.trim().is_empty() || a.name.len() > 256 {
+                errs.push("attributes: a name of 1 to 256 characters".into());
+            }
+            let known = ATTRIBUTE_SOURCES.contains(&a.from.as_str())
+                || a.from
+                    .strip_prefix("attribute:")
+                    .is_some_and(|n| !n.is_empty());
+            if !known {
+                errs.push(format!(
+                    "attributes: '{}' comes from '{}', not one of {} or attribute:<name>",
+                    a.name,
+                    a.from,
+                    ATTRIBUTE_SOURCES.join(", ")
+                ));
+            }
+        }
+        if let Some(u) = &self.metadata_url {
+            check_url("metadata_url", u, &mut errs);
+        }
+        errs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp() -> SamlServiceProvider {
+        serde_json::from_value(serde_json::json!({
+            "name": "wiki", "entity_id": "https://wiki.example.org/sp",
+            "application": "intranet", "acs_urls": ["https://wiki.example.org/acs"]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_sign_and_check_urls_and_sources() {
+        let s = sp();
+        assert!(s.sign_assertions && s.sign_responses && !s.encrypt_assertions);
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        let mut bad = sp();
+        bad.acs_urls = vec!["http://wiki.example.org/acs".into()];
+        bad.attributes = vec![SamlAttribute {
+            name: "x".into(),
+            from: "password".into(),
+        }];
+        bad.encrypt_assertions = true;
+        bad.certificates = vec!["not a certificate".into()];
+        let p = bad.problems().join("\n");
+        for want in [
+            "must be https://",
+            "not one of",
+            "needs encryption_certificate",
+            "expected a PEM certificate",
+        ] {
+            assert!(p.contains(want), "{p}");
+        }
+    }
+
+    #[test]
+    fn name_id_formats_round_trip() {
+        for f in [NameIdFormat::Email, NameIdFormat::Transient] {
+            assert_eq!(NameIdFormat::of_urn(f.urn()), Some(f));
+        }
+        assert_eq!(NameIdFormat::of_urn("urn:x"), None);
+    }
+}

@@ -1,0 +1,975 @@
+//! The SAML 2.0 identity provider: metadata, SP-initiated single sign-on over the
+//! HTTP-Redirect and HTTP-POST bindings, IdP-initiated sign-on, and signed (optionally
+//! encrypted) assertions posted back to the service provider. Users pass the factor chain of
+//! the SP's application on the login page of [`crate::web`]; an SSO session serves later
+//! requests.
+//!
+//! XML parsing, canonicalisation and signatures are gamlastan's (pure Rust, checked against
+//! `xmlsec1` in the tests); the private key signs through ring ([`crate::saml_keys`]).
+
+use crate::HttpState;
+use crate::saml_keys::IdpKey;
+use crate::web::{self, Flow};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, TimeDelta, Utc};
+use data_encoding::BASE64;
+use gamlastan::bindings::HttpRequest;
+use gamlastan::core::assertion::attribute::{Attribute, AttributeValue};
+use gamlastan::core::assertion::name_id::NameId;
+use gamlastan::core::protocol::request::{AuthnRequest, AuthnRequestRef};
+use gamlastan::core::protocol::status::Status;
+use gamlastan::crypto::{SamlVerifier, VerifyResult};
+use gamlastan::profiles::sso::idp as gidp;
+use gamlastan::profiles::sso::web_browser::{ResponseOptions, ResponseTimes};
+use gamlastan::xml::SamlSerialize;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tessera_core::model::{NameIdFormat, SamlServiceProvider};
+
+type St = State<HttpState>;
+
+const BINDING_POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
+const BINDING_REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+const STATUS: &str = "urn:oasis:names:tc:SAML:2.0:status:";
+const PASSWORD_PROTECTED: &str =
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport";
+const ASSERTION_SECONDS: i64 = 300;
+/// How far back `NotBefore` reaches, for service providers whose clock is a little behind.
+const SKEW_SECONDS: i64 = 60;
+/// Authentication requests older than this (or this far in the future) are refused.
+const REQUEST_AGE_SECONDS: i64 = 300;
+const MAX_RELAY_STATE: usize = 1024;
+const PERSISTENT_SALT: &str = "saml_persistent_salt";
+
+pub(crate) fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/saml/metadata", get(metadata))
+        .route("/saml/sso", get(sso_redirect).post(sso_post))
+        .route("/saml/init", get(idp_initiated))
+        .route("/login/saml-post.js", get(post_script))
+}
+
+/// A sign-on request waiting for the login page: where the answer goes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Pending {
+    /// The service provider's name.
+    pub(crate) sp: String,
+    pub(crate) acs_url: String,
+    /// The request's ID (none when the sign-on began at the IdP).
+    pub(crate) request_id: Option<String>,
+    pub(crate) relay_state: Option<String>,
+}
+
+/// The IdP's entity ID: the metadata's address.
+fn entity_id(base: &str) -> String {
+    format!("{base}/saml/metadata")
+}
+
+fn now_utc(state: &HttpState) -> DateTime<Utc> {
+    DateTime::from_timestamp(state.engine.clock().now(), 0).unwrap_or_default()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+// ---- metadata ------------------------------------------------------------------------------
+
+/// The IdP's metadata: SSO and SLO over both bindings, the signing certificate and the next
+/// one (when imported), the NameID formats.
+async fn metadata(state: St) -> Response {
+    let base = match crate::oauth::issuer(&state) {
+        Ok(b) => b,
+        Err(res) => return *res,
+    };
+    let (current, next) = match (
+        crate::saml_keys::signing(&state).await,
+        crate::saml_keys::next(&state).await,
+    ) {
+        (Ok(Some(c)), Ok(n)) => (c, n),
+        (Ok(None), _) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SAML is not set up: import the IdP's key with `tessera saml import-key`\n",
+            )
+                .into_response();
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "SAML key not readable");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let mut keys = String::new();
+    for k in std::iter::once(&current).chain(next.as_ref()) {
+        keys.push_str(&format!(
+            "<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
+            k.cert_b64()
+        ));
+    }
+    let id = xml_escape(&entity_id(&base));
+    let sso = xml_escape(&format!("{base}/saml/sso"));
+    let mut formats = String::new();
+    for f in [
+        NameIdFormat::Unspecified,
+        NameIdFormat::Email,
+        NameIdFormat::Persistent,
+        NameIdFormat::Transient,
+    ] {
+        formats.push_str(&format!("<md:NameIDFormat>{}</md:NameIDFormat>", f.urn()));
+    }
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{id}\"><md:IDPSSODescriptor WantAuthnRequestsSigned=\"false\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}{formats}<md:SingleSignOnService Binding=\"{BINDING_REDIRECT}\" Location=\"{sso}\"/><md:SingleSignOnService Binding=\"{BINDING_POST}\" Location=\"{sso}\"/></md:IDPSSODescriptor></md:EntityDescriptor>\n"
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "application/samlmetadata+xml"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        xml,
+    )
+        .into_response()
+}
+
+// ---- reading service provider metadata -----------------------------------------------------
+
+/// What an SP's metadata says: entity ID, ACS URLs (HTTP-POST), SLO (HTTP-Redirect),
+/// certificates, NameID format, whether its requests are signed.
+pub fn sp_from_metadata(
+    xml: &str,
+    name: &str,
+    application: &str,
+) -> Result<SamlServiceProvider, String> {
+    use gamlastan::metadata::EntityDescriptorRef;
+    let doc = gamlastan::xml::parse_secure_metadata(xml)
+        .map_err(|e| format!("the metadata is not well-formed XML: {e}"))?;
+    let ed = gamlastan::xml::parse_saml::<EntityDescriptorRef<'_>>(&doc)
+        .map_err(|e| format!("not SAML metadata (one md:EntityDescriptor): {e}"))?
+        .to_owned();
+    let Some(sp) = ed.sp_sso_descriptors().first() else {
+        return Err("the metadata has no SPSSODescriptor".into());
+    };
+    let mut acs: Vec<_> = sp
+        .assertion_consumer_services
+        .iter()
+        .filter(|a| a.endpoint.binding == BINDING_POST)
+        .collect();
+    // The default first, then by index.
+    acs.sort_by_key(|a| (a.is_default != Some(true), a.index));
+    if acs.is_empty() {
+        return Err(
+            "the metadata has no AssertionConsumerService with the HTTP-POST binding".into(),
+        );
+    }
+    let slo = sp
+        .sso_base
+        .single_logout_services
+        .iter()
+        .find(|e| e.binding == BINDING_REDIRECT)
+        .map(|e| e.location.clone());
+    let pem = tessera_core::model::saml::certificate_pem;
+    let name_id_format = sp
+        .sso_base
+        .name_id_formats
+        .iter()
+        .find_map(|f| NameIdFormat::of_urn(f))
+        .unwrap_or_default();
+    let certificates: Vec<String> = sp
+        .signing_certificates_der()
+        .iter()
+        .map(|d| pem(d))
+        .collect();
+    let sp = SamlServiceProvider {
+        name: name.to_string(),
+        description: String::new(),
+        entity_id: ed.entity_id.clone(),
+        application: tessera_core::ids::AppName(application.to_string()),
+        acs_urls: acs.iter().map(|a| a.endpoint.location.clone()).collect(),
+        slo_url: slo,
+        require_signed_requests: sp.authn_requests_signed == Some(true),
+        certificates,
+        encryption_certificate: sp.encryption_certificates_der().first().map(|d| pem(d)),
+        name_id_format,
+        attributes: Vec::new(),
+        sign_assertions: true,
+        sign_responses: true,
+        encrypt_assertions: false,
+        metadata_url: None,
+    };
+    Ok(sp)
+}
+
+// ---- the bindings ---------------------------------------------------------------------------
+
+/// A request as gamlastan's bindings read it: raw (still percent-encoded) values.
+struct Raw {
+    url: String,
+    query: Vec<(String, String)>,
+    form: Vec<(String, String)>,
+    body: Bytes,
+}
+
+impl Raw {
+    fn new(query: Option<&str>, body: Bytes) -> Raw {
+        let pairs = |s: &str| -> Vec<(String, String)> {
+            s.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (p.to_string(), String::new()),
+                })
+                .collect()
+        };
+        let form = std::str::from_utf8(&body).map(pairs).unwrap_or_default();
+        Raw {
+            url: match query {
+                Some(q) => format!("/saml/sso?{q}"),
+                None => "/saml/sso".into(),
+            },
+            query: query.map(pairs).unwrap_or_default(),
+            form,
+            body,
+        }
+    }
+}
+
+impl HttpRequest for Raw {
+    fn method(&self) -> &str {
+        if self.body.is_empty() { "GET" } else { "POST" }
+    }
+    fn url(&self) -> &str {
+        &self.url
+    }
+    fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn form_param(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn header(&self, _name: &str) -> Option<&str> {
+        None
+    }
+    fn body(&self) -> &[u8] {
+        &self.body
+    }
+    fn remote_addr(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// A decoded request: the XML, the relay state, and whether its signature checked out
+/// against one of the SP's certificates (`None`: unsigned).
+struct Decoded {
+    xml: String,
+    relay_state: Option<String>,
+    redirect_signature: Option<gamlastan::bindings::RedirectDecoded>,
+}
+
+fn verifier(cert_pem: &str) -> Option<SamlVerifier> {
+    let der = tessera_core::model::saml::certificate_der(cert_pem).ok()?;
+    let key = gamlastan::crypto::keys::loader::load_x509_cert_der(&der).ok()?;
+    let mut km = gamlastan::crypto::KeysManager::new();
+    km.add_key(key);
+    Some(SamlVerifier::new(km))
+}
+
+/// Whether the request is signed by one of the SP's certificates: the redirect binding's query
+/// signature, or an enveloped XML signature over the whole request (POST).
+fn signed_by(sp: &SamlServiceProvider, decoded: &Decoded, request_id: &str) -> bool {
+    let verifiers = sp.certificates.iter().filter_map(|c| verifier(c));
+    if let Some(r) = &decoded.redirect_signature {
+        return verifiers.into_iter().any(|v| {
+            matches!(
+                gamlastan::bindings::redirect::redirect_verify_signature(r, &v),
+                Ok(true)
+            )
+        });
+    }
+    verifiers.into_iter().any(|v| {
+        matches!(v.verify_enveloped(&decoded.xml), Ok(VerifyResult::Valid { references, .. })
+            if references.iter().any(|r| r.uri.is_empty()
+                || r.uri.strip_prefix('#') == Some(request_id)))
+    })
+}
+
+fn has_signature(decoded: &Decoded) -> bool {
+    decoded.redirect_signature.is_some() || decoded.xml.contains("SignatureValue")
+}
+
+async fn sso_redirect(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let lang = web::lang_of(&headers, None);
+    let req = Raw::new(raw.as_deref(), Bytes::new());
+    let decoded = match gamlastan::bindings::redirect_decode(&req) {
+        Ok(d) if d.is_request => d,
+        Ok(_) | Err(_) => return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST),
+    };
+    let Ok(xml) = String::from_utf8(decoded.saml_xml.clone()) else {
+        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+    };
+    let relay_state = decoded.relay_state.clone();
+    let signed = decoded.signature.is_some();
+    sso(
+        &state,
+        &headers,
+        Decoded {
+            xml,
+            relay_state,
+            redirect_signature: signed.then_some(decoded),
+        },
+    )
+    .await
+}
+
+async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
+    let lang = web::lang_of(&headers, None);
+    let req = Raw::new(None, body);
+    let decoded = match gamlastan::bindings::post::post_decode(&req) {
+        Ok(d) if d.is_request => d,
+        Ok(_) | Err(_) => return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST),
+    };
+    let Ok(xml) = String::from_utf8(decoded.saml_xml) else {
+        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+    };
+    sso(
+        &state,
+        &headers,
+        Decoded {
+            xml,
+            relay_state: decoded.relay_state,
+            redirect_signature: None,
+        },
+    )
+    .await
+}
+
+/// An SP-initiated sign-on: the request checked (known SP, signature, ACS, binding, age,
+/// destination), then the SSO session or the login page.
+async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Response {
+    let lang = web::lang_of(headers, None);
+    let base = match crate::oauth::issuer(state) {
+        Ok(b) => b,
+        Err(res) => return *res,
+    };
+    let Ok(doc) = gamlastan::xml::parse_secure(&decoded.xml) else {
+        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+    };
+    let Ok(request) = gamlastan::xml::parse_saml::<AuthnRequestRef<'_>>(&doc) else {
+        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+    };
+    let request: AuthnRequest = request.to_owned();
+    let snap = state.engine.snapshot();
+    // Until the SP is known there is no trusted address to answer to: a page.
+    let Some(sp) = request
+        .base
+        .issuer
+        .as_ref()
+        .and_then(|i| snap.saml_sp_by_entity(&i.value))
+        .cloned()
+    else {
+        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
+    };
+    let relay_state = decoded
+        .relay_state
+        .clone()
+        .filter(|r| r.len() <= MAX_RELAY_STATE);
+    let default_acs = sp.acs_urls.first().cloned().unwrap_or_default();
+    let request_id = request.base.id.clone();
+    // Errors from here on go to the SP's registered ACS as SAML statuses.
+    let refuse = |acs: &str, sub: Option<&str>, top: &str, msg: &str| {
+        let status = match sub {
+            Some(sub) => Status::with_sub_status(
+                &format!("{STATUS}{top}"),
+                &format!("{STATUS}{sub}"),
+                Some(msg.to_string()),
+            ),
+            None => Status::with_sub_status(
+                &format!("{STATUS}{top}"),
+                &format!("{STATUS}RequestDenied"),
+                Some(msg.to_string()),
+            ),
+        };
+        (acs.to_string(), status)
+    };
+    let signed = signed_by(&sp, &decoded, &request_id);
+    let failure = if has_signature(&decoded) && !signed {
+        Some(refuse(
+            &default_acs,
+            Some("RequestDenied"),
+            "Requester",
+            "the request's signature does not verify with the SP's certificates",
+        ))
+    } else if sp.require_signed_requests && !signed {
+        Some(refuse(
+            &default_acs,
+            Some("RequestDenied"),
+            "Requester",
+            "the request must be signed",
+        ))
+    } else {
+        None
+    };
+    if let Some((acs, status)) = failure {
+        return error_response(
+            state,
+            &lang,
+            &sp,
+            &acs,
+            Some(&request_id),
+            relay_state,
+            status,
+        )
+        .await;
+    }
+    let acs = match (
+        &request.assertion_consumer_service_url,
+        request.assertion_consumer_service_index,
+    ) {
+        (Some(url), _) => sp.acs_urls.iter().find(|u| *u == url).cloned(),
+        (None, Some(i)) => sp.acs_urls.get(usize::from(i)).cloned(),
+        (None, None) => Some(default_acs.clone()),
+    };
+    let now = state.engine.clock().now();
+    let issued = request.base.issue_instant.timestamp();
+    let destination_ok = request
+        .base
+        .destination
+        .as_deref()
+        .is_none_or(|d| d == format!("{base}/saml/sso"));
+    let failure = if acs.is_none() {
+        Some(refuse(
+            &default_acs,
+            Some("RequestDenied"),
+            "Requester",
+            "the assertion consumer service is not registered for this SP",
+        ))
+    } else if request
+        .protocol_binding
+        .as_deref()
+        .is_some_and(|b| b != BINDING_POST)
+    {
+        Some(refuse(
+            &default_acs,
+            Some("UnsupportedBinding"),
+            "Requester",
+            "answers are sent with the HTTP-POST binding only",
+        ))
+    } else if (now - issued).abs() > REQUEST_AGE_SECONDS {
+        Some(refuse(
+            &default_acs,
+            Some("RequestDenied"),
+            "Requester",
+            "the request is too old (or from the future): check the SP's clock",
+        ))
+    } else if !destination_ok {
+        Some(refuse(
+            &default_acs,
+            Some("RequestDenied"),
+            "Requester",
+            "the request's Destination is not this IdP",
+        ))
+    } else if request
+        .name_id_policy
+        .as_ref()
+        .and_then(|p| p.format.as_deref())
+        .is_some_and(|f| f != NameIdFormat::Unspecified.urn() && f != sp.name_id_format.urn())
+    {
+        Some(refuse(
+            &default_acs,
+            Some("InvalidNameIDPolicy"),
+            "Requester",
+            "this SP is given another NameID format",
+        ))
+    } else {
+        None
+    };
+    if let Some((acs, status)) = failure {
+        return error_response(
+            state,
+            &lang,
+            &sp,
+            &acs,
+            Some(&request_id),
+            relay_state,
+            status,
+        )
+        .await;
+    }
+    let pending = Pending {
+        sp: sp.name.clone(),
+        acs_url: acs.unwrap_or(default_acs),
+        request_id: Some(request_id),
+        relay_state,
+    };
+    start(
+        state,
+        headers,
+        &sp,
+        pending,
+        request.force_authn == Some(true),
+        request.is_passive == Some(true),
+    )
+    .await
+}
+
+/// IdP-initiated sign-on: `/saml/init?sp=<name or entity ID>[&RelayState=…]`.
+async fn idp_initiated(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let lang = web::lang_of(&headers, None);
+    let Ok(q) = web::query(raw.as_deref()) else {
+        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
+    };
+    let snap = state.engine.snapshot();
+    let sp = q.get("sp").and_then(|s| {
+        snap.saml_sps
+            .get(&s.to_lowercase())
+            .or_else(|| snap.saml_sp_by_entity(s))
+            .cloned()
+    });
+    let Some(sp) = sp else {
+        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
+    };
+    let pending = Pending {
+        sp: sp.name.clone(),
+        acs_url: sp.acs_urls.first().cloned().unwrap_or_default(),
+        request_id: None,
+        relay_state: q
+            .get("RelayState")
+            .filter(|r| r.len() <= MAX_RELAY_STATE)
+            .cloned(),
+    };
+    start(&state, &headers, &sp, pending, false, false).await
+}
+
+/// The SSO session answers at once when it passed the SP's application (and no fresh sign-in
+/// is asked for); otherwise the login page.
+async fn start(
+    state: &HttpState,
+    headers: &HeaderMap,
+    sp: &SamlServiceProvider,
+    pending: Pending,
+    force_authn: bool,
+    passive: bool,
+) -> Response {
+    let lang = web::lang_of(headers, None);
+    let snap = state.engine.snapshot();
+    let now = state.engine.clock().now();
+    let app = sp.application.clone();
+    if !force_authn
+        && let Some(key) = web::cookie(state, headers, web::SSO_COOKIE)
+        && let Some(session) = web::live_session(state, &key, now).await
+        && session.apps.contains(&app.0)
+        && web::serves_app(&snap, &app, &session, now)
+    {
+        web::touch_session(state, &key, &session, now).await;
+        return answer(
+            state,
+            &lang,
+            &pending,
+            &session.user,
+            &session.realm,
+            session.auth_time,
+        )
+        .await;
+    }
+    if passive {
+        let status = Status::with_sub_status(
+            &format!("{STATUS}Responder"),
+            &format!("{STATUS}NoPassive"),
+            Some("no session for this application".into()),
+        );
+        return error_response(
+            state,
+            &lang,
+            sp,
+            &pending.acs_url,
+            pending.request_id.as_deref(),
+            pending.relay_state.clone(),
+            status,
+        )
+        .await;
+    }
+    let rng = state.engine.ports().rng.clone();
+    let key = tessera_core::rng::random_token(rng.as_ref());
+    let flow = Flow {
+        client_id: String::new(),
+        redirect_uri: String::new(),
+        state: None,
+        nonce: None,
+        code_challenge: String::new(),
+        scope: String::new(),
+        app: app.0.clone(),
+        lang,
+        csrf: tessera_core::rng::random_token(rng.as_ref()),
+        tx: None,
+        user: None,
+        prompt: None,
+        dummy: false,
+        max_age: None,
+        saml: Some(pending),
+    };
+    web::begin(state, &key, &flow).await
+}
+
+// ---- the answer -----------------------------------------------------------------------------
+
+fn attribute(name: &str, values: Vec<String>) -> Option<Attribute> {
+    (!values.is_empty()).then(|| Attribute {
+        name: name.to_string(),
+        name_format: Some("urn:oasis:names:tc:SAML:2.0:attrname-format:basic".into()),
+        friendly_name: None,
+        values: values.into_iter().map(AttributeValue::String).collect(),
+    })
+}
+
+fn attributes(sp: &SamlServiceProvider, user: &tessera_core::model::User) -> Vec<Attribute> {
+    let display = [user.given_name.as_deref(), user.surname.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let source = |from: &str| -> Vec<String> {
+        let one = |v: Option<&String>| v.cloned().into_iter().collect::<Vec<_>>();
+        match from {
+            "username" => vec![user.username.clone()],
+            "email" => one(user.email.as_ref()),
+            "given_name" => one(user.given_name.as_ref()),
+            "surname" => one(user.surname.as_ref()),
+            "display_name" => (!display.is_empty())
+                .then(|| display.clone())
+                .into_iter()
+                .collect(),
+            "phone" => one(user.phone.as_ref()),
+            "groups" => user.groups.clone(),
+            other => other
+                .strip_prefix("attribute:")
+                .and_then(|a| user.attributes.get(&a.to_lowercase()))
+                .cloned()
+                .unwrap_or_default(),
+        }
+    };
+    let defaults = [
+        ("uid", "username"),
+        ("mail", "email"),
+        ("givenName", "given_name"),
+        ("sn", "surname"),
+        ("displayName", "display_name"),
+        ("groups", "groups"),
+    ];
+    if sp.attributes.is_empty() {
+        defaults
+            .iter()
+            .filter_map(|(n, f)| attribute(n, source(f)))
+            .collect()
+    } else {
+        sp.attributes
+            .iter()
+            .filter_map(|a| attribute(&a.name, source(&a.from)))
+            .collect()
+    }
+}
+
+/// A stable pseudonym of the user for one SP: HMAC-SHA256 under a salt kept sealed.
+async fn persistent_id(
+    state: &HttpState,
+    sp: &SamlServiceProvider,
+    user: &tessera_core::model::User,
+) -> Result<String, String> {
+    let store = state.engine.store();
+    let salt = match store
+        .meta(PERSISTENT_SALT)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(s) if !s.is_empty() => s,
+        _ => {
+            let fresh = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+            let sealed = store.seal_secret(fresh.as_bytes(), PERSISTENT_SALT);
+            let value = BASE64.encode(&sealed);
+            store
+                .set_meta(PERSISTENT_SALT, &value)
+                .await
+                .map_err(|e| e.to_string())?;
+            value
+        }
+    };
+    let sealed = BASE64.decode(salt.as_bytes()).map_err(|e| e.to_string())?;
+    let key = store
+        .open_secret(&sealed, PERSISTENT_SALT)
+        .map_err(|e| e.to_string())?;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+    let tag = ring::hmac::sign(
+        &key,
+        format!("{}\u{0}{}/{}", sp.entity_id, user.source, user.id).as_bytes(),
+    );
+    Ok(data_encoding::BASE64URL_NOPAD.encode(tag.as_ref()))
+}
+
+/// The signed Response for a user who passed the SP's application, posted to its ACS by the
+/// browser.
+pub(crate) async fn answer(
+    state: &HttpState,
+    lang: &str,
+    pending: &Pending,
+    user: &str,
+    realm: &str,
+    auth_time: i64,
+) -> Response {
+    let snap = state.engine.snapshot();
+    let Some(sp) = snap.saml_sps.get(&pending.sp.to_lowercase()).cloned() else {
+        return web::fatal(lang, "unknown_sp", StatusCode::BAD_REQUEST);
+    };
+    let base = match crate::oauth::issuer(state) {
+        Ok(b) => b,
+        Err(res) => return *res,
+    };
+    let key = match crate::saml_keys::signing(state).await {
+        Ok(Some(k)) => k,
+        Ok(None) => return web::fatal(lang, "saml_not_set_up", StatusCode::SERVICE_UNAVAILABLE),
+        Err(e) => {
+            tracing::error!(error = %e, "SAML key not readable");
+            return web::fatal(lang, "saml_not_set_up", StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    let now = state.engine.clock().now();
+    let realm_name = tessera_core::ids::RealmName(realm.to_string());
+    let user = match state.engine.find_user(&snap, &realm_name, user).await {
+        Ok(Some(u)) if u.is_active(now) => u,
+        Ok(_) => return web::fatal(lang, "failed", StatusCode::FORBIDDEN),
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    let value = match sp.name_id_format {
+        NameIdFormat::Unspecified => Some(user.username.clone()),
+        NameIdFormat::Email => user.email.clone(),
+        NameIdFormat::Transient => Some(format!(
+            "_{}",
+            tessera_core::rng::random_token(state.engine.ports().rng.as_ref())
+        )),
+        NameIdFormat::Persistent => match persistent_id(state, &sp, &user).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(error = %e, "SAML persistent id not made");
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        },
+    };
+    let Some(value) = value else {
+        let status = Status::with_sub_status(
+            &format!("{STATUS}Responder"),
+            &format!("{STATUS}InvalidNameIDPolicy"),
+            Some("the user has no mail address for the NameID".into()),
+        );
+        return error_response(
+            state,
+            lang,
+            &sp,
+            &pending.acs_url,
+            pending.request_id.as_deref(),
+            pending.relay_state.clone(),
+            status,
+        )
+        .await;
+    };
+    let name_id = NameId {
+        value,
+        format: Some(sp.name_id_format.urn().to_string()),
+        name_qualifier: None,
+        sp_name_qualifier: None,
+        sp_provided_id: None,
+    };
+    let issue = now_utc(state);
+    let options = ResponseOptions {
+        idp_entity_id: entity_id(&base),
+        in_response_to: pending.request_id.clone(),
+        sp_entity_id: sp.entity_id.clone(),
+        acs_url: pending.acs_url.clone(),
+        assertion_lifetime_seconds: ASSERTION_SECONDS as u64,
+        session_index: Some(format!(
+            "_{}",
+            tessera_core::rng::random_token(state.engine.ports().rng.as_ref())
+        )),
+        session_not_on_or_after: None,
+        authn_context_class_ref: Some(PASSWORD_PROTECTED.into()),
+        client_address: None,
+        attributes: attributes(&sp, &user),
+    };
+    let times = ResponseTimes {
+        issue_instant: issue,
+        authn_instant: DateTime::from_timestamp(auth_time, 0).unwrap_or(issue),
+    };
+    let mut response = gidp::create_response(&options, &name_id, times);
+    for a in &mut response.assertions {
+        if let Some(c) = a.conditions.as_mut() {
+            c.not_before = Some(issue - TimeDelta::seconds(SKEW_SECONDS));
+        }
+    }
+    let built = signed_xml(&sp, &key, response);
+    match built {
+        Ok(xml) => {
+            tracing::info!(sp = %sp.name, user = %user.username, "SAML assertion issued");
+            post_page(
+                lang,
+                &web::app_title(state, &sp.application.0),
+                &pending.acs_url,
+                &xml,
+                pending.relay_state.as_deref(),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, sp = %sp.name, "SAML response not built");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The response signed as the SP wants (assertion, response or both; with an encrypted
+/// assertion, the response).
+fn signed_xml(
+    sp: &SamlServiceProvider,
+    key: &Arc<IdpKey>,
+    response: gamlastan::core::protocol::response::Response,
+) -> Result<String, String> {
+    let signer = key.saml_signer();
+    let cert = key.cert_b64();
+    if sp.encrypt_assertions {
+        let pem = sp.encryption_certificate.as_deref().unwrap_or_default();
+        let der = tessera_core::model::saml::certificate_der(pem)?;
+        let response = gidp::encrypt_response_assertions_to_cert(response, &der, None)
+            .map_err(|e| format!("encrypting the assertion: {e}"))?;
+        let id = response.base.id.clone();
+        let xml = response
+            .to_xml_string()
+            .map_err(|e| format!("serialising: {e}"))?;
+        return gidp::sign_response_xml(&xml, &signer, &cert, &id, None, false, true)
+            .map_err(|e| format!("signing: {e}"));
+    }
+    let id = response.base.id.clone();
+    let assertion_id = response.assertions.first().map(|a| a.id.clone());
+    let xml = response
+        .to_xml_string()
+        .map_err(|e| format!("serialising: {e}"))?;
+    gidp::sign_response_xml(
+        &xml,
+        &signer,
+        &cert,
+        &id,
+        assertion_id.as_deref(),
+        sp.sign_assertions,
+        sp.sign_responses,
+    )
+    .map_err(|e| format!("signing: {e}"))
+}
+
+/// A signed error Response to a registered ACS of the SP.
+async fn error_response(
+    state: &HttpState,
+    lang: &str,
+    sp: &SamlServiceProvider,
+    acs: &str,
+    in_response_to: Option<&str>,
+    relay_state: Option<String>,
+    status: Status,
+) -> Response {
+    let base = match crate::oauth::issuer(state) {
+        Ok(b) => b,
+        Err(res) => return *res,
+    };
+    let key = match crate::saml_keys::signing(state).await {
+        Ok(Some(k)) => k,
+        _ => return web::fatal(lang, "saml_not_set_up", StatusCode::SERVICE_UNAVAILABLE),
+    };
+    let message = status.status_message.clone().unwrap_or_default();
+    tracing::info!(sp = %sp.name, reason = %message, "SAML request refused");
+    let response = gidp::create_error_response(
+        &entity_id(&base),
+        in_response_to,
+        acs,
+        status,
+        now_utc(state),
+    );
+    let id = response.base.id.clone();
+    let signed = response
+        .to_xml_string()
+        .map_err(|e| e.to_string())
+        .and_then(|xml| {
+            gidp::sign_response_xml(
+                &xml,
+                &key.saml_signer(),
+                &key.cert_b64(),
+                &id,
+                None,
+                false,
+                true,
+            )
+            .map_err(|e| e.to_string())
+        });
+    match signed {
+        Ok(xml) => post_page(
+            lang,
+            &web::app_title(state, &sp.application.0),
+            acs,
+            &xml,
+            relay_state.as_deref(),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "SAML error response not built");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The page that posts the response to the ACS: a form, submitted by a script from our own
+/// origin (the CSP allows no inline script), or by the user's click without scripts.
+fn post_page(lang: &str, title: &str, acs: &str, xml: &str, relay: Option<&str>) -> Response {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let t = web::texts(lang);
+    let html = env
+        .template_from_named_str(
+            "saml_post.html",
+            include_str!("../templates/saml_post.html"),
+        )
+        .and_then(|tpl| {
+            tpl.render(minijinja::context! {
+                lang => lang, t => t, app_title => title, acs => acs,
+                response => BASE64.encode(xml.as_bytes()), relay => relay,
+            })
+        });
+    let mut res = match html {
+        Ok(html) => axum::response::Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "SAML post page not rendered");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    web::page_headers(&mut res);
+    res.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    res
+}
+
+async fn post_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        "document.getElementById('saml-post').submit();\n",
+    )
+        .into_response()
+}

@@ -1,0 +1,316 @@
+//! `tessera saml …`: the identity provider's signing key and the service providers.
+
+use crate::app::App;
+use crate::output::{Out, fields, table};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use tessera_core::admin::Actor;
+use tessera_core::model::{NameIdFormat, SamlAttribute, SamlServiceProvider};
+
+#[derive(Debug, Subcommand)]
+pub enum SamlCmd {
+    /// Import the IdP's signing key (PEM, PKCS#8, RSA, at least 2048 bits) and its certificate
+    /// (PEM): `openssl req -x509 -newkey rsa:3072 -nodes -days 1095 -subj /CN=mfa.example.org
+    /// -keyout idp.key -out idp.crt`. With --next, the pair is published in the metadata as
+    /// the next one and signs after `tessera saml rotate`.
+    ImportKey {
+        key: String,
+        certificate: String,
+        #[arg(long)]
+        next: bool,
+    },
+    /// Sign with the next key from now on (publish it with import-key --next first, and give
+    /// service providers time to read the metadata).
+    Rotate,
+    /// The fingerprints of the signing and the next certificate.
+    Status,
+    /// Service providers.
+    #[command(subcommand)]
+    Sp(Box<SpCmd>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpCmd {
+    /// Register a service provider from its metadata (--metadata FILE or --metadata-url URL)
+    /// or from --entity-id and --acs-url.
+    Add(Box<SpArgs>),
+    /// List service providers.
+    List,
+    /// Show a service provider.
+    Show { name: String },
+    /// Delete a service provider.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct SpArgs {
+    name: String,
+    /// The application whose factor chain its users pass.
+    #[arg(long)]
+    application: String,
+    /// The SP's metadata (XML file; `-` reads standard input).
+    #[arg(long, conflicts_with = "metadata_url")]
+    metadata: Option<String>,
+    /// Where to read the SP's metadata (https://); it is read again periodically.
+    #[arg(long)]
+    metadata_url: Option<String>,
+    /// The SP's entity ID (without metadata).
+    #[arg(long)]
+    entity_id: Option<String>,
+    /// Assertion consumer service URL (HTTP-POST binding; repeat for several, the first is the
+    /// default).
+    #[arg(long = "acs-url")]
+    acs_urls: Vec<String>,
+    /// The SP's single logout URL (HTTP-Redirect binding).
+    #[arg(long)]
+    slo_url: Option<String>,
+    /// A file with the SP's signing certificate (PEM; repeat for several).
+    #[arg(long = "certificate")]
+    certificates: Vec<String>,
+    /// A file with the certificate assertions are encrypted to (PEM); turns encryption on.
+    #[arg(long)]
+    encryption_certificate: Option<String>,
+    /// unspecified (the login name, default), email, persistent or transient.
+    #[arg(long)]
+    name_id_format: Option<String>,
+    /// An attribute sent: NAME=FROM, FROM one of username, email, given_name, surname,
+    /// display_name, phone, groups, attribute:<directory attribute> (repeat).
+    #[arg(long = "attribute")]
+    attributes: Vec<String>,
+    /// Refuse authentication requests not signed with the SP's certificates.
+    #[arg(long)]
+    require_signed_requests: bool,
+    /// Sign only the response (default: the assertion and the response).
+    #[arg(long, conflicts_with = "sign_assertion_only")]
+    sign_response_only: bool,
+    /// Sign only the assertion.
+    #[arg(long)]
+    sign_assertion_only: bool,
+    #[arg(long)]
+    description: Option<String>,
+}
+
+/// Reads metadata from an address (https://, or http:// to this machine).
+pub async fn fetch_metadata(url: &str) -> Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| format!("metadata URL {url}"))?;
+    let local = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && local) {
+        bail!("metadata URL {url}: https:// only (http:// only to this machine)");
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()?;
+    let res = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("reading {url}"))?;
+    if !res.status().is_success() {
+        bail!("reading {url}: HTTP {}", res.status());
+    }
+    let body = res.bytes().await?;
+    if body.len() > 1 << 20 {
+        bail!("{url}: metadata larger than 1 MiB");
+    }
+    String::from_utf8(body.to_vec()).context("the metadata is not UTF-8")
+}
+
+fn read(file: &str) -> Result<String> {
+    if file == "-" {
+        return std::io::read_to_string(std::io::stdin()).context("reading standard input");
+    }
+    std::fs::read_to_string(file).with_context(|| format!("reading {file}"))
+}
+
+async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
+    let from_meta = match (&a.metadata, &a.metadata_url) {
+        (Some(f), _) => Some(read(f)?),
+        (None, Some(u)) => Some(fetch_metadata(u).await?),
+        (None, None) => None,
+    };
+    let mut sp = match from_meta {
+        Some(xml) => tessera_http::saml::sp_from_metadata(&xml, &a.name, &a.application)
+            .map_err(|e| anyhow!(e))?,
+        None => {
+            let Some(entity_id) = a.entity_id.clone() else {
+                bail!(
+                    "give the SP's metadata (--metadata, --metadata-url) or --entity-id and --acs-url"
+                );
+            };
+            SamlServiceProvider {
+                name: a.name.clone(),
+                description: String::new(),
+                entity_id,
+                application: tessera_core::ids::AppName(a.application.clone()),
+                acs_urls: Vec::new(),
+                slo_url: None,
+                certificates: Vec::new(),
+                encryption_certificate: None,
+                name_id_format: NameIdFormat::default(),
+                attributes: Vec::new(),
+                sign_assertions: true,
+                sign_responses: true,
+                encrypt_assertions: false,
+                require_signed_requests: false,
+                metadata_url: None,
+            }
+        }
+    };
+    sp.metadata_url = a.metadata_url.clone();
+    if let Some(e) = a.entity_id {
+        sp.entity_id = e;
+    }
+    if !a.acs_urls.is_empty() {
+        sp.acs_urls = a.acs_urls;
+    }
+    if a.slo_url.is_some() {
+        sp.slo_url = a.slo_url;
+    }
+    for f in &a.certificates {
+        sp.certificates.push(read(f)?);
+    }
+    if let Some(f) = &a.encryption_certificate {
+        sp.encryption_certificate = Some(read(f)?);
+        sp.encrypt_assertions = true;
+    }
+    if let Some(f) = &a.name_id_format {
+        sp.name_id_format = serde_json::from_value(json!(f)).map_err(|_| {
+            anyhow!("--name-id-format: unspecified, email, persistent or transient")
+        })?;
+    }
+    for spec in &a.attributes {
+        let Some((name, from)) = spec.split_once('=') else {
+            bail!("--attribute {spec}: NAME=FROM");
+        };
+        sp.attributes.push(SamlAttribute {
+            name: name.trim().to_string(),
+            from: from.trim().to_string(),
+        });
+    }
+    if a.require_signed_requests {
+        sp.require_signed_requests = true;
+    }
+    if a.sign_response_only {
+        sp.sign_assertions = false;
+    }
+    if a.sign_assertion_only {
+        sp.sign_responses = false;
+    }
+    if let Some(d) = a.description {
+        sp.description = d;
+    }
+    Ok(sp)
+}
+
+fn show(sp: &SamlServiceProvider) {
+    let signed = match (sp.sign_assertions, sp.sign_responses) {
+        (true, true) => "assertion and response",
+        (true, false) => "assertion",
+        _ => "response",
+    };
+    fields(&[
+        ("name", sp.name.clone()),
+        ("entity_id", sp.entity_id.clone()),
+        ("application", sp.application.0.clone()),
+        ("acs_urls", sp.acs_urls.join(", ")),
+        ("slo_url", sp.slo_url.clone().unwrap_or_default()),
+        (
+            "name_id_format",
+            format!("{:?}", sp.name_id_format).to_lowercase(),
+        ),
+        ("signed", signed.into()),
+        ("encrypted", sp.encrypt_assertions.to_string()),
+        ("signed_requests", sp.require_signed_requests.to_string()),
+        ("certificates", sp.certificates.len().to_string()),
+        ("metadata_url", sp.metadata_url.clone().unwrap_or_default()),
+    ]);
+}
+
+pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
+    let store = app.engine.store();
+    match cmd {
+        SamlCmd::ImportKey {
+            key,
+            certificate,
+            next,
+        } => {
+            let fp = tessera_http::saml_keys::import(
+                store.as_ref(),
+                &read(&key)?,
+                &read(&certificate)?,
+                next,
+            )
+            .await
+            .map_err(|e| anyhow!(e))?;
+            out.either(&json!({"fingerprint": fp, "next": next}), || {
+                if next {
+                    println!("Next SAML signing certificate imported (SHA-256 {fp}); it is published in the metadata. Switch with `tessera saml rotate`.")
+                } else {
+                    println!("SAML signing key imported (certificate SHA-256 {fp}).")
+                }
+            });
+        }
+        SamlCmd::Rotate => {
+            let fp = tessera_http::saml_keys::rotate(store.as_ref())
+                .await
+                .map_err(|e| anyhow!(e))?;
+            out.either(&json!({"fingerprint": fp}), || {
+                println!("Signing with the next certificate now (SHA-256 {fp}).")
+            });
+        }
+        SamlCmd::Status => {
+            let (current, next) = tessera_http::saml_keys::status(store.as_ref())
+                .await
+                .map_err(|e| anyhow!(e))?;
+            out.either(&json!({"signing": current, "next": next}), || {
+                fields(&[
+                    ("signing", current.clone().unwrap_or("(none)".into())),
+                    ("next", next.clone().unwrap_or("(none)".into())),
+                ])
+            });
+        }
+        SamlCmd::Sp(cmd) => {
+            let cmd = *cmd;
+            let actor = Actor::cli();
+            let admin = &app.admin;
+            match cmd {
+                SpCmd::Add(a) => {
+                    if admin.get::<SamlServiceProvider>(&a.name).is_ok() {
+                        bail!("service provider '{}' already exists", a.name);
+                    }
+                    let sp = sp_of_args(*a).await?;
+                    let sp = admin.put(&actor, sp).await?;
+                    out.either(&sp, || {
+                        println!("Created SAML service provider '{}'.", sp.name);
+                        show(&sp);
+                    });
+                }
+                SpCmd::List => {
+                    let all = admin.list::<SamlServiceProvider>();
+                    out.either(&all, || {
+                        let rows: Vec<Vec<String>> = all
+                            .iter()
+                            .map(|s| {
+                                vec![s.name.clone(), s.entity_id.clone(), s.application.0.clone()]
+                            })
+                            .collect();
+                        table(&["NAME", "ENTITY ID", "APPLICATION"], &rows);
+                    });
+                }
+                SpCmd::Show { name } => {
+                    let sp = admin.get::<SamlServiceProvider>(&name)?;
+                    out.either(&sp, || show(&sp));
+                }
+                SpCmd::Delete { name } => {
+                    admin.delete::<SamlServiceProvider>(&actor, &name).await?;
+                    out.either(&json!({"deleted": name}), || {
+                        println!("Deleted SAML service provider '{name}'.")
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The SAML 2.0 identity provider against a service provider that is not ours (pysaml2, which
+//! checks signatures with xmlsec1), and our signatures checked by the `xmlsec1` program itself.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Backend, TestServer};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tessera_core::model::{Method, TokenKind};
+
+const SP: &str = "http://127.0.0.1:9/sp";
+const ACS: &str = "http://127.0.0.1:9/acs";
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A self-signed RSA key and certificate made by OpenSSL.
+fn key_pair(dir: &Path, name: &str) -> (String, String) {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args(["-subj", &format!("/CN={name}"), "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    (
+        key.to_str().unwrap().to_string(),
+        cert.to_str().unwrap().to_string(),
+    )
+}
+
+fn tessera(s: &TestServer, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(&s.config.data_dir)
+        .output()
+        .unwrap()
+}
+
+fn peer(s: &TestServer, dir: &Path, sp: &(String, String), steps: &Value) -> Value {
+    common::python_peer(
+        "saml",
+        "saml_peer.py",
+        &[
+            s.url.clone(),
+            SP.into(),
+            ACS.into(),
+            sp.0.clone(),
+            sp.1.clone(),
+            dir.to_str().unwrap().into(),
+        ],
+        steps,
+    )
+    .remove(0)
+}
+
+/// `xmlsec1 --verify` of a response's signature of `node` (Response or Assertion) with the
+/// IdP's certificate only.
+fn xmlsec_verifies(dir: &Path, xml: &str, node: &str, cert: &str) -> bool {
+    let file = dir.join("response.xml");
+    std::fs::write(&file, xml).unwrap();
+    let out = Command::new("xmlsec1")
+        .args([
+            "--verify",
+            "--enabled-key-data",
+            "rsa,x509",
+            "--pubkey-cert-pem",
+            cert,
+        ])
+        .args([
+            "--id-attr:ID",
+            &format!("urn:oasis:names:tc:SAML:2.0:{node}"),
+        ])
+        .args([
+            "--node-xpath",
+            &format!(
+                "//*[local-name()='Signature' and parent::*[local-name()='{}']]",
+                node.split(':').next_back().unwrap()
+            ),
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    out.status.success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.enroll("alice", TokenKind::Totp, "TOTP0050", None).await;
+    s.use_app("wiki", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    let dir: PathBuf = s.config.data_dir.join("saml");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Before a key is imported the metadata says what to do.
+    let meta = reqwest::get(format!("{}/saml/metadata", s.url))
+        .await
+        .unwrap();
+    assert_eq!(meta.status(), 503);
+    assert!(
+        meta.text()
+            .await
+            .unwrap()
+            .contains("tessera saml import-key")
+    );
+
+    // The IdP's key: a certificate of another key is refused and nothing is kept.
+    let idp = key_pair(&dir, "idp");
+    let other = key_pair(&dir, "other");
+    let refused = tessera(&s, &["saml", "import-key", &idp.0, &other.1]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("not the key's"),
+        "{err}"
+    );
+    let status = tessera(&s, &["--json", "saml", "status"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["signing"], Value::Null);
+    run(Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["saml", "import-key", &idp.0, &idp.1, "--data-dir"])
+        .arg(&s.config.data_dir));
+
+    // The SP is registered from the metadata pysaml2 makes of its configuration.
+    let sp_keys = key_pair(&dir, "sp");
+    let sp_meta = peer(&s, &dir, &sp_keys, &json!({"cmd": "metadata"}));
+    let meta_file = dir.join("sp-metadata.xml");
+    std::fs::write(&meta_file, sp_meta["metadata"].as_str().unwrap()).unwrap();
+    let added = tessera(
+        &s,
+        &[
+            "--json",
+            "saml",
+            "sp",
+            "add",
+            "wiki",
+            "--application",
+            "wiki",
+            "--metadata",
+            meta_file.to_str().unwrap(),
+            "--attribute",
+            "mail=email",
+            "--attribute",
+            "uid=username",
+        ],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let added: Value = serde_json::from_slice(&added.stdout).unwrap();
+    assert_eq!(added["entity_id"], SP);
+    assert_eq!(added["acs_urls"], json!([ACS]));
+    assert_eq!(added["require_signed_requests"], true, "{added}");
+    assert_eq!(added["name_id_format"], "persistent");
+    s.admin().engine().reload().await.unwrap();
+
+    let seen = peer(
+        &s,
+        &dir,
+        &sp_keys,
+        &json!({
+            "cmd": "sso", "username": "alice", "password": "alice-password",
+            "totp_seed_b32": common::SEED_B32,
+            "runs": [
+                {"binding": "redirect", "sign": true},
+                {"binding": "post", "sign": true},
+                {"binding": "redirect", "sign": false},
+                {"binding": "post", "sign": true, "acs": "http://127.0.0.1:9/elsewhere"},
+                {"binding": "redirect", "sign": true, "entity": "http://127.0.0.1:9/unknown"},
+            ]
+        }),
+    );
+    let runs = seen["runs"].as_array().unwrap();
+    // HTTP-Redirect: the login page (password, then OTP), then the signed answer.
+    let first = &runs[0];
+    assert!(first.get("error").is_none(), "{first}");
+    assert_eq!(first["acs"], ACS);
+    assert_eq!(first["relay_state"], "relay-redirect");
+    assert_eq!(first["in_response_to"], true);
+    assert_eq!(first["issuer"], format!("{}/saml/metadata", s.url));
+    assert_eq!(
+        first["name_id_format"],
+        "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+    );
+    assert!(first["pages"].as_u64().unwrap() >= 3, "{first}");
+    assert_eq!(first["ava"]["uid"], json!(["alice"]));
+    assert!(
+        first["csp"].as_str().unwrap().contains("script-src 'self'"),
+        "{first}"
+    );
+    // HTTP-POST, in the same browser: the SSO session answers without a page, with the same
+    // pseudonym.
+    let second = &runs[1];
+    assert!(second.get("error").is_none(), "{second}");
+    assert_eq!(second["pages"], 0, "{second}");
+    assert_eq!(second["relay_state"], "relay-post");
+    assert_eq!(second["name_id"], first["name_id"]);
+    assert_ne!(first["name_id"], "alice");
+    // An unsigned request where signing is required, an unregistered ACS: SAML error statuses,
+    // posted to the registered ACS.
+    for (run, why) in [(&runs[2], "must be signed"), (&runs[3], "not registered")] {
+        assert_eq!(run["error"], "StatusRequestDenied", "{run}");
+        assert!(run["error_text"].as_str().unwrap().contains(why), "{run}");
+        assert_eq!(run["acs"], ACS);
+    }
+    // An unknown SP: no address to answer to, a page.
+    assert_eq!(runs[4]["request_status"], 400, "{}", runs[4]);
+    assert!(
+        runs[4]["page"]
+            .as_str()
+            .unwrap()
+            .contains("not registered with Tessera as a SAML service provider")
+    );
+
+    // xmlsec1 itself checks both signatures with the IdP's certificate, and fails a tampered
+    // response.
+    let xml = first["xml"].as_str().unwrap();
+    assert!(xmlsec_verifies(&dir, xml, "protocol:Response", &idp.1));
+    assert!(xmlsec_verifies(&dir, xml, "assertion:Assertion", &idp.1));
+    assert!(!xmlsec_verifies(&dir, xml, "protocol:Response", &other.1));
+    let tampered = xml.replacen(">alice<", ">mallory<", 1);
+    assert_ne!(tampered, xml);
+    assert!(!xmlsec_verifies(
+        &dir,
+        &tampered,
+        "protocol:Response",
+        &idp.1
+    ));
+    assert!(!xmlsec_verifies(
+        &dir,
+        &tampered,
+        "assertion:Assertion",
+        &idp.1
+    ));
+    s.stop().await;
+}
