@@ -18,7 +18,7 @@ import re
 import struct
 import sys
 import time
-from urllib.parse import urljoin
+from urllib.parse import parse_qs, urljoin, urlparse
 
 import requests
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
@@ -62,9 +62,10 @@ def config(base, entity, acs, key, cert, workdir, idp_meta):
         "service": {"sp": {
             "endpoints": {
                 "assertion_consumer_service": [(acs, BINDING_HTTP_POST)],
-                "single_logout_service": [(base + "/sp-slo", BINDING_HTTP_REDIRECT)],
+                "single_logout_service": [(entity + "/slo", BINDING_HTTP_REDIRECT)],
             },
             "authn_requests_signed": True,
+            "logout_requests_signed": True,
             "want_response_signed": True,
             "want_assertions_signed": True,
             "allow_unsolicited": True,
@@ -74,12 +75,95 @@ def config(base, entity, acs, key, cert, workdir, idp_meta):
     return conf
 
 
+def query_of(url):
+    return {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
+
+
+def sign_in(base, browser, client, idp_entity, steps):
+    """An SP-initiated sign-in over the redirect binding; the browser passes the login page
+    when it must. Returns (pages shown, the parsed response or None)."""
+    reqid, info = client.prepare_for_authenticate(
+        entityid=idp_entity, relay_state="r", binding=BINDING_HTTP_REDIRECT, sign=True,
+        sigalg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
+    r = browser.get(dict(info["headers"])["Location"], allow_redirects=False, timeout=10)
+    pages = 0
+    answers = [{"username": steps["username"], "answer": steps.get("password")}]
+    if r.status_code == 303:
+        r = browser.get(urljoin(base, r.headers["Location"]), timeout=10)
+        pages += 1
+        while "SAMLResponse" not in r.text and pages < 8:
+            form = inputs(r.text)
+            if "csrf" not in form or not steps.get("password"):
+                return pages, None
+            data = answers.pop(0) if answers else {"answer": totp(steps["totp_seed_b32"])}
+            data["csrf"] = form["csrf"]
+            r = browser.post(base + "/login", data=data, allow_redirects=False, timeout=10)
+            pages += 1
+    form = inputs(r.text)
+    if "SAMLResponse" not in form:
+        return pages, None
+    return pages, client.parse_authn_request_response(
+        form["SAMLResponse"], BINDING_HTTP_POST, outstanding={reqid: "/"})
+
+
+def single_logout(base, entity, entity2, acs, key, cert, workdir, steps):
+    """Signs in to two SPs (the second through the SSO session), logs out at the first: Tessera
+    tells the second (which answers), then answers the first; a new sign-in needs the login
+    page again."""
+    idp_meta = workdir + "/idp-metadata.xml"
+    with open(idp_meta, "w") as f:
+        f.write(requests.get(base + "/saml/metadata", timeout=10).text)
+    idp_entity = base + "/saml/metadata"
+    a = Saml2Client(config=config(base, entity, acs, key, cert, workdir, idp_meta))
+    b = Saml2Client(config=config(base, entity2, acs + "2", key, cert, workdir, idp_meta))
+    browser = requests.Session()
+    out = {}
+    out["a_pages"], ra = sign_in(base, browser, a, idp_entity, steps)
+    out["b_pages"], rb = sign_in(base, browser, b, idp_entity, steps)
+    out["signed_in"] = ra is not None and rb is not None
+    sent = a.global_logout(ra.name_id, sign=True, sign_alg=SIG_RSA_SHA256,
+                           digest_alg=DIGEST_SHA256)
+    binding, info = sent[idp_entity]
+    out["a_binding"] = binding
+    r = browser.get(dict(info["headers"])["Location"], allow_redirects=False, timeout=10)
+    out["hops"] = []
+    for _ in range(4):
+        if r.status_code != 303:
+            break
+        location = r.headers["Location"]
+        q = query_of(location)
+        out["hops"].append(location.split("?")[0])
+        if location.startswith(entity2 + "/slo") and "SAMLRequest" in q:
+            req = b.parse_logout_request(q["SAMLRequest"], BINDING_HTTP_REDIRECT,
+                                         relay_state=q.get("RelayState"),
+                                         sigalg=q.get("SigAlg"), signature=q.get("Signature"))
+            out["b_told"] = req.message.name_id.text == rb.name_id.text
+            resp = b.create_logout_response(req.message, [BINDING_HTTP_REDIRECT])
+            back = b.apply_binding(BINDING_HTTP_REDIRECT, str(resp), req.message.issuer.text
+                                   and base + "/saml/slo", q.get("RelayState"), response=True,
+                                   sign=True, sigalg=SIG_RSA_SHA256)
+            r = browser.get(dict(back["headers"])["Location"], allow_redirects=False, timeout=10)
+        elif location.startswith(entity + "/slo") and "SAMLResponse" in q:
+            res = a.parse_logout_request_response(q["SAMLResponse"], BINDING_HTTP_REDIRECT)
+            out["a_answered"] = res.status_ok()
+            break
+        else:
+            break
+    out["after_pages"], again = sign_in(base, browser, a, idp_entity, {"username": "x"})
+    out["after_signed_in"] = again is not None
+    return out
+
+
 def main():
     base, entity, acs, key, cert, workdir = sys.argv[1:7]
     steps = json.load(sys.stdin)
     if steps["cmd"] == "metadata":
         conf = config(base, entity, acs, key, cert, workdir, None)
         print(json.dumps([{"metadata": create_metadata_string(None, config=conf).decode()}]))
+        return
+    if steps["cmd"] == "slo":
+        print(json.dumps([single_logout(base, entity, steps["entity2"], acs, key, cert, workdir,
+                                        steps)]))
         return
     idp_meta = workdir + "/idp-metadata.xml"
     r = requests.get(base + "/saml/metadata", timeout=10)

@@ -8,7 +8,7 @@
 //! `xmlsec1` in the tests); the private key signs through ring ([`crate::saml_keys`]).
 
 use crate::HttpState;
-use crate::saml_keys::IdpKey;
+use crate::saml_keys::{IdpKey, RSA_SHA256};
 use crate::web::{self, Flow};
 use axum::Router;
 use axum::body::Bytes;
@@ -29,7 +29,7 @@ use gamlastan::profiles::sso::web_browser::{ResponseOptions, ResponseTimes};
 use gamlastan::xml::SamlSerialize;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tessera_core::model::{NameIdFormat, SamlServiceProvider};
+use tessera_core::model::{NameIdFormat, SamlParticipant, SamlServiceProvider};
 
 type St = State<HttpState>;
 
@@ -51,6 +51,7 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/saml/metadata", get(metadata))
         .route("/saml/sso", get(sso_redirect).post(sso_post))
         .route("/saml/init", get(idp_initiated))
+        .route("/saml/slo", get(slo))
         .route("/login/saml-post.js", get(post_script))
 }
 
@@ -116,6 +117,7 @@ async fn metadata(state: St) -> Response {
     }
     let id = xml_escape(&entity_id(&base));
     let sso = xml_escape(&format!("{base}/saml/sso"));
+    let slo = xml_escape(&format!("{base}/saml/slo"));
     let mut formats = String::new();
     for f in [
         NameIdFormat::Unspecified,
@@ -126,7 +128,7 @@ async fn metadata(state: St) -> Response {
         formats.push_str(&format!("<md:NameIDFormat>{}</md:NameIDFormat>", f.urn()));
     }
     let xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{id}\"><md:IDPSSODescriptor WantAuthnRequestsSigned=\"false\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}{formats}<md:SingleSignOnService Binding=\"{BINDING_REDIRECT}\" Location=\"{sso}\"/><md:SingleSignOnService Binding=\"{BINDING_POST}\" Location=\"{sso}\"/></md:IDPSSODescriptor></md:EntityDescriptor>\n"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{id}\"><md:IDPSSODescriptor WantAuthnRequestsSigned=\"false\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}<md:SingleLogoutService Binding=\"{BINDING_REDIRECT}\" Location=\"{slo}\"/>{formats}<md:SingleSignOnService Binding=\"{BINDING_REDIRECT}\" Location=\"{sso}\"/><md:SingleSignOnService Binding=\"{BINDING_POST}\" Location=\"{sso}\"/></md:IDPSSODescriptor></md:EntityDescriptor>\n"
     );
     (
         [
@@ -573,7 +575,7 @@ async fn start(
         && web::serves_app(&snap, &app, &session, now)
     {
         web::touch_session(state, &key, &session, now).await;
-        return answer(
+        let (res, joined) = answer(
             state,
             &lang,
             &pending,
@@ -582,6 +584,10 @@ async fn start(
             session.auth_time,
         )
         .await;
+        if let Some(p) = joined {
+            web::remember_saml(state, &key, p).await;
+        }
+        return res;
     }
     if passive {
         let status = Status::with_sub_status(
@@ -725,29 +731,40 @@ pub(crate) async fn answer(
     user: &str,
     realm: &str,
     auth_time: i64,
-) -> Response {
+) -> (Response, Option<SamlParticipant>) {
     let snap = state.engine.snapshot();
     let Some(sp) = snap.saml_sps.get(&pending.sp.to_lowercase()).cloned() else {
-        return web::fatal(lang, "unknown_sp", StatusCode::BAD_REQUEST);
+        return (
+            web::fatal(lang, "unknown_sp", StatusCode::BAD_REQUEST),
+            None,
+        );
     };
     let base = match crate::oauth::issuer(state) {
         Ok(b) => b,
-        Err(res) => return *res,
+        Err(res) => return (*res, None),
     };
     let key = match crate::saml_keys::signing(state).await {
         Ok(Some(k)) => k,
-        Ok(None) => return web::fatal(lang, "saml_not_set_up", StatusCode::SERVICE_UNAVAILABLE),
+        Ok(None) => {
+            return (
+                web::fatal(lang, "saml_not_set_up", StatusCode::SERVICE_UNAVAILABLE),
+                None,
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "SAML key not readable");
-            return web::fatal(lang, "saml_not_set_up", StatusCode::SERVICE_UNAVAILABLE);
+            return (
+                web::fatal(lang, "saml_not_set_up", StatusCode::SERVICE_UNAVAILABLE),
+                None,
+            );
         }
     };
     let now = state.engine.clock().now();
     let realm_name = tessera_core::ids::RealmName(realm.to_string());
     let user = match state.engine.find_user(&snap, &realm_name, user).await {
         Ok(Some(u)) if u.is_active(now) => u,
-        Ok(_) => return web::fatal(lang, "failed", StatusCode::FORBIDDEN),
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Ok(_) => return (web::fatal(lang, "failed", StatusCode::FORBIDDEN), None),
+        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE.into_response(), None),
     };
     let value = match sp.name_id_format {
         NameIdFormat::Unspecified => Some(user.username.clone()),
@@ -760,7 +777,7 @@ pub(crate) async fn answer(
             Ok(v) => Some(v),
             Err(e) => {
                 tracing::error!(error = %e, "SAML persistent id not made");
-                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                return (StatusCode::SERVICE_UNAVAILABLE.into_response(), None);
             }
         },
     };
@@ -770,7 +787,7 @@ pub(crate) async fn answer(
             &format!("{STATUS}InvalidNameIDPolicy"),
             Some("the user has no mail address for the NameID".into()),
         );
-        return error_response(
+        let res = error_response(
             state,
             lang,
             &sp,
@@ -780,6 +797,7 @@ pub(crate) async fn answer(
             status,
         )
         .await;
+        return (res, None);
     };
     let name_id = NameId {
         value,
@@ -789,16 +807,23 @@ pub(crate) async fn answer(
         sp_provided_id: None,
     };
     let issue = now_utc(state);
+    let session_index = format!(
+        "_{}",
+        tessera_core::rng::random_token(state.engine.ports().rng.as_ref())
+    );
+    let joined = SamlParticipant {
+        sp: sp.name.clone(),
+        name_id: name_id.value.clone(),
+        name_id_format: sp.name_id_format.urn().to_string(),
+        session_index: session_index.clone(),
+    };
     let options = ResponseOptions {
         idp_entity_id: entity_id(&base),
         in_response_to: pending.request_id.clone(),
         sp_entity_id: sp.entity_id.clone(),
         acs_url: pending.acs_url.clone(),
         assertion_lifetime_seconds: ASSERTION_SECONDS as u64,
-        session_index: Some(format!(
-            "_{}",
-            tessera_core::rng::random_token(state.engine.ports().rng.as_ref())
-        )),
+        session_index: Some(session_index),
         session_not_on_or_after: None,
         authn_context_class_ref: Some(PASSWORD_PROTECTED.into()),
         client_address: None,
@@ -818,17 +843,18 @@ pub(crate) async fn answer(
     match built {
         Ok(xml) => {
             tracing::info!(sp = %sp.name, user = %user.username, "SAML assertion issued");
-            post_page(
+            let page = post_page(
                 lang,
                 &web::app_title(state, &sp.application.0),
                 &pending.acs_url,
                 &xml,
                 pending.relay_state.as_deref(),
-            )
+            );
+            (page, Some(joined))
         }
         Err(e) => {
             tracing::error!(error = %e, sp = %sp.name, "SAML response not built");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            (StatusCode::INTERNAL_SERVER_ERROR.into_response(), None)
         }
     }
 }
@@ -972,4 +998,245 @@ async fn post_script() -> Response {
         "document.getElementById('saml-post').submit();\n",
     )
         .into_response()
+}
+
+// ---- single logout --------------------------------------------------------------------------
+
+const LOGOUT: &str = "saml_logout";
+const LOGOUT_SECONDS: i64 = 600;
+
+/// A front-channel logout under way: who asked, and the service providers still to be told.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Logout {
+    /// The SP that asked (none when the logout began at Tessera).
+    origin: Option<String>,
+    origin_request: Option<String>,
+    origin_relay: Option<String>,
+    remaining: Vec<SamlParticipant>,
+    lang: String,
+}
+
+fn verified_redirect(
+    sp: &SamlServiceProvider,
+    decoded: &gamlastan::bindings::RedirectDecoded,
+) -> bool {
+    decoded.signature.is_some()
+        && sp.certificates.iter().filter_map(|c| verifier(c)).any(|v| {
+            matches!(
+                gamlastan::bindings::redirect::redirect_verify_signature(decoded, &v),
+                Ok(true)
+            )
+        })
+}
+
+/// `/saml/slo` (HTTP-Redirect): a service provider's LogoutRequest ends the browser's SSO
+/// session and starts telling the session's other SPs; their LogoutResponses come back here
+/// until the last, then the asking SP gets its LogoutResponse.
+async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let lang = web::lang_of(&headers, None);
+    let req = Raw::new(raw.as_deref(), Bytes::new());
+    let Ok(decoded) = gamlastan::bindings::redirect_decode(&req) else {
+        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+    };
+    let Ok(xml) = String::from_utf8(decoded.saml_xml.clone()) else {
+        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+    };
+    let Ok(doc) = gamlastan::xml::parse_secure(&xml) else {
+        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+    };
+    let snap = state.engine.snapshot();
+    let store = state.engine.store();
+    let now = state.engine.clock().now();
+    if !decoded.is_request {
+        // An SP we told answers; the relay state is our logout's key.
+        use gamlastan::core::protocol::logout::LogoutResponseRef;
+        let Ok(resp) = gamlastan::xml::parse_saml::<LogoutResponseRef<'_>>(&doc) else {
+            return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+        };
+        let from = resp
+            .issuer
+            .as_ref()
+            .and_then(|i| snap.saml_sp_by_entity(i.value));
+        let Some(key) = decoded.relay_state.as_deref() else {
+            return web::fatal(&lang, "expired", StatusCode::BAD_REQUEST);
+        };
+        let Ok(Some(kept)) = store.web_state(LOGOUT, &web::hash(key), now).await else {
+            return web::fatal(&lang, "expired", StatusCode::BAD_REQUEST);
+        };
+        let Ok(logout) = serde_json::from_str::<Logout>(&kept.data) else {
+            return web::fatal(&lang, "expired", StatusCode::BAD_REQUEST);
+        };
+        if let Some(sp) = from
+            && !sp.certificates.is_empty()
+            && !verified_redirect(sp, &decoded)
+        {
+            tracing::warn!(sp = %sp.name, "SAML logout response not signed by the SP; ignored");
+        }
+        return next_logout(&state, key, logout).await;
+    }
+    use gamlastan::core::protocol::logout::LogoutRequestRef;
+    let Ok(request) = gamlastan::xml::parse_saml::<LogoutRequestRef<'_>>(&doc) else {
+        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+    };
+    let request = request.to_owned();
+    let Some(sp) = request
+        .issuer
+        .as_ref()
+        .and_then(|i| snap.saml_sp_by_entity(&i.value))
+        .cloned()
+    else {
+        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
+    };
+    // A logout request from an SP whose certificates we know must be signed by it.
+    if (!sp.certificates.is_empty() || decoded.signature.is_some())
+        && !verified_redirect(&sp, &decoded)
+    {
+        tracing::warn!(sp = %sp.name, "SAML logout request refused: not signed by the SP");
+        return web::fatal(&lang, "bad_saml", StatusCode::FORBIDDEN);
+    }
+    let named = match &request.name_id {
+        gamlastan::core::assertion::name_id::NameIdOrEncryptedId::NameId(n) => {
+            Some(n.value.clone())
+        }
+        _ => None,
+    };
+    // The browser's session ends when it is the one the SP signed in with that NameID.
+    let mut remaining = Vec::new();
+    if let Some(key) = web::cookie(&state, &headers, web::SSO_COOKIE)
+        && let Some(session) = web::live_session(&state, &key, now).await
+        && session
+            .saml
+            .iter()
+            .any(|p| p.sp == sp.name && Some(&p.name_id) == named.as_ref())
+        && let Some(ended) = web::end_session(&state, &key).await
+    {
+        tracing::info!(sp = %sp.name, user = %ended.user, "SSO session ended by SAML logout");
+        remaining = ended.saml.into_iter().filter(|p| p.sp != sp.name).collect();
+    }
+    let logout = Logout {
+        origin: Some(sp.name.clone()),
+        origin_request: Some(request.id.clone()),
+        origin_relay: decoded.relay_state.clone(),
+        remaining,
+        lang,
+    };
+    let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+    let mut res = next_logout(&state, &key, logout).await;
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        web::set_cookie(&state, web::SSO_COOKIE, "", 0),
+    );
+    res
+}
+
+/// Sends the browser to the next SP to be told (a signed LogoutRequest), or, when none is
+/// left, back to the SP that asked (a signed LogoutResponse), or to the signed-out page.
+async fn next_logout(state: &HttpState, key: &str, mut logout: Logout) -> Response {
+    let snap = state.engine.snapshot();
+    let store = state.engine.store();
+    let now = state.engine.clock().now();
+    let base = match crate::oauth::issuer(state) {
+        Ok(b) => b,
+        Err(res) => return *res,
+    };
+    let idp = entity_id(&base);
+    let signing = match crate::saml_keys::signing(state).await {
+        Ok(Some(k)) => k,
+        _ => {
+            return web::fatal(
+                &logout.lang,
+                "saml_not_set_up",
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
+    };
+    let signer = signing.saml_signer();
+    while let Some(p) = logout.remaining.pop() {
+        let Some(sp) = snap.saml_sps.get(&p.sp.to_lowercase()) else {
+            continue;
+        };
+        let Some(slo_url) = &sp.slo_url else {
+            continue;
+        };
+        let participant = gamlastan::profiles::session::SessionParticipant {
+            entity_id: sp.entity_id.clone(),
+            name_id_value: p.name_id.clone(),
+            name_id_format: Some(p.name_id_format.clone()),
+            name_qualifier: None,
+            sp_name_qualifier: None,
+            sp_provided_id: None,
+            session_indexes: vec![p.session_index.clone()],
+            slo_url: Some(slo_url.clone()),
+            slo_binding: Some(BINDING_REDIRECT.into()),
+            session_not_on_or_after: None,
+        };
+        let mut request =
+            gamlastan::profiles::logout::create_idp_propagation_request(&idp, &participant);
+        request.issue_instant = now_utc(state);
+        request.not_on_or_after = Some(now_utc(state) + TimeDelta::seconds(LOGOUT_SECONDS));
+        request.destination = Some(slo_url.clone());
+        let Ok(xml) = request.to_xml_string() else {
+            continue;
+        };
+        let relay = gamlastan::bindings::RelayState::echo(key);
+        let url =
+            gamlastan::bindings::redirect_encode(&gamlastan::bindings::RedirectEncodeParams {
+                saml_xml: xml.as_bytes(),
+                is_request: true,
+                destination: slo_url,
+                relay_state: Some(&relay),
+                signer: Some((&signer, RSA_SHA256)),
+            });
+        let Ok(url) = url else {
+            tracing::warn!(sp = %sp.name, "SAML logout request not built");
+            continue;
+        };
+        let kept = store
+            .put_web_state(&tessera_core::store::WebState {
+                kind: LOGOUT.into(),
+                key_hash: web::hash(key),
+                subject: String::new(),
+                data: serde_json::to_string(&logout).unwrap_or_default(),
+                expires_at: now + LOGOUT_SECONDS,
+            })
+            .await;
+        if let Err(e) = kept {
+            tracing::error!(error = %e, "SAML logout not kept");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        tracing::info!(sp = %sp.name, "SAML logout sent on");
+        return web::redirect(&url);
+    }
+    store.delete_web_state(LOGOUT, &web::hash(key)).await.ok();
+    let origin = logout
+        .origin
+        .as_ref()
+        .and_then(|o| snap.saml_sps.get(&o.to_lowercase()));
+    if let (Some(sp), Some(in_response_to)) = (origin, &logout.origin_request)
+        && let Some(slo_url) = &sp.slo_url
+    {
+        let response = gamlastan::profiles::logout::create_logout_response_success(
+            &idp,
+            in_response_to,
+            Some(slo_url),
+        );
+        let relay = logout
+            .origin_relay
+            .as_deref()
+            .map(gamlastan::bindings::RelayState::echo);
+        let url = response.to_xml_string().ok().and_then(|xml| {
+            gamlastan::bindings::redirect_encode(&gamlastan::bindings::RedirectEncodeParams {
+                saml_xml: xml.as_bytes(),
+                is_request: false,
+                destination: slo_url,
+                relay_state: relay.as_ref(),
+                signer: Some((&signer, RSA_SHA256)),
+            })
+            .ok()
+        });
+        if let Some(url) = url {
+            return web::redirect(&url);
+        }
+    }
+    web::fatal(&logout.lang, "signed_out", StatusCode::OK)
 }

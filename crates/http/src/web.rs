@@ -27,7 +27,7 @@ const FLOW: &str = "login";
 const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "phone"];
 const SSO: &str = tessera_core::model::SSO_KIND;
 const CODE: &str = "code";
-const FLOW_COOKIE: &str = "tessera_flow";
+pub(crate) const FLOW_COOKIE: &str = "tessera_flow";
 pub(crate) const SSO_COOKIE: &str = "tessera_sso";
 /// Seconds an authorization code can be traded.
 const CODE_SECONDS: i64 = 60;
@@ -86,7 +86,7 @@ struct Code {
     auth_time: i64,
 }
 
-fn hash(key: &str) -> String {
+pub(crate) fn hash(key: &str) -> String {
     ApiClient::hash_secret(key)
 }
 
@@ -119,7 +119,7 @@ pub(crate) fn cookie(state: &HttpState, headers: &HeaderMap, name: &str) -> Opti
         .filter(|v| !v.is_empty() && v.len() <= 128)
 }
 
-fn set_cookie(state: &HttpState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+pub(crate) fn set_cookie(state: &HttpState, name: &str, value: &str, max_age: i64) -> HeaderValue {
     let secure = state
         .engine
         .snapshot()
@@ -295,7 +295,7 @@ pub(crate) fn query(raw: Option<&str>) -> Result<HashMap<String, String>, ()> {
     Ok(out)
 }
 
-fn redirect(to: &str) -> Response {
+pub(crate) fn redirect(to: &str) -> Response {
     let mut res = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         res.headers_mut().insert(header::LOCATION, v);
@@ -526,6 +526,38 @@ pub(crate) fn serves_app(
     let minutes = |m: Option<u32>| m.map(|m| i64::from(m) * 60);
     minutes(def.sso_session_minutes).is_none_or(|l| now - session.auth_time < l)
         && minutes(def.sso_idle_minutes).is_none_or(|i| now - session.last_seen < i)
+}
+
+/// Records in an SSO session that it signed in to a SAML service provider (the last sign-in
+/// there replaces an earlier one), for single logout.
+pub(crate) async fn remember_saml(
+    state: &HttpState,
+    key: &str,
+    joined: tessera_core::model::SamlParticipant,
+) {
+    let store = state.engine.store();
+    let now = state.engine.clock().now();
+    let Ok(Some(kept)) = store.web_state(SSO, &hash(key), now).await else {
+        return;
+    };
+    let Ok(mut s) = serde_json::from_str::<Session>(&kept.data) else {
+        return;
+    };
+    s.saml.retain(|p| p.sp != joined.sp);
+    s.saml.push(joined);
+    let data = serde_json::to_string(&s).unwrap_or_default();
+    if let Err(e) = store.put_web_state(&WebState { data, ..kept }).await {
+        tracing::warn!(error = %e, "SSO session's SAML sign-in not recorded");
+    }
+}
+
+/// Ends the SSO session behind a cookie key; returns it.
+pub(crate) async fn end_session(state: &HttpState, key: &str) -> Option<Session> {
+    let now = state.engine.clock().now();
+    let store = state.engine.store();
+    let kept = store.web_state(SSO, &hash(key), now).await.ok()??;
+    store.delete_web_state(SSO, &hash(key)).await.ok()?;
+    serde_json::from_str(&kept.data).ok()
 }
 
 /// Marks an SSO session used now (its idle limit starts again); its end stays.
@@ -805,6 +837,7 @@ async fn finish_login(
                     .and_then(|v| v.to_str().ok())
                     .map(|s| s.chars().take(256).collect())
                     .unwrap_or_default(),
+                saml: Vec::new(),
             },
             now + lifetime,
         ),
@@ -824,8 +857,11 @@ async fn finish_login(
     }
     store.delete_web_state(FLOW, &hash(flow_key)).await.ok();
     if let Some(pending) = &flow.saml {
-        let mut res =
+        let (mut res, joined) =
             crate::saml::answer(state, &flow.lang, pending, user, realm, session.auth_time).await;
+        if let Some(p) = joined {
+            remember_saml(state, &session_key, p).await;
+        }
         let h = res.headers_mut();
         h.append(
             header::SET_COOKIE,

@@ -53,13 +53,24 @@ fn tessera(s: &TestServer, args: &[&str]) -> std::process::Output {
 }
 
 fn peer(s: &TestServer, dir: &Path, sp: &(String, String), steps: &Value) -> Value {
+    peer_as(s, dir, sp, SP, ACS, steps)
+}
+
+fn peer_as(
+    s: &TestServer,
+    dir: &Path,
+    sp: &(String, String),
+    entity: &str,
+    acs: &str,
+    steps: &Value,
+) -> Value {
     common::python_peer(
         "saml",
         "saml_peer.py",
         &[
             s.url.clone(),
-            SP.into(),
-            ACS.into(),
+            entity.into(),
+            acs.into(),
             sp.0.clone(),
             sp.1.clone(),
             dir.to_str().unwrap().into(),
@@ -251,5 +262,82 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures()
         "assertion:Assertion",
         &idp.1
     ));
+    s.stop().await;
+}
+
+/// Registers an SP from the metadata pysaml2 makes for it.
+fn register(
+    s: &TestServer,
+    dir: &Path,
+    keys: &(String, String),
+    name: &str,
+    entity: &str,
+    acs: &str,
+) {
+    let meta = peer_as(s, dir, keys, entity, acs, &json!({"cmd": "metadata"}));
+    let file = dir.join(format!("{name}-metadata.xml"));
+    std::fs::write(&file, meta["metadata"].as_str().unwrap()).unwrap();
+    let added = tessera(
+        s,
+        &[
+            "saml",
+            "sp",
+            "add",
+            name,
+            "--application",
+            "wiki",
+            "--metadata",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pysaml2_single_logout_reaches_every_sp_of_the_session() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.enroll("alice", TokenKind::Totp, "TOTP0051", None).await;
+    s.use_app("wiki", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    let dir: PathBuf = s.config.data_dir.join("saml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let idp = key_pair(&dir, "idp");
+    run(Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["saml", "import-key", &idp.0, &idp.1, "--data-dir"])
+        .arg(&s.config.data_dir));
+    let keys = key_pair(&dir, "sp");
+    let second = "http://127.0.0.1:9/sp2";
+    register(&s, &dir, &keys, "wiki", SP, ACS);
+    register(&s, &dir, &keys, "crm", second, "http://127.0.0.1:9/acs2");
+    s.admin().engine().reload().await.unwrap();
+
+    let seen = peer(
+        &s,
+        &dir,
+        &keys,
+        &json!({"cmd": "slo", "entity2": second, "username": "alice",
+                "password": "alice-password", "totp_seed_b32": common::SEED_B32}),
+    );
+    assert_eq!(seen["signed_in"], true, "{seen}");
+    assert!(seen["a_pages"].as_u64().unwrap() >= 3, "{seen}");
+    assert_eq!(seen["b_pages"], 0, "{seen}");
+    // Tessera told the second SP (a signed request it checked, naming its user), then answered
+    // the first with success.
+    assert_eq!(seen["b_told"], true, "{seen}");
+    assert_eq!(seen["a_answered"], true, "{seen}");
+    assert_eq!(
+        seen["hops"],
+        json!([format!("{second}/slo"), format!("{SP}/slo")]),
+        "{seen}"
+    );
+    // The SSO session is gone: the next sign-in shows the login page.
+    assert_eq!(seen["after_signed_in"], false, "{seen}");
+    assert!(seen["after_pages"].as_u64().unwrap() >= 1, "{seen}");
     s.stop().await;
 }

@@ -28,7 +28,7 @@ pub use delivery::{
 pub use ldap::{AttributeMap, DirectoryType, GroupConfig, GroupMode, LdapProfile};
 pub use rules::{Condition, MethodRule, Pattern, Route};
 pub use saml::{NameIdFormat, SamlAttribute, SamlServiceProvider};
-pub use sso::{SSO_KIND, SsoSession, SsoSessionInfo};
+pub use sso::{SSO_KIND, SamlParticipant, SsoSession, SsoSessionInfo};
 pub use syslog::{SyslogProfile, SyslogProtocol};
 pub use token::{NewToken, Token, TokenKind, TokenPatch, TokenState};
 pub use transaction::{CodeKind, SentCode, Transaction, TxStatus};

@@ -114,7 +114,7 @@ pub struct SamlServiceProvider {
     /// Refuse authentication requests that are not signed with one of `certificates`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub require_signed_requests: bool,
-    /// Where its metadata was read from; refreshed every `saml_metadata_refresh_minutes`.
+    /// Where its metadata was read from (when it was added; not read again yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_url: Option<String>,
 }

@@ -21,6 +21,19 @@ pub struct SsoSession {
     /// The first sign-in of this session (Unix seconds).
     #[serde(default)]
     pub created_at: i64,
+    /// SAML service providers this session signed in to (for single logout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saml: Vec<SamlParticipant>,
+}
+
+/// A SAML service provider an SSO session signed in to: what its logout request names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SamlParticipant {
+    /// The service provider's name.
+    pub sp: String,
+    pub name_id: String,
+    pub name_id_format: String,
+    pub session_index: String,
 }
 
 impl SsoSession {

@@ -52,7 +52,7 @@ pub struct SpArgs {
     /// The SP's metadata (XML file; `-` reads standard input).
     #[arg(long, conflicts_with = "metadata_url")]
     metadata: Option<String>,
-    /// Where to read the SP's metadata (https://); it is read again periodically.
+    /// Where to read the SP's metadata (https://, or http:// to this machine).
     #[arg(long)]
     metadata_url: Option<String>,
     /// The SP's entity ID (without metadata).
