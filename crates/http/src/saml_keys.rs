@@ -117,7 +117,12 @@ pub async fn import(
 
 /// Makes the next pair the signing one. Returns the new signing certificate's fingerprint.
 pub async fn rotate(store: &dyn Store) -> Result<String, String> {
-    let Some(next) = store.meta(NEXT).await.map_err(|e| e.to_string())? else {
+    let Some(next) = store
+        .meta(NEXT)
+        .await
+        .map_err(|e| e.to_string())?
+        .filter(|n| !n.is_empty())
+    else {
         return Err(
             "there is no next key: import one with `tessera saml import-key --next`".into(),
         );

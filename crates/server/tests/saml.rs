@@ -262,6 +262,46 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures()
         "assertion:Assertion",
         &idp.1
     ));
+
+    // Rotation: the next certificate is published beside the current one, then signs.
+    let next = key_pair(&dir, "next");
+    run(Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "saml",
+            "import-key",
+            &next.0,
+            &next.1,
+            "--next",
+            "--data-dir",
+        ])
+        .arg(&s.config.data_dir));
+    let published = reqwest::get(format!("{}/saml/metadata", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(published.matches("<ds:X509Certificate>").count(), 2);
+    let rotated = tessera(&s, &["--json", "saml", "rotate"]);
+    assert!(rotated.status.success());
+    let again = tessera(&s, &["saml", "rotate"]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("there is no next key"),
+        "{again:?}"
+    );
+    let seen = peer(
+        &s,
+        &dir,
+        &sp_keys,
+        &json!({"cmd": "sso", "username": "alice", "password": "alice-password",
+                "totp_seed_b32": common::SEED_B32,
+                "runs": [{"binding": "redirect", "sign": false}]}),
+    );
+    let refused = &seen["runs"][0];
+    assert_eq!(refused["error"], "StatusRequestDenied", "{refused}");
+    let xml = refused["xml"].as_str().unwrap();
+    assert!(xmlsec_verifies(&dir, xml, "protocol:Response", &next.1));
+    assert!(!xmlsec_verifies(&dir, xml, "protocol:Response", &idp.1));
     s.stop().await;
 }
 
