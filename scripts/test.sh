@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what Tessera's tests need on a Debian machine, then runs every test.
-#   - apt packages: oathtool (independent OTP peer), openssl (test certificates for RadSec and
-#     LDAPS), chromium + chromium-driver (a real browser on the login page, through Selenium), freeradius + freeradius-utils (radclient, and FreeRADIUS as a proxy in front of
+#   - apt packages: oathtool (independent OTP peer), openssl (test certificates for RadSec,
+#     LDAPS and SAML), xmlsec1 (checks Tessera's SAML signatures; pysaml2 uses it too), chromium + chromium-driver (a real browser on the login page, through Selenium), freeradius + freeradius-utils (radclient, and FreeRADIUS as a proxy in front of
 #     Tessera and as the benchmark's reference), slapd + ldap-utils (OpenLDAP with a fixture
 #     directory per test, ldapwhoami); their system services are not started. PostgreSQL when
 #     none is reachable
 #   - Python venvs in .venv/: privacyIDEA's and eduMFA's client classes, django-privacyidea-auth,
 #     pyrad, aiosmtpd (a real SMTP server for the mail tests), authlib + PyJWT + pyhpke (OAuth2,
-#     OpenID Connect, encrypted payloads), Selenium (headless Chromium)
+#     OpenID Connect, encrypted payloads), Selenium (headless Chromium), pysaml2 (a SAML SP)
 #   - cargo-fuzz, for a bounded run of the RADIUS decoder's fuzz target
 #   - PostgreSQL: TESSERA_TEST_PG_URL, or postgres://postgres@127.0.0.1:5432/test (started or
 #     created here when not reachable)
