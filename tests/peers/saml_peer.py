@@ -151,6 +151,39 @@ def single_logout(base, entity, entity2, acs, key, cert, workdir, steps):
             break
     out["after_pages"], again = sign_in(base, browser, a, idp_entity, {"username": "x"})
     out["after_signed_in"] = again is not None
+    if "second_user" in steps:
+        # Another user, another browser: signs out on Tessera's own /logout page; Tessera tells
+        # both SPs through the browser, then shows the signed-out page.
+        a2 = Saml2Client(config=config(base, entity, acs, key, cert, workdir, idp_meta))
+        b2 = Saml2Client(config=config(base, entity2, acs + "2", key, cert, workdir, idp_meta))
+        browser2 = requests.Session()
+        _, r2a = sign_in(base, browser2, a2, idp_entity, steps["second_user"])
+        _, r2b = sign_in(base, browser2, b2, idp_entity, steps["second_user"])
+        out["second_signed_in"] = r2a is not None and r2b is not None
+        csrf = inputs(browser2.get(base + "/logout", timeout=10).text)["csrf"]
+        r = browser2.post(base + "/logout", data={"csrf": csrf}, allow_redirects=False,
+                          timeout=10)
+        told = []
+        for _ in range(4):
+            if r.status_code != 303:
+                break
+            location = r.headers["Location"]
+            q = query_of(location)
+            client, name_id = (a2, r2a.name_id) if location.startswith(entity + "/slo") \
+                else (b2, r2b.name_id)
+            req = client.parse_logout_request(q["SAMLRequest"], BINDING_HTTP_REDIRECT,
+                                              relay_state=q.get("RelayState"),
+                                              sigalg=q.get("SigAlg"),
+                                              signature=q.get("Signature"))
+            told.append([location.split("?")[0], req.message.name_id.text == name_id.text])
+            resp = client.create_logout_response(req.message, [BINDING_HTTP_REDIRECT])
+            back = client.apply_binding(BINDING_HTTP_REDIRECT, str(resp), base + "/saml/slo",
+                                        q.get("RelayState"), response=True, sign=True,
+                                        sigalg=SIG_RSA_SHA256)
+            r = browser2.get(dict(back["headers"])["Location"], allow_redirects=False,
+                             timeout=10)
+        out["logout_page_told"] = sorted(told)
+        out["logout_page_final"] = r.status_code == 200 and "signed out" in r.text
     return out
 
 

@@ -1129,6 +1129,24 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
     res
 }
 
+/// The browser signed out at Tessera (`/logout`): the session's SAML service providers are
+/// told one by one, then the signed-out page.
+pub(crate) async fn logout_everywhere(
+    state: &HttpState,
+    lang: &str,
+    told: Vec<SamlParticipant>,
+) -> Response {
+    let logout = Logout {
+        origin: None,
+        origin_request: None,
+        origin_relay: None,
+        remaining: told,
+        lang: lang.to_string(),
+    };
+    let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+    next_logout(state, &key, logout).await
+}
+
 /// Sends the browser to the next SP to be told (a signed LogoutRequest), or, when none is
 /// left, back to the SP that asked (a signed LogoutResponse), or to the signed-out page.
 async fn next_logout(state: &HttpState, key: &str, mut logout: Logout) -> Response {

@@ -980,13 +980,14 @@ async fn logout(state: St, headers: HeaderMap, body: Bytes) -> Response {
     if !same_token(form.get("csrf"), &want) {
         return fatal(&lang, "expired", StatusCode::FORBIDDEN);
     }
-    state
-        .engine
-        .store()
-        .delete_web_state(SSO, &hash(&key))
-        .await
-        .ok();
-    let mut res = fatal(&lang, "signed_out", StatusCode::OK);
+    let ended = end_session(&state, &key).await;
+    // The SAML service providers the session signed in to are told, through this browser.
+    let mut res = match ended {
+        Some(s) if !s.saml.is_empty() => {
+            crate::saml::logout_everywhere(&state, &lang, s.saml).await
+        }
+        _ => fatal(&lang, "signed_out", StatusCode::OK),
+    };
     res.headers_mut()
         .append(header::SET_COOKIE, set_cookie(&state, SSO_COOKIE, "", 0));
     res

@@ -343,6 +343,8 @@ async fn pysaml2_single_logout_reaches_every_sp_of_the_session() {
     s.set(json!({"public_url": s.url})).await;
     s.add_user("alice", Some("alice-password")).await;
     s.enroll("alice", TokenKind::Totp, "TOTP0051", None).await;
+    s.add_user("bob", Some("bob-password")).await;
+    s.enroll("bob", TokenKind::Totp, "TOTP0052", None).await;
     s.use_app("wiki", &[&[Method::Password], &[Method::SoftOtp]])
         .await;
     let dir: PathBuf = s.config.data_dir.join("saml");
@@ -362,7 +364,9 @@ async fn pysaml2_single_logout_reaches_every_sp_of_the_session() {
         &dir,
         &keys,
         &json!({"cmd": "slo", "entity2": second, "username": "alice",
-                "password": "alice-password", "totp_seed_b32": common::SEED_B32}),
+                "password": "alice-password", "totp_seed_b32": common::SEED_B32,
+                "second_user": {"username": "bob", "password": "bob-password",
+                                "totp_seed_b32": common::SEED_B32}}),
     );
     assert_eq!(seen["signed_in"], true, "{seen}");
     assert!(seen["a_pages"].as_u64().unwrap() >= 3, "{seen}");
@@ -379,5 +383,13 @@ async fn pysaml2_single_logout_reaches_every_sp_of_the_session() {
     // The SSO session is gone: the next sign-in shows the login page.
     assert_eq!(seen["after_signed_in"], false, "{seen}");
     assert!(seen["after_pages"].as_u64().unwrap() >= 1, "{seen}");
+    // Signing out on Tessera's own page tells both SPs, then says so.
+    assert_eq!(seen["second_signed_in"], true, "{seen}");
+    assert_eq!(
+        seen["logout_page_told"],
+        json!([[format!("{SP}/slo"), true], [format!("{second}/slo"), true]]),
+        "{seen}"
+    );
+    assert_eq!(seen["logout_page_final"], true, "{seen}");
     s.stop().await;
 }
