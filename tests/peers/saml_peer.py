@@ -55,6 +55,7 @@ def config(base, entity, acs, key, cert, workdir, idp_meta):
         "entityid": entity,
         "key_file": key,
         "cert_file": cert,
+        "encryption_keypairs": [{"key_file": key, "cert_file": cert}],
         "xmlsec_binary": "/usr/bin/xmlsec1",
         "metadata": {"local": [idp_meta]} if idp_meta else {},
         "allow_unknown_attributes": True,

@@ -859,8 +859,8 @@ pub(crate) async fn answer(
     }
 }
 
-/// The response signed as the SP wants (assertion, response or both; with an encrypted
-/// assertion, the response).
+/// The response signed as the SP wants (assertion, response or both; an encrypted assertion
+/// is signed before it is encrypted).
 fn signed_xml(
     sp: &SamlServiceProvider,
     key: &Arc<IdpKey>,
@@ -871,12 +871,48 @@ fn signed_xml(
     if sp.encrypt_assertions {
         let pem = sp.encryption_certificate.as_deref().unwrap_or_default();
         let der = tessera_core::model::saml::certificate_der(pem)?;
-        let response = gidp::encrypt_response_assertions_to_cert(response, &der, None)
-            .map_err(|e| format!("encrypting the assertion: {e}"))?;
+        let mut response = response;
+        for a in std::mem::take(&mut response.assertions) {
+            let mut xml = a.to_xml_string().map_err(|e| format!("serialising: {e}"))?;
+            if sp.sign_assertions {
+                // Signed, then encrypted: the signature goes after the assertion's Issuer
+                // (its first child, in our own output).
+                let tpl = gidp::signature_template(&a.id, &cert, RSA_SHA256);
+                let end = "</saml:Issuer>";
+                let at = xml
+                    .find(end)
+                    .map(|i| i + end.len())
+                    .ok_or("the assertion has no Issuer")?;
+                xml.insert_str(at, &tpl);
+                xml = signer
+                    .sign_enveloped(&xml)
+                    .map_err(|e| format!("signing the assertion: {e}"))?;
+            }
+            let encryptor = gamlastan::crypto::SamlEncryptor::for_certificate(&der)
+                .map_err(|e| format!("the SP's encryption certificate: {e}"))?;
+            let template = gamlastan::crypto::encryptor::encrypted_data_template_for_cert(
+                &der,
+                &gamlastan::crypto::encryptor::CertEncryptionOptions::default(),
+            );
+            let encrypted = encryptor
+                .encrypt(&template, xml.as_bytes())
+                .map_err(|e| format!("encrypting the assertion: {e}"))?;
+            response
+                .encrypted_assertions
+                .push(gamlastan::core::assertion::types::EncryptedAssertion {
+                    raw: format!(
+                        "<saml:EncryptedAssertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\">{encrypted}</saml:EncryptedAssertion>"
+                    )
+                    .into_bytes(),
+                });
+        }
         let id = response.base.id.clone();
         let xml = response
             .to_xml_string()
             .map_err(|e| format!("serialising: {e}"))?;
+        if !sp.sign_responses {
+            return Ok(xml);
+        }
         return gidp::sign_response_xml(&xml, &signer, &cert, &id, None, false, true)
             .map_err(|e| format!("signing: {e}"));
     }

@@ -13,6 +13,7 @@ use tessera_core::model::{Method, TokenKind};
 
 const SP: &str = "http://127.0.0.1:9/sp";
 const ACS: &str = "http://127.0.0.1:9/acs";
+const VAULT: &str = "http://127.0.0.1:9/vault";
 
 fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap();
@@ -182,6 +183,25 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures()
     assert_eq!(added["acs_urls"], json!([ACS]));
     assert_eq!(added["require_signed_requests"], true, "{added}");
     assert_eq!(added["name_id_format"], "persistent");
+    // A third SP gets its assertions encrypted to the certificate of its metadata.
+    let vault_meta = peer_as(&s, &dir, &sp_keys, VAULT, ACS, &json!({"cmd": "metadata"}));
+    let vault_file = dir.join("vault-metadata.xml");
+    std::fs::write(&vault_file, vault_meta["metadata"].as_str().unwrap()).unwrap();
+    let vault = tessera(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "add",
+            "vault",
+            "--application",
+            "wiki",
+            "--metadata",
+            vault_file.to_str().unwrap(),
+            "--encrypt-assertions",
+        ],
+    );
+    assert!(vault.status.success(), "{vault:?}");
     s.admin().engine().reload().await.unwrap();
 
     let seen = peer(
@@ -197,6 +217,7 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures()
                 {"binding": "redirect", "sign": false},
                 {"binding": "post", "sign": true, "acs": "http://127.0.0.1:9/elsewhere"},
                 {"binding": "redirect", "sign": true, "entity": "http://127.0.0.1:9/unknown"},
+                {"binding": "redirect", "sign": true, "entity": VAULT},
             ]
         }),
     );
@@ -241,6 +262,17 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures()
             .unwrap()
             .contains("not registered with Tessera as a SAML service provider")
     );
+
+    // The encrypted assertion: nothing of it in clear, pysaml2 decrypts it and checks the
+    // signatures of the response and of the assertion inside.
+    let enc = &runs[5];
+    assert!(enc.get("error").is_none(), "{enc}");
+    assert_eq!(enc["pages"], 0, "{enc}");
+    assert_eq!(enc["ava"]["uid"], json!(["alice"]), "{enc}");
+    let enc_xml = enc["xml"].as_str().unwrap();
+    assert!(enc_xml.contains("<saml:EncryptedAssertion"), "{enc_xml}");
+    assert!(!enc_xml.contains("alice") && !enc_xml.contains("<saml:Assertion"));
+    assert!(xmlsec_verifies(&dir, enc_xml, "protocol:Response", &idp.1));
 
     // xmlsec1 itself checks both signatures with the IdP's certificate, and fails a tampered
     // response.

@@ -71,6 +71,9 @@ pub struct SpArgs {
     /// A file with the certificate assertions are encrypted to (PEM); turns encryption on.
     #[arg(long)]
     encryption_certificate: Option<String>,
+    /// Encrypt assertions to the encryption certificate of the SP's metadata.
+    #[arg(long)]
+    encrypt_assertions: bool,
     /// unspecified (the login name, default), email, persistent or transient.
     #[arg(long)]
     name_id_format: Option<String>,
@@ -173,6 +176,14 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
     }
     if let Some(f) = &a.encryption_certificate {
         sp.encryption_certificate = Some(read(f)?);
+        sp.encrypt_assertions = true;
+    }
+    if a.encrypt_assertions {
+        if sp.encryption_certificate.is_none() {
+            bail!(
+                "--encrypt-assertions: the metadata names no encryption certificate; give --encryption-certificate"
+            );
+        }
         sp.encrypt_assertions = true;
     }
     if let Some(f) = &a.name_id_format {
