@@ -425,3 +425,86 @@ async fn pysaml2_single_logout_reaches_every_sp_of_the_session() {
     assert_eq!(seen["logout_page_final"], true, "{seen}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
+    let app = common::Provider::start().await;
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.enroll("alice", TokenKind::Totp, "TOTP0053", None).await;
+    s.use_app("portal", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    let dir: PathBuf = s.config.data_dir.join("saml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let idp = key_pair(&dir, "idp");
+    run(Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["saml", "import-key", &idp.0, &idp.1, "--data-dir"])
+        .arg(&s.config.data_dir));
+    // Registered by hand: entity ID and ACS URL, the login name as NameID, groups as an
+    // attribute.
+    let acs = format!("{}/acs", app.url);
+    let added = tessera(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "add",
+            "portal",
+            "--application",
+            "portal",
+            "--entity-id",
+            "urn:example:portal",
+            "--acs-url",
+            &acs,
+            "--attribute",
+            "login=username",
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    s.admin().engine().reload().await.unwrap();
+    // IdP-initiated (a portal link); screenshots of every page for review:
+    // target/tmp/screenshots/saml-login/.
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots/saml-login");
+    let _ = std::fs::remove_dir_all(&shots);
+    let seen = common::python_peer(
+        "browser",
+        "browser_peer.py",
+        &[
+            format!("{}/saml/init?sp=portal&RelayState=rs-7", s.url),
+            shots.display().to_string(),
+        ],
+        &json!({"username": "alice", "password": "alice-password",
+                "totp_seed_b32": common::SEED_B32, "redirect_prefix": acs}),
+    );
+    let out = &seen[0];
+    let pages = out["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 2, "{out}");
+    assert_eq!(pages[0]["heading"], "portal");
+    assert_eq!(
+        pages[1]["prompt"],
+        "Please enter the OTP from your authenticator"
+    );
+    assert!(shots.join("03-back-at-the-app.png").exists());
+    // The browser posted the response to the ACS by itself: the page's script ran under its
+    // CSP.
+    assert_eq!(out["final_url"], acs);
+    let posted = app.requests("/acs");
+    assert_eq!(posted.len(), 1);
+    let form: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(posted[0].body.as_bytes())
+            .into_owned()
+            .collect();
+    assert_eq!(form["RelayState"], "rs-7");
+    let xml = String::from_utf8(
+        data_encoding::BASE64
+            .decode(form["SAMLResponse"].as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(xml.contains("urn:example:portal") && !xml.contains("InResponseTo"));
+    assert!(xml.contains(">alice</saml:NameID>"), "{xml}");
+    assert!(xmlsec_verifies(&dir, &xml, "protocol:Response", &idp.1));
+    assert!(xmlsec_verifies(&dir, &xml, "assertion:Assertion", &idp.1));
+    s.stop().await;
+}
