@@ -64,6 +64,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/radius-clients/{name}"),
     ("put", "/radius-clients/{name}"),
     ("delete", "/radius-clients/{name}"),
+    ("get", "/saml-sps"),
+    ("post", "/saml-sps"),
+    ("post", "/saml-sps/import"),
+    ("get", "/saml-sps/{name}"),
+    ("put", "/saml-sps/{name}"),
+    ("delete", "/saml-sps/{name}"),
     ("get", "/settings"),
     ("patch", "/settings"),
     ("get", "/config"),
@@ -79,7 +85,9 @@ pub(crate) fn routes() -> Router<HttpState> {
     let router = object_routes::<Realm>(router, "/realms");
     let router = object_routes::<UserSourceDef>(router, "/user-sources");
     let router = object_routes::<RadiusClient>(router, "/radius-clients");
+    let router = object_routes::<tessera_core::model::SamlServiceProvider>(router, "/saml-sps");
     router
+        .route("/saml-sps/import", axum::routing::post(import_saml_sp))
         .route("/openapi.json", get(get_openapi))
         .route("/users", get(get_users).post(post_users))
         .route(
@@ -660,6 +668,42 @@ impl Collection for UserSourceDef {
         }
         self
     }
+}
+
+impl Collection for tessera_core::model::SamlServiceProvider {
+    const COLLECTION: &'static str = "saml_sps";
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    name: String,
+    application: String,
+}
+
+/// `POST /saml-sps/import?name=&application=`: a service provider from its metadata (the
+/// request body, XML).
+async fn import_saml_sp(
+    state: St,
+    auth: Authed,
+    Query(q): Query<ImportQuery>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    use tessera_core::model::SamlServiceProvider;
+    let actor = auth.write()?;
+    let xml = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::bad_request("the metadata is not UTF-8"))?;
+    let sp = crate::saml::sp_from_metadata(xml, &q.name, &q.application)
+        .map_err(ApiError::bad_request)?;
+    if state.admin.get::<SamlServiceProvider>(&sp.name).is_ok() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("SAML service provider '{}' already exists", sp.name),
+        ));
+    }
+    let saved = state.admin.put(&actor, sp).await.api(&state)?;
+    Ok((StatusCode::CREATED, Json(json!(saved))).into_response())
 }
 
 async fn list_objects<T: Collection>(state: St, auth: Authed) -> ApiResult<Json<Value>> {

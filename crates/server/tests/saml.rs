@@ -508,3 +508,81 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
     assert!(xmlsec_verifies(&dir, &xml, "assertion:Assertion", &idp.1));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_imports_sp_metadata_and_refuses_bad_metadata() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.use_app("wiki", &[&[Method::Password]]).await;
+    let token = s
+        .admin_token("root", tessera_core::model::AdminRole::Admin)
+        .await;
+    let dir: PathBuf = s.config.data_dir.join("saml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = key_pair(&dir, "sp");
+    let meta = peer(&s, &dir, &keys, &json!({"cmd": "metadata"}));
+    let import = |name: &str, body: String| {
+        s.http
+            .post(format!(
+                "{}/api/v1/saml-sps/import?name={name}&application=wiki",
+                s.url
+            ))
+            .bearer_auth(&token)
+            .body(body)
+            .send()
+    };
+    for (bad, why) in [
+        ("<not xml", "not well-formed"),
+        (
+            "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"x\"/>",
+            "SPSSODescriptor",
+        ),
+    ] {
+        let res = import("wiki", bad.into()).await.unwrap();
+        assert_eq!(res.status(), 400);
+        let body: Value = res.json().await.unwrap();
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(why),
+            "{body}"
+        );
+    }
+    let res = import("wiki", meta["metadata"].as_str().unwrap().into())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(created["entity_id"], SP);
+    assert_eq!(created["slo_url"], format!("{SP}/slo"));
+    assert_eq!(created["certificates"].as_array().unwrap().len(), 1);
+    let again = import("wiki", meta["metadata"].as_str().unwrap().into())
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let list: Value = s
+        .http
+        .get(format!("{}/api/v1/saml-sps", s.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["saml_sps"].as_array().unwrap().len(), 1, "{list}");
+    // An SP for an application that does not exist is refused, with nothing stored.
+    let res = s
+        .http
+        .post(format!(
+            "{}/api/v1/saml-sps/import?name=other&application=nope",
+            s.url
+        ))
+        .bearer_auth(&token)
+        .body(meta["metadata"].as_str().unwrap().replace(SP, "urn:other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let listed = s.admin().list::<tessera_core::model::SamlServiceProvider>();
+    assert_eq!(listed.len(), 1);
+    s.stop().await;
+}
