@@ -58,6 +58,12 @@ def main():
                 "prompt": prompt[0].text if prompt else "",
                 "button_background": button[0].value_of_css_property("background-color")
                 if button else "",
+                # A branded page's logo: its width once loaded (-1: no logo).
+                "logo_width": driver.execute_script(
+                    "const i = document.querySelector('img.logo');"
+                    " return i ? i.naturalWidth : -1;"),
+                "intro": (driver.find_elements(By.CLASS_NAME, "intro") or [None])[0].text
+                if driver.find_elements(By.CLASS_NAME, "intro") else "",
                 "screenshot": path,
             })
 

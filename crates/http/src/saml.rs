@@ -845,7 +845,7 @@ pub(crate) async fn answer(
             tracing::info!(sp = %sp.name, user = %user.username, "SAML assertion issued");
             let page = post_page(
                 lang,
-                &web::app_title(state, &sp.application.0),
+                &web::brand(state, &sp.application.0, lang).title,
                 &pending.acs_url,
                 &xml,
                 pending.relay_state.as_deref(),
@@ -979,7 +979,7 @@ async fn error_response(
     match signed {
         Ok(xml) => post_page(
             lang,
-            &web::app_title(state, &sp.application.0),
+            &web::brand(state, &sp.application.0, lang).title,
             acs,
             &xml,
             relay_state.as_deref(),

@@ -10,7 +10,7 @@ use crate::oauth::{active_claims, invalid_token, issuer, no_store, oauth_error, 
 use crate::{HttpState, St};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, RawQuery};
+use axum::extract::{ConnectInfo, Path, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -36,6 +36,8 @@ pub(crate) fn routes() -> Router<HttpState> {
     Router::new()
         .route("/login", get(login_page).post(login_post))
         .route("/login/style.css", get(style))
+        .route("/login/brand/{app}/logo", get(brand_logo))
+        .route("/login/brand/{app}/style.css", get(brand_style))
         .route("/logout", get(logout_page).post(logout))
         .route("/login/sessions", get(sessions_page).post(end_sessions))
         .route("/oidc/authorize", get(authorize))
@@ -140,7 +142,7 @@ pub(crate) fn page_headers(res: &mut Response) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -215,6 +217,7 @@ pub(crate) fn lang_of(headers: &HeaderMap, asked: Option<&str>) -> String {
 struct Page<'a> {
     lang: &'a str,
     app_title: &'a str,
+    brand: Option<&'a Brand>,
     step: &'a str,
     csrf: &'a str,
     error: Option<&'a str>,
@@ -229,7 +232,14 @@ struct Page<'a> {
 fn render(page: Page<'_>, status: StatusCode) -> Response {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    let t = texts(page.lang);
+    let mut t = texts(page.lang);
+    let none = Brand::default();
+    let brand = page.brand.unwrap_or(&none);
+    if let Some(map) = t.as_object_mut() {
+        for (k, v) in &brand.words {
+            map.insert(k.clone(), v.clone());
+        }
+    }
     let error = page
         .error
         .map(|key| t[key].as_str().unwrap_or(key).to_string());
@@ -241,6 +251,8 @@ fn render(page: Page<'_>, status: StatusCode) -> Response {
                 csrf => page.csrf, error => error, username => page.username,
                 ask_password => page.ask_password, prompt => page.prompt,
                 answer_type => page.answer_type, done => page.done, fatal => page.fatal,
+                intro => brand.intro, help => brand.help, logo => brand.logo_url,
+                brand_css => brand.css_url,
             })
         });
     let mut res = match html {
@@ -260,6 +272,7 @@ pub(crate) fn fatal(lang: &str, error: &str, status: StatusCode) -> Response {
         Page {
             lang,
             app_title: "Tessera",
+            brand: None,
             step: "",
             csrf: "",
             error: Some(error),
@@ -589,6 +602,111 @@ pub(crate) fn app_title(state: &HttpState, app: &str) -> String {
         .unwrap_or_else(|| app.to_string())
 }
 
+/// An application's branding as a page shows it.
+#[derive(Debug, Default)]
+pub(crate) struct Brand {
+    /// The heading: the branding's title, else the application's description or name.
+    pub(crate) title: String,
+    intro: Option<String>,
+    help: Option<String>,
+    logo_url: Option<String>,
+    css_url: Option<String>,
+    /// Page texts the branding rewords.
+    words: serde_json::Map<String, Value>,
+}
+
+pub(crate) fn brand(state: &HttpState, app: &str, lang: &str) -> Brand {
+    let snap = state.engine.snapshot();
+    let def = snap.application(&tessera_core::ids::AppName(app.to_string()));
+    let mut out = Brand {
+        title: app_title(state, app),
+        ..Brand::default()
+    };
+    let Some(b) = def.and_then(|a| a.branding.as_ref()) else {
+        return out;
+    };
+    // Paths by the application's name as stored (names are checked: letters, digits, - _ .).
+    let name = def.map(|a| a.name.0.clone()).unwrap_or_default();
+    if let Some(t) = b.text(lang, "title") {
+        out.title = t.to_string();
+    }
+    out.intro = b.text(lang, "intro").map(str::to_string);
+    out.help = b.text(lang, "help").map(str::to_string);
+    if b.logo.is_some() {
+        out.logo_url = Some(format!("/login/brand/{name}/logo"));
+    }
+    if b.primary_color.is_some() || b.background_color.is_some() {
+        out.css_url = Some(format!("/login/brand/{name}/style.css"));
+    }
+    for key in ["username", "password", "answer", "continue"] {
+        if let Some(t) = b.text(lang, key) {
+            out.words.insert(key.into(), Value::String(t.to_string()));
+        }
+    }
+    out
+}
+
+fn branding_of(state: &HttpState, app: &str) -> Option<tessera_core::model::Branding> {
+    state
+        .engine
+        .snapshot()
+        .application(&tessera_core::ids::AppName(app.to_string()))
+        .and_then(|a| a.branding.clone())
+}
+
+/// `/login/brand/{app}/logo`: the application's logo (an SVG cannot run anything: no script
+/// may run in it, and it is sandboxed).
+async fn brand_logo(state: St, Path(app): Path<String>) -> Response {
+    let Some((kind, bytes)) = branding_of(&state, &app).and_then(|b| b.logo_image()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "max-age=300"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// `/login/brand/{app}/style.css`: the application's colours (checked `#rrggbb` values only).
+async fn brand_style(state: St, Path(app): Path<String>) -> Response {
+    let Some(b) = branding_of(&state, &app) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let mut css = String::new();
+    if let Some(c) = b
+        .primary_color
+        .as_deref()
+        .filter(|c| tessera_core::model::branding::is_color(c))
+    {
+        css.push_str(&format!(
+            "button {{ background: {c}; }}\ninput:focus, button:focus {{ outline-color: {c}; }}\n"
+        ));
+    }
+    if let Some(c) = b
+        .background_color
+        .as_deref()
+        .filter(|c| tessera_core::model::branding::is_color(c))
+    {
+        css.push_str(&format!("body {{ background: {c}; }}\n"));
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/css"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        css,
+    )
+        .into_response()
+}
+
 /// Whether the first factor of `app` is answered with something typed (a password, an OTP)
 /// rather than a code sent once the user is named.
 fn asks_password(state: &HttpState, app: &str) -> bool {
@@ -600,10 +718,11 @@ fn asks_password(state: &HttpState, app: &str) -> bool {
         .is_none_or(|f| f.all_methods().any(|m| m.channel().is_none()))
 }
 
-fn flow_page<'a>(flow: &'a Flow, title: &'a str, error: Option<&'a str>) -> Page<'a> {
+fn flow_page<'a>(flow: &'a Flow, brand: &'a Brand, error: Option<&'a str>) -> Page<'a> {
     Page {
         lang: &flow.lang,
-        app_title: title,
+        app_title: &brand.title,
+        brand: Some(brand),
         step: if flow.tx.is_some() {
             "answer"
         } else {
@@ -625,7 +744,7 @@ async fn login_page(state: St, headers: HeaderMap) -> Response {
         let lang = lang_of(&headers, None);
         return fatal(&lang, "expired", StatusCode::BAD_REQUEST);
     };
-    let title = app_title(&state, &flow.app);
+    let title = brand(&state, &flow.app, &flow.lang);
     let mut page = flow_page(&flow, &title, None);
     page.ask_password = asks_password(&state, &flow.app);
     render(page, StatusCode::OK)
@@ -649,7 +768,7 @@ async fn login_post(
     if !same_token(form.get("csrf"), &flow.csrf) {
         return fatal(&flow.lang, "expired", StatusCode::FORBIDDEN);
     }
-    let title = app_title(&state, &flow.app);
+    let title = brand(&state, &flow.app, &flow.lang);
     let answer = form.get("answer").cloned().unwrap_or_default();
     let ip = state.client_ip(peer, &headers, None);
     let ctx = RequestCtx {
@@ -759,7 +878,7 @@ async fn code_page_for_nobody(
     key: &str,
     mut flow: Flow,
     expires_at: i64,
-    title: &str,
+    title: &Brand,
 ) -> Response {
     let snap = state.engine.snapshot();
     let method = snap
@@ -955,6 +1074,7 @@ async fn logout_page(state: St, headers: HeaderMap) -> Response {
         Page {
             lang: &lang,
             app_title: "Tessera",
+            brand: None,
             step: "logout",
             csrf: &token,
             error: None,

@@ -14,6 +14,9 @@ use tessera_core::model::{Method, TokenKind};
 const SP: &str = "http://127.0.0.1:9/sp";
 const ACS: &str = "http://127.0.0.1:9/acs";
 const VAULT: &str = "http://127.0.0.1:9/vault";
+/// A 1×1 PNG.
+const PIXEL: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
 
 fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap();
@@ -462,7 +465,110 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
         ],
     );
     assert!(added.status.success(), "{added:?}");
+    // The portal's own look — logo, colour, texts — set with the CLI.
+    let pixel = dir.join("logo.png");
+    std::fs::write(
+        &pixel,
+        data_encoding::BASE64.decode(PIXEL.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let branded = tessera(
+        &s,
+        &[
+            "app",
+            "brand",
+            "portal",
+            "--logo",
+            pixel.to_str().unwrap(),
+            "--primary-color",
+            "#0a7d32",
+            "--text",
+            "en.title=Contoso portal",
+            "--text",
+            "en.intro=Use your Contoso account.",
+            "--text",
+            "en.help=Help: call 1234",
+            "--text",
+            "tr.title=Contoso portalı",
+            "--text",
+            "tr.continue=İlerle",
+        ],
+    );
+    assert!(branded.status.success(), "{branded:?}");
+    // A colour that would write more CSS, or a logo that is no image, is refused and the
+    // branding stays; `app set` keeps it too.
+    for bad in [
+        vec!["--primary-color", "red} body {display:none"],
+        vec!["--logo", "Cargo.toml"],
+    ] {
+        let mut args = vec!["app", "brand", "portal"];
+        args.extend(bad);
+        let refused = tessera(&s, &args);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success()
+                && (err.contains("not #rrggbb") || err.contains("not a PNG, JPEG or SVG")),
+            "{err}"
+        );
+    }
+    let set = tessera(
+        &s,
+        &[
+            "--json", "app", "set", "portal", "--factor", "password", "--factor", "soft_otp",
+        ],
+    );
+    assert!(set.status.success(), "{set:?}");
+    let set: Value = serde_json::from_slice(&set.stdout).unwrap();
+    assert_eq!(set["branding"]["primary_color"], "#0a7d32", "{set}");
     s.admin().engine().reload().await.unwrap();
+    let css = reqwest::get(format!("{}/login/brand/portal/style.css", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(css.contains("#0a7d32") && !css.contains("display"), "{css}");
+    let logo = reqwest::get(format!("{}/login/brand/portal/logo", s.url))
+        .await
+        .unwrap();
+    assert_eq!(logo.headers()["content-type"], "image/png");
+    assert!(
+        logo.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
+    // In Turkish, the Turkish texts (and the page's own for what the branding leaves).
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let started = http
+        .get(format!("{}/saml/init?sp=portal", s.url))
+        .header("accept-language", "tr-TR")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 303);
+    let flow = started.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = http
+        .get(format!("{}/login", s.url))
+        .header("cookie", flow)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<h1>Contoso portalı</h1>"), "{page}");
+    assert!(page.contains(">İlerle</button>") && page.contains("Kullanıcı adı"));
+    assert!(!page.contains("Use your Contoso account."));
     // IdP-initiated (a portal link); screenshots of every page for review:
     // target/tmp/screenshots/saml-login/.
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots/saml-login");
@@ -480,7 +586,14 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
     let out = &seen[0];
     let pages = out["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 2, "{out}");
-    assert_eq!(pages[0]["heading"], "portal");
+    assert_eq!(pages[0]["heading"], "Contoso portal");
+    assert_eq!(pages[0]["intro"], "Use your Contoso account.");
+    // The brand's stylesheet and logo loaded under the page's CSP.
+    assert_eq!(
+        pages[0]["button_background"], "rgba(10, 125, 50, 1)",
+        "{out}"
+    );
+    assert_eq!(pages[0]["logo_width"], 1, "{out}");
     assert_eq!(
         pages[1]["prompt"],
         "Please enter the OTP from your authenticator"

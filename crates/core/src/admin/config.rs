@@ -154,6 +154,7 @@ pub async fn bootstrap_defaults(store: &dyn Store, now: i64) -> StoreResult<bool
         routes: Vec::new(),
         sso_session_minutes: None,
         sso_idle_minutes: None,
+        branding: None,
     };
     let to_value = |v: serde_json::Result<Value>| {
         v.map_err(|e| crate::store::StoreError::Backend(e.to_string()))

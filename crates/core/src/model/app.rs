@@ -174,6 +174,9 @@ pub struct Application {
     /// upper bound: the `sso_idle_minutes` setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sso_idle_minutes: Option<u32>,
+    /// How the login page looks for this application's users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branding: Option<crate::model::Branding>,
 }
 
 impl Application {
@@ -185,6 +188,9 @@ impl Application {
         }
         if self.factors.is_empty() {
             errs.push("factors: an application needs at least one factor".into());
+        }
+        if let Some(b) = &self.branding {
+            errs.extend(b.problems());
         }
         if self.factors.len() > 8 {
             errs.push("factors: at most 8 factors".into());
@@ -431,6 +437,7 @@ mod tests {
             routes: vec![],
             sso_session_minutes: None,
             sso_idle_minutes: None,
+            branding: None,
         };
         assert_eq!(app.problems().len(), 2);
     }

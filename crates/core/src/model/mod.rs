@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api_client;
 pub mod app;
 pub mod audit;
+pub mod branding;
 pub mod client;
 pub mod delivery;
 pub mod ldap;
@@ -19,6 +20,7 @@ pub use admin::{AdminAccount, AdminRole, AdminSession};
 pub use api_client::{ApiClient, ApiClientKind};
 pub use app::{AppKind, Application, Factor, Method, Realm, UserSourceDef, UserSourceKind};
 pub use audit::{AuditQuery, AuditRecord};
+pub use branding::Branding;
 pub use client::{
     AppRule, DeviceType, Net, RadiusClient, ReplyMode, ReplyRule, ReplyTexts, SharedSecret,
 };

@@ -24,8 +24,11 @@ pub enum AppCmd {
     Show { name: String },
     /// Create an application.
     Add(AppArgs),
-    /// Replace an application's type, description and factors.
+    /// Replace an application's type, description and factors (its routes, session limits and
+    /// branding stay).
     Set(AppArgs),
+    /// Set how the login page looks for the application's users (only what is given changes).
+    Brand(BrandArgs),
     /// Delete an application.
     Delete { name: String },
 }
@@ -42,6 +45,82 @@ pub struct AppArgs {
     kind: String,
     #[arg(long, default_value = "")]
     description: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BrandArgs {
+    name: String,
+    /// A logo file (PNG, JPEG or SVG, at most 64 KiB); `none` removes it.
+    #[arg(long)]
+    logo: Option<String>,
+    /// The colour of buttons and focus rings (#rrggbb); `none` removes it.
+    #[arg(long)]
+    primary_color: Option<String>,
+    /// The page's background colour (#rrggbb); `none` removes it.
+    #[arg(long)]
+    background_color: Option<String>,
+    /// A text, LANG.KEY=TEXT (repeat): LANG en or tr, KEY title, intro, help, username,
+    /// password, answer or continue; an empty TEXT removes it.
+    #[arg(long = "text")]
+    texts: Vec<String>,
+    /// Remove the branding altogether.
+    #[arg(long, conflicts_with_all = ["logo", "primary_color", "background_color", "texts"])]
+    clear: bool,
+}
+
+/// A logo file as a data URI (the type from the file's first bytes).
+fn logo_uri(file: &str) -> Result<String> {
+    let bytes = std::fs::read(file).map_err(|e| anyhow!("reading {file}: {e}"))?;
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).to_lowercase();
+    let kind = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        "image/jpeg"
+    } else if head.contains("<svg") {
+        "image/svg+xml"
+    } else {
+        return Err(anyhow!("{file}: not a PNG, JPEG or SVG image"));
+    };
+    Ok(format!(
+        "data:{kind};base64,{}",
+        data_encoding::BASE64.encode(&bytes)
+    ))
+}
+
+impl BrandArgs {
+    fn apply(&self, app: &mut Application) -> Result<()> {
+        if self.clear {
+            app.branding = None;
+            return Ok(());
+        }
+        let b = app.branding.get_or_insert_with(Default::default);
+        let none = |v: &str| v.eq_ignore_ascii_case("none");
+        if let Some(l) = &self.logo {
+            b.logo = if none(l) { None } else { Some(logo_uri(l)?) };
+        }
+        if let Some(c) = &self.primary_color {
+            b.primary_color = (!none(c)).then(|| c.clone());
+        }
+        if let Some(c) = &self.background_color {
+            b.background_color = (!none(c)).then(|| c.clone());
+        }
+        for t in &self.texts {
+            let (Some((lang, key)), Some(text)) = (
+                t.split_once('=').and_then(|(k, _)| k.split_once('.')),
+                t.split_once('=').map(|(_, v)| v),
+            ) else {
+                return Err(anyhow!("--text {t}: LANG.KEY=TEXT, e.g. en.title=Contoso"));
+            };
+            let texts = b.texts.entry(lang.trim().to_string()).or_default();
+            if text.is_empty() {
+                texts.remove(key.trim());
+            } else {
+                texts.insert(key.trim().to_string(), text.to_string());
+            }
+        }
+        b.texts.retain(|_, t| !t.is_empty());
+        Ok(())
+    }
 }
 
 impl AppArgs {
@@ -71,6 +150,7 @@ impl AppArgs {
             routes: Vec::new(),
             sso_session_minutes: None,
             sso_idle_minutes: None,
+            branding: None,
         })
     }
 }
@@ -309,8 +389,17 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
             show(&admin.put(&actor, a).await?);
         }
         AppCmd::Set(args) => {
-            let a = args.to_app()?;
-            admin.get::<Application>(a.name.as_str())?;
+            let mut a = args.to_app()?;
+            let before = admin.get::<Application>(a.name.as_str())?;
+            a.routes = before.routes;
+            a.sso_session_minutes = before.sso_session_minutes;
+            a.sso_idle_minutes = before.sso_idle_minutes;
+            a.branding = before.branding;
+            show(&admin.put(&actor, a).await?);
+        }
+        AppCmd::Brand(args) => {
+            let mut a = admin.get::<Application>(&args.name)?;
+            args.apply(&mut a)?;
             show(&admin.put(&actor, a).await?);
         }
         AppCmd::Delete { name } => {

@@ -185,6 +185,7 @@ impl TestServer {
             routes: Vec::new(),
             sso_session_minutes: None,
             sso_idle_minutes: None,
+            branding: None,
         };
         self.admin().put(&actor(), app).await.unwrap();
         self.set(json!({"validate_application": name})).await;
