@@ -85,6 +85,18 @@ def main():
                 "nonce_ok": claims.get("nonce") == nonce, "userinfo": info,
                 "code": back.get("code", [""])[0]}
 
+    if "logout_tokens" in steps:
+        # Back-channel logout tokens a relying party received: verified as the RP would (the
+        # JWKS, audience, issuer), with their headers.
+        jwks = jwt.PyJWKClient(meta["jwks_uri"])
+        seen = []
+        for t in steps["logout_tokens"]:
+            key = jwks.get_signing_key_from_jwt(t)
+            claims = jwt.decode(t, key.key, algorithms=["ES256", "RS256"], audience=client_id,
+                                issuer=meta["issuer"])
+            seen.append({"header": jwt.get_unverified_header(t), "claims": claims})
+        print(json.dumps([{"discovery": meta, "logout": seen}]))
+        return
     out["first"] = sign_in()
     out["second"] = sign_in()
     print(json.dumps([out]))

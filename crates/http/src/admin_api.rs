@@ -433,12 +433,13 @@ async fn delete_user_sessions(
     Query(q): Query<SessionQuery>,
 ) -> ApiResult<Json<Value>> {
     let actor = auth.write()?;
-    let ended = state
+    let gone = state
         .admin
         .end_sso_sessions(&actor, &username, q.realm.as_deref(), q.id.as_deref())
         .await
         .api(&state)?;
-    Ok(Json(json!({ "ended": ended })))
+    crate::backchannel::notify(&state, &gone);
+    Ok(Json(json!({ "ended": gone.len() })))
 }
 
 async fn delete_user(

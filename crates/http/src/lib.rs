@@ -6,6 +6,7 @@
 //! one place each. May depend on: `tessera-core`, `tessera-otp`.
 
 mod admin_api;
+pub mod backchannel;
 mod health;
 mod links;
 mod oauth;

@@ -1147,6 +1147,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
         && let Some(ended) = web::end_session(&state, &key).await
     {
         tracing::info!(sp = %sp.name, user = %ended.user, "SSO session ended by SAML logout");
+        crate::backchannel::notify(&state, std::slice::from_ref(&ended));
         remaining = ended.saml.into_iter().filter(|p| p.sp != sp.name).collect();
     }
     let logout = Logout {

@@ -86,6 +86,9 @@ struct Code {
     realm: String,
     scope: String,
     auth_time: i64,
+    /// The SSO session's `sid`, for the ID token.
+    #[serde(default)]
+    sid: Option<String>,
 }
 
 pub(crate) fn hash(key: &str) -> String {
@@ -428,11 +431,14 @@ async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Re
             realm: session.realm.clone(),
             scope,
             auth_time: session.auth_time,
+            sid: Some(session.sid.clone()).filter(|s| !s.is_empty()),
         };
-        return match issue_code(&state, &code, st.as_deref(), &iss).await {
+        let res = match issue_code(&state, &code, st.as_deref(), &iss).await {
             Ok(res) => res,
-            Err(res) => res,
+            Err(res) => return res,
         };
+        remember_oidc(&state, &key, &client.client_id).await;
+        return res;
     }
     if prompts.contains(&"none") {
         return fail("login_required", "no session for this application");
@@ -561,6 +567,26 @@ pub(crate) async fn remember_saml(
     let data = serde_json::to_string(&s).unwrap_or_default();
     if let Err(e) = store.put_web_state(&WebState { data, ..kept }).await {
         tracing::warn!(error = %e, "SSO session's SAML sign-in not recorded");
+    }
+}
+
+/// Records in an SSO session that it signed in to an OIDC client (for back-channel logout).
+async fn remember_oidc(state: &HttpState, key: &str, client_id: &str) {
+    let store = state.engine.store();
+    let now = state.engine.clock().now();
+    let Ok(Some(kept)) = store.web_state(SSO, &hash(key), now).await else {
+        return;
+    };
+    let Ok(mut s) = serde_json::from_str::<Session>(&kept.data) else {
+        return;
+    };
+    if s.oidc.iter().any(|c| c == client_id) {
+        return;
+    }
+    s.oidc.push(client_id.to_string());
+    let data = serde_json::to_string(&s).unwrap_or_default();
+    if let Err(e) = store.put_web_state(&WebState { data, ..kept }).await {
+        tracing::warn!(error = %e, "SSO session's OIDC sign-in not recorded");
     }
 }
 
@@ -957,6 +983,8 @@ async fn finish_login(
                     .map(|s| s.chars().take(256).collect())
                     .unwrap_or_default(),
                 saml: Vec::new(),
+                oidc: Vec::new(),
+                sid: tessera_core::rng::random_token(state.engine.ports().rng.as_ref()),
             },
             now + lifetime,
         ),
@@ -998,9 +1026,14 @@ async fn finish_login(
         realm: realm.to_string(),
         scope: flow.scope.clone(),
         auth_time: session.auth_time,
+        sid: Some(session.sid.clone()).filter(|s| !s.is_empty()),
     };
     let mut res = match issue_code(state, &code, flow.state.as_deref(), &iss).await {
-        Ok(res) | Err(res) => res,
+        Ok(res) => {
+            remember_oidc(state, &session_key, &flow.client_id).await;
+            res
+        }
+        Err(res) => res,
     };
     let h = res.headers_mut();
     h.append(
@@ -1013,7 +1046,7 @@ async fn finish_login(
 
 /// The OIDC subject of a user: the user source and the user's id in it — unique across realms
 /// and never given to another user (a login name may be, after a deletion).
-fn subject(user: &tessera_core::model::User) -> String {
+pub(crate) fn subject(user: &tessera_core::model::User) -> String {
     format!("{}/{}", user.source, user.id)
 }
 
@@ -1101,6 +1134,9 @@ async fn logout(state: St, headers: HeaderMap, body: Bytes) -> Response {
         return fatal(&lang, "expired", StatusCode::FORBIDDEN);
     }
     let ended = end_session(&state, &key).await;
+    if let Some(s) = &ended {
+        crate::backchannel::notify(&state, std::slice::from_ref(s));
+    }
     // The SAML service providers the session signed in to are told, through this browser.
     let mut res = match ended {
         Some(s) if !s.saml.is_empty() => {
@@ -1223,6 +1259,9 @@ pub(crate) async fn code_grant(
     if let (Some(n), Some(obj)) = (&c.nonce, id.as_object_mut()) {
         obj.insert("nonce".into(), Value::String(n.clone()));
     }
+    if let (Some(sid), Some(obj)) = (&c.sid, id.as_object_mut()) {
+        obj.insert("sid".into(), Value::String(sid.clone()));
+    }
     let id_token = match client.id_token_alg.as_deref() {
         Some("RS256") => match crate::rsa_key::signer(state).await {
             Ok(Some(rsa)) => rsa.sign_typed(&id, "JWT"),
@@ -1339,10 +1378,12 @@ async fn discovery(state: St) -> Response {
         "id_token_signing_alg_values_supported": algs,
         "scopes_supported": ["openid", "profile", "email", "phone"],
         "claims_supported": ["sub", "preferred_username", "name", "given_name", "family_name",
-            "email", "phone_number", "groups", "auth_time", "nonce"],
+            "email", "phone_number", "groups", "auth_time", "nonce", "sid"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "ui_locales_supported": ["en", "tr"],
     }))
     .into_response()
@@ -1428,7 +1469,10 @@ async fn end_sessions(state: St, headers: HeaderMap, body: Bytes) -> Response {
         .end_sso_sessions(&actor, &mine.user, Some(&mine.realm), id)
         .await
     {
-        Ok(_) => redirect("/login/sessions"),
+        Ok(gone) => {
+            crate::backchannel::notify(&state, &gone);
+            redirect("/login/sessions")
+        }
         Err(tessera_core::admin::AdminError::NotFound(_)) => {
             fatal(&lang, "expired", StatusCode::NOT_FOUND)
         }

@@ -2219,3 +2219,113 @@ async fn login_page_says_wrong_password_then_locked_for_any_name() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backchannel_logout_tokens_reach_the_relying_party_when_sessions_end() {
+    let rp = common::Provider::start().await;
+    let s = oauth_server(Backend::Sqlite).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.use_app("intranet", &[&[Method::Password]]).await;
+    let redirect = "http://127.0.0.1:9/callback";
+    let bcl = format!("{}/bcl", rp.url);
+    let c = s
+        .admin()
+        .create_api_client(
+            &actor(),
+            NewApiClient {
+                name: "wiki-rp".into(),
+                kind: ApiClientKind::Oidc,
+                application: Some("intranet".into()),
+                redirect_uris: vec![redirect.to_string()],
+                backchannel_logout_uri: Some(bcl.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (id, secret) = (c.client.client_id, c.client_secret.to_string());
+    let args = [s.url.clone(), id.clone(), secret, redirect.to_string()];
+    let sign_in = || {
+        common::python_peer(
+            "oauth",
+            "oidc_peer.py",
+            &args,
+            &json!({"username": "alice", "password": "alice-password",
+                    "totp_seed_b32": common::SEED_B32}),
+        )
+        .remove(0)
+    };
+    let first = sign_in();
+    let claims = &first["first"]["claims"];
+    let sid = claims["sid"].as_str().unwrap().to_string();
+    assert!(sid.len() >= 20, "{first}");
+    // The same session, the same sid.
+    assert_eq!(first["second"]["claims"]["sid"], sid.as_str());
+    assert_eq!(
+        first["discovery"]["backchannel_logout_session_supported"],
+        true
+    );
+
+    // An administrator ends the session with the CLI: the RP gets a logout token.
+    let ended = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["session", "end", "alice", "--data-dir"])
+        .arg(&s.config.data_dir)
+        .output()
+        .unwrap();
+    assert!(ended.status.success(), "{ended:?}");
+    let got = rp.wait_for("/bcl", 1).await;
+    // Again through the admin API, after another sign-in (a new session, a new sid).
+    let again = sign_in();
+    let sid2 = again["first"]["claims"]["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(sid2, sid);
+    let token = s
+        .admin_token("root", tessera_core::model::AdminRole::Admin)
+        .await;
+    let res = s
+        .http
+        .delete(format!("{}/api/v1/users/alice/sessions", s.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let got2 = rp.wait_for("/bcl", 2).await;
+    let tokens: Vec<String> = [&got[0], &got2[1]]
+        .iter()
+        .map(|r| {
+            let form: std::collections::HashMap<String, String> =
+                form_urlencoded::parse(r.body.as_bytes())
+                    .into_owned()
+                    .collect();
+            form["logout_token"].clone()
+        })
+        .collect();
+    // PyJWT verifies them as the relying party would.
+    let seen = common::python_peer(
+        "oauth",
+        "oidc_peer.py",
+        &args,
+        &json!({"logout_tokens": tokens}),
+    )
+    .remove(0);
+    let logout = seen["logout"].as_array().unwrap();
+    for (t, want_sid) in logout.iter().zip([&sid, &sid2]) {
+        assert_eq!(t["header"]["typ"], "logout+jwt", "{t}");
+        assert_eq!(t["claims"]["sid"], want_sid.as_str());
+        assert_eq!(t["claims"]["sub"], claims["sub"]);
+        assert!(
+            t["claims"]["events"]
+                .get("http://schemas.openid.net/event/backchannel-logout")
+                .is_some(),
+            "{t}"
+        );
+        assert!(t["claims"].get("nonce").is_none());
+    }
+    let audited = s.audit("oidc_backchannel_logout").await;
+    assert_eq!(audited.len(), 2);
+    assert!(audited.iter().all(|a| a.result == "ok"), "{audited:?}");
+    s.stop().await;
+}

@@ -21,6 +21,7 @@ pub struct NewApiClient {
     pub redirect_uris: Vec<String>,
     /// `ES256` (default) or `RS256`.
     pub id_token_alg: Option<String>,
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// A created client and its secret, which is shown this once.
@@ -58,6 +59,7 @@ impl Admin {
             secret_hash: Some(ApiClient::hash_secret(&secret)),
             redirect_uris: input.redirect_uris,
             id_token_alg: input.id_token_alg,
+            backchannel_logout_uri: input.backchannel_logout_uri,
         };
         let client = self.put(actor, client).await?;
         Ok(CreatedApiClient {

@@ -234,14 +234,15 @@ impl Admin {
             .collect())
     }
 
-    /// Ends one of a user's SSO sessions (`id`), or all of them; how many ended.
+    /// Ends one of a user's SSO sessions (`id`), or all of them; the sessions ended (their
+    /// relying parties are to be told).
     pub async fn end_sso_sessions(
         &self,
         actor: &Actor,
         user: &str,
         realm: Option<&str>,
         id: Option<&str>,
-    ) -> AdminResult<u64> {
+    ) -> AdminResult<Vec<crate::model::SsoSession>> {
         let (_, username, realm) = self.owner_ref(user, realm).await?;
         let sessions = self.sessions_of(&username, realm.as_str()).await?;
         let chosen: Vec<_> = sessions
@@ -255,7 +256,7 @@ impl Admin {
                 "session '{id}' of '{username}'"
             )));
         }
-        let mut ended = 0;
+        let mut gone = Vec::new();
         for s in chosen {
             if self
                 .engine
@@ -263,9 +264,10 @@ impl Admin {
                 .delete_web_state(crate::model::SSO_KIND, &s.id)
                 .await?
             {
-                ended += 1;
+                gone.push(s.session.clone());
             }
         }
+        let ended = gone.len();
         self.audit(
             actor,
             "sso_session_end",
@@ -278,7 +280,7 @@ impl Admin {
             &format!("{ended} session(s) ended"),
         )
         .await?;
-        Ok(ended)
+        Ok(gone)
     }
 
     async fn owner_ref(

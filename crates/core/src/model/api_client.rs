@@ -82,6 +82,10 @@ pub struct ApiClient {
     /// imported with `tessera oidc import-key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token_alg: Option<String>,
+    /// Where an OIDC client takes logout tokens when a user's SSO session ends (OpenID Connect
+    /// Back-Channel Logout 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
 }
 
 impl ApiClient {
@@ -121,6 +125,14 @@ impl ApiClient {
         }
         if self.kind == ApiClientKind::Oidc && self.redirect_uris.is_empty() {
             errs.push("redirect_uris: an OIDC client needs at least one".into());
+        }
+        if let Some(uri) = &self.backchannel_logout_uri {
+            if self.kind != ApiClientKind::Oidc {
+                errs.push("backchannel_logout_uri: for OIDC clients".into());
+            }
+            if let Err(e) = check_redirect_uri(uri) {
+                errs.push(format!("backchannel_logout_uri: '{uri}': {e}"));
+            }
         }
         for uri in &self.redirect_uris {
             if let Err(e) = check_redirect_uri(uri) {

@@ -24,6 +24,13 @@ pub struct SsoSession {
     /// SAML service providers this session signed in to (for single logout).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub saml: Vec<SamlParticipant>,
+    /// OpenID Connect clients (client ids) this session signed in to (for back-channel logout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oidc: Vec<String>,
+    /// The session's id as relying parties see it (`sid`): random, kept while the session
+    /// lives (its cookie key changes at every sign-in).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sid: String,
 }
 
 /// A SAML service provider an SSO session signed in to: what its logout request names.

@@ -56,6 +56,10 @@ pub struct ApiClientArgs {
     /// first: tessera oidc import-key).
     #[arg(long)]
     id_token_alg: Option<String>,
+    /// Where an OIDC client takes logout tokens when a user's SSO session ends (back-channel
+    /// logout).
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
     /// The application its users sign in through (user clients).
     #[arg(long)]
     application: Option<String>,
@@ -292,6 +296,7 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                         description: args.description,
                         redirect_uris: args.redirect_uris,
                         id_token_alg: args.id_token_alg,
+                        backchannel_logout_uri: args.backchannel_logout_uri,
                     },
                 )
                 .await?;

@@ -76,9 +76,13 @@ pub async fn run(app: &App, out: Out, cmd: SessionCmd) -> Result<()> {
                 }
                 None => None,
             };
-            let ended = admin
+            let gone = admin
                 .end_sso_sessions(&Actor::cli(), &user, realm.as_deref(), id.as_deref())
                 .await?;
+            // Relying parties with a back-channel logout address are told.
+            let http = tessera_http::HttpState::new(admin.clone(), None);
+            tessera_http::backchannel::notify_now(&http, &gone).await;
+            let ended = gone.len();
             out.either(&serde_json::json!({ "ended": ended }), || {
                 println!("{ended} session(s) of '{user}' ended.")
             });

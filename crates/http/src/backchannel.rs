@@ -1,0 +1,109 @@
+//! OpenID Connect Back-Channel Logout 1.0: when an SSO session ends — signed out, ended from
+//! the session list, by an administrator, or by a SAML single logout — every OIDC client it
+//! signed in to that registered a `backchannel_logout_uri` is sent a logout token (a signed
+//! JWT naming the user and the session) by POST, server to server.
+
+use crate::HttpState;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tessera_core::model::{AuditRecord, SsoSession};
+
+const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Tells the relying parties of the ended sessions, in the background.
+pub(crate) fn notify(state: &HttpState, sessions: &[SsoSession]) {
+    if sessions.iter().all(|s| s.oidc.is_empty()) {
+        return;
+    }
+    let state = state.clone();
+    let sessions = sessions.to_vec();
+    tokio::spawn(async move { notify_now(&state, &sessions).await });
+}
+
+/// Tells the relying parties of the ended sessions; returns when each answered or timed out.
+pub async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
+    let snap = state.engine.snapshot();
+    let Ok(iss) = crate::oauth::issuer(state) else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Ok(http) = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    else {
+        return;
+    };
+    for session in sessions {
+        let realm = tessera_core::ids::RealmName(session.realm.clone());
+        let sub = match state.engine.find_user(&snap, &realm, &session.user).await {
+            Ok(Some(u)) => Some(crate::web::subject(&u)),
+            _ => None,
+        };
+        for client_id in &session.oidc {
+            let Some(client) = snap.api_client_by_id(client_id) else {
+                continue;
+            };
+            let Some(uri) = &client.backchannel_logout_uri else {
+                continue;
+            };
+            let now = state.engine.clock().now();
+            let rng = state.engine.ports().rng.clone();
+            let mut claims = json!({
+                "iss": iss, "aud": client.client_id, "iat": now, "exp": now + 120,
+                "jti": tessera_core::rng::random_hex(rng.as_ref(), 16),
+                "events": { EVENT: {} },
+            });
+            if let Some(obj) = claims.as_object_mut() {
+                if let Some(s) = &sub {
+                    obj.insert("sub".into(), Value::String(s.clone()));
+                }
+                if !session.sid.is_empty() {
+                    obj.insert("sid".into(), Value::String(session.sid.clone()));
+                }
+            }
+            let token = match client.id_token_alg.as_deref() {
+                Some("RS256") => match crate::rsa_key::signer(state).await {
+                    Ok(Some(k)) => k.sign_typed(&claims, "logout+jwt"),
+                    Ok(None) => Err("no RS256 key".into()),
+                    Err(e) => Err(e),
+                },
+                _ => match crate::oauth::signer(state).await {
+                    Ok(k) => k.sign_typed(&claims, "logout+jwt"),
+                    Err(e) => Err(e),
+                },
+            };
+            let (result, reason) = match token {
+                Err(e) => ("error", format!("logout token not signed: {e}")),
+                Ok(token) => match http.post(uri).form(&[("logout_token", token)]).send().await {
+                    Ok(r) if r.status().is_success() => ("ok", format!("{uri}: {}", r.status())),
+                    Ok(r) => ("error", format!("{uri}: HTTP {}", r.status())),
+                    Err(e) => ("error", format!("{uri}: {e}")),
+                },
+            };
+            if result != "ok" {
+                tracing::warn!(client = %client.name, %reason, "back-channel logout failed");
+            }
+            let record = AuditRecord {
+                id: 0,
+                at_ms: state.engine.clock().now_millis(),
+                actor: format!("api:{}", client.name),
+                action: "oidc_backchannel_logout".into(),
+                door: "web".into(),
+                user: Some(session.user.clone()),
+                realm: Some(session.realm.clone()),
+                serial: None,
+                application: client.application.as_ref().map(|a| a.0.clone()),
+                transaction_id: None,
+                client_ip: None,
+                user_agent: None,
+                result: result.into(),
+                reason,
+            };
+            if let Err(e) = state.engine.store().append_audit(&record).await {
+                tracing::warn!(error = %e, "back-channel logout not audited");
+            }
+        }
+    }
+}
