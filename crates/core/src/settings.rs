@@ -114,6 +114,8 @@ pub struct SystemSettings {
     pub sso_session_minutes: u32,
     /// Minutes an SSO session may go unused.
     pub sso_idle_minutes: u32,
+    /// Minutes between readings of SAML service providers' metadata addresses (0: never).
+    pub saml_metadata_refresh_minutes: u32,
 
     // --- codes sent by SMS and mail (methods sms_otp and mail_otp) ---
     /// Delivery profiles (HTTP gateways) that send SMS, comma-separated, tried in order.
@@ -236,6 +238,7 @@ impl Default for SystemSettings {
             mfa_skip_otp_validate_reset: false,
             sso_session_minutes: 480,
             sso_idle_minutes: 60,
+            saml_metadata_refresh_minutes: 1440,
             sms_delivery: String::new(),
             sms_template: "Your code: {otp} (valid {validity_minutes} min)".into(),
             mail_delivery: String::new(),
@@ -507,6 +510,11 @@ impl SystemSettings {
                 "must be between 1 and 525600 minutes (a year)",
             );
         }
+        check(
+            self.saml_metadata_refresh_minutes <= 525_600,
+            "saml_metadata_refresh_minutes",
+            "must be between 0 (never) and 525600 minutes (a year)",
+        );
         check(
             regex::Regex::new(&self.mfa_password_regex).is_ok()
                 && self.mfa_password_regex.len() <= 1000,

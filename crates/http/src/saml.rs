@@ -208,6 +208,32 @@ pub fn sp_from_metadata(
     Ok(sp)
 }
 
+/// An SP registered from its metadata address, as its metadata now describes it: the
+/// addresses, certificates and signed-request requirement from the metadata, the
+/// administrator's choices (NameID format, attributes, signing, encryption) kept. `None` when
+/// nothing changed; an error when the metadata is unusable or names another entity.
+pub fn refreshed(
+    stored: &SamlServiceProvider,
+    xml: &str,
+) -> Result<Option<SamlServiceProvider>, String> {
+    let read = sp_from_metadata(xml, &stored.name, &stored.application.0)?;
+    if read.entity_id != stored.entity_id {
+        return Err(format!(
+            "the metadata now names entity '{}', not '{}': not taken",
+            read.entity_id, stored.entity_id
+        ));
+    }
+    let mut next = stored.clone();
+    next.acs_urls = read.acs_urls;
+    next.slo_url = read.slo_url;
+    next.certificates = read.certificates;
+    if read.encryption_certificate.is_some() {
+        next.encryption_certificate = read.encryption_certificate;
+    }
+    next.require_signed_requests = stored.require_signed_requests || read.require_signed_requests;
+    Ok((next != *stored).then_some(next))
+}
+
 // ---- the bindings ---------------------------------------------------------------------------
 
 /// A request as gamlastan's bindings read it: raw (still percent-encoded) values.
@@ -702,12 +728,11 @@ async fn persistent_id(
         _ => {
             let fresh = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
             let sealed = store.seal_secret(fresh.as_bytes(), PERSISTENT_SALT);
-            let value = BASE64.encode(&sealed);
+            // Nodes racing here all end up with the salt stored first.
             store
-                .set_meta(PERSISTENT_SALT, &value)
+                .init_meta(PERSISTENT_SALT, &BASE64.encode(&sealed))
                 .await
-                .map_err(|e| e.to_string())?;
-            value
+                .map_err(|e| e.to_string())?
         }
     };
     let sealed = BASE64.decode(salt.as_bytes()).map_err(|e| e.to_string())?;

@@ -172,6 +172,19 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
         })
         .await;
     }));
+    // SAML service providers registered by metadata address are read again now and then.
+    let admin = app.admin.clone();
+    let mut rx = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut last = std::collections::HashMap::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = rx.wait_for(|s| *s) => break,
+            }
+            crate::cli::saml_cmds::refresh_due(&admin, &mut last).await;
+        }
+    }));
     // Expired challenges and sessions go; metrics histograms are maintained.
     let store = app.store.clone();
     let clock = app.engine.clock().clone();

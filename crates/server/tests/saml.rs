@@ -699,3 +699,85 @@ async fn the_admin_api_imports_sp_metadata_and_refuses_bad_metadata() {
     assert_eq!(listed.len(), 1);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_read_from_an_address_is_read_again() {
+    use std::sync::{Arc, Mutex};
+    let s = TestServer::start(Backend::Sqlite, Some(1_800_000_000)).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.use_app("wiki", &[&[Method::Password]]).await;
+    let dir: PathBuf = s.config.data_dir.join("saml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = key_pair(&dir, "sp");
+    let meta = peer(&s, &dir, &keys, &json!({"cmd": "metadata"}))["metadata"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The SP's own web server, whose metadata changes.
+    let served = Arc::new(Mutex::new(meta.clone()));
+    let body = served.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metadata", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/metadata",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { body.lock().unwrap().clone() }
+            }),
+        );
+        axum::serve(listener, app).await.unwrap();
+    });
+    let added = tessera(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "add",
+            "wiki",
+            "--application",
+            "wiki",
+            "--metadata-url",
+            &url,
+            "--attribute",
+            "mail=email",
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    s.admin().engine().reload().await.unwrap();
+    let current = || {
+        s.admin()
+            .get::<tessera_core::model::SamlServiceProvider>("wiki")
+            .unwrap()
+    };
+    assert_eq!(current().acs_urls, vec![ACS.to_string()]);
+    // (The server counts from when it first saw the SP.)
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // The SP moves its ACS; a day later Tessera has read it, and kept the attribute mapping.
+    *served.lock().unwrap() = meta.replace(ACS, "http://127.0.0.1:9/acs-new");
+    s.advance(1441 * 60);
+    let mut moved = false;
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        s.admin().engine().refresh().await.unwrap();
+        if current().acs_urls == vec!["http://127.0.0.1:9/acs-new".to_string()] {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "{:?}", current());
+    assert_eq!(current().attributes.len(), 1);
+    // Metadata that now names another entity is not taken.
+    *served.lock().unwrap() = meta
+        .replace(SP, "http://127.0.0.1:9/impostor")
+        .replace(ACS, "http://127.0.0.1:9/acs-evil");
+    s.advance(1441 * 60);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    s.admin().engine().refresh().await.unwrap();
+    assert_eq!(current().entity_id, SP);
+    assert_eq!(
+        current().acs_urls,
+        vec!["http://127.0.0.1:9/acs-new".to_string()]
+    );
+    s.stop().await;
+}

@@ -114,7 +114,8 @@ pub struct SamlServiceProvider {
     /// Refuse authentication requests that are not signed with one of `certificates`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub require_signed_requests: bool,
-    /// Where its metadata was read from (when it was added; not read again yet).
+    /// Where its metadata is read from: when it is added, and again every
+    /// `saml_metadata_refresh_minutes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_url: Option<String>,
 }

@@ -52,7 +52,8 @@ pub struct SpArgs {
     /// The SP's metadata (XML file; `-` reads standard input).
     #[arg(long, conflicts_with = "metadata_url")]
     metadata: Option<String>,
-    /// Where to read the SP's metadata (https://, or http:// to this machine).
+    /// Where to read the SP's metadata (https://, or http:// to this machine); it is read again
+    /// every `saml_metadata_refresh_minutes` (1440).
     #[arg(long)]
     metadata_url: Option<String>,
     /// The SP's entity ID (without metadata).
@@ -324,4 +325,49 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads again the metadata of service providers registered by address whose last reading is
+/// `saml_metadata_refresh_minutes` old (`last`: when each was last read, by this process) and
+/// takes what changed.
+pub async fn refresh_due(
+    admin: &tessera_core::admin::Admin,
+    last: &mut std::collections::HashMap<String, i64>,
+) {
+    let minutes = admin
+        .engine()
+        .snapshot()
+        .settings
+        .saml_metadata_refresh_minutes;
+    if minutes == 0 {
+        return;
+    }
+    let now = admin.engine().clock().now();
+    let actor = Actor {
+        name: "system:saml-metadata".into(),
+        door: "system".into(),
+        client_ip: None,
+    };
+    for sp in admin.list::<SamlServiceProvider>() {
+        let Some(url) = sp.metadata_url.clone() else {
+            continue;
+        };
+        let seen = last.entry(sp.name.clone()).or_insert(now);
+        if now - *seen < i64::from(minutes) * 60 {
+            continue;
+        }
+        *seen = now;
+        let read = match fetch_metadata(&url).await {
+            Ok(xml) => tessera_http::saml::refreshed(&sp, &xml).map_err(|e| anyhow!(e)),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(Some(next)) => match admin.put(&actor, next).await {
+                Ok(_) => tracing::info!(sp = %sp.name, %url, "SAML metadata changed: taken"),
+                Err(e) => tracing::warn!(sp = %sp.name, error = %e, "SAML metadata not taken"),
+            },
+            Ok(None) => tracing::debug!(sp = %sp.name, "SAML metadata unchanged"),
+            Err(e) => tracing::warn!(sp = %sp.name, %url, error = %e, "SAML metadata not read"),
+        }
+    }
 }
