@@ -5,7 +5,8 @@ session plays the browser on Tessera's login page.
 Arguments: BASE_URL SP_ENTITY_ID ACS_URL SP_KEY SP_CERT WORKDIR. Reads a JSON object on stdin:
   {"cmd": "metadata"}: prints [{"metadata": the SP's metadata}]
   {"cmd": "sso", "username", "password", "totp_seed_b32", "runs": [{"binding": "redirect"|"post",
-   "sign": bool, "acs": optional ACS URL to ask for, "entity": optional other entity ID}]}:
+   "sign": bool, "acs": optional ACS URL to ask for, "entity": optional other entity ID,
+   "key": optional other signing key}]}:
    prints [{"runs": [what each run saw]}]: the pages shown, the HTTP status, the response XML,
    the relay state, and what pysaml2 made of it (NameID, attributes) or the error it raised.
 """
@@ -208,7 +209,8 @@ def main():
     browser = requests.Session()
     out = []
     for run in steps["runs"]:
-        conf = config(base, run.get("entity", entity), acs, key, cert, workdir, idp_meta)
+        conf = config(base, run.get("entity", entity), acs, run.get("key", key), cert, workdir,
+                      idp_meta)
         client = Saml2Client(config=conf)
         binding = BINDING_HTTP_REDIRECT if run["binding"] == "redirect" else BINDING_HTTP_POST
         extra = {}

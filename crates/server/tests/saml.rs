@@ -221,6 +221,8 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures()
                 {"binding": "post", "sign": true, "acs": "http://127.0.0.1:9/elsewhere"},
                 {"binding": "redirect", "sign": true, "entity": "http://127.0.0.1:9/unknown"},
                 {"binding": "redirect", "sign": true, "entity": VAULT},
+                {"binding": "redirect", "sign": true, "key": other.0},
+                {"binding": "post", "sign": true, "key": other.0},
             ]
         }),
     );
@@ -266,6 +268,17 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures()
             .contains("not registered with Tessera as a SAML service provider")
     );
 
+    // Requests signed with a key that is not the SP's, over both bindings: refused.
+    for forged in &runs[6..8] {
+        assert_eq!(forged["error"], "StatusRequestDenied", "{forged}");
+        assert!(
+            forged["error_text"]
+                .as_str()
+                .unwrap()
+                .contains("does not verify with the SP's certificates"),
+            "{forged}"
+        );
+    }
     // The encrypted assertion: nothing of it in clear, pysaml2 decrypts it and checks the
     // signatures of the response and of the assertion inside.
     let enc = &runs[5];
