@@ -260,6 +260,25 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// The audit records of `action` once one satisfies `ready` (records are written after the
+    /// work they describe, which a test may see first); waits up to 5 s.
+    pub async fn audit_when(
+        &self,
+        action: &str,
+        ready: impl Fn(&tessera_core::model::AuditRecord) -> bool,
+    ) -> Vec<tessera_core::model::AuditRecord> {
+        for _ in 0..50 {
+            let records = self.audit(action).await;
+            if records.iter().any(&ready) {
+                return records;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.audit(action).await
+    }
+}
+
 /// Runs an async test body on both backends.
 #[macro_export]
 macro_rules! both_backends {
