@@ -794,3 +794,130 @@ async fn metadata_read_from_an_address_is_read_again() {
     );
     s.stop().await;
 }
+
+/// Signs in through an IdP-initiated link with a password-only application, in a browser
+/// played by reqwest (cookies carried by hand); returns the response XML posted to the ACS.
+async fn idp_initiated_xml(s: &TestServer, sp: &str, cookies: &mut Vec<String>) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut res = http
+        .get(format!("{}/saml/init?sp={sp}", s.url))
+        .header("cookie", cookies.join("; "))
+        .send()
+        .await
+        .unwrap();
+    let mut keep = |res: &reqwest::Response, cookies: &mut Vec<String>| {
+        for c in res.headers().get_all("set-cookie") {
+            let pair = c.to_str().unwrap().split(';').next().unwrap().to_string();
+            let name = pair.split('=').next().unwrap().to_string();
+            cookies.retain(|k| !k.starts_with(&format!("{name}=")));
+            cookies.push(pair);
+        }
+    };
+    keep(&res, cookies);
+    if res.status() == 303 {
+        let page = http
+            .get(format!("{}/login", s.url))
+            .header("cookie", cookies.join("; "))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        res = http
+            .post(format!("{}/login", s.url))
+            .header("cookie", cookies.join("; "))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("username", "alice"),
+                ("answer", "alice-password"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        keep(&res, cookies);
+    }
+    let page = res.text().await.unwrap();
+    let b64 = page
+        .split("name=\"SAMLResponse\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    String::from_utf8(data_encoding::BASE64.decode(b64.as_bytes()).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_and_transient_name_ids_and_group_attributes() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.use_app("wiki", &[&[Method::Password]]).await;
+    let dir: PathBuf = s.config.data_dir.join("saml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let idp = key_pair(&dir, "idp");
+    run(Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["saml", "import-key", &idp.0, &idp.1, "--data-dir"])
+        .arg(&s.config.data_dir));
+    for (name, format) in [("mailer", "email"), ("kiosk", "transient")] {
+        let added = tessera(
+            &s,
+            &[
+                "saml",
+                "sp",
+                "add",
+                name,
+                "--application",
+                "wiki",
+                "--entity-id",
+                &format!("urn:example:{name}"),
+                "--acs-url",
+                ACS,
+                "--name-id-format",
+                format,
+                "--attribute",
+                "memberOf=groups",
+                "--attribute",
+                "cn=display_name",
+            ],
+        );
+        assert!(added.status.success(), "{added:?}");
+    }
+    s.admin().engine().reload().await.unwrap();
+    let mut cookies = Vec::new();
+    let mail = idp_initiated_xml(&s, "mailer", &mut cookies).await;
+    assert!(
+        mail.contains("Format=\"urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress\">alice@example.org</saml:NameID>"),
+        "{mail}"
+    );
+    assert!(mail.contains(">staff</saml:AttributeValue>"), "{mail}");
+    assert!(mail.contains(">Given Sur</saml:AttributeValue>"), "{mail}");
+    assert!(xmlsec_verifies(&dir, &mail, "assertion:Assertion", &idp.1));
+    // Transient: a new value at each sign-in (the second through the SSO session).
+    let name_id = |xml: &str| {
+        xml.split("nameid-format:transient\">")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let one = idp_initiated_xml(&s, "kiosk", &mut cookies).await;
+    let two = idp_initiated_xml(&s, "kiosk", &mut cookies).await;
+    assert_ne!(name_id(&one), name_id(&two));
+    assert!(!name_id(&one).contains("alice"));
+    s.stop().await;
+}
