@@ -808,7 +808,7 @@ async fn idp_initiated_xml(s: &TestServer, sp: &str, cookies: &mut Vec<String>) 
         .send()
         .await
         .unwrap();
-    let mut keep = |res: &reqwest::Response, cookies: &mut Vec<String>| {
+    let keep = |res: &reqwest::Response, cookies: &mut Vec<String>| {
         for c in res.headers().get_all("set-cookie") {
             let pair = c.to_str().unwrap().split(';').next().unwrap().to_string();
             let name = pair.split('=').next().unwrap().to_string();
