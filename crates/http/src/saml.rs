@@ -127,9 +127,25 @@ async fn metadata(state: St) -> Response {
     ] {
         formats.push_str(&format!("<md:NameIDFormat>{}</md:NameIDFormat>", f.urn()));
     }
-    let xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{id}\"><md:IDPSSODescriptor WantAuthnRequestsSigned=\"false\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}<md:SingleLogoutService Binding=\"{BINDING_REDIRECT}\" Location=\"{slo}\"/>{formats}<md:SingleSignOnService Binding=\"{BINDING_REDIRECT}\" Location=\"{sso}\"/><md:SingleSignOnService Binding=\"{BINDING_POST}\" Location=\"{sso}\"/></md:IDPSSODescriptor></md:EntityDescriptor>\n"
+    // Signed by the IdP's key, valid a week (SPs and federations that check metadata
+    // signatures take it as it is; the others ignore the signature).
+    let now = now_utc(&state);
+    let valid_until = (now + TimeDelta::days(7)).format("%Y-%m-%dT%H:%M:%SZ");
+    let doc_id = format!(
+        "_{}",
+        tessera_core::rng::random_hex(state.engine.ports().rng.as_ref(), 16)
     );
+    let template = gidp::signature_template(&doc_id, &current.cert_b64(), RSA_SHA256);
+    let body = format!(
+        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" ID=\"{doc_id}\" validUntil=\"{valid_until}\" entityID=\"{id}\">{template}<md:IDPSSODescriptor WantAuthnRequestsSigned=\"false\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}<md:SingleLogoutService Binding=\"{BINDING_REDIRECT}\" Location=\"{slo}\"/>{formats}<md:SingleSignOnService Binding=\"{BINDING_REDIRECT}\" Location=\"{sso}\"/><md:SingleSignOnService Binding=\"{BINDING_POST}\" Location=\"{sso}\"/></md:IDPSSODescriptor></md:EntityDescriptor>"
+    );
+    let xml = match current.saml_signer().sign_enveloped(&body) {
+        Ok(signed) => format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{signed}\n"),
+        Err(e) => {
+            tracing::error!(error = %e, "SAML metadata not signed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
     (
         [
             (header::CONTENT_TYPE, "application/samlmetadata+xml"),

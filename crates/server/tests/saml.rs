@@ -153,6 +153,26 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures()
         .args(["saml", "import-key", &idp.0, &idp.1, "--data-dir"])
         .arg(&s.config.data_dir));
 
+    // The IdP metadata is signed with the IdP's key (xmlsec1 checks it) and valid a week.
+    let published = reqwest::get(format!("{}/saml/metadata", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(published.contains("validUntil=\""), "{published}");
+    assert!(xmlsec_verifies(
+        &dir,
+        &published,
+        "metadata:EntityDescriptor",
+        &idp.1
+    ));
+    assert!(!xmlsec_verifies(
+        &dir,
+        &published,
+        "metadata:EntityDescriptor",
+        &other.1
+    ));
     // The SP is registered from the metadata pysaml2 makes of its configuration.
     let sp_keys = key_pair(&dir, "sp");
     let sp_meta = peer(&s, &dir, &sp_keys, &json!({"cmd": "metadata"}));
@@ -329,7 +349,12 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures()
         .text()
         .await
         .unwrap();
-    assert_eq!(published.matches("<ds:X509Certificate>").count(), 2);
+    assert_eq!(
+        published
+            .matches("<md:KeyDescriptor use=\"signing\">")
+            .count(),
+        2
+    );
     let rotated = tessera(&s, &["--json", "saml", "rotate"]);
     assert!(rotated.status.success());
     let again = tessera(&s, &["saml", "rotate"]);
