@@ -930,6 +930,36 @@ async fn email_and_transient_name_ids_and_group_attributes() {
     assert!(mail.contains(">staff</saml:AttributeValue>"), "{mail}");
     assert!(mail.contains(">Given Sur</saml:AttributeValue>"), "{mail}");
     assert!(xmlsec_verifies(&dir, &mail, "assertion:Assertion", &idp.1));
+    // Changed with `saml sp set`: the login name, only the response signed; a wrong value
+    // changes nothing.
+    let refused = tessera(&s, &["saml", "sp", "set", "mailer", "--sign", "everything"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("assertion, response or both"));
+    let set = tessera(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "set",
+            "mailer",
+            "--sign",
+            "response",
+            "--name-id-format",
+            "unspecified",
+        ],
+    );
+    assert!(set.status.success(), "{set:?}");
+    s.admin().engine().reload().await.unwrap();
+    let plain = idp_initiated_xml(&s, "mailer", &mut cookies).await;
+    assert!(
+        plain.contains("nameid-format:unspecified\">alice</saml:NameID>"),
+        "{plain}"
+    );
+    assert!(xmlsec_verifies(&dir, &plain, "protocol:Response", &idp.1));
+    assert!(
+        !plain.contains("<saml:Assertion")
+            || !xmlsec_verifies(&dir, &plain, "assertion:Assertion", &idp.1)
+    );
+    assert_eq!(plain.matches("<ds:SignatureValue>").count(), 1);
     // Transient: a new value at each sign-in (the second through the SSO session).
     let name_id = |xml: &str| {
         xml.split("nameid-format:transient\">")

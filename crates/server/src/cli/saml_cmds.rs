@@ -35,6 +35,8 @@ pub enum SpCmd {
     /// Register a service provider from its metadata (--metadata FILE or --metadata-url URL)
     /// or from --entity-id and --acs-url.
     Add(Box<SpArgs>),
+    /// Change a service provider (only what is given changes).
+    Set(Box<SpSetArgs>),
     /// List service providers.
     List,
     /// Show a service provider.
@@ -93,6 +95,113 @@ pub struct SpArgs {
     sign_assertion_only: bool,
     #[arg(long)]
     description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SpSetArgs {
+    name: String,
+    #[arg(long)]
+    application: Option<String>,
+    /// The ACS URLs (replace the list; repeat).
+    #[arg(long = "acs-url")]
+    acs_urls: Vec<String>,
+    /// The single logout URL; `none` removes it.
+    #[arg(long)]
+    slo_url: Option<String>,
+    /// Signing certificate files (replace the list; repeat).
+    #[arg(long = "certificate")]
+    certificates: Vec<String>,
+    /// The encryption certificate file.
+    #[arg(long)]
+    encryption_certificate: Option<String>,
+    /// true or false.
+    #[arg(long)]
+    encrypt_assertions: Option<bool>,
+    /// unspecified, email, persistent or transient.
+    #[arg(long)]
+    name_id_format: Option<String>,
+    /// Attributes NAME=FROM (replace the list; repeat).
+    #[arg(long = "attribute")]
+    attributes: Vec<String>,
+    /// Send no attributes of the administrator's choosing (the defaults again).
+    #[arg(long, conflicts_with = "attributes")]
+    default_attributes: bool,
+    /// true or false.
+    #[arg(long)]
+    require_signed_requests: Option<bool>,
+    /// What is signed: assertion, response or both.
+    #[arg(long)]
+    sign: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+}
+
+fn attributes_of(specs: &[String]) -> Result<Vec<SamlAttribute>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let Some((name, from)) = spec.split_once('=') else {
+                bail!("--attribute {spec}: NAME=FROM");
+            };
+            Ok(SamlAttribute {
+                name: name.trim().to_string(),
+                from: from.trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+impl SpSetArgs {
+    fn apply(self, sp: &mut SamlServiceProvider) -> Result<()> {
+        if let Some(a) = self.application {
+            sp.application = tessera_core::ids::AppName(a);
+        }
+        if !self.acs_urls.is_empty() {
+            sp.acs_urls = self.acs_urls;
+        }
+        if let Some(u) = self.slo_url {
+            sp.slo_url = (!u.eq_ignore_ascii_case("none")).then_some(u);
+        }
+        if !self.certificates.is_empty() {
+            sp.certificates = self
+                .certificates
+                .iter()
+                .map(|f| read(f))
+                .collect::<Result<_>>()?;
+        }
+        if let Some(f) = &self.encryption_certificate {
+            sp.encryption_certificate = Some(read(f)?);
+        }
+        if let Some(e) = self.encrypt_assertions {
+            sp.encrypt_assertions = e;
+        }
+        if let Some(f) = &self.name_id_format {
+            sp.name_id_format = serde_json::from_value(json!(f)).map_err(|_| {
+                anyhow!("--name-id-format: unspecified, email, persistent or transient")
+            })?;
+        }
+        if !self.attributes.is_empty() {
+            sp.attributes = attributes_of(&self.attributes)?;
+        }
+        if self.default_attributes {
+            sp.attributes.clear();
+        }
+        if let Some(r) = self.require_signed_requests {
+            sp.require_signed_requests = r;
+        }
+        if let Some(what) = &self.sign {
+            (sp.sign_assertions, sp.sign_responses) = match what.as_str() {
+                "assertion" => (true, false),
+                "response" => (false, true),
+                "both" => (true, true),
+                _ => bail!("--sign: assertion, response or both"),
+            };
+        }
+        if let Some(d) = self.description {
+            sp.description = d;
+        }
+        Ok(())
+    }
 }
 
 /// Reads metadata from an address (https://, or http:// to this machine).
@@ -192,15 +301,7 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
             anyhow!("--name-id-format: unspecified, email, persistent or transient")
         })?;
     }
-    for spec in &a.attributes {
-        let Some((name, from)) = spec.split_once('=') else {
-            bail!("--attribute {spec}: NAME=FROM");
-        };
-        sp.attributes.push(SamlAttribute {
-            name: name.trim().to_string(),
-            from: from.trim().to_string(),
-        });
-    }
+    sp.attributes.extend(attributes_of(&a.attributes)?);
     if a.require_signed_requests {
         sp.require_signed_requests = true;
     }
@@ -298,6 +399,12 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
                         println!("Created SAML service provider '{}'.", sp.name);
                         show(&sp);
                     });
+                }
+                SpCmd::Set(a) => {
+                    let mut sp = admin.get::<SamlServiceProvider>(&a.name)?;
+                    a.apply(&mut sp)?;
+                    let sp = admin.put(&actor, sp).await?;
+                    out.either(&sp, || show(&sp));
                 }
                 SpCmd::List => {
                     let all = admin.list::<SamlServiceProvider>();
