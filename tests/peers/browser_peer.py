@@ -78,9 +78,17 @@ def main():
         wait.until(lambda d: d.current_url.startswith(steps["redirect_prefix"]))
         final = driver.current_url
         driver.save_screenshot(os.path.join(shots, f"{len(pages) + 1:02d}-back-at-the-app.png"))
+        # Later visits in the same browser (e.g. an SP's page that posts a request across
+        # sites): each must end at the app without a sign-in page.
+        later = []
+        for visit in steps.get("then", []):
+            driver.get(visit["url"])
+            WebDriverWait(driver, 15).until(
+                lambda d: d.current_url.startswith(visit["expect_prefix"]))
+            later.append(driver.current_url)
     finally:
         driver.quit()
-    print(json.dumps([{"final_url": final, "pages": pages}]))
+    print(json.dumps([{"final_url": final, "pages": pages, "later": later}]))
 
 
 if __name__ == "__main__":

@@ -230,7 +230,11 @@ def main():
         seen = {"pages": 0, "request_status": r.status_code}
         answers = [{"username": steps["username"], "answer": steps["password"]}]
         while r.status_code == 303:
-            r = browser.get(urljoin(base, r.headers["Location"]), timeout=10)
+            location = r.headers["Location"]
+            r = browser.get(urljoin(base, location), allow_redirects=False, timeout=10)
+            if location.startswith("/saml/sso"):
+                # A POST-binding request read again by a same-site GET (no page).
+                continue
             seen["pages"] += 1
             while "SAMLResponse" not in r.text and seen["pages"] < 8:
                 form = inputs(r.text)

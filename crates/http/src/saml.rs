@@ -355,6 +355,12 @@ fn has_signature(decoded: &Decoded) -> bool {
 
 async fn sso_redirect(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let lang = web::lang_of(&headers, None);
+    if let Some(key) = raw.as_deref().and_then(|q| q.strip_prefix("resume=")) {
+        return match resumed(&state, key).await {
+            Some(decoded) => sso(&state, &headers, decoded).await,
+            None => web::fatal(&lang, "expired", StatusCode::BAD_REQUEST),
+        };
+    }
     let req = Raw::new(raw.as_deref(), Bytes::new());
     let decoded = match gamlastan::bindings::redirect_decode(&req) {
         Ok(d) if d.is_request => d,
@@ -387,16 +393,78 @@ async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(xml) = String::from_utf8(decoded.saml_xml) else {
         return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
     };
-    sso(
-        &state,
-        &headers,
-        Decoded {
-            xml,
-            relay_state: decoded.relay_state,
-            redirect_signature: None,
-        },
-    )
-    .await
+    // A cross-site POST carries no SameSite=Lax cookie: the request is kept a moment and read
+    // again by a same-site GET, which carries the SSO session's cookie.
+    let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+    let kept = Resumed {
+        xml,
+        relay_state: decoded.relay_state,
+    };
+    let now = state.engine.clock().now();
+    let put = state
+        .engine
+        .store()
+        .put_web_state(&tessera_core::store::WebState {
+            kind: RESUME.into(),
+            key_hash: web::hash(&key),
+            subject: String::new(),
+            data: serde_json::to_string(&kept).unwrap_or_default(),
+            expires_at: now + RESUME_SECONDS,
+        })
+        .await;
+    if let Err(e) = put {
+        tracing::error!(error = %e, "SAML request not kept");
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    web::redirect(&format!("/saml/sso?resume={key}"))
+}
+
+/// A POST-binding request kept for the same-site GET that reads it (once).
+#[derive(Serialize, Deserialize)]
+struct Resumed {
+    xml: String,
+    relay_state: Option<String>,
+}
+
+const RESUME: &str = "saml_resume";
+const RESUME_SECONDS: i64 = 60;
+/// Request IDs seen (against replays), kept as long as a request is accepted.
+const SEEN: &str = "saml_seen";
+
+/// The POST-binding request a `resume` key stands for (taken once).
+async fn resumed(state: &HttpState, key: &str) -> Option<Decoded> {
+    let now = state.engine.clock().now();
+    let store = state.engine.store();
+    let kept = store.web_state(RESUME, &web::hash(key), now).await.ok()??;
+    if !store.delete_web_state(RESUME, &web::hash(key)).await.ok()? {
+        return None;
+    }
+    let r: Resumed = serde_json::from_str(&kept.data).ok()?;
+    Some(Decoded {
+        xml: r.xml,
+        relay_state: r.relay_state,
+        redirect_signature: None,
+    })
+}
+
+/// Whether a request ID of an SP is new (then it is remembered until `until`).
+async fn first_use(state: &HttpState, sp: &SamlServiceProvider, id: &str, until: i64) -> bool {
+    let store = state.engine.store();
+    let now = state.engine.clock().now();
+    let key = web::hash(&format!("{}\u{0}{id}", sp.entity_id));
+    if matches!(store.web_state(SEEN, &key, now).await, Ok(Some(_))) {
+        return false;
+    }
+    store
+        .put_web_state(&tessera_core::store::WebState {
+            kind: SEEN.into(),
+            key_hash: key,
+            subject: String::new(),
+            data: String::new(),
+            expires_at: until,
+        })
+        .await
+        .is_ok()
 }
 
 /// An SP-initiated sign-on: the request checked (known SP, signature, ACS, binding, age,
@@ -545,6 +613,24 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
             &lang,
             &sp,
             &acs,
+            Some(&request_id),
+            relay_state,
+            status,
+        )
+        .await;
+    }
+    // Each request is answered once.
+    if !first_use(state, &sp, &request_id, now + 2 * REQUEST_AGE_SECONDS).await {
+        let status = Status::with_sub_status(
+            &format!("{STATUS}Requester"),
+            &format!("{STATUS}RequestDenied"),
+            Some("this request was answered already".into()),
+        );
+        return error_response(
+            state,
+            &lang,
+            &sp,
+            &default_acs,
             Some(&request_id),
             relay_state,
             status,
@@ -1164,12 +1250,31 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
     else {
         return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
     };
-    // A logout request from an SP whose certificates we know must be signed by it.
-    if (!sp.certificates.is_empty() || decoded.signature.is_some())
-        && !verified_redirect(&sp, &decoded)
-    {
+    // A logout request from an SP whose certificates we know must be signed by it; recent,
+    // meant for us, and used once.
+    let signed = verified_redirect(&sp, &decoded);
+    if (!sp.certificates.is_empty() || decoded.signature.is_some()) && !signed {
         tracing::warn!(sp = %sp.name, "SAML logout request refused: not signed by the SP");
         return web::fatal(&lang, "bad_saml", StatusCode::FORBIDDEN);
+    }
+    let base = match crate::oauth::issuer(&state) {
+        Ok(b) => b,
+        Err(res) => return *res,
+    };
+    let fresh = (now - request.issue_instant.timestamp()).abs() <= REQUEST_AGE_SECONDS
+        && request.not_on_or_after.is_none_or(|t| t.timestamp() > now)
+        && request
+            .destination
+            .as_deref()
+            .is_none_or(|d| d == format!("{base}/saml/slo"));
+    if !fresh || !first_use(&state, &sp, &request.id, now + 2 * REQUEST_AGE_SECONDS).await {
+        tracing::warn!(sp = %sp.name, "SAML logout request refused: stale, replayed or not for us");
+        return web::fatal(&lang, "bad_saml", StatusCode::FORBIDDEN);
+    }
+    // Unsigned (an SP without certificates): anyone could have made it, so the user is asked,
+    // as at /logout.
+    if !signed {
+        return web::ask_logout(&state, &headers).await;
     }
     let named = match &request.name_id {
         gamlastan::core::assertion::name_id::NameIdOrEncryptedId::NameId(n) => {
@@ -1179,6 +1284,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
     };
     // The browser's session ends when it is the one the SP signed in with that NameID.
     let mut remaining = Vec::new();
+    let mut ended_here = false;
     if let Some(key) = web::cookie(&state, &headers, web::SSO_COOKIE)
         && let Some(session) = web::live_session(&state, &key, now).await
         && session
@@ -1189,6 +1295,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
     {
         tracing::info!(sp = %sp.name, user = %ended.user, "SSO session ended by SAML logout");
         crate::backchannel::notify(&state, std::slice::from_ref(&ended));
+        ended_here = true;
         remaining = ended.saml.into_iter().filter(|p| p.sp != sp.name).collect();
     }
     let logout = Logout {
@@ -1198,12 +1305,15 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
         remaining,
         lang,
     };
+    let ended = !logout.remaining.is_empty() || ended_here;
     let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
     let mut res = next_logout(&state, &key, logout).await;
-    res.headers_mut().append(
-        header::SET_COOKIE,
-        web::set_cookie(&state, web::SSO_COOKIE, "", 0),
-    );
+    if ended {
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            web::set_cookie(&state, web::SSO_COOKIE, "", 0),
+        );
+    }
     res
 }
 

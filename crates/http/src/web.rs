@@ -1098,8 +1098,13 @@ fn logout_token(session_key: &str) -> String {
 /// `GET /logout`: asks before ending the SSO session (a link on another site must not sign the
 /// user out).
 async fn logout_page(state: St, headers: HeaderMap) -> Response {
-    let lang = lang_of(&headers, None);
-    let Some(key) = cookie(&state, &headers, SSO_COOKIE) else {
+    ask_logout(&state, &headers).await
+}
+
+/// The page that asks whether to sign out (the form's token only this browser's page has).
+pub(crate) async fn ask_logout(state: &HttpState, headers: &HeaderMap) -> Response {
+    let lang = lang_of(headers, None);
+    let Some(key) = cookie(state, headers, SSO_COOKIE) else {
         return fatal(&lang, "signed_out", StatusCode::OK);
     };
     let token = logout_token(&key);

@@ -14,6 +14,19 @@ use tessera_core::model::{Method, TokenKind};
 const SP: &str = "http://127.0.0.1:9/sp";
 const ACS: &str = "http://127.0.0.1:9/acs";
 const VAULT: &str = "http://127.0.0.1:9/vault";
+/// Now, as SAML writes it.
+fn chrono_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{now}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// A 1×1 PNG.
 const PIXEL: &str =
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
@@ -607,6 +620,18 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
     assert!(page.contains("<h1>Contoso portalı</h1>"), "{page}");
     assert!(page.contains(">İlerle</button>") && page.contains("Kullanıcı adı"));
     assert!(!page.contains("Use your Contoso account."));
+    // Then the app itself asks, from a page of another site that posts an AuthnRequest (the
+    // HTTP-POST binding): Chromium sends no SameSite=Lax cookie with that POST, yet the SSO
+    // session answers without a sign-in page.
+    let request = format!(
+        "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_req-chromium-1\" Version=\"2.0\" IssueInstant=\"{}\" AssertionConsumerServiceURL=\"{acs}\"><saml:Issuer>urn:example:portal</saml:Issuer></samlp:AuthnRequest>",
+        chrono_now()
+    );
+    let cross_site_post = format!(
+        "data:text/html,<form method=post action='{}/saml/sso'><input type=hidden name=SAMLRequest value='{}'></form><script>document.forms[0].submit()</script>",
+        s.url,
+        data_encoding::BASE64.encode(request.as_bytes())
+    );
     // IdP-initiated (a portal link); screenshots of every page for review:
     // target/tmp/screenshots/saml-login/.
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots/saml-login");
@@ -619,11 +644,30 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
             shots.display().to_string(),
         ],
         &json!({"username": "alice", "password": "alice-password",
-                "totp_seed_b32": common::SEED_B32, "redirect_prefix": acs}),
+                "totp_seed_b32": common::SEED_B32, "redirect_prefix": acs,
+                "then": [{"url": cross_site_post, "expect_prefix": acs}]}),
     );
     let out = &seen[0];
     let pages = out["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 2, "{out}");
+    assert_eq!(out["later"], json!([acs]), "{out}");
+    let posted = app.requests("/acs");
+    assert_eq!(posted.len(), 2, "{out}");
+    let second: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(posted[1].body.as_bytes())
+            .into_owned()
+            .collect();
+    let answer = String::from_utf8(
+        data_encoding::BASE64
+            .decode(second["SAMLResponse"].as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        answer.contains("InResponseTo=\"_req-chromium-1\""),
+        "{answer}"
+    );
+    assert!(answer.contains("status:Success"), "{answer}");
     assert_eq!(pages[0]["heading"], "Contoso portal");
     assert_eq!(pages[0]["intro"], "Use your Contoso account.");
     // The brand's stylesheet and logo loaded under the page's CSP.
@@ -640,8 +684,6 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
     // The browser posted the response to the ACS by itself: the page's script ran under its
     // CSP.
     assert_eq!(out["final_url"], acs);
-    let posted = app.requests("/acs");
-    assert_eq!(posted.len(), 1);
     let form: std::collections::HashMap<String, String> =
         form_urlencoded::parse(posted[0].body.as_bytes())
             .into_owned()
