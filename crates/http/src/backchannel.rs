@@ -48,6 +48,13 @@ pub async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
             let Some(uri) = &client.backchannel_logout_uri else {
                 continue;
             };
+            // The token names the session (sid) or the user (sub): without either it would
+            // mean nothing.
+            if sub.is_none() && session.sid.is_empty() {
+                tracing::warn!(client = %client.name, user = %session.user,
+                    "back-channel logout not sent: neither the session id nor the user is known");
+                continue;
+            }
             let now = state.engine.clock().now();
             let rng = state.engine.ports().rng.clone();
             let mut claims = json!({

@@ -128,7 +128,17 @@ async fn metadata(state: St) -> Response {
         formats.push_str(&format!("<md:NameIDFormat>{}</md:NameIDFormat>", f.urn()));
     }
     // Signed by the IdP's key, valid a week (SPs and federations that check metadata
-    // signatures take it as it is; the others ignore the signature).
+    // signatures take it as it is; the others ignore the signature). Signing costs an RSA
+    // operation: the signed document is kept five minutes for the same keys and address.
+    let cache_key = format!("{base}\u{0}{keys}");
+    let clock_now = state.engine.clock().now();
+    if let Ok(cache) = SIGNED_METADATA.lock()
+        && let Some((k, until, xml)) = cache.as_ref()
+        && *k == cache_key
+        && clock_now < *until
+    {
+        return metadata_response(xml.clone());
+    }
     let now = now_utc(&state);
     let valid_until = (now + TimeDelta::days(7)).format("%Y-%m-%dT%H:%M:%SZ");
     let doc_id = format!(
@@ -146,6 +156,17 @@ async fn metadata(state: St) -> Response {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
+    if let Ok(mut cache) = SIGNED_METADATA.lock() {
+        *cache = Some((cache_key, clock_now + 300, xml.clone()));
+    }
+    metadata_response(xml)
+}
+
+/// The last signed metadata: for which base address and keys, until when, the document.
+type SignedMetadata = std::sync::Mutex<Option<(String, i64, String)>>;
+static SIGNED_METADATA: SignedMetadata = std::sync::Mutex::new(None);
+
+fn metadata_response(xml: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "application/samlmetadata+xml"),
@@ -219,6 +240,7 @@ pub fn sp_from_metadata(
         sign_assertions: true,
         sign_responses: true,
         encrypt_assertions: false,
+        idp_initiated: false,
         metadata_url: None,
     };
     Ok(sp)
@@ -670,6 +692,9 @@ async fn idp_initiated(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -
     let Some(sp) = sp else {
         return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
     };
+    if !sp.idp_initiated {
+        return web::fatal(&lang, "no_idp_initiated", StatusCode::FORBIDDEN);
+    }
     let pending = Pending {
         sp: sp.name.clone(),
         acs_url: sp.acs_urls.first().cloned().unwrap_or_default(),
@@ -707,6 +732,7 @@ async fn start(
             state,
             &lang,
             &pending,
+            &app.0,
             &session.user,
             &session.realm,
             session.auth_time,
@@ -855,16 +881,20 @@ pub(crate) async fn answer(
     state: &HttpState,
     lang: &str,
     pending: &Pending,
+    passed_app: &str,
     user: &str,
     realm: &str,
     auth_time: i64,
 ) -> (Response, Option<SamlParticipant>) {
     let snap = state.engine.snapshot();
-    let Some(sp) = snap.saml_sps.get(&pending.sp.to_lowercase()).cloned() else {
-        return (
-            web::fatal(lang, "unknown_sp", StatusCode::BAD_REQUEST),
-            None,
-        );
+    // The SP as it is now: it must still be bound to the application whose factors were passed.
+    let Some(sp) = snap
+        .saml_sps
+        .get(&pending.sp.to_lowercase())
+        .filter(|sp| sp.application.0.eq_ignore_ascii_case(passed_app))
+        .cloned()
+    else {
+        return (web::fatal(lang, "expired", StatusCode::BAD_REQUEST), None);
     };
     let base = match crate::oauth::issuer(state) {
         Ok(b) => b,
@@ -1301,7 +1331,10 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
     let logout = Logout {
         origin: Some(sp.name.clone()),
         origin_request: Some(request.id.clone()),
-        origin_relay: decoded.relay_state.clone(),
+        origin_relay: decoded
+            .relay_state
+            .clone()
+            .filter(|r| r.len() <= MAX_RELAY_STATE),
         remaining,
         lang,
     };

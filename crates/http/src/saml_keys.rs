@@ -156,9 +156,10 @@ fn open(store: &dyn Store, sealed_b64: &str) -> Result<IdpKey, String> {
         .open_secret(&sealed, CONTEXT)
         .map_err(|e| e.to_string())?;
     let stored: Stored = serde_json::from_slice(&raw).map_err(|e| format!("SAML key: {e}"))?;
+    let key_b64 = zeroize::Zeroizing::new(stored.key);
     let der = zeroize::Zeroizing::new(
         BASE64
-            .decode(stored.key.as_bytes())
+            .decode(key_b64.as_bytes())
             .map_err(|e| format!("SAML key: {e}"))?,
     );
     Ok(IdpKey {

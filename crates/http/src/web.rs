@@ -183,6 +183,7 @@ pub(crate) fn texts(lang: &str) -> Value {
             "unknown_sp": "Bu uygulama Tessera'da SAML hizmet sağlayıcısı olarak kayıtlı değil.",
             "saml_not_set_up": "SAML oturum açma henüz kurulmadı.",
             "saml_continue": "Uygulamaya dönülüyor…",
+            "no_idp_initiated": "Bu uygulamada oturum açmaya uygulamanın kendisinden başlayın.",
         }),
         _ => json!({
             "title": "Sign in", "username": "User name", "password": "Password",
@@ -204,6 +205,7 @@ pub(crate) fn texts(lang: &str) -> Value {
             "unknown_sp": "This application is not registered with Tessera as a SAML service provider.",
             "saml_not_set_up": "SAML sign-in is not set up yet.",
             "saml_continue": "Returning to the application…",
+            "no_idp_initiated": "Start signing in to this application from the application itself.",
         }),
     }
 }
@@ -605,7 +607,8 @@ pub(crate) async fn touch_session(state: &HttpState, key: &str, session: &Sessio
     let Ok(Some(kept)) = store.web_state(SSO, &hash(key), now).await else {
         return;
     };
-    let mut s = session.clone();
+    // The stored session (another tab may have added an application since `session` was read).
+    let mut s = serde_json::from_str::<Session>(&kept.data).unwrap_or_else(|_| session.clone());
     s.last_seen = now;
     let data = serde_json::to_string(&s).unwrap_or_default();
     if let Err(e) = store.put_web_state(&WebState { data, ..kept }).await {
@@ -959,6 +962,20 @@ async fn finish_login(
         }
         store.delete_web_state(SSO, &hash(old)).await.ok();
     }
+    // Another user's session ends here: its OIDC relying parties are told by back-channel
+    // (its SAML service providers cannot be, in the middle of this sign-in: logged).
+    if let Some((_, other)) = &existing
+        && !(other.user == user && other.realm == realm)
+    {
+        crate::backchannel::notify(state, std::slice::from_ref(other));
+        if !other.saml.is_empty() {
+            tracing::info!(
+                user = %other.user,
+                sps = other.saml.len(),
+                "another user signed in: the previous SSO session ended without SAML logout"
+            );
+        }
+    }
     let (session, expires_at) = match existing {
         Some((_, mut s)) if s.user == user && s.realm == realm => {
             if !s.apps.contains(&flow.app) {
@@ -1004,8 +1021,16 @@ async fn finish_login(
     }
     store.delete_web_state(FLOW, &hash(flow_key)).await.ok();
     if let Some(pending) = &flow.saml {
-        let (mut res, joined) =
-            crate::saml::answer(state, &flow.lang, pending, user, realm, session.auth_time).await;
+        let (mut res, joined) = crate::saml::answer(
+            state,
+            &flow.lang,
+            pending,
+            &flow.app,
+            user,
+            realm,
+            session.auth_time,
+        )
+        .await;
         if let Some(p) = joined {
             remember_saml(state, &session_key, p).await;
         }

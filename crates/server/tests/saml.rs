@@ -513,6 +513,7 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
             &acs,
             "--attribute",
             "login=username",
+            "--idp-initiated",
         ],
     );
     assert!(added.status.success(), "{added:?}");
@@ -824,6 +825,33 @@ async fn metadata_read_from_an_address_is_read_again() {
         ],
     );
     assert!(added.status.success(), "{added:?}");
+    // What the metadata gives is not also given by hand (it would be overwritten).
+    let both = tessera(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "add",
+            "other",
+            "--application",
+            "wiki",
+            "--metadata-url",
+            &url,
+            "--acs-url",
+            ACS,
+        ],
+    );
+    let err = String::from_utf8_lossy(&both.stderr);
+    assert!(
+        !both.status.success() && err.contains("drop --entity-id"),
+        "{err}"
+    );
+    let set = tessera(&s, &["saml", "sp", "set", "wiki", "--acs-url", ACS]);
+    let err = String::from_utf8_lossy(&set.stderr);
+    assert!(
+        !set.status.success() && err.contains("read from its metadata address"),
+        "{err}"
+    );
     s.admin().engine().reload().await.unwrap();
     let current = || {
         s.admin()
@@ -958,11 +986,39 @@ async fn email_and_transient_name_ids_and_group_attributes() {
                 "memberOf=groups",
                 "--attribute",
                 "cn=display_name",
+                "--idp-initiated",
             ],
         );
         assert!(added.status.success(), "{added:?}");
     }
+    // An SP that did not ask for it takes no sign-in started at Tessera.
+    let closed = tessera(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "add",
+            "closed",
+            "--application",
+            "wiki",
+            "--entity-id",
+            "urn:example:closed",
+            "--acs-url",
+            ACS,
+        ],
+    );
+    assert!(closed.status.success(), "{closed:?}");
     s.admin().engine().reload().await.unwrap();
+    let page = reqwest::get(format!("{}/saml/init?sp=closed", s.url))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 403);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("from the application itself")
+    );
     let mut cookies = Vec::new();
     let mail = idp_initiated_xml(&s, "mailer", &mut cookies).await;
     assert!(

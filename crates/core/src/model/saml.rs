@@ -111,6 +111,10 @@ pub struct SamlServiceProvider {
     pub sign_responses: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub encrypt_assertions: bool,
+    /// Sign-ins may start at Tessera (`/saml/init`: an unsolicited response, with the relay
+    /// state the link names); off: only the SP's own requests are answered.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub idp_initiated: bool,
     /// Refuse authentication requests that are not signed with one of `certificates`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub require_signed_requests: bool,

@@ -87,6 +87,9 @@ pub struct SpArgs {
     /// Refuse authentication requests not signed with the SP's certificates.
     #[arg(long)]
     require_signed_requests: bool,
+    /// Let sign-ins start at Tessera (/saml/init?sp=NAME: portal links).
+    #[arg(long)]
+    idp_initiated: bool,
     /// Sign only the response (default: the assertion and the response).
     #[arg(long, conflicts_with = "sign_assertion_only")]
     sign_response_only: bool,
@@ -129,6 +132,9 @@ pub struct SpSetArgs {
     /// true or false.
     #[arg(long)]
     require_signed_requests: Option<bool>,
+    /// Let sign-ins start at Tessera: true or false.
+    #[arg(long)]
+    idp_initiated: Option<bool>,
     /// What is signed: assertion, response or both.
     #[arg(long)]
     sign: Option<String>,
@@ -153,6 +159,17 @@ fn attributes_of(specs: &[String]) -> Result<Vec<SamlAttribute>> {
 
 impl SpSetArgs {
     fn apply(self, sp: &mut SamlServiceProvider) -> Result<()> {
+        if sp.metadata_url.is_some()
+            && (!self.acs_urls.is_empty()
+                || self.slo_url.is_some()
+                || !self.certificates.is_empty()
+                || self.encryption_certificate.is_some())
+        {
+            bail!(
+                "'{}' is read from its metadata address, which gives its addresses and certificates",
+                sp.name
+            );
+        }
         if let Some(a) = self.application {
             sp.application = tessera_core::ids::AppName(a);
         }
@@ -189,6 +206,9 @@ impl SpSetArgs {
         if let Some(r) = self.require_signed_requests {
             sp.require_signed_requests = r;
         }
+        if let Some(i) = self.idp_initiated {
+            sp.idp_initiated = i;
+        }
         if let Some(what) = &self.sign {
             (sp.sign_assertions, sp.sign_responses) = match what.as_str() {
                 "assertion" => (true, false),
@@ -212,22 +232,34 @@ pub async fn fetch_metadata(url: &str) -> Result<String> {
         bail!("metadata URL {url}: https:// only (http:// only to this machine)");
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // No redirects (they could leave https), and at most 1 MiB read.
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let res = client
+    let mut res = client
         .get(url)
         .send()
         .await
         .with_context(|| format!("reading {url}"))?;
     if !res.status().is_success() {
-        bail!("reading {url}: HTTP {}", res.status());
+        bail!(
+            "reading {url}: HTTP {} (redirects are not followed: give the final address)",
+            res.status()
+        );
     }
-    let body = res.bytes().await?;
-    if body.len() > 1 << 20 {
-        bail!("{url}: metadata larger than 1 MiB");
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .with_context(|| format!("reading {url}"))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > 1 << 20 {
+            bail!("{url}: metadata larger than 1 MiB");
+        }
     }
-    String::from_utf8(body.to_vec()).context("the metadata is not UTF-8")
+    String::from_utf8(body).context("the metadata is not UTF-8")
 }
 
 fn read(file: &str) -> Result<String> {
@@ -238,6 +270,17 @@ fn read(file: &str) -> Result<String> {
 }
 
 async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
+    if a.metadata_url.is_some()
+        && (a.entity_id.is_some()
+            || !a.acs_urls.is_empty()
+            || a.slo_url.is_some()
+            || !a.certificates.is_empty()
+            || a.encryption_certificate.is_some())
+    {
+        bail!(
+            "--metadata-url: the metadata gives the entity ID, addresses and certificates (and is read again); drop --entity-id, --acs-url, --slo-url, --certificate, --encryption-certificate, or register from a metadata file"
+        );
+    }
     let from_meta = match (&a.metadata, &a.metadata_url) {
         (Some(f), _) => Some(read(f)?),
         (None, Some(u)) => Some(fetch_metadata(u).await?),
@@ -267,6 +310,7 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
                 sign_responses: true,
                 encrypt_assertions: false,
                 require_signed_requests: false,
+                idp_initiated: false,
                 metadata_url: None,
             }
         }
@@ -305,6 +349,7 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
     if a.require_signed_requests {
         sp.require_signed_requests = true;
     }
+    sp.idp_initiated = a.idp_initiated;
     if a.sign_response_only {
         sp.sign_assertions = false;
     }
@@ -336,6 +381,7 @@ fn show(sp: &SamlServiceProvider) {
         ("signed", signed.into()),
         ("encrypted", sp.encrypt_assertions.to_string()),
         ("signed_requests", sp.require_signed_requests.to_string()),
+        ("idp_initiated", sp.idp_initiated.to_string()),
         ("certificates", sp.certificates.len().to_string()),
         ("metadata_url", sp.metadata_url.clone().unwrap_or_default()),
     ]);
