@@ -231,6 +231,7 @@ pub fn sp_from_metadata(
         entity_id: ed.entity_id.clone(),
         application: tessera_core::ids::AppName(application.to_string()),
         acs_urls: acs.iter().map(|a| a.endpoint.location.clone()).collect(),
+        acs_indexes: acs.iter().map(|a| a.index).collect(),
         slo_url: slo,
         require_signed_requests: sp.authn_requests_signed == Some(true),
         certificates,
@@ -263,6 +264,7 @@ pub fn refreshed(
     }
     let mut next = stored.clone();
     next.acs_urls = read.acs_urls;
+    next.acs_indexes = read.acs_indexes;
     next.slo_url = read.slo_url;
     next.certificates = read.certificates;
     if read.encryption_certificate.is_some() {
@@ -572,7 +574,13 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         request.assertion_consumer_service_index,
     ) {
         (Some(url), _) => sp.acs_urls.iter().find(|u| *u == url).cloned(),
-        (None, Some(i)) => sp.acs_urls.get(usize::from(i)).cloned(),
+        (None, Some(i)) if sp.acs_indexes.is_empty() => sp.acs_urls.get(usize::from(i)).cloned(),
+        (None, Some(i)) => sp
+            .acs_indexes
+            .iter()
+            .position(|x| *x == i)
+            .and_then(|p| sp.acs_urls.get(p))
+            .cloned(),
         (None, None) => Some(default_acs.clone()),
     };
     let now = state.engine.clock().now();

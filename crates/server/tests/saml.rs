@@ -748,6 +748,14 @@ async fn the_admin_api_imports_sp_metadata_and_refuses_bad_metadata() {
     assert_eq!(created["entity_id"], SP);
     assert_eq!(created["slo_url"], format!("{SP}/slo"));
     assert_eq!(created["certificates"].as_array().unwrap().len(), 1);
+    // The metadata's own ACS index is kept (requests name it).
+    let index = created["acs_indexes"][0].as_u64().unwrap();
+    assert!(
+        meta["metadata"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("index=\"{index}\""))
+    );
     let again = import("wiki", meta["metadata"].as_str().unwrap().into())
         .await
         .unwrap();

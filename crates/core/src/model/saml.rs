@@ -87,9 +87,12 @@ pub struct SamlServiceProvider {
     /// The SP's entity ID (the Issuer of its requests, the Audience of our assertions).
     pub entity_id: String,
     pub application: AppName,
-    /// Assertion consumer service URLs (HTTP-POST binding); the first is the default, and a
-    /// request's `AssertionConsumerServiceIndex` counts from 0 in this order.
+    /// Assertion consumer service URLs (HTTP-POST binding); the first is the default.
     pub acs_urls: Vec<String>,
+    /// The metadata's `index` of each ACS URL, in the same order (what a request's
+    /// `AssertionConsumerServiceIndex` names); none given: 0, 1, 2, … in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acs_indexes: Vec<u16>,
     /// Where the SP takes logout requests and responses (HTTP-Redirect binding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo_url: Option<String>,
@@ -196,6 +199,9 @@ impl SamlServiceProvider {
         for u in &self.acs_urls {
             check_url("acs_urls", u, &mut errs);
         }
+        if !self.acs_indexes.is_empty() && self.acs_indexes.len() != self.acs_urls.len() {
+            errs.push("acs_indexes: one index for each ACS URL".into());
+        }
         if let Some(u) = &self.slo_url {
             check_url("slo_url", u, &mut errs);
         }
@@ -266,6 +272,7 @@ mod tests {
             from: "password".into(),
         }];
         bad.encrypt_assertions = true;
+        bad.acs_indexes = vec![1, 2];
         bad.certificates = vec!["not a certificate".into()];
         let p = bad.problems().join("\n");
         for want in [
@@ -273,6 +280,7 @@ mod tests {
             "not one of",
             "needs encryption_certificate",
             "expected a PEM certificate",
+            "one index for each ACS URL",
         ] {
             assert!(p.contains(want), "{p}");
         }

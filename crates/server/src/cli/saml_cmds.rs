@@ -175,6 +175,7 @@ impl SpSetArgs {
         }
         if !self.acs_urls.is_empty() {
             sp.acs_urls = self.acs_urls;
+            sp.acs_indexes.clear();
         }
         if let Some(u) = self.slo_url {
             sp.slo_url = (!u.eq_ignore_ascii_case("none")).then_some(u);
@@ -301,6 +302,7 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
                 entity_id,
                 application: tessera_core::ids::AppName(a.application.clone()),
                 acs_urls: Vec::new(),
+                acs_indexes: Vec::new(),
                 slo_url: None,
                 certificates: Vec::new(),
                 encryption_certificate: None,
@@ -321,6 +323,7 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
     }
     if !a.acs_urls.is_empty() {
         sp.acs_urls = a.acs_urls;
+        sp.acs_indexes.clear();
     }
     if a.slo_url.is_some() {
         sp.slo_url = a.slo_url;
