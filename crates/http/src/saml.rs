@@ -1215,6 +1215,10 @@ struct Logout {
     origin_relay: Option<String>,
     remaining: Vec<SamlParticipant>,
     lang: String,
+    /// Where the browser goes at the end (a relying party's registered address), when no SP
+    /// asked.
+    #[serde(default)]
+    then: Option<String>,
 }
 
 fn verified_redirect(
@@ -1345,6 +1349,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
             .filter(|r| r.len() <= MAX_RELAY_STATE),
         remaining,
         lang,
+        then: None,
     };
     let ended = !logout.remaining.is_empty() || ended_here;
     let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
@@ -1364,6 +1369,7 @@ pub(crate) async fn logout_everywhere(
     state: &HttpState,
     lang: &str,
     told: Vec<SamlParticipant>,
+    then: Option<String>,
 ) -> Response {
     let logout = Logout {
         origin: None,
@@ -1371,6 +1377,7 @@ pub(crate) async fn logout_everywhere(
         origin_relay: None,
         remaining: told,
         lang: lang.to_string(),
+        then,
     };
     let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
     next_logout(state, &key, logout).await
@@ -1484,6 +1491,9 @@ async fn next_logout(state: &HttpState, key: &str, mut logout: Logout) -> Respon
         if let Some(url) = url {
             return web::redirect(&url);
         }
+    }
+    if let Some(then) = &logout.then {
+        return web::redirect(then);
     }
     web::fatal(&logout.lang, "signed_out", StatusCode::OK)
 }

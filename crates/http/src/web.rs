@@ -220,6 +220,8 @@ pub(crate) fn lang_of(headers: &HeaderMap, asked: Option<&str>) -> String {
 }
 
 struct Page<'a> {
+    /// More hidden fields of the form (name, value).
+    hidden: Vec<(&'static str, String)>,
     lang: &'a str,
     app_title: &'a str,
     brand: Option<&'a Brand>,
@@ -257,6 +259,7 @@ fn render(page: Page<'_>, status: StatusCode) -> Response {
                 ask_password => page.ask_password, prompt => page.prompt,
                 answer_type => page.answer_type, done => page.done, fatal => page.fatal,
                 intro => brand.intro, help => brand.help, logo => brand.logo_url,
+                hidden => page.hidden,
                 brand_css => brand.css_url,
             })
         });
@@ -275,6 +278,7 @@ fn render(page: Page<'_>, status: StatusCode) -> Response {
 pub(crate) fn fatal(lang: &str, error: &str, status: StatusCode) -> Response {
     render(
         Page {
+            hidden: Vec::new(),
             lang,
             app_title: "Tessera",
             brand: None,
@@ -749,6 +753,7 @@ fn asks_password(state: &HttpState, app: &str) -> bool {
 
 fn flow_page<'a>(flow: &'a Flow, brand: &'a Brand, error: Option<&'a str>) -> Page<'a> {
     Page {
+        hidden: Vec::new(),
         lang: &flow.lang,
         app_title: &brand.title,
         brand: Some(brand),
@@ -1122,12 +1127,79 @@ fn logout_token(session_key: &str) -> String {
 
 /// `GET /logout`: asks before ending the SSO session (a link on another site must not sign the
 /// user out).
-async fn logout_page(state: St, headers: HeaderMap) -> Response {
-    ask_logout(&state, &headers).await
+/// Where a relying party asks its users to be sent after signing out (RP-Initiated Logout):
+/// the registered address with the state, or why not.
+fn after_logout(state: &HttpState, q: &HashMap<String, String>) -> Result<Option<String>, ()> {
+    let Some(uri) = q.get("post_logout_redirect_uri") else {
+        return Ok(None);
+    };
+    // The client: named, or the audience of the ID token hint (read only to find the client:
+    // the address must be registered for it either way).
+    let hinted = q.get("id_token_hint").and_then(|t| {
+        let part = t.split('.').nth(1)?;
+        let bytes = data_encoding::BASE64URL_NOPAD
+            .decode(part.as_bytes())
+            .ok()?;
+        let claims: Value = serde_json::from_slice(&bytes).ok()?;
+        claims["aud"].as_str().map(str::to_string)
+    });
+    let snap = state.engine.snapshot();
+    let client = q
+        .get("client_id")
+        .cloned()
+        .or(hinted)
+        .and_then(|id| snap.api_client_by_id(&id).cloned())
+        .filter(|c| c.kind == ApiClientKind::Oidc)
+        .ok_or(())?;
+    if !client.post_logout_redirect_uris.iter().any(|u| u == uri) {
+        return Err(());
+    }
+    let st = q.get("state").filter(|s| s.len() <= 512);
+    Ok(Some(match st {
+        Some(s) => back_to(uri, &[("state", s.as_str())]),
+        None => uri.clone(),
+    }))
+}
+
+async fn logout_page(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let lang = lang_of(&headers, None);
+    let Ok(q) = query(raw.as_deref()) else {
+        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+    };
+    let Ok(then) = after_logout(&state, &q) else {
+        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+    };
+    if cookie(&state, &headers, SSO_COOKIE).is_none()
+        && let Some(then) = then
+    {
+        return redirect(&then);
+    }
+    let mut hidden = Vec::new();
+    for k in [
+        "client_id",
+        "id_token_hint",
+        "post_logout_redirect_uri",
+        "state",
+    ] {
+        if then.is_some()
+            && let Some(v) = q.get(k)
+        {
+            hidden.push((k, v.clone()));
+        }
+    }
+    ask_logout_with(&state, &headers, hidden).await
 }
 
 /// The page that asks whether to sign out (the form's token only this browser's page has).
 pub(crate) async fn ask_logout(state: &HttpState, headers: &HeaderMap) -> Response {
+    ask_logout_with(state, headers, Vec::new()).await
+}
+
+async fn ask_logout_with(
+    state: &HttpState,
+    headers: &HeaderMap,
+    hidden: Vec<(&'static str, String)>,
+) -> Response {
     let lang = lang_of(headers, None);
     let Some(key) = cookie(state, headers, SSO_COOKIE) else {
         return fatal(&lang, "signed_out", StatusCode::OK);
@@ -1135,6 +1207,7 @@ pub(crate) async fn ask_logout(state: &HttpState, headers: &HeaderMap) -> Respon
     let token = logout_token(&key);
     render(
         Page {
+            hidden,
             lang: &lang,
             app_title: "Tessera",
             brand: None,
@@ -1163,15 +1236,18 @@ async fn logout(state: St, headers: HeaderMap, body: Bytes) -> Response {
     if !same_token(form.get("csrf"), &want) {
         return fatal(&lang, "expired", StatusCode::FORBIDDEN);
     }
+    // Where the relying party asked its user to go afterwards (checked again here).
+    let then = after_logout(&state, &form).ok().flatten();
     let ended = end_session(&state, &key).await;
     if let Some(s) = &ended {
         crate::backchannel::notify(&state, std::slice::from_ref(s));
     }
     // The SAML service providers the session signed in to are told, through this browser.
-    let mut res = match ended {
-        Some(s) if !s.saml.is_empty() => {
-            crate::saml::logout_everywhere(&state, &lang, s.saml).await
+    let mut res = match (ended, &then) {
+        (Some(s), _) if !s.saml.is_empty() => {
+            crate::saml::logout_everywhere(&state, &lang, s.saml, then.clone()).await
         }
+        (_, Some(then)) => redirect(then),
         _ => fatal(&lang, "signed_out", StatusCode::OK),
     };
     res.headers_mut()

@@ -1867,6 +1867,13 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
     s.admin().apply(&actor(), &decl, false).await.unwrap();
     let redirect = "http://127.0.0.1:9/cb";
     let (id, _) = oidc_client(&s, redirect).await;
+    // Where the relying party may send its users after signing out (RP-Initiated Logout).
+    let mut rp = s
+        .admin()
+        .get::<tessera_core::model::ApiClient>("intranet-rp")
+        .unwrap();
+    rp.post_logout_redirect_uris = vec!["http://127.0.0.1:9/bye".into()];
+    s.admin().put(&actor(), rp).await.unwrap();
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -2036,8 +2043,24 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
         .await
         .unwrap();
     assert_eq!(r.headers()["location"], "/login");
+    // The relying party sends its user to /logout with where to go afterwards: an address
+    // it did not register is refused with a page; its own is carried by the form.
+    let bye = |uri: &str| {
+        format!(
+            "{}/logout?client_id={id}&post_logout_redirect_uri={}&state=bye-1",
+            s.url,
+            form_urlencoded::byte_serialize(uri.as_bytes()).collect::<String>()
+        )
+    };
+    let r = browser
+        .get(bye("https://evil.example/"))
+        .header("cookie", &sso)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
     let page = browser
-        .get(format!("{}/logout", s.url))
+        .get(bye("http://127.0.0.1:9/bye"))
         .header("cookie", &sso)
         .send()
         .await
@@ -2045,6 +2068,12 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
         .text()
         .await
         .unwrap();
+    assert!(
+        page.contains(
+            "name=\"post_logout_redirect_uri\" value=\"http:&#x2f;&#x2f;127.0.0.1:9&#x2f;bye\""
+        ),
+        "{page}"
+    );
     assert!(signed_in(sso.clone()).await, "a GET of /logout only asks");
     let token = page
         .split("name=\"csrf\" value=\"")
@@ -2065,12 +2094,31 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
     let r = browser
         .post(format!("{}/logout", s.url))
         .header("cookie", &sso)
-        .form(&[("csrf", token.as_str())])
+        .form(&[
+            ("csrf", token.as_str()),
+            ("client_id", id.as_str()),
+            ("post_logout_redirect_uri", "http://127.0.0.1:9/bye"),
+            ("state", "bye-1"),
+        ])
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert!(!signed_in(sso).await, "signed out");
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "http://127.0.0.1:9/bye?state=bye-1"
+    );
+    assert!(!signed_in(sso.clone()).await, "signed out");
+    // Without a session there is nothing to ask: straight back to the relying party.
+    let r = browser
+        .get(bye("http://127.0.0.1:9/bye"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["location"],
+        "http://127.0.0.1:9/bye?state=bye-1"
+    );
 
     // The user's own list of sessions, and ending them there.
     let first = sign_in(3).await;

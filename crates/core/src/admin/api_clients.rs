@@ -22,6 +22,7 @@ pub struct NewApiClient {
     /// `ES256` (default) or `RS256`.
     pub id_token_alg: Option<String>,
     pub backchannel_logout_uri: Option<String>,
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// A created client and its secret, which is shown this once.
@@ -60,6 +61,7 @@ impl Admin {
             redirect_uris: input.redirect_uris,
             id_token_alg: input.id_token_alg,
             backchannel_logout_uri: input.backchannel_logout_uri,
+            post_logout_redirect_uris: input.post_logout_redirect_uris,
         };
         let client = self.put(actor, client).await?;
         Ok(CreatedApiClient {

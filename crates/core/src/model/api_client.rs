@@ -86,6 +86,10 @@ pub struct ApiClient {
     /// Back-Channel Logout 1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backchannel_logout_uri: Option<String>,
+    /// Where an OIDC client may send its users after they sign out at Tessera's `/logout`
+    /// (OpenID Connect RP-Initiated Logout 1.0; exact match).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl ApiClient {
@@ -137,6 +141,14 @@ impl ApiClient {
         for uri in &self.redirect_uris {
             if let Err(e) = check_redirect_uri(uri) {
                 errs.push(format!("redirect_uris: '{uri}': {e}"));
+            }
+        }
+        for uri in &self.post_logout_redirect_uris {
+            if self.kind != ApiClientKind::Oidc {
+                errs.push("post_logout_redirect_uris: for OIDC clients".into());
+            }
+            if let Err(e) = check_redirect_uri(uri) {
+                errs.push(format!("post_logout_redirect_uris: '{uri}': {e}"));
             }
         }
         if let Some(h) = &self.secret_hash

@@ -60,6 +60,10 @@ pub struct ApiClientArgs {
     /// logout).
     #[arg(long)]
     backchannel_logout_uri: Option<String>,
+    /// Where an OIDC client may send users after they sign out at /logout (repeat; exact
+    /// match).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
     /// The application its users sign in through (user clients).
     #[arg(long)]
     application: Option<String>,
@@ -297,6 +301,7 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                         redirect_uris: args.redirect_uris,
                         id_token_alg: args.id_token_alg,
                         backchannel_logout_uri: args.backchannel_logout_uri,
+                        post_logout_redirect_uris: args.post_logout_redirect_uris,
                     },
                 )
                 .await?;
