@@ -116,6 +116,9 @@ pub struct SystemSettings {
     pub sso_idle_minutes: u32,
     /// Minutes between readings of SAML service providers' metadata addresses (0: never).
     pub saml_metadata_refresh_minutes: u32,
+    /// Requests per minute one address may make to the web sign-in pages (`/login`,
+    /// `/oidc/authorize`, `/saml/*`), per node (0: no limit).
+    pub web_requests_per_minute: u32,
 
     // --- codes sent by SMS and mail (methods sms_otp and mail_otp) ---
     /// Delivery profiles (HTTP gateways) that send SMS, comma-separated, tried in order.
@@ -239,6 +242,7 @@ impl Default for SystemSettings {
             sso_session_minutes: 480,
             sso_idle_minutes: 60,
             saml_metadata_refresh_minutes: 1440,
+            web_requests_per_minute: 300,
             sms_delivery: String::new(),
             sms_template: "Your code: {otp} (valid {validity_minutes} min)".into(),
             mail_delivery: String::new(),

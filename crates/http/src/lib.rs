@@ -45,6 +45,8 @@ pub struct HttpState {
     pub metrics: Option<MetricsRender>,
     oauth_signer: Arc<tokio::sync::OnceCell<Arc<oauth::Signer>>>,
     oauth_rates: Arc<oauth::RateCounts>,
+    /// Per-node web sign-in request counts: address → (minute, count).
+    web_rates: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, (i64, u32)>>>,
     /// The imported RS256 key: the stored (sealed) value it was read from, and the signer.
     rsa_signer: Arc<rsa_key::Cache>,
     /// The SAML IdP's signing keys, by the sealed value they were read from.
@@ -65,6 +67,7 @@ impl HttpState {
             metrics,
             oauth_signer: Default::default(),
             oauth_rates: Default::default(),
+            web_rates: Default::default(),
             rsa_signer: Default::default(),
             saml_keys: Default::default(),
         }
@@ -117,8 +120,14 @@ pub fn router(state: HttpState) -> Router {
         .merge(health::routes())
         .merge(links::routes())
         .merge(oauth::routes())
-        .merge(web::routes())
-        .merge(saml::routes())
+        .merge(
+            web::routes()
+                .merge(saml::routes())
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    web::rate_limit,
+                )),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             payload::open_payloads,

@@ -139,6 +139,51 @@ pub(crate) fn set_cookie(state: &HttpState, name: &str, value: &str, max_age: i6
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
 }
 
+/// Requests to the web sign-in pages are limited per client address and minute
+/// (`web_requests_per_minute`, per node); stylesheets, scripts and logos are not counted.
+pub(crate) async fn rate_limit(
+    state: St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let asset = path == "/login/style.css"
+        || path == "/login/saml-post.js"
+        || path.starts_with("/login/brand/")
+        || path == "/saml/metadata"
+        || path == "/.well-known/openid-configuration";
+    let limit = state.engine.snapshot().settings.web_requests_per_minute;
+    if asset || limit == 0 {
+        return next.run(req).await;
+    }
+    let ip = state.client_ip(peer, req.headers(), None);
+    let minute = state.engine.clock().now() / 60;
+    let over = match state.web_rates.lock() {
+        Ok(mut counts) => {
+            if counts.len() > 50_000 {
+                counts.retain(|_, (m, _)| *m == minute);
+            }
+            let entry = counts.entry(ip).or_insert((minute, 0));
+            if entry.0 != minute {
+                *entry = (minute, 0);
+            }
+            entry.1 = entry.1.saturating_add(1);
+            entry.1 > limit
+        }
+        Err(_) => false,
+    };
+    if !over {
+        return next.run(req).await;
+    }
+    tracing::warn!(%ip, "web sign-in rate limit");
+    let lang = lang_of(req.headers(), None);
+    let mut res = fatal(&lang, "too_many", StatusCode::TOO_MANY_REQUESTS);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    res
+}
+
 /// Strict headers for every page.
 pub(crate) fn page_headers(res: &mut Response) {
     let h = res.headers_mut();
@@ -184,6 +229,7 @@ pub(crate) fn texts(lang: &str) -> Value {
             "saml_not_set_up": "SAML oturum açma henüz kurulmadı.",
             "saml_continue": "Uygulamaya dönülüyor…",
             "no_idp_initiated": "Bu uygulamada oturum açmaya uygulamanın kendisinden başlayın.",
+            "too_many": "Bu adresten çok fazla istek geldi. Bir dakika sonra yeniden deneyin.",
         }),
         _ => json!({
             "title": "Sign in", "username": "User name", "password": "Password",
@@ -206,6 +252,7 @@ pub(crate) fn texts(lang: &str) -> Value {
             "saml_not_set_up": "SAML sign-in is not set up yet.",
             "saml_continue": "Returning to the application…",
             "no_idp_initiated": "Start signing in to this application from the application itself.",
+            "too_many": "Too many requests from this address. Try again in a minute.",
         }),
     }
 }

@@ -1082,3 +1082,31 @@ async fn email_and_transient_name_ids_and_group_attributes() {
     assert!(!name_id(&one).contains("alice"));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_pages_are_rate_limited_per_address() {
+    // A fake clock: the minute does not turn during the test.
+    let s = TestServer::start(Backend::Sqlite, Some(1_800_000_000)).await;
+    s.set(json!({"public_url": s.url, "web_requests_per_minute": 5}))
+        .await;
+    let get = |path: &str| reqwest::get(format!("{}{path}", s.url));
+    for _ in 0..5 {
+        assert_eq!(get("/saml/init?sp=nope").await.unwrap().status(), 400);
+    }
+    let limited = get("/oidc/authorize").await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "60");
+    assert!(limited.text().await.unwrap().contains("Too many requests"));
+    // Stylesheets are not counted; the validate API is another door.
+    assert_eq!(get("/login/style.css").await.unwrap().status(), 200);
+    assert_ne!(get("/healthz").await.unwrap().status(), 429);
+    // The next minute, the pages answer again; with the limit off, always.
+    s.advance(60);
+    assert_eq!(get("/saml/init?sp=nope").await.unwrap().status(), 400);
+    for _ in 0..5 {
+        get("/saml/init?sp=nope").await.unwrap();
+    }
+    s.set(json!({"web_requests_per_minute": 0})).await;
+    assert_eq!(get("/saml/init?sp=nope").await.unwrap().status(), 400);
+    s.stop().await;
+}
