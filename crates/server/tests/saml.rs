@@ -60,13 +60,27 @@ fn key_pair(dir: &Path, name: &str) -> (String, String) {
     )
 }
 
+/// The `tessera` CLI on the test server's data (its directory and database).
 fn tessera(s: &TestServer, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(args)
         .arg("--data-dir")
         .arg(&s.config.data_dir)
+        .arg("--database-url")
+        .arg(&s.config.database_url)
         .output()
         .unwrap()
+}
+
+/// The same, which must succeed.
+fn tessera_ok(s: &TestServer, args: &[&str]) -> std::process::Output {
+    let out = tessera(s, args);
+    assert!(
+        out.status.success(),
+        "tessera {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 fn peer(s: &TestServer, dir: &Path, sp: &(String, String), steps: &Value) -> Value {
@@ -127,9 +141,13 @@ fn xmlsec_verifies(dir: &Path, xml: &str, node: &str, cert: &str) -> bool {
     out.status.success()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures() {
-    let s = TestServer::start(Backend::Sqlite, None).await;
+both_backends!(
+    pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures,
+    pysaml2_single_logout_reaches_every_sp_of_the_session,
+);
+
+async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures(b: Backend) {
+    let s = TestServer::start(b, None).await;
     s.set(json!({"public_url": s.url})).await;
     s.add_user("alice", Some("alice-password")).await;
     s.enroll("alice", TokenKind::Totp, "TOTP0050", None).await;
@@ -162,9 +180,7 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures()
     let status = tessera(&s, &["--json", "saml", "status"]);
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["signing"], Value::Null);
-    run(Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["saml", "import-key", &idp.0, &idp.1, "--data-dir"])
-        .arg(&s.config.data_dir));
+    tessera_ok(&s, &["saml", "import-key", &idp.0, &idp.1]);
 
     // The IdP metadata is signed with the IdP's key (xmlsec1 checks it) and valid a week.
     let published = reqwest::get(format!("{}/saml/metadata", s.url))
@@ -346,16 +362,7 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures()
 
     // Rotation: the next certificate is published beside the current one, then signs.
     let next = key_pair(&dir, "next");
-    run(Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
-            "saml",
-            "import-key",
-            &next.0,
-            &next.1,
-            "--next",
-            "--data-dir",
-        ])
-        .arg(&s.config.data_dir));
+    tessera_ok(&s, &["saml", "import-key", &next.0, &next.1, "--next"]);
     let published = reqwest::get(format!("{}/saml/metadata", s.url))
         .await
         .unwrap()
@@ -423,9 +430,8 @@ fn register(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pysaml2_single_logout_reaches_every_sp_of_the_session() {
-    let s = TestServer::start(Backend::Sqlite, None).await;
+async fn pysaml2_single_logout_reaches_every_sp_of_the_session(b: Backend) {
+    let s = TestServer::start(b, None).await;
     s.set(json!({"public_url": s.url})).await;
     s.add_user("alice", Some("alice-password")).await;
     s.enroll("alice", TokenKind::Totp, "TOTP0051", None).await;
@@ -436,9 +442,7 @@ async fn pysaml2_single_logout_reaches_every_sp_of_the_session() {
     let dir: PathBuf = s.config.data_dir.join("saml");
     std::fs::create_dir_all(&dir).unwrap();
     let idp = key_pair(&dir, "idp");
-    run(Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["saml", "import-key", &idp.0, &idp.1, "--data-dir"])
-        .arg(&s.config.data_dir));
+    tessera_ok(&s, &["saml", "import-key", &idp.0, &idp.1]);
     let keys = key_pair(&dir, "sp");
     let second = "http://127.0.0.1:9/sp2";
     register(&s, &dir, &keys, "wiki", SP, ACS);
@@ -492,9 +496,7 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
     let dir: PathBuf = s.config.data_dir.join("saml");
     std::fs::create_dir_all(&dir).unwrap();
     let idp = key_pair(&dir, "idp");
-    run(Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["saml", "import-key", &idp.0, &idp.1, "--data-dir"])
-        .arg(&s.config.data_dir));
+    tessera_ok(&s, &["saml", "import-key", &idp.0, &idp.1]);
     // Registered by hand: entity ID and ACS URL, the login name as NameID, groups as an
     // attribute.
     let acs = format!("{}/acs", app.url);
@@ -971,9 +973,7 @@ async fn email_and_transient_name_ids_and_group_attributes() {
     let dir: PathBuf = s.config.data_dir.join("saml");
     std::fs::create_dir_all(&dir).unwrap();
     let idp = key_pair(&dir, "idp");
-    run(Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["saml", "import-key", &idp.0, &idp.1, "--data-dir"])
-        .arg(&s.config.data_dir));
+    tessera_ok(&s, &["saml", "import-key", &idp.0, &idp.1]);
     for (name, format) in [("mailer", "email"), ("kiosk", "transient")] {
         let added = tessera(
             &s,
