@@ -788,6 +788,51 @@ async fn the_admin_api_imports_sp_metadata_and_refuses_bad_metadata() {
     assert_eq!(res.status(), 400);
     let listed = s.admin().list::<tessera_core::model::SamlServiceProvider>();
     assert_eq!(listed.len(), 1);
+    // The exported configuration carries it as a [[saml_sp]] and applies back unchanged.
+    let exported: Value = s
+        .http
+        .get(format!("{}/api/v1/config", s.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(exported["saml_sp"][0]["entity_id"], SP, "{exported}");
+    let applied: Value = s
+        .http
+        .post(format!("{}/api/v1/config?prune=true", s.url))
+        .bearer_auth(&token)
+        .json(&exported)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(applied["changes"], json!([]), "{applied}");
+    // A [[saml_sp]] with a problem is refused with the reason, nothing applied.
+    let mut bad = exported.clone();
+    bad["saml_sp"][0]["acs_urls"] = json!(["http://evil.example/acs"]);
+    let res = s
+        .http
+        .post(format!("{}/api/v1/config", s.url))
+        .bearer_auth(&token)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert!(body.to_string().contains("must be https://"), "{body}");
+    assert_eq!(
+        s.admin()
+            .get::<tessera_core::model::SamlServiceProvider>("wiki")
+            .unwrap()
+            .acs_urls,
+        vec![ACS.to_string()]
+    );
     s.stop().await;
 }
 
