@@ -113,19 +113,14 @@ pub async fn import(store: &dyn Store, pem: &str) -> Result<String, String> {
 
 /// The DER of a PEM private key (PKCS#8, `-----BEGIN PRIVATE KEY-----`).
 pub(crate) fn pkcs8_of_pem(pem: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .skip_while(|l| *l != "-----BEGIN PRIVATE KEY-----")
-        .skip(1)
-        .take_while(|l| *l != "-----END PRIVATE KEY-----")
-        .collect();
-    if body.is_empty() {
-        return Err("expected a PEM \"PRIVATE KEY\" (PKCS#8), as openssl genpkey writes it".into());
-    }
-    Ok(zeroize::Zeroizing::new(
-        BASE64
-            .decode(body.as_bytes())
-            .map_err(|e| format!("the PEM body is not base64: {e}"))?,
-    ))
+    use rustls::pki_types::pem::{self, PemObject};
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(
+        |e| match e {
+            pem::Error::NoItemsFound => {
+                "expected a PEM \"PRIVATE KEY\" (PKCS#8), as openssl genpkey writes it".to_string()
+            }
+            e => format!("not a readable PEM private key: {e}"),
+        },
+    )?;
+    Ok(zeroize::Zeroizing::new(key.secret_pkcs8_der().to_vec()))
 }

@@ -76,10 +76,7 @@ fn now_utc(state: &HttpState) -> DateTime<Utc> {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    gamlastan::crypto::bergshamra_c14n::escape::escape_attr(s)
 }
 
 // ---- metadata ------------------------------------------------------------------------------

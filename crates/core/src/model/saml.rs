@@ -134,23 +134,18 @@ pub fn certificate_der(pem: &str) -> Result<Vec<u8>, String> {
     if pem.len() > MAX_PEM {
         return Err("certificate longer than 16 KiB".into());
     }
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .skip_while(|l| *l != "-----BEGIN CERTIFICATE-----")
-        .skip(1)
-        .take_while(|l| *l != "-----END CERTIFICATE-----")
-        .collect();
-    if body.is_empty() {
-        return Err("expected a PEM certificate (-----BEGIN CERTIFICATE-----)".into());
-    }
-    let der = data_encoding::BASE64
-        .decode(body.as_bytes())
-        .map_err(|e| format!("the certificate is not base64: {e}"))?;
+    use rustls_pki_types::pem::{self, PemObject};
+    let der =
+        rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| match e {
+            pem::Error::NoItemsFound => {
+                "expected a PEM certificate (-----BEGIN CERTIFICATE-----)".to_string()
+            }
+            e => format!("not a readable PEM certificate: {e}"),
+        })?;
     if der.first() != Some(&0x30) {
         return Err("the certificate is not DER inside".into());
     }
-    Ok(der)
+    Ok(der.to_vec())
 }
 
 /// A PEM certificate of DER bytes.
