@@ -414,6 +414,18 @@ async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(xml) = String::from_utf8(decoded.saml_xml) else {
         return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
     };
+    // Only an authentication request from a registered SP is kept (nothing is stored for
+    // anything else); the full checks follow when it is read again.
+    let issuer = gamlastan::xml::parse_secure(&xml).ok().and_then(|doc| {
+        let r = gamlastan::xml::parse_saml::<AuthnRequestRef<'_>>(&doc).ok()?;
+        r.to_owned().base.issuer.map(|i| i.value)
+    });
+    let Some(issuer) = issuer else {
+        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+    };
+    if state.engine.snapshot().saml_sp_by_entity(&issuer).is_none() {
+        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
+    }
     // A cross-site POST carries no SameSite=Lax cookie: the request is kept a moment and read
     // again by a same-site GET, which carries the SSO session's cookie.
     let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());

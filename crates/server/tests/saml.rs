@@ -788,6 +788,42 @@ async fn the_admin_api_imports_sp_metadata_and_refuses_bad_metadata() {
     assert_eq!(res.status(), 400);
     let listed = s.admin().list::<tessera_core::model::SamlServiceProvider>();
     assert_eq!(listed.len(), 1);
+    // A POST-binding request is kept for its same-site GET only when it is an authentication
+    // request of a registered SP: anything else is refused and nothing is stored.
+    let store = s.admin().engine().store();
+    let kept = || async {
+        store
+            .web_states_of("saml_resume", "", s.now())
+            .await
+            .unwrap()
+            .len()
+    };
+    let request = |issuer: &str| {
+        data_encoding::BASE64.encode(
+            format!(
+                "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_r1\" Version=\"2.0\" IssueInstant=\"2026-01-01T00:00:00Z\"><saml:Issuer>{issuer}</saml:Issuer></samlp:AuthnRequest>"
+            )
+            .as_bytes(),
+        )
+    };
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (body, status) in [
+        (data_encoding::BASE64.encode(b"not xml"), 400),
+        (request("urn:nobody"), 400),
+        (request(SP), 303),
+    ] {
+        let res = browser
+            .post(format!("{}/saml/sso", s.url))
+            .form(&[("SAMLRequest", body)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status);
+        assert_eq!(kept().await, usize::from(status == 303));
+    }
     // The exported configuration carries it as a [[saml_sp]] and applies back unchanged.
     let exported: Value = s
         .http

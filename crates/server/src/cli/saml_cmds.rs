@@ -490,29 +490,31 @@ pub async fn refresh_due(
     admin: &tessera_core::admin::Admin,
     last: &mut std::collections::HashMap<String, i64>,
 ) {
-    let minutes = admin
-        .engine()
-        .snapshot()
-        .settings
-        .saml_metadata_refresh_minutes;
+    let snap = admin.engine().snapshot();
+    let minutes = snap.settings.saml_metadata_refresh_minutes;
     if minutes == 0 {
         return;
     }
     let now = admin.engine().clock().now();
+    // Only the SPs whose turn it is are copied (this runs every second).
+    let mut due = Vec::new();
+    for sp in snap.saml_sps.values() {
+        let Some(url) = &sp.metadata_url else {
+            continue;
+        };
+        let seen = last.entry(sp.name.clone()).or_insert(now);
+        if now - *seen >= i64::from(minutes) * 60 {
+            *seen = now;
+            due.push((sp.clone(), url.clone()));
+        }
+    }
+    drop(snap);
     let actor = Actor {
         name: "system:saml-metadata".into(),
         door: "system".into(),
         client_ip: None,
     };
-    for sp in admin.list::<SamlServiceProvider>() {
-        let Some(url) = sp.metadata_url.clone() else {
-            continue;
-        };
-        let seen = last.entry(sp.name.clone()).or_insert(now);
-        if now - *seen < i64::from(minutes) * 60 {
-            continue;
-        }
-        *seen = now;
+    for (sp, url) in due {
         let read = match fetch_metadata(&url).await {
             Ok(xml) => tessera_http::saml::refreshed(&sp, &xml).map_err(|e| anyhow!(e)),
             Err(e) => Err(e),
