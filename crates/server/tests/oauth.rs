@@ -1946,14 +1946,7 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
                 !page.contains("type=\"password\""),
                 "no password asked: {page}"
             );
-            let csrf = page
-                .split("name=\"csrf\" value=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_string();
+            let csrf = common::hidden_input(&page, "csrf");
             let r = browser
                 .post(format!("{base}/login"))
                 .header("cookie", &cookie)
@@ -1994,8 +1987,7 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
                 .text()
                 .await
                 .unwrap();
-            let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap();
-            let csrf = csrf.split('"').next().unwrap().to_string();
+            let csrf = common::hidden_input(&page, "csrf");
             let step = |form: Vec<(&'static str, String)>| {
                 let (browser, base, flow) = (browser.clone(), base.clone(), flow.clone());
                 async move {
@@ -2075,14 +2067,7 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
         "{page}"
     );
     assert!(signed_in(sso.clone()).await, "a GET of /logout only asks");
-    let token = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let token = common::hidden_input(&page, "csrf");
     let r = browser
         .post(format!("{}/logout", s.url))
         .header("cookie", &sso)
@@ -2135,8 +2120,7 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
         page.contains("(this browser)") && page.contains("intranet"),
         "{page}"
     );
-    let token = page.split("name=\"csrf\" value=\"").nth(1).unwrap();
-    let token = token.split('"').next().unwrap().to_string();
+    let token = common::hidden_input(&page, "csrf");
     let r = browser
         .post(format!("{}/login/sessions", s.url))
         .header("cookie", &first)
@@ -2226,8 +2210,7 @@ async fn login_page_says_wrong_password_then_locked_for_any_name() {
         page.contains("lang=\"tr\"") && page.contains("Kullanıcı adı"),
         "{page}"
     );
-    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap();
-    let csrf = csrf.split('"').next().unwrap().to_string();
+    let csrf = common::hidden_input(&page, "csrf");
     let attempt = |user: &'static str| {
         let (browser, base, flow, csrf) =
             (browser.clone(), s.url.clone(), flow.clone(), csrf.clone());

@@ -207,7 +207,7 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures(b
     let sp_meta = peer(&s, &dir, &sp_keys, &json!({"cmd": "metadata"}));
     let meta_file = dir.join("sp-metadata.xml");
     std::fs::write(&meta_file, sp_meta["metadata"].as_str().unwrap()).unwrap();
-    let added = tessera(
+    let added = tessera_ok(
         &s,
         &[
             "--json",
@@ -225,11 +225,6 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures(b
             "uid=username",
         ],
     );
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
     let added: Value = serde_json::from_slice(&added.stdout).unwrap();
     assert_eq!(added["entity_id"], SP);
     assert_eq!(added["acs_urls"], json!([ACS]));
@@ -239,7 +234,7 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures(b
     let vault_meta = peer_as(&s, &dir, &sp_keys, VAULT, ACS, &json!({"cmd": "metadata"}));
     let vault_file = dir.join("vault-metadata.xml");
     std::fs::write(&vault_file, vault_meta["metadata"].as_str().unwrap()).unwrap();
-    let vault = tessera(
+    tessera_ok(
         &s,
         &[
             "saml",
@@ -253,7 +248,6 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures(b
             "--encrypt-assertions",
         ],
     );
-    assert!(vault.status.success(), "{vault:?}");
     s.admin().engine().reload().await.unwrap();
 
     let seen = peer(
@@ -375,8 +369,7 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures(b
             .count(),
         2
     );
-    let rotated = tessera(&s, &["--json", "saml", "rotate"]);
-    assert!(rotated.status.success());
+    tessera_ok(&s, &["--json", "saml", "rotate"]);
     let again = tessera(&s, &["saml", "rotate"]);
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("there is no next key"),
@@ -410,7 +403,7 @@ fn register(
     let meta = peer_as(s, dir, keys, entity, acs, &json!({"cmd": "metadata"}));
     let file = dir.join(format!("{name}-metadata.xml"));
     std::fs::write(&file, meta["metadata"].as_str().unwrap()).unwrap();
-    let added = tessera(
+    tessera_ok(
         s,
         &[
             "saml",
@@ -422,11 +415,6 @@ fn register(
             "--metadata",
             file.to_str().unwrap(),
         ],
-    );
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
     );
 }
 
@@ -500,7 +488,7 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
     // Registered by hand: entity ID and ACS URL, the login name as NameID, groups as an
     // attribute.
     let acs = format!("{}/acs", app.url);
-    let added = tessera(
+    tessera_ok(
         &s,
         &[
             "saml",
@@ -518,7 +506,6 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
             "--idp-initiated",
         ],
     );
-    assert!(added.status.success(), "{added:?}");
     // The portal's own look — logo, colour, texts — set with the CLI.
     let pixel = dir.join("logo.png");
     std::fs::write(
@@ -526,7 +513,7 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
         data_encoding::BASE64.decode(PIXEL.as_bytes()).unwrap(),
     )
     .unwrap();
-    let branded = tessera(
+    tessera_ok(
         &s,
         &[
             "app",
@@ -548,7 +535,6 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
             "tr.continue=İlerle",
         ],
     );
-    assert!(branded.status.success(), "{branded:?}");
     // A colour that would write more CSS, or a logo that is no image, is refused and the
     // branding stays; `app set` keeps it too.
     for bad in [
@@ -565,13 +551,12 @@ async fn headless_chromium_signs_in_to_a_saml_app_on_the_login_page() {
             "{err}"
         );
     }
-    let set = tessera(
+    let set = tessera_ok(
         &s,
         &[
             "--json", "app", "set", "portal", "--factor", "password", "--factor", "soft_otp",
         ],
     );
-    assert!(set.status.success(), "{set:?}");
     let set: Value = serde_json::from_slice(&set.stdout).unwrap();
     assert_eq!(set["branding"]["primary_color"], "#0a7d32", "{set}");
     s.admin().engine().reload().await.unwrap();
@@ -900,7 +885,7 @@ async fn metadata_read_from_an_address_is_read_again() {
         );
         axum::serve(listener, app).await.unwrap();
     });
-    let added = tessera(
+    tessera_ok(
         &s,
         &[
             "saml",
@@ -915,7 +900,6 @@ async fn metadata_read_from_an_address_is_read_again() {
             "mail=email",
         ],
     );
-    assert!(added.status.success(), "{added:?}");
     // What the metadata gives is not also given by hand (it would be overwritten).
     let both = tessera(
         &s,
@@ -1013,14 +997,7 @@ async fn idp_initiated_xml(s: &TestServer, sp: &str, cookies: &mut Vec<String>) 
             .text()
             .await
             .unwrap();
-        let csrf = page
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_string();
+        let csrf = common::hidden_input(&page, "csrf");
         res = http
             .post(format!("{}/login", s.url))
             .header("cookie", cookies.join("; "))
@@ -1035,13 +1012,7 @@ async fn idp_initiated_xml(s: &TestServer, sp: &str, cookies: &mut Vec<String>) 
         keep(&res, cookies);
     }
     let page = res.text().await.unwrap();
-    let b64 = page
-        .split("name=\"SAMLResponse\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
+    let b64 = common::hidden_input(&page, "SAMLResponse");
     String::from_utf8(data_encoding::BASE64.decode(b64.as_bytes()).unwrap()).unwrap()
 }
 
@@ -1056,7 +1027,7 @@ async fn email_and_transient_name_ids_and_group_attributes() {
     let idp = key_pair(&dir, "idp");
     tessera_ok(&s, &["saml", "import-key", &idp.0, &idp.1]);
     for (name, format) in [("mailer", "email"), ("kiosk", "transient")] {
-        let added = tessera(
+        tessera_ok(
             &s,
             &[
                 "saml",
@@ -1078,10 +1049,9 @@ async fn email_and_transient_name_ids_and_group_attributes() {
                 "--idp-initiated",
             ],
         );
-        assert!(added.status.success(), "{added:?}");
     }
     // An SP that did not ask for it takes no sign-in started at Tessera.
-    let closed = tessera(
+    tessera_ok(
         &s,
         &[
             "saml",
@@ -1096,7 +1066,6 @@ async fn email_and_transient_name_ids_and_group_attributes() {
             ACS,
         ],
     );
-    assert!(closed.status.success(), "{closed:?}");
     s.admin().engine().reload().await.unwrap();
     let page = reqwest::get(format!("{}/saml/init?sp=closed", s.url))
         .await
@@ -1121,7 +1090,7 @@ async fn email_and_transient_name_ids_and_group_attributes() {
     // changes nothing.
     let refused = tessera(&s, &["saml", "sp", "set", "mailer", "--sign", "everything"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("assertion, response or both"));
-    let set = tessera(
+    tessera_ok(
         &s,
         &[
             "saml",
@@ -1134,7 +1103,6 @@ async fn email_and_transient_name_ids_and_group_attributes() {
             "unspecified",
         ],
     );
-    assert!(set.status.success(), "{set:?}");
     s.admin().engine().reload().await.unwrap();
     let plain = idp_initiated_xml(&s, "mailer", &mut cookies).await;
     assert!(

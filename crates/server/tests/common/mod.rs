@@ -279,6 +279,16 @@ impl TestServer {
     }
 }
 
+/// The value of a form's hidden input `name` in a page (as the page writes it).
+pub fn hidden_input(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    page.split(marker.as_str())
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no hidden input {name} in {page}"))
+        .to_string()
+}
+
 /// Runs an async test body on both backends.
 #[macro_export]
 macro_rules! both_backends {
