@@ -1168,20 +1168,13 @@ async fn error_response(
 /// The page that posts the response to the ACS: a form, submitted by a script from our own
 /// origin (the CSP allows no inline script), or by the user's click without scripts.
 fn post_page(lang: &str, title: &str, acs: &str, xml: &str, relay: Option<&str>) -> Response {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     let t = web::texts(lang);
-    let html = env
-        .template_from_named_str(
-            "saml_post.html",
-            include_str!("../templates/saml_post.html"),
-        )
-        .and_then(|tpl| {
-            tpl.render(minijinja::context! {
-                lang => lang, t => t, app_title => title, acs => acs,
-                response => BASE64.encode(xml.as_bytes()), relay => relay,
-            })
-        });
+    let html = web::template("saml_post.html").and_then(|tpl| {
+        tpl.render(minijinja::context! {
+            lang => lang, t => t, app_title => title, acs => acs,
+            response => BASE64.encode(xml.as_bytes()), relay => relay,
+        })
+    });
     let mut res = match html {
         Ok(html) => axum::response::Html(html).into_response(),
         Err(e) => {

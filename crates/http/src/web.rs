@@ -283,9 +283,33 @@ struct Page<'a> {
     fatal: bool,
 }
 
+/// A page template, parsed once for the process.
+pub(crate) fn template(
+    name: &str,
+) -> Result<minijinja::Template<'static, 'static>, minijinja::Error> {
+    static PAGES: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    PAGES
+        .get_or_init(|| {
+            let mut env = minijinja::Environment::new();
+            env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+            for (name, source) in [
+                ("login.html", include_str!("../templates/login.html")),
+                ("sessions.html", include_str!("../templates/sessions.html")),
+                (
+                    "saml_post.html",
+                    include_str!("../templates/saml_post.html"),
+                ),
+            ] {
+                if let Err(e) = env.add_template(name, source) {
+                    tracing::error!(error = %e, template = name, "page template not parsed");
+                }
+            }
+            env
+        })
+        .get_template(name)
+}
+
 fn render(page: Page<'_>, status: StatusCode) -> Response {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     let mut t = texts(page.lang);
     let none = Brand::default();
     let brand = page.brand.unwrap_or(&none);
@@ -297,19 +321,17 @@ fn render(page: Page<'_>, status: StatusCode) -> Response {
     let error = page
         .error
         .map(|key| t[key].as_str().unwrap_or(key).to_string());
-    let html = env
-        .template_from_named_str("login.html", include_str!("../templates/login.html"))
-        .and_then(|tpl| {
-            tpl.render(minijinja::context! {
-                lang => page.lang, t => t, app_title => page.app_title, step => page.step,
-                csrf => page.csrf, error => error, username => page.username,
-                ask_password => page.ask_password, prompt => page.prompt,
-                answer_type => page.answer_type, done => page.done, fatal => page.fatal,
-                intro => brand.intro, help => brand.help, logo => brand.logo_url,
-                hidden => page.hidden,
-                brand_css => brand.css_url,
-            })
-        });
+    let html = template("login.html").and_then(|tpl| {
+        tpl.render(minijinja::context! {
+            lang => page.lang, t => t, app_title => page.app_title, step => page.step,
+            csrf => page.csrf, error => error, username => page.username,
+            ask_password => page.ask_password, prompt => page.prompt,
+            answer_type => page.answer_type, done => page.done, fatal => page.fatal,
+            intro => brand.intro, help => brand.help, logo => brand.logo_url,
+            hidden => page.hidden,
+            brand_css => brand.css_url,
+        })
+    });
     let mut res = match html {
         Ok(html) => (status, axum::response::Html(html)).into_response(),
         Err(e) => {
@@ -1571,16 +1593,12 @@ async fn sessions_page(state: St, headers: HeaderMap) -> Response {
             })
         })
         .collect();
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    let html = env
-        .template_from_named_str("sessions.html", include_str!("../templates/sessions.html"))
-        .and_then(|tpl| {
-            tpl.render(minijinja::context! {
-                lang => lang, t => texts(&lang), user => mine.user, sessions => rows,
-                csrf => logout_token(&key),
-            })
-        });
+    let html = template("sessions.html").and_then(|tpl| {
+        tpl.render(minijinja::context! {
+            lang => lang, t => texts(&lang), user => mine.user, sessions => rows,
+            csrf => logout_token(&key),
+        })
+    });
     let mut res = match html {
         Ok(html) => axum::response::Html(html).into_response(),
         Err(e) => {
