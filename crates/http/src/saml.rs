@@ -370,10 +370,6 @@ fn signed_by(sp: &SamlServiceProvider, decoded: &Decoded, request_id: &str) -> b
     })
 }
 
-fn has_signature(decoded: &Decoded) -> bool {
-    decoded.redirect_signature.is_some() || decoded.xml.contains("SignatureValue")
-}
-
 async fn sso_redirect(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let lang = web::lang_of(&headers, None);
     if let Some(key) = raw.as_deref().and_then(|q| q.strip_prefix("resume=")) {
@@ -549,7 +545,9 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         (acs.to_string(), status)
     };
     let signed = signed_by(&sp, &decoded, &request_id);
-    let failure = if has_signature(&decoded) && !signed {
+    // Signed: a query signature, or a signature element of the request itself.
+    let failure = if (decoded.redirect_signature.is_some() || request.base.has_signature) && !signed
+    {
         Some(refuse(
             &default_acs,
             Some("RequestDenied"),
