@@ -302,45 +302,57 @@ access to *
                 .arg(d.join("fixture.ldif")),
             "slapadd",
         );
-        let (port, tls_port) = (free_port(), free_port());
-        let ldap_url = format!("ldap://127.0.0.1:{port}");
-        let ldaps_url = format!("ldaps://127.0.0.1:{tls_port}");
-        let log = std::fs::File::create(d.join("slapd.log")).expect("log");
-        let child = Command::new(&slapd)
-            .arg("-f")
-            .arg(d.join("slapd.conf"))
-            .arg("-h")
-            .arg(format!("{ldap_url}/ {ldaps_url}/"))
-            .args(["-d", "0"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("slapd starts");
         let ca_pem = std::fs::read_to_string(d.join("ca.pem")).expect("ca.pem");
-        let mut s = Slapd {
-            child,
-            dir,
-            ldap_url,
-            ldaps_url,
-            ca_pem,
+        // The ports are picked free and released before slapd binds them, so a test running
+        // beside this one may take one first; slapd then exits at once, and we try new ports.
+        let mut attempt = 0;
+        let s = loop {
+            attempt += 1;
+            let (port, tls_port) = (free_port(), free_port());
+            let ldap_url = format!("ldap://127.0.0.1:{port}");
+            let ldaps_url = format!("ldaps://127.0.0.1:{tls_port}");
+            let log = std::fs::File::create(d.join("slapd.log")).expect("log");
+            let mut child = Command::new(&slapd)
+                .arg("-f")
+                .arg(d.join("slapd.conf"))
+                .arg("-h")
+                .arg(format!("{ldap_url}/ {ldaps_url}/"))
+                .args(["-d", "0"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("slapd starts");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let exited = loop {
+                let up = [port, tls_port]
+                    .iter()
+                    .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+                if up {
+                    break None;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    break Some(status);
+                }
+                assert!(Instant::now() < deadline, "slapd did not start within 20 s");
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            match exited {
+                None => {
+                    break Slapd {
+                        child,
+                        dir,
+                        ldap_url,
+                        ldaps_url,
+                        ca_pem,
+                    };
+                }
+                Some(status) if attempt >= 5 => panic!(
+                    "slapd exited ({status}) at each of {attempt} tries: {}",
+                    std::fs::read_to_string(d.join("slapd.log")).unwrap_or_default()
+                ),
+                Some(_) => continue,
+            }
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let up = [port, tls_port]
-                .iter()
-                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
-            if up {
-                break;
-            }
-            if let Ok(Some(status)) = s.child.try_wait() {
-                panic!(
-                    "slapd exited ({status}): {}",
-                    std::fs::read_to_string(s.dir.path().join("slapd.log")).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "slapd did not start within 20 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
         std::fs::write(s.dir.path().join("groups.ldif"), GROUPS).expect("groups");
         run(
             Command::new(find("ldapadd"))
