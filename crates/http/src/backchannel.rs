@@ -10,6 +10,12 @@ use tessera_core::model::{AuditRecord, SsoSession};
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// The pauses before the second, third and fourth tries: all within the token's two minutes.
+const RETRY_AFTER: [Duration; 3] = [
+    Duration::from_secs(2),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+];
 
 /// Tells the relying parties of the ended sessions, in the background.
 pub(crate) fn notify(state: &HttpState, sessions: &[SsoSession]) {
@@ -21,7 +27,8 @@ pub(crate) fn notify(state: &HttpState, sessions: &[SsoSession]) {
     tokio::spawn(async move { notify_now(&state, &sessions).await });
 }
 
-/// Tells the relying parties of the ended sessions; returns when each answered or timed out.
+/// Tells the relying parties of the ended sessions, all at once; returns when each answered, or
+/// was tried for the last time.
 pub async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
     let snap = state.engine.snapshot();
     let Ok(iss) = crate::oauth::issuer(state) else {
@@ -35,6 +42,7 @@ pub async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
     else {
         return;
     };
+    let mut deliveries = Vec::new();
     for session in sessions {
         let realm = tessera_core::ids::RealmName(session.realm.clone());
         let sub = match state.engine.find_user(&snap, &realm, &session.user).await {
@@ -45,7 +53,7 @@ pub async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
             let Some(client) = snap.api_client_by_id(client_id) else {
                 continue;
             };
-            let Some(uri) = &client.backchannel_logout_uri else {
+            let Some(uri) = client.backchannel_logout_uri.clone() else {
                 continue;
             };
             // The token names the session (sid) or the user (sub): without either it would
@@ -81,36 +89,65 @@ pub async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
                     Err(e) => Err(e),
                 },
             };
-            let (result, reason) = match token {
-                Err(e) => ("error", format!("logout token not signed: {e}")),
-                Ok(token) => match http.post(uri).form(&[("logout_token", token)]).send().await {
-                    Ok(r) if r.status().is_success() => ("ok", format!("{uri}: {}", r.status())),
-                    Ok(r) => ("error", format!("{uri}: HTTP {}", r.status())),
-                    Err(e) => ("error", format!("{uri}: {e}")),
-                },
+            let http = &http;
+            // Each relying party on its own: one that is down and retried delays no other.
+            deliveries.push(async move {
+                let (result, reason) = match token {
+                    Err(e) => ("error", format!("logout token not signed: {e}")),
+                    Ok(token) => deliver(http, &uri, &token).await,
+                };
+                if result != "ok" {
+                    tracing::warn!(client = %client.name, %reason, "back-channel logout failed");
+                }
+                let record = AuditRecord {
+                    id: 0,
+                    at_ms: state.engine.clock().now_millis(),
+                    actor: format!("api:{}", client.name),
+                    action: "oidc_backchannel_logout".into(),
+                    door: "web".into(),
+                    user: Some(session.user.clone()),
+                    realm: Some(session.realm.clone()),
+                    serial: None,
+                    application: client.application.as_ref().map(|a| a.0.clone()),
+                    transaction_id: None,
+                    client_ip: None,
+                    user_agent: None,
+                    result: result.into(),
+                    reason,
+                };
+                if let Err(e) = state.engine.store().append_audit(&record).await {
+                    tracing::warn!(error = %e, "back-channel logout not audited");
+                }
+            });
+        }
+    }
+    futures_util::future::join_all(deliveries).await;
+}
+
+/// Posts the logout token; a relying party that cannot be reached or answers 5xx (a restart, an
+/// overload) is tried again after each of [`RETRY_AFTER`]. An answer 4xx is final: the relying
+/// party read the token and refused it (501: it does not do back-channel logout).
+async fn deliver(http: &reqwest::Client, uri: &str, token: &str) -> (&'static str, String) {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (result, reason, again) =
+            match http.post(uri).form(&[("logout_token", token)]).send().await {
+                Ok(r) if r.status().is_success() => ("ok", format!("{uri}: {}", r.status()), false),
+                Ok(r) => {
+                    let s = r.status();
+                    let again = s.is_server_error() && s != reqwest::StatusCode::NOT_IMPLEMENTED;
+                    ("error", format!("{uri}: HTTP {s}"), again)
+                }
+                Err(e) => ("error", format!("{uri}: {e}"), true),
             };
-            if result != "ok" {
-                tracing::warn!(client = %client.name, %reason, "back-channel logout failed");
+        match RETRY_AFTER.get(tries - 1) {
+            Some(pause) if again => {
+                tracing::info!(%reason, "back-channel logout not delivered; trying again");
+                tokio::time::sleep(*pause).await;
             }
-            let record = AuditRecord {
-                id: 0,
-                at_ms: state.engine.clock().now_millis(),
-                actor: format!("api:{}", client.name),
-                action: "oidc_backchannel_logout".into(),
-                door: "web".into(),
-                user: Some(session.user.clone()),
-                realm: Some(session.realm.clone()),
-                serial: None,
-                application: client.application.as_ref().map(|a| a.0.clone()),
-                transaction_id: None,
-                client_ip: None,
-                user_agent: None,
-                result: result.into(),
-                reason,
-            };
-            if let Err(e) = state.engine.store().append_audit(&record).await {
-                tracing::warn!(error = %e, "back-channel logout not audited");
-            }
+            _ if tries > 1 => return (result, format!("{reason} (after {tries} tries)")),
+            _ => return (result, reason),
         }
     }
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use tessera_core::engine::{AuthRequest, Door, Outcome, RejectReason, RequestCtx};
-use tessera_core::model::{ApiClient, ApiClientKind};
+use tessera_core::model::{ApiClient, ApiClientKind, AuditRecord};
 use tessera_core::store::WebState;
 
 const FLOW: &str = "login";
@@ -27,6 +27,7 @@ const FLOW: &str = "login";
 const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "phone"];
 const SSO: &str = tessera_core::model::SSO_KIND;
 const CODE: &str = "code";
+const SPENT_CODE: &str = "code_spent";
 pub(crate) const FLOW_COOKIE: &str = "tessera_flow";
 pub(crate) const SSO_COOKIE: &str = "tessera_sso";
 /// Seconds an authorization code can be traded.
@@ -89,6 +90,18 @@ struct Code {
     /// The SSO session's `sid`, for the ID token.
     #[serde(default)]
     sid: Option<String>,
+}
+
+/// What a spent authorization code bought (kind [`SPENT_CODE`]).
+#[derive(Serialize, Deserialize)]
+struct SpentCode {
+    client_id: String,
+    code_challenge: String,
+    /// The access token's id.
+    jti: String,
+    user: String,
+    realm: String,
+    expires_at: i64,
 }
 
 pub(crate) fn hash(key: &str) -> String {
@@ -1326,6 +1339,73 @@ async fn logout(state: St, headers: HeaderMap, body: Bytes) -> Response {
 
 /// The authorization_code grant at `/oauth/token` (OIDC clients): the code, once, for the
 /// client it was issued to, with the same redirect URI and the PKCE verifier.
+/// PKCE S256: the verifier is well formed and hashes to the challenge.
+fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let verifier_ok = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    let computed = data_encoding::BASE64URL_NOPAD.encode(digest.as_ref());
+    verifier_ok
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            computed.as_bytes(),
+            challenge.as_bytes(),
+        ))
+}
+
+/// An authorization code presented again after it bought tokens: the access token it bought
+/// is revoked (RFC 6749 §4.1.2), and the event audited. Only when the same client presents it
+/// with the right PKCE verifier — whoever does holds everything the first caller held, so the
+/// code has leaked; anyone else (a guess, a code read from a log without its verifier) revokes
+/// nothing, so that it cannot sign a user out.
+async fn spent_code_again(
+    state: &HttpState,
+    client: &ApiClient,
+    code: &str,
+    verifier: Option<&String>,
+    now: i64,
+) {
+    let store = state.engine.store();
+    let Ok(Some(kept)) = store.web_state(SPENT_CODE, &hash(code), now).await else {
+        return;
+    };
+    let Ok(spent) = serde_json::from_str::<SpentCode>(&kept.data) else {
+        return;
+    };
+    let Some(verifier) = verifier else {
+        return;
+    };
+    if spent.client_id != client.client_id || !pkce_matches(verifier, &spent.code_challenge) {
+        return;
+    }
+    let revoked = store.revoke_token(&spent.jti, spent.expires_at).await;
+    if let Err(e) = &revoked {
+        tracing::error!(error = %e, "token of a reused code not revoked");
+    }
+    tracing::warn!(client = %client.name, user = %spent.user,
+        "authorization code used twice: the access token it bought is revoked");
+    let record = AuditRecord {
+        id: 0,
+        at_ms: state.engine.clock().now_millis(),
+        actor: format!("api:{}", client.name),
+        action: "oidc_code_reused".into(),
+        door: "web".into(),
+        user: Some(spent.user),
+        realm: Some(spent.realm),
+        serial: None,
+        application: client.application.as_ref().map(|a| a.0.clone()),
+        transaction_id: None,
+        client_ip: None,
+        user_agent: None,
+        result: if revoked.is_ok() { "ok" } else { "error" }.into(),
+        reason: "authorization code presented again: its access token is revoked".into(),
+    };
+    if let Err(e) = store.append_audit(&record).await {
+        tracing::warn!(error = %e, "reused code not audited");
+    }
+}
+
 pub(crate) async fn code_grant(
     state: &HttpState,
     client: &ApiClient,
@@ -1358,7 +1438,10 @@ pub(crate) async fn code_grant(
         .await
     {
         Ok(Some(k)) => k,
-        Ok(None) => return bad("unknown, expired or used code"),
+        Ok(None) => {
+            spent_code_again(state, client, code, params.get("code_verifier"), now).await;
+            return bad("unknown, expired or used code");
+        }
         Err(e) => {
             tracing::error!(error = %e, "code not read");
             return oauth_error(
@@ -1374,18 +1457,7 @@ pub(crate) async fn code_grant(
     if c.client_id != client.client_id || c.redirect_uri != *redirect_uri {
         return bad("the code was issued to another client or redirect URI");
     }
-    let verifier_ok = (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
-    let computed = data_encoding::BASE64URL_NOPAD.encode(digest.as_ref());
-    if !verifier_ok
-        || !bool::from(subtle::ConstantTimeEq::ct_eq(
-            computed.as_bytes(),
-            c.code_challenge.as_bytes(),
-        ))
-    {
+    if !pkce_matches(verifier, &c.code_challenge) {
         return bad("code_verifier does not match the code_challenge (PKCE S256)");
     }
     // The user must still be able to sign in.
@@ -1420,11 +1492,33 @@ pub(crate) async fn code_grant(
     };
     let lifetime = i64::from(client.token_lifetime_seconds);
     let rng = state.engine.ports().rng.clone();
+    let jti = tessera_core::rng::random_hex(rng.as_ref(), 16);
+    // What the code bought, kept while the access token lives: the code presented again
+    // revokes it (RFC 6749 §4.1.2).
+    let spent = SpentCode {
+        client_id: client.client_id.clone(),
+        code_challenge: c.code_challenge.clone(),
+        jti: jti.clone(),
+        user: c.user.clone(),
+        realm: c.realm.clone(),
+        expires_at: now + lifetime,
+    };
+    if let Ok(data) = serde_json::to_string(&spent) {
+        let kept = WebState {
+            kind: SPENT_CODE.into(),
+            key_hash: hash(code),
+            subject: String::new(),
+            data,
+            expires_at: now + lifetime,
+        };
+        if let Err(e) = state.engine.store().put_web_state(&kept).await {
+            tracing::warn!(error = %e, "spent code not remembered");
+        }
+    }
     let access = json!({
         "iss": iss, "sub": c.user, "realm": c.realm, "aud": "tessera",
         "client_id": client.client_id, "scope": c.scope, "role": "USER",
-        "iat": now, "exp": now + lifetime,
-        "jti": tessera_core::rng::random_hex(rng.as_ref(), 16),
+        "iat": now, "exp": now + lifetime, "jti": jti,
     });
     let mut id = json!({
         "iss": iss, "sub": subject(&user), "aud": client.client_id, "azp": client.client_id,

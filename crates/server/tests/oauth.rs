@@ -1831,23 +1831,59 @@ async fn headless_chromium_signs_in_to_an_oidc_app_on_the_login_page() {
             .collect();
     assert_eq!(query["state"], "st-1");
     assert_eq!(query["iss"], s.url);
-    let (status, body) = post(
-        &s,
-        "/oauth/token",
-        Some((&id, &secret)),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &query["code"]),
-            ("redirect_uri", &redirect),
-            ("code_verifier", verifier),
-        ],
-    )
-    .await;
+    let trade = |v: String| {
+        let (s, id, secret, code, redirect) = (&s, &id, &secret, &query["code"], &redirect);
+        async move {
+            post(
+                s,
+                "/oauth/token",
+                Some((id, secret)),
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code),
+                    ("redirect_uri", redirect),
+                    ("code_verifier", &v),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, body) = trade(verifier.to_string()).await;
     assert_eq!(status, 200, "{body}");
     let claims = claims_of(body["id_token"].as_str().unwrap());
     assert_eq!(claims["nonce"], "n-1");
     assert!(claims["sub"].as_str().unwrap().starts_with("local/"));
     assert_eq!(claims["aud"], id.as_str());
+
+    // The code presented again (RFC 6749 §4.1.2). Without the PKCE verifier it proves nothing
+    // and revokes nothing; with it, the code has leaked and the token it bought is revoked.
+    let access = body["access_token"].as_str().unwrap().to_string();
+    let userinfo = || {
+        s.http
+            .get(format!("{}/oidc/userinfo", s.url))
+            .bearer_auth(&access)
+            .send()
+    };
+    assert_eq!(userinfo().await.unwrap().status(), 200);
+    for v in ["w".repeat(50), verifier.to_string()] {
+        let (status, again) = trade(v.clone()).await;
+        assert_eq!(
+            (status, again["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{again}"
+        );
+        let still = userinfo().await.unwrap().status();
+        if v == verifier {
+            assert_eq!(still, 401, "the reused code's token is revoked");
+        } else {
+            assert_eq!(still, 200, "a wrong verifier revokes nothing");
+            assert!(s.audit("oidc_code_reused").await.is_empty());
+        }
+    }
+    let reused = s.audit("oidc_code_reused").await;
+    assert_eq!(reused.len(), 1, "{reused:?}");
+    assert_eq!(reused[0].user.as_deref(), Some("alice"));
+    assert_eq!(reused[0].result, "ok");
     s.stop().await;
 }
 
@@ -2358,5 +2394,82 @@ async fn backchannel_logout_tokens_reach_the_relying_party_when_sessions_end() {
     let audited = s.audit("oidc_backchannel_logout").await;
     assert_eq!(audited.len(), 2);
     assert!(audited.iter().all(|a| a.result == "ok"), "{audited:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backchannel_logout_is_tried_again_when_the_relying_party_is_down() {
+    let rp = common::Provider::start().await;
+    let s = oauth_server(Backend::Sqlite).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.use_app("intranet", &[&[Method::Password]]).await;
+    let redirect = "http://127.0.0.1:9/callback";
+    // One relying party answers 500 once (a restart), one refuses the token (400).
+    let mut sign_ins = Vec::new();
+    for (name, path) in [("flaky-rp", "/flaky"), ("refusing-rp", "/refuse")] {
+        let c = s
+            .admin()
+            .create_api_client(
+                &actor(),
+                NewApiClient {
+                    name: name.into(),
+                    kind: ApiClientKind::Oidc,
+                    application: Some("intranet".into()),
+                    redirect_uris: vec![redirect.to_string()],
+                    backchannel_logout_uri: Some(format!("{}{path}", rp.url)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let args = [
+            s.url.clone(),
+            c.client.client_id,
+            c.client_secret.to_string(),
+            redirect.to_string(),
+        ];
+        let got = common::python_peer(
+            "oauth",
+            "oidc_peer.py",
+            &args,
+            &json!({"username": "alice", "password": "alice-password",
+                    "totp_seed_b32": common::SEED_B32}),
+        )
+        .remove(0);
+        assert!(got["first"]["claims"]["sid"].is_string(), "{got}");
+        sign_ins.push(got);
+    }
+    // Each sign-in had its own browser: two sessions, ended at once by the CLI, which waits
+    // for the retry.
+    let ended = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["session", "end", "alice", "--data-dir"])
+        .arg(&s.config.data_dir)
+        .output()
+        .unwrap();
+    assert!(ended.status.success(), "{ended:?}");
+    assert!(
+        String::from_utf8_lossy(&ended.stderr).contains("back-channel logout"),
+        "{ended:?}"
+    );
+    // The flaky one was tried again with the same token, the refusing one was not.
+    let flaky = rp.requests("/flaky");
+    assert_eq!(flaky.len(), 2, "{flaky:?}");
+    assert_eq!(flaky[0].body, flaky[1].body);
+    assert_eq!(rp.requests("/refuse").len(), 1);
+    let audited = s.audit("oidc_backchannel_logout").await;
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    let by = |actor: &str| {
+        audited
+            .iter()
+            .find(|a| a.actor == actor)
+            .unwrap_or_else(|| panic!("no record of {actor}: {audited:?}"))
+    };
+    let flaky = by("api:flaky-rp");
+    assert_eq!(flaky.result, "ok", "{flaky:?}");
+    assert!(flaky.reason.contains("after 2 tries"), "{flaky:?}");
+    let refused = by("api:refusing-rp");
+    assert_eq!(refused.result, "error", "{refused:?}");
+    assert!(refused.reason.contains("400"), "{refused:?}");
+    assert!(!refused.reason.contains("tries"), "{refused:?}");
     s.stop().await;
 }

@@ -962,6 +962,30 @@ async fn metadata_read_from_an_address_is_read_again() {
         current().acs_urls,
         vec!["http://127.0.0.1:9/acs-new".to_string()]
     );
+    // A restart does not start the count again: a server started on the same data a day after
+    // the last reading reads the metadata at once.
+    *served.lock().unwrap() = meta.replace(ACS, "http://127.0.0.1:9/acs-restarted");
+    let mut s = s;
+    s.halt().await;
+    let config = s.config.clone();
+    let again =
+        TestServer::start_configured(Backend::Sqlite, Some(s.now() + 1441 * 60), |c| *c = config)
+            .await;
+    let mut moved = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        again.admin().engine().refresh().await.unwrap();
+        let sp = again
+            .admin()
+            .get::<tessera_core::model::SamlServiceProvider>("wiki")
+            .unwrap();
+        if sp.acs_urls == vec!["http://127.0.0.1:9/acs-restarted".to_string()] {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "the metadata was not read after the restart");
+    again.stop().await;
     s.stop().await;
 }
 

@@ -484,8 +484,9 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
 }
 
 /// Reads again the metadata of service providers registered by address whose last reading is
-/// `saml_metadata_refresh_minutes` old (`last`: when each was last read, by this process) and
-/// takes what changed.
+/// `saml_metadata_refresh_minutes` old, and takes what changed. When each was last read is kept
+/// in the store (meta `saml_metadata_read/<name>`), so that a restart does not start the count
+/// again and nodes sharing a database do not each read it; `last` holds what this process saw.
 pub async fn refresh_due(
     admin: &tessera_core::admin::Admin,
     last: &mut std::collections::HashMap<String, i64>,
@@ -495,18 +496,58 @@ pub async fn refresh_due(
     if minutes == 0 {
         return;
     }
+    let period = i64::from(minutes) * 60;
     let now = admin.engine().clock().now();
+    let store = admin.engine().store();
+    let read_at = |name: &str| format!("saml_metadata_read/{name}");
+    // When the store last saw a reading (a number this process or another node wrote).
+    let stored = |key: String| async move {
+        match store.meta(&key).await {
+            Ok(v) => v.and_then(|v| v.parse::<i64>().ok()),
+            Err(e) => {
+                tracing::warn!(error = %e, "SAML metadata reading time not read");
+                None
+            }
+        }
+    };
     // Only the SPs whose turn it is are copied (this runs every second).
     let mut due = Vec::new();
     for sp in snap.saml_sps.values() {
         let Some(url) = &sp.metadata_url else {
             continue;
         };
-        let seen = last.entry(sp.name.clone()).or_insert(now);
-        if now - *seen >= i64::from(minutes) * 60 {
-            *seen = now;
-            due.push((sp.clone(), url.clone()));
+        let key = read_at(&sp.name);
+        let seen = match last.get(&sp.name) {
+            Some(t) => *t,
+            None => {
+                // First seen by this process: counted from the stored reading, or from now for
+                // an SP just registered (the CLI or the admin API read its metadata then).
+                let t = match stored(key.clone()).await {
+                    Some(t) => t,
+                    None => {
+                        if let Err(e) = store.set_meta(&key, &now.to_string()).await {
+                            tracing::warn!(error = %e, "SAML metadata reading time not kept");
+                        }
+                        now
+                    }
+                };
+                last.insert(sp.name.clone(), t);
+                t
+            }
+        };
+        if now - seen < period {
+            continue;
         }
+        // Due here; another node may have read it meanwhile.
+        if let Some(t) = stored(key.clone()).await.filter(|t| now - t < period) {
+            last.insert(sp.name.clone(), t);
+            continue;
+        }
+        last.insert(sp.name.clone(), now);
+        if let Err(e) = store.set_meta(&key, &now.to_string()).await {
+            tracing::warn!(error = %e, "SAML metadata reading time not kept");
+        }
+        due.push((sp.clone(), url.clone()));
     }
     drop(snap);
     let actor = Actor {

@@ -79,7 +79,13 @@ pub async fn run(app: &App, out: Out, cmd: SessionCmd) -> Result<()> {
             let gone = admin
                 .end_sso_sessions(&Actor::cli(), &user, realm.as_deref(), id.as_deref())
                 .await?;
-            // Relying parties with a back-channel logout address are told.
+            // Relying parties with a back-channel logout address are told (one that is down
+            // is tried again for up to ~40 s).
+            if gone.iter().any(|s| !s.oidc.is_empty()) {
+                eprintln!(
+                    "Telling the relying parties of the ended session(s) (back-channel logout)…"
+                );
+            }
             let http = tessera_http::HttpState::new(admin.clone(), None);
             tessera_http::backchannel::notify_now(&http, &gone).await;
             let ended = gone.len();

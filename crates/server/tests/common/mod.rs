@@ -111,6 +111,14 @@ impl TestServer {
         self.clock.as_ref().expect("fake clock").advance(secs);
     }
 
+    /// Stops the server and keeps its data, for another server started on it
+    /// (`start_configured` with this one's `config`).
+    pub async fn halt(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.unwrap();
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await.unwrap();
@@ -412,7 +420,8 @@ pub struct Received {
     pub body: String,
 }
 
-/// An HTTP server on a loopback port: `/fail` answers 500, anything else 200 `{"status":"queued"}`.
+/// An HTTP server on a loopback port: `/fail` answers 500, `/flaky` 500 the first time and 200
+/// after, `/refuse` 400, anything else 200 `{"status":"queued"}`.
 pub struct Provider {
     pub url: String,
     pub seen: Arc<std::sync::Mutex<Vec<Received>>>,
@@ -439,7 +448,15 @@ impl Provider {
                         headers,
                         body,
                     });
-                    if uri.path() == "/fail" {
+                    let tries = sink
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter(|r| r.path == uri.path())
+                        .count();
+                    if uri.path() == "/refuse" {
+                        (axum::http::StatusCode::BAD_REQUEST, "no".to_string())
+                    } else if uri.path() == "/fail" || (uri.path() == "/flaky" && tries == 1) {
                         (
                             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                             "boom".to_string(),
