@@ -1,6 +1,10 @@
 //! Active Directory encodings: objectGUID text form, unicodePwd values, FILETIME expiry,
 //! userAccountControl flags.
 
+/// Attributes whose values are bytes even when they happen to be valid UTF-8.
+pub(crate) const BINARY_ATTRIBUTES: [&str; 3] =
+    ["objectGUID", "mS-DS-ConsistencyGuid", "objectSid"];
+
 /// userAccountControl: the account is disabled.
 pub(crate) const ACCOUNT_DISABLE: u64 = 0x2;
 

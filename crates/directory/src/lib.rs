@@ -12,6 +12,7 @@ mod ad;
 mod pool;
 
 use async_trait::async_trait;
+use data_encoding::BASE64;
 use ldap3::exop::PasswordModify;
 use ldap3::{Mod, Scope, SearchEntry, SearchOptions, ldap_escape};
 use pool::{Conn, OpError, Pool, Role, Unreachable, guarded, is_connection_error, rc_text};
@@ -348,16 +349,25 @@ impl LdapSource {
                 .flat_map(|(_, v)| v.iter().cloned())
                 .collect()
         };
+        // An attribute's values as bytes: ldap3 reads a value that is valid UTF-8 as text (as
+        // one objectGUID in some thousands happens to be) and the others as binary.
+        let raw = |attr: &str| -> Vec<Vec<u8>> {
+            let text = entry
+                .attrs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+                .flat_map(|(_, v)| v.iter().map(|s| s.as_bytes().to_vec()));
+            let bin = entry
+                .bin_attrs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+                .flat_map(|(_, v)| v.iter().cloned());
+            text.chain(bin).collect()
+        };
         let id = match &cfg.unique_id {
             None => entry.dn.clone(),
             Some(attr) if attr.eq_ignore_ascii_case("objectGUID") => {
-                match entry
-                    .bin_attrs
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(attr))
-                    .and_then(|(_, v)| v.first())
-                    .and_then(|b| ad::guid_to_string(b))
-                {
+                match raw(attr).first().and_then(|b| ad::guid_to_string(b)) {
                     Some(g) => g,
                     None => {
                         tracing::warn!(source = %self.name, dn = %entry.dn, "entry has no objectGUID; ignored");
@@ -380,7 +390,24 @@ impl LdapSource {
         let mut attributes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         attributes.insert("dn".into(), vec![entry.dn.clone()]);
         for a in &cfg.extra {
-            let v = all(a);
+            // Binary values (AD's objectGUID, mS-DS-ConsistencyGuid, objectSid, a photo) are
+            // given in base64, as ldapsearch shows them and as Microsoft's ImmutableID is.
+            let v = if ad::BINARY_ATTRIBUTES
+                .iter()
+                .any(|b| b.eq_ignore_ascii_case(a))
+            {
+                raw(a).iter().map(|b| BASE64.encode(b)).collect()
+            } else {
+                let mut v = all(a);
+                v.extend(
+                    entry
+                        .bin_attrs
+                        .iter()
+                        .filter(|(k, _)| k.eq_ignore_ascii_case(a))
+                        .flat_map(|(_, v)| v.iter().map(|b| BASE64.encode(b))),
+                );
+                v
+            };
             if !v.is_empty() {
                 attributes.insert(a.to_ascii_lowercase(), v);
             }

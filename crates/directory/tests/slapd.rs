@@ -25,7 +25,7 @@ fn profile(servers: &[&str]) -> serde_json::Value {
         "base_dn": BASE_DN,
         "bind_dn": SVC_DN,
         "bind_password": SVC_PASSWORD,
-        "attributes": {"extra": ["departmentNumber"]},
+        "attributes": {"extra": ["departmentNumber", "jpegPhoto"]},
         "timeout_seconds": 2,
     })
 }
@@ -51,6 +51,8 @@ async fn finds_users_with_mapped_attributes_and_nested_groups() {
         "nested group included"
     );
     assert_eq!(alice.attributes["departmentnumber"], ["Engineering"]);
+    // A binary value (not UTF-8) in base64, as ldapsearch shows it.
+    assert_eq!(alice.attributes["jpegphoto"], ["/9j/4AAQ"]);
     assert_eq!(
         alice.attributes["dn"],
         [format!("uid=alice,ou=people,{BASE_DN}")]

@@ -234,6 +234,7 @@ pub fn sp_from_metadata(
         certificates,
         encryption_certificate: sp.encryption_certificates_der().first().map(|d| pem(d)),
         name_id_format,
+        name_id_from: None,
         attributes: Vec::new(),
         sign_assertions: true,
         sign_responses: true,
@@ -808,32 +809,37 @@ fn attribute(name: &str, values: Vec<String>) -> Option<Attribute> {
     })
 }
 
-fn attributes(sp: &SamlServiceProvider, user: &tessera_core::model::User) -> Vec<Attribute> {
-    let display = [user.given_name.as_deref(), user.surname.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let source = |from: &str| -> Vec<String> {
-        let one = |v: Option<&String>| v.cloned().into_iter().collect::<Vec<_>>();
-        match from {
-            "username" => vec![user.username.clone()],
-            "email" => one(user.email.as_ref()),
-            "given_name" => one(user.given_name.as_ref()),
-            "surname" => one(user.surname.as_ref()),
-            "display_name" => (!display.is_empty())
-                .then(|| display.clone())
+/// The user's values of an attribute source (`username`, `groups`, `attribute:<name>`, ...).
+fn user_values(user: &tessera_core::model::User, from: &str) -> Vec<String> {
+    let one = |v: Option<&String>| v.cloned().into_iter().collect::<Vec<_>>();
+    match from {
+        "username" => vec![user.username.clone()],
+        "email" => one(user.email.as_ref()),
+        "given_name" => one(user.given_name.as_ref()),
+        "surname" => one(user.surname.as_ref()),
+        "display_name" => {
+            let display = [user.given_name.as_deref(), user.surname.as_deref()]
                 .into_iter()
-                .collect(),
-            "phone" => one(user.phone.as_ref()),
-            "groups" => user.groups.clone(),
-            other => other
-                .strip_prefix("attribute:")
-                .and_then(|a| user.attributes.get(&a.to_lowercase()))
-                .cloned()
-                .unwrap_or_default(),
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            (!display.is_empty())
+                .then_some(display)
+                .into_iter()
+                .collect()
         }
-    };
+        "phone" => one(user.phone.as_ref()),
+        "groups" => user.groups.clone(),
+        other => other
+            .strip_prefix("attribute:")
+            .and_then(|a| user.attributes.get(&a.to_lowercase()))
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+fn attributes(sp: &SamlServiceProvider, user: &tessera_core::model::User) -> Vec<Attribute> {
+    let source = |from: &str| user_values(user, from);
     let defaults = [
         ("uid", "username"),
         ("mail", "email"),
@@ -938,14 +944,18 @@ pub(crate) async fn answer(
         Ok(_) => return (web::fatal(lang, "failed", StatusCode::FORBIDDEN), None),
         Err(_) => return (StatusCode::SERVICE_UNAVAILABLE.into_response(), None),
     };
-    let value = match sp.name_id_format {
-        NameIdFormat::Unspecified => Some(user.username.clone()),
-        NameIdFormat::Email => user.email.clone(),
-        NameIdFormat::Transient => Some(format!(
+    let value = match (&sp.name_id_from, sp.name_id_format) {
+        // The administrator's choice of source (Microsoft 365's ImmutableID, an employee id).
+        (Some(from), f) if f != NameIdFormat::Transient => {
+            user_values(&user, from).into_iter().find(|v| !v.is_empty())
+        }
+        (_, NameIdFormat::Unspecified) => Some(user.username.clone()),
+        (_, NameIdFormat::Email) => user.email.clone(),
+        (_, NameIdFormat::Transient) => Some(format!(
             "_{}",
             tessera_core::rng::random_token(state.engine.ports().rng.as_ref())
         )),
-        NameIdFormat::Persistent => match persistent_id(state, &sp, &user).await {
+        (_, NameIdFormat::Persistent) => match persistent_id(state, &sp, &user).await {
             Ok(v) => Some(v),
             Err(e) => {
                 tracing::error!(error = %e, "SAML persistent id not made");
@@ -957,7 +967,10 @@ pub(crate) async fn answer(
         let status = Status::with_sub_status(
             &format!("{STATUS}Responder"),
             &format!("{STATUS}InvalidNameIDPolicy"),
-            Some("the user has no mail address for the NameID".into()),
+            Some(match &sp.name_id_from {
+                Some(from) => format!("the user has no {from} for the NameID"),
+                None => "the user has no mail address for the NameID".into(),
+            }),
         );
         let res = error_response(
             state,

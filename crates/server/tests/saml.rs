@@ -1183,3 +1183,143 @@ async fn the_sign_in_pages_are_rate_limited_per_address() {
     assert_eq!(get("/saml/init?sp=nope").await.unwrap().status(), 400);
     s.stop().await;
 }
+
+/// The NameID from a directory attribute, as Microsoft 365 (Entra ID) federation needs it: a
+/// persistent NameID whose value is the ImmutableID — AD's objectGUID in base64. OpenLDAP has
+/// no objectGUID: the fixture's binary jpegPhoto takes its part (read as bytes, sent in base64).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_name_id_comes_from_a_directory_attribute_as_microsoft_365_needs() {
+    use tessera_testkit::slapd::{BASE_DN, SVC_DN, SVC_PASSWORD, Slapd};
+    let d = Slapd::start();
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.set(json!({"public_url": s.url})).await;
+    let source: tessera_core::model::UserSourceDef = serde_json::from_value(json!({
+        "name": "corp", "type": "ldap",
+        "ldap": {"directory": "openldap", "servers": [d.ldap_url], "base_dn": BASE_DN,
+                 "bind_dn": SVC_DN, "bind_password": SVC_PASSWORD, "timeout_seconds": 2,
+                 "attributes": {"extra": ["jpegPhoto", "departmentNumber"]}}
+    }))
+    .unwrap();
+    s.admin().put(&common::actor(), source).await.unwrap();
+    s.admin()
+        .put(
+            &common::actor(),
+            tessera_core::model::Realm {
+                name: "default".into(),
+                sources: vec!["corp".into()],
+                description: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    s.use_app("office", &[&[Method::Password]]).await;
+    let dir: PathBuf = s.config.data_dir.join("saml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let idp = key_pair(&dir, "idp");
+    tessera_ok(&s, &["saml", "import-key", &idp.0, &idp.1]);
+    let add = |from: &str| {
+        tessera(
+            &s,
+            &[
+                "saml",
+                "sp",
+                "add",
+                "m365",
+                "--application",
+                "office",
+                "--entity-id",
+                "urn:federation:MicrosoftOnline",
+                "--acs-url",
+                ACS,
+                "--name-id-format",
+                "persistent",
+                "--name-id-from",
+                from,
+                "--attribute",
+                "IDPEmail=email",
+                "--idp-initiated",
+            ],
+        )
+    };
+    // Groups have many values, a NameID one: refused, nothing registered.
+    let refused = add("groups");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("name_id_from: 'groups' is not one of"),
+        "{refused:?}"
+    );
+    assert!(
+        s.admin()
+            .list::<tessera_core::model::SamlServiceProvider>()
+            .is_empty()
+    );
+    assert!(add("attribute:jpegPhoto").status.success());
+    s.admin().engine().reload().await.unwrap();
+    let shown = tessera_ok(&s, &["saml", "sp", "show", "m365"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("attribute:jpegPhoto"));
+
+    let mut cookies = Vec::new();
+    let xml = idp_initiated_xml(&s, "m365", &mut cookies).await;
+    assert!(
+        xml.contains(
+            "Format=\"urn:oasis:names:tc:SAML:2.0:nameid-format:persistent\">/9j/4AAQ</saml:NameID>"
+        ),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("Name=\"IDPEmail\"")
+            && xml.contains(">alice@example.org</saml:AttributeValue>"),
+        "{xml}"
+    );
+    assert!(xmlsec_verifies(&dir, &xml, "assertion:Assertion", &idp.1));
+    // Another attribute (text), then one the user does not have: a SAML error, no assertion.
+    tessera_ok(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "set",
+            "m365",
+            "--name-id-from",
+            "attribute:departmentNumber",
+        ],
+    );
+    s.admin().engine().reload().await.unwrap();
+    let xml = idp_initiated_xml(&s, "m365", &mut cookies).await;
+    assert!(
+        xml.contains("persistent\">Engineering</saml:NameID>"),
+        "{xml}"
+    );
+    tessera_ok(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "set",
+            "m365",
+            "--name-id-from",
+            "attribute:employeeNumber",
+        ],
+    );
+    s.admin().engine().reload().await.unwrap();
+    let xml = idp_initiated_xml(&s, "m365", &mut cookies).await;
+    assert!(xml.contains("InvalidNameIDPolicy"), "{xml}");
+    assert!(
+        xml.contains("the user has no attribute:employeeNumber"),
+        "{xml}"
+    );
+    assert!(!xml.contains("<saml:Assertion"), "{xml}");
+    // `none`: the pseudonym of the persistent format again.
+    tessera_ok(&s, &["saml", "sp", "set", "m365", "--name-id-from", "none"]);
+    s.admin().engine().reload().await.unwrap();
+    let xml = idp_initiated_xml(&s, "m365", &mut cookies).await;
+    let value = xml
+        .split("persistent\">")
+        .nth(1)
+        .and_then(|v| v.split('<').next())
+        .unwrap();
+    assert!(
+        value.len() >= 20 && !value.contains("alice") && value != "/9j/4AAQ",
+        "{xml}"
+    );
+    s.stop().await;
+}

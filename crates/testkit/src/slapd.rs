@@ -186,6 +186,7 @@ mail: alice@example.org
 mobile: +4915100000001
 manager: uid=bob,ou=people,dc=example,dc=org
 departmentNumber: Engineering
+jpegPhoto:: /9j/4AAQ
 userPassword: alice-password
 
 dn: uid=carol,ou=people,dc=example,dc=org

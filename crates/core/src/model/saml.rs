@@ -65,6 +65,14 @@ pub const ATTRIBUTE_SOURCES: [&str; 7] = [
     "groups",
 ];
 
+/// One of [`ATTRIBUTE_SOURCES`] or `attribute:<name>`.
+pub fn is_attribute_source(from: &str) -> bool {
+    ATTRIBUTE_SOURCES.contains(&from)
+        || from
+            .strip_prefix("attribute:")
+            .is_some_and(|n| !n.is_empty())
+}
+
 fn yes() -> bool {
     true
 }
@@ -104,6 +112,11 @@ pub struct SamlServiceProvider {
     pub encryption_certificate: Option<String>,
     #[serde(default)]
     pub name_id_format: NameIdFormat,
+    /// Where the NameID's value comes from — one of [`ATTRIBUTE_SOURCES`] but `groups`, or
+    /// `attribute:<name>` (Microsoft 365: `attribute:objectguid`, the ImmutableID); none: as
+    /// the format says (the login name, the mail, a pseudonym). Not with `transient`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_id_from: Option<String>,
     /// Attributes sent in the assertion; none given: `uid`, `mail`, `givenName`, `sn`,
     /// `displayName` and `groups` (the ones the user has).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -219,15 +232,26 @@ impl SamlServiceProvider {
         if !self.sign_assertions && !self.sign_responses {
             errs.push("sign_assertions, sign_responses: at least one must be signed".into());
         }
+        if let Some(from) = &self.name_id_from {
+            if self.name_id_format == NameIdFormat::Transient {
+                errs.push("name_id_from: a transient NameID is new at each sign-in".into());
+            } else if from == "groups" || !is_attribute_source(from) {
+                errs.push(format!(
+                    "name_id_from: '{from}' is not one of {} or attribute:<name>",
+                    ATTRIBUTE_SOURCES
+                        .iter()
+                        .filter(|s| **s != "groups")
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
         for a in &self.attributes {
             if a.name.trim().is_empty() || a.name.len() > 256 {
                 errs.push("attributes: a name of 1 to 256 characters".into());
             }
-            let known = ATTRIBUTE_SOURCES.contains(&a.from.as_str())
-                || a.from
-                    .strip_prefix("attribute:")
-                    .is_some_and(|n| !n.is_empty());
-            if !known {
+            if !is_attribute_source(&a.from) {
                 errs.push(format!(
                     "attributes: '{}' comes from '{}', not one of {} or attribute:<name>",
                     a.name,
@@ -269,8 +293,10 @@ mod tests {
         bad.encrypt_assertions = true;
         bad.acs_indexes = vec![1, 2];
         bad.certificates = vec!["not a certificate".into()];
+        bad.name_id_from = Some("groups".into());
         let p = bad.problems().join("\n");
         for want in [
+            "name_id_from: 'groups' is not one of username, email,",
             "must be https://",
             "not one of",
             "needs encryption_certificate",
@@ -279,6 +305,19 @@ mod tests {
         ] {
             assert!(p.contains(want), "{p}");
         }
+    }
+
+    #[test]
+    fn name_id_from_a_source_but_not_transient() {
+        let mut s = sp();
+        s.name_id_format = NameIdFormat::Persistent;
+        s.name_id_from = Some("attribute:objectguid".into());
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        s.name_id_format = NameIdFormat::Transient;
+        assert!(s.problems().join("").contains("new at each sign-in"));
+        s.name_id_format = NameIdFormat::Unspecified;
+        s.name_id_from = Some("attribute:".into());
+        assert!(s.problems().join("").contains("not one of"));
     }
 
     #[test]

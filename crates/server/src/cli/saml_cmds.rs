@@ -80,6 +80,11 @@ pub struct SpArgs {
     /// unspecified (the login name, default), email, persistent or transient.
     #[arg(long)]
     name_id_format: Option<String>,
+    /// Where the NameID's value comes from instead: username, email, given_name, surname,
+    /// display_name, phone or attribute:<directory attribute> (Microsoft 365:
+    /// attribute:objectguid with --name-id-format persistent).
+    #[arg(long)]
+    name_id_from: Option<String>,
     /// An attribute sent: NAME=FROM, FROM one of username, email, given_name, surname,
     /// display_name, phone, groups, attribute:<directory attribute> (repeat).
     #[arg(long = "attribute")]
@@ -123,6 +128,9 @@ pub struct SpSetArgs {
     /// unspecified, email, persistent or transient.
     #[arg(long)]
     name_id_format: Option<String>,
+    /// Where the NameID's value comes from (as for add); `none`: as the format says.
+    #[arg(long)]
+    name_id_from: Option<String>,
     /// Attributes NAME=FROM (replace the list; repeat).
     #[arg(long = "attribute")]
     attributes: Vec<String>,
@@ -197,6 +205,9 @@ impl SpSetArgs {
             sp.name_id_format = serde_json::from_value(json!(f)).map_err(|_| {
                 anyhow!("--name-id-format: unspecified, email, persistent or transient")
             })?;
+        }
+        if let Some(from) = self.name_id_from {
+            sp.name_id_from = (!from.eq_ignore_ascii_case("none")).then_some(from);
         }
         if !self.attributes.is_empty() {
             sp.attributes = attributes_of(&self.attributes)?;
@@ -307,6 +318,7 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
                 certificates: Vec::new(),
                 encryption_certificate: None,
                 name_id_format: NameIdFormat::default(),
+                name_id_from: None,
                 attributes: Vec::new(),
                 sign_assertions: true,
                 sign_responses: true,
@@ -348,6 +360,9 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
             anyhow!("--name-id-format: unspecified, email, persistent or transient")
         })?;
     }
+    if a.name_id_from.is_some() {
+        sp.name_id_from = a.name_id_from;
+    }
     sp.attributes.extend(attributes_of(&a.attributes)?);
     if a.require_signed_requests {
         sp.require_signed_requests = true;
@@ -381,6 +396,7 @@ fn show(sp: &SamlServiceProvider) {
             "name_id_format",
             format!("{:?}", sp.name_id_format).to_lowercase(),
         ),
+        ("name_id_from", sp.name_id_from.clone().unwrap_or_default()),
         ("signed", signed.into()),
         ("encrypted", sp.encrypt_assertions.to_string()),
         ("signed_requests", sp.require_signed_requests.to_string()),
