@@ -390,15 +390,29 @@ impl LdapSource {
         let mut attributes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         attributes.insert("dn".into(), vec![entry.dn.clone()]);
         for a in &cfg.extra {
-            // Binary values (AD's objectGUID, mS-DS-ConsistencyGuid, objectSid, a photo) are
-            // given in base64, as ldapsearch shows them and as Microsoft's ImmutableID is.
+            // Binary values (AD's objectGUID, mS-DS-ConsistencyGuid, objectSid, a photo; any
+            // value not UTF-8 or with control characters) are given in base64, as ldapsearch
+            // shows them and as Microsoft's ImmutableID is.
             let v = if ad::BINARY_ATTRIBUTES
                 .iter()
                 .any(|b| b.eq_ignore_ascii_case(a))
             {
                 raw(a).iter().map(|b| BASE64.encode(b)).collect()
             } else {
-                let mut v = all(a);
+                // Text with control characters (a binary value that happens to be UTF-8) is no
+                // text: XML, templates and logs could not carry it.
+                let mut v: Vec<String> = all(a)
+                    .into_iter()
+                    .map(|t| {
+                        if t.chars()
+                            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+                        {
+                            BASE64.encode(t.as_bytes())
+                        } else {
+                            t
+                        }
+                    })
+                    .collect();
                 v.extend(
                     entry
                         .bin_attrs

@@ -25,7 +25,7 @@ fn profile(servers: &[&str]) -> serde_json::Value {
         "base_dn": BASE_DN,
         "bind_dn": SVC_DN,
         "bind_password": SVC_PASSWORD,
-        "attributes": {"extra": ["departmentNumber", "jpegPhoto"]},
+        "attributes": {"extra": ["departmentNumber", "jpegPhoto", "audio"]},
         "timeout_seconds": 2,
     })
 }
@@ -53,6 +53,8 @@ async fn finds_users_with_mapped_attributes_and_nested_groups() {
     assert_eq!(alice.attributes["departmentnumber"], ["Engineering"]);
     // A binary value (not UTF-8) in base64, as ldapsearch shows it.
     assert_eq!(alice.attributes["jpegphoto"], ["/9j/4AAQ"]);
+    // UTF-8, but control characters (bytes 0, 1, 2): no text either.
+    assert_eq!(alice.attributes["audio"], ["AAEC"]);
     assert_eq!(
         alice.attributes["dn"],
         [format!("uid=alice,ou=people,{BASE_DN}")]

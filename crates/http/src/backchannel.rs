@@ -10,7 +10,10 @@ use tessera_core::model::{AuditRecord, SsoSession};
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// The pauses before the second, third and fourth tries: all within the token's two minutes.
+/// How many relying parties are told at the same time.
+const PARALLEL: usize = 8;
+/// The pauses before the second, third and fourth tries (with the 5 s timeouts, a relying
+/// party that never answers is given up about a minute after the first try).
 const RETRY_AFTER: [Duration; 3] = [
     Duration::from_secs(2),
     Duration::from_secs(10),
@@ -27,9 +30,10 @@ pub(crate) fn notify(state: &HttpState, sessions: &[SsoSession]) {
     tokio::spawn(async move { notify_now(&state, &sessions).await });
 }
 
-/// Tells the relying parties of the ended sessions, all at once; returns when each answered, or
-/// was tried for the last time.
+/// Tells the relying parties of the ended sessions, several at a time; returns when each
+/// answered, or was tried for the last time.
 pub async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
+    use futures_util::StreamExt;
     let snap = state.engine.snapshot();
     let Ok(iss) = crate::oauth::issuer(state) else {
         return;
@@ -63,74 +67,107 @@ pub async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
                     "back-channel logout not sent: neither the session id nor the user is known");
                 continue;
             }
-            let now = state.engine.clock().now();
-            let rng = state.engine.ports().rng.clone();
-            let mut claims = json!({
-                "iss": iss, "aud": client.client_id, "iat": now, "exp": now + 120,
-                "jti": tessera_core::rng::random_hex(rng.as_ref(), 16),
-                "events": { EVENT: {} },
-            });
-            if let Some(obj) = claims.as_object_mut() {
-                if let Some(s) = &sub {
-                    obj.insert("sub".into(), Value::String(s.clone()));
-                }
-                if !session.sid.is_empty() {
-                    obj.insert("sid".into(), Value::String(session.sid.clone()));
-                }
-            }
-            let token = match client.id_token_alg.as_deref() {
-                Some("RS256") => match crate::rsa_key::signer(state).await {
-                    Ok(Some(k)) => k.sign_typed(&claims, "logout+jwt"),
-                    Ok(None) => Err("no RS256 key".into()),
-                    Err(e) => Err(e),
-                },
-                _ => match crate::oauth::signer(state).await {
-                    Ok(k) => k.sign_typed(&claims, "logout+jwt"),
-                    Err(e) => Err(e),
-                },
+            let told = Told {
+                state,
+                iss: &iss,
+                client,
+                session,
+                sub: sub.clone(),
             };
             let http = &http;
-            // Each relying party on its own: one that is down and retried delays no other.
             deliveries.push(async move {
-                let (result, reason) = match token {
-                    Err(e) => ("error", format!("logout token not signed: {e}")),
-                    Ok(token) => deliver(http, &uri, &token).await,
-                };
-                if result != "ok" {
-                    tracing::warn!(client = %client.name, %reason, "back-channel logout failed");
-                }
-                let record = AuditRecord {
-                    id: 0,
-                    at_ms: state.engine.clock().now_millis(),
-                    actor: format!("api:{}", client.name),
-                    action: "oidc_backchannel_logout".into(),
-                    door: "web".into(),
-                    user: Some(session.user.clone()),
-                    realm: Some(session.realm.clone()),
-                    serial: None,
-                    application: client.application.as_ref().map(|a| a.0.clone()),
-                    transaction_id: None,
-                    client_ip: None,
-                    user_agent: None,
-                    result: result.into(),
-                    reason,
-                };
-                if let Err(e) = state.engine.store().append_audit(&record).await {
-                    tracing::warn!(error = %e, "back-channel logout not audited");
-                }
+                let (result, reason) = deliver(http, &uri, &told).await;
+                told.audit(result, reason).await;
             });
         }
     }
-    futures_util::future::join_all(deliveries).await;
+    // Each relying party on its own (one that is down and retried delays no other), a few
+    // at a time.
+    futures_util::stream::iter(deliveries)
+        .buffer_unordered(PARALLEL)
+        .collect::<Vec<()>>()
+        .await;
 }
 
-/// Posts the logout token; a relying party that cannot be reached or answers 5xx (a restart, an
-/// overload) is tried again after each of [`RETRY_AFTER`]. An answer 4xx is final: the relying
-/// party read the token and refused it (501: it does not do back-channel logout).
-async fn deliver(http: &reqwest::Client, uri: &str, token: &str) -> (&'static str, String) {
+/// One relying party to tell of one ended session.
+struct Told<'a> {
+    state: &'a HttpState,
+    iss: &'a str,
+    client: &'a tessera_core::model::ApiClient,
+    session: &'a SsoSession,
+    sub: Option<String>,
+}
+
+impl Told<'_> {
+    /// A logout token, signed like the client's ID tokens; new at each try (its own `jti`, so
+    /// that a relying party that took an earlier try does not refuse this one as a replay).
+    async fn token(&self) -> Result<String, String> {
+        let now = self.state.engine.clock().now();
+        let rng = self.state.engine.ports().rng.clone();
+        let mut claims = json!({
+            "iss": self.iss, "aud": self.client.client_id, "iat": now, "exp": now + 120,
+            "jti": tessera_core::rng::random_hex(rng.as_ref(), 16),
+            "events": { EVENT: {} },
+        });
+        if let Some(obj) = claims.as_object_mut() {
+            if let Some(s) = &self.sub {
+                obj.insert("sub".into(), Value::String(s.clone()));
+            }
+            if !self.session.sid.is_empty() {
+                obj.insert("sid".into(), Value::String(self.session.sid.clone()));
+            }
+        }
+        match self.client.id_token_alg.as_deref() {
+            Some("RS256") => match crate::rsa_key::signer(self.state).await {
+                Ok(Some(k)) => k.sign_typed(&claims, "logout+jwt"),
+                Ok(None) => Err("no RS256 key".into()),
+                Err(e) => Err(e),
+            },
+            _ => match crate::oauth::signer(self.state).await {
+                Ok(k) => k.sign_typed(&claims, "logout+jwt"),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    async fn audit(&self, result: &str, reason: String) {
+        if result != "ok" {
+            tracing::warn!(client = %self.client.name, %reason, "back-channel logout failed");
+        }
+        let record = AuditRecord {
+            id: 0,
+            at_ms: self.state.engine.clock().now_millis(),
+            actor: format!("api:{}", self.client.name),
+            action: "oidc_backchannel_logout".into(),
+            door: "web".into(),
+            user: Some(self.session.user.clone()),
+            realm: Some(self.session.realm.clone()),
+            serial: None,
+            application: self.client.application.as_ref().map(|a| a.0.clone()),
+            transaction_id: None,
+            client_ip: None,
+            user_agent: None,
+            result: result.into(),
+            reason,
+        };
+        if let Err(e) = self.state.engine.store().append_audit(&record).await {
+            tracing::warn!(error = %e, "back-channel logout not audited");
+        }
+    }
+}
+
+/// Posts a logout token; a relying party that cannot be reached, does not answer in time or
+/// answers 5xx (a restart, an overload) is tried again, with a new token, after each of
+/// [`RETRY_AFTER`]. An answer 4xx is final: the relying party read the token and refused it
+/// (501: it does not do back-channel logout).
+async fn deliver(http: &reqwest::Client, uri: &str, told: &Told<'_>) -> (&'static str, String) {
     let mut tries = 0;
     loop {
         tries += 1;
+        let token = match told.token().await {
+            Ok(t) => t,
+            Err(e) => return ("error", format!("logout token not signed: {e}")),
+        };
         let (result, reason, again) =
             match http.post(uri).form(&[("logout_token", token)]).send().await {
                 Ok(r) if r.status().is_success() => ("ok", format!("{uri}: {}", r.status()), false),

@@ -946,8 +946,12 @@ pub(crate) async fn answer(
     };
     let value = match (&sp.name_id_from, sp.name_id_format) {
         // The administrator's choice of source (Microsoft 365's ImmutableID, an employee id).
+        // One value, or none: of several, which is the account? (LDAP keeps no order.)
         (Some(from), f) if f != NameIdFormat::Transient => {
-            user_values(&user, from).into_iter().find(|v| !v.is_empty())
+            match user_values(&user, from).as_slice() {
+                [one] if !one.is_empty() => Some(one.clone()),
+                _ => None,
+            }
         }
         (_, NameIdFormat::Unspecified) => Some(user.username.clone()),
         (_, NameIdFormat::Email) => user.email.clone(),
@@ -968,7 +972,7 @@ pub(crate) async fn answer(
             &format!("{STATUS}Responder"),
             &format!("{STATUS}InvalidNameIDPolicy"),
             Some(match &sp.name_id_from {
-                Some(from) => format!("the user has no {from} for the NameID"),
+                Some(from) => format!("the user has no single {from} for the NameID"),
                 None => "the user has no mail address for the NameID".into(),
             }),
         );

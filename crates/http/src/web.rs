@@ -1337,8 +1337,6 @@ async fn logout(state: St, headers: HeaderMap, body: Bytes) -> Response {
     res
 }
 
-/// The authorization_code grant at `/oauth/token` (OIDC clients): the code, once, for the
-/// client it was issued to, with the same redirect URI and the PKCE verifier.
 /// PKCE S256: the verifier is well formed and hashes to the challenge.
 fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     let verifier_ok = (43..=128).contains(&verifier.len())
@@ -1379,6 +1377,13 @@ async fn spent_code_again(
     if spent.client_id != client.client_id || !pkce_matches(verifier, &spent.code_challenge) {
         return;
     }
+    // Acted on once: later copies find nothing (and write no more audit records).
+    if !matches!(
+        store.take_web_state(SPENT_CODE, &hash(code), now).await,
+        Ok(Some(_))
+    ) {
+        return;
+    }
     let revoked = store.revoke_token(&spent.jti, spent.expires_at).await;
     if let Err(e) = &revoked {
         tracing::error!(error = %e, "token of a reused code not revoked");
@@ -1406,6 +1411,8 @@ async fn spent_code_again(
     }
 }
 
+/// The authorization_code grant at `/oauth/token` (OIDC clients): the code, once, for the
+/// client it was issued to, with the same redirect URI and the PKCE verifier.
 pub(crate) async fn code_grant(
     state: &HttpState,
     client: &ApiClient,
@@ -1454,6 +1461,32 @@ pub(crate) async fn code_grant(
     let Ok(c) = serde_json::from_str::<Code>(&kept.data) else {
         return bad("unknown, expired or used code");
     };
+    let lifetime = i64::from(client.token_lifetime_seconds);
+    let rng = state.engine.ports().rng.clone();
+    let jti = tessera_core::rng::random_hex(rng.as_ref(), 16);
+    // What the code buys, kept at once (a copy of the code presented meanwhile must find it)
+    // and while the access token lives: the code presented again revokes it (RFC 6749
+    // §4.1.2). Kept though the trade may still fail: its token then never exists.
+    let spent = SpentCode {
+        client_id: client.client_id.clone(),
+        code_challenge: c.code_challenge.clone(),
+        jti: jti.clone(),
+        user: c.user.clone(),
+        realm: c.realm.clone(),
+        expires_at: now + lifetime,
+    };
+    if let Ok(data) = serde_json::to_string(&spent) {
+        let kept = WebState {
+            kind: SPENT_CODE.into(),
+            key_hash: hash(code),
+            subject: String::new(),
+            data,
+            expires_at: now + lifetime,
+        };
+        if let Err(e) = state.engine.store().put_web_state(&kept).await {
+            tracing::warn!(error = %e, "spent code not remembered");
+        }
+    }
     if c.client_id != client.client_id || c.redirect_uri != *redirect_uri {
         return bad("the code was issued to another client or redirect URI");
     }
@@ -1490,31 +1523,6 @@ pub(crate) async fn code_grant(
         Ok(i) => i,
         Err(res) => return *res,
     };
-    let lifetime = i64::from(client.token_lifetime_seconds);
-    let rng = state.engine.ports().rng.clone();
-    let jti = tessera_core::rng::random_hex(rng.as_ref(), 16);
-    // What the code bought, kept while the access token lives: the code presented again
-    // revokes it (RFC 6749 §4.1.2).
-    let spent = SpentCode {
-        client_id: client.client_id.clone(),
-        code_challenge: c.code_challenge.clone(),
-        jti: jti.clone(),
-        user: c.user.clone(),
-        realm: c.realm.clone(),
-        expires_at: now + lifetime,
-    };
-    if let Ok(data) = serde_json::to_string(&spent) {
-        let kept = WebState {
-            kind: SPENT_CODE.into(),
-            key_hash: hash(code),
-            subject: String::new(),
-            data,
-            expires_at: now + lifetime,
-        };
-        if let Err(e) = state.engine.store().put_web_state(&kept).await {
-            tracing::warn!(error = %e, "spent code not remembered");
-        }
-    }
     let access = json!({
         "iss": iss, "sub": c.user, "realm": c.realm, "aud": "tessera",
         "client_id": client.client_id, "scope": c.scope, "role": "USER",

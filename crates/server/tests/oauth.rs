@@ -1831,13 +1831,29 @@ async fn headless_chromium_signs_in_to_an_oidc_app_on_the_login_page() {
             .collect();
     assert_eq!(query["state"], "st-1");
     assert_eq!(query["iss"], s.url);
-    let trade = |v: String| {
-        let (s, id, secret, code, redirect) = (&s, &id, &secret, &query["code"], &redirect);
+    // Another client of the same application, which might come by the code and verifier.
+    let other = s
+        .admin()
+        .create_api_client(
+            &actor(),
+            NewApiClient {
+                name: "other-rp".into(),
+                kind: ApiClientKind::Oidc,
+                application: Some("intranet".into()),
+                redirect_uris: vec![redirect.clone()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (other_id, other_secret) = (other.client.client_id, other.client_secret.to_string());
+    let trade_as = |client: (String, String), v: String| {
+        let (s, code, redirect) = (&s, &query["code"], &redirect);
         async move {
             post(
                 s,
                 "/oauth/token",
-                Some((id, secret)),
+                Some((&client.0, &client.1)),
                 &[
                     ("grant_type", "authorization_code"),
                     ("code", code),
@@ -1848,6 +1864,7 @@ async fn headless_chromium_signs_in_to_an_oidc_app_on_the_login_page() {
             .await
         }
     };
+    let trade = |v: String| trade_as((id.clone(), secret.clone()), v);
     let (status, body) = trade(verifier.to_string()).await;
     assert_eq!(status, 200, "{body}");
     let claims = claims_of(body["id_token"].as_str().unwrap());
@@ -1855,8 +1872,9 @@ async fn headless_chromium_signs_in_to_an_oidc_app_on_the_login_page() {
     assert!(claims["sub"].as_str().unwrap().starts_with("local/"));
     assert_eq!(claims["aud"], id.as_str());
 
-    // The code presented again (RFC 6749 §4.1.2). Without the PKCE verifier it proves nothing
-    // and revokes nothing; with it, the code has leaked and the token it bought is revoked.
+    // The code presented again (RFC 6749 §4.1.2). Without the PKCE verifier, or by another
+    // client, it proves nothing and revokes nothing; by the client with its verifier, the code
+    // has leaked and the token it bought is revoked — once.
     let access = body["access_token"].as_str().unwrap().to_string();
     let userinfo = || {
         s.http
@@ -1865,7 +1883,17 @@ async fn headless_chromium_signs_in_to_an_oidc_app_on_the_login_page() {
             .send()
     };
     assert_eq!(userinfo().await.unwrap().status(), 200);
-    for v in ["w".repeat(50), verifier.to_string()] {
+    let (status, by_other) = trade_as((other_id, other_secret), verifier.to_string()).await;
+    assert_eq!(
+        (status, by_other["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        userinfo().await.unwrap().status(),
+        200,
+        "another client revokes nothing"
+    );
+    for v in ["w".repeat(50), verifier.to_string(), verifier.to_string()] {
         let (status, again) = trade(v.clone()).await;
         assert_eq!(
             (status, again["error"].as_str()),
@@ -2451,10 +2479,12 @@ async fn backchannel_logout_is_tried_again_when_the_relying_party_is_down() {
         String::from_utf8_lossy(&ended.stderr).contains("back-channel logout"),
         "{ended:?}"
     );
-    // The flaky one was tried again with the same token, the refusing one was not.
+    // The flaky one was tried again with a new token (its own jti: the relying party may have
+    // taken the first), the refusing one was not.
     let flaky = rp.requests("/flaky");
     assert_eq!(flaky.len(), 2, "{flaky:?}");
-    assert_eq!(flaky[0].body, flaky[1].body);
+    assert!(flaky.iter().all(|r| r.body.starts_with("logout_token=ey")));
+    assert_ne!(flaky[0].body, flaky[1].body);
     assert_eq!(rp.requests("/refuse").len(), 1);
     let audited = s.audit("oidc_backchannel_logout").await;
     assert_eq!(audited.len(), 2, "{audited:?}");

@@ -1197,7 +1197,7 @@ async fn the_name_id_comes_from_a_directory_attribute_as_microsoft_365_needs() {
         "name": "corp", "type": "ldap",
         "ldap": {"directory": "openldap", "servers": [d.ldap_url], "base_dn": BASE_DN,
                  "bind_dn": SVC_DN, "bind_password": SVC_PASSWORD, "timeout_seconds": 2,
-                 "attributes": {"extra": ["jpegPhoto", "departmentNumber"]}}
+                 "attributes": {"extra": ["jpegPhoto", "departmentNumber", "employeeType"]}}
     }))
     .unwrap();
     s.admin().put(&common::actor(), source).await.unwrap();
@@ -1272,24 +1272,29 @@ async fn the_name_id_comes_from_a_directory_attribute_as_microsoft_365_needs() {
     );
     assert!(xmlsec_verifies(&dir, &xml, "assertion:Assertion", &idp.1));
     // Another attribute (text), then one the user does not have: a SAML error, no assertion.
-    tessera_ok(
-        &s,
-        &[
-            "saml",
-            "sp",
-            "set",
-            "m365",
-            "--name-id-from",
-            "attribute:departmentNumber",
-        ],
-    );
-    s.admin().engine().reload().await.unwrap();
-    let xml = idp_initiated_xml(&s, "m365", &mut cookies).await;
+    async fn with(s: &TestServer, cookies: &mut Vec<String>, from: &str) -> String {
+        tessera_ok(s, &["saml", "sp", "set", "m365", "--name-id-from", from]);
+        s.admin().engine().reload().await.unwrap();
+        idp_initiated_xml(s, "m365", cookies).await
+    }
+    let xml = with(&s, &mut cookies, "attribute:departmentNumber").await;
     assert!(
         xml.contains("persistent\">Engineering</saml:NameID>"),
         "{xml}"
     );
-    tessera_ok(
+    let xml = with(&s, &mut cookies, "attribute:employeeNumber").await;
+    assert!(xml.contains("InvalidNameIDPolicy"), "{xml}");
+    assert!(
+        xml.contains("the user has no single attribute:employeeNumber"),
+        "{xml}"
+    );
+    assert!(!xml.contains("<saml:Assertion"), "{xml}");
+    // Two values: which would be the account? Refused the same way.
+    let xml = with(&s, &mut cookies, "attribute:employeeType").await;
+    assert!(xml.contains("InvalidNameIDPolicy"), "{xml}");
+    assert!(!xml.contains("<saml:Assertion"), "{xml}");
+    // Names and phone numbers are neither unique nor stable: refused, nothing changed.
+    let refused = tessera(
         &s,
         &[
             "saml",
@@ -1297,21 +1302,21 @@ async fn the_name_id_comes_from_a_directory_attribute_as_microsoft_365_needs() {
             "set",
             "m365",
             "--name-id-from",
-            "attribute:employeeNumber",
+            "display_name",
         ],
     );
+    assert!(!refused.status.success(), "{refused:?}");
     s.admin().engine().reload().await.unwrap();
-    let xml = idp_initiated_xml(&s, "m365", &mut cookies).await;
-    assert!(xml.contains("InvalidNameIDPolicy"), "{xml}");
-    assert!(
-        xml.contains("the user has no attribute:employeeNumber"),
-        "{xml}"
+    assert_eq!(
+        s.admin()
+            .get::<tessera_core::model::SamlServiceProvider>("m365")
+            .unwrap()
+            .name_id_from
+            .as_deref(),
+        Some("attribute:employeeType")
     );
-    assert!(!xml.contains("<saml:Assertion"), "{xml}");
     // `none`: the pseudonym of the persistent format again.
-    tessera_ok(&s, &["saml", "sp", "set", "m365", "--name-id-from", "none"]);
-    s.admin().engine().reload().await.unwrap();
-    let xml = idp_initiated_xml(&s, "m365", &mut cookies).await;
+    let xml = with(&s, &mut cookies, "none").await;
     let value = xml
         .split("persistent\">")
         .nth(1)

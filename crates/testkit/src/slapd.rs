@@ -187,6 +187,9 @@ mobile: +4915100000001
 manager: uid=bob,ou=people,dc=example,dc=org
 departmentNumber: Engineering
 jpegPhoto:: /9j/4AAQ
+employeeType: staff
+employeeType: contractor
+audio:: AAEC
 userPassword: alice-password
 
 dn: uid=carol,ou=people,dc=example,dc=org
@@ -328,8 +331,14 @@ access to *
                 let up = [port, tls_port]
                     .iter()
                     .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+                // Something answers; slapd, if it is still running a moment later (another
+                // process holding the port would answer too, while slapd exits).
                 if up {
-                    break None;
+                    std::thread::sleep(Duration::from_millis(100));
+                    match child.try_wait() {
+                        Ok(Some(status)) => break Some(status),
+                        _ => break None,
+                    }
                 }
                 if let Ok(Some(status)) = child.try_wait() {
                     break Some(status);

@@ -65,6 +65,9 @@ pub const ATTRIBUTE_SOURCES: [&str; 7] = [
     "groups",
 ];
 
+/// The user fields a NameID may come from (beside `attribute:<name>`).
+pub const NAME_ID_SOURCES: [&str; 2] = ["username", "email"];
+
 /// One of [`ATTRIBUTE_SOURCES`] or `attribute:<name>`.
 pub fn is_attribute_source(from: &str) -> bool {
     ATTRIBUTE_SOURCES.contains(&from)
@@ -112,9 +115,11 @@ pub struct SamlServiceProvider {
     pub encryption_certificate: Option<String>,
     #[serde(default)]
     pub name_id_format: NameIdFormat,
-    /// Where the NameID's value comes from — one of [`ATTRIBUTE_SOURCES`] but `groups`, or
-    /// `attribute:<name>` (Microsoft 365: `attribute:objectguid`, the ImmutableID); none: as
-    /// the format says (the login name, the mail, a pseudonym). Not with `transient`.
+    /// Where the NameID's value comes from — `username`, `email` or `attribute:<name>`
+    /// (Microsoft 365: the ImmutableID, `attribute:ms-ds-consistencyguid`); none: as the
+    /// format says (the login name, the mail, a pseudonym). Not with `transient`. The SP takes
+    /// the value for the account, so it must be unique, stable and not the user's to change:
+    /// names and phone numbers are not offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_id_from: Option<String>,
     /// Attributes sent in the assertion; none given: `uid`, `mail`, `givenName`, `sn`,
@@ -235,15 +240,15 @@ impl SamlServiceProvider {
         if let Some(from) = &self.name_id_from {
             if self.name_id_format == NameIdFormat::Transient {
                 errs.push("name_id_from: a transient NameID is new at each sign-in".into());
-            } else if from == "groups" || !is_attribute_source(from) {
+            } else if !(NAME_ID_SOURCES.contains(&from.as_str())
+                || from
+                    .strip_prefix("attribute:")
+                    .is_some_and(|n| !n.is_empty()))
+            {
                 errs.push(format!(
-                    "name_id_from: '{from}' is not one of {} or attribute:<name>",
-                    ATTRIBUTE_SOURCES
-                        .iter()
-                        .filter(|s| **s != "groups")
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "name_id_from: '{from}' is not one of username, email or attribute:<name> \
+                     (the SP identifies the account by it: names, phone numbers and groups are \
+                     neither unique nor stable)"
                 ));
             }
         }
@@ -296,7 +301,7 @@ mod tests {
         bad.name_id_from = Some("groups".into());
         let p = bad.problems().join("\n");
         for want in [
-            "name_id_from: 'groups' is not one of username, email,",
+            "name_id_from: 'groups' is not one of username, email or attribute:<name>",
             "must be https://",
             "not one of",
             "needs encryption_certificate",
@@ -316,8 +321,12 @@ mod tests {
         s.name_id_format = NameIdFormat::Transient;
         assert!(s.problems().join("").contains("new at each sign-in"));
         s.name_id_format = NameIdFormat::Unspecified;
-        s.name_id_from = Some("attribute:".into());
-        assert!(s.problems().join("").contains("not one of"));
+        for bad in ["attribute:", "display_name", "phone", "surname"] {
+            s.name_id_from = Some(bad.into());
+            assert!(s.problems().join("").contains("not one of"), "{bad}");
+        }
+        s.name_id_from = Some("email".into());
+        assert!(s.problems().is_empty());
     }
 
     #[test]

@@ -80,9 +80,9 @@ pub struct SpArgs {
     /// unspecified (the login name, default), email, persistent or transient.
     #[arg(long)]
     name_id_format: Option<String>,
-    /// Where the NameID's value comes from instead: username, email, given_name, surname,
-    /// display_name, phone or attribute:<directory attribute> (Microsoft 365:
-    /// attribute:objectguid with --name-id-format persistent).
+    /// Where the NameID's value comes from instead: username, email or attribute:<directory
+    /// attribute> — unique, stable and not the user's to change (Microsoft 365:
+    /// attribute:ms-ds-consistencyguid with --name-id-format persistent).
     #[arg(long)]
     name_id_from: Option<String>,
     /// An attribute sent: NAME=FROM, FROM one of username, email, given_name, surname,
@@ -501,8 +501,9 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
 
 /// Reads again the metadata of service providers registered by address whose last reading is
 /// `saml_metadata_refresh_minutes` old, and takes what changed. When each was last read is kept
-/// in the store (meta `saml_metadata_read/<name>`), so that a restart does not start the count
-/// again and nodes sharing a database do not each read it; `last` holds what this process saw.
+/// in the store (meta `saml_metadata_read/<name> <url>`), so that a restart does not start the
+/// count again and nodes sharing a database mostly leave it to one another (two whose checks
+/// meet may both read it: harmless, they take the same); `last` holds what this process saw.
 pub async fn refresh_due(
     admin: &tessera_core::admin::Admin,
     last: &mut std::collections::HashMap<String, i64>,
@@ -515,14 +516,13 @@ pub async fn refresh_due(
     let period = i64::from(minutes) * 60;
     let now = admin.engine().clock().now();
     let store = admin.engine().store();
-    let read_at = |name: &str| format!("saml_metadata_read/{name}");
-    // When the store last saw a reading (a number this process or another node wrote).
+    // When the store last saw a reading: Ok(None) when it never did, Err when it cannot say.
     let stored = |key: String| async move {
         match store.meta(&key).await {
-            Ok(v) => v.and_then(|v| v.parse::<i64>().ok()),
+            Ok(v) => Ok(v.and_then(|v| v.parse::<i64>().ok())),
             Err(e) => {
                 tracing::warn!(error = %e, "SAML metadata reading time not read");
-                None
+                Err(())
             }
         }
     };
@@ -532,22 +532,25 @@ pub async fn refresh_due(
         let Some(url) = &sp.metadata_url else {
             continue;
         };
-        let key = read_at(&sp.name);
-        let seen = match last.get(&sp.name) {
+        // By name and address: an SP registered again elsewhere starts its own count.
+        let key = format!("saml_metadata_read/{} {url}", sp.name);
+        let seen = match last.get(&key) {
             Some(t) => *t,
             None => {
                 // First seen by this process: counted from the stored reading, or from now for
                 // an SP just registered (the CLI or the admin API read its metadata then).
                 let t = match stored(key.clone()).await {
-                    Some(t) => t,
-                    None => {
+                    Ok(Some(t)) => t,
+                    Ok(None) => {
                         if let Err(e) = store.set_meta(&key, &now.to_string()).await {
                             tracing::warn!(error = %e, "SAML metadata reading time not kept");
                         }
                         now
                     }
+                    // Asked again at the next check.
+                    Err(()) => continue,
                 };
-                last.insert(sp.name.clone(), t);
+                last.insert(key.clone(), t);
                 t
             }
         };
@@ -555,11 +558,15 @@ pub async fn refresh_due(
             continue;
         }
         // Due here; another node may have read it meanwhile.
-        if let Some(t) = stored(key.clone()).await.filter(|t| now - t < period) {
-            last.insert(sp.name.clone(), t);
-            continue;
+        match stored(key.clone()).await {
+            Ok(Some(t)) if now - t < period => {
+                last.insert(key, t);
+                continue;
+            }
+            Ok(_) => {}
+            Err(()) => continue,
         }
-        last.insert(sp.name.clone(), now);
+        last.insert(key.clone(), now);
         if let Err(e) = store.set_meta(&key, &now.to_string()).await {
             tracing::warn!(error = %e, "SAML metadata reading time not kept");
         }

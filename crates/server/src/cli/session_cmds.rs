@@ -80,7 +80,7 @@ pub async fn run(app: &App, out: Out, cmd: SessionCmd) -> Result<()> {
                 .end_sso_sessions(&Actor::cli(), &user, realm.as_deref(), id.as_deref())
                 .await?;
             // Relying parties with a back-channel logout address are told (one that is down
-            // is tried again for up to ~40 s).
+            // is tried again for about a minute).
             if gone.iter().any(|s| !s.oidc.is_empty()) {
                 eprintln!(
                     "Telling the relying parties of the ended session(s) (back-channel logout)…"
