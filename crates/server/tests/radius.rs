@@ -317,11 +317,16 @@ struct FreeRadius {
     child: std::process::Child,
     _dir: tempfile::TempDir,
     log: PathBuf,
+    /// The UDP port it listens on (`FR_LISTEN_PORT` in its configuration).
+    port: u16,
 }
 
 impl FreeRadius {
-    /// Starts `freeradius -f` on `conf` (a file of tests/peers/freeradius) with `env`; `files`
-    /// are copied next to it. Waits until it is ready.
+    /// Starts `freeradius -f` on `conf` (a file of tests/peers/freeradius) with `env` and
+    /// `FR_LISTEN_PORT` a free port; `files` are copied next to it. Waits until it is ready.
+    /// The port is free when picked, not when FreeRADIUS binds it: a test beside this one
+    /// may take it first, and FreeRADIUS, unable to bind, exits — then it starts again on
+    /// another.
     fn start(conf: &str, env: &[(&str, String)], files: &[(&str, &std::path::Path)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(
@@ -335,28 +340,48 @@ impl FreeRadius {
             std::fs::copy(from, to).unwrap();
         }
         let log = dir.path().join("out.log");
-        let mut cmd = Command::new("freeradius");
-        cmd.args(["-f", "-xx", "-l", "stdout", "-d"])
-            .arg(dir.path())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .expect("freeradius (Debian package freeradius; scripts/test.sh installs it)");
-        let fr = FreeRadius {
-            child,
-            _dir: dir,
-            log,
-        };
-        for _ in 0..100 {
-            if fr.output().contains("Ready to process requests") {
-                return fr;
+        let mut attempt = 0;
+        let mut fr = loop {
+            attempt += 1;
+            let port = free_udp_port();
+            let mut cmd = Command::new("freeradius");
+            cmd.args(["-f", "-xx", "-l", "stdout", "-d"])
+                .arg(dir.path())
+                .env("FR_LISTEN_PORT", port.to_string())
+                .stdout(std::fs::File::create(&log).unwrap())
+                .stderr(Stdio::null());
+            for (k, v) in env {
+                cmd.env(k, v);
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            let mut child = cmd
+                .spawn()
+                .expect("freeradius (Debian package freeradius; scripts/test.sh installs it)");
+            let mut exited = false;
+            for _ in 0..100 {
+                let out = std::fs::read_to_string(&log).unwrap_or_default();
+                if out.contains("Ready to process requests") {
+                    break;
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    exited = true;
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            if exited && attempt < 5 {
+                continue;
+            }
+            break FreeRadius {
+                child,
+                _dir: dir,
+                log,
+                port,
+            };
+        };
+        if fr.output().contains("Ready to process requests") {
+            return fr;
         }
+        let _ = fr.child.kill();
         panic!("FreeRADIUS did not start:\n{}", fr.output());
     }
 
@@ -416,18 +441,16 @@ fn two_rounds_through(proxy: SocketAddr, otp: &str, fr: &FreeRadius) -> String {
 async fn freeradius_as_a_proxy_passes_the_challenge_through() {
     let s = setup(Backend::Sqlite).await;
     let (auth, _) = addrs(&s);
-    let port = free_udp_port();
     let fr = FreeRadius::start(
         "proxy.conf",
         &[
-            ("FR_LISTEN_PORT", port.to_string()),
             ("FR_CLIENT_SECRET", "proxy-secret".into()),
             ("FR_HOME_PORT", auth.port().to_string()),
             ("FR_HOME_SECRET", SECRET.into()),
         ],
         &[],
     );
-    let proxy = SocketAddr::from(([127, 0, 0, 1], port));
+    let proxy = SocketAddr::from(([127, 0, 0, 1], fr.port));
     let out = two_rounds_through(proxy, &s.hotp(0), &fr);
     assert!(out.contains("Received Access-Accept"), "{out}");
     assert_eq!(
@@ -550,11 +573,9 @@ async fn radsec_from_freeradius_with_a_client_certificate() {
     s.admin().put(&actor(), client).await.unwrap();
     let radsec = s.running.as_ref().unwrap().radsec_addr.unwrap();
 
-    let port = free_udp_port();
     let fr = FreeRadius::start(
         "radsec-proxy.conf",
         &[
-            ("FR_LISTEN_PORT", port.to_string()),
             ("FR_CLIENT_SECRET", "proxy-secret".into()),
             ("FR_TLS_PORT", radsec.port().to_string()),
         ],
@@ -564,7 +585,7 @@ async fn radsec_from_freeradius_with_a_client_certificate() {
             ("certs/client.key", &p.join("client.key")),
         ],
     );
-    let proxy = SocketAddr::from(([127, 0, 0, 1], port));
+    let proxy = SocketAddr::from(([127, 0, 0, 1], fr.port));
     let out = two_rounds_through(proxy, &s.hotp(0), &fr);
     assert!(out.contains("Received Access-Accept"), "{out}");
     drop(fr);
