@@ -122,6 +122,10 @@ pub struct WebState {
     pub expires_at: i64,
 }
 
+/// The key prefix of a login session's retry counters (in the lockout counters): they mean
+/// nothing once their transaction is gone (a day at most), and are purged two days on.
+pub const SESSION_COUNTER_PREFIX: &str = "\u{1f}session\u{1f}";
+
 /// Failed-attempt counters of one login name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LockState {

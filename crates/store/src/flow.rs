@@ -312,6 +312,18 @@ impl SqlStore {
                 "outbox",
             )
             .await?;
+        // A login session's counters, once its transaction (a day at most) is gone.
+        total += self
+            .db
+            .execute(
+                "DELETE FROM lockouts WHERE key LIKE $1 AND first_fail_at < $2",
+                params![
+                    format!("{}%", tessera_core::store::SESSION_COUNTER_PREFIX),
+                    now - 2 * 86_400
+                ],
+                "lockout",
+            )
+            .await?;
         // Counters older than the longest possible interval (30 days) count for nothing.
         total += self
             .db

@@ -868,6 +868,26 @@ async fn purge_expired_removes_old_rows(h: &Harness) {
             .unwrap()
             .is_some()
     );
+    // A login session's retry counter goes two days on (its transaction lived a day at most);
+    // an account's counter stays for its interval.
+    let policy = LockPolicy {
+        max_password: 5,
+        max_otp: 5,
+        lock_secs: 60,
+        interval_secs: 30 * 86_400,
+    };
+    let session = format!("{}tx\u{1f}1", tessera_core::store::SESSION_COUNTER_PREFIX);
+    for key in [session.as_str(), "realm\u{1f}alice"] {
+        s.record_auth_failure(key, FailKind::Otp, 10_000, &policy)
+            .await
+            .unwrap();
+    }
+    // (A day on, only the second transaction goes: it expired.)
+    assert_eq!(s.purge_expired(10_000 + 86_400).await.unwrap(), 1);
+    assert!(s.lock_state(&session).await.unwrap().is_some());
+    assert_eq!(s.purge_expired(10_001 + 2 * 86_400).await.unwrap(), 1);
+    assert!(s.lock_state(&session).await.unwrap().is_none());
+    assert!(s.lock_state("realm\u{1f}alice").await.unwrap().is_some());
 }
 
 /// Another process on the same database (the CLI beside a running server, a second node) is

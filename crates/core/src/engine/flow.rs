@@ -358,6 +358,7 @@ impl Engine {
         // A link's factor is polled until it is clicked: polls are no tries.
         let polled = factor.all_methods().all(Method::is_link);
         if !polled
+            && counts_session_tries(l.ctx.door)
             && !self
                 .reserve_session_attempt(l, &tx, factor_fail_kind(factor))
                 .await?
@@ -1296,11 +1297,12 @@ impl Engine {
         if let Some(outcome) = self.check_lock(l, tx.realm.as_str(), &tx.username).await? {
             return Ok(Some(outcome));
         }
-        if let Some(state) = self
-            .ports
-            .store
-            .lock_state(&session_key(&tx.id, tx.next_factor))
-            .await?
+        if counts_session_tries(l.ctx.door)
+            && let Some(state) = self
+                .ports
+                .store
+                .lock_state(&session_key(&tx.id, tx.next_factor))
+                .await?
             && state.is_locked(l.now)
         {
             return Ok(Some(reject(RejectReason::SessionRetries, None)));
@@ -1570,7 +1572,18 @@ impl Engine {
 
 /// The lockout key counting the wrong answers of one session (transaction).
 fn session_key(tx: &TransactionId, factor: u32) -> String {
-    format!("\u{1f}session\u{1f}{}\u{1f}{factor}", tx.as_str())
+    format!(
+        "{}{}\u{1f}{factor}",
+        crate::store::SESSION_COUNTER_PREFIX,
+        tx.as_str()
+    )
+}
+
+/// Whether a door's sessions have retry budgets of their own (seed 003's, for the OAuth API
+/// and the login pages). RADIUS and the validate API answer challenges as privacyIDEA does:
+/// the token's fail counter and the account lock limit them, with no extra write per answer.
+fn counts_session_tries(door: super::Door) -> bool {
+    matches!(door, super::Door::Api | super::Door::Web)
 }
 
 /// The lockout key of an account's MFA step (`mfa_account_locking`).
