@@ -151,6 +151,15 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
     res
 }
 
+/// 503 `temporarily_unavailable`: the store or the directory did not answer.
+pub(crate) fn unavailable() -> Response {
+    oauth_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "try again",
+    )
+}
+
 pub(crate) fn no_store(res: &mut Response) {
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -581,11 +590,7 @@ async fn refresh_grant(
         }
         Err(e) => {
             tracing::error!(error = %e, "refresh token not read");
-            return oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "try again",
-            );
+            return unavailable();
         }
     };
     if let Some(asked) = params.get("scope")
@@ -614,11 +619,7 @@ async fn refresh_grant(
         }
         Err(e) => {
             tracing::warn!(error = %e, "refresh: user not looked up");
-            return oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "try again",
-            );
+            return unavailable();
         }
     };
     let outcome = tessera_core::engine::Outcome::Accept(Box::new(tessera_core::engine::Accepted {
@@ -775,11 +776,7 @@ async fn user_token(
         };
         if let Err(e) = state.engine.store().put_refresh_token(&kept).await {
             tracing::error!(error = %e, "refresh token not stored");
-            return oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "try again",
-            );
+            return unavailable();
         }
         if let Some(obj) = body.as_object_mut() {
             obj.insert("refresh_token".into(), Value::String(refresh));
@@ -1035,11 +1032,7 @@ async fn finish_pending(
         && let Err(e) = state.engine.store().revoke_token(jti, exp).await
     {
         tracing::error!(error = %e, "pending token not revoked");
-        return oauth_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "try again",
-        );
+        return unavailable();
     }
     let issue = Issue {
         pending_role: "MFA_PENDING",
@@ -1481,11 +1474,7 @@ async fn revoke(
         );
     };
     if signer(&state).await.is_err() {
-        return oauth_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "try again",
-        );
+        return unavailable();
     }
     // RFC 7009: the answer is 200 whether or not the token was valid; a client revokes only
     // its own tokens.
@@ -1495,11 +1484,7 @@ async fn revoke(
     {
         if let Err(e) = state.engine.store().revoke_token(jti, exp).await {
             tracing::error!(error = %e, "token not revoked");
-            return oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "try again",
-            );
+            return unavailable();
         }
         audit(
             &state,

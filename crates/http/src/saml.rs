@@ -373,12 +373,6 @@ fn signed_by(sp: &SamlServiceProvider, decoded: &Decoded, request_id: &str) -> b
 
 async fn sso_redirect(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let lang = web::lang_of(&headers, None);
-    if let Some(key) = raw.as_deref().and_then(|q| q.strip_prefix("resume=")) {
-        return match resumed(&state, key).await {
-            Some(decoded) => sso(&state, &headers, decoded).await,
-            None => web::fatal(&lang, "expired", StatusCode::BAD_REQUEST),
-        };
-    }
     let req = Raw::new(raw.as_deref(), Bytes::new());
     let decoded = match gamlastan::bindings::redirect_decode(&req) {
         Ok(d) if d.is_request => d,
@@ -411,8 +405,22 @@ async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(xml) = String::from_utf8(decoded.saml_xml) else {
         return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
     };
-    // Only an authentication request from a registered SP is kept (nothing is stored for
-    // anything else); the full checks follow when it is read again.
+    let again = req.form.iter().any(|(k, v)| k == SAME_SITE && v == "1");
+    if again {
+        return sso(
+            &state,
+            &headers,
+            Decoded {
+                xml,
+                relay_state: decoded.relay_state,
+                redirect_signature: None,
+            },
+        )
+        .await;
+    }
+    // A POST from the SP's site carries no SameSite=Lax cookie, so the SSO session would not
+    // serve it: a page of ours posts it again (same-site now, with the cookie) — nothing is
+    // kept meanwhile. Only an authentication request of a registered SP is posted again.
     let issuer = gamlastan::xml::parse_secure(&xml).ok().and_then(|doc| {
         let r = gamlastan::xml::parse_saml::<AuthnRequestRef<'_>>(&doc).ok()?;
         r.to_owned().base.issuer.map(|i| i.value)
@@ -420,62 +428,29 @@ async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
     let Some(issuer) = issuer else {
         return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
     };
-    if state.engine.snapshot().saml_sp_by_entity(&issuer).is_none() {
-        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
-    }
-    // A cross-site POST carries no SameSite=Lax cookie: the request is kept a moment and read
-    // again by a same-site GET, which carries the SSO session's cookie.
-    let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
-    let kept = Resumed {
-        xml,
-        relay_state: decoded.relay_state,
-    };
-    let now = state.engine.clock().now();
-    let put = state
+    let Some(app) = state
         .engine
-        .store()
-        .put_web_state(&tessera_core::store::WebState {
-            kind: RESUME.into(),
-            key_hash: web::hash(&key),
-            subject: String::new(),
-            data: serde_json::to_string(&kept).unwrap_or_default(),
-            expires_at: now + RESUME_SECONDS,
-        })
-        .await;
-    if let Err(e) = put {
-        tracing::error!(error = %e, "SAML request not kept");
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    web::redirect(&format!("/saml/sso?resume={key}"))
+        .snapshot()
+        .saml_sp_by_entity(&issuer)
+        .map(|sp| sp.application.0.clone())
+    else {
+        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
+    };
+    let title = web::brand(&state, &app, &lang).title;
+    post_page(
+        &lang,
+        &title,
+        Post::RequestAgain,
+        &xml,
+        decoded.relay_state.as_deref(),
+    )
 }
 
-/// A POST-binding request kept for the same-site GET that reads it (once).
-#[derive(Serialize, Deserialize)]
-struct Resumed {
-    xml: String,
-    relay_state: Option<String>,
-}
+/// The form field that marks a request posted again by our own page.
+const SAME_SITE: &str = "same_site";
 
-const RESUME: &str = "saml_resume";
-const RESUME_SECONDS: i64 = 60;
 /// Request IDs seen (against replays), kept as long as a request is accepted.
 const SEEN: &str = "saml_seen";
-
-/// The POST-binding request a `resume` key stands for (taken once).
-async fn resumed(state: &HttpState, key: &str) -> Option<Decoded> {
-    let now = state.engine.clock().now();
-    let store = state.engine.store();
-    let kept = store.web_state(RESUME, &web::hash(key), now).await.ok()??;
-    if !store.delete_web_state(RESUME, &web::hash(key)).await.ok()? {
-        return None;
-    }
-    let r: Resumed = serde_json::from_str(&kept.data).ok()?;
-    Some(Decoded {
-        xml: r.xml,
-        relay_state: r.relay_state,
-        redirect_signature: None,
-    })
-}
 
 /// Whether a request ID of an SP is new (then it is remembered until `until`).
 async fn first_use(state: &HttpState, sp: &SamlServiceProvider, id: &str, until: i64) -> bool {
@@ -529,54 +504,7 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         .filter(|r| r.len() <= MAX_RELAY_STATE);
     let default_acs = sp.acs_urls.first().cloned().unwrap_or_default();
     let request_id = request.base.id.clone();
-    // Errors from here on go to the SP's registered ACS as SAML statuses.
-    let refuse = |acs: &str, sub: Option<&str>, top: &str, msg: &str| {
-        let status = match sub {
-            Some(sub) => Status::with_sub_status(
-                &format!("{STATUS}{top}"),
-                &format!("{STATUS}{sub}"),
-                Some(msg.to_string()),
-            ),
-            None => Status::with_sub_status(
-                &format!("{STATUS}{top}"),
-                &format!("{STATUS}RequestDenied"),
-                Some(msg.to_string()),
-            ),
-        };
-        (acs.to_string(), status)
-    };
     let signed = signed_by(&sp, &decoded, &request_id);
-    // Signed: a query signature, or a signature element of the request itself.
-    let failure = if (decoded.redirect_signature.is_some() || request.base.has_signature) && !signed
-    {
-        Some(refuse(
-            &default_acs,
-            Some("RequestDenied"),
-            "Requester",
-            "the request's signature does not verify with the SP's certificates",
-        ))
-    } else if sp.require_signed_requests && !signed {
-        Some(refuse(
-            &default_acs,
-            Some("RequestDenied"),
-            "Requester",
-            "the request must be signed",
-        ))
-    } else {
-        None
-    };
-    if let Some((acs, status)) = failure {
-        return error_response(
-            state,
-            &lang,
-            &sp,
-            &acs,
-            Some(&request_id),
-            relay_state,
-            status,
-        )
-        .await;
-    }
     let acs = match (
         &request.assertion_consumer_service_url,
         request.assertion_consumer_service_index,
@@ -598,11 +526,20 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         .destination
         .as_deref()
         .is_none_or(|d| d == format!("{base}/saml/sso"));
-    let failure = if acs.is_none() {
-        Some(refuse(
-            &default_acs,
-            Some("RequestDenied"),
-            "Requester",
+    // Errors from here on go to the SP's registered default ACS as SAML statuses (Requester,
+    // with this sub-status).
+    let failure = if (decoded.redirect_signature.is_some() || request.base.has_signature) && !signed
+    {
+        // Signed: a query signature, or a signature element of the request itself.
+        Some((
+            "RequestDenied",
+            "the request's signature does not verify with the SP's certificates",
+        ))
+    } else if sp.require_signed_requests && !signed {
+        Some(("RequestDenied", "the request must be signed"))
+    } else if acs.is_none() {
+        Some((
+            "RequestDenied",
             "the assertion consumer service is not registered for this SP",
         ))
     } else if request
@@ -610,59 +547,38 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         .as_deref()
         .is_some_and(|b| b != BINDING_POST)
     {
-        Some(refuse(
-            &default_acs,
-            Some("UnsupportedBinding"),
-            "Requester",
+        Some((
+            "UnsupportedBinding",
             "answers are sent with the HTTP-POST binding only",
         ))
     } else if (now - issued).abs() > REQUEST_AGE_SECONDS {
-        Some(refuse(
-            &default_acs,
-            Some("RequestDenied"),
-            "Requester",
+        Some((
+            "RequestDenied",
             "the request is too old (or from the future): check the SP's clock",
         ))
     } else if !destination_ok {
-        Some(refuse(
-            &default_acs,
-            Some("RequestDenied"),
-            "Requester",
-            "the request's Destination is not this IdP",
-        ))
+        Some(("RequestDenied", "the request's Destination is not this IdP"))
     } else if request
         .name_id_policy
         .as_ref()
         .and_then(|p| p.format.as_deref())
         .is_some_and(|f| f != NameIdFormat::Unspecified.urn() && f != sp.name_id_format.urn())
     {
-        Some(refuse(
-            &default_acs,
-            Some("InvalidNameIDPolicy"),
-            "Requester",
+        Some((
+            "InvalidNameIDPolicy",
             "this SP is given another NameID format",
         ))
+    // Each request is answered once (checked last: it remembers the request).
+    } else if !first_use(state, &sp, &request_id, now + 2 * REQUEST_AGE_SECONDS).await {
+        Some(("RequestDenied", "this request was answered already"))
     } else {
         None
     };
-    if let Some((acs, status)) = failure {
-        return error_response(
-            state,
-            &lang,
-            &sp,
-            &acs,
-            Some(&request_id),
-            relay_state,
-            status,
-        )
-        .await;
-    }
-    // Each request is answered once.
-    if !first_use(state, &sp, &request_id, now + 2 * REQUEST_AGE_SECONDS).await {
+    if let Some((sub, message)) = failure {
         let status = Status::with_sub_status(
             &format!("{STATUS}Requester"),
-            &format!("{STATUS}RequestDenied"),
-            Some("this request was answered already".into()),
+            &format!("{STATUS}{sub}"),
+            Some(message.to_string()),
         );
         return error_response(
             state,
@@ -1035,7 +951,7 @@ pub(crate) async fn answer(
             let page = post_page(
                 lang,
                 &web::brand(state, &sp.application.0, lang).title,
-                &pending.acs_url,
+                Post::Response(&pending.acs_url),
                 &xml,
                 pending.relay_state.as_deref(),
             );
@@ -1169,7 +1085,7 @@ async fn error_response(
         Ok(xml) => post_page(
             lang,
             &web::brand(state, &sp.application.0, lang).title,
-            acs,
+            Post::Response(acs),
             &xml,
             relay_state.as_deref(),
         ),
@@ -1180,14 +1096,27 @@ async fn error_response(
     }
 }
 
-/// The page that posts the response to the ACS: a form, submitted by a script from our own
-/// origin (the CSP allows no inline script), or by the user's click without scripts.
-fn post_page(lang: &str, title: &str, acs: &str, xml: &str, relay: Option<&str>) -> Response {
+/// What a post page posts, and where.
+enum Post<'a> {
+    /// The answer, to the SP's ACS.
+    Response(&'a str),
+    /// The SP's request, again to `/saml/sso` (from our own site: see `sso_post`).
+    RequestAgain,
+}
+
+/// The page that posts a SAML message: a form, submitted by a script from our own origin
+/// (the CSP allows no inline script), or by the user's click without scripts.
+fn post_page(lang: &str, title: &str, what: Post<'_>, xml: &str, relay: Option<&str>) -> Response {
     let t = web::texts(lang);
+    let (action, field, again, text) = match what {
+        Post::Response(acs) => (acs, "SAMLResponse", false, &t["saml_continue"]),
+        Post::RequestAgain => ("/saml/sso", "SAMLRequest", true, &t["saml_request_again"]),
+    };
     let html = web::template("saml_post.html").and_then(|tpl| {
         tpl.render(minijinja::context! {
-            lang => lang, t => t, app_title => title, acs => acs,
-            response => BASE64.encode(xml.as_bytes()), relay => relay,
+            lang => lang, t => t, app_title => title, action => action, field => field,
+            value => BASE64.encode(xml.as_bytes()), relay => relay, again => again,
+            same_site => SAME_SITE, text => text,
         })
     });
     let mut res = match html {

@@ -6,7 +6,9 @@
 //! Cookies are read and written here by hand: two opaque random values, HttpOnly and
 //! SameSite=Lax, need no cookie library.
 
-use crate::oauth::{active_claims, invalid_token, issuer, no_store, oauth_error, signer};
+use crate::oauth::{
+    active_claims, invalid_token, issuer, no_store, oauth_error, signer, unavailable,
+};
 use crate::{HttpState, St};
 use axum::Router;
 use axum::body::Bytes;
@@ -241,6 +243,7 @@ pub(crate) fn texts(lang: &str) -> Value {
             "unknown_sp": "Bu uygulama Tessera'da SAML hizmet sağlayıcısı olarak kayıtlı değil.",
             "saml_not_set_up": "SAML oturum açma henüz kurulmadı.",
             "saml_continue": "Uygulamaya dönülüyor…",
+            "saml_request_again": "Oturum açma sürüyor…",
             "no_idp_initiated": "Bu uygulamada oturum açmaya uygulamanın kendisinden başlayın.",
             "too_many": "Bu adresten çok fazla istek geldi. Bir dakika sonra yeniden deneyin.",
         }),
@@ -264,6 +267,7 @@ pub(crate) fn texts(lang: &str) -> Value {
             "unknown_sp": "This application is not registered with Tessera as a SAML service provider.",
             "saml_not_set_up": "SAML sign-in is not set up yet.",
             "saml_continue": "Returning to the application…",
+            "saml_request_again": "Continuing the sign-in…",
             "no_idp_initiated": "Start signing in to this application from the application itself.",
             "too_many": "Too many requests from this address. Try again in a minute.",
         }),
@@ -1451,11 +1455,7 @@ pub(crate) async fn code_grant(
         }
         Err(e) => {
             tracing::error!(error = %e, "code not read");
-            return oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "try again",
-            );
+            return unavailable();
         }
     };
     let Ok(c) = serde_json::from_str::<Code>(&kept.data) else {
@@ -1501,11 +1501,7 @@ pub(crate) async fn code_grant(
         Ok(_) => return bad("the user can no longer sign in"),
         Err(e) => {
             tracing::warn!(error = %e, "code: user not looked up");
-            return oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "try again",
-            );
+            return unavailable();
         }
     };
     let signer = match signer(state).await {

@@ -290,11 +290,23 @@ impl TestServer {
 /// The value of a form's hidden input `name` in a page (as the page writes it).
 pub fn hidden_input(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    page.split(marker.as_str())
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_else(|| panic!("no hidden input {name} in {page}"))
-        .to_string()
+    unescape(
+        page.split(marker.as_str())
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no hidden input {name} in {page}")),
+    )
+}
+
+/// An attribute value as the page's template escaped it, read back.
+pub fn unescape(value: &str) -> String {
+    value
+        .replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// Runs an async test body on both backends.
