@@ -219,6 +219,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // --- web sign-in state (login flows, SSO sessions, authorization codes) ---
     /// Keeps `data` under (`kind`, `key_hash`) until `expires_at`, replacing what was there.
     async fn put_web_state(&self, state: &WebState) -> StoreResult<()>;
+    /// Keeps `state` unless an unexpired state is under its (`kind`, `key_hash`): true when it
+    /// was kept (first seen), false when one was there. Deciding: of two at once, one wins.
+    async fn claim_web_state(&self, state: &WebState, now: i64) -> StoreResult<bool>;
     /// The unexpired state under (`kind`, `key_hash`).
     async fn web_state(
         &self,

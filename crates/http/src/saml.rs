@@ -452,24 +452,24 @@ const SAME_SITE: &str = "same_site";
 /// Request IDs seen (against replays), kept as long as a request is accepted.
 const SEEN: &str = "saml_seen";
 
-/// Whether a request ID of an SP is new (then it is remembered until `until`).
+/// Whether a request ID of an SP is new (then it is remembered until `until`); one of two
+/// copies sent at once wins. A store that cannot say refuses.
 async fn first_use(state: &HttpState, sp: &SamlServiceProvider, id: &str, until: i64) -> bool {
-    let store = state.engine.store();
+    let seen = tessera_core::store::WebState {
+        kind: SEEN.into(),
+        key_hash: web::hash(&format!("{}\u{0}{id}", sp.entity_id)),
+        subject: String::new(),
+        data: String::new(),
+        expires_at: until,
+    };
     let now = state.engine.clock().now();
-    let key = web::hash(&format!("{}\u{0}{id}", sp.entity_id));
-    if matches!(store.web_state(SEEN, &key, now).await, Ok(Some(_))) {
-        return false;
+    match state.engine.store().claim_web_state(&seen, now).await {
+        Ok(first) => first,
+        Err(e) => {
+            tracing::error!(error = %e, "SAML request id not remembered: refused");
+            false
+        }
     }
-    store
-        .put_web_state(&tessera_core::store::WebState {
-            kind: SEEN.into(),
-            key_hash: key,
-            subject: String::new(),
-            data: String::new(),
-            expires_at: until,
-        })
-        .await
-        .is_ok()
 }
 
 /// An SP-initiated sign-on: the request checked (known SP, signature, ACS, binding, age,

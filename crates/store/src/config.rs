@@ -186,6 +186,34 @@ impl SqlStore {
         Ok(())
     }
 
+    pub(crate) async fn claim_web_state_impl(
+        &self,
+        w: &tessera_core::store::WebState,
+        now: i64,
+    ) -> StoreResult<bool> {
+        // An expired row under the key is taken over; an unexpired one stays, and nothing is
+        // written (no row counted).
+        let n = self
+            .db
+            .execute(
+                "INSERT INTO web_state (kind, key_hash, subject, data, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, key_hash) \
+                 DO UPDATE SET subject = excluded.subject, data = excluded.data, \
+                 expires_at = excluded.expires_at WHERE web_state.expires_at <= $6",
+                params![
+                    w.kind.as_str(),
+                    w.key_hash.as_str(),
+                    w.subject.as_str(),
+                    w.data.as_str(),
+                    w.expires_at,
+                    now
+                ],
+                "web state",
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     pub(crate) async fn web_state_impl(
         &self,
         kind: &str,

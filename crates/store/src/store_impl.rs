@@ -79,6 +79,13 @@ impl Store for SqlStore {
     async fn put_web_state(&self, state: &tessera_core::store::WebState) -> StoreResult<()> {
         self.put_web_state_impl(state).await
     }
+    async fn claim_web_state(
+        &self,
+        state: &tessera_core::store::WebState,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.claim_web_state_impl(state, now).await
+    }
     async fn web_state(
         &self,
         kind: &str,

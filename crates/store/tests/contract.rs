@@ -821,6 +821,24 @@ async fn web_state_kept_taken_once_and_listed(h: &Harness) {
     );
     assert!(s.delete_web_state("sso", "a").await.unwrap());
     assert!(!s.delete_web_state("sso", "a").await.unwrap());
+    // Claimed once while it lives; an expired one is taken over.
+    assert!(s.claim_web_state(&state("n", "", 200), 100).await.unwrap());
+    assert!(!s.claim_web_state(&state("n", "", 400), 150).await.unwrap());
+    assert_eq!(
+        s.web_state("sso", "n", 150)
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at,
+        200
+    );
+    assert!(s.claim_web_state(&state("n", "", 400), 200).await.unwrap());
+    assert!(!s.claim_web_state(&state("old", "", 400), 10).await.unwrap());
+    assert!(
+        s.claim_web_state(&state("old", "", 400), 100)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         s.web_state("sso", "c", 100).await.unwrap().unwrap().subject,
         "bob"
