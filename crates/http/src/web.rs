@@ -163,21 +163,35 @@ pub(crate) async fn rate_limit(
     next: axum::middleware::Next,
 ) -> Response {
     let path = req.uri().path();
-    let asset = path == "/login/style.css"
+    // Assets, and what servers (not browsers) call: a relying party's backend asks userinfo
+    // for all its users from one address.
+    let exempt = path == "/login/style.css"
         || path == "/login/saml-post.js"
         || path.starts_with("/login/brand/")
         || path == "/saml/metadata"
-        || path == "/.well-known/openid-configuration";
+        || path == "/.well-known/openid-configuration"
+        || path == "/oidc/userinfo";
     let limit = state.engine.snapshot().settings.web_requests_per_minute;
-    if asset || limit == 0 {
+    if exempt || limit == 0 {
         return next.run(req).await;
     }
-    let ip = state.client_ip(peer, req.headers(), None);
+    // IPv6 by its /64: one host is given a whole network.
+    let ip = match state.client_ip(peer, req.headers(), None) {
+        std::net::IpAddr::V6(v6) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !u128::from(u64::MAX),
+        )),
+        v4 => v4,
+    };
     let minute = state.engine.clock().now() / 60;
     let over = match state.web_rates.lock() {
         Ok(mut counts) => {
+            // Bounded: last minutes' counts go, and if the addresses of this minute alone are
+            // too many, they start again (rather than a scan at every request).
             if counts.len() > 50_000 {
                 counts.retain(|_, (m, _)| *m == minute);
+                if counts.len() > 25_000 {
+                    counts.clear();
+                }
             }
             let entry = counts.entry(ip).or_insert((minute, 0));
             if entry.0 != minute {
@@ -612,6 +626,11 @@ async fn load_flow(state: &HttpState, headers: &HeaderMap) -> Option<(String, Fl
 /// The live SSO session behind a cookie (idle and absolute limits checked; the user still
 /// active is checked when a code is traded).
 pub(crate) async fn live_session(state: &HttpState, key: &str, now: i64) -> Option<Session> {
+    live_session_until(state, key, now).await.map(|(s, _)| s)
+}
+
+/// The same, with when the session ends.
+async fn live_session_until(state: &HttpState, key: &str, now: i64) -> Option<(Session, i64)> {
     let kept = state
         .engine
         .store()
@@ -620,7 +639,7 @@ pub(crate) async fn live_session(state: &HttpState, key: &str, now: i64) -> Opti
         .ok()??;
     let session: Session = serde_json::from_str(&kept.data).ok()?;
     let idle = i64::from(state.engine.snapshot().settings.sso_idle_minutes) * 60;
-    (now - session.last_seen < idle).then_some(session)
+    (now - session.last_seen < idle).then_some((session, kept.expires_at))
 }
 
 /// The application's own SSO limits (shorter than the settings', which `live_session`
@@ -890,6 +909,13 @@ async fn login_post(
     }
     let title = brand(&state, &flow.app, &flow.lang);
     let answer = form.get("answer").cloned().unwrap_or_default();
+    // No password or code is this long (as at the password grant): not worth hashing.
+    if answer.len() > 1024 {
+        let first = flow.tx.is_none();
+        let mut page = flow_page(&flow, &title, Some(if first { "failed" } else { "wrong" }));
+        page.ask_password = first && asks_password(&state, &flow.app);
+        return render(page, StatusCode::OK);
+    }
     let ip = state.client_ip(peer, &headers, None);
     let ctx = RequestCtx {
         client_ip: Some(ip),
@@ -1040,22 +1066,19 @@ async fn finish_login(
     };
     let lifetime = i64::from(settings.sso_session_minutes) * 60;
     let existing = match cookie(state, headers, SSO_COOKIE) {
-        Some(k) => live_session(state, &k, now).await.map(|s| (k, s)),
+        Some(k) => live_session_until(state, &k, now)
+            .await
+            .map(|(s, end)| (k, s, end)),
         None => None,
     };
     // A new key at every sign-in (no fixation); the browser's session of the same user keeps
-    // its applications and its end, another user's is ended.
+    // its applications and its end, another user's is ended (the old key goes once the new
+    // session is kept: a failed write does not sign the browser out).
     let session_key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
-    let mut old_end = now + lifetime;
-    if let Some((old, _)) = &existing {
-        if let Ok(Some(kept)) = store.web_state(SSO, &hash(old), now).await {
-            old_end = kept.expires_at;
-        }
-        store.delete_web_state(SSO, &hash(old)).await.ok();
-    }
+    let old_key = existing.as_ref().map(|(k, _, _)| hash(k));
     // Another user's session ends here: its OIDC relying parties are told by back-channel
     // (its SAML service providers cannot be, in the middle of this sign-in: logged).
-    if let Some((_, other)) = &existing
+    if let Some((_, other, _)) = &existing
         && !(other.user == user && other.realm == realm)
     {
         crate::backchannel::notify(state, std::slice::from_ref(other));
@@ -1068,7 +1091,7 @@ async fn finish_login(
         }
     }
     let (session, expires_at) = match existing {
-        Some((_, mut s)) if s.user == user && s.realm == realm => {
+        Some((_, mut s, old_end)) if s.user == user && s.realm == realm => {
             if !s.apps.contains(&flow.app) {
                 s.apps.push(flow.app.clone());
             }
@@ -1109,6 +1132,9 @@ async fn finish_login(
     if let Err(e) = kept {
         tracing::error!(error = %e, "SSO session not kept");
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if let Some(old) = &old_key {
+        store.delete_web_state(SSO, old).await.ok();
     }
     store.delete_web_state(FLOW, &hash(flow_key)).await.ok();
     if let Some(pending) = &flow.saml {
@@ -1365,7 +1391,7 @@ async fn spent_code_again(
     state: &HttpState,
     client: &ApiClient,
     code: &str,
-    verifier: Option<&String>,
+    verifier: &str,
     now: i64,
 ) {
     let store = state.engine.store();
@@ -1373,9 +1399,6 @@ async fn spent_code_again(
         return;
     };
     let Ok(spent) = serde_json::from_str::<SpentCode>(&kept.data) else {
-        return;
-    };
-    let Some(verifier) = verifier else {
         return;
     };
     if spent.client_id != client.client_id || !pkce_matches(verifier, &spent.code_challenge) {
@@ -1441,6 +1464,25 @@ pub(crate) async fn code_grant(
             "code, redirect_uri and code_verifier are required",
         );
     };
+    // An RS256 client needs the RSA key: without it the code is not used up for nothing.
+    let rsa = match client.id_token_alg.as_deref() {
+        Some("RS256") => match crate::rsa_key::signer(state).await {
+            Ok(Some(rsa)) => Some(rsa),
+            Ok(None) => {
+                tracing::error!(client = %client.name, "no RS256 key: import one with tessera oidc import-key");
+                return oauth_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "no signing key for this client's ID tokens",
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "RS256 key unavailable");
+                return unavailable();
+            }
+        },
+        _ => None,
+    };
     let now = state.engine.clock().now();
     let kept = match state
         .engine
@@ -1450,7 +1492,7 @@ pub(crate) async fn code_grant(
     {
         Ok(Some(k)) => k,
         Ok(None) => {
-            spent_code_again(state, client, code, params.get("code_verifier"), now).await;
+            spent_code_again(state, client, code, verifier, now).await;
             return bad("unknown, expired or used code");
         }
         Err(e) => {
@@ -1461,14 +1503,21 @@ pub(crate) async fn code_grant(
     let Ok(c) = serde_json::from_str::<Code>(&kept.data) else {
         return bad("unknown, expired or used code");
     };
+    if c.client_id != client.client_id || c.redirect_uri != *redirect_uri {
+        return bad("the code was issued to another client or redirect URI");
+    }
+    if !pkce_matches(verifier, &c.code_challenge) {
+        return bad("code_verifier does not match the code_challenge (PKCE S256)");
+    }
     let lifetime = i64::from(client.token_lifetime_seconds);
     let rng = state.engine.ports().rng.clone();
     let jti = tessera_core::rng::random_hex(rng.as_ref(), 16);
-    // What the code buys, kept at once (a copy of the code presented meanwhile must find it)
-    // and while the access token lives: the code presented again revokes it (RFC 6749
-    // §4.1.2). Kept though the trade may still fail: its token then never exists.
+    // What the code buys, kept before anything is awaited (a copy of the code presented
+    // meanwhile must find it) and while the access token lives: the code presented again
+    // revokes it (RFC 6749 §4.1.2). Kept though the trade may still fail: its token then
+    // never exists.
     let spent = SpentCode {
-        client_id: client.client_id.clone(),
+        client_id: c.client_id.clone(),
         code_challenge: c.code_challenge.clone(),
         jti: jti.clone(),
         user: c.user.clone(),
@@ -1486,12 +1535,6 @@ pub(crate) async fn code_grant(
         if let Err(e) = state.engine.store().put_web_state(&kept).await {
             tracing::warn!(error = %e, "spent code not remembered");
         }
-    }
-    if c.client_id != client.client_id || c.redirect_uri != *redirect_uri {
-        return bad("the code was issued to another client or redirect URI");
-    }
-    if !pkce_matches(verifier, &c.code_challenge) {
-        return bad("code_verifier does not match the code_challenge (PKCE S256)");
     }
     // The user must still be able to sign in.
     let snap = state.engine.snapshot();
@@ -1535,13 +1578,9 @@ pub(crate) async fn code_grant(
     if let (Some(sid), Some(obj)) = (&c.sid, id.as_object_mut()) {
         obj.insert("sid".into(), Value::String(sid.clone()));
     }
-    let id_token = match client.id_token_alg.as_deref() {
-        Some("RS256") => match crate::rsa_key::signer(state).await {
-            Ok(Some(rsa)) => rsa.sign_typed(&id, "JWT"),
-            Ok(None) => Err("no RS256 key: import one with tessera oidc import-key".into()),
-            Err(e) => Err(e),
-        },
-        _ => signer.sign_typed(&id, "JWT"),
+    let id_token = match &rsa {
+        Some(rsa) => rsa.sign_typed(&id, "JWT"),
+        None => signer.sign_typed(&id, "JWT"),
     };
     if let Err(e) = &id_token {
         tracing::error!(error = %e, client = %client.name, "ID token not signed");

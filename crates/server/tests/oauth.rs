@@ -1930,7 +1930,7 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
     .unwrap();
     s.admin().apply(&actor(), &decl, false).await.unwrap();
     let redirect = "http://127.0.0.1:9/cb";
-    let (id, _) = oidc_client(&s, redirect).await;
+    let (id, secret) = oidc_client(&s, redirect).await;
     // Where the relying party may send its users after signing out (RP-Initiated Logout).
     let mut rp = s
         .admin()
@@ -2091,6 +2091,58 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
         }
     };
     assert!(signed_in(sso.clone()).await, "the SSO session serves");
+    // A fresh code with a wrong verifier is refused — and used up; a fresh one with the right
+    // verifier (RFC 7636's example pair) is traded.
+    let fresh_code = |sso: String| {
+        let (browser, u) = (browser.clone(), url("&prompt=none"));
+        async move {
+            let r = browser.get(u).header("cookie", sso).send().await.unwrap();
+            let location = r.headers()["location"].to_str().unwrap().to_string();
+            form_urlencoded::parse(location.split_once('?').unwrap().1.as_bytes())
+                .find(|(k, _)| k == "code")
+                .map(|(_, v)| v.into_owned())
+                .unwrap()
+        }
+    };
+    let trade = |code: String, verifier: &'static str| {
+        let (s, id, secret) = (&s, &id, &secret);
+        async move {
+            post(
+                s,
+                "/oauth/token",
+                Some((id, secret)),
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", redirect),
+                    ("code_verifier", verifier),
+                ],
+            )
+            .await
+        }
+    };
+    let right = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let code = fresh_code(sso.clone()).await;
+    let (status, body) = trade(
+        code.clone(),
+        "wrong-verifier-0123456789-0123456789-0123456789",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("code_verifier does not match"),
+        "{body}"
+    );
+    let (status, body) = trade(code, right).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, body) = trade(fresh_code(sso.clone()).await, right).await;
+    assert_eq!(status, 200, "{body}");
     // max_age=0: the session is too old to serve without a new sign-in.
     let r = browser
         .get(url("&max_age=0"))
@@ -2501,5 +2553,86 @@ async fn backchannel_logout_is_tried_again_when_the_relying_party_is_down() {
     assert_eq!(refused.result, "error", "{refused:?}");
     assert!(refused.reason.contains("400"), "{refused:?}");
     assert!(!refused.reason.contains("tries"), "{refused:?}");
+    s.stop().await;
+}
+
+/// Behind https (`public_url`), the flow and SSO cookies are `__Host-` cookies: Secure, for
+/// this host only (no Domain), for the whole path, out of scripts' reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_cookies_are_host_only_and_secure() {
+    let s = oauth_server(Backend::Sqlite).await;
+    s.set(json!({"public_url": "https://sso.example.org"}))
+        .await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.use_app("intranet", &[&[Method::Password]]).await;
+    let redirect = "http://127.0.0.1:9/cb";
+    let (id, _) = oidc_client(&s, redirect).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookies = |r: &reqwest::Response| -> Vec<String> {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    let strict = |c: &str| {
+        c.contains("; Secure")
+            && c.contains("; HttpOnly")
+            && c.contains("; Path=/;")
+            && c.contains("SameSite=Lax")
+            && !c.to_ascii_lowercase().contains("domain=")
+    };
+    let r = browser
+        .get(format!(
+            "{}/oidc/authorize?response_type=code&client_id={id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let flow = cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-tessera_flow="))
+        .unwrap_or_else(|| panic!("{:?}", cookies(&r)));
+    assert!(strict(&flow), "{flow}");
+    let flow = flow.split(';').next().unwrap().to_string();
+    // The cookie under its plain name is not the login's.
+    let plain = flow.replacen("__Host-", "", 1);
+    let page = |cookie: String| {
+        let (browser, url) = (browser.clone(), format!("{}/login", s.url));
+        async move {
+            let r = browser
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(page(plain).await.0, 400);
+    let (status, login) = page(flow.clone()).await;
+    assert_eq!(status, 200);
+    let r = browser
+        .post(format!("{}/login", s.url))
+        .header("cookie", &flow)
+        .form(&[
+            ("csrf", common::hidden_input(&login, "csrf").as_str()),
+            ("username", "alice"),
+            ("answer", "alice-password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let sso = cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-tessera_sso="))
+        .unwrap_or_else(|| panic!("{:?}", cookies(&r)));
+    assert!(strict(&sso), "{sso}");
     s.stop().await;
 }

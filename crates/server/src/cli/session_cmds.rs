@@ -62,6 +62,9 @@ pub async fn run(app: &App, out: Out, cmd: SessionCmd) -> Result<()> {
         SessionCmd::End { user, realm, id } => {
             // A listed id may be shortened to its first 16 characters.
             let id = match id {
+                Some(short) if short.trim().is_empty() => {
+                    anyhow::bail!("--id: give a session id (or its first characters), as listed")
+                }
                 Some(short) => {
                     let sessions = admin.sso_sessions(&user, realm.as_deref()).await?;
                     let found: Vec<_> = sessions
