@@ -504,7 +504,10 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         .filter(|r| r.len() <= MAX_RELAY_STATE);
     let default_acs = sp.acs_urls.first().cloned().unwrap_or_default();
     let request_id = request.base.id.clone();
-    let signed = signed_by(&sp, &decoded, &request_id);
+    // Signed: a query signature, or a signature element of the request itself (checked only
+    // then: verifying costs a certificate parse and an RSA operation per certificate).
+    let has_signature = decoded.redirect_signature.is_some() || request.base.has_signature;
+    let signed = has_signature && signed_by(&sp, &decoded, &request_id);
     let acs = match (
         &request.assertion_consumer_service_url,
         request.assertion_consumer_service_index,
@@ -528,9 +531,7 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         .is_none_or(|d| d == format!("{base}/saml/sso"));
     // Errors from here on go to the SP's registered default ACS as SAML statuses (Requester,
     // with this sub-status).
-    let failure = if (decoded.redirect_signature.is_some() || request.base.has_signature) && !signed
-    {
-        // Signed: a query signature, or a signature element of the request itself.
+    let failure = if has_signature && !signed {
         Some((
             "RequestDenied",
             "the request's signature does not verify with the SP's certificates",

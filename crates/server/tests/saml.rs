@@ -891,6 +891,9 @@ async fn metadata_read_from_an_address_is_read_again() {
     // The SP's own web server, whose metadata changes.
     let served = Arc::new(Mutex::new(meta.clone()));
     let body = served.clone();
+    // How often the metadata was read.
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = reads.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/metadata", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -898,6 +901,7 @@ async fn metadata_read_from_an_address_is_read_again() {
             "/metadata",
             axum::routing::get(move || {
                 let body = body.clone();
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 async move { body.lock().unwrap().clone() }
             }),
         );
@@ -972,8 +976,19 @@ async fn metadata_read_from_an_address_is_read_again() {
     *served.lock().unwrap() = meta
         .replace(SP, "http://127.0.0.1:9/impostor")
         .replace(ACS, "http://127.0.0.1:9/acs-evil");
+    let before = reads.load(std::sync::atomic::Ordering::SeqCst);
     s.advance(1441 * 60);
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for _ in 0..60 {
+        if reads.load(std::sync::atomic::Ordering::SeqCst) > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(
+        reads.load(std::sync::atomic::Ordering::SeqCst) > before,
+        "the metadata was read again"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     s.admin().engine().refresh().await.unwrap();
     assert_eq!(current().entity_id, SP);
     assert_eq!(

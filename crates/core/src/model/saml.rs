@@ -179,6 +179,14 @@ pub fn certificate_pem(der: &[u8]) -> String {
 }
 
 fn check_url(what: &str, u: &str, errs: &mut Vec<String>) {
+    // The parser drops tabs and line breaks (and trims controls) that the stored text keeps.
+    if u.chars().any(char::is_control) || u.len() > 2048 {
+        errs.push(format!(
+            "{what}: '{}' has control characters or is longer than 2048 characters",
+            u.escape_default()
+        ));
+        return;
+    }
     match url::Url::parse(u) {
         Ok(p) if p.scheme() == "https" && p.username().is_empty() && p.password().is_none() => {}
         Ok(p)
@@ -299,6 +307,7 @@ mod tests {
         bad.acs_indexes = vec![1, 2];
         bad.certificates = vec!["not a certificate".into()];
         bad.name_id_from = Some("groups".into());
+        bad.slo_url = Some("https://wiki.example.org/s\nlo".into());
         let p = bad.problems().join("\n");
         for want in [
             "name_id_from: 'groups' is not one of username, email or attribute:<name>",
@@ -307,6 +316,7 @@ mod tests {
             "needs encryption_certificate",
             "expected a PEM certificate",
             "one index for each ACS URL",
+            "has control characters",
         ] {
             assert!(p.contains(want), "{p}");
         }

@@ -537,16 +537,11 @@ pub async fn refresh_due(
         let seen = match last.get(&key) {
             Some(t) => *t,
             None => {
-                // First seen by this process: counted from the stored reading, or from now for
-                // an SP just registered (the CLI or the admin API read its metadata then).
+                // First seen by this process: counted from the stored reading; never read by a
+                // server (just registered — the admin API does not read the address), due now.
                 let t = match stored(key.clone()).await {
                     Ok(Some(t)) => t,
-                    Ok(None) => {
-                        if let Err(e) = store.set_meta(&key, &now.to_string()).await {
-                            tracing::warn!(error = %e, "SAML metadata reading time not kept");
-                        }
-                        now
-                    }
+                    Ok(None) => now - period,
                     // Asked again at the next check.
                     Err(()) => continue,
                 };
@@ -570,7 +565,7 @@ pub async fn refresh_due(
         if let Err(e) = store.set_meta(&key, &now.to_string()).await {
             tracing::warn!(error = %e, "SAML metadata reading time not kept");
         }
-        due.push((sp.clone(), url.clone()));
+        due.push((sp.name.clone(), url.clone()));
     }
     drop(snap);
     let actor = Actor {
@@ -578,18 +573,25 @@ pub async fn refresh_due(
         door: "system".into(),
         client_ip: None,
     };
-    for (sp, url) in due {
-        let read = match fetch_metadata(&url).await {
-            Ok(xml) => tessera_http::saml::refreshed(&sp, &xml).map_err(|e| anyhow!(e)),
+    for (name, url) in due {
+        let fetched = fetch_metadata(&url).await;
+        // The SP as it is now, not as it was before the fetch: an administrator may have
+        // changed or deleted it meanwhile (a deleted SP is not brought back).
+        let current = match admin.get::<SamlServiceProvider>(&name) {
+            Ok(sp) if sp.metadata_url.as_deref() == Some(url.as_str()) => sp,
+            _ => continue,
+        };
+        let read = match fetched {
+            Ok(xml) => tessera_http::saml::refreshed(&current, &xml).map_err(|e| anyhow!(e)),
             Err(e) => Err(e),
         };
         match read {
             Ok(Some(next)) => match admin.put(&actor, next).await {
-                Ok(_) => tracing::info!(sp = %sp.name, %url, "SAML metadata changed: taken"),
-                Err(e) => tracing::warn!(sp = %sp.name, error = %e, "SAML metadata not taken"),
+                Ok(_) => tracing::info!(sp = %name, %url, "SAML metadata changed: taken"),
+                Err(e) => tracing::warn!(sp = %name, error = %e, "SAML metadata not taken"),
             },
-            Ok(None) => tracing::debug!(sp = %sp.name, "SAML metadata unchanged"),
-            Err(e) => tracing::warn!(sp = %sp.name, %url, error = %e, "SAML metadata not read"),
+            Ok(None) => tracing::debug!(sp = %name, "SAML metadata unchanged"),
+            Err(e) => tracing::warn!(sp = %name, %url, error = %e, "SAML metadata not read"),
         }
     }
 }
