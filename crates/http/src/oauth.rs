@@ -151,6 +151,16 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
     res
 }
 
+/// The bearer token of `Authorization: Bearer …` (the scheme in any case).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let (scheme, rest) = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+}
+
 /// 503 `temporarily_unavailable`: the store or the directory did not answer.
 pub(crate) fn unavailable() -> Response {
     oauth_error(
@@ -884,15 +894,7 @@ async fn pending_login(
     ip: std::net::IpAddr,
     role: &str,
 ) -> Result<Pending, Box<Response>> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
-        })
-        .map(str::trim);
-    let Some(token) = bearer else {
+    let Some(token) = bearer(headers) else {
         return Err(Box::new(invalid_token(&format!(
             "an {role} token is required as bearer"
         ))));

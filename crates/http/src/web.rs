@@ -1422,7 +1422,7 @@ async fn spent_code_again(
         at_ms: state.engine.clock().now_millis(),
         actor: format!("api:{}", client.name),
         action: "oidc_code_reused".into(),
-        door: "web".into(),
+        door: "api".into(),
         user: Some(spent.user),
         realm: Some(spent.realm),
         serial: None,
@@ -1603,14 +1603,7 @@ pub(crate) async fn code_grant(
 
 /// `/oidc/userinfo`: the signed-in user's claims, by the scopes of the access token.
 async fn userinfo(state: St, headers: HeaderMap) -> Response {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
-        });
-    let Some(token) = bearer else {
+    let Some(token) = crate::oauth::bearer(&headers) else {
         return invalid_token("an access token is required");
     };
     let Some(claims) = active_claims(&state, token).await else {

@@ -64,7 +64,7 @@ pub struct ApiClientArgs {
     /// match).
     #[arg(long = "post-logout-redirect-uri")]
     post_logout_redirect_uris: Vec<String>,
-    /// The application its users sign in through (user clients).
+    /// The application its users sign in through (user and OIDC clients).
     #[arg(long)]
     application: Option<String>,
     /// A scope its tokens may carry: validate, mfa, introspect (repeat for several).

@@ -53,10 +53,10 @@ pub struct BrandArgs {
     /// A logo file (PNG, JPEG or SVG, at most 64 KiB); `none` removes it.
     #[arg(long)]
     logo: Option<String>,
-    /// The colour of buttons and focus rings (#rrggbb); `none` removes it.
+    /// The colour of buttons and focus rings (#rrggbb or #rgb); `none` removes it.
     #[arg(long)]
     primary_color: Option<String>,
-    /// The page's background colour (#rrggbb); `none` removes it.
+    /// The page's background colour (#rrggbb or #rgb); `none` removes it.
     #[arg(long)]
     background_color: Option<String>,
     /// A text, LANG.KEY=TEXT (repeat): LANG en or tr, KEY title, intro, help, username,

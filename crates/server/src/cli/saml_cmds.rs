@@ -101,6 +101,7 @@ pub struct SpArgs {
     /// Sign only the assertion.
     #[arg(long)]
     sign_assertion_only: bool,
+    /// A note for administrators (shown by `saml sp show`).
     #[arg(long)]
     description: Option<String>,
 }
@@ -146,6 +147,7 @@ pub struct SpSetArgs {
     /// What is signed: assertion, response or both.
     #[arg(long)]
     sign: Option<String>,
+    /// A note for administrators.
     #[arg(long)]
     description: Option<String>,
 }
@@ -388,6 +390,7 @@ fn show(sp: &SamlServiceProvider) {
     };
     fields(&[
         ("name", sp.name.clone()),
+        ("description", sp.description.clone()),
         ("entity_id", sp.entity_id.clone()),
         ("application", sp.application.0.clone()),
         ("acs_urls", sp.acs_urls.join(", ")),
