@@ -6,50 +6,10 @@
 
 mod common;
 
-use common::{Backend, SEED_B32, TestServer};
+use common::{Api, Backend, SEED_B32, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tessera_core::model::AdminRole;
-
-struct Api<'a> {
-    s: &'a TestServer,
-    token: String,
-}
-
-impl Api<'_> {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .s
-            .http
-            .request(method, format!("{}/api/v1{path}", self.s.url))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, None).await
-    }
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, Some(body)).await
-    }
-    async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::PATCH, path, Some(body)).await
-    }
-    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::PUT, path, Some(body)).await
-    }
-    async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::DELETE, path, None).await
-    }
-}
 
 async fn setup(b: Backend) -> (TestServer, String) {
     let s = TestServer::start(b, None).await;

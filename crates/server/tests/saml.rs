@@ -752,16 +752,12 @@ async fn the_admin_api_imports_sp_metadata_and_refuses_bad_metadata() {
         .await
         .unwrap();
     assert_eq!(again.status(), 409);
-    let list: Value = s
-        .http
-        .get(format!("{}/api/v1/saml-sps", s.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = common::Api {
+        s: &s,
+        token: token.clone(),
+    };
+    let (status, list) = api.get("/saml-sps").await;
+    assert_eq!(status, 200, "{list}");
     assert_eq!(list["saml_sps"].as_array().unwrap().len(), 1, "{list}");
     // An SP for an application that does not exist is refused, with nothing stored.
     let res = s
@@ -827,42 +823,17 @@ async fn the_admin_api_imports_sp_metadata_and_refuses_bad_metadata() {
         .web_states_of("saml_seen", "", s.now());
     assert_eq!(after.await.unwrap().len(), before, "nothing remembered");
     // The exported configuration carries it as a [[saml_sp]] and applies back unchanged.
-    let exported: Value = s
-        .http
-        .get(format!("{}/api/v1/config", s.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, exported) = api.get("/config").await;
+    assert_eq!(status, 200, "{exported}");
     assert_eq!(exported["saml_sp"][0]["entity_id"], SP, "{exported}");
-    let applied: Value = s
-        .http
-        .post(format!("{}/api/v1/config?prune=true", s.url))
-        .bearer_auth(&token)
-        .json(&exported)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, applied) = api.post("/config?prune=true", exported.clone()).await;
+    assert_eq!(status, 200, "{applied}");
     assert_eq!(applied["changes"], json!([]), "{applied}");
     // A [[saml_sp]] with a problem is refused with the reason, nothing applied.
     let mut bad = exported.clone();
     bad["saml_sp"][0]["acs_urls"] = json!(["http://evil.example/acs"]);
-    let res = s
-        .http
-        .post(format!("{}/api/v1/config", s.url))
-        .bearer_auth(&token)
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 400);
-    let body: Value = res.json().await.unwrap();
+    let (status, body) = api.post("/config", bad).await;
+    assert_eq!(status, 400);
     assert!(body.to_string().contains("must be https://"), "{body}");
     assert_eq!(
         s.admin()

@@ -521,3 +521,49 @@ impl Drop for Provider {
         self.task.abort();
     }
 }
+
+/// The admin REST API as an administrator calls it: status and JSON (or the text).
+pub struct Api<'a> {
+    pub s: &'a TestServer,
+    pub token: String,
+}
+
+impl Api<'_> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let mut req = self
+            .s
+            .http
+            .request(method, format!("{}/api/v1{path}", self.s.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+    pub async fn get(&self, path: &str) -> (reqwest::StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (reqwest::StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> (reqwest::StatusCode, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> (reqwest::StatusCode, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> (reqwest::StatusCode, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+}
