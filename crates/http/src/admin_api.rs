@@ -694,17 +694,9 @@ async fn import_saml_sp(
     let actor = auth.write()?;
     let xml = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::bad_request("the metadata is not UTF-8"))?;
-    let sp = crate::saml::sp_from_metadata(xml, &q.name, &q.application)
+    let sp: SamlServiceProvider = crate::saml::sp_from_metadata(xml, &q.name, &q.application)
         .map_err(ApiError::bad_request)?;
-    if state.admin.get::<SamlServiceProvider>(&sp.name).is_ok() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("SAML service provider '{}' already exists", sp.name),
-        ));
-    }
-    let saved = state.admin.put(&actor, sp).await.api(&state)?;
-    Ok((StatusCode::CREATED, Json(json!(saved))).into_response())
+    create(&state, &actor, sp).await
 }
 
 async fn list_objects<T: Collection>(state: St, auth: Authed) -> ApiResult<Json<Value>> {
@@ -721,6 +713,11 @@ async fn list_objects<T: Collection>(state: St, auth: Authed) -> ApiResult<Json<
 async fn post_objects<T: Collection>(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Response> {
     let actor = auth.write()?;
     let object: T = body(&bytes)?;
+    create(&state, &actor, object).await
+}
+
+/// Creates an object that does not exist yet: 201 with it, or 409.
+async fn create<T: Collection>(state: &HttpState, actor: &Actor, object: T) -> ApiResult<Response> {
     if state.admin.get::<T>(object.name()).is_ok() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -728,7 +725,7 @@ async fn post_objects<T: Collection>(state: St, auth: Authed, bytes: Bytes) -> A
             format!("{} '{}' already exists", T::LABEL, object.name()),
         ));
     }
-    let saved = state.admin.put(&actor, object).await.api(&state)?;
+    let saved = state.admin.put(actor, object).await.api(state)?;
     Ok((StatusCode::CREATED, Json(json!(saved.public()))).into_response())
 }
 

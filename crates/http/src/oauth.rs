@@ -151,7 +151,8 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
     res
 }
 
-/// The bearer token of `Authorization: Bearer …` (the scheme in any case).
+/// The bearer token of `Authorization: Bearer …` (RFC 6750, the scheme in any case; the admin
+/// API's `validate::bearer` also takes privacyIDEA's bare tokens and header).
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, rest) = headers
         .get(header::AUTHORIZATION)?
