@@ -187,28 +187,14 @@ fn invalid_client(description: &str) -> Response {
     res
 }
 
-fn form(body: &Bytes) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for (k, v) in form_urlencoded::parse(body) {
-        // A parameter given twice is an error (RFC 6749 §3.2); remember it as such.
-        if out.insert(k.to_string(), v.to_string()).is_some() {
-            out.insert(format!("{k}\u{0}twice"), String::new());
-        }
-    }
-    out
-}
-
-/// The form parameters, refusing a repeated one (RFC 6749 §3.2).
 fn form_once(body: &Bytes) -> Result<HashMap<String, String>, Box<Response>> {
-    let params = form(body);
-    if params.keys().any(|k| k.ends_with("\u{0}twice")) {
-        return Err(Box::new(oauth_error(
+    crate::web::pairs_once(body).map_err(|()| {
+        Box::new(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "a parameter is repeated",
-        )));
-    }
-    Ok(params)
+        ))
+    })
 }
 
 /// A call authenticated by an API client: its parameters, the caller's address and the client.

@@ -408,8 +408,14 @@ async fn style() -> Response {
 }
 
 pub(crate) fn query(raw: Option<&str>) -> Result<HashMap<String, String>, ()> {
+    pairs_once(raw.unwrap_or("").as_bytes())
+}
+
+/// The pairs of a query string or form body; a name given twice is an error (RFC 6749 §3.1,
+/// §3.2: parameters must not repeat).
+pub(crate) fn pairs_once(input: &[u8]) -> Result<HashMap<String, String>, ()> {
     let mut out = HashMap::new();
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+    for (k, v) in form_urlencoded::parse(input) {
         if out.insert(k.to_string(), v.to_string()).is_some() {
             return Err(());
         }
