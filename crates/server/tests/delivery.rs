@@ -107,7 +107,12 @@ async fn sms_codes_with_retries_failover_and_single_use(b: Backend) {
 
     // Each attempt is audited, without the code.
     let deliveries = s.audit("deliver").await;
-    assert_eq!(deliveries.len(), 1);
+    assert_eq!(
+        deliveries.len(),
+        1,
+        "{deliveries:#?}\n{:#?}",
+        gw.seen.lock().unwrap()
+    );
     let d = &deliveries[0];
     assert_eq!(d.result, "ok");
     assert!(d.reason.contains("flaky: HTTP 500"), "{}", d.reason);
