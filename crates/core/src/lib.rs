@@ -12,6 +12,7 @@ pub mod clock;
 pub mod engine;
 pub mod hashing;
 pub mod ids;
+pub mod lockout;
 pub mod model;
 pub mod netmatch;
 pub mod rng;

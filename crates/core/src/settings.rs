@@ -21,7 +21,8 @@ pub struct SystemSettings {
     /// When no token's PIN matches, increase the fail counter of all the user's tokens.
     pub increase_failcounter_on_wrong_pin: bool,
     /// Minutes after the max fail count was reached until a correct PIN+OTP clears the fail
-    /// counter again; 0 disables automatic clearing.
+    /// counter again; 0 disables automatic clearing (the token stays locked until an
+    /// administrator resets its fail counter).
     pub failcounter_clear_minutes: u32,
     /// Do not keep per-token authentication counters.
     pub no_auth_counter: bool,
@@ -69,6 +70,14 @@ pub struct SystemSettings {
     pub lock_period_minutes: u32,
     /// Failed attempts further apart than this start a new count.
     pub incorrect_attempt_interval_minutes: u32,
+    /// Count failed attempts per user and client address: an address that uses up
+    /// `max_password_attempts` or `max_otp_attempts` locks the user out for itself only, and the
+    /// user is locked everywhere only after `lock_all_addresses_attempts` failures from all
+    /// addresses together (also for administrator sign-ins).
+    pub lock_per_client_address: bool,
+    /// With `lock_per_client_address`: failed attempts of each kind from all addresses together
+    /// after which the account is locked everywhere.
+    pub lock_all_addresses_attempts: u32,
     /// Wrong answers to the second and later factors (the MFA step) have their own budgets and
     /// lock period (seed 003's CONF_ENABLE_ACCOUNT_LOCKING_MFA); off: they count towards the
     /// account lock like the first factor's.
@@ -196,7 +205,7 @@ impl Default for SystemSettings {
             split_at_sign: true,
             default_realm: "default".into(),
             increase_failcounter_on_wrong_pin: false,
-            failcounter_clear_minutes: 0,
+            failcounter_clear_minutes: 30,
             no_auth_counter: false,
             prepend_pin: true,
             auto_resync: false,
@@ -221,6 +230,8 @@ impl Default for SystemSettings {
             max_otp_attempts: 5,
             lock_period_minutes: 30,
             incorrect_attempt_interval_minutes: 30,
+            lock_per_client_address: false,
+            lock_all_addresses_attempts: 50,
             mfa_account_locking: false,
             mfa_max_otp_attempts: 5,
             mfa_max_password_attempts: 5,
@@ -475,6 +486,11 @@ impl SystemSettings {
             (1..=43_200).contains(&self.lock_period_minutes),
             "lock_period_minutes",
             "must be between 1 and 43200 minutes (30 days)",
+        );
+        check(
+            (1..=100_000).contains(&self.lock_all_addresses_attempts),
+            "lock_all_addresses_attempts",
+            "must be between 1 and 100000",
         );
         check(
             (1..=1000).contains(&self.mfa_max_otp_attempts),

@@ -6,8 +6,8 @@
 //! are single conditional statements, so they stay correct with many nodes on one database.
 //!
 //! Durability: a write is committed when it returns, except the *deciding* writes marked below
-//! (`accept_otp`, `record_otp_failures`, `set_resync_state`, `record_auth_failure`,
-//! `clear_lock`). Their answer is final when they return (every later write sees them), but the
+//! (`accept_otp`, `record_otp_failures`, `set_resync_state`, `reserve_attempt`,
+//! `release_attempt`, `clear_locks`). Their answer is final when they return (every later write sees them), but the
 //! embedded store may commit them only together with the caller's next write. A caller
 //! therefore makes a committed write (the audit record of the decision) before it tells anyone
 //! the outcome, and then checks that [`Store::lost_writes`] did not move since before the
@@ -122,41 +122,7 @@ pub struct WebState {
     pub expires_at: i64,
 }
 
-/// The key prefix of a login session's retry counters (in the lockout counters): they mean
-/// nothing once their transaction is gone (a day at most), and are purged two days on.
-pub const SESSION_COUNTER_PREFIX: &str = "\u{1f}session\u{1f}";
-
-/// Failed-attempt counters of one login name.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LockState {
-    pub password_fails: u32,
-    pub otp_fails: u32,
-    /// When the current count started (Unix seconds).
-    pub first_fail_at: i64,
-    /// Locked until this time (Unix seconds), if a budget was used up.
-    pub locked_until: Option<i64>,
-}
-
-impl LockState {
-    pub fn is_locked(&self, now: i64) -> bool {
-        self.locked_until.is_some_and(|t| now < t)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailKind {
-    Password,
-    Otp,
-}
-
-/// The lockout budgets (seed 003).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LockPolicy {
-    pub max_password: u32,
-    pub max_otp: u32,
-    pub lock_secs: i64,
-    pub interval_secs: i64,
-}
+pub use crate::lockout::{FailKind, LockKey, LockPolicy, LockState, Reservation};
 
 #[derive(Clone, Debug, Default)]
 pub struct UserFilter {
@@ -300,16 +266,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_token(&self, serial: &Serial) -> StoreResult<bool>;
     async fn delete_tokens_of(&self, owner: &UserRef) -> StoreResult<u64>;
     /// Accepts the OTP found at `counter` if, and only if, no OTP at or after `counter` was
-    /// accepted before: the token's counter becomes `counter + 1`, its fail counter and any
-    /// pending resync are cleared and (unless `count_auth` is false) its counters are bumped.
-    /// Returns false when the OTP was already used, by this or by a concurrent request.
-    /// Deciding (see the module documentation).
+    /// accepted before and the token is under its fail limit (`fail_count < max_fail`, or the
+    /// limit was reached `clear_minutes` or more ago, when that is not 0): the token's counter
+    /// becomes `counter + 1`, its fail counter and any pending resync are cleared and (unless
+    /// `count_auth` is false) its counters are bumped. Returns false when the OTP was already
+    /// used, by this or by a concurrent request, or the token reached its fail limit (also
+    /// while this OTP was checked). Deciding (see the module documentation).
     async fn accept_otp(
         &self,
         serial: &Serial,
         counter: i64,
         now: i64,
         count_auth: bool,
+        clear_minutes: u32,
     ) -> StoreResult<bool>;
     /// Increases the fail counters (up to each token's maximum, stamping the time it was
     /// reached) and the authentication counters. Deciding.
@@ -411,18 +380,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Messages, newest first: pending and failed ones, or all.
     async fn list_outbox(&self, all: bool, limit: u32) -> StoreResult<Vec<OutboxMessage>>;
 
-    // --- lockout ---
-    async fn lock_state(&self, key: &str) -> StoreResult<Option<LockState>>;
-    /// Counts one failure atomically and locks when the budget is used up. Deciding.
-    async fn record_auth_failure(
+    // --- lockout (see [`crate::lockout`]) ---
+    async fn lock_state(&self, key: &LockKey) -> StoreResult<Option<LockState>>;
+    /// Takes one attempt of `kind` from the budget of `key`, before the attempt is checked: one
+    /// conditional write that counts it unless the key is locked at `now` (a count older than
+    /// `interval_secs`, or whose lock ran out, starts afresh). The attempt that uses up a budget
+    /// locks the key for `lock_secs` at once, so that no attempt sent beside it gets checked;
+    /// if it was right, giving it back unlocks. `None`: refused. Deciding.
+    async fn reserve_attempt(
         &self,
-        key: &str,
+        key: &LockKey,
         kind: FailKind,
         now: i64,
         policy: &LockPolicy,
-    ) -> StoreResult<LockState>;
-    /// Deciding.
-    async fn clear_lock(&self, key: &str) -> StoreResult<()>;
+    ) -> StoreResult<Option<LockState>>;
+    /// Gives back an attempt that was right (or not the user's mistake): the count goes down by
+    /// one, and the lock goes if the count is below the budget again. Nothing happens when the
+    /// count started afresh since the attempt was taken. Deciding.
+    async fn release_attempt(&self, reservation: &Reservation) -> StoreResult<()>;
+    /// Forgets the counts of `keys` (a login passed; an administrator unlocked). Deciding.
+    async fn clear_locks(&self, keys: &[LockKey]) -> StoreResult<()>;
+    /// Forgets the counts of every key whose stored form starts with `prefix` (an account's
+    /// per-address counts); how many there were.
+    async fn clear_locks_with_prefix(&self, prefix: &str) -> StoreResult<u64>;
 
     // --- audit ---
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;

@@ -91,7 +91,9 @@ fn auth_request(p: &Params) -> Result<AuthRequest, PiError> {
         transaction_id,
         serial: serial.map(Serial::from),
         token_kind,
-        otp_only: p.flag("otponly"),
+        // Decided by the caller (`check`): only an administrator's token test may leave the PIN
+        // out.
+        otp_only: false,
         fallback_channel: p.non_empty("fallbackChannel").map(str::to_string),
         code_first: false,
     })
@@ -112,12 +114,24 @@ async fn check(
     params: &Params,
     door: Door,
 ) -> Result<Outcome, PiError> {
-    let req = auth_request(params)?;
-    let ctx = RequestCtx {
+    let mut req = auth_request(params)?;
+    let mut ctx = RequestCtx {
         client_ip: Some(state.client_ip(peer, headers, params.non_empty("client"))),
         user_agent: user_agent(headers),
         ..RequestCtx::new(door)
     };
+    // `otponly` (the OTP without the token PIN) is privacyIDEA's token test from its management
+    // UI: honoured only for an administrator signed in through `/auth` who names the token by
+    // `serial`. From anyone else it is ignored, so that a request parameter never switches the
+    // PIN off.
+    if params.flag("otponly") && req.serial.is_some() {
+        if let Some(admin) = token_tester(state, headers).await? {
+            req.otp_only = true;
+            ctx.actor = format!("admin:{admin}");
+        } else {
+            tracing::debug!("otponly ignored: not an administrator's token test");
+        }
+    }
     let started = Instant::now();
     let outcome = state
         .engine
@@ -294,18 +308,34 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     Some(raw.strip_prefix("Bearer ").unwrap_or(raw).trim())
 }
 
+/// The live administrator session of the request's `/auth` token, if it carries one.
+async fn signed_in(
+    state: &HttpState,
+    headers: &HeaderMap,
+) -> Result<Option<AdminSession>, PiError> {
+    let Some(token) = bearer(headers) else {
+        return Ok(None);
+    };
+    state.admin.session(token).await.map_err(|e| {
+        let id = state.error_id();
+        tracing::error!(error_id = %id, error = %e, "session lookup failed");
+        PiError::internal(&id)
+    })
+}
+
 async fn session(state: &HttpState, headers: &HeaderMap) -> Result<AdminSession, PiError> {
-    let token = bearer(headers).ok_or_else(PiError::unauthorized)?;
-    state
-        .admin
-        .session(token)
-        .await
-        .map_err(|e| {
-            let id = state.error_id();
-            tracing::error!(error_id = %id, error = %e, "session lookup failed");
-            PiError::internal(&id)
-        })?
+    signed_in(state, headers)
+        .await?
         .ok_or_else(PiError::unauthorized)
+}
+
+/// The administrator (role `admin`) whose `/auth` token the request carries, if any: who may
+/// test a token with `otponly`.
+async fn token_tester(state: &HttpState, headers: &HeaderMap) -> Result<Option<String>, PiError> {
+    Ok(signed_in(state, headers)
+        .await?
+        .filter(|s| s.role.can_write())
+        .map(|s| s.admin))
 }
 
 /// `/validate/triggerchallenge`: a service account asks for challenges on a user's behalf.
@@ -412,7 +442,7 @@ async fn post_auth(
     if username.len() > 256 {
         return Err(PiError::auth_failed());
     }
-    let ip = state.client_ip(peer, &headers, None).to_string();
+    let ip = state.client_ip(peer, &headers, None);
     let result = state
         .admin
         .login(username, password, Some(ip))

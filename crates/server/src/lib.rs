@@ -4,10 +4,11 @@
 //!
 //! May depend on every Tessera crate; it is the only one that knows which implementations exist.
 
+#[macro_use]
+pub mod output;
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod output;
 pub mod serve;
 
 use config::{Config, LogFormat};

@@ -1,8 +1,40 @@
 //! How the CLI prints: aligned tables and key/value lists for people, JSON for scripts.
 
 use serde::Serialize;
+use std::io::Write;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+/// Prints to standard output like `println!`, through [`write_out`].
+macro_rules! outln {
+    () => {
+        $crate::output::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Prints to standard output like `print!`, through [`write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!($($arg)*))
+    };
+}
+
+/// Writes to standard output. A reader that went away (`tessera user list | head -1`) ends the
+/// process quietly and successfully, as the reader wanted no more; `println!` would panic with
+/// "Broken pipe". Any other write error ends it with a message.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Out {
@@ -12,7 +44,7 @@ pub struct Out {
 impl Out {
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) {
         match serde_json::to_string_pretty(value) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => eprintln!("error: cannot print JSON: {e}"),
         }
     }
@@ -43,14 +75,14 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
     for row in rows {
         line(row.clone());
     }
     if rows.is_empty() {
-        println!("(none)");
+        outln!("(none)");
     }
 }
 
@@ -58,7 +90,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 pub fn fields(pairs: &[(&str, String)]) {
     let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in pairs {
-        println!("{k:<w$}  {v}");
+        outln!("{k:<w$}  {v}");
     }
 }
 

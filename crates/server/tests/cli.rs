@@ -557,3 +557,30 @@ fn a_bad_worker_count_is_refused_before_anything_starts() {
         assert!(!data.exists(), "{bad}: the data directory was created");
     }
 }
+
+/// `tessera … | head -n 1`: the reader goes away after one line; tessera stops quietly (no
+/// "Broken pipe" panic) and successfully.
+#[test]
+fn output_into_a_closed_pipe_stops_quietly() {
+    let c = Cli::new();
+    // Enough lines that the pipe is closed while tessera still writes.
+    assert!(c.ok(&["settings", "show"]).lines().count() > 50);
+    // The reader closes its end first; tessera starts writing after that.
+    let script = format!(
+        "(sleep 0.3; exec '{BIN}' settings show --data-dir '{}') 2>err.txt | (exec 0<&-; sleep 1); \
+         echo \"status ${{PIPESTATUS[0]}}\"; cat err.txt",
+        c.dir.path().display()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(c.dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("status 0"), "{stdout}{stderr}");
+    assert!(!stdout.contains("panicked"), "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

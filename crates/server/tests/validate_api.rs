@@ -80,7 +80,9 @@ async fn totp_codes_from_oathtool_within_the_window_only(b: Backend) {
     let audit = s.audit("authenticate").await;
     assert_eq!(audit[0].result, "accept");
     assert!(
-        audit.iter().any(|r| r.reason == "OTP already used"),
+        audit
+            .iter()
+            .any(|r| r.reason.starts_with("OTP already used (attempt ")),
         "{audit:?}"
     );
     s.stop().await;
@@ -203,7 +205,10 @@ async fn pin_before_or_after_the_otp(b: Backend) {
         s.check(&[("user", "alice"), ("pass", &s.totp(0))]).await.0,
         "REJECT"
     );
-    assert_eq!(s.audit("authenticate").await[0].reason, "wrong token PIN");
+    assert_eq!(
+        s.audit("authenticate").await[0].reason,
+        "wrong token PIN (attempt 1 of 5)"
+    );
     // PIN after the OTP.
     s.set(json!({"prepend_pin": false})).await;
     let pass = format!("{}4711", s.totp(0));
@@ -286,14 +291,20 @@ async fn password_and_otp_in_one_field(b: Backend) {
         s.check(&[("user", "alice"), ("pass", &bad_pw)]).await.0,
         "REJECT"
     );
-    assert_eq!(s.audit("authenticate").await[0].reason, "wrong password");
+    assert_eq!(
+        s.audit("authenticate").await[0].reason,
+        "wrong password (attempt 1 of 5)"
+    );
     assert_eq!(
         s.check(&[("user", "alice"), ("pass", "alice-password000000")])
             .await
             .0,
         "REJECT"
     );
-    assert_eq!(s.audit("authenticate").await[0].reason, "wrong OTP value");
+    assert_eq!(
+        s.audit("authenticate").await[0].reason,
+        "wrong OTP value (attempt 2 of 5)"
+    );
     s.stop().await;
 }
 
@@ -844,15 +855,67 @@ async fn serial_and_otponly(b: Backend) {
             .0,
         "ACCEPT"
     );
-    // otponly: the OTP without the PIN, for the serial named.
-    let (auth, _) = s
-        .check(&[
-            ("serial", "OATH0017"),
-            ("otponly", "1"),
-            ("pass", &s.hotp(1)),
-        ])
+    // otponly (the OTP without the PIN) from anyone is ignored: the PIN is still asked for, on
+    // every validate endpoint.
+    // (More wrong answers than the account lock allows by default follow.)
+    s.set(serde_json::json!({"max_otp_attempts": 50, "max_password_attempts": 50}))
         .await;
-    assert_eq!(auth, "ACCEPT");
+    let otp = s.hotp(1);
+    let form = [
+        ("serial", "OATH0017"),
+        ("otponly", "1"),
+        ("pass", otp.as_str()),
+        ("user", "alice"),
+    ];
+    assert_eq!(s.check(&form).await.0, "REJECT");
+    let (status, _) = s.post("/validate/radiuscheck", &form).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
+    let (_, body) = s.post("/validate/samlcheck", &form).await;
+    assert_eq!(body["result"]["value"]["auth"], false, "{body}");
+    let (auth, body) = s.check(&form[..3]).await;
+    assert_eq!(auth, "REJECT", "{body}");
+    // ... and with the PIN the code still works: otponly switched nothing.
+    let pass = format!("1234{}", s.hotp(1));
+    assert_eq!(
+        s.check(&[("serial", "OATH0017"), ("otponly", "1"), ("pass", &pass)])
+            .await
+            .0,
+        "ACCEPT"
+    );
+    // An administrator's token test (signed in through /auth, naming the serial) may leave the
+    // PIN out; an auditor's may not.
+    let auditor = s
+        .admin_token("audrey", tessera_core::model::AdminRole::Auditor)
+        .await;
+    let admin = s
+        .admin_token("ada", tessera_core::model::AdminRole::Admin)
+        .await;
+    let test_token = |token: String, counter: u64| {
+        let s = &s;
+        async move {
+            let res = s
+                .http
+                .post(format!("{}/validate/check", s.url))
+                .header("PI-Authorization", token)
+                .form(&[
+                    ("serial", "OATH0017"),
+                    ("otponly", "1"),
+                    ("pass", &s.hotp(counter)),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let body: serde_json::Value = res.json().await.unwrap();
+            body["result"]["authentication"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(test_token(auditor, 2).await, "REJECT");
+    assert_eq!(test_token(admin.clone(), 3).await, "ACCEPT");
+    let tests = s.audit("authenticate").await;
+    assert_eq!(tests[0].actor, "admin:ada", "{:?}", tests[0]);
     assert_eq!(
         s.check(&[("serial", "NOPE"), ("pass", "123456")]).await.0,
         "REJECT"

@@ -1,10 +1,12 @@
 //! Transactions (pending challenges) and lockout counters.
 
 use crate::SqlStore;
-use crate::db::{Answer, Row, Stmt, params};
+use crate::db::{Answer, Row, Stmt, Val, params};
 use tessera_core::ids::{AppName, RealmName, Serial, SourceName, TransactionId, UserId, UserRef};
 use tessera_core::model::{CodeKind, OutboxMessage, SentCode, Transaction, TxStatus};
-use tessera_core::store::{FailKind, LockPolicy, LockState, StoreError, StoreResult};
+use tessera_core::store::{
+    FailKind, LockKey, LockPolicy, LockState, Reservation, StoreError, StoreResult,
+};
 
 fn tx_from_row(row: &Row) -> StoreResult<Transaction> {
     let id = row.text("id")?;
@@ -313,14 +315,13 @@ impl SqlStore {
             )
             .await?;
         // A login session's counters, once its transaction (a day at most) is gone.
+        let prefix = LockKey::SESSION_PREFIX;
         total += self
             .db
             .execute(
-                "DELETE FROM lockouts WHERE key LIKE $1 AND first_fail_at < $2",
-                params![
-                    format!("{}%", tessera_core::store::SESSION_COUNTER_PREFIX),
-                    now - 2 * 86_400
-                ],
+                "DELETE FROM lockouts WHERE substr(key, 1, CAST($1 AS INTEGER)) = $2 \
+                 AND first_fail_at < $3",
+                params![prefix.chars().count() as i64, prefix, now - 2 * 86_400],
                 "lockout",
             )
             .await?;
@@ -336,11 +337,11 @@ impl SqlStore {
         Ok(total)
     }
 
-    pub(crate) async fn lock_state_impl(&self, key: &str) -> StoreResult<Option<LockState>> {
+    pub(crate) async fn lock_state_impl(&self, key: &LockKey) -> StoreResult<Option<LockState>> {
         self.db
             .query_one(
                 "SELECT password_fails, otp_fails, first_fail_at, locked_until FROM lockouts WHERE key = $1",
-                params![key],
+                params![key.stored()],
             )
             .await?
             .as_ref()
@@ -348,34 +349,33 @@ impl SqlStore {
             .transpose()
     }
 
-    pub(crate) async fn record_auth_failure_impl(
+    pub(crate) async fn reserve_attempt_impl(
         &self,
-        key: &str,
+        key: &LockKey,
         kind: FailKind,
         now: i64,
         p: &LockPolicy,
-    ) -> StoreResult<LockState> {
-        let (pw, otp) = match kind {
-            FailKind::Password => (1i64, 0i64),
-            FailKind::Otp => (0, 1),
-        };
-        // A count starts afresh when its first failure is older than the interval, or when a
-        // lock it caused has run out.
-        let fresh = "($4 - lockouts.first_fail_at >= $8 OR \
+    ) -> StoreResult<Option<LockState>> {
+        let (pw, otp) = counts(kind);
+        // A count starts afresh when it is empty (every attempt was given back), when its first
+        // failure is older than the interval, or when a lock it caused has run out. Otherwise an
+        // attempt is taken only while the key is not locked; the one that uses up a budget
+        // locks it (the counts never pass a budget: a full budget is a lock).
+        let fresh = "((lockouts.password_fails = 0 AND lockouts.otp_fails = 0) OR \
+                     $4 - lockouts.first_fail_at >= $8 OR \
                      (lockouts.locked_until IS NOT NULL AND lockouts.locked_until <= $4))";
+        let pw_after = format!("(CASE WHEN {fresh} THEN $2 ELSE lockouts.password_fails + $2 END)");
+        let otp_after = format!("(CASE WHEN {fresh} THEN $3 ELSE lockouts.otp_fails + $3 END)");
         let sql = format!(
             "INSERT INTO lockouts (key, password_fails, otp_fails, first_fail_at, locked_until) \
              VALUES ($1, $2, $3, $4, CASE WHEN $2 >= $5 OR $3 >= $6 THEN $4 + $7 ELSE NULL END) \
              ON CONFLICT (key) DO UPDATE SET \
-               password_fails = CASE WHEN {fresh} THEN $2 ELSE lockouts.password_fails + $2 END, \
-               otp_fails = CASE WHEN {fresh} THEN $3 ELSE lockouts.otp_fails + $3 END, \
+               password_fails = {pw_after}, \
+               otp_fails = {otp_after}, \
                first_fail_at = CASE WHEN {fresh} THEN $4 ELSE lockouts.first_fail_at END, \
-               locked_until = CASE \
-                 WHEN (CASE WHEN {fresh} THEN $2 ELSE lockouts.password_fails + $2 END) >= $5 \
-                   OR (CASE WHEN {fresh} THEN $3 ELSE lockouts.otp_fails + $3 END) >= $6 \
-                 THEN $4 + $7 \
-                 WHEN {fresh} THEN NULL \
-                 ELSE lockouts.locked_until END \
+               locked_until = CASE WHEN {pw_after} >= $5 OR {otp_after} >= $6 THEN $4 + $7 \
+                 ELSE NULL END \
+             WHERE {fresh} OR lockouts.locked_until IS NULL \
              RETURNING password_fails, otp_fails, first_fail_at, locked_until"
         );
         let rows = self
@@ -383,7 +383,7 @@ impl SqlStore {
             .write_query_answered(
                 &sql,
                 params![
-                    key,
+                    key.stored(),
                     pw,
                     otp,
                     now,
@@ -396,21 +396,71 @@ impl SqlStore {
                 Answer::Decided,
             )
             .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Backend("lockout upsert returned no row".into()))?;
-        lock_from_row(row)
+        rows.first().map(lock_from_row).transpose()
     }
 
-    pub(crate) async fn clear_lock_impl(&self, key: &str) -> StoreResult<()> {
+    pub(crate) async fn release_attempt_impl(&self, r: &Reservation) -> StoreResult<()> {
+        let (pw, otp) = counts(r.kind);
+        // Old values on the right-hand side (both backends). A count that goes back to nothing
+        // starts afresh at its next failure (see `reserve_attempt_impl`); one that started
+        // afresh after the attempt was taken does not hold it.
         self.db
             .execute_answered(
-                "DELETE FROM lockouts WHERE key = $1",
-                params![key],
+                "UPDATE lockouts SET \
+                   password_fails = CASE WHEN password_fails >= $2 THEN password_fails - $2 ELSE 0 END, \
+                   otp_fails = CASE WHEN otp_fails >= $3 THEN otp_fails - $3 ELSE 0 END, \
+                   locked_until = CASE WHEN password_fails - $2 >= $5 OR otp_fails - $3 >= $6 \
+                     THEN locked_until ELSE NULL END \
+                 WHERE key = $1 AND first_fail_at <= $4",
+                params![
+                    r.key.stored(),
+                    pw,
+                    otp,
+                    r.at,
+                    i64::from(r.policy.max_password),
+                    i64::from(r.policy.max_otp)
+                ],
                 "lockout",
                 Answer::Decided,
             )
             .await?;
         Ok(())
+    }
+
+    pub(crate) async fn clear_locks_impl(&self, keys: &[LockKey]) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+        self.db
+            .execute_answered(
+                &format!(
+                    "DELETE FROM lockouts WHERE key IN ({})",
+                    placeholders.join(", ")
+                ),
+                keys.iter().map(|k| Val::from(k.stored())).collect(),
+                "lockout",
+                Answer::Decided,
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn clear_locks_with_prefix_impl(&self, prefix: &str) -> StoreResult<u64> {
+        self.db
+            .execute(
+                "DELETE FROM lockouts WHERE substr(key, 1, CAST($1 AS INTEGER)) = $2",
+                params![prefix.chars().count() as i64, prefix],
+                "lockout",
+            )
+            .await
+    }
+}
+
+/// The (password, OTP) counts of one attempt of `kind`.
+fn counts(kind: FailKind) -> (i64, i64) {
+    match kind {
+        FailKind::Password => (1, 0),
+        FailKind::Otp => (0, 1),
     }
 }

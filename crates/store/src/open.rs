@@ -110,6 +110,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 "web_state",
                 include_str!("../migrations/sqlite/0006_web_state.sql"),
             ),
+            (
+                7,
+                "lock_keys",
+                include_str!("../migrations/sqlite/0007_lock_keys.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             (
@@ -141,6 +146,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 6,
                 "web_state",
                 include_str!("../migrations/postgres/0006_web_state.sql"),
+            ),
+            (
+                7,
+                "lock_keys",
+                include_str!("../migrations/postgres/0007_lock_keys.sql"),
             ),
         ],
     }

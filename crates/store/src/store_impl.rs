@@ -9,8 +9,8 @@ use tessera_core::model::{
     NewToken, OutboxMessage, SentCode, Token, TokenPatch, Transaction, TxStatus, UserPatch,
 };
 use tessera_core::store::{
-    ConfigDoc, ConfigKind, FailKind, LockPolicy, LockState, Store, StoreError, StoreResult,
-    TokenFilter, UserFilter,
+    ConfigDoc, ConfigKind, FailKind, LockKey, LockPolicy, LockState, Reservation, Store,
+    StoreError, StoreResult, TokenFilter, UserFilter,
 };
 use zeroize::Zeroizing;
 
@@ -212,8 +212,10 @@ impl Store for SqlStore {
         counter: i64,
         now: i64,
         count_auth: bool,
+        clear_minutes: u32,
     ) -> StoreResult<bool> {
-        self.accept_otp_impl(serial, counter, now, count_auth).await
+        self.accept_otp_impl(serial, counter, now, count_auth, clear_minutes)
+            .await
     }
     async fn record_otp_failures(
         &self,
@@ -323,20 +325,26 @@ impl Store for SqlStore {
         self.purge_expired_impl(now).await
     }
 
-    async fn lock_state(&self, key: &str) -> StoreResult<Option<LockState>> {
+    async fn lock_state(&self, key: &LockKey) -> StoreResult<Option<LockState>> {
         self.lock_state_impl(key).await
     }
-    async fn record_auth_failure(
+    async fn reserve_attempt(
         &self,
-        key: &str,
+        key: &LockKey,
         kind: FailKind,
         now: i64,
         policy: &LockPolicy,
-    ) -> StoreResult<LockState> {
-        self.record_auth_failure_impl(key, kind, now, policy).await
+    ) -> StoreResult<Option<LockState>> {
+        self.reserve_attempt_impl(key, kind, now, policy).await
     }
-    async fn clear_lock(&self, key: &str) -> StoreResult<()> {
-        self.clear_lock_impl(key).await
+    async fn release_attempt(&self, reservation: &Reservation) -> StoreResult<()> {
+        self.release_attempt_impl(reservation).await
+    }
+    async fn clear_locks(&self, keys: &[LockKey]) -> StoreResult<()> {
+        self.clear_locks_impl(keys).await
+    }
+    async fn clear_locks_with_prefix(&self, prefix: &str) -> StoreResult<u64> {
+        self.clear_locks_with_prefix_impl(prefix).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

@@ -243,15 +243,26 @@ impl SqlStore {
         counter: i64,
         now: i64,
         count_auth: bool,
+        clear_minutes: u32,
     ) -> StoreResult<bool> {
+        // Under the fail limit at the moment of acceptance: wrong OTPs counted while this one
+        // was checked count before it, as if they had come one after another.
         let n = self
             .db
             .execute_answered(
                 "UPDATE tokens SET counter = $2 + 1, fail_count = 0, fail_exceeded_at = NULL, \
                    resync_counter = NULL, resync_at = NULL, count_auth = count_auth + $4, \
                    count_auth_success = count_auth_success + $4, last_auth = $3 \
-                 WHERE serial = $1 AND counter <= $2 AND state = 'enabled'",
-                params![&serial.0, counter, now, count_auth],
+                 WHERE serial = $1 AND counter <= $2 AND state = 'enabled' \
+                   AND (fail_count < max_fail OR ($5 > 0 AND fail_exceeded_at IS NOT NULL \
+                        AND fail_exceeded_at + $5 * 60 <= $3))",
+                params![
+                    &serial.0,
+                    counter,
+                    now,
+                    count_auth,
+                    i64::from(clear_minutes)
+                ],
                 "token",
                 Answer::Decided,
             )

@@ -11,7 +11,8 @@ use tessera_core::model::{
     TokenPatch, TokenState, Transaction, TxStatus, User, UserPatch,
 };
 use tessera_core::store::{
-    ConfigKind, FailKind, LockPolicy, Store, StoreError, TokenFilter, UserFilter,
+    ConfigKind, FailKind, LockKey, LockPolicy, Reservation, Store, StoreError, TokenFilter,
+    UserFilter,
 };
 use tessera_otp::{Algorithm, Digits};
 use tessera_store::{MasterKey, OpenError, SqlStore, StoreOptions};
@@ -93,6 +94,9 @@ contract!(
     token_patch,
     transactions_advance_once,
     lockout_counts_locks_and_resets,
+    concurrent_reservations_stop_at_the_budget,
+    locks_cleared_by_key_and_prefix,
+    accept_otp_requires_the_fail_limit,
     audit_append_and_query,
     admins_and_sessions,
     purge_expired_removes_old_rows,
@@ -397,13 +401,16 @@ async fn accept_otp_is_single_use(h: &Harness) {
     let s = &h.store;
     s.insert_token(&token("T1", None)).await.unwrap();
     let serial = Serial::from("T1");
-    assert!(s.accept_otp(&serial, 5, 100, true).await.unwrap());
+    assert!(s.accept_otp(&serial, 5, 100, true, 0).await.unwrap());
     assert!(
-        !s.accept_otp(&serial, 5, 101, true).await.unwrap(),
+        !s.accept_otp(&serial, 5, 101, true, 0).await.unwrap(),
         "replay"
     );
-    assert!(!s.accept_otp(&serial, 4, 101, true).await.unwrap(), "older");
-    assert!(s.accept_otp(&serial, 7, 102, true).await.unwrap());
+    assert!(
+        !s.accept_otp(&serial, 4, 101, true, 0).await.unwrap(),
+        "older"
+    );
+    assert!(s.accept_otp(&serial, 7, 102, true, 0).await.unwrap());
     // Deciding writes are seen by reads once committed.
     s.flush().await.unwrap();
     let t = s.token(&serial).await.unwrap().unwrap();
@@ -420,7 +427,7 @@ async fn accept_otp_is_single_use(h: &Harness) {
     )
     .await
     .unwrap();
-    assert!(!s.accept_otp(&serial, 9, 103, true).await.unwrap());
+    assert!(!s.accept_otp(&serial, 9, 103, true, 0).await.unwrap());
     // Without the auth counter the counts stay.
     s.update_token(
         &serial,
@@ -431,7 +438,7 @@ async fn accept_otp_is_single_use(h: &Harness) {
     )
     .await
     .unwrap();
-    assert!(s.accept_otp(&serial, 9, 104, false).await.unwrap());
+    assert!(s.accept_otp(&serial, 9, 104, false, 0).await.unwrap());
     s.flush().await.unwrap();
     assert_eq!(
         s.token(&serial).await.unwrap().unwrap().count_auth_success,
@@ -446,7 +453,7 @@ async fn concurrent_accepts_yield_one(h: &Harness) {
     for _ in 0..50 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.accept_otp(&Serial::from("RACE"), 42, 1, true)
+            s.accept_otp(&Serial::from("RACE"), 42, 1, true, 0)
                 .await
                 .unwrap()
         }));
@@ -477,8 +484,10 @@ async fn fail_counter_caps_and_stamps(h: &Harness) {
     assert!(t.is_locked_by_failcount(31, 0));
     assert!(t.is_locked_by_failcount(31, 1));
     assert!(!t.is_locked_by_failcount(30 + 60, 1));
-    // A success clears the counter and the stamp.
-    assert!(s.accept_otp(&serial, 1, 100, true).await.unwrap());
+    // At the limit no OTP is accepted; once failcounter_clear_minutes passed, a success clears
+    // the counter and the stamp.
+    assert!(!s.accept_otp(&serial, 1, 89, true, 1).await.unwrap());
+    assert!(s.accept_otp(&serial, 1, 100, true, 1).await.unwrap());
     s.flush().await.unwrap();
     let t = s.token(&serial).await.unwrap().unwrap();
     assert_eq!((t.fail_count, t.fail_exceeded_at), (0, None));
@@ -607,35 +616,48 @@ async fn lockout_counts_locks_and_resets(h: &Harness) {
         lock_secs: 600,
         interval_secs: 300,
     };
+    let k = LockKey::account("default", "k");
     let st = s
-        .record_auth_failure("k", FailKind::Password, 1000, &p)
+        .reserve_attempt(&k, FailKind::Password, 1000, &p)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(
         (st.password_fails, st.otp_fails, st.locked_until),
         (1, 0, None)
     );
     let st = s
-        .record_auth_failure("k", FailKind::Otp, 1010, &p)
+        .reserve_attempt(&k, FailKind::Otp, 1010, &p)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(
         (st.password_fails, st.otp_fails, st.first_fail_at),
         (1, 1, 1000)
     );
+    // The attempt that uses up a budget is taken, and locks at once.
     let st = s
-        .record_auth_failure("k", FailKind::Otp, 1020, &p)
+        .reserve_attempt(&k, FailKind::Otp, 1020, &p)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(st.otp_fails, 2);
     assert_eq!(st.locked_until, Some(1620), "OTP budget used up");
     assert!(st.is_locked(1619) && !st.is_locked(1620));
+    // While locked, no attempt of either kind is taken, and nothing changes.
+    assert_eq!(
+        s.reserve_attempt(&k, FailKind::Password, 1030, &p)
+            .await
+            .unwrap(),
+        None
+    );
     s.flush().await.unwrap();
-    assert_eq!(s.lock_state("k").await.unwrap(), Some(st));
+    assert_eq!(s.lock_state(&k).await.unwrap(), Some(st));
     // After the lock ran out the count starts afresh.
     let st = s
-        .record_auth_failure("k", FailKind::Otp, 1700, &p)
+        .reserve_attempt(&k, FailKind::Otp, 1700, &p)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(
         (st.password_fails, st.otp_fails, st.locked_until),
@@ -643,26 +665,160 @@ async fn lockout_counts_locks_and_resets(h: &Harness) {
     );
     // Failures further apart than the interval start afresh too.
     let st = s
-        .record_auth_failure("k", FailKind::Password, 1700 + 300, &p)
+        .reserve_attempt(&k, FailKind::Password, 1700 + 300, &p)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(
         (st.password_fails, st.otp_fails, st.first_fail_at),
         (1, 0, 2000)
     );
-    s.clear_lock("k").await.unwrap();
+    s.clear_locks(std::slice::from_ref(&k)).await.unwrap();
     s.flush().await.unwrap();
-    assert_eq!(s.lock_state("k").await.unwrap(), None);
-    // A budget of one locks on the first failure.
+    assert_eq!(s.lock_state(&k).await.unwrap(), None);
+    // A budget of one: the first attempt is taken (and locks), the second is not.
     let one = LockPolicy {
         max_password: 1,
         ..p
     };
+    let j = LockKey::admin("j");
     let st = s
-        .record_auth_failure("j", FailKind::Password, 5, &one)
+        .reserve_attempt(&j, FailKind::Password, 5, &one)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(st.locked_until, Some(605));
+    assert_eq!(
+        s.reserve_attempt(&j, FailKind::Password, 6, &one)
+            .await
+            .unwrap(),
+        None
+    );
+    // Given back (it was right): unlocked, and the next failure starts a new count.
+    s.release_attempt(&Reservation {
+        key: j.clone(),
+        kind: FailKind::Password,
+        policy: one,
+        at: 5,
+        attempt: 1,
+    })
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    let st = s.lock_state(&j).await.unwrap().unwrap();
+    assert_eq!((st.password_fails, st.locked_until), (0, None));
+    let st = s
+        .reserve_attempt(&j, FailKind::Password, 50, &one)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((st.password_fails, st.first_fail_at), (1, 50));
+    // An attempt taken before a count started afresh gives nothing back from the new count.
+    s.release_attempt(&Reservation {
+        key: j.clone(),
+        kind: FailKind::Password,
+        policy: one,
+        at: 49,
+        attempt: 1,
+    })
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(s.lock_state(&j).await.unwrap().unwrap().password_fails, 1);
+}
+
+/// Attempts sent at once take no more than the budget: of 60 reservations, exactly `max` are
+/// granted, on one node or several sharing the database.
+async fn concurrent_reservations_stop_at_the_budget(h: &Harness) {
+    let p = LockPolicy {
+        max_password: 5,
+        max_otp: 7,
+        lock_secs: 600,
+        interval_secs: 600,
+    };
+    for (kind, max) in [(FailKind::Password, 5), (FailKind::Otp, 7)] {
+        let key = LockKey::account("default", &format!("burst-{max}"));
+        let mut tasks = Vec::new();
+        for _ in 0..60 {
+            let s = h.store.clone();
+            let key = key.clone();
+            tasks.push(tokio::spawn(async move {
+                s.reserve_attempt(&key, kind, 1000, &p).await.unwrap()
+            }));
+        }
+        let mut granted = Vec::new();
+        for t in tasks {
+            if let Some(st) = t.await.unwrap() {
+                granted.push(st.fails(kind));
+            }
+        }
+        granted.sort_unstable();
+        assert_eq!(granted, (1..=max).collect::<Vec<u32>>(), "{kind:?}");
+    }
+}
+
+/// Removing the counts of many keys at once, and of an account's per-address keys.
+async fn locks_cleared_by_key_and_prefix(h: &Harness) {
+    let s = &h.store;
+    let p = LockPolicy {
+        max_password: 5,
+        max_otp: 5,
+        lock_secs: 60,
+        interval_secs: 60,
+    };
+    let ip = |a: &str| Some(a.parse().unwrap());
+    let keys = [
+        LockKey::account("r", "bob"),
+        LockKey::mfa("r", "bob"),
+        LockKey::account_from("r", "bob", ip("192.0.2.1")),
+        LockKey::account_from("r", "bob", ip("2001:db8::1")),
+        LockKey::account_from("r", "bob%", ip("192.0.2.1")),
+        LockKey::account_from("r", "bo_", ip("192.0.2.1")),
+    ];
+    for key in &keys {
+        s.reserve_attempt(key, FailKind::Otp, 10, &p).await.unwrap();
+    }
+    // LIKE's wildcards in a name do not reach other accounts.
+    assert_eq!(
+        s.clear_locks_with_prefix(&LockKey::account_addresses_prefix("R", "Bob"))
+            .await
+            .unwrap(),
+        2
+    );
+    s.clear_locks(&keys[..2]).await.unwrap();
+    s.flush().await.unwrap();
+    for key in &keys[..4] {
+        assert_eq!(s.lock_state(key).await.unwrap(), None, "{key:?}");
+    }
+    for key in &keys[4..] {
+        assert!(s.lock_state(key).await.unwrap().is_some(), "{key:?}");
+    }
+}
+
+/// A token at its fail limit accepts no OTP, also when the wrong OTPs were counted while the
+/// right one was checked; after `failcounter_clear_minutes` a right one clears it.
+async fn accept_otp_requires_the_fail_limit(h: &Harness) {
+    let s = &h.store;
+    s.insert_token(&token("FL", None)).await.unwrap();
+    let serial = Serial::from("FL");
+    for now in [10, 20, 30] {
+        s.record_otp_failures(std::slice::from_ref(&serial), now, true)
+            .await
+            .unwrap();
+    }
+    // max_fail is 3: reached at 30.
+    assert!(!s.accept_otp(&serial, 1, 40, true, 0).await.unwrap());
+    assert!(
+        !s.accept_otp(&serial, 1, 40, true, 1).await.unwrap(),
+        "within the minute"
+    );
+    assert!(
+        s.accept_otp(&serial, 1, 90, true, 1).await.unwrap(),
+        "a minute on"
+    );
+    s.flush().await.unwrap();
+    let t = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!((t.fail_count, t.counter), (0, 2));
 }
 
 async fn audit_append_and_query(h: &Harness) {
@@ -894,9 +1050,10 @@ async fn purge_expired_removes_old_rows(h: &Harness) {
         lock_secs: 60,
         interval_secs: 30 * 86_400,
     };
-    let session = format!("{}tx\u{1f}1", tessera_core::store::SESSION_COUNTER_PREFIX);
-    for key in [session.as_str(), "realm\u{1f}alice"] {
-        s.record_auth_failure(key, FailKind::Otp, 10_000, &policy)
+    let session = LockKey::session("11111111111111111111", 1);
+    let account = LockKey::account("realm", "alice");
+    for key in [&session, &account] {
+        s.reserve_attempt(key, FailKind::Otp, 10_000, &policy)
             .await
             .unwrap();
     }
@@ -905,7 +1062,7 @@ async fn purge_expired_removes_old_rows(h: &Harness) {
     assert!(s.lock_state(&session).await.unwrap().is_some());
     assert_eq!(s.purge_expired(10_001 + 2 * 86_400).await.unwrap(), 1);
     assert!(s.lock_state(&session).await.unwrap().is_none());
-    assert!(s.lock_state("realm\u{1f}alice").await.unwrap().is_some());
+    assert!(s.lock_state(&account).await.unwrap().is_some());
 }
 
 /// Another process on the same database (the CLI beside a running server, a second node) is

@@ -4,7 +4,7 @@ use super::{Actor, Admin, AdminError, AdminResult, Target};
 use crate::engine::EngineError;
 use crate::model::{AdminAccount, AdminRole, AdminSession};
 use crate::rng::random_token;
-use crate::store::{FailKind, LockPolicy};
+use crate::store::FailKind;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -156,26 +156,27 @@ impl Admin {
     }
 
     /// Signs an administrator in. Unknown names, wrong passwords and locked names get the same
-    /// answer after the same work. Failures count against the name like a user's password
-    /// failures (`max_password_attempts` within `incorrect_attempt_interval_minutes` lock it
-    /// for `lock_period_minutes`), when account locking is on.
+    /// answer after the same work. An attempt is taken from the name's budget before the
+    /// password is checked (`max_password_attempts` within `incorrect_attempt_interval_minutes`
+    /// lock it for `lock_period_minutes`, per address too with `lock_per_client_address`), when
+    /// account locking is on; a right password clears the count.
     pub async fn login(
         &self,
         name: &str,
         password: &str,
-        client_ip: Option<String>,
+        client_ip: Option<std::net::IpAddr>,
     ) -> AdminResult<Option<LoginResult>> {
         let hasher = &self.engine.ports().hasher;
         let store = self.engine.store();
         let settings = self.engine.snapshot().settings.clone();
         let now = self.now();
-        let key = format!("admin\u{1f}{}", name.to_lowercase());
         let lost_before = store.lost_writes();
-        let locked = settings.account_locking
-            && store
-                .lock_state(&key)
-                .await?
-                .is_some_and(|s| s.is_locked(now));
+        let budgets = crate::engine::admin_budgets(&settings, name, client_ip);
+        let held = self
+            .engine
+            .reserve_all(budgets.clone(), FailKind::Password, now)
+            .await?;
+        let locked = held.is_none();
         let account = store.admin(name).await?;
         let ok = match &account {
             Some(a) if !locked => hasher.verify(password, &a.password_hash).await && a.enabled,
@@ -187,35 +188,29 @@ impl Admin {
         let actor = Actor {
             name: format!("admin:{name}"),
             door: "api".into(),
-            client_ip,
+            client_ip: client_ip.map(|ip| ip.to_string()),
         };
         let target = Target {
             user: Some(name),
             ..Target::default()
         };
         let Some(account) = account.filter(|_| ok) else {
-            if settings.account_locking && !locked {
-                let policy = LockPolicy {
-                    max_password: settings.max_password_attempts,
-                    max_otp: settings.max_otp_attempts,
-                    lock_secs: i64::from(settings.lock_period_minutes) * 60,
-                    interval_secs: i64::from(settings.incorrect_attempt_interval_minutes) * 60,
-                };
-                store
-                    .record_auth_failure(&key, FailKind::Password, now, &policy)
-                    .await?;
-            }
-            let reason = if locked {
-                "locked after too many failed sign-ins"
-            } else {
-                "wrong name or password"
+            // A wrong password keeps its attempt.
+            let reason = match held.as_deref().and_then(|h| h.first()) {
+                None => "locked after too many failed sign-ins".to_string(),
+                Some(r) => format!(
+                    "wrong name or password (attempt {} of {})",
+                    r.attempt,
+                    r.policy.max(r.kind)
+                ),
             };
-            self.audit(&actor, "admin_login", target, "reject", reason)
+            self.audit(&actor, "admin_login", target, "reject", &reason)
                 .await?;
             crate::store::ensure_kept(store.as_ref(), lost_before)?;
             return Ok(None);
         };
-        store.clear_lock(&key).await?;
+        let keys: Vec<_> = budgets.into_iter().map(|(key, _)| key).collect();
+        store.clear_locks(&keys).await?;
         let token = Zeroizing::new(random_token(self.engine.ports().rng.as_ref()));
         let session = AdminSession {
             token_hash: token_hash(&token),

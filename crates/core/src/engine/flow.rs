@@ -3,7 +3,7 @@
 use super::otp::{OtpCheck, split_pin};
 use super::{
     Accepted, AuthRequest, Challenged, ClientMode, Engine, EngineError, Outcome, PollStatus,
-    Prompt, RejectReason, Rejected, RequestCtx, Snapshot, lock_key,
+    Prompt, RejectReason, Rejected, RequestCtx, Snapshot,
 };
 use crate::ids::{AppName, RealmName, Serial, TransactionId};
 use crate::model::{
@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::rng::random_digits;
 use crate::source::SourceError;
-use crate::store::{FailKind, LockPolicy, StoreError};
+use crate::store::{FailKind, StoreError};
 
 /// Where a login stands while the engine works on it, for the decision and its audit record.
 pub(crate) struct Login<'a> {
@@ -25,13 +25,13 @@ pub(crate) struct Login<'a> {
     user: Option<User>,
     serial: Option<Serial>,
     transaction: Option<TransactionId>,
-    lock_key: Option<String>,
-    /// The login name had failed attempts on record (so success must clear them).
-    had_failures: bool,
-    /// The MFA lock key of the account, when MFA locking applies to this login, and whether
-    /// it had failures on record.
-    mfa_lock_key: Option<String>,
-    mfa_had_failures: bool,
+    /// The account whose budgets answers count against: (realm, login name), the account's own
+    /// name once the user is found.
+    pub(crate) account: Option<(String, String)>,
+    /// The attempts this leg took from budgets before checking its answer.
+    pub(crate) held: Vec<crate::lockout::Reservation>,
+    /// Which attempt of how many the answer was (for the audit record of a wrong one).
+    pub(crate) attempt: Option<(u32, u32)>,
     /// More about the decision for the audit record (why a directory could not be asked).
     note: std::sync::Mutex<Option<String>>,
     /// The channel the request asked codes to be sent by (`fallbackChannel`).
@@ -50,10 +50,9 @@ impl<'a> Login<'a> {
             user: None,
             serial: None,
             transaction: None,
-            lock_key: None,
-            had_failures: false,
-            mfa_lock_key: None,
-            mfa_had_failures: false,
+            account: None,
+            held: Vec::new(),
+            attempt: None,
             note: Default::default(),
             fallback: None,
         }
@@ -79,7 +78,7 @@ impl<'a> Login<'a> {
 /// The result of checking one factor.
 enum Proof {
     Passed(Option<Box<Token>>),
-    Failed(RejectReason, FailKind),
+    Failed(RejectReason),
 }
 
 /// Triggering challenges for a user (`/validate/triggerchallenge`).
@@ -172,9 +171,18 @@ impl Engine {
             client_ip: l.ctx.client_ip.map(|ip| ip.to_string()),
             user_agent: l.ctx.user_agent.clone(),
             result: result.into(),
-            reason: match l.note() {
-                Some(note) => format!("{reason}: {note}"),
-                None => reason.into(),
+            reason: {
+                let mut text = match l.note() {
+                    Some(note) => format!("{reason}: {note}"),
+                    None => reason.to_string(),
+                };
+                // A wrong answer says how much of its budget is used.
+                if let Some((n, max)) = l.attempt
+                    && result == "reject"
+                {
+                    text.push_str(&format!(" (attempt {n} of {max})"));
+                }
+                text
             },
         })
         .await
@@ -221,31 +229,21 @@ impl Engine {
         };
         l.realm = Some(realm.name.clone());
 
-        // The lockout state and the user do not depend on each other: look both up at once (one
-        // database round trip less on the way), then decide on the lock first.
-        let key = lock_key(realm.name.as_str(), &login_name);
-        let locking = snap.settings.account_locking;
-        let store = &self.ports.store;
-        let (lock, user) = tokio::join!(
-            async {
-                match locking {
-                    true => store.lock_state(&key).await,
-                    false => Ok(None),
-                }
-            },
-            self.find_user(snap, &realm.name, &login_name)
-        );
-        if let Some(outcome) = self.apply_lock(l, key, lock?) {
-            return Ok(outcome);
-        }
         let first = app.factors.first();
-        let user = match user {
+        let user = match self.find_user(snap, &realm.name, &login_name).await {
             Ok(user) => user,
             Err(e) => return self.unavailable(l, e, None),
         };
         let user = match user {
             Some(u) if u.is_active(l.now) => u,
             other => {
+                // As for an existing account: an attempt taken from the name's budget, the time
+                // a check would take, and a failure counted.
+                l.account = Some((realm.name.0.clone(), login_name.clone()));
+                let kind = first.map_or(FailKind::Password, factor_fail_kind);
+                if let Some(outcome) = self.reserve_attempt(l, 0, kind, None).await? {
+                    return Ok(outcome);
+                }
                 let source = realm.sources.first().and_then(|s| snap.source(s.as_str()));
                 self.waste_time(
                     source.map(|s| s.as_ref()),
@@ -259,20 +257,13 @@ impl Engine {
                     Some(u) if !u.enabled => RejectReason::UserDisabled,
                     Some(_) => RejectReason::UserExpired,
                 };
-                self.count_failure(l, fail_kind_of(first), 0).await?;
                 return Ok(reject(reason, other));
             }
         };
         l.user = Some(user.clone());
         // The budget is the account's, whatever form of its name was typed (a directory finds
         // `alice`, `ALICE`, `alice ` or alice@corp.example for the same entry).
-        let canonical = lock_key(realm.name.as_str(), &user.username);
-        if locking && l.lock_key.as_deref() != Some(canonical.as_str()) {
-            let state = self.ports.store.lock_state(&canonical).await?;
-            if let Some(outcome) = self.apply_lock(l, canonical, state) {
-                return Ok(outcome);
-            }
-        }
+        l.account = Some((realm.name.0.clone(), user.username.clone()));
         // Routes send users who match to another application.
         let app = match app
             .routes
@@ -300,7 +291,17 @@ impl Engine {
             return Ok(reject(RejectReason::WrongFactor, Some(user)));
         }
         if sends && (only_sends || req.pass.is_empty()) {
+            // Nothing is checked, a code is sent: not to a locked account.
+            if let Some(outcome) = self.check_locked(l, 0, None).await? {
+                return Ok(outcome);
+            }
             return self.challenge(l, app, 0, user, &tokens, None, 0).await;
+        }
+        if let Some(outcome) = self
+            .reserve_attempt(l, 0, factor_fail_kind(factor), None)
+            .await?
+        {
+            return Ok(outcome);
         }
         let proof = self
             .prove(l, factor, &user, &tokens, &req.pass, !req.otp_only, None)
@@ -343,72 +344,37 @@ impl Engine {
         let Some(app) = snap.application(&tx.application) else {
             return Ok(reject(RejectReason::NoApplication, None));
         };
-        if let Some(outcome) = self.check_locks(l, &tx).await? {
+        l.account = Some((tx.realm.0.clone(), tx.username.clone()));
+        let k = tx.next_factor;
+        let Some(factor) = app.factors.get(k as usize) else {
+            return Ok(reject(RejectReason::BadTransaction, None));
+        };
+        // A link's factor is polled until it is clicked: polls are no tries.
+        let polled = factor.all_methods().all(Method::is_link);
+        let refused = match polled {
+            true => self.check_locked(l, k, Some(&tx)).await?,
+            false => {
+                self.reserve_attempt(l, k, factor_fail_kind(factor), Some(&tx))
+                    .await?
+            }
+        };
+        if let Some(outcome) = refused {
             return Ok(outcome);
         }
         let user = match self.user_of(l, &tx).await? {
             Ok(user) => user,
-            Err(outcome) => return Ok(outcome),
+            Err(outcome) => {
+                self.give_back(l).await?;
+                return Ok(outcome);
+            }
         };
         l.user = Some(user.clone());
-        let k = tx.next_factor;
-        let Some(factor) = app.factors.get(k as usize) else {
-            return Ok(reject(RejectReason::BadTransaction, Some(user)));
-        };
-        // A link's factor is polled until it is clicked: polls are no tries.
-        let polled = factor.all_methods().all(Method::is_link);
-        if !polled
-            && counts_session_tries(l.ctx.door)
-            && !self
-                .reserve_session_attempt(l, &tx, factor_fail_kind(factor))
-                .await?
-        {
-            return Ok(reject(RejectReason::SessionRetries, Some(user)));
-        }
         let tokens = self.tokens_for(app, &user, req, Some(&tx.serials)).await?;
         let proof = self
             .prove(l, factor, &user, &tokens, &req.pass, false, Some(&tx))
             .await?;
         self.after_proof(l, app, k, user, tokens, proof, Some(&tx))
             .await
-    }
-
-    /// Counts an answer to the pending factor of session `tx` against the session's budget
-    /// before it is checked (seed 003's retry counts), so that answers sent in parallel cannot
-    /// use more than the budget: false when it is used up. The right answer uses no more than
-    /// the last try; the next factor has a budget of its own.
-    async fn reserve_session_attempt(
-        &self,
-        l: &Login<'_>,
-        tx: &Transaction,
-        kind: FailKind,
-    ) -> Result<bool, EngineError> {
-        let settings = &l.snap.settings;
-        let k = tx.next_factor;
-        let (max_password, max_otp) = match k >= 1 {
-            true => (
-                settings.mfa_max_password_attempts,
-                settings.mfa_max_otp_attempts,
-            ),
-            false => (settings.max_password_attempts, settings.max_otp_attempts),
-        };
-        // Counted for as long as any session lives.
-        let whole_session = (tx.expires_at - tx.created_at).max(0) + 86_400;
-        let policy = LockPolicy {
-            max_password,
-            max_otp,
-            lock_secs: whole_session,
-            interval_secs: whole_session,
-        };
-        let state = self
-            .ports
-            .store
-            .record_auth_failure(&session_key(&tx.id, k), kind, l.now, &policy)
-            .await?;
-        Ok(match kind {
-            FailKind::Password => state.password_fails <= max_password,
-            FailKind::Otp => state.otp_fails <= max_otp,
-        })
     }
 
     /// The user a transaction is for, if still active; otherwise the rejection to answer.
@@ -489,7 +455,8 @@ impl Engine {
         if tx.status != TxStatus::Pending || tx.expires_at <= l.now {
             return Ok(Err(reject(RejectReason::BadTransaction, None)));
         }
-        if let Some(outcome) = self.check_locks(l, &tx).await? {
+        l.account = Some((tx.realm.0.clone(), tx.username.clone()));
+        if let Some(outcome) = self.check_locked(l, tx.next_factor, Some(&tx)).await? {
             return Ok(Err(outcome));
         }
         let snap: &'s Snapshot = l.snap;
@@ -644,16 +611,17 @@ impl Engine {
             false => settings.mfa_skip_otp_validate,
         };
         if !skip {
-            if !self.reserve_session_attempt(l, &tx, FailKind::Otp).await? {
-                return Ok(reject(RejectReason::SessionRetries, Some(user)));
+            if let Some(outcome) = self.reserve_attempt(l, k, FailKind::Otp, Some(&tx)).await? {
+                return Ok(outcome);
             }
             let right = self
                 .check_code(l, Some(&tx), code.unwrap_or_default())
                 .await?;
             if right != Some(true) {
-                self.count_failure(l, FailKind::Otp, k).await?;
+                // The attempt stays counted.
                 return Ok(reject(RejectReason::WrongOtp, Some(user)));
             }
+            self.give_back(l).await?;
         }
         let hash = self.ports.hasher.hash(password).await?;
         store
@@ -685,16 +653,17 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let token = match proof {
             Proof::Passed(token) => token,
-            Proof::Failed(reason, kind) => {
-                // Only the user's own mistakes count towards the lockout.
-                if !matches!(
+            Proof::Failed(reason) => {
+                // Only the user's own mistakes count towards the lockout: the attempts taken
+                // for anything else are given back.
+                if matches!(
                     reason,
                     RejectReason::SourceUnavailable
                         | RejectReason::NoMatchingRule
                         | RejectReason::Declined
                         | RejectReason::NotYetAnswered
                 ) {
-                    self.count_failure(l, kind, k).await?;
+                    self.give_back(l).await?;
                 }
                 return Ok(reject(reason, Some(user)));
             }
@@ -726,23 +695,18 @@ impl Engine {
             next += 1;
         }
         if app.factors.get(next as usize).is_some() {
+            // This factor was answered right; the failures before it count on until the login
+            // passes.
+            self.give_back(l).await?;
             return self.challenge(l, app, next, user, &tokens, tx, k).await;
         }
         if let Some(tx) = tx
             && !store.advance_transaction(&tx.id, k, k, &[], true).await?
         {
+            self.give_back(l).await?;
             return Ok(reject(RejectReason::BadTransaction, Some(user)));
         }
-        if l.had_failures
-            && let Some(key) = &l.lock_key
-        {
-            store.clear_lock(key).await?;
-        }
-        if l.mfa_had_failures
-            && let Some(key) = &l.mfa_lock_key
-        {
-            store.clear_lock(key).await?;
-        }
+        self.clear_account(l).await?;
         Ok(Outcome::Accept(Box::new(Accepted {
             user,
             realm,
@@ -775,10 +739,8 @@ impl Engine {
         };
         // An account locked for its MFA step is not asked (nor sent a code) again.
         if next >= 1
-            && l.mfa_lock_key.is_none()
-            && let Some(outcome) = self
-                .check_mfa_lock(l, realm.as_str(), &user.username)
-                .await?
+            && l.snap.settings.mfa_account_locking
+            && let Some(outcome) = self.check_locked(l, next, None).await?
         {
             return Ok(outcome);
         }
@@ -942,10 +904,7 @@ impl Engine {
     ) -> Result<Proof, EngineError> {
         let methods = factor.methods_for(user, l.realm.as_ref().map_or("", |r| r.as_str()));
         if methods.is_empty() {
-            return Ok(Proof::Failed(
-                RejectReason::NoMatchingRule,
-                FailKind::Password,
-            ));
+            return Ok(Proof::Failed(RejectReason::NoMatchingRule));
         }
         let mut first_failure = None;
         for method in &methods {
@@ -956,13 +915,13 @@ impl Engine {
                 Method::MfaPassword => Some(self.prove_mfa_password(user, pass).await?),
                 Method::SmsOtp | Method::MailOtp => match self.check_code(l, tx, pass).await? {
                     Some(true) => Some(Proof::Passed(None)),
-                    Some(false) => Some(Proof::Failed(RejectReason::WrongOtp, FailKind::Otp)),
+                    Some(false) => Some(Proof::Failed(RejectReason::WrongOtp)),
                     None => None,
                 },
                 // Information mode proves nothing: it follows a factor that does (see
                 // `after_proof`), never answers one itself.
                 Method::ApprovedOtp if !self.waits_for_click(l, *method) => {
-                    Some(Proof::Failed(RejectReason::NoUsableToken, FailKind::Otp))
+                    Some(Proof::Failed(RejectReason::NoUsableToken))
                 }
                 Method::EmailLink | Method::ApprovedOtp => match tx {
                     Some(t)
@@ -972,10 +931,8 @@ impl Engine {
                     {
                         Some(match t.status {
                             TxStatus::Answered => Proof::Passed(None),
-                            TxStatus::Declined => {
-                                Proof::Failed(RejectReason::Declined, FailKind::Otp)
-                            }
-                            _ => Proof::Failed(RejectReason::NotYetAnswered, FailKind::Otp),
+                            TxStatus::Declined => Proof::Failed(RejectReason::Declined),
+                            _ => Proof::Failed(RejectReason::NotYetAnswered),
                         })
                     }
                     _ => None,
@@ -992,15 +949,13 @@ impl Engine {
                             RejectReason::SourceUnavailable
                             | RejectReason::NotYetAnswered
                             | RejectReason::Declined,
-                            _,
                         )) => {
                             let own = !matches!(
                                 failed,
                                 Proof::Failed(
                                     RejectReason::SourceUnavailable
                                         | RejectReason::NotYetAnswered
-                                        | RejectReason::Declined,
-                                    _
+                                        | RejectReason::Declined
                                 )
                             );
                             if own {
@@ -1018,7 +973,7 @@ impl Engine {
                 None => {}
             }
         }
-        Ok(first_failure.unwrap_or(Proof::Failed(RejectReason::NoUsableToken, FailKind::Otp)))
+        Ok(first_failure.unwrap_or(Proof::Failed(RejectReason::NoUsableToken)))
     }
 
     async fn prove_password(
@@ -1027,7 +982,7 @@ impl Engine {
         user: &User,
         pass: &str,
     ) -> Result<Option<Proof>, EngineError> {
-        let wrong = Proof::Failed(RejectReason::WrongPassword, FailKind::Password);
+        let wrong = Proof::Failed(RejectReason::WrongPassword);
         if pass.is_empty() {
             return Ok(Some(wrong));
         }
@@ -1040,7 +995,7 @@ impl Engine {
             Err(e @ SourceError::Unavailable { .. }) => {
                 tracing::warn!(error = %e, "password not checked");
                 l.set_note(e.to_string());
-                Proof::Failed(RejectReason::SourceUnavailable, FailKind::Password)
+                Proof::Failed(RejectReason::SourceUnavailable)
             }
             Err(e) => return Err(e.into()),
         }))
@@ -1048,7 +1003,7 @@ impl Engine {
 
     /// The user's MFA password; a user without one cannot answer (but may set one up).
     async fn prove_mfa_password(&self, user: &User, pass: &str) -> Result<Proof, EngineError> {
-        let wrong = Proof::Failed(RejectReason::WrongPassword, FailKind::Password);
+        let wrong = Proof::Failed(RejectReason::WrongPassword);
         match self.ports.store.mfa_password(&user.user_ref()).await? {
             Some(hash) if !pass.is_empty() => {
                 Ok(match self.ports.hasher.verify(pass, &hash).await {
@@ -1059,10 +1014,7 @@ impl Engine {
             Some(_) => Ok(wrong),
             None => {
                 self.ports.hasher.waste_verify().await;
-                Ok(Proof::Failed(
-                    RejectReason::NoUsableToken,
-                    FailKind::Password,
-                ))
+                Ok(Proof::Failed(RejectReason::NoUsableToken))
             }
         }
     }
@@ -1145,10 +1097,7 @@ impl Engine {
                         .record_otp_failures(&serials, l.now, !settings.no_auth_counter)
                         .await?;
                 }
-                return Ok(Some(Proof::Failed(
-                    RejectReason::WrongPin,
-                    FailKind::Password,
-                )));
+                return Ok(Some(Proof::Failed(RejectReason::WrongPin)));
             }
         } else {
             candidates = usable.iter().map(|t| (*t, pass)).collect();
@@ -1156,7 +1105,7 @@ impl Engine {
         Ok(Some(
             match self.check_otps(settings, &candidates, l.now).await? {
                 OtpCheck::Accepted(t) => Proof::Passed(Some(t)),
-                OtpCheck::Failed(reason) => Proof::Failed(reason, FailKind::Otp),
+                OtpCheck::Failed(reason) => Proof::Failed(reason),
             },
         ))
     }
@@ -1184,8 +1133,8 @@ impl Engine {
             }
             match self.prove_password(l, user, password).await? {
                 Some(Proof::Passed(_)) => {}
-                Some(Proof::Failed(RejectReason::SourceUnavailable, kind)) => {
-                    return Ok(Some(Proof::Failed(RejectReason::SourceUnavailable, kind)));
+                Some(Proof::Failed(RejectReason::SourceUnavailable)) => {
+                    return Ok(Some(Proof::Failed(RejectReason::SourceUnavailable)));
                 }
                 _ => continue,
             }
@@ -1200,14 +1149,11 @@ impl Engine {
                     .await?
                 {
                     OtpCheck::Accepted(t) => Proof::Passed(Some(t)),
-                    OtpCheck::Failed(reason) => Proof::Failed(reason, FailKind::Otp),
+                    OtpCheck::Failed(reason) => Proof::Failed(reason),
                 },
             ));
         }
-        Ok(Some(Proof::Failed(
-            RejectReason::WrongPassword,
-            FailKind::Password,
-        )))
+        Ok(Some(Proof::Failed(RejectReason::WrongPassword)))
     }
 
     /// The user's OTP tokens the request may use, when the application needs them.
@@ -1254,154 +1200,6 @@ impl Engine {
         Ok(snap
             .realm_of_source(owner.source.as_str())
             .map(|realm| (user, realm)))
-    }
-
-    /// Refuses a locked login name. Also remembers whether it has failures on record.
-    async fn check_lock(
-        &self,
-        l: &mut Login<'_>,
-        realm: &str,
-        login: &str,
-    ) -> Result<Option<Outcome>, EngineError> {
-        let key = lock_key(realm, login);
-        let state = match l.snap.settings.account_locking {
-            true => self.ports.store.lock_state(&key).await?,
-            false => None,
-        };
-        Ok(self.apply_lock(l, key, state))
-    }
-
-    fn apply_lock(
-        &self,
-        l: &mut Login<'_>,
-        key: String,
-        state: Option<crate::store::LockState>,
-    ) -> Option<Outcome> {
-        l.lock_key = Some(key);
-        let state = state?;
-        if state.is_locked(l.now) {
-            return Some(reject(RejectReason::Locked, None));
-        }
-        l.had_failures = state.password_fails > 0 || state.otp_fails > 0;
-        None
-    }
-
-    /// Refuses an answer to transaction `tx` when the account is locked, the session has used
-    /// up its wrong answers (seed 003's retry counts, whatever the account lock says), or the
-    /// account's MFA step is locked.
-    async fn check_locks(
-        &self,
-        l: &mut Login<'_>,
-        tx: &Transaction,
-    ) -> Result<Option<Outcome>, EngineError> {
-        if let Some(outcome) = self.check_lock(l, tx.realm.as_str(), &tx.username).await? {
-            return Ok(Some(outcome));
-        }
-        if counts_session_tries(l.ctx.door)
-            && let Some(state) = self
-                .ports
-                .store
-                .lock_state(&session_key(&tx.id, tx.next_factor))
-                .await?
-            && state.is_locked(l.now)
-        {
-            return Ok(Some(reject(RejectReason::SessionRetries, None)));
-        }
-        if tx.next_factor >= 1 {
-            return self
-                .check_mfa_lock(l, tx.realm.as_str(), &tx.username)
-                .await;
-        }
-        Ok(None)
-    }
-
-    /// Refuses an account locked for its MFA step, when MFA locking is on. Also remembers
-    /// whether the MFA budget has failures on record.
-    async fn check_mfa_lock(
-        &self,
-        l: &mut Login<'_>,
-        realm: &str,
-        login: &str,
-    ) -> Result<Option<Outcome>, EngineError> {
-        if !l.snap.settings.mfa_account_locking {
-            return Ok(None);
-        }
-        let key = mfa_lock_key(realm, login);
-        let state = self.ports.store.lock_state(&key).await?;
-        l.mfa_lock_key = Some(key);
-        let Some(state) = state else {
-            return Ok(None);
-        };
-        if state.is_locked(l.now) {
-            return Ok(Some(reject(RejectReason::Locked, None)));
-        }
-        l.mfa_had_failures = state.password_fails > 0 || state.otp_fails > 0;
-        Ok(None)
-    }
-
-    /// Counts a wrong answer to factor `k` against the account: the MFA budget for later
-    /// factors when MFA locking is on, otherwise the account lock, when that is on. (The
-    /// session's own budget was counted before the answer was checked.)
-    async fn count_failure(
-        &self,
-        l: &Login<'_>,
-        kind: FailKind,
-        k: u32,
-    ) -> Result<(), EngineError> {
-        let settings = &l.snap.settings;
-        let mfa = k >= 1;
-        let interval_secs = i64::from(settings.incorrect_attempt_interval_minutes) * 60;
-        let (max_password, max_otp) = match mfa {
-            true => (
-                settings.mfa_max_password_attempts,
-                settings.mfa_max_otp_attempts,
-            ),
-            false => (settings.max_password_attempts, settings.max_otp_attempts),
-        };
-        let store = &self.ports.store;
-        let (key, lock_secs) = if mfa && settings.mfa_account_locking {
-            let key = l.mfa_lock_key.clone().or_else(|| {
-                Some(mfa_lock_key(
-                    l.realm.as_ref()?.as_str(),
-                    &l.user.as_ref()?.username,
-                ))
-            });
-            (key, i64::from(settings.mfa_lock_period_minutes) * 60)
-        } else if settings.account_locking {
-            (
-                l.lock_key.clone(),
-                i64::from(settings.lock_period_minutes) * 60,
-            )
-        } else {
-            (None, 0)
-        };
-        let Some(key) = key else {
-            return Ok(());
-        };
-        // The account lock of the first factor keeps its own budgets for later factors too.
-        let (max_password, max_otp) = if mfa && !settings.mfa_account_locking {
-            (settings.max_password_attempts, settings.max_otp_attempts)
-        } else {
-            (max_password, max_otp)
-        };
-        let policy = LockPolicy {
-            max_password,
-            max_otp,
-            lock_secs,
-            interval_secs,
-        };
-        let state = store
-            .record_auth_failure(&key, kind, l.now, &policy)
-            .await?;
-        if state.is_locked(l.now) {
-            tracing::info!(
-                login = l.login.as_deref().unwrap_or(""),
-                realm = l.realm.as_ref().map(|r| r.as_str()).unwrap_or(""),
-                mfa,
-                "login locked after too many failed attempts"
-            );
-        }
-        Ok(())
     }
 
     /// Spends the time a real check would take, so that unknown users are not told apart by
@@ -1570,27 +1368,6 @@ impl Engine {
     }
 }
 
-/// The lockout key counting the wrong answers of one session (transaction).
-fn session_key(tx: &TransactionId, factor: u32) -> String {
-    format!(
-        "{}{}\u{1f}{factor}",
-        crate::store::SESSION_COUNTER_PREFIX,
-        tx.as_str()
-    )
-}
-
-/// Whether a door's sessions have retry budgets of their own (seed 003's, for the OAuth API
-/// and the login pages). RADIUS and the validate API answer challenges as privacyIDEA does:
-/// the token's fail counter and the account lock limit them, with no extra write per answer.
-fn counts_session_tries(door: super::Door) -> bool {
-    matches!(door, super::Door::Api | super::Door::Web)
-}
-
-/// The lockout key of an account's MFA step (`mfa_account_locking`).
-pub fn mfa_lock_key(realm: &str, login: &str) -> String {
-    format!("{}\u{1f}mfa", lock_key(realm, login))
-}
-
 fn reject(reason: RejectReason, user: Option<User>) -> Outcome {
     Outcome::Reject(Box::new(Rejected { reason, user }))
 }
@@ -1611,13 +1388,6 @@ fn factor_fail_kind(factor: &Factor) -> FailKind {
     match factor.all_methods().all(code) {
         true => FailKind::Otp,
         false => FailKind::Password,
-    }
-}
-
-fn fail_kind_of(factor: Option<&Factor>) -> FailKind {
-    match factor {
-        Some(f) if f.all_methods().all(|m| m == Method::SoftOtp) => FailKind::Otp,
-        _ => FailKind::Password,
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod flow;
 mod links;
+mod lockout;
 mod otp;
 mod password;
 mod request;
@@ -22,6 +23,7 @@ pub use request::{
 pub use sent::{ChannelError, code_prompt, expected_channel};
 pub use snapshot::Snapshot;
 
+pub(crate) use lockout::{account_budgets, admin_budgets};
 pub(crate) use otp::sync_range as sync_range_of;
 
 use crate::clock::Clock;
@@ -276,13 +278,6 @@ fn cost_of(snap: &Snapshot) -> HashCost {
         iterations: snap.settings.argon2_iterations,
         parallelism: snap.settings.argon2_parallelism,
     }
-}
-
-/// The lockout key of a login name in a realm. Once the user is found, the engine uses the key
-/// of the account's own name, so that the forms of a name a directory matches (`ALICE`,
-/// ` alice `, alice's mail) share one budget.
-pub fn lock_key(realm: &str, login: &str) -> String {
-    format!("{}\u{1f}{}", realm.to_lowercase(), login.to_lowercase())
 }
 
 /// The detail of a user source that could not be asked, if that is what `e` is.

@@ -56,10 +56,11 @@ impl Engine {
     ) -> Result<OtpCheck, EngineError> {
         let store = &self.ports.store;
         let count_auth = !settings.no_auth_counter;
+        let clear = settings.failcounter_clear_minutes;
         let mut reason = RejectReason::WrongOtp;
         let mut failed = Vec::new();
         for (token, otp) in candidates {
-            if token.is_locked_by_failcount(now, settings.failcounter_clear_minutes) {
+            if token.is_locked_by_failcount(now, clear) {
                 reason = RejectReason::TokenLocked;
                 continue;
             }
@@ -67,13 +68,19 @@ impl Engine {
             let found = auth_range(token, now).and_then(|(lo, hi)| key.find(otp, lo, hi));
             if let Some(counter) = found {
                 if store
-                    .accept_otp(&token.serial, to_i64(counter), now, count_auth)
+                    .accept_otp(&token.serial, to_i64(counter), now, count_auth, clear)
                     .await?
                 {
                     return Ok(OtpCheck::Accepted(Box::new((*token).clone())));
                 }
-                // Another request accepted this or a later OTP first.
-                reason = RejectReason::OtpReused;
+                // Another request accepted this or a later OTP first, or wrong OTPs checked
+                // beside this one used up the token's fail limit.
+                reason = match store.token(&token.serial).await? {
+                    Some(now_stored) if now_stored.is_locked_by_failcount(now, clear) => {
+                        RejectReason::TokenLocked
+                    }
+                    _ => RejectReason::OtpReused,
+                };
                 failed.push(token.serial.clone());
                 continue;
             }
@@ -111,7 +118,13 @@ impl Engine {
             && let Some(next) = first.checked_add(1)
             && key.find(otp, next, next).is_some()
             && store
-                .accept_otp(&token.serial, to_i64(next), now, !settings.no_auth_counter)
+                .accept_otp(
+                    &token.serial,
+                    to_i64(next),
+                    now,
+                    !settings.no_auth_counter,
+                    settings.failcounter_clear_minutes,
+                )
                 .await?
         {
             return Ok(Some(token.clone()));

@@ -1,10 +1,10 @@
 //! Password changes through the user's source: the user's own (with the current password) and
 //! an administrator's reset. The password-reset panel and the CLI use this.
 
-use super::{Engine, RequestCtx, lock_key};
+use super::{Engine, RequestCtx, account_budgets};
 use crate::model::AuditRecord;
 use crate::source::{PasswordChangeError, SourceErrorText};
-use crate::store::{FailKind, LockPolicy};
+use crate::store::FailKind;
 
 impl Engine {
     /// Changes the password of `user` (possibly `user@realm`). With `old`, the user's own
@@ -53,34 +53,41 @@ impl Engine {
                 }
                 return Err(not_found());
             };
-            // The account's own budget, whatever form of its name was typed (as for logins).
-            let key = lock_key(realm.name.as_str(), &found.username);
-            let locking = snap.settings.account_locking && old.is_some();
-            if locking
-                && let Some(state) = self.ports.store.lock_state(&key).await.map_err(store_err)?
-                && state.is_locked(now)
-            {
-                return Err(PasswordChangeError::Refused(
-                    "the account is locked after too many failed attempts; try again later".into(),
-                ));
-            }
+            // The account's own budgets, whatever form of its name was typed (as for logins):
+            // an attempt is taken before the current password is checked.
+            let held = match old {
+                Some(_) => {
+                    let budgets = account_budgets(
+                        &snap.settings,
+                        realm.name.as_str(),
+                        &found.username,
+                        0,
+                        ctx.client_ip,
+                    );
+                    match self
+                        .reserve_all(budgets, FailKind::Password, now)
+                        .await
+                        .map_err(store_err)?
+                    {
+                        Some(held) => held,
+                        None => {
+                            return Err(PasswordChangeError::Refused(
+                                "the account is locked after too many failed attempts; try again later"
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+                None => Vec::new(),
+            };
             let Some(source) = snap.source(found.source.as_str()) else {
+                self.release_all(&held).await.map_err(store_err)?;
                 return Err(not_found());
             };
             let result = source.change_password(&found, old, new).await;
-            if locking && result == Err(PasswordChangeError::WrongOldPassword) {
-                let s = &snap.settings;
-                let policy = LockPolicy {
-                    max_password: s.max_password_attempts,
-                    max_otp: s.max_otp_attempts,
-                    lock_secs: i64::from(s.lock_period_minutes) * 60,
-                    interval_secs: i64::from(s.incorrect_attempt_interval_minutes) * 60,
-                };
-                self.ports
-                    .store
-                    .record_auth_failure(&key, FailKind::Password, now, &policy)
-                    .await
-                    .map_err(store_err)?;
+            // A wrong current password keeps its attempt; anything else gives it back.
+            if result != Err(PasswordChangeError::WrongOldPassword) {
+                self.release_all(&held).await.map_err(store_err)?;
             }
             if result.is_ok() {
                 self.forget_users();

@@ -199,26 +199,20 @@ impl Engine {
         if max == 0 {
             return Ok(true);
         }
-        let key = format!(
-            "{}\u{1f}sent-codes",
-            super::lock_key(realm.as_str(), &user.username)
-        );
-        if let Some(state) = self.ports.store.lock_state(&key).await?
-            && state.is_locked(l.now)
-        {
-            return Ok(false);
-        }
+        let key = crate::lockout::LockKey::sent_codes(realm.as_str(), &user.username);
         let policy = crate::store::LockPolicy {
             max_password: u32::MAX,
             max_otp: max,
             lock_secs: 3600,
             interval_secs: 3600,
         };
-        self.ports
+        // Taken before the code is sent: codes asked for at once cannot pass the budget.
+        Ok(self
+            .ports
             .store
-            .record_auth_failure(&key, crate::store::FailKind::Otp, l.now, &policy)
-            .await?;
-        Ok(true)
+            .reserve_attempt(&key, crate::store::FailKind::Otp, l.now, &policy)
+            .await?
+            .is_some())
     }
 
     /// Checks the answer to the code sent for the pending factor of `tx`, spending one of its

@@ -313,14 +313,14 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                     "type": c.kind.as_str(), "scopes": c.scopes,
                 }),
                 || {
-                    println!("Created API client '{}'.", c.name);
+                    outln!("Created API client '{}'.", c.name);
                     fields(&[
                         ("client_id", c.client_id.clone()),
                         ("client_secret", created.client_secret.to_string()),
                         ("type", c.kind.as_str().into()),
                         ("scopes", c.scopes.join(" ")),
                     ]);
-                    println!("The secret is shown this once: store it now.");
+                    outln!("The secret is shown this once: store it now.");
                 },
             );
         }
@@ -416,7 +416,7 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
         ClientCmd::Delete { name } => {
             admin.delete::<RadiusClient>(&actor, &name).await?;
             out.either(&serde_json::json!({"deleted": name}), || {
-                println!("Deleted RADIUS client '{name}'.")
+                outln!("Deleted RADIUS client '{name}'.")
             });
         }
         ClientCmd::Attributes { vendor } => {

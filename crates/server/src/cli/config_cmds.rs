@@ -284,7 +284,7 @@ pub async fn admin(app: &App, out: Out, cmd: super::AdminCmd) -> Result<()> {
             let pw = password.required("the administrator's password")?;
             let a = app.admin.create_admin(&actor, &name, &pw, role).await?;
             out.either(&serde_json::json!({"name": a.name, "role": a.role}), || {
-                println!(
+                outln!(
                     "Created {} '{}'. Sign in with POST /auth (username, password).",
                     a.role.as_str(),
                     a.name
@@ -316,13 +316,13 @@ pub async fn admin(app: &App, out: Out, cmd: super::AdminCmd) -> Result<()> {
                 PasswordArgs::required(&password, "the new password")?;
             app.admin.set_admin_password(&actor, &name, &pw).await?;
             out.either(&serde_json::json!({"changed": name}), || {
-                println!("Changed the password of '{name}'; its sessions were ended.")
+                outln!("Changed the password of '{name}'; its sessions were ended.")
             });
         }
         super::AdminCmd::Delete { name } => {
             app.admin.delete_admin(&actor, &name).await?;
             out.either(&serde_json::json!({"deleted": name}), || {
-                println!("Deleted administrator '{name}'.")
+                outln!("Deleted administrator '{name}'.")
             });
         }
     }
@@ -335,12 +335,12 @@ fn print_changes(out: Out, changes: &[PlannedChange], dry_run: bool) {
         || {
             let real = changes.iter().filter(|c| c.is_change()).count();
             for c in changes {
-                println!("{c}");
+                outln!("{c}");
             }
             match (real, dry_run) {
-                (0, _) => println!("No changes."),
-                (n, true) => println!("{n} change(s) would be made (dry run: nothing changed)."),
-                (n, false) => println!("{n} change(s) made."),
+                (0, _) => outln!("No changes."),
+                (n, true) => outln!("{n} change(s) would be made (dry run: nothing changed)."),
+                (n, false) => outln!("{n} change(s) made."),
             }
         },
     );
@@ -405,7 +405,7 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
         AppCmd::Delete { name } => {
             admin.delete::<Application>(&actor, &name).await?;
             out.either(&serde_json::json!({"deleted": name}), || {
-                println!("Deleted application '{name}'.")
+                outln!("Deleted application '{name}'.")
             });
         }
     }
@@ -481,7 +481,7 @@ pub async fn realm(app: &App, out: Out, cmd: RealmCmd) -> Result<()> {
         RealmCmd::Delete { name } => {
             admin.delete::<Realm>(&actor, &name).await?;
             out.either(&serde_json::json!({"deleted": name}), || {
-                println!("Deleted realm '{name}'.")
+                outln!("Deleted realm '{name}'.")
             });
         }
     }
@@ -571,13 +571,13 @@ pub async fn source(app: &App, out: Out, cmd: SourceCmd) -> Result<()> {
                 )
                 .await?;
             out.either(&s, || {
-                println!("Created user source '{}' ({}).", s.name, s.kind.as_str())
+                outln!("Created user source '{}' ({}).", s.name, s.kind.as_str())
             });
         }
         SourceCmd::Delete { name } => {
             admin.delete::<UserSourceDef>(&actor, &name).await?;
             out.either(&serde_json::json!({"deleted": name}), || {
-                println!("Deleted user source '{name}'.")
+                outln!("Deleted user source '{name}'.")
             });
         }
     }
@@ -594,7 +594,7 @@ pub async fn settings(app: &App, out: Out, cmd: SettingsCmd) -> Result<()> {
                     let v = map
                         .get(&k)
                         .ok_or_else(|| anyhow!("unknown setting '{k}'"))?;
-                    out.either(v, || println!("{}", display_value(v)));
+                    out.either(v, || outln!("{}", display_value(v)));
                 }
                 None => out.either(&map, || {
                     let rows: Vec<Vec<String>> = map
@@ -622,7 +622,7 @@ pub async fn settings(app: &App, out: Out, cmd: SettingsCmd) -> Result<()> {
                 .collect();
             out.either(&shown, || {
                 for (k, v) in &shown {
-                    println!("{k} = {}", display_value(v));
+                    outln!("{k} = {}", display_value(v));
                 }
             });
         }
@@ -743,7 +743,7 @@ pub async fn export(app: &App, out: Out, args: ExportArgs) -> Result<()> {
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("Wrote {}", path.display());
         }
-        None => print!("{text}"),
+        None => out!("{text}"),
     }
     Ok(())
 }

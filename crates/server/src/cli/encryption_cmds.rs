@@ -33,7 +33,7 @@ pub async fn run(app: &App, out: Out, cmd: EncryptionCmd) -> Result<()> {
                 .await
                 .map_err(|e| anyhow!(e))?;
             out.either(&json!({"public_key": key, "suite": "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM"}), || {
-                println!("{key}");
+                outln!("{key}");
             });
         }
         EncryptionCmd::Seal { body, public_key } => {
@@ -55,7 +55,7 @@ pub async fn run(app: &App, out: Out, cmd: EncryptionCmd) -> Result<()> {
                 &random_hex(&OsRng, 16),
             )
             .map_err(|e| anyhow!(e))?;
-            println!("{sealed}");
+            outln!("{sealed}");
         }
     }
     Ok(())

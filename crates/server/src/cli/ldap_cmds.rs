@@ -61,23 +61,23 @@ async fn test(app: &App, out: Out, profile: &str, user: Option<&str>) -> Result<
         "user": user_json,
     });
     out.either(&value, || {
-        println!(
+        outln!(
             "User source '{}' ({}), servers in the order they are tried:",
             def.name,
             ldap.map(|l| l.directory.as_str()).unwrap_or("")
         );
         for (url, r) in &report.servers {
             match r {
-                Ok(d) => println!(
+                Ok(d) => outln!(
                     "  {url}: ok, connected and bound as {bound_as} in {} ms",
                     d.as_millis()
                 ),
-                Err(e) => println!("  {url}: FAILED: {e}"),
+                Err(e) => outln!("  {url}: FAILED: {e}"),
             }
         }
         match (&report.user, user) {
             (Some(Ok(Some(u))), _) => {
-                println!("User '{}' found:", u.username);
+                outln!("User '{}' found:", u.username);
                 let one = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
                 let mut rows = vec![
                     (
@@ -111,10 +111,10 @@ async fn test(app: &App, out: Out, profile: &str, user: Option<&str>) -> Result<
                 }
                 fields(&rows);
             }
-            (Some(Ok(None)), Some(login)) => println!(
+            (Some(Ok(None)), Some(login)) => outln!(
                 "User '{login}' NOT found (login attributes, user filter and base DN decide who is found)."
             ),
-            (Some(Err(e)), Some(login)) => println!("User '{login}': lookup FAILED: {e}"),
+            (Some(Err(e)), Some(login)) => outln!("User '{login}': lookup FAILED: {e}"),
             _ => {}
         }
     });

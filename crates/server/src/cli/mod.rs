@@ -218,7 +218,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     let config = load_config(&cli.global, None)?;
     if let Command::CheckConfig = &cli.command {
-        println!("configuration is valid");
+        outln!("configuration is valid");
         crate::output::fields(&[
             ("data_dir", config.data_dir.display().to_string()),
             ("database_url", config.redacted_database_url()),

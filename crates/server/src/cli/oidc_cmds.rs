@@ -26,7 +26,7 @@ pub async fn run(app: &App, out: Out, cmd: OidcCmd) -> Result<()> {
                 .await
                 .map_err(|e| anyhow!(e))?;
             out.either(&json!({ "kid": kid }), || {
-                println!("RS256 key imported (kid {kid}); it is published at /oauth/jwks.")
+                outln!("RS256 key imported (kid {kid}); it is published at /oauth/jwks.")
             });
         }
     }

@@ -427,9 +427,9 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
             .map_err(|e| anyhow!(e))?;
             out.either(&json!({"fingerprint": fp, "next": next}), || {
                 if next {
-                    println!("Next SAML signing certificate imported (SHA-256 {fp}); it is published in the metadata. Switch with `tessera saml rotate`.")
+                    outln!("Next SAML signing certificate imported (SHA-256 {fp}); it is published in the metadata. Switch with `tessera saml rotate`.")
                 } else {
-                    println!("SAML signing key imported (certificate SHA-256 {fp}).")
+                    outln!("SAML signing key imported (certificate SHA-256 {fp}).")
                 }
             });
         }
@@ -438,7 +438,7 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
                 .await
                 .map_err(|e| anyhow!(e))?;
             out.either(&json!({"fingerprint": fp}), || {
-                println!("Signing with the next certificate now (SHA-256 {fp}).")
+                outln!("Signing with the next certificate now (SHA-256 {fp}).")
             });
         }
         SamlCmd::Status => {
@@ -464,7 +464,7 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
                     let sp = sp_of_args(*a).await?;
                     let sp = admin.put(&actor, sp).await?;
                     out.either(&sp, || {
-                        println!("Created SAML service provider '{}'.", sp.name);
+                        outln!("Created SAML service provider '{}'.", sp.name);
                         show(&sp);
                     });
                 }
@@ -493,7 +493,7 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
                 SpCmd::Delete { name } => {
                     admin.delete::<SamlServiceProvider>(&actor, &name).await?;
                     out.either(&json!({"deleted": name}), || {
-                        println!("Deleted SAML service provider '{name}'.")
+                        outln!("Deleted SAML service provider '{name}'.")
                     });
                 }
             }

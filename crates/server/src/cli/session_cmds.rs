@@ -93,7 +93,7 @@ pub async fn run(app: &App, out: Out, cmd: SessionCmd) -> Result<()> {
             tessera_http::backchannel::notify_now(&http, &gone).await;
             let ended = gone.len();
             out.either(&serde_json::json!({ "ended": ended }), || {
-                println!("{ended} session(s) of '{user}' ended.")
+                outln!("{ended} session(s) of '{user}' ended.")
             });
         }
     }

@@ -243,21 +243,21 @@ pub async fn run(app: &App, out: Out, cmd: TokenCmd) -> Result<()> {
                 out.json(&enrolled);
                 return Ok(());
             }
-            println!(
+            outln!(
                 "Enrolled {} token {} for {}.",
                 enrolled.token.kind.as_str(),
                 enrolled.token.serial,
                 enrolled.token.user
             );
-            println!("otpauth URI: {}", enrolled.uri);
-            println!("secret (base32): {}", enrolled.secret);
+            outln!("otpauth URI: {}", enrolled.uri);
+            outln!("secret (base32): {}", enrolled.secret);
             match (qr, &qr_file) {
                 (QrFormat::Terminal, _) => {
-                    println!("Scan with an authenticator app:");
-                    println!("{}", tessera_otp::qr_terminal(&enrolled.uri)?);
+                    outln!("Scan with an authenticator app:");
+                    outln!("{}", tessera_otp::qr_terminal(&enrolled.uri)?);
                 }
                 (QrFormat::Svg | QrFormat::Png, Some(path)) => {
-                    println!("QR code written to {}", path.display());
+                    outln!("QR code written to {}", path.display());
                 }
                 _ => {}
             }
@@ -325,7 +325,7 @@ pub async fn run(app: &App, out: Out, cmd: TokenCmd) -> Result<()> {
         TokenCmd::Delete { serial } => {
             admin.delete_token(&actor, &serial).await?;
             out.either(&serde_json::json!({"deleted": serial}), || {
-                println!("Deleted token {serial}.")
+                outln!("Deleted token {serial}.")
             });
         }
         TokenCmd::Pin {

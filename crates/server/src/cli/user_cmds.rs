@@ -183,7 +183,7 @@ pub async fn run(app: &App, out: Out, cmd: UserCmd) -> Result<()> {
             };
             let u = admin.create_user(&actor, input).await?;
             if !out.json {
-                println!("Created user '{}' in source '{}'.", u.username, u.source);
+                outln!("Created user '{}' in source '{}'.", u.username, u.source);
             }
             show(out, &u);
         }
@@ -277,7 +277,7 @@ pub async fn run(app: &App, out: Out, cmd: UserCmd) -> Result<()> {
                 .update_user(&actor, source.as_deref(), &name, patch, password)
                 .await?;
             if !out.json {
-                println!("Updated user '{}'.", u.username);
+                outln!("Updated user '{}'.", u.username);
             }
             show(out, &u);
         }
@@ -285,7 +285,7 @@ pub async fn run(app: &App, out: Out, cmd: UserCmd) -> Result<()> {
             let tokens = admin.delete_user(&actor, source.as_deref(), &name).await?;
             out.either(
                 &serde_json::json!({"deleted": name, "tokens_deleted": tokens}),
-                || println!("Deleted user '{name}' and {tokens} token(s)."),
+                || outln!("Deleted user '{name}' and {tokens} token(s)."),
             );
         }
         UserCmd::Passwd {
@@ -301,7 +301,7 @@ pub async fn run(app: &App, out: Out, cmd: UserCmd) -> Result<()> {
                 .await
                 .map_err(|e| anyhow!("{e}"))?;
             out.either(&serde_json::json!({"password_set": name}), || {
-                println!("Password of '{name}' set.")
+                outln!("Password of '{name}' set.")
             });
         }
         UserCmd::ClearMfaPassword { name, realm } => {
@@ -311,8 +311,8 @@ pub async fn run(app: &App, out: Out, cmd: UserCmd) -> Result<()> {
             out.either(
                 &serde_json::json!({"user": name, "mfa_password_removed": removed}),
                 || match removed {
-                    true => println!("MFA password of '{name}' removed."),
-                    false => println!("'{name}' had no MFA password."),
+                    true => outln!("MFA password of '{name}' removed."),
+                    false => outln!("'{name}' had no MFA password."),
                 },
             );
         }
