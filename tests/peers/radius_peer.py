@@ -10,6 +10,10 @@ Each step is a JSON object; one result per step is printed, as a JSON list:
   {"op": "duplicate", <auth step>}              -> the same packet sent twice: both replies
   {"op": "raw", "hex": ..}                      -> a datagram as given: {"timeout": true} or
                                                    {"reply_hex": ..}
+  {"op": "burst", "user": .., "passwords": [..], "secret": .., "attrs": {..}}
+                                                -> one Access-Request per password, all sent
+                                                   at once (a socket each) before any reply is
+                                                   read: {"codes": [code or null, ..]}
 A reply is {"code": .., "attrs": {name: [values]}, "ma_first": bool, "state": hex}.
 """
 import binascii
@@ -111,6 +115,22 @@ def main():
                     replies.append(None)
             results.append({"replies": replies,
                             "codes": [int(r[:2], 16) if r else None for r in replies]})
+        elif op == "burst":
+            sent = []
+            for password in step["passwords"]:
+                pkt = auth_packet(c, dict(step, password=password), results)
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.settimeout(10)
+                sent.append(s)
+                s.sendto(pkt.RequestPacket(), (host, auth_port))
+            codes = []
+            for s in sent:
+                try:
+                    codes.append(s.recv(4096)[0])
+                except socket.timeout:
+                    codes.append(None)
+                s.close()
+            results.append({"codes": codes})
         elif op == "acct":
             pkt = c.CreateAcctPacket(message_authenticator=step.get("ma", False))
             for name, value in step.get("attrs", {}).items():

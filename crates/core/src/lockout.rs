@@ -123,6 +123,69 @@ impl LockKey {
         serde_json::Value::from(parts).to_string()
     }
 
+    /// The key a stored form stands for (`None` for anything else).
+    pub fn from_stored(stored: &str) -> Option<LockKey> {
+        let parts: Vec<serde_json::Value> = serde_json::from_str(stored).ok()?;
+        let text = |i: usize| parts.get(i)?.as_str().map(str::to_string);
+        let key = match (text(0)?.as_str(), parts.len()) {
+            ("account", 3) => LockKey::Account {
+                realm: text(1)?,
+                login: text(2)?,
+                address: None,
+            },
+            ("account@", 4) => LockKey::Account {
+                realm: text(1)?,
+                login: text(2)?,
+                address: Some(text(3)?),
+            },
+            ("mfa", 3) => LockKey::Mfa {
+                realm: text(1)?,
+                login: text(2)?,
+            },
+            ("admin", 2) => LockKey::Admin {
+                name: text(1)?,
+                address: None,
+            },
+            ("admin@", 3) => LockKey::Admin {
+                name: text(1)?,
+                address: Some(text(2)?),
+            },
+            ("sent-codes", 3) => LockKey::SentCodes {
+                realm: text(1)?,
+                login: text(2)?,
+            },
+            ("session", 3) => LockKey::Session {
+                transaction: text(1)?,
+                factor: u32::try_from(parts.get(2)?.as_u64()?).ok()?,
+            },
+            _ => return None,
+        };
+        Some(key)
+    }
+
+    /// What the key counts, for administrators: `account`, `account from 192.0.2.1`, `MFA
+    /// step`, ….
+    pub fn describe(&self) -> String {
+        let from = |a: &str| match a {
+            "" => "an unknown address".to_string(),
+            a => a.to_string(),
+        };
+        match self {
+            LockKey::Account { address: None, .. } | LockKey::Admin { address: None, .. } => {
+                "sign-ins".into()
+            }
+            LockKey::Account {
+                address: Some(a), ..
+            }
+            | LockKey::Admin {
+                address: Some(a), ..
+            } => format!("sign-ins from {}", from(a)),
+            LockKey::Mfa { .. } => "MFA step".into(),
+            LockKey::Session { .. } => "login session".into(),
+            LockKey::SentCodes { .. } => "codes sent within the hour".into(),
+        }
+    }
+
     /// The stored prefix of every per-address key of an account (for unlocking it from
     /// everywhere).
     pub fn account_addresses_prefix(realm: &str, login: &str) -> String {
@@ -257,6 +320,29 @@ mod tests {
             LockKey::session("1", 0)
                 .stored()
                 .starts_with(LockKey::SESSION_PREFIX)
+        );
+    }
+
+    #[test]
+    fn stored_forms_read_back() {
+        let ip = Some("2001:db8::5".parse().unwrap());
+        for key in [
+            LockKey::account("r", "a\u{1f}b"),
+            LockKey::account_from("r", "a", ip),
+            LockKey::account_from("r", "a", None),
+            LockKey::mfa("r", "a"),
+            LockKey::admin("root"),
+            LockKey::admin_from("root", ip),
+            LockKey::session("12345678901234567890", 2),
+            LockKey::sent_codes("r", "a"),
+        ] {
+            assert_eq!(LockKey::from_stored(&key.stored()), Some(key.clone()));
+        }
+        assert_eq!(LockKey::from_stored("default\u{1f}alice"), None);
+        assert_eq!(LockKey::from_stored(r#"["account","r"]"#), None);
+        assert_eq!(
+            LockKey::account_from("r", "a", ip).describe(),
+            "sign-ins from 2001:db8::/64"
         );
     }
 

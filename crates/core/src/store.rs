@@ -403,6 +403,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Forgets the counts of every key whose stored form starts with `prefix` (an account's
     /// per-address counts); how many there were.
     async fn clear_locks_with_prefix(&self, prefix: &str) -> StoreResult<u64>;
+    /// The counts of every key whose stored form starts with `prefix`, by stored key (at most
+    /// `limit`).
+    async fn locks_with_prefix(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, LockState)>>;
 
     // --- audit ---
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;

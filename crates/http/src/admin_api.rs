@@ -37,12 +37,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/users/{username}/password"),
     ("get", "/users/{username}/sessions"),
     ("delete", "/users/{username}/sessions"),
+    ("get", "/users/{username}/lockout"),
+    ("post", "/users/{username}/unlock"),
+    ("get", "/admins/{name}/lockout"),
+    ("post", "/admins/{name}/unlock"),
     ("get", "/tokens"),
     ("post", "/tokens"),
     ("get", "/tokens/{serial}"),
     ("patch", "/tokens/{serial}"),
     ("delete", "/tokens/{serial}"),
     ("post", "/tokens/{serial}/reset"),
+    ("post", "/tokens/{serial}/reset-failcount"),
     ("post", "/tokens/{serial}/resync"),
     ("get", "/applications"),
     ("post", "/applications"),
@@ -99,12 +104,17 @@ pub(crate) fn routes() -> Router<HttpState> {
             "/users/{username}/sessions",
             get(get_user_sessions).delete(delete_user_sessions),
         )
+        .route("/users/{username}/lockout", get(get_user_lockout))
+        .route("/users/{username}/unlock", post(post_user_unlock))
+        .route("/admins/{name}/lockout", get(get_admin_lockout))
+        .route("/admins/{name}/unlock", post(post_admin_unlock))
         .route("/tokens", get(get_tokens).post(post_tokens))
         .route(
             "/tokens/{serial}",
             get(get_token).patch(patch_token).delete(delete_token),
         )
         .route("/tokens/{serial}/reset", post(post_token_reset))
+        .route("/tokens/{serial}/reset-failcount", post(post_token_reset))
         .route("/tokens/{serial}/resync", post(post_token_resync))
         .route("/settings", get(get_settings).patch(patch_settings))
         .route("/config", get(get_config).post(post_config))
@@ -440,6 +450,56 @@ async fn delete_user_sessions(
         .api(&state)?;
     crate::backchannel::notify(&state, &gone);
     Ok(Json(json!({ "ended": gone.len() })))
+}
+
+async fn get_user_lockout(
+    state: St,
+    auth: Authed,
+    Path(username): Path<String>,
+    Query(q): Query<RealmQuery>,
+) -> ApiResult<Json<Value>> {
+    auth.read()?;
+    let report = state
+        .admin
+        .user_lockout(&username, q.realm.as_deref())
+        .await
+        .api(&state)?;
+    Ok(Json(json!(report)))
+}
+
+async fn post_user_unlock(
+    state: St,
+    auth: Authed,
+    Path(username): Path<String>,
+    Query(q): Query<RealmQuery>,
+) -> ApiResult<Json<Value>> {
+    let actor = auth.write()?;
+    let report = state
+        .admin
+        .unlock_user(&actor, &username, q.realm.as_deref())
+        .await
+        .api(&state)?;
+    Ok(Json(json!(report)))
+}
+
+async fn get_admin_lockout(
+    state: St,
+    auth: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    auth.read()?;
+    let report = state.admin.admin_lockout(&name).await.api(&state)?;
+    Ok(Json(json!(report)))
+}
+
+async fn post_admin_unlock(
+    state: St,
+    auth: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let actor = auth.write()?;
+    let report = state.admin.unlock_admin(&actor, &name).await.api(&state)?;
+    Ok(Json(json!(report)))
 }
 
 async fn delete_user(

@@ -138,6 +138,58 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     Ok(n.saturating_mul(mult))
 }
 
+/// What an unlock removed (`tessera user unlock`, `tessera admin unlock`), or with `shown_only`
+/// what is on record (`tessera user lockout`).
+pub fn lockout(out: Out, report: &tessera_core::admin::Unlocked, shown_only: bool) {
+    let who = match &report.realm {
+        Some(realm) => format!("'{}' in realm '{realm}'", report.user),
+        None => format!("administrator '{}'", report.user),
+    };
+    out.either(report, || {
+        if report.cleared.is_empty() {
+            outln!("{who}: no failed attempts on record.");
+            return;
+        }
+        let verb = match (shown_only, report.was_locked) {
+            (true, true) => "is locked",
+            (true, false) => "has failed attempts on record, not locked",
+            (false, true) => "was locked and is unlocked now",
+            (false, false) => "was not locked; its failed attempts are forgotten",
+        };
+        outln!("{who} {verb}:");
+        let rows: Vec<Vec<String>> = report
+            .cleared
+            .iter()
+            .map(|i| {
+                vec![
+                    i.login.clone(),
+                    i.budget.clone(),
+                    i.password_fails.to_string(),
+                    i.otp_fails.to_string(),
+                    time(i.since),
+                    opt_time(i.locked_until),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "name",
+                "counts",
+                "password failures",
+                "code failures",
+                "since",
+                "locked until",
+            ],
+            &rows,
+        );
+    });
+}
+
+/// What an unlock removed.
+pub fn unlocked(out: Out, report: &tessera_core::admin::Unlocked) {
+    lockout(out, report, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,24 +5,14 @@
 
 mod common;
 
-use common::{Backend, TestServer, actor, radclient, radclient_attr, root};
-use serde_json::{Value, json};
+use common::{Backend, TestServer, actor, pyrad, radclient, radclient_attr, root};
+use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use tessera_core::model::{Method, RadiusClient, TokenKind};
 
 const SECRET: &str = "s3cret-for-the-tests";
-
-/// Runs pyrad over the steps (see tests/peers/radius_peer.py).
-fn pyrad(auth: SocketAddr, acct: SocketAddr, steps: Value) -> Vec<Value> {
-    let args = [
-        auth.ip().to_string(),
-        auth.port().to_string(),
-        acct.port().to_string(),
-    ];
-    common::python_peer("radius", "radius_peer.py", &args, &steps)
-}
 
 /// Users, tokens, applications and the RADIUS client `vpn` every test here starts from.
 async fn setup(backend: Backend) -> TestServer {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Backend, TestServer};
+use common::{Backend, TestServer, tessera, tessera_ok};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,29 +58,6 @@ fn key_pair(dir: &Path, name: &str) -> (String, String) {
         key.to_str().unwrap().to_string(),
         cert.to_str().unwrap().to_string(),
     )
-}
-
-/// The `tessera` CLI on the test server's data (its directory and database).
-fn tessera(s: &TestServer, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(&s.config.data_dir)
-        .arg("--database-url")
-        .arg(&s.config.database_url)
-        .output()
-        .unwrap()
-}
-
-/// The same, which must succeed.
-fn tessera_ok(s: &TestServer, args: &[&str]) -> std::process::Output {
-    let out = tessera(s, args);
-    assert!(
-        out.status.success(),
-        "tessera {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn peer(s: &TestServer, dir: &Path, sp: &(String, String), steps: &Value) -> Value {

@@ -457,6 +457,26 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    pub(crate) async fn locks_with_prefix_impl(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, LockState)>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT key, password_fails, otp_fails, first_fail_at, locked_until FROM lockouts \
+                 WHERE substr(key, 1, CAST($1 AS INTEGER)) = $2 ORDER BY key LIMIT $3",
+                params![prefix.chars().count() as i64, prefix, i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.text("key")?, lock_from_row(r)?)))
+            .collect()
+    }
+}
+
 /// The (password, OTP) counts of one attempt of `kind`.
 fn counts(kind: FailKind) -> (i64, i64) {
     match kind {

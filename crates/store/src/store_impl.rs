@@ -346,6 +346,13 @@ impl Store for SqlStore {
     async fn clear_locks_with_prefix(&self, prefix: &str) -> StoreResult<u64> {
         self.clear_locks_with_prefix_impl(prefix).await
     }
+    async fn locks_with_prefix(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, LockState)>> {
+        self.locks_with_prefix_impl(prefix, limit).await
+    }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
         self.append_audit_impl(record).await

@@ -5,12 +5,14 @@
 mod accounts;
 mod api_clients;
 mod config;
+mod lockouts;
 mod tokens;
 mod users;
 
 pub use accounts::{LoginResult, SESSION_SECONDS};
 pub use api_clients::{CreatedApiClient, NewApiClient};
 pub use config::{ConfigObject, Declaration, PlannedChange, bootstrap_defaults};
+pub use lockouts::{LockInfo, Unlocked};
 pub use tokens::{EnrollInput, Enrolled, TokenInfo};
 pub use users::{NewUserInput, UserInfo};
 

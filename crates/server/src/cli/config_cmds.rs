@@ -325,6 +325,10 @@ pub async fn admin(app: &App, out: Out, cmd: super::AdminCmd) -> Result<()> {
                 outln!("Deleted administrator '{name}'.")
             });
         }
+        super::AdminCmd::Unlock { name } => {
+            let unlocked = app.admin.unlock_admin(&actor, &name).await?;
+            crate::output::unlocked(out, &unlocked);
+        }
     }
     Ok(())
 }

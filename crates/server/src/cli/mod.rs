@@ -143,6 +143,9 @@ pub enum AdminCmd {
     },
     /// Delete an administrator.
     Delete { name: String },
+    /// Lift the lock of an administrator's sign-ins after too many wrong passwords (from every
+    /// address) and forget the failed attempts.
+    Unlock { name: String },
 }
 
 /// A secret given as a flag (visible to other local users in the process list) or on stdin.

@@ -91,7 +91,9 @@ pub enum TokenCmd {
     Disable { serial: String },
     /// Revoke a token for good.
     Revoke { serial: String },
-    /// Reset the fail counter.
+    /// Reset the token's fail counter (after too many wrong OTPs the token accepts none until
+    /// this, or until `failcounter_clear_minutes` passed).
+    #[command(name = "reset-failcount", alias = "reset")]
     Reset { serial: String },
     /// Delete a token.
     Delete { serial: String },

@@ -109,6 +109,23 @@ pub enum UserCmd {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// Show a user's failed sign-in attempts and locks (of every form of the name, the MFA
+    /// step, and per client address).
+    Lockout {
+        /// Login name, or user@realm.
+        name: String,
+        #[arg(long)]
+        realm: Option<String>,
+    },
+    /// Lift a user's locks after too many failed attempts (from every address, and of the MFA
+    /// step) and forget the failed attempts. Token fail counters stay: `tessera token
+    /// reset-failcount SERIAL` clears those.
+    Unlock {
+        /// Login name, or user@realm.
+        name: String,
+        #[arg(long)]
+        realm: Option<String>,
+    },
     /// Remove a user's MFA password (the user sets up a new one at the next login that asks
     /// for it).
     ClearMfaPassword {
@@ -303,6 +320,14 @@ pub async fn run(app: &App, out: Out, cmd: UserCmd) -> Result<()> {
             out.either(&serde_json::json!({"password_set": name}), || {
                 outln!("Password of '{name}' set.")
             });
+        }
+        UserCmd::Lockout { name, realm } => {
+            let report = admin.user_lockout(&name, realm.as_deref()).await?;
+            crate::output::lockout(out, &report, true);
+        }
+        UserCmd::Unlock { name, realm } => {
+            let report = admin.unlock_user(&actor, &name, realm.as_deref()).await?;
+            crate::output::unlocked(out, &report);
         }
         UserCmd::ClearMfaPassword { name, realm } => {
             let removed = admin

@@ -287,6 +287,29 @@ impl TestServer {
     }
 }
 
+/// Runs the `tessera` binary on the server's data (the CLI beside a running server).
+pub fn tessera(s: &TestServer, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(&s.config.data_dir)
+        .arg("--database-url")
+        .arg(&s.config.database_url)
+        .output()
+        .unwrap()
+}
+
+/// The same, which must succeed.
+pub fn tessera_ok(s: &TestServer, args: &[&str]) -> std::process::Output {
+    let out = tessera(s, args);
+    assert!(
+        out.status.success(),
+        "tessera {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The value of a form's hidden input `name` in a page (as the page writes it).
 pub fn hidden_input(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
@@ -372,6 +395,16 @@ pub fn python_peer(venv: &str, script: &str, args: &[String], steps: &Value) -> 
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs pyrad over the steps (see tests/peers/radius_peer.py).
+pub fn pyrad(auth: std::net::SocketAddr, acct: std::net::SocketAddr, steps: Value) -> Vec<Value> {
+    let args = [
+        auth.ip().to_string(),
+        auth.port().to_string(),
+        acct.port().to_string(),
+    ];
+    python_peer("radius", "radius_peer.py", &args, &steps)
 }
 
 /// Runs `radclient` with the attribute list on stdin; returns (exit status 0, stdout+stderr).

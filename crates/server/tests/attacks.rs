@@ -1,0 +1,459 @@
+//! The attacker's tests: what an attack run against Tessera tried, through the real doors
+//! (the validate API, RADIUS with pyrad, the OAuth password grant, `/auth`), on both backends.
+//! Each failed before the fix it names.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Backend, TestServer, actor, pyrad};
+use serde_json::{Value, json};
+use tessera_core::admin::NewApiClient;
+use tessera_core::model::{AdminRole, ApiClientKind, AuditRecord, Method, RadiusClient};
+
+const SECRET: &str = "s3cret-for-the-tests";
+const WRONG: usize = 60;
+
+/// Posts every form at once (a task each); the answers in the order of the forms.
+async fn burst(s: &TestServer, path: &str, forms: Vec<Vec<(String, String)>>) -> Vec<(u16, Value)> {
+    let mut tasks = Vec::new();
+    for form in forms {
+        let (http, url) = (s.http.clone(), format!("{}{path}", s.url));
+        tasks.push(tokio::spawn(async move {
+            let res = http.post(url).form(&form).send().await.unwrap();
+            let status = res.status().as_u16();
+            let text = res.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
+/// `WRONG` wrong passwords and then the right one, as forms of `user_key`/`pass_key`.
+fn wrong_then_right(
+    user_key: &str,
+    user: &str,
+    pass_key: &str,
+    right: &str,
+) -> Vec<Vec<(String, String)>> {
+    let mut forms: Vec<Vec<(String, String)>> = (0..WRONG)
+        .map(|i| {
+            vec![
+                (user_key.into(), user.into()),
+                (pass_key.into(), format!("wrong-guess-{i}")),
+            ]
+        })
+        .collect();
+    forms.push(vec![
+        (user_key.into(), user.into()),
+        (pass_key.into(), right.into()),
+    ]);
+    forms
+}
+
+/// `k` of a reason ending in "(attempt k of max)".
+fn attempt(reason: &str, max: u32) -> Option<u32> {
+    let rest = reason.rsplit_once("(attempt ")?.1;
+    let (k, of) = rest.strip_suffix(')')?.split_once(" of ")?;
+    assert_eq!(of.parse::<u32>().ok(), Some(max), "{reason}");
+    k.parse().ok()
+}
+
+/// The budget of `max` held against a burst whose records are `records` (the burst's only):
+/// every answer checked took one of the budget's attempts; when the right answer was refused,
+/// exactly `max` wrong ones were checked (each attempt once) and every other answer was refused
+/// unchecked; when it passed, it had taken one of the attempts (at most `max` - 1 wrong ones
+/// before it, at most `max` after it, as the count starts again after a success).
+fn assert_budget_held(records: &[AuditRecord], max: u32, right_passed: bool, locked_reason: &str) {
+    let reasons: Vec<&str> = records.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(records.len(), WRONG + 1, "{reasons:?}");
+    let mut checked: Vec<u32> = records
+        .iter()
+        .filter(|r| r.result == "reject" && !r.reason.starts_with(locked_reason))
+        .map(|r| attempt(&r.reason, max).unwrap_or_else(|| panic!("{}", r.reason)))
+        .collect();
+    checked.sort_unstable();
+    let refused = records
+        .iter()
+        .filter(|r| r.reason.starts_with(locked_reason))
+        .count();
+    let passed = records.iter().filter(|r| r.result != "reject").count();
+    assert_eq!(passed, usize::from(right_passed), "{reasons:?}");
+    assert_eq!(checked.len() + refused + passed, WRONG + 1, "{reasons:?}");
+    if right_passed {
+        assert!(checked.len() < 2 * max as usize, "{reasons:?}");
+        for k in 1..=max {
+            assert!(
+                checked.iter().filter(|c| **c == k).count() <= 2,
+                "{reasons:?}"
+            );
+        }
+    } else {
+        assert_eq!(checked, (1..=max).collect::<Vec<u32>>(), "{reasons:?}");
+    }
+}
+
+async fn records_of(s: &TestServer, action: &str, user: &str) -> Vec<AuditRecord> {
+    s.audit(action)
+        .await
+        .into_iter()
+        .filter(|r| r.user.as_deref() == Some(user))
+        .collect()
+}
+
+both_backends!(
+    validate_api_bursts_get_no_more_checks_than_the_lockout_allows,
+    radius_bursts_get_no_more_checks_than_the_lockout_allows,
+    password_grant_bursts_get_no_more_checks_than_the_lockout_allows,
+    administrator_sign_in_bursts_get_no_more_checks_than_the_lockout_allows,
+    locks_are_lifted_by_administrators_and_counted_per_address,
+);
+
+async fn password_server(b: Backend) -> TestServer {
+    let s = TestServer::start(b, Some(1_800_000_000)).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.add_user("bob", Some("bob-password")).await;
+    s.use_app("pw", &[&[Method::Password]]).await;
+    s
+}
+
+/// Lockout race (attack run, high): 59 wrong passwords and the right one sent at once were all
+/// checked, and the right one passed against a budget of 5.
+async fn validate_api_bursts_get_no_more_checks_than_the_lockout_allows(b: Backend) {
+    let s = password_server(b).await;
+    // Wrong passwords only: exactly the budget is checked; then even the right one is refused.
+    let forms: Vec<Vec<(String, String)>> = wrong_then_right("user", "bob", "pass", "x")
+        .into_iter()
+        .take(WRONG)
+        .collect();
+    let answers = burst(&s, "/validate/check", forms).await;
+    assert!(
+        answers
+            .iter()
+            .all(|(status, body)| *status == 200 && body["result"]["authentication"] == "REJECT")
+    );
+    let records = records_of(&s, "authenticate", "bob").await;
+    let checked = records
+        .iter()
+        .filter(|r| r.reason.starts_with("wrong password"))
+        .count();
+    assert_eq!(checked, 5, "{records:?}");
+    assert_eq!(
+        s.check(&[("user", "bob"), ("pass", "bob-password")])
+            .await
+            .0,
+        "REJECT"
+    );
+    // Wrong ones and the right one at once.
+    let answers = burst(
+        &s,
+        "/validate/check",
+        wrong_then_right("user", "alice", "pass", "alice-password"),
+    )
+    .await;
+    let right = answers.last().unwrap();
+    let passed = right.1["result"]["authentication"] == "ACCEPT";
+    assert_budget_held(
+        &records_of(&s, "authenticate", "alice").await,
+        5,
+        passed,
+        "account locked",
+    );
+    s.stop().await;
+}
+
+async fn radius_bursts_get_no_more_checks_than_the_lockout_allows(b: Backend) {
+    let s = password_server(b).await;
+    // Password, then an OTP in a second round: the right password gets Access-Challenge.
+    s.use_app("vpn-2fa", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    s.enroll("alice", tessera_core::model::TokenKind::Hotp, "OATH1", None)
+        .await;
+    let client: RadiusClient = serde_json::from_value(json!({
+        "name": "vpn", "device_type": "vpn", "nas_ip": ["127.0.0.1"], "secret": SECRET,
+        "application": "vpn-2fa"
+    }))
+    .unwrap();
+    s.admin().put(&actor(), client).await.unwrap();
+    let r = s.running.as_ref().unwrap();
+    let (auth, acct) = (r.radius_auth_addr.unwrap(), r.radius_acct_addr.unwrap());
+    let mut passwords: Vec<String> = (0..WRONG).map(|i| format!("wrong-guess-{i}")).collect();
+    passwords.push("alice-password".into());
+    let out = tokio::task::spawn_blocking(move || {
+        pyrad(
+            auth,
+            acct,
+            json!([{"op": "burst", "user": "alice", "passwords": passwords, "secret": SECRET}]),
+        )
+    })
+    .await
+    .unwrap();
+    let codes: Vec<u64> = out[0]["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().expect("every request answered"))
+        .collect();
+    // Access-Reject for every wrong one; the right one Access-Challenge or Access-Reject.
+    assert!(codes[..WRONG].iter().all(|c| *c == 3), "{codes:?}");
+    let passed = codes[WRONG] == 11;
+    assert!(passed || codes[WRONG] == 3, "{codes:?}");
+    assert_budget_held(
+        &records_of(&s, "authenticate", "alice").await,
+        5,
+        passed,
+        "account locked",
+    );
+    s.stop().await;
+}
+
+async fn password_grant_bursts_get_no_more_checks_than_the_lockout_allows(b: Backend) {
+    let s = password_server(b).await;
+    s.set(json!({"public_url": s.url})).await;
+    let created = s
+        .admin()
+        .create_api_client(
+            &actor(),
+            NewApiClient {
+                name: "portal".into(),
+                kind: ApiClientKind::User,
+                application: Some("pw".into()),
+                scopes: vec!["validate".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (id, secret) = (
+        created.client.client_id.clone(),
+        created.client_secret.to_string(),
+    );
+    let forms = wrong_then_right("username", "alice", "password", "alice-password")
+        .into_iter()
+        .map(|mut f| {
+            f.push(("grant_type".into(), "password".into()));
+            f.push(("client_id".into(), id.clone()));
+            f.push(("client_secret".into(), secret.clone()));
+            f
+        })
+        .collect();
+    let answers = burst(&s, "/oauth/token", forms).await;
+    assert!(
+        answers[..WRONG]
+            .iter()
+            .all(|(status, body)| *status == 400 && body["error"] == "invalid_grant"),
+        "{answers:?}"
+    );
+    let passed = answers[WRONG].0 == 200;
+    assert!(passed || answers[WRONG].0 == 400, "{:?}", answers[WRONG]);
+    assert_budget_held(
+        &records_of(&s, "authenticate", "alice").await,
+        5,
+        passed,
+        "account locked",
+    );
+    s.stop().await;
+}
+
+async fn administrator_sign_in_bursts_get_no_more_checks_than_the_lockout_allows(b: Backend) {
+    let s = TestServer::start(b, Some(1_800_000_000)).await;
+    let password = "a-long-admin-password";
+    s.admin()
+        .create_admin(&actor(), "root", password, AdminRole::Admin)
+        .await
+        .unwrap();
+    let answers = burst(
+        &s,
+        "/auth",
+        wrong_then_right("username", "root", "password", password),
+    )
+    .await;
+    assert!(
+        answers[..WRONG].iter().all(|(status, _)| *status == 401),
+        "{answers:?}"
+    );
+    let passed = answers[WRONG].0 == 200;
+    assert!(passed || answers[WRONG].0 == 401, "{:?}", answers[WRONG]);
+    let records: Vec<AuditRecord> = s
+        .audit("admin_login")
+        .await
+        .into_iter()
+        .filter(|r| r.actor == "admin:root")
+        .map(|mut r| {
+            if r.result == "ok" {
+                r.result = "accept".into();
+            }
+            r
+        })
+        .collect();
+    assert_budget_held(&records, 5, passed, "locked after");
+    s.stop().await;
+}
+
+/// A `/validate/check` from the local address `from` (127.0.0.0/8 all reach the server).
+async fn check_from(s: &TestServer, from: &str, user: &str, pass: &str) -> String {
+    let http = reqwest::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let body: Value = http
+        .post(format!("{}/validate/check", s.url))
+        .form(&[("user", user), ("pass", pass)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["result"]["authentication"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Lockout as a denial of service (attack run, medium): anyone could lock any user or
+/// administrator with five requests, and nothing unlocked them.
+async fn locks_are_lifted_by_administrators_and_counted_per_address(b: Backend) {
+    let s = password_server(b).await;
+    let api = common::Api {
+        s: &s,
+        token: s.admin_token("ada", AdminRole::Admin).await,
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            check_from(&s, "127.0.0.1", "alice", "wrong").await,
+            "REJECT"
+        );
+    }
+    assert_eq!(
+        check_from(&s, "127.0.0.1", "alice", "alice-password").await,
+        "REJECT"
+    );
+    let (status, body) = api.get("/users/alice/lockout").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["was_locked"], true, "{body}");
+    assert_eq!(body["cleared"][0]["password_fails"], 5, "{body}");
+    assert_eq!(body["cleared"][0]["budget"], "sign-ins", "{body}");
+    // An auditor may look, not unlock.
+    let auditor = common::Api {
+        s: &s,
+        token: s.admin_token("audrey", AdminRole::Auditor).await,
+    };
+    assert_eq!(auditor.get("/users/alice/lockout").await.0, 200);
+    assert_eq!(auditor.post("/users/alice/unlock", json!({})).await.0, 403);
+    let (status, body) = api.post("/users/alice/unlock", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["was_locked"], true, "{body}");
+    assert_eq!(
+        check_from(&s, "127.0.0.1", "alice", "alice-password").await,
+        "ACCEPT"
+    );
+    let unlock = &s.audit("user_unlock").await[0];
+    assert_eq!(unlock.actor, "admin:ada");
+    assert!(
+        unlock
+            .reason
+            .starts_with("unlocked (sign-ins of alice: 5 password and 0 code failures, locked"),
+        "{unlock:?}"
+    );
+    // The CLI too, and for a name nobody has (an attacker may lock those as well).
+    for _ in 0..5 {
+        check_from(&s, "127.0.0.1", "nobody", "x").await;
+    }
+    let out = common::tessera_ok(&s, &["user", "unlock", "nobody"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("'nobody' in realm 'default' was locked and is unlocked now"),
+        "{text}"
+    );
+    let out = common::tessera_ok(&s, &["user", "lockout", "nobody"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no failed attempts on record"),
+        "{out:?}"
+    );
+
+    // Counted per client address: one address locks the user out for itself only.
+    s.set(json!({"lock_per_client_address": true, "lock_all_addresses_attempts": 8}))
+        .await;
+    for _ in 0..5 {
+        check_from(&s, "127.0.0.2", "bob", "wrong").await;
+    }
+    assert_eq!(
+        check_from(&s, "127.0.0.2", "bob", "bob-password").await,
+        "REJECT"
+    );
+    assert_eq!(
+        check_from(&s, "127.0.0.1", "bob", "bob-password").await,
+        "ACCEPT"
+    );
+    // All addresses together lock the account everywhere after lock_all_addresses_attempts.
+    for _ in 0..5 {
+        check_from(&s, "127.0.0.3", "bob", "wrong").await;
+    }
+    for _ in 0..3 {
+        check_from(&s, "127.0.0.4", "bob", "wrong").await;
+    }
+    assert_eq!(
+        check_from(&s, "127.0.0.1", "bob", "bob-password").await,
+        "REJECT"
+    );
+    let (_, body) = api.get("/users/bob/lockout").await;
+    let budgets: Vec<&str> = body["cleared"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["budget"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        budgets,
+        [
+            "sign-ins",
+            "sign-ins from 127.0.0.2",
+            "sign-ins from 127.0.0.3",
+            "sign-ins from 127.0.0.4"
+        ],
+        "{body}"
+    );
+    let (_, body) = api.post("/users/bob/unlock", json!({})).await;
+    assert_eq!(body["was_locked"], true, "{body}");
+    assert_eq!(
+        check_from(&s, "127.0.0.2", "bob", "bob-password").await,
+        "ACCEPT"
+    );
+
+    // Administrators: five wrong passwords lock the name; `tessera admin unlock` lifts it.
+    let sign_in = |password: &'static str| {
+        let s = &s;
+        async move {
+            s.post("/auth", &[("username", "ada"), ("password", password)])
+                .await
+                .0
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(sign_in("wrong").await, 401);
+    }
+    assert_eq!(sign_in("a-long-admin-password").await, 401);
+    let (status, body) = auditor.get("/admins/ada/lockout").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["was_locked"], true, "{body}");
+    let out = common::tessera_ok(&s, &["--json", "admin", "unlock", "ada"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["was_locked"], true, "{report}");
+    assert_eq!(sign_in("a-long-admin-password").await, 200);
+    assert_eq!(s.audit("admin_unlock").await.len(), 1);
+    let refused = common::tessera(&s, &["admin", "unlock", "nobody"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("administrator 'nobody' not found"),
+        "{refused:?}"
+    );
+    s.stop().await;
+}
