@@ -36,6 +36,26 @@ macro_rules! string_id {
     };
 }
 
+/// The longest login name (or realm name) a request may carry, in bytes.
+pub const MAX_LOGIN_NAME: usize = 256;
+
+/// A login or realm name a request may carry: at most [`MAX_LOGIN_NAME`] bytes and no control
+/// characters (which no directory holds in a name, and which log lines, audit records and keys
+/// must never see raw).
+pub fn login_name_ok(name: &str) -> bool {
+    name.len() <= MAX_LOGIN_NAME && !name.chars().any(char::is_control)
+}
+
+/// `text` with control characters written as `\u{..}` escapes, for records of refused input.
+pub fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_unicode().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 string_id!(
     /// A user's stable id inside its user source (local: generated; LDAP: entryUUID/objectGUID).
     UserId
@@ -106,5 +126,21 @@ mod tests {
         assert!(TransactionId::parse("1234567890123456789").is_none());
         assert!(TransactionId::parse("1234567890123456789a").is_none());
         assert!(TransactionId::parse("").is_none());
+    }
+}
+
+#[cfg(test)]
+mod login_name_tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_no_login_name() {
+        assert!(login_name_ok("alice@corp.example"));
+        assert!(login_name_ok("Zoë O'Brien"));
+        for bad in ["dave\u{1f}mfa", "a\u{0}", "a\nb", "a\u{7f}", "a\u{85}"] {
+            assert!(!login_name_ok(bad), "{bad:?}");
+        }
+        assert!(!login_name_ok(&"a".repeat(257)));
+        assert_eq!(escape_controls("dave\u{1f}mfa"), "dave\\u{1f}mfa");
     }
 }

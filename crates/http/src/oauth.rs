@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use tessera_core::ids::login_name_ok;
 use tessera_core::model::{ApiClient, ApiClientKind, AuditRecord, Method};
 
 /// Where the signing key is kept (sealed) in the store's meta table.
@@ -822,11 +823,11 @@ async fn password_grant(
             "the client's application starts with a code sent to the user: use /oauth/otp/generate",
         );
     }
-    if username.is_empty() || username.len() > 256 || password.len() > 1024 {
+    if username.is_empty() || !login_name_ok(username) || password.len() > 1024 {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "username empty, or username or password too long",
+            "username empty, too long or with control characters, or password too long",
         );
     }
     let req = tessera_core::engine::AuthRequest {
@@ -1155,12 +1156,12 @@ async fn otp_generate(
     }
     let Some(username) = params
         .get("username")
-        .filter(|u| !u.is_empty() && u.len() <= 256)
+        .filter(|u| !u.is_empty() && login_name_ok(u))
     else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "username is required",
+            "username is required (at most 256 bytes, no control characters)",
         );
     };
     // Only an application whose first factor is a code sent now starts this way (the engine

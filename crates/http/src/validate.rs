@@ -16,7 +16,7 @@ use tessera_core::engine::{
     AuthRequest, Challenged, Door, EngineError, Outcome, PollStatus, REJECT_MESSAGE, RejectReason,
     RequestCtx, Triggered,
 };
-use tessera_core::ids::{Serial, TransactionId};
+use tessera_core::ids::{Serial, TransactionId, login_name_ok};
 use tessera_core::model::{AdminSession, TokenKind, User};
 use zeroize::Zeroizing;
 
@@ -49,8 +49,6 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/auth", axum::routing::post(post_auth))
 }
 
-const MAX_USER: usize = 256;
-
 fn auth_request(p: &Params) -> Result<AuthRequest, PiError> {
     let pass = p
         .get("pass")
@@ -67,11 +65,9 @@ fn auth_request(p: &Params) -> Result<AuthRequest, PiError> {
     if user.is_none() && serial.is_none() && transaction_id.is_none() {
         return Err(PiError::parameter("Missing parameter: 'user' or 'serial'"));
     }
-    if user.is_some_and(|u| u.len() > MAX_USER)
-        || p.get("realm").is_some_and(|r| r.len() > MAX_USER)
-    {
+    if !user.is_none_or(login_name_ok) || !p.get("realm").is_none_or(login_name_ok) {
         return Err(PiError::parameter(
-            "Parameter 'user' or 'realm' is too long",
+            "Parameter 'user' or 'realm' is too long or holds control characters",
         ));
     }
     if serial.is_some_and(|s| s.len() > 64) {
@@ -354,8 +350,10 @@ async fn post_validate_triggerchallenge(
     let user = params
         .non_empty("user")
         .ok_or_else(|| PiError::parameter("Missing parameter: 'user'"))?;
-    if user.len() > MAX_USER {
-        return Err(PiError::parameter("Parameter 'user' is too long"));
+    if !login_name_ok(user) || !params.get("realm").is_none_or(login_name_ok) {
+        return Err(PiError::parameter(
+            "Parameter 'user' or 'realm' is too long or holds control characters",
+        ));
     }
     let serial = params.non_empty("serial").map(Serial::from);
     let ctx = RequestCtx {
@@ -439,8 +437,10 @@ async fn post_auth(
     let password = params
         .get("password")
         .ok_or_else(|| PiError::parameter("Missing parameter: 'password'"))?;
-    if username.len() > 256 {
-        return Err(PiError::auth_failed());
+    if !login_name_ok(username) {
+        return Err(PiError::parameter(
+            "Parameter 'username' is too long or holds control characters",
+        ));
     }
     let ip = state.client_ip(peer, &headers, None);
     let result = state

@@ -944,7 +944,7 @@ async fn login_post(
             let username = form
                 .get("username")
                 .map(|u| u.trim().to_string())
-                .filter(|u| !u.is_empty() && u.len() <= 256);
+                .filter(|u| !u.is_empty() && tessera_core::ids::login_name_ok(u));
             let Some(username) = username else {
                 let mut page = flow_page(&flow, &title, Some("failed"));
                 page.ask_password = asks_password(&state, &flow.app);

@@ -114,6 +114,7 @@ both_backends!(
     password_grant_bursts_get_no_more_checks_than_the_lockout_allows,
     administrator_sign_in_bursts_get_no_more_checks_than_the_lockout_allows,
     locks_are_lifted_by_administrators_and_counted_per_address,
+    names_with_control_characters_are_refused_and_lock_keys_never_meet,
 );
 
 async fn password_server(b: Backend) -> TestServer {
@@ -235,6 +236,20 @@ async fn password_grant_bursts_get_no_more_checks_than_the_lockout_allows(b: Bac
         created.client.client_id.clone(),
         created.client_secret.to_string(),
     );
+    let refused = burst(
+        &s,
+        "/oauth/token",
+        vec![vec![
+            ("grant_type".into(), "password".into()),
+            ("client_id".into(), id.clone()),
+            ("client_secret".into(), secret.clone()),
+            ("username".into(), "ali\u{1}ce".into()),
+            ("password".into(), "x".into()),
+        ]],
+    )
+    .await;
+    assert_eq!(refused[0].0, 400, "{refused:?}");
+    assert_eq!(refused[0].1["error"], "invalid_request", "{refused:?}");
     let forms = wrong_then_right("username", "alice", "password", "alice-password")
         .into_iter()
         .map(|mut f| {
@@ -455,5 +470,127 @@ async fn locks_are_lifted_by_administrators_and_counted_per_address(b: Backend) 
         String::from_utf8_lossy(&refused.stderr).contains("administrator 'nobody' not found"),
         "{refused:?}"
     );
+    s.stop().await;
+}
+
+/// Lock keys were strings joined with U+001F (attack run, low): the login `dave\x1fmfa` locked
+/// dave's MFA step, and a realm named `admin` shared keys with administrator sign-ins.
+async fn names_with_control_characters_are_refused_and_lock_keys_never_meet(b: Backend) {
+    let s = password_server(b).await;
+    s.set(json!({"mfa_account_locking": true, "mfa_max_otp_attempts": 3}))
+        .await;
+    s.use_app("pw-otp", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    s.add_user("dave", Some("dave-password")).await;
+    s.enroll(
+        "dave",
+        tessera_core::model::TokenKind::Hotp,
+        "OATHDAVE",
+        None,
+    )
+    .await;
+    let evil = "dave\u{1f}mfa";
+    // The validate API refuses the name as bad input; nothing is looked up or counted.
+    let (status, body) = s
+        .post("/validate/check", &[("user", evil), ("pass", "x")])
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["result"]["error"]["code"], 905, "{body}");
+    let (status, body) = s
+        .post(
+            "/validate/check",
+            &[("user", "dave"), ("realm", "a\nb"), ("pass", "x")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["result"]["error"]["code"].as_u64()),
+        (reqwest::StatusCode::BAD_REQUEST, Some(905))
+    );
+    // RADIUS has no error to answer: the engine refuses the name (Access-Reject), counts
+    // nothing, and records it escaped.
+    let client: RadiusClient = serde_json::from_value(json!({
+        "name": "vpn", "device_type": "vpn", "nas_ip": ["127.0.0.1"], "secret": SECRET,
+        "application": "pw-otp"
+    }))
+    .unwrap();
+    s.admin().put(&actor(), client).await.unwrap();
+    let r = s.running.as_ref().unwrap();
+    let (auth, acct) = (r.radius_auth_addr.unwrap(), r.radius_acct_addr.unwrap());
+    let steps: Vec<Value> = (0..4)
+        .map(|_| json!({"op": "auth", "user": evil, "password": "dave-password", "secret": SECRET}))
+        .collect();
+    let out = tokio::task::spawn_blocking(move || pyrad(auth, acct, json!(steps)))
+        .await
+        .unwrap();
+    assert!(out.iter().all(|r| r["code"] == 3), "{out:?}");
+    let refused = &s.audit("authenticate").await[0];
+    assert_eq!(refused.user.as_deref(), Some("dave\\u{1f}mfa"));
+    assert_eq!(
+        refused.reason,
+        "the login or realm name holds control characters or is too long"
+    );
+    // dave's MFA step is not locked: password, then the OTP.
+    let (auth_result, body) = s
+        .check(&[("user", "dave"), ("pass", "dave-password")])
+        .await;
+    assert_eq!(auth_result, "CHALLENGE", "{body}");
+    let tx = body["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (auth_result, body) = s
+        .check(&[
+            ("user", "dave"),
+            ("transaction_id", &tx),
+            ("pass", &s.hotp(0)),
+        ])
+        .await;
+    assert_eq!(auth_result, "ACCEPT", "{body}");
+    // /auth refuses such names too (and the password grant: see the burst test above).
+    let (status, body) = s
+        .post("/auth", &[("username", "ro\u{0}ot"), ("password", "x")])
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // A realm named like the administrators' keys: its users' failures lock only them.
+    s.admin()
+        .put(
+            &actor(),
+            tessera_core::model::Realm {
+                name: "admin".into(),
+                sources: vec!["local".into()],
+                description: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    s.add_user("root", Some("root-user-password")).await;
+    s.use_app("pw", &[&[Method::Password]]).await;
+    s.admin()
+        .create_admin(&actor(), "root", "a-long-admin-password", AdminRole::Admin)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            s.check(&[("user", "root@admin"), ("pass", "wrong")])
+                .await
+                .0,
+            "REJECT"
+        );
+    }
+    assert_eq!(
+        s.check(&[("user", "root@admin"), ("pass", "root-user-password")])
+            .await
+            .0,
+        "REJECT",
+        "the user root of realm admin is locked"
+    );
+    let (status, body) = s
+        .post(
+            "/auth",
+            &[("username", "root"), ("password", "a-long-admin-password")],
+        )
+        .await;
+    assert_eq!(status, 200, "the administrator root is not: {body}");
     s.stop().await;
 }

@@ -207,6 +207,11 @@ impl Engine {
         };
         l.app = Some(app.name.clone());
 
+        // Names with control characters are refused before anything is looked up or counted.
+        if let Some(bad) = bad_names(req) {
+            l.login = Some(bad);
+            return Ok(reject(RejectReason::BadLoginName, None));
+        }
         // Who is logging in: the user named, or the owner of the token named.
         let (login_name, realm_name) = match req.user.as_deref().filter(|u| !u.is_empty()) {
             Some(user) => {
@@ -325,6 +330,9 @@ impl Engine {
         // Answered and declined: a link was clicked; the factor's check decides.
         if tx.status == TxStatus::Completed || tx.expires_at <= l.now {
             return Ok(reject(RejectReason::BadTransaction, None));
+        }
+        if bad_names(req).is_some() {
+            return Ok(reject(RejectReason::BadLoginName, None));
         }
         // The client names the user again; it must be the user the transaction is for (by
         // any name the user's source knows it by: a UPN for a sAMAccountName, say).
@@ -1242,6 +1250,15 @@ impl Engine {
     ) -> Result<Triggered, EngineError> {
         let snap = self.snapshot();
         let now = self.ports.clock.now();
+        if !crate::ids::login_name_ok(user) || !realm.is_none_or(crate::ids::login_name_ok) {
+            let l = Login {
+                login: Some(crate::ids::escape_controls(user)),
+                ..Login::new(&snap, ctx, now)
+            };
+            self.record_trigger(&l, "error", RejectReason::BadLoginName.as_str())
+                .await?;
+            return Ok(Triggered::UnknownUser);
+        }
         let (login_name, realm_name) = snap.split_login(user, realm);
         let realm_name = realm_name.unwrap_or_else(|| snap.settings.default_realm.clone());
         let mut l = Login {
@@ -1366,6 +1383,16 @@ impl Engine {
         l.set_note(detail);
         Ok(reject(RejectReason::SourceUnavailable, user))
     }
+}
+
+/// The login or realm name of a request, escaped for the audit record, if one is no name
+/// (control characters, too long).
+fn bad_names(req: &AuthRequest) -> Option<String> {
+    [req.user.as_deref(), req.realm.as_deref()]
+        .into_iter()
+        .flatten()
+        .find(|name| !crate::ids::login_name_ok(name))
+        .map(|name| crate::ids::escape_controls(&name.chars().take(64).collect::<String>()))
 }
 
 fn reject(reason: RejectReason, user: Option<User>) -> Outcome {

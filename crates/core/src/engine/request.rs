@@ -177,6 +177,8 @@ pub enum RejectReason {
     IdentifierMismatch,
     /// An MFA password set up over an existing one, or reset when there is none.
     MfaPasswordState,
+    /// The login or realm name carries control characters (or is too long).
+    BadLoginName,
     /// The request answers the pending factor in a way it does not take (an MFA password for
     /// a code, a login without a password where the first factor is one).
     WrongFactor,
@@ -207,6 +209,9 @@ impl RejectReason {
             RejectReason::SessionRetries => "too many wrong answers in this session",
             RejectReason::IdentifierMismatch => "the identifier named is not the user's",
             RejectReason::WrongFactor => "the factor is not answered that way",
+            RejectReason::BadLoginName => {
+                "the login or realm name holds control characters or is too long"
+            }
             RejectReason::MfaPasswordState => {
                 "the user already has an MFA password (reset it), or has none to reset"
             }
