@@ -221,7 +221,21 @@ impl Engine {
             None => match &req.serial {
                 Some(serial) => match self.owner_of(snap, serial).await {
                     Ok(Some((user, realm))) => (user.username.clone(), Some(realm.0)),
-                    Ok(None) => return Ok(reject(RejectReason::UnknownUser, None)),
+                    Ok(None) => {
+                        // No such token (or nobody's): as long as the check of a real one.
+                        let realm = snap.realm(&snap.settings.default_realm);
+                        let source = realm
+                            .and_then(|r| r.sources.first())
+                            .and_then(|s| snap.source(s.as_str()));
+                        self.waste_time(
+                            source.map(|s| s.as_ref()),
+                            app.factors.first(),
+                            &req.pass,
+                            snap.settings.default_otp_length as usize,
+                        )
+                        .await;
+                        return Ok(reject(RejectReason::UnknownUser, None));
+                    }
                     Err(e) => return self.unavailable(l, e, None),
                 },
                 None => return Ok(reject(RejectReason::MissingInput, None)),
@@ -1068,6 +1082,11 @@ impl Engine {
         let settings = &l.snap.settings;
         let usable: Vec<&Token> = tokens.iter().filter(|t| t.is_usable_state()).collect();
         if usable.is_empty() {
+            // A user without a token answers after the time of one PIN check when a PIN was
+            // typed, as an unknown user does (see `waste_time`).
+            if with_pin && pass.len() > settings.default_otp_length as usize {
+                self.ports.hasher.waste_verify().await;
+            }
             return Ok(None);
         }
         let mut candidates: Vec<(&Token, &str)> = Vec::new();
@@ -1127,6 +1146,13 @@ impl Engine {
     ) -> Result<Option<Proof>, EngineError> {
         let usable: Vec<&Token> = tokens.iter().filter(|t| t.is_usable_state()).collect();
         if usable.is_empty() {
+            // A user without a token answers after the time of a password check, as an
+            // unknown user does.
+            if !pass.is_empty()
+                && let Some(source) = l.snap.source(user.source.as_str())
+            {
+                source.waste_verify().await;
+            }
             return Ok(None);
         }
         let mut lengths: Vec<usize> = usable.iter().map(|t| t.digits.get()).collect();
