@@ -5,7 +5,7 @@
 
 Each step is a JSON object; one result per step is printed, as a JSON list:
   {"op": "auth", "user": .., "password": .., "secret": .., "ma": true, "state_from": i,
-   "attrs": {"NAS-Identifier": ..}}            -> the reply, or {"timeout": true}
+   "state": hex, "attrs": {"NAS-Identifier": ..}}  -> the reply, or {"timeout": true}
   {"op": "acct", "secret": .., "attrs": {..}}   -> the reply, or {"timeout": true}
   {"op": "duplicate", <auth step>}              -> the same packet sent twice: both replies
   {"op": "raw", "hex": ..}                      -> a datagram as given: {"timeout": true} or
@@ -72,6 +72,8 @@ def auth_packet(c, step, results):
         pkt[name] = value
     if "state_from" in step:
         pkt["State"] = binascii.unhexlify(results[step["state_from"]]["state"])
+    if "state" in step:
+        pkt["State"] = binascii.unhexlify(step["state"])
     return pkt
 
 

@@ -790,6 +790,7 @@ fn request_ctx(client: &ApiClient, ip: std::net::IpAddr) -> tessera_core::engine
         client_ip: Some(ip),
         application: client.application.clone(),
         actor: format!("api:{}", client.name),
+        client: Some(client.name.clone()),
         ..tessera_core::engine::RequestCtx::new(tessera_core::engine::Door::Api)
     }
 }

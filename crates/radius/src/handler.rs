@@ -280,6 +280,7 @@ impl Handler {
             client_ip,
             user_agent: Some(format!("NAS {} ({})", client.name, source.ip())),
             application,
+            client: Some(client.name.clone()),
             ..RequestCtx::new(Door::Radius)
         };
         let req = AuthRequest {

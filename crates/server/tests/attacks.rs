@@ -115,6 +115,7 @@ both_backends!(
     administrator_sign_in_bursts_get_no_more_checks_than_the_lockout_allows,
     locks_are_lifted_by_administrators_and_counted_per_address,
     names_with_control_characters_are_refused_and_lock_keys_never_meet,
+    transactions_are_finished_only_where_they_started,
 );
 
 async fn password_server(b: Backend) -> TestServer {
@@ -683,4 +684,121 @@ fn assert_within_noise(names: &[&str], medians: &[f64]) {
         .collect();
     assert!(min > max * 2.0 / 3.0, "medians differ: {shown:?}");
     eprintln!("medians: {shown:?}");
+}
+
+/// The claims of a JWT (unverified: the OAuth tests check signatures).
+fn claims_of(token: &str) -> Value {
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &data_encoding::BASE64URL_NOPAD
+            .decode(part.as_bytes())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Transactions not bound to where they started (attack run, low): a RADIUS `State` or an
+/// OAuth `mfa_tx` could be finished at `/validate/check`, escaping the OAuth session's retry
+/// budget.
+async fn transactions_are_finished_only_where_they_started(b: Backend) {
+    let s = password_server(b).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.use_app("vpn-2fa", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    s.enroll("alice", tessera_core::model::TokenKind::Hotp, "OATH1", None)
+        .await;
+    let client: RadiusClient = serde_json::from_value(json!({
+        "name": "vpn", "device_type": "vpn", "nas_ip": ["127.0.0.1"], "secret": SECRET,
+        "application": "vpn-2fa"
+    }))
+    .unwrap();
+    s.admin().put(&actor(), client).await.unwrap();
+    let r = s.running.as_ref().unwrap();
+    let (auth, acct) = (r.radius_auth_addr.unwrap(), r.radius_acct_addr.unwrap());
+    let first =
+        json!([{"op": "auth", "user": "alice", "password": "alice-password", "secret": SECRET}]);
+    let out = tokio::task::spawn_blocking(move || pyrad(auth, acct, first))
+        .await
+        .unwrap();
+    assert_eq!(out[0]["code"], 11, "{out:?}");
+    let state = out[0]["state"].as_str().unwrap().to_string();
+    let tx = String::from_utf8(data_encoding::HEXLOWER.decode(state.as_bytes()).unwrap()).unwrap();
+    // The RADIUS login's second leg at the validate API: refused, and the OTP not spent.
+    let (result, body) = s
+        .check(&[
+            ("user", "alice"),
+            ("transaction_id", &tx),
+            ("pass", &s.hotp(0)),
+        ])
+        .await;
+    assert_eq!(result, "REJECT", "{body}");
+    assert_eq!(
+        s.audit("authenticate").await[0].reason,
+        "unknown, expired or finished transaction: the login started at radius (client vpn) \
+         for application vpn-2fa"
+    );
+    let second = json!([{"op": "auth", "user": "alice", "password": s.hotp(0), "secret": SECRET,
+        "state": state}]);
+    let out = tokio::task::spawn_blocking(move || pyrad(auth, acct, second))
+        .await
+        .unwrap();
+    assert_eq!(out[0]["code"], 2, "the RADIUS client finishes it: {out:?}");
+
+    // An OAuth MFA step (whose session counts its wrong answers) at the validate API.
+    let created = s
+        .admin()
+        .create_api_client(
+            &actor(),
+            NewApiClient {
+                name: "portal".into(),
+                kind: ApiClientKind::User,
+                application: Some("vpn-2fa".into()),
+                scopes: vec!["validate".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let grant = s
+        .http
+        .post(format!("{}/oauth/token", s.url))
+        .basic_auth(
+            &created.client.client_id,
+            Some(created.client_secret.as_str()),
+        )
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), 200);
+    let body: Value = grant.json().await.unwrap();
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let mfa_tx = claims_of(&pending)["mfa_tx"].as_str().unwrap().to_string();
+    let (result, _) = s
+        .check(&[
+            ("user", "alice"),
+            ("transaction_id", &mfa_tx),
+            ("pass", &s.hotp(1)),
+        ])
+        .await;
+    assert_eq!(result, "REJECT");
+    assert!(
+        s.audit("authenticate").await[0]
+            .reason
+            .ends_with("the login started at api (client portal) for application vpn-2fa"),
+    );
+    let finished = s
+        .http
+        .post(format!("{}/oauth/mfa", s.url))
+        .bearer_auth(&pending)
+        .form(&[("otp", s.hotp(1))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(finished.status(), 200, "the OAuth client finishes it");
+    s.stop().await;
 }

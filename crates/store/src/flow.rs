@@ -41,6 +41,13 @@ fn tx_from_row(row: &Row) -> StoreResult<Transaction> {
         },
         created_at: row.int("created_at")?,
         expires_at: row.int("expires_at")?,
+        origin: match row.opt_text("origin")? {
+            Some(json) => Some(
+                serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Backend(format!("transaction origin: {e}")))?,
+            ),
+            None => None,
+        },
     })
 }
 
@@ -66,8 +73,8 @@ impl SqlStore {
         let insert = Stmt::new(
             "INSERT INTO transactions (id, user_source, user_id, username, realm, application, \
              next_factor, status, serials_json, code_hash, code_fails, code_expires_at, \
-             code_kind, code_factor, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             code_kind, code_factor, created_at, expires_at, origin) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             params![
                 tx.id.as_str(),
                 &tx.user.source.0,
@@ -84,7 +91,12 @@ impl SqlStore {
                 tx.code.as_ref().map(|c| c.kind.as_str()),
                 tx.code.as_ref().map(|c| i64::from(c.factor)),
                 tx.created_at,
-                tx.expires_at
+                tx.expires_at,
+                tx.origin
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?
             ],
         );
         match message {
@@ -204,7 +216,7 @@ impl SqlStore {
             .query_one(
                 "SELECT id, user_source, user_id, username, realm, application, next_factor, status, \
                  serials_json, code_hash, code_fails, code_expires_at, code_kind, code_factor, \
-                 created_at, expires_at FROM transactions WHERE id = $1",
+                 created_at, expires_at, origin FROM transactions WHERE id = $1",
                 params![id.as_str()],
             )
             .await?

@@ -115,6 +115,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 "lock_keys",
                 include_str!("../migrations/sqlite/0007_lock_keys.sql"),
             ),
+            (
+                8,
+                "tx_origin",
+                include_str!("../migrations/sqlite/0008_tx_origin.sql"),
+            ),
         ],
         Backend::Postgres => vec![
             (
@@ -151,6 +156,11 @@ fn migrations(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
                 7,
                 "lock_keys",
                 include_str!("../migrations/postgres/0007_lock_keys.sql"),
+            ),
+            (
+                8,
+                "tx_origin",
+                include_str!("../migrations/postgres/0008_tx_origin.sql"),
             ),
         ],
     }

@@ -8,7 +8,7 @@ use tessera_core::ids::{AppName, RealmName, Serial, SourceName, TransactionId, U
 use tessera_core::model::{
     AdminAccount, AdminRole, AdminSession, AttemptResult, AuditQuery, AuditRecord, Channel,
     CodeKind, Leg, NewLocalUser, NewToken, OutboxMessage, OutboxStatus, SentCode, TokenKind,
-    TokenPatch, TokenState, Transaction, TxStatus, User, UserPatch,
+    TokenPatch, TokenState, Transaction, TxOrigin, TxStatus, User, UserPatch,
 };
 use tessera_core::store::{
     ConfigKind, FailKind, LockKey, LockPolicy, Reservation, Store, StoreError, TokenFilter,
@@ -572,8 +572,15 @@ async fn transactions_advance_once(h: &Harness) {
         code: None,
         created_at: 100,
         expires_at: 220,
+        origin: Some(TxOrigin {
+            door: "radius".into(),
+            client: Some("vpn".into()),
+            application: "vpn".into(),
+        }),
     };
     s.create_transaction(&tx, None).await.unwrap();
+    // Kept as it was created, origin included.
+    assert_eq!(s.transaction(&id).await.unwrap().as_ref(), Some(&tx));
     assert!(matches!(
         s.create_transaction(&tx, None).await,
         Err(StoreError::Conflict(_))
@@ -1016,6 +1023,7 @@ async fn purge_expired_removes_old_rows(h: &Harness) {
         status: TxStatus::Pending,
         serials: vec![],
         code: None,
+        origin: None,
         created_at: 0,
         expires_at: expires,
     };
@@ -1200,6 +1208,7 @@ async fn codes_and_the_outbox(h: &Harness) {
         code: Some(code.clone()),
         created_at: 100,
         expires_at: 400,
+        origin: None,
     };
     let m = message("a1", Some(&id));
     s.create_transaction(&tx, Some(&m)).await.unwrap();

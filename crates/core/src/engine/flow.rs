@@ -7,8 +7,8 @@ use super::{
 };
 use crate::ids::{AppName, RealmName, Serial, TransactionId};
 use crate::model::{
-    Application, AuditRecord, CodeKind, Factor, Method, Token, TokenKind, Transaction, TxStatus,
-    User,
+    Application, AuditRecord, CodeKind, Factor, Method, Token, TokenKind, Transaction, TxOrigin,
+    TxStatus, User,
 };
 use crate::rng::random_digits;
 use crate::source::SourceError;
@@ -345,6 +345,9 @@ impl Engine {
         if tx.status == TxStatus::Completed || tx.expires_at <= l.now {
             return Ok(reject(RejectReason::BadTransaction, None));
         }
+        if let Some(outcome) = self.elsewhere(l, &tx) {
+            return Ok(outcome);
+        }
         if bad_names(req).is_some() {
             return Ok(reject(RejectReason::BadLoginName, None));
         }
@@ -476,6 +479,9 @@ impl Engine {
         l.app = Some(tx.application.clone());
         if tx.status != TxStatus::Pending || tx.expires_at <= l.now {
             return Ok(Err(reject(RejectReason::BadTransaction, None)));
+        }
+        if let Some(outcome) = self.elsewhere(l, &tx) {
+            return Ok(Err(outcome));
         }
         l.account = Some((tx.realm.0.clone(), tx.username.clone()));
         if let Some(outcome) = self.check_locked(l, tx.next_factor, Some(&tx)).await? {
@@ -890,6 +896,7 @@ impl Engine {
                 // A sent code may be valid longer than a challenge of a token.
                 expires_at: l.now
                     + validity.max(pending.as_ref().map_or(0, |p| p.message.not_after - l.now)),
+                origin: Some(self.origin_of(l)),
             };
             let message = pending.as_ref().map(|p| p.message_for(&id));
             match self
@@ -1397,6 +1404,42 @@ impl Engine {
 }
 
 impl Engine {
+    /// Where a login through `l`'s request starts: its door, its client (RADIUS and the API,
+    /// which authenticate theirs) and the application the door chose.
+    fn origin_of(&self, l: &Login<'_>) -> TxOrigin {
+        let application = self
+            .application(l.snap, l.ctx)
+            .map(|a| a.name.0.clone())
+            .unwrap_or_default();
+        TxOrigin {
+            door: l.ctx.door.as_str().into(),
+            client: match l.ctx.door {
+                super::Door::Radius | super::Door::Api => l.ctx.client.clone(),
+                super::Door::Validate | super::Door::Web => None,
+            },
+            application,
+        }
+    }
+
+    /// The refusal of a leg of `tx` that does not come the way its login started.
+    fn elsewhere(&self, l: &Login<'_>, tx: &Transaction) -> Option<Outcome> {
+        let started = tx.origin.as_ref()?;
+        if *started == self.origin_of(l) {
+            return None;
+        }
+        l.set_note(format!(
+            "the login started at {}{} for application {}",
+            started.door,
+            started
+                .client
+                .as_deref()
+                .map(|c| format!(" (client {c})"))
+                .unwrap_or_default(),
+            started.application
+        ));
+        Some(reject(RejectReason::BadTransaction, None))
+    }
+
     /// A rejection because a user source could not be asked (the error says which and why);
     /// any other error stays an error.
     fn unavailable(

@@ -77,6 +77,10 @@ pub struct RequestCtx {
     pub application: Option<AppName>,
     /// For the audit: `user`, or the service account acting for the user.
     pub actor: String,
+    /// The authenticated client the request came through, where the door has one (the RADIUS
+    /// client's name, the API client's name): a login started through one is finished through
+    /// it only.
+    pub client: Option<String>,
 }
 
 impl RequestCtx {
@@ -87,6 +91,7 @@ impl RequestCtx {
             user_agent: None,
             application: None,
             actor: "user".into(),
+            client: None,
         }
     }
 }

@@ -33,5 +33,5 @@ pub use saml::{NameIdFormat, SamlAttribute, SamlServiceProvider};
 pub use sso::{SSO_KIND, SamlParticipant, SsoSession, SsoSessionInfo};
 pub use syslog::{SyslogProfile, SyslogProtocol};
 pub use token::{NewToken, Token, TokenKind, TokenPatch, TokenState};
-pub use transaction::{CodeKind, SentCode, Transaction, TxStatus};
+pub use transaction::{CodeKind, SentCode, Transaction, TxOrigin, TxStatus};
 pub use user::{LocalUser, NewLocalUser, User, UserPatch};

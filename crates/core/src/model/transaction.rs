@@ -51,6 +51,22 @@ pub struct Transaction {
     pub code: Option<SentCode>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Where the login started; its later legs must come the same way. `None` for
+    /// transactions kept before origins were (they go on as before).
+    pub origin: Option<TxOrigin>,
+}
+
+/// Where a login started: the door, the client it came through where the door authenticates
+/// one (a RADIUS client's name, an API client's name), and the application the door chose. A
+/// later leg from anywhere else is refused: a RADIUS `State` cannot be finished at
+/// `/validate/check`, nor an OAuth MFA step by another client or outside the OAuth API (where
+/// the session's retry budget would not count it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TxOrigin {
+    pub door: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    pub application: String,
 }
 
 /// What a transaction's secret answers.
