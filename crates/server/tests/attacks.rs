@@ -116,6 +116,7 @@ both_backends!(
     locks_are_lifted_by_administrators_and_counted_per_address,
     names_with_control_characters_are_refused_and_lock_keys_never_meet,
     transactions_are_finished_only_where_they_started,
+    applications_take_users_of_their_realms_only,
 );
 
 async fn password_server(b: Backend) -> TestServer {
@@ -800,5 +801,112 @@ async fn transactions_are_finished_only_where_they_started(b: Backend) {
         .await
         .unwrap();
     assert_eq!(finished.status(), 200, "the OAuth client finishes it");
+    s.stop().await;
+}
+
+/// Applications were not tied to realms (attack run, low): `user@otherrealm` signed in to any
+/// application.
+async fn applications_take_users_of_their_realms_only(b: Backend) {
+    let s = password_server(b).await;
+    let decl: tessera_core::admin::Declaration = serde_json::from_value(json!({
+        "user_source": [{"name": "partners-src", "type": "local"}],
+        "realm": [{"name": "partners", "sources": ["partners-src"]}],
+        "application": [{"name": "staff-vpn", "realms": ["default"],
+                         "factors": [{"methods": ["password"]}]}],
+        "radius_client": [{"name": "vpn", "device_type": "vpn", "nas_ip": ["127.0.0.1"],
+                           "secret": SECRET, "application": "staff-vpn"}],
+        "settings": {"validate_application": "staff-vpn"}
+    }))
+    .unwrap();
+    s.admin().apply(&actor(), &decl, false).await.unwrap();
+    s.admin()
+        .create_user(
+            &actor(),
+            tessera_core::admin::NewUserInput {
+                username: "pat".into(),
+                source: Some("partners-src".into()),
+                password: Some(zeroize::Zeroizing::new("pat-password".into())),
+                enabled: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", "alice-password")])
+            .await
+            .0,
+        "ACCEPT"
+    );
+    for user in ["pat@partners", "nobody@partners"] {
+        let (result, body) = s.check(&[("user", user), ("pass", "pat-password")]).await;
+        assert_eq!(result, "REJECT", "{body}");
+        assert_eq!(
+            s.audit("authenticate").await[0].reason,
+            "the application does not take users of this realm"
+        );
+    }
+    // Refused before any factor: nothing counted against pat.
+    let report = s
+        .admin()
+        .user_lockout("pat", Some("partners"))
+        .await
+        .unwrap();
+    assert!(report.cleared.is_empty(), "{report:?}");
+    // RADIUS alike.
+    let r = s.running.as_ref().unwrap();
+    let (auth, acct) = (r.radius_auth_addr.unwrap(), r.radius_acct_addr.unwrap());
+    let steps = json!([{"op": "auth", "user": "pat@partners", "password": "pat-password",
+        "secret": SECRET}]);
+    let out = tokio::task::spawn_blocking(move || pyrad(auth, acct, steps))
+        .await
+        .unwrap();
+    assert_eq!(out[0]["code"], 3, "{out:?}");
+    // The CLI sets the list: a realm that does not exist is refused, --any-realm lifts it.
+    let refused = common::tessera(
+        &s,
+        &[
+            "app",
+            "set",
+            "staff-vpn",
+            "--factor",
+            "password",
+            "--realm",
+            "nope",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("realm 'nope' does not exist"),
+        "{refused:?}"
+    );
+    let out = common::tessera_ok(
+        &s,
+        &[
+            "app",
+            "set",
+            "staff-vpn",
+            "--factor",
+            "password",
+            "--any-realm",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("realms       any"),
+        "{out:?}"
+    );
+    // The running server takes the change (it reloads within a second).
+    let mut result = String::new();
+    for _ in 0..30 {
+        result = s
+            .check(&[("user", "pat@partners"), ("pass", "pat-password")])
+            .await
+            .0;
+        if result == "ACCEPT" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(result, "ACCEPT");
     s.stop().await;
 }

@@ -155,6 +155,7 @@ pub async fn bootstrap_defaults(store: &dyn Store, now: i64) -> StoreResult<bool
         sso_session_minutes: None,
         sso_idle_minutes: None,
         branding: None,
+        realms: Vec::new(),
     };
     let to_value = |v: serde_json::Result<Value>| {
         v.map_err(|e| crate::store::StoreError::Backend(e.to_string()))
@@ -332,6 +333,14 @@ impl Admin {
                 }
             }
 
+            for r in &a.realms {
+                if !realms.contains_key(&r.0.to_lowercase()) {
+                    errs.push(format!(
+                        "application '{}': realms: realm '{r}' does not exist",
+                        a.name
+                    ));
+                }
+            }
             for (j, r) in a.routes.iter().enumerate() {
                 match apps.get(&r.application.0.to_lowercase()) {
                     None => errs.push(format!(

@@ -247,6 +247,10 @@ impl Engine {
             return Ok(reject(RejectReason::UnknownRealm, None));
         };
         l.realm = Some(realm.name.clone());
+        // Before anything is looked up or counted: the same answer for every name.
+        if !app.allows_realm(realm.name.as_str()) {
+            return Ok(reject(RejectReason::RealmNotAllowed, None));
+        }
 
         let first = app.factors.first();
         let user = match self.find_user(snap, &realm.name, &login_name).await {
@@ -296,6 +300,9 @@ impl Engine {
             None => app,
         };
         l.app = Some(app.name.clone());
+        if !app.allows_realm(realm.name.as_str()) {
+            return Ok(reject(RejectReason::RealmNotAllowed, Some(user)));
+        }
         let tokens = self.tokens_for(app, &user, req, None).await?;
         let Some(factor) = app.factors.first() else {
             return Ok(reject(RejectReason::NoApplication, Some(user)));
@@ -369,6 +376,9 @@ impl Engine {
         let Some(app) = snap.application(&tx.application) else {
             return Ok(reject(RejectReason::NoApplication, None));
         };
+        if !app.allows_realm(tx.realm.as_str()) {
+            return Ok(reject(RejectReason::RealmNotAllowed, None));
+        }
         l.account = Some((tx.realm.0.clone(), tx.username.clone()));
         let k = tx.next_factor;
         let Some(factor) = app.factors.get(k as usize) else {
@@ -1323,6 +1333,11 @@ impl Engine {
             return Ok(Triggered::Challenges(None));
         };
         l.app = Some(app.name.clone());
+        if !app.allows_realm(realm.name.as_str()) {
+            self.record_trigger(&l, "error", RejectReason::RealmNotAllowed.as_str())
+                .await?;
+            return Ok(Triggered::Challenges(None));
+        }
         let realm_str = realm.name.as_str();
         let otp_factor = app.factors.iter().position(|f| {
             f.methods_for(&user, realm_str)

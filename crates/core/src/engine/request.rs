@@ -184,6 +184,8 @@ pub enum RejectReason {
     MfaPasswordState,
     /// The login or realm name carries control characters (or is too long).
     BadLoginName,
+    /// The application does not take users of the login's realm.
+    RealmNotAllowed,
     /// The request answers the pending factor in a way it does not take (an MFA password for
     /// a code, a login without a password where the first factor is one).
     WrongFactor,
@@ -214,6 +216,7 @@ impl RejectReason {
             RejectReason::SessionRetries => "too many wrong answers in this session",
             RejectReason::IdentifierMismatch => "the identifier named is not the user's",
             RejectReason::WrongFactor => "the factor is not answered that way",
+            RejectReason::RealmNotAllowed => "the application does not take users of this realm",
             RejectReason::BadLoginName => {
                 "the login or realm name holds control characters or is too long"
             }

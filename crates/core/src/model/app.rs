@@ -177,9 +177,18 @@ pub struct Application {
     /// How the login page looks for this application's users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branding: Option<crate::model::Branding>,
+    /// Only users of these realms sign in to the application (checked before any factor);
+    /// empty: users of every realm.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub realms: Vec<RealmName>,
 }
 
 impl Application {
+    /// Users of `realm` may sign in to the application.
+    pub fn allows_realm(&self, realm: &str) -> bool {
+        self.realms.is_empty() || self.realms.iter().any(|r| r.0.eq_ignore_ascii_case(realm))
+    }
+
     /// Problems an administrator must fix before the application can be saved.
     pub fn problems(&self) -> Vec<String> {
         let mut errs = Vec::new();
@@ -438,6 +447,7 @@ mod tests {
             sso_session_minutes: None,
             sso_idle_minutes: None,
             branding: None,
+            realms: Vec::new(),
         };
         assert_eq!(app.problems().len(), 2);
     }

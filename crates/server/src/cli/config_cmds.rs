@@ -45,6 +45,12 @@ pub struct AppArgs {
     kind: String,
     #[arg(long, default_value = "")]
     description: String,
+    /// Only users of this realm sign in (repeat for several); on `set`, replaces the list.
+    #[arg(long = "realm")]
+    realms: Vec<String>,
+    /// On `set`: users of every realm sign in again.
+    #[arg(long, conflicts_with = "realms")]
+    any_realm: bool,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +157,7 @@ impl AppArgs {
             sso_session_minutes: None,
             sso_idle_minutes: None,
             branding: None,
+            realms: self.realms.iter().map(|r| RealmName(r.clone())).collect(),
         })
     }
 }
@@ -359,6 +366,18 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
                 ("name", a.name.0.clone()),
                 ("type", a.kind.as_str().into()),
                 ("factors", factors_text(a)),
+                (
+                    "realms",
+                    match a.realms.is_empty() {
+                        true => "any".into(),
+                        false => a
+                            .realms
+                            .iter()
+                            .map(|r| r.0.clone())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    },
+                ),
                 ("description", a.description.clone()),
             ])
         })
@@ -399,6 +418,9 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
             a.sso_session_minutes = before.sso_session_minutes;
             a.sso_idle_minutes = before.sso_idle_minutes;
             a.branding = before.branding;
+            if a.realms.is_empty() && !args.any_realm {
+                a.realms = before.realms;
+            }
             show(&admin.put(&actor, a).await?);
         }
         AppCmd::Brand(args) => {

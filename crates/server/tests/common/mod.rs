@@ -194,6 +194,7 @@ impl TestServer {
             sso_session_minutes: None,
             sso_idle_minutes: None,
             branding: None,
+            realms: Vec::new(),
         };
         self.admin().put(&actor(), app).await.unwrap();
         self.set(json!({"validate_application": name})).await;
