@@ -20,6 +20,7 @@ mod validate;
 mod web;
 
 pub use admin_api::ROUTES as ADMIN_ROUTES;
+pub use health::metrics_router;
 pub use params::Params;
 
 use axum::Router;
@@ -43,6 +44,8 @@ pub struct HttpState {
     pub engine: Arc<Engine>,
     pub admin: Admin,
     pub metrics: Option<MetricsRender>,
+    /// The token that opens `/metrics` on this listener (none: it is closed here).
+    metrics_token: Option<Arc<zeroize::Zeroizing<String>>>,
     oauth_signer: Arc<tokio::sync::OnceCell<Arc<oauth::Signer>>>,
     oauth_rates: Arc<oauth::RateCounts>,
     /// Per-node web sign-in request counts: address → (minute, count).
@@ -65,12 +68,19 @@ impl HttpState {
             engine: admin.engine().clone(),
             admin,
             metrics,
+            metrics_token: None,
             oauth_signer: Default::default(),
             oauth_rates: Default::default(),
             web_rates: Default::default(),
             rsa_signer: Default::default(),
             saml_keys: Default::default(),
         }
+    }
+
+    /// Opens `/metrics` on the HTTP listener to requests carrying `token`.
+    pub fn with_metrics_token(mut self, token: Option<zeroize::Zeroizing<String>>) -> Self {
+        self.metrics_token = token.map(Arc::new);
+        self
     }
 
     /// A random id under which an internal fault is logged; the client sees only the id.

@@ -39,6 +39,15 @@ pub struct Config {
     pub radius: Option<(SocketAddr, SocketAddr)>,
     /// RadSec (RADIUS over TLS), when configured.
     pub radsec: Option<tessera_radius::RadsecConfig>,
+    /// Where Prometheus reads `/metrics` (no authentication: keep it on loopback or a
+    /// management network); `None`: no listener of its own.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The address was configured (a failure to listen there stops the server); the default
+    /// one only warns.
+    pub metrics_listen_explicit: bool,
+    /// With a token, `/metrics` is also served on the HTTP listener to requests that carry it
+    /// (`Authorization: Bearer …`).
+    pub metrics_token: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -72,6 +81,7 @@ pub struct Overrides {
     pub http_listen: Option<String>,
     pub radius_listen: Option<String>,
     pub radius_acct_listen: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 /// Where a value came from, for error messages.
@@ -98,6 +108,8 @@ const KEYS: &[&str] = &[
     "radsec.cert",
     "radsec.key",
     "radsec.client_ca",
+    "metrics.listen",
+    "metrics.token_file",
 ];
 
 fn env_name(key: &str) -> String {
@@ -105,7 +117,12 @@ fn env_name(key: &str) -> String {
 }
 
 /// Environment variables that are not configuration keys but are known.
-const OTHER_ENV: &[&str] = &["TESSERA_MASTER_KEY", "TESSERA_CONFIG", "TESSERA_LOG"];
+const OTHER_ENV: &[&str] = &[
+    "TESSERA_MASTER_KEY",
+    "TESSERA_CONFIG",
+    "TESSERA_LOG",
+    "TESSERA_METRICS_TOKEN",
+];
 
 fn flatten(prefix: &str, table: &Table, out: &mut BTreeMap<String, Value>) {
     for (k, v) in table {
@@ -188,6 +205,11 @@ impl Config {
                 "radius.acct_listen",
                 &overrides.radius_acct_listen,
                 "--radius-acct-listen",
+            ),
+            (
+                "metrics.listen",
+                &overrides.metrics_listen,
+                "--metrics-listen",
             ),
         ];
         for (key, value, flag) in flags {
@@ -329,6 +351,34 @@ impl Config {
         } else {
             None
         };
+        let metrics_listen_explicit = values.contains_key("metrics.listen");
+        let metrics_listen = match r.string("metrics.listen").as_deref() {
+            Some("off") => None,
+            _ => Some(
+                r.parsed::<SocketAddr>(
+                    "metrics.listen",
+                    "an address such as 127.0.0.1:9464, or off",
+                )
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+            ),
+        };
+        let mut metrics_token = env
+            .get("TESSERA_METRICS_TOKEN")
+            .map(|t| Zeroizing::new(t.trim().to_string()));
+        if let Some(path) = r.string("metrics.token_file") {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => metrics_token = Some(Zeroizing::new(text.trim().to_string())),
+                Err(e) => r
+                    .errors
+                    .push(format!("metrics.token_file: cannot read {path}: {e}")),
+            }
+        }
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            r.errors.push(
+                "the metrics token (TESSERA_METRICS_TOKEN or metrics.token_file) must be at least 16 characters"
+                    .into(),
+            );
+        }
         let master_key = env
             .get("TESSERA_MASTER_KEY")
             .filter(|k| !k.trim().is_empty())
@@ -349,6 +399,9 @@ impl Config {
                 purge_interval_secs,
                 radius,
                 radsec,
+                metrics_listen,
+                metrics_listen_explicit,
+                metrics_token,
             })
         } else {
             Err(errors)
@@ -572,6 +625,40 @@ mod tests {
             errs.iter().any(|e| e.contains("radius.enabled")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn metrics_listener_and_token() {
+        let c = Config::load_from(&Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(!c.metrics_listen_explicit && c.metrics_token.is_none());
+        let c = Config::load_from(
+            &Overrides::default(),
+            &env(&[
+                ("TESSERA_METRICS_LISTEN", "off"),
+                ("TESSERA_METRICS_TOKEN", "sixteen-chars-ok"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(
+            c.metrics_token.as_deref().map(|t| t.as_str()),
+            Some("sixteen-chars-ok")
+        );
+        let errs = Config::load_from(
+            &Overrides::default(),
+            &env(&[
+                ("TESSERA_METRICS_LISTEN", "everywhere"),
+                ("TESSERA_METRICS_TOKEN", "short"),
+            ]),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            errs.iter().any(|e| e.contains("metrics.listen")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().any(|e| e.contains("16 characters")), "{errs:?}");
     }
 
     #[test]

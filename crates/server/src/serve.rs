@@ -39,6 +39,8 @@ pub struct Running {
     pub radius_auth_addr: Option<SocketAddr>,
     pub radius_acct_addr: Option<SocketAddr>,
     pub radsec_addr: Option<SocketAddr>,
+    /// The metrics listener's address, when it listens.
+    pub metrics_addr: Option<SocketAddr>,
     pub app: App,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -83,7 +85,8 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
         let f: MetricsRender = Arc::new(move || h.render());
         f
     });
-    let state = HttpState::new(app.admin.clone(), render);
+    let state = HttpState::new(app.admin.clone(), render.clone())
+        .with_metrics_token(config.metrics_token.clone());
     let router = tessera_http::router(state);
     let listener = TcpListener::bind(config.http_listen)
         .await
@@ -120,6 +123,36 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
             "RADIUS is listening"
         );
         tasks.extend(radius.spawn(stop_rx.clone()));
+    }
+
+    // Prometheus's own listener (loopback by default): /metrics without authentication.
+    let mut metrics_addr = None;
+    if let Some(addr) = config.metrics_listen {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                metrics_addr = Some(listener.local_addr()?);
+                let router = tessera_http::metrics_router(render.clone());
+                let mut rx = stop_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    let served = axum::serve(listener, router)
+                        .with_graceful_shutdown(async move {
+                            let _ = rx.wait_for(|s| *s).await;
+                        })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "the metrics listener failed");
+                    }
+                }));
+            }
+            Err(e) if !config.metrics_listen_explicit => tracing::warn!(
+                address = %addr,
+                error = %e,
+                "metrics are not served: the default metrics address is taken (set metrics.listen, or off)"
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot listen for metrics on {addr}"));
+            }
+        }
     }
 
     let mut rx = stop_rx.clone();
@@ -216,6 +249,7 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
         radius_auth_addr,
         radius_acct_addr,
         radsec_addr,
+        metrics_addr,
         app,
         stop,
         tasks,
@@ -264,7 +298,11 @@ pub async fn print_banner(config: &Config, running: &Running) -> Result<()> {
     eprintln!(
         "  admin REST API:                     http://{addr}/api/v1 (OpenAPI: /api/v1/openapi.json)"
     );
-    eprintln!("  health and metrics:                 http://{addr}/healthz, /readyz, /metrics");
+    eprintln!("  health:                             http://{addr}/healthz, /readyz");
+    match running.metrics_addr {
+        Some(m) => eprintln!("  metrics (Prometheus):               http://{m}/metrics"),
+        None => eprintln!("  metrics (Prometheus):               off"),
+    }
     match (running.radius_auth_addr, running.radius_acct_addr) {
         (Some(auth), Some(acct)) => eprintln!(
             "  RADIUS:                             {auth}/udp (accounting {acct}/udp); add NAS clients with `tessera client add radius`"

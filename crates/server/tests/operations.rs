@@ -12,7 +12,11 @@ use tessera_core::model::{TokenKind, UserPatch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics() {
-    let s = TestServer::start(Backend::Sqlite, Some(1_800_000_010)).await;
+    const TOKEN: &str = "a-metrics-token-for-the-tests";
+    let s = TestServer::start_configured(Backend::Sqlite, Some(1_800_000_010), |c| {
+        c.metrics_token = Some(zeroize::Zeroizing::new(TOKEN.into()));
+    })
+    .await;
     s.add_user("alice", None).await;
     s.enroll("alice", TokenKind::Totp, "TOTPOPS", None).await;
     let get = |path: &'static str| {
@@ -35,8 +39,44 @@ async fn health_readiness_and_metrics() {
         s.check(&[("user", "alice"), ("pass", "000000")]).await.0,
         "REJECT"
     );
-    let (status, text) = get("/metrics").await;
+    // /metrics is public no more (attack run, low: it showed accept/reject counts per door):
+    // on the HTTP listener it needs the metrics token, and Prometheus reads the metrics
+    // listener (loopback by default).
+    let (status, _) = get("/metrics").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let with_token = |token: &'static str| {
+        let s = &s;
+        async move {
+            let res = s
+                .http
+                .get(format!("{}/metrics", s.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    };
+    assert_eq!(
+        with_token("a-metrics-token-for-the-test!").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, on_http) = with_token(TOKEN).await;
     assert_eq!(status, StatusCode::OK);
+    let metrics_addr = s.running.as_ref().unwrap().metrics_addr.unwrap();
+    assert!(metrics_addr.ip().is_loopback());
+    let res = s
+        .http
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    assert!(
+        on_http.contains("tessera_auth_decisions_total"),
+        "{on_http}"
+    );
     for needle in [
         "tessera_http_requests_total{route=\"/validate/check\",method=\"POST\",status=\"200\"}",
         "tessera_auth_decisions_total{door=\"validate\",result=\"accept\"}",
@@ -56,6 +96,17 @@ async fn health_readiness_and_metrics() {
     assert_eq!(res.headers()["cache-control"], "no-store");
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     assert_eq!(res.headers()["x-frame-options"], "DENY");
+    s.stop().await;
+
+    // Without a token the HTTP listener does not serve metrics at all.
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    let res = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
     s.stop().await;
 }
 

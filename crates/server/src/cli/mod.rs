@@ -120,6 +120,10 @@ pub struct ServeArgs {
     /// RADIUS accounting address (UDP) (also TESSERA_RADIUS_ACCT_LISTEN).
     #[arg(long, value_name = "ADDR")]
     pub radius_acct_listen: Option<String>,
+    /// Where Prometheus reads /metrics, or `off` (default 127.0.0.1:9464; also
+    /// TESSERA_METRICS_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +201,7 @@ pub fn load_config(global: &Global, serve: Option<&ServeArgs>) -> Result<Config>
         http_listen: serve.and_then(|s| s.http_listen.clone()),
         radius_listen: serve.and_then(|s| s.radius_listen.clone()),
         radius_acct_listen: serve.and_then(|s| s.radius_acct_listen.clone()),
+        metrics_listen: serve.and_then(|s| s.metrics_listen.clone()),
     };
     Config::load(&overrides).map_err(|errors| {
         anyhow::anyhow!(
@@ -244,6 +249,20 @@ pub async fn run(cli: Cli) -> Result<()> {
                     .as_ref()
                     .map(|r| r.listen.to_string())
                     .unwrap_or_else(|| "off".into()),
+            ),
+            (
+                "metrics.listen",
+                config
+                    .metrics_listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "off".into()),
+            ),
+            (
+                "metrics on the HTTP listener",
+                match config.metrics_token {
+                    Some(_) => "with the metrics token".into(),
+                    None => "no (no metrics token)".into(),
+                },
             ),
             ("log.level", config.log_level.clone()),
         ]);

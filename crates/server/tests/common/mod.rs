@@ -63,6 +63,7 @@ impl TestServer {
             database_url: pg.as_ref().map(|p| p.url.clone()),
             http_listen: Some("127.0.0.1:0".into()),
             radius_listen: Some("127.0.0.1:0".into()),
+            metrics_listen: Some("127.0.0.1:0".into()),
             ..Overrides::default()
         };
         let mut config = Config::load_from(&overrides, &BTreeMap::new()).unwrap();
