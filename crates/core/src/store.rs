@@ -262,6 +262,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn tokens_of(&self, owner: &UserRef) -> StoreResult<Vec<Token>>;
     async fn list_tokens(&self, filter: &TokenFilter) -> StoreResult<Vec<Token>>;
     async fn count_tokens(&self) -> StoreResult<u64>;
+    /// Applies the patch; false when there is no such token, or the patch's counter is behind
+    /// the token's (one conditional statement: an OTP once accepted stays spent).
     async fn update_token(&self, serial: &Serial, patch: &TokenPatch) -> StoreResult<bool>;
     async fn delete_token(&self, serial: &Serial) -> StoreResult<bool>;
     async fn delete_tokens_of(&self, owner: &UserRef) -> StoreResult<u64>;

@@ -108,7 +108,14 @@ impl Signer {
             .key
             .sign(&self.rng, input.as_bytes())
             .map_err(|_| "signing failed".to_string())?;
-        Ok(format!("{input}.{}", BASE64URL_NOPAD.encode(sig.as_ref())))
+        // ring signs with either s; the token's one valid form has the low one (see `verify`).
+        let sig = p256::ecdsa::Signature::from_slice(sig.as_ref())
+            .map_err(|_| "signing failed".to_string())?;
+        let sig = sig.normalize_s().unwrap_or(sig);
+        Ok(format!(
+            "{input}.{}",
+            BASE64URL_NOPAD.encode(&sig.to_bytes())
+        ))
     }
 
     /// The claims of a token this key signed, if the signature holds (expiry not checked).
@@ -124,6 +131,15 @@ impl Signer {
             return None;
         }
         let sig = BASE64URL_NOPAD.decode(s.as_bytes()).ok()?;
+        // (r, s) and (r, n - s) both verify; only the low-S form is taken, so that a token has
+        // one valid form (a changed copy of a revoked or spent token is no new token).
+        if p256::ecdsa::Signature::from_slice(&sig)
+            .ok()?
+            .normalize_s()
+            .is_some()
+        {
+            return None;
+        }
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.key.public_key().as_ref())
             .verify(format!("{h}.{c}").as_bytes(), &sig)
             .ok()?;
@@ -1574,5 +1590,42 @@ mod tests {
             doc["paths"].as_object().map_or(0, |p| p.len()),
             "every route is documented"
         );
+    }
+
+    /// A token has one valid form: the signature with the low s. Its twin (r, n - s), which
+    /// verifies as ECDSA too, is refused.
+    #[test]
+    fn es256_tokens_take_low_s_signatures_only() {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let signer = Signer {
+            key,
+            kid: "k1".into(),
+            rng,
+        };
+        // Signing many tokens meets high-s signatures from ring about half the time.
+        for i in 0..32 {
+            let token = signer.sign(&json!({"sub": "alice", "n": i})).unwrap();
+            assert_eq!(signer.verify(&token).unwrap()["n"], i);
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let sig = BASE64URL_NOPAD.decode(sig.as_bytes()).unwrap();
+            let low = p256::ecdsa::Signature::from_slice(&sig).unwrap();
+            assert!(low.normalize_s().is_none(), "signed with the low s");
+            // The twin: s' = n - s.
+            let (r, s) = low.split_scalars();
+            let twin = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+            assert!(twin.normalize_s().is_some());
+            let forged = format!("{input}.{}", BASE64URL_NOPAD.encode(&twin.to_bytes()));
+            // ring alone would take it.
+            let (h, c) = input.split_once('.').unwrap();
+            assert!(
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, signer.key.public_key().as_ref())
+                    .verify(format!("{h}.{c}").as_bytes(), &twin.to_bytes())
+                    .is_ok()
+            );
+            assert!(signer.verify(&forged).is_none());
+        }
     }
 }

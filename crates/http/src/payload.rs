@@ -169,20 +169,23 @@ pub(crate) async fn open_payloads(
     if (now - ts).abs() > window {
         return refuse("the payload is outside its validity window (check the clock)");
     }
-    // Seen before: refused. Remembered for as long as it could be replayed.
-    let key = format!("payload-nonce:{nonce}");
-    let store = state.engine.store();
-    match store.token_revoked(&key).await {
-        Ok(false) => {}
-        Ok(true) => return refuse("the payload was used already"),
+    // Seen before: refused. Remembered for as long as it could be replayed, by one claiming
+    // write: of two copies sent at once, one passes.
+    let seen = tessera_core::store::WebState {
+        kind: "payload-nonce".into(),
+        key_hash: data_encoding::HEXLOWER
+            .encode(ring::digest::digest(&ring::digest::SHA256, nonce.as_bytes()).as_ref()),
+        subject: String::new(),
+        data: String::new(),
+        expires_at: ts + window + 1,
+    };
+    match state.engine.store().claim_web_state(&seen, now).await {
+        Ok(true) => {}
+        Ok(false) => return refuse("the payload was used already"),
         Err(e) => {
             tracing::error!(error = %e, "replay check failed");
             return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
         }
-    }
-    if let Err(e) = store.revoke_token(&key, ts + window + 1).await {
-        tracing::error!(error = %e, "replay record failed");
-        return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
     }
     parts.headers.insert(
         header::CONTENT_TYPE,

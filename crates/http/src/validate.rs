@@ -6,7 +6,7 @@ use crate::{HttpState, St};
 use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -102,14 +102,25 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
         .map(|s| s.chars().take(256).collect())
 }
 
-/// Runs one leg through the engine, with metrics.
+/// The URL's query string names `pass`.
+fn query_has_pass(query: Option<&str>) -> bool {
+    query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "pass"))
+}
+
+/// Runs one leg through the engine, with metrics. `query`: the URL's query string.
 async fn check(
     state: &HttpState,
     peer: SocketAddr,
     headers: &HeaderMap,
     params: &Params,
+    query: Option<&str>,
     door: Door,
 ) -> Result<Outcome, PiError> {
+    if query_has_pass(query) && state.engine.snapshot().settings.refuse_pass_in_query {
+        return Err(PiError::parameter(
+            "Send 'pass' in the request body (POST): a URL's query string ends up in access logs",
+        ));
+    }
     let mut req = auth_request(params)?;
     let mut ctx = RequestCtx {
         client_ip: Some(state.client_ip(peer, headers, params.non_empty("client"))),
@@ -224,10 +235,11 @@ fn outcome_response(state: &HttpState, outcome: &Outcome) -> Result<Value, PiErr
 async fn post_validate_check(
     state: St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     params: Params,
 ) -> Result<Json<Value>, PiError> {
-    let outcome = check(&state, peer, &headers, &params, Door::Validate).await?;
+    let outcome = check(&state, peer, &headers, &params, uri.query(), Door::Validate).await?;
     Ok(Json(outcome_response(&state, &outcome)?))
 }
 
@@ -235,10 +247,11 @@ async fn post_validate_check(
 async fn post_validate_radiuscheck(
     state: St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     params: Params,
 ) -> Response {
-    match check(&state, peer, &headers, &params, Door::Validate).await {
+    match check(&state, peer, &headers, &params, uri.query(), Door::Validate).await {
         Ok(Outcome::Accept(_)) => StatusCode::NO_CONTENT.into_response(),
         Ok(_) => StatusCode::BAD_REQUEST.into_response(),
         Err(e) if e.http.is_server_error() => e.http.into_response(),
@@ -264,10 +277,11 @@ fn saml_attributes(user: &User, realm: &str) -> Value {
 async fn post_validate_samlcheck(
     state: St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     params: Params,
 ) -> Result<Json<Value>, PiError> {
-    let outcome = check(&state, peer, &headers, &params, Door::Validate).await?;
+    let outcome = check(&state, peer, &headers, &params, uri.query(), Door::Validate).await?;
     let settings = state.engine.snapshot().settings.clone();
     let realm = |r: &str| r.to_string();
     let (auth, attributes) = match &outcome {

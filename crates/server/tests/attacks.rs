@@ -117,6 +117,7 @@ both_backends!(
     names_with_control_characters_are_refused_and_lock_keys_never_meet,
     transactions_are_finished_only_where_they_started,
     applications_take_users_of_their_realms_only,
+    a_resync_beside_a_login_never_makes_a_used_code_valid_again,
 );
 
 async fn password_server(b: Backend) -> TestServer {
@@ -908,5 +909,54 @@ async fn applications_take_users_of_their_realms_only(b: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(result, "ACCEPT");
+    s.stop().await;
+}
+
+/// The admin resync's counter write was unconditional (attack run, low): a resync running
+/// beside a login that accepted a later code moved the counter back, and the used code was
+/// valid again.
+async fn a_resync_beside_a_login_never_makes_a_used_code_valid_again(b: Backend) {
+    let s = password_server(b).await;
+    s.set(json!({"account_locking": false})).await;
+    s.use_app("otp", &[&[Method::SoftOtp]]).await;
+    let api = common::Api {
+        s: &s,
+        token: s.admin_token("ada", AdminRole::Admin).await,
+    };
+    for round in 0..15u64 {
+        let serial = format!("OATHRACE{round}");
+        s.enroll("alice", tessera_core::model::TokenKind::Hotp, &serial, None)
+            .await;
+        // Other tokens of alice's are out of the way.
+        if round > 0 {
+            s.admin()
+                .delete_token(&actor(), &format!("OATHRACE{}", round - 1))
+                .await
+                .unwrap();
+        }
+        let body = json!({"otp1": s.hotp(2), "otp2": s.hotp(3)});
+        let path = format!("/tokens/{serial}/resync");
+        let used = s.hotp(5);
+        let form = [("user", "alice"), ("pass", used.as_str())];
+        let (resync, login) = tokio::join!(api.post(&path, body), s.check(&form));
+        let accepted = login.0 == "ACCEPT";
+        let t = s.admin().get_token(&serial).await.unwrap();
+        if accepted {
+            assert!(
+                t.counter >= 6,
+                "round {round}: counter moved back to {}",
+                t.counter
+            );
+            assert_eq!(
+                s.check(&[("user", "alice"), ("pass", &used)]).await.0,
+                "REJECT",
+                "round {round}: the used code is spent"
+            );
+        }
+        assert!(
+            resync.0 == 200 || resync.0 == 400,
+            "round {round}: {resync:?}"
+        );
+    }
     s.stop().await;
 }

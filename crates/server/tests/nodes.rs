@@ -668,3 +668,80 @@ factors = [{{ methods = ["sms_otp"] }}]
     drop(node);
     gateway.abort();
 }
+
+/// `pass` in a URL (attack run, low): proxies and access logs keep URLs. Tessera writes no URL
+/// into its own log at any level, and `refuse_pass_in_query` refuses such requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_in_a_url_is_never_logged_and_can_be_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let node = Node::start(
+        dir.path(),
+        None,
+        &[("TESSERA_LOG", "trace"), ("TESSERA_METRICS_LISTEN", "off")],
+    );
+    let (ok, _, err) = cli(
+        &["user", "add", "bob", "--password-stdin", "--data-dir", d],
+        &[],
+        Some("bob-password\n"),
+    );
+    assert!(ok, "{err}");
+    let http = common::http_client();
+    let get = |query: &'static str| {
+        let (http, url) = (http.clone(), node.url.clone());
+        async move {
+            let res = http
+                .get(format!("{url}/validate/check?{query}"))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap())
+        }
+    };
+    // Allowed by default (clients that still use GET), and logged nowhere.
+    let (status, body) = get("user=bob&pass=secret-in-the-url-1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["authentication"], "REJECT");
+    let (ok, _, err) = cli(
+        &[
+            "settings",
+            "set",
+            "refuse_pass_in_query=true",
+            "--data-dir",
+            d,
+        ],
+        &[],
+        None,
+    );
+    assert!(ok, "{err}");
+    let started = Instant::now();
+    loop {
+        let (status, body) = get("user=bob&pass=secret-in-the-url-2").await;
+        if status == 400 {
+            assert_eq!(body["result"]["error"]["code"], 905, "{body}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "not refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A POST to a URL with `pass` in it too; the body is where it belongs.
+    let res = http
+        .post(format!(
+            "{}/validate/check?pass=secret-in-the-url-3",
+            node.url
+        ))
+        .form(&[("user", "bob")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        check(&http, &node.url, "bob", "secret-in-the-body").await,
+        "REJECT"
+    );
+    let log = node.log_text();
+    assert!(node.stop().success());
+    assert!(log.contains("TRACE") || log.contains("DEBUG") || log.contains("INFO"));
+    assert!(!log.contains("secret-in-the"), "{log}");
+}

@@ -695,6 +695,35 @@ async fn encrypted_payloads_fresh_once_and_untampered() {
             .contains("used already"),
         "{body}"
     );
+    // The same sealed payload sent twenty times at once: one passes (the replay record is one
+    // claiming write; a check-then-insert let two pass).
+    let sealed = cli(&["encryption", "seal", plain]);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (http, url, id, secret, body) = (
+            s.http.clone(),
+            format!("{}/oauth/token", s.url),
+            id.clone(),
+            secret.clone(),
+            sealed.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .basic_auth(id, Some(secret))
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut passed = 0;
+    for t in tasks {
+        passed += usize::from(t.await.unwrap() == 200);
+    }
+    assert_eq!(passed, 1);
     // Sealed by an HPKE implementation that is not ours (pyhpke): accepted too.
     let seen = common::python_peer(
         "oauth",

@@ -190,7 +190,7 @@ impl SqlStore {
                    counter = CASE WHEN $15 = 1 THEN $16 ELSE counter END, \
                    resync_counter = CASE WHEN $15 = 1 THEN NULL ELSE resync_counter END, \
                    resync_at = CASE WHEN $15 = 1 THEN NULL ELSE resync_at END \
-                 WHERE serial = $1",
+                 WHERE serial = $1 AND ($15 = 0 OR counter <= $16)",
                 params![
                     &serial.0,
                     p.description.is_some(),

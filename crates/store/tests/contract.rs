@@ -545,6 +545,24 @@ async fn token_patch(h: &Harness) {
     let t2 = s.token(&serial).await.unwrap().unwrap();
     assert_eq!(t2.pin_hash, None);
     assert_eq!(t2.description, "backup phone");
+    // The counter only moves forward: a patch behind it changes nothing at all.
+    assert!(
+        !s.update_token(
+            &serial,
+            &TokenPatch {
+                counter: Some(1000),
+                description: Some("moved back".into()),
+                ..TokenPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+    );
+    let t3 = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!(
+        (t3.counter, t3.description.as_str()),
+        (1234, "backup phone")
+    );
     assert!(
         !s.update_token(&Serial::from("nope"), &TokenPatch::default())
             .await

@@ -769,18 +769,33 @@ impl Admin {
             ));
         };
         let next = i64::try_from(second).unwrap_or(i64::MAX).saturating_add(1);
-        self.patch_token(
+        // Only forward: a login that accepted a later code meanwhile wins (the pair found is
+        // spent or behind it, and moving back would make used codes valid again).
+        let patch = TokenPatch {
+            counter: Some(next),
+            reset_failcount: true,
+            ..TokenPatch::default()
+        };
+        if !self.engine.store().update_token(&t.serial, &patch).await? {
+            return Err(AdminError::invalid(
+                "the token accepted a later code while it was resynchronised; resynchronise it with two new codes",
+            ));
+        }
+        let info = self.get_token(serial).await?;
+        self.audit(
             actor,
-            &t,
-            TokenPatch {
-                counter: Some(next),
-                reset_failcount: true,
-                ..TokenPatch::default()
-            },
             "token_resync",
+            Target {
+                user: Some(&info.user),
+                realm: info.realm.as_deref(),
+                serial: Some(serial),
+                ..Target::default()
+            },
+            "ok",
             "resynchronised",
         )
-        .await
+        .await?;
+        Ok(info)
     }
 
     pub async fn delete_token(&self, actor: &Actor, serial: &str) -> AdminResult<()> {

@@ -170,6 +170,8 @@ pub struct TokenPatch {
     pub sync_window: Option<u32>,
     /// Resets the fail counter (and its timestamp).
     pub reset_failcount: bool,
-    /// Sets the counter (resynchronisation).
+    /// Moves the counter forward (resynchronisation), never back: an OTP once accepted stays
+    /// spent. When the token's counter is past it already (a later OTP was accepted meanwhile),
+    /// nothing of the patch is applied.
     pub counter: Option<i64>,
 }
