@@ -195,6 +195,15 @@ pub(crate) fn no_store(res: &mut Response) {
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
+/// RFC 6750's answer to a token whose client lacks `scope`.
+fn insufficient_scope(scope: &str) -> Response {
+    oauth_error(
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+        &format!("this client's tokens do not carry the scope {scope}"),
+    )
+}
+
 fn invalid_client(description: &str) -> Response {
     let mut res = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
     res.headers_mut().insert(
@@ -826,6 +835,13 @@ async fn password_grant(
             "only user clients use the password grant",
         );
     }
+    if !client.has_scope("validate") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "this client may not sign users in (scope validate)",
+        );
+    }
     let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -927,6 +943,14 @@ async fn pending_login(
         return Err(Box::new(invalid_token(
             "this client may not call from this address",
         )));
+    }
+    // The first factor's code is signing in (scope validate); later factors are MFA steps.
+    let scope = match role {
+        "OTP_PENDING" => "validate",
+        _ => "mfa",
+    };
+    if !client.has_scope(scope) {
+        return Err(Box::new(insufficient_scope(scope)));
     }
     let Some(tx) = tessera_core::ids::TransactionId::parse(tx) else {
         return Err(Box::new(invalid_token(&format!("not an {role} token"))));
@@ -1171,6 +1195,13 @@ async fn otp_generate(
             "only user clients sign users in",
         );
     }
+    if !client.has_scope("validate") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "this client may not sign users in (scope validate)",
+        );
+    }
     let Some(username) = params
         .get("username")
         .filter(|u| !u.is_empty() && login_name_ok(u))
@@ -1401,6 +1432,30 @@ async fn mfa_otp_generate(
     }
 }
 
+/// The API client whose access token (`aud: tessera`, role AGENT or USER) `token` is, with
+/// the token's scopes, if it is active; for callers of other doors (`/validate/*`).
+pub(crate) async fn access_token_client(
+    state: &HttpState,
+    token: &str,
+) -> Option<(ApiClient, Vec<String>)> {
+    let claims = active_claims(state, token)
+        .await
+        .filter(|c| c["aud"] == "tessera" && (c["role"] == "AGENT" || c["role"] == "USER"))?;
+    let client = state
+        .engine
+        .snapshot()
+        .api_client_by_id(claims["client_id"].as_str()?)?
+        .clone();
+    let scopes = claims["scope"]
+        .as_str()
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    Some((client, scopes))
+}
+
 /// The claims of an active token: signed by us, unexpired, not revoked.
 pub(crate) async fn active_claims(state: &HttpState, token: &str) -> Option<Value> {
     let signer = signer(state).await.ok()?;
@@ -1431,12 +1486,8 @@ async fn introspect(
         Ok(call) => call,
         Err(res) => return *res,
     };
-    if !client.scopes.iter().any(|s| s == "introspect") {
-        return oauth_error(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            "this client may not introspect tokens (scope introspect)",
-        );
+    if !client.has_scope("introspect") {
+        return insufficient_scope("introspect");
     }
     let Some(token) = params.get("token") else {
         return oauth_error(

@@ -16,8 +16,8 @@ use tessera_core::engine::{
     AuthRequest, Challenged, Door, EngineError, Outcome, PollStatus, REJECT_MESSAGE, RejectReason,
     RequestCtx, Triggered,
 };
-use tessera_core::ids::{Serial, TransactionId, login_name_ok};
-use tessera_core::model::{AdminSession, TokenKind, User};
+use tessera_core::ids::{AppName, Serial, TransactionId, login_name_ok};
+use tessera_core::model::{AdminSession, ApiClient, TokenKind, User};
 use zeroize::Zeroizing;
 
 pub(crate) fn routes() -> Router<HttpState> {
@@ -127,6 +127,34 @@ async fn check(
         user_agent: user_agent(headers),
         ..RequestCtx::new(door)
     };
+    // An API client's access token as bearer (seed 000's agents: Windows logon, ADFS, PAM):
+    // its logins go through the client's application and are bound to the client. An
+    // application may take no request without one.
+    let caller = api_caller(state, peer, headers).await?;
+    if let Some(client) = &caller {
+        ctx.client = Some(client.name.clone());
+        ctx.actor = format!("api:{}", client.name);
+        if client.application.is_some() {
+            ctx.application = client.application.clone();
+        }
+    }
+    let snap = state.engine.snapshot();
+    let app = ctx
+        .application
+        .clone()
+        .unwrap_or_else(|| AppName(snap.settings.validate_application.clone()));
+    if caller.is_none()
+        && snap
+            .application(&app)
+            .is_some_and(|a| a.require_client_token)
+    {
+        return Err(PiError {
+            message: "Authentication failure. This application takes requests only with an API \
+                      client's access token (scope validate) as bearer"
+                .into(),
+            ..PiError::unauthorized()
+        });
+    }
     // `otponly` (the OTP without the token PIN) is privacyIDEA's token test from its management
     // UI: honoured only for an administrator signed in through `/auth` who names the token by
     // `serial`. From anyone else it is ignored, so that a request parameter never switches the
@@ -337,6 +365,35 @@ async fn session(state: &HttpState, headers: &HeaderMap) -> Result<AdminSession,
     signed_in(state, headers)
         .await?
         .ok_or_else(PiError::unauthorized)
+}
+
+/// The API client whose access token the request carries as bearer (a JWT; an
+/// administrator's `/auth` token is none), if it may call: the token active, with the scope
+/// `validate`, from an address the client may call from. A token that is none of that is
+/// refused rather than ignored.
+async fn api_caller(
+    state: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Option<ApiClient>, PiError> {
+    let Some(token) = bearer(headers).filter(|t| t.split('.').count() == 3) else {
+        return Ok(None);
+    };
+    let ip = state.client_ip(peer, headers, None);
+    match crate::oauth::access_token_client(state, token).await {
+        Some((client, scopes))
+            if scopes.iter().any(|s| s == "validate") && client.allows_ip(ip) =>
+        {
+            Ok(Some(client))
+        }
+        _ => Err(PiError {
+            message: "Authentication failure. The API client's token is expired, revoked or \
+                      not ours, lacks the scope validate, or comes from an address the client \
+                      may not call from"
+                .into(),
+            ..PiError::unauthorized()
+        }),
+    }
 }
 
 /// The administrator (role `admin`) whose `/auth` token the request carries, if any: who may

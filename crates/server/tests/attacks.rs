@@ -118,6 +118,7 @@ both_backends!(
     transactions_are_finished_only_where_they_started,
     applications_take_users_of_their_realms_only,
     a_resync_beside_a_login_never_makes_a_used_code_valid_again,
+    scopes_are_enforced_and_applications_may_require_an_api_client,
 );
 
 async fn password_server(b: Backend) -> TestServer {
@@ -755,7 +756,7 @@ async fn transactions_are_finished_only_where_they_started(b: Backend) {
                 name: "portal".into(),
                 kind: ApiClientKind::User,
                 application: Some("vpn-2fa".into()),
-                scopes: vec!["validate".into()],
+                scopes: vec!["validate".into(), "mfa".into()],
                 ..Default::default()
             },
         )
@@ -892,9 +893,12 @@ async fn applications_take_users_of_their_realms_only(b: Backend) {
             "--any-realm",
         ],
     );
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("realms       any"),
-        "{out:?}"
+        shown
+            .lines()
+            .any(|l| l.starts_with("realms") && l.trim_end().ends_with(" any")),
+        "{shown}"
     );
     // The running server takes the change (it reloads within a second).
     let mut result = String::new();
@@ -958,5 +962,233 @@ async fn a_resync_beside_a_login_never_makes_a_used_code_valid_again(b: Backend)
             "round {round}: {resync:?}"
         );
     }
+    s.stop().await;
+}
+
+async fn api_client(
+    s: &TestServer,
+    name: &str,
+    kind: ApiClientKind,
+    app: Option<&str>,
+    scopes: &[&str],
+) -> (String, String) {
+    let created = s
+        .admin()
+        .create_api_client(
+            &actor(),
+            NewApiClient {
+                name: name.into(),
+                kind,
+                application: app.map(str::to_string),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (
+        created.client.client_id.clone(),
+        created.client_secret.to_string(),
+    )
+}
+
+/// POST with HTTP Basic client authentication; (status, JSON).
+async fn as_client(
+    s: &TestServer,
+    path: &str,
+    (id, secret): &(String, String),
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let res = s
+        .http
+        .post(format!("{}{path}", s.url))
+        .basic_auth(id, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// POST with a bearer token; (status, JSON).
+async fn with_bearer(
+    s: &TestServer,
+    path: &str,
+    token: &str,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let res = s
+        .http
+        .post(format!("{}{path}", s.url))
+        .bearer_auth(token)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+/// Scopes gated nothing but introspection, and `/validate/*` took no token at all (attack run,
+/// low), while seed 000's agents call with an API client's bearer token.
+async fn scopes_are_enforced_and_applications_may_require_an_api_client(b: Backend) {
+    let s = password_server(b).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.use_app("win-logon", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    s.enroll(
+        "alice",
+        tessera_core::model::TokenKind::Hotp,
+        "OATHWIN",
+        None,
+    )
+    .await;
+    s.use_app("pw", &[&[Method::Password]]).await;
+    // A user client without `validate` signs nobody in; without `mfa` it answers no MFA step.
+    let no_validate =
+        api_client(&s, "no-validate", ApiClientKind::User, Some("pw"), &["mfa"]).await;
+    let grant = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", "alice-password"),
+    ];
+    let (status, body) = as_client(&s, "/oauth/token", &no_validate, &grant).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "{body}"
+    );
+    let no_mfa = api_client(
+        &s,
+        "no-mfa",
+        ApiClientKind::User,
+        Some("win-logon"),
+        &["validate"],
+    )
+    .await;
+    let (status, body) = as_client(&s, "/oauth/token", &no_mfa, &grant).await;
+    assert_eq!(status, 200, "{body}");
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let (status, body) = with_bearer(&s, "/oauth/mfa", &pending, &[("otp", &s.hotp(0))]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("insufficient_scope")),
+        "{body}"
+    );
+    // New clients get what their type needs when no scope is named.
+    let user_default = api_client(&s, "portal", ApiClientKind::User, Some("win-logon"), &[]).await;
+    let (status, body) = as_client(&s, "/oauth/token", &user_default, &grant).await;
+    assert_eq!(status, 200, "{body}");
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let (status, body) = with_bearer(&s, "/oauth/mfa", &pending, &[("otp", &s.hotp(0))]).await;
+    assert_eq!(status, 200, "{body}");
+
+    // An application that takes /validate requests only from API clients.
+    let out = common::tessera_ok(
+        &s,
+        &[
+            "app",
+            "set",
+            "win-logon",
+            "--factor",
+            "password",
+            "--factor",
+            "soft_otp",
+            "--require-client-token",
+            "true",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("an API client's token"),
+        "{out:?}"
+    );
+    s.set(json!({"validate_application": "win-logon"})).await;
+    let (status, body) = s
+        .post(
+            "/validate/check",
+            &[("user", "alice"), ("pass", "alice-password")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["result"]["error"]["code"].as_u64()),
+        (reqwest::StatusCode::UNAUTHORIZED, Some(4033)),
+        "{body}"
+    );
+    // The agent (client credentials; its default scope is validate) calls with its token.
+    let agent = api_client(&s, "winlogon", ApiClientKind::Agent, Some("win-logon"), &[]).await;
+    let (status, body) = as_client(
+        &s,
+        "/oauth/token",
+        &agent,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_string();
+    let (status, body) = with_bearer(
+        &s,
+        "/validate/check",
+        &token,
+        &[("user", "alice"), ("pass", "alice-password")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["authentication"], "CHALLENGE", "{body}");
+    let tx = body["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, body) = with_bearer(
+        &s,
+        "/validate/check",
+        &token,
+        &[
+            ("user", "alice"),
+            ("transaction_id", &tx),
+            ("pass", &s.hotp(1)),
+        ],
+    )
+    .await;
+    assert_eq!(body["result"]["authentication"], "ACCEPT", "{body}");
+    let accepted = &s.audit("authenticate").await[0];
+    assert_eq!(
+        (accepted.actor.as_str(), accepted.application.as_deref()),
+        ("api:winlogon", Some("win-logon"))
+    );
+    // A token without the scope validate, a pending token, a forged or revoked one: refused.
+    let introspector = api_client(&s, "auditor", ApiClientKind::Agent, None, &["introspect"]).await;
+    let (_, body) = as_client(
+        &s,
+        "/oauth/token",
+        &introspector,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    let no_scope = body["access_token"].as_str().unwrap().to_string();
+    let mut forged = token.clone();
+    forged.push('x');
+    let (_, body) = as_client(&s, "/oauth/token", &no_mfa, &grant).await;
+    let mfa_pending = body["access_token"].as_str().unwrap().to_string();
+    for bad in [&no_scope, &forged, &mfa_pending] {
+        let (status, body) = with_bearer(
+            &s,
+            "/validate/check",
+            bad,
+            &[("user", "alice"), ("pass", "alice-password")],
+        )
+        .await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, _) = as_client(&s, "/oauth/revoke", &agent, &[("token", &token)]).await;
+    assert_eq!(status, 200);
+    let (status, _) = with_bearer(
+        &s,
+        "/validate/check",
+        &token,
+        &[("user", "alice"), ("pass", "alice-password")],
+    )
+    .await;
+    assert_eq!(status, 401, "a revoked token");
     s.stop().await;
 }

@@ -365,7 +365,7 @@ fn the_cli_creates_api_clients_and_export_leaves_the_secret_out() {
 }
 
 /// The claims of a JWT (its signature is checked by PyJWT in the test above).
-/// A user client (password grant) of `app` with the scope `validate`.
+/// A user client (password grant) of `app` with the scopes `validate` and `mfa`.
 async fn user_client(s: &TestServer, name: &str, app: &str) -> (String, String) {
     let c = s
         .admin()
@@ -375,7 +375,7 @@ async fn user_client(s: &TestServer, name: &str, app: &str) -> (String, String) 
                 name: name.into(),
                 kind: ApiClientKind::User,
                 application: Some(app.into()),
-                scopes: vec!["validate".into()],
+                scopes: vec!["validate".into(), "mfa".into()],
                 ..Default::default()
             },
         )
@@ -499,7 +499,7 @@ async fn password_grant_then_the_mfa_step_with_an_sms_code() {
     let c = claims_of(&user_token);
     assert_eq!(
         (c["role"].as_str(), c["sub"].as_str(), c["scope"].as_str()),
-        (Some("USER"), Some("alice"), Some("validate"))
+        (Some("USER"), Some("alice"), Some("validate mfa"))
     );
     // The MFA_PENDING token is spent; a USER token is no MFA_PENDING token.
     let (status, body) = step(code.clone(), pending).await;

@@ -53,7 +53,14 @@ impl Admin {
             client_id: format!("tc-{}", random_hex(rng.as_ref(), 10)),
             kind: input.kind,
             application: input.application.map(AppName),
-            scopes: input.scopes,
+            // None named: what the type needs (an agent checks users' credentials, a user
+            // client signs them in through every factor).
+            scopes: match (input.scopes.is_empty(), input.kind) {
+                (false, _) => input.scopes,
+                (true, ApiClientKind::Agent) => vec!["validate".into()],
+                (true, ApiClientKind::User) => vec!["validate".into(), "mfa".into()],
+                (true, ApiClientKind::Oidc) => Vec::new(),
+            },
             allowed_ips: input.allowed_ips,
             rate_limit_per_minute: input.rate_limit_per_minute,
             token_lifetime_seconds: input.token_lifetime_seconds.unwrap_or(3600),

@@ -156,6 +156,7 @@ pub async fn bootstrap_defaults(store: &dyn Store, now: i64) -> StoreResult<bool
         sso_idle_minutes: None,
         branding: None,
         realms: Vec::new(),
+        require_client_token: false,
     };
     let to_value = |v: serde_json::Result<Value>| {
         v.map_err(|e| crate::store::StoreError::Backend(e.to_string()))

@@ -93,6 +93,13 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
+    /// The client was given `scope` (what its tokens allow: `validate` to check users'
+    /// credentials — the password grant, `/oauth/otp/generate`, `/validate/*` with its token;
+    /// `mfa` to answer later factors through `/oauth/mfa…`; `introspect`).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut errs = Vec::new();
         if let Err(e) = check_name(&self.name) {

@@ -181,6 +181,11 @@ pub struct Application {
     /// empty: users of every realm.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub realms: Vec<RealmName>,
+    /// `/validate/*` requests for the application must carry an API client's access token
+    /// (scope `validate`) as bearer, as seed 000's agents (Windows logon, ADFS, PAM) send it.
+    /// Off: privacyIDEA clients, which send none, call as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_client_token: bool,
 }
 
 impl Application {
@@ -448,6 +453,7 @@ mod tests {
             sso_idle_minutes: None,
             branding: None,
             realms: Vec::new(),
+            require_client_token: false,
         };
         assert_eq!(app.problems().len(), 2);
     }

@@ -51,6 +51,11 @@ pub struct AppArgs {
     /// On `set`: users of every realm sign in again.
     #[arg(long, conflicts_with = "realms")]
     any_realm: bool,
+    /// `/validate/*` requests for the application must carry an API client's access token
+    /// (scope validate) as bearer: true or false (default false; on `set`, unchanged unless
+    /// given).
+    #[arg(long, value_name = "BOOL")]
+    require_client_token: Option<bool>,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +163,7 @@ impl AppArgs {
             sso_idle_minutes: None,
             branding: None,
             realms: self.realms.iter().map(|r| RealmName(r.clone())).collect(),
+            require_client_token: self.require_client_token.unwrap_or(false),
         })
     }
 }
@@ -378,6 +384,13 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
                             .join(", "),
                     },
                 ),
+                (
+                    "validate needs",
+                    match a.require_client_token {
+                        true => "an API client's token (scope validate)".into(),
+                        false => "nothing more".into(),
+                    },
+                ),
                 ("description", a.description.clone()),
             ])
         })
@@ -420,6 +433,9 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
             a.branding = before.branding;
             if a.realms.is_empty() && !args.any_realm {
                 a.realms = before.realms;
+            }
+            if args.require_client_token.is_none() {
+                a.require_client_token = before.require_client_token;
             }
             show(&admin.put(&actor, a).await?);
         }

@@ -196,6 +196,7 @@ impl TestServer {
             sso_idle_minutes: None,
             branding: None,
             realms: Vec::new(),
+            require_client_token: false,
         };
         self.admin().put(&actor(), app).await.unwrap();
         self.set(json!({"validate_application": name})).await;
