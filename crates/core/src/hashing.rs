@@ -3,15 +3,46 @@
 //! Each hash costs about `argon2_memory_kib` of memory and tens of milliseconds of CPU, so
 //! hashing runs on a fixed set of threads of its own: a burst of logins queues there instead of
 //! stalling request handling (or the RADIUS packet loop), and memory stays bounded.
+//!
+//! The queue is shared fairly between callers (client addresses, set by the front doors with
+//! [`as_caller`]): the threads take the callers' jobs in turn, so one address that sends
+//! thousands of logins delays another's by one hash at most, not by its whole backlog. Each
+//! caller may have [`QUEUED_PER_CALLER`] jobs waiting and all together [`QUEUED_TOTAL`]; beyond
+//! that a hash is refused at once ([`HashError::Busy`]) and the door sheds the request (HTTP 503
+//! with `Retry-After`, RADIUS: no answer, so that the NAS tries again).
 
 use argon2::password_hash::PasswordHasher as _;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
+
+/// Jobs one caller may have waiting for a hashing thread.
+pub const QUEUED_PER_CALLER: usize = 64;
+/// Jobs all callers together may have waiting.
+pub const QUEUED_TOTAL: usize = 1024;
+
+tokio::task_local! {
+    /// Whose request the current task serves: its client address (an IPv6 address by its /64).
+    static CALLER: Option<IpAddr>;
+}
+
+/// Runs `work` (a request's handling) as `caller`'s: its hashes wait in `caller`'s turn.
+pub async fn as_caller<F: std::future::Future>(caller: Option<IpAddr>, work: F) -> F::Output {
+    CALLER
+        .scope(caller.map(crate::netmatch::client_group), work)
+        .await
+}
+
+/// The caller of the current task, if a front door named one.
+fn current_caller() -> Option<IpAddr> {
+    CALLER.try_with(|c| *c).ok().flatten()
+}
 
 /// Argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +68,9 @@ pub enum HashError {
     Params(String),
     #[error("hashing failed: {0}")]
     Failed(String),
+    /// Too many hashes wait already (from this caller, or from all): the request is shed.
+    #[error("too many passwords to check at the moment; try again shortly")]
+    Busy,
 }
 
 #[async_trait]
@@ -44,17 +78,106 @@ pub trait PasswordHasher: Send + Sync + std::fmt::Debug {
     /// Hashes with the current cost into a PHC string.
     async fn hash(&self, secret: &str) -> Result<String, HashError>;
     /// Checks `secret` against a PHC string (with the parameters stored in it). A malformed
-    /// hash never matches.
-    async fn verify(&self, secret: &str, phc: &str) -> bool;
+    /// hash never matches. `Err` only when the check could not be made (the queue is full).
+    async fn verify(&self, secret: &str, phc: &str) -> Result<bool, HashError>;
     /// Spends about the time of one `verify`, so that an answer for an unknown user takes as
-    /// long as one for a wrong password.
-    async fn waste_verify(&self);
+    /// long as one for a wrong password (and is shed alike when the queue is full).
+    async fn waste_verify(&self) -> Result<(), HashError>;
     /// Sets the cost of new hashes.
     fn set_cost(&self, cost: HashCost);
 }
 
 /// A hashing job run on one of the hasher's threads.
 type Job = Box<dyn FnOnce() + Send>;
+
+/// The jobs waiting, per caller, and the callers with jobs waiting in the order they take
+/// turns.
+#[derive(Default)]
+struct Queue {
+    waiting: HashMap<Option<IpAddr>, VecDeque<Job>>,
+    turns: VecDeque<Option<IpAddr>>,
+    total: usize,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("callers", &self.turns.len())
+            .field("total", &self.total)
+            .finish()
+    }
+}
+
+impl Queue {
+    /// Queues `job` as `caller`'s; gives it back when the caller's or the whole queue is full.
+    fn push(&mut self, caller: Option<IpAddr>, job: Job) -> Result<(), Job> {
+        let mine = self.waiting.entry(caller).or_default();
+        if mine.len() >= QUEUED_PER_CALLER || self.total >= QUEUED_TOTAL {
+            if mine.is_empty() {
+                self.waiting.remove(&caller);
+            }
+            return Err(job);
+        }
+        if mine.is_empty() {
+            self.turns.push_back(caller);
+        }
+        mine.push_back(job);
+        self.total += 1;
+        Ok(())
+    }
+
+    /// The next job: the first of the caller whose turn it is (who goes to the back of the
+    /// line if more of its jobs wait).
+    fn pop(&mut self) -> Option<Job> {
+        let caller = self.turns.pop_front()?;
+        let mine = self.waiting.get_mut(&caller)?;
+        let job = mine.pop_front();
+        if mine.is_empty() {
+            self.waiting.remove(&caller);
+        } else {
+            self.turns.push_back(caller);
+        }
+        if job.is_some() {
+            self.total -= 1;
+        }
+        job
+    }
+}
+
+/// The queue the hashing threads share.
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        match self.queue.lock() {
+            Ok(q) => q,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// A hashing thread: takes jobs in the callers' turns for as long as the process runs.
+    fn work(&self) {
+        loop {
+            let job = {
+                let mut q = self.lock();
+                loop {
+                    if let Some(job) = q.pop() {
+                        break job;
+                    }
+                    q = match self.ready.wait(q) {
+                        Ok(q) => q,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                }
+            };
+            job();
+        }
+    }
+}
 
 /// The Argon2id hasher.
 ///
@@ -63,7 +186,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// (a growing pool of threads, each with its own allocator arena, would not).
 #[derive(Debug)]
 pub struct Argon2Hasher {
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    shared: Arc<Shared>,
     cost: Mutex<HashCost>,
     /// A hash of a random secret at the current cost, for `waste_verify`.
     decoy: Mutex<Option<(HashCost, String)>>,
@@ -72,31 +195,18 @@ pub struct Argon2Hasher {
 impl Argon2Hasher {
     /// `concurrency` hashes run at once at most (usually the number of cores).
     pub fn new(concurrency: usize, cost: HashCost) -> Self {
-        // Unbounded: each waiting job belongs to a request in flight, which bounds the queue.
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+        let shared = Arc::new(Shared::default());
         for i in 0..concurrency.max(1) {
-            let queue = queue.clone();
+            let shared = shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("tessera-hash-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = match queue.lock() {
-                            Ok(q) => q.recv(),
-                            Err(poisoned) => poisoned.into_inner().recv(),
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => break,
-                        }
-                    }
-                });
+                .spawn(move || shared.work());
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start a hashing thread");
             }
         }
         Argon2Hasher {
-            jobs: Mutex::new(jobs),
+            shared,
             cost: Mutex::new(cost),
             decoy: Mutex::new(None),
         }
@@ -112,13 +222,16 @@ impl Argon2Hasher {
     ) -> Result<T, HashError> {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
+            // The request went away while its job waited (the client hung up): no work for it.
+            if done.is_closed() {
+                return;
+            }
             let _ = done.send(work());
         });
-        let sent = match self.jobs.lock() {
-            Ok(jobs) => jobs.send(job),
-            Err(poisoned) => poisoned.into_inner().send(job),
-        };
-        sent.map_err(|_| HashError::Failed("the hashing threads have stopped".into()))?;
+        if self.shared.lock().push(current_caller(), job).is_err() {
+            return Err(HashError::Busy);
+        }
+        self.shared.ready.notify_one();
         result
             .await
             .map_err(|_| HashError::Failed("a hashing thread failed".into()))
@@ -189,15 +302,13 @@ impl PasswordHasher for Argon2Hasher {
         self.blocking(move || hash_blocking(&secret, cost)).await?
     }
 
-    async fn verify(&self, secret: &str, phc: &str) -> bool {
+    async fn verify(&self, secret: &str, phc: &str) -> Result<bool, HashError> {
         let secret = Zeroizing::new(secret.as_bytes().to_vec());
         let phc = phc.to_string();
-        self.blocking(move || verify_blocking(&secret, &phc))
-            .await
-            .unwrap_or(false)
+        self.blocking(move || verify_blocking(&secret, &phc)).await
     }
 
-    async fn waste_verify(&self) {
+    async fn waste_verify(&self) -> Result<(), HashError> {
         let cost = self.cost();
         let cached = self
             .decoy
@@ -209,19 +320,17 @@ impl PasswordHasher for Argon2Hasher {
         let decoy = match cached {
             Some(h) => h,
             None => {
-                let Ok(Ok(h)) = self
+                let h = self
                     .blocking(move || hash_blocking("tessera-decoy-password", cost))
-                    .await
-                else {
-                    return;
-                };
+                    .await??;
                 if let Ok(mut d) = self.decoy.lock() {
                     *d = Some((cost, h.clone()));
                 }
                 h
             }
         };
-        let _ = self.verify("not-the-decoy-password", &decoy).await;
+        self.verify("not-the-decoy-password", &decoy).await?;
+        Ok(())
     }
 
     fn set_cost(&self, cost: HashCost) {
@@ -248,9 +357,9 @@ mod tests {
         let h = Argon2Hasher::new(2, cheap());
         let phc = h.hash("correct horse").await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"), "{phc}");
-        assert!(h.verify("correct horse", &phc).await);
-        assert!(!h.verify("wrong horse", &phc).await);
-        assert!(!h.verify("correct horse", "not a phc string").await);
+        assert!(h.verify("correct horse", &phc).await.unwrap());
+        assert!(!h.verify("wrong horse", &phc).await.unwrap());
+        assert!(!h.verify("correct horse", "not a phc string").await.unwrap());
     }
 
     #[tokio::test]
@@ -264,8 +373,8 @@ mod tests {
         });
         let new = h.hash("pin").await.unwrap();
         assert!(new.contains("m=9216,t=2"));
-        assert!(h.verify("pin", &old).await);
-        h.waste_verify().await;
+        assert!(h.verify("pin", &old).await.unwrap());
+        h.waste_verify().await.unwrap();
     }
 
     /// A vector of the Argon2 reference implementation ("password", salt "somesalt"), checked

@@ -213,14 +213,10 @@ fn open_array(array: &serde_json::Value) -> String {
 /// A client address as a lockout key counts it: IPv6 by its /64 (one host usually holds a
 /// whole /64), unknown as the empty string.
 fn address_part(address: Option<IpAddr>) -> String {
-    match address.map(|a| a.to_canonical()) {
+    match address.map(crate::netmatch::client_group) {
         None => String::new(),
         Some(IpAddr::V4(v4)) => v4.to_string(),
-        Some(IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-            format!("{net}/64")
-        }
+        Some(IpAddr::V6(net)) => format!("{net}/64"),
     }
 }
 

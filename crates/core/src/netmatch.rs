@@ -10,6 +10,18 @@ use ipnet::IpNet;
 use std::net::IpAddr;
 
 /// Parses `10.0.0.0/8`, `10.1.2.3` (a single host) or `::1`.
+/// The group a client address counts in for budgets and fairness: an IPv4 address itself
+/// (IPv4-mapped IPv6 included), an IPv6 address by its /64 (one host is usually given a whole
+/// /64, so single addresses would be free for the taking).
+pub fn client_group(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !u128::from(u64::MAX),
+        )),
+        v4 => v4,
+    }
+}
+
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
     if let Ok(net) = s.parse::<IpNet>() {

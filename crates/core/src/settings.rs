@@ -132,6 +132,13 @@ pub struct SystemSettings {
     /// Requests per minute one address may make to the web sign-in pages (`/login`,
     /// `/oidc/authorize`, `/saml/*`), per node (0: no limit).
     pub web_requests_per_minute: u32,
+    /// Requests per minute one address may make to the doors that check credentials
+    /// (`/validate/*`, `/auth`, `/oauth/token`), per node (0: no limit).
+    pub api_requests_per_minute: u32,
+    /// Networks exempt from the per-address budgets (`web_requests_per_minute`,
+    /// `api_requests_per_minute`), comma-separated: servers that send every user's logins
+    /// from one address (a FreeRADIUS or simpleSAMLphp in front of Tessera, an LDAP proxy).
+    pub rate_limit_exempt: String,
 
     // --- codes sent by SMS and mail (methods sms_otp and mail_otp) ---
     /// Delivery profiles (HTTP gateways) that send SMS, comma-separated, tried in order.
@@ -259,6 +266,8 @@ impl Default for SystemSettings {
             sso_idle_minutes: 60,
             saml_metadata_refresh_minutes: 1440,
             web_requests_per_minute: 300,
+            api_requests_per_minute: 6000,
+            rate_limit_exempt: String::new(),
             sms_delivery: String::new(),
             sms_template: "Your code: {otp} (valid {validity_minutes} min)".into(),
             mail_delivery: String::new(),
@@ -753,7 +762,23 @@ impl SystemSettings {
                 message: e,
             });
         }
+        if let Err(e) = self.exempt_networks() {
+            errs.push(SettingError {
+                key: "rate_limit_exempt".into(),
+                message: e,
+            });
+        }
         errs
+    }
+
+    /// The networks of `rate_limit_exempt`.
+    pub fn exempt_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.rate_limit_exempt
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(crate::netmatch::parse_net)
+            .collect()
     }
 
     /// The channel codes for phones go by first.

@@ -17,6 +17,9 @@ pub enum SourceError {
     /// The directory could not be reached or answered with an error.
     #[error("user source '{source_name}' is unavailable: {detail}")]
     Unavailable { source_name: String, detail: String },
+    /// A password could not be checked (the hashing queue is full).
+    #[error(transparent)]
+    Hash(#[from] crate::hashing::HashError),
 }
 
 /// Why a password could not be changed, in words a user understands.
@@ -65,8 +68,8 @@ pub trait UserSource: Send + Sync + std::fmt::Debug {
     /// Checks the user's password. `Ok(false)` is a wrong password, never an error.
     async fn verify_password(&self, user: &User, password: &str) -> Result<bool, SourceError>;
     /// Takes about the time a password check takes, for a login name nobody has (so that
-    /// timing does not tell unknown users apart).
-    async fn waste_verify(&self);
+    /// timing does not tell unknown users apart); refused alike when checks are refused.
+    async fn waste_verify(&self) -> Result<(), SourceError>;
     /// Changes the user's password: the user's own change with `old`, an administrator's reset
     /// without.
     async fn change_password(
@@ -136,17 +139,17 @@ impl UserSource for LocalSource {
     async fn verify_password(&self, user: &User, password: &str) -> Result<bool, SourceError> {
         let stored = self.store.local_user_by_id(&self.name, &user.id).await?;
         match stored.and_then(|u| u.password_hash) {
-            Some(phc) => Ok(self.hasher.verify(password, &phc).await),
+            Some(phc) => Ok(self.hasher.verify(password, &phc).await?),
             None => {
                 // No password set: never matches, but take the time a check takes.
-                self.hasher.waste_verify().await;
+                self.hasher.waste_verify().await?;
                 Ok(false)
             }
         }
     }
 
-    async fn waste_verify(&self) {
-        self.hasher.waste_verify().await;
+    async fn waste_verify(&self) -> Result<(), SourceError> {
+        Ok(self.hasher.waste_verify().await?)
     }
 
     async fn change_password(

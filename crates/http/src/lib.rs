@@ -8,6 +8,7 @@
 mod admin_api;
 pub mod backchannel;
 mod health;
+mod limits;
 mod links;
 mod oauth;
 mod params;
@@ -16,6 +17,7 @@ mod pi;
 pub mod rsa_key;
 pub mod saml;
 pub mod saml_keys;
+pub mod serve;
 mod validate;
 mod web;
 
@@ -47,9 +49,11 @@ pub struct HttpState {
     /// The token that opens `/metrics` on this listener (none: it is closed here).
     metrics_token: Option<Arc<zeroize::Zeroizing<String>>>,
     oauth_signer: Arc<tokio::sync::OnceCell<Arc<oauth::Signer>>>,
-    oauth_rates: Arc<oauth::RateCounts>,
-    /// Per-node web sign-in request counts: address → (minute, count).
-    web_rates: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, (i64, u32)>>>,
+    /// Per-node token request counts per API client.
+    oauth_rates: Arc<limits::MinuteCounts<String>>,
+    /// Per-node request counts per address: of the web sign-in pages, of the checking doors.
+    web_rates: Arc<limits::MinuteCounts<IpAddr>>,
+    api_rates: Arc<limits::MinuteCounts<IpAddr>>,
     /// The imported RS256 key: the stored (sealed) value it was read from, and the signer.
     rsa_signer: Arc<rsa_key::Cache>,
     /// The SAML IdP's signing keys, by the sealed value they were read from.
@@ -72,6 +76,7 @@ impl HttpState {
             oauth_signer: Default::default(),
             oauth_rates: Default::default(),
             web_rates: Default::default(),
+            api_rates: Default::default(),
             rsa_signer: Default::default(),
             saml_keys: Default::default(),
         }
@@ -142,6 +147,11 @@ pub fn router(state: HttpState) -> Router {
             state.clone(),
             payload::open_payloads,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::per_address,
+        ))
+        .layer(middleware::from_fn(limits::body_deadline))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -20,7 +20,7 @@ use ring::signature::{
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tessera_core::ids::login_name_ok;
 use tessera_core::model::{ApiClient, ApiClientKind, AuditRecord, Method};
 
@@ -51,9 +51,6 @@ pub(crate) struct Signer {
     kid: String,
     rng: SystemRandom,
 }
-
-/// Per-node token request counts: client id → (minute, count).
-pub(crate) type RateCounts = Mutex<HashMap<String, (i64, u32)>>;
 
 pub(crate) async fn signer(state: &HttpState) -> Result<Arc<Signer>, String> {
     state
@@ -177,6 +174,24 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .ok()?
         .split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+}
+
+/// The answer to an engine fault: 503 with `Retry-After` when too many passwords wait to be
+/// checked (the request was shed), else 500; logged either way.
+pub(crate) fn engine_failed(e: &tessera_core::engine::EngineError, what: &str) -> Response {
+    if e.is_busy() {
+        tracing::warn!(error = %e, "{what}: shed");
+        let mut res = unavailable();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return res;
+    }
+    tracing::error!(error = %e, "{what}");
+    oauth_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "try again",
+    )
 }
 
 /// 503 `temporarily_unavailable`: the store or the directory did not answer.
@@ -369,23 +384,12 @@ async fn rate_limited(
     client: &ApiClient,
     ip: std::net::IpAddr,
 ) -> Option<Response> {
-    if client.rate_limit_per_minute == 0 {
-        return None;
-    }
     let minute = state.engine.clock().now() / 60;
-    let over = match state.oauth_rates.lock() {
-        Ok(mut counts) => {
-            let entry = counts
-                .entry(client.client_id.clone())
-                .or_insert((minute, 0));
-            if entry.0 != minute {
-                *entry = (minute, 0);
-            }
-            entry.1 += 1;
-            entry.1 > client.rate_limit_per_minute
-        }
-        Err(_) => false,
-    };
+    let over = state.oauth_rates.over(
+        client.client_id.clone(),
+        minute,
+        client.rate_limit_per_minute,
+    );
     if !over {
         return None;
     }
@@ -880,14 +884,7 @@ async fn password_grant(
             "invalid_request",
             &format!("{c} ({})", c.code()),
         ),
-        Err(e) => {
-            tracing::error!(error = %e, "password grant failed");
-            oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "try again",
-            )
-        }
+        Err(e) => engine_failed(&e, "password grant failed"),
     }
 }
 
@@ -1030,12 +1027,7 @@ async fn answer_pending(
     {
         Ok(o) => o,
         Err(e) => {
-            tracing::error!(error = %e, "MFA step failed");
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "try again",
-            );
+            return engine_failed(&e, "MFA step failed");
         }
     };
     finish_pending(state, &p, &outcome, role == "MFA_PENDING").await
@@ -1141,12 +1133,7 @@ async fn mfa_password_change(
     {
         Ok(o) => o,
         Err(e) => {
-            tracing::error!(error = %e, "MFA password not set");
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "try again",
-            );
+            return engine_failed(&e, "MFA password not set");
         }
     };
     use tessera_core::engine::{Outcome, RejectReason};
@@ -1259,12 +1246,7 @@ async fn otp_generate(
         }
         Err(tessera_core::engine::EngineError::Channel(_)) => None,
         Err(e) => {
-            tracing::error!(error = %e, "OTP generate failed");
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "try again",
-            );
+            return engine_failed(&e, "OTP generate failed");
         }
     };
     // The pending token names the user as the request did, known or not.
@@ -1421,14 +1403,7 @@ async fn mfa_otp_generate(
             "invalid_request",
             &format!("{c} ({})", c.code()),
         ),
-        Err(e) => {
-            tracing::error!(error = %e, "MFA code not sent again");
-            oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "try again",
-            )
-        }
+        Err(e) => engine_failed(&e, "MFA code not sent again"),
     }
 }
 

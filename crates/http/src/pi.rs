@@ -39,6 +39,8 @@ pub struct PiError {
     pub http: StatusCode,
     pub code: i64,
     pub message: String,
+    /// Seconds after which the client may try again (sent as `Retry-After`).
+    pub retry_after: Option<u32>,
 }
 
 impl PiError {
@@ -48,6 +50,7 @@ impl PiError {
             http: StatusCode::BAD_REQUEST,
             code: 905,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -57,6 +60,7 @@ impl PiError {
             http: StatusCode::BAD_REQUEST,
             code: 904,
             message: "The user can not be found in any resolver in this realm!".into(),
+            retry_after: None,
         }
     }
 
@@ -66,6 +70,7 @@ impl PiError {
             http: StatusCode::UNAUTHORIZED,
             code: 4031,
             message: "Authentication failure. Wrong credentials".into(),
+            retry_after: None,
         }
     }
 
@@ -75,6 +80,7 @@ impl PiError {
             http: StatusCode::UNAUTHORIZED,
             code: 4033,
             message: "Authentication failure. Missing or invalid authorization token".into(),
+            retry_after: None,
         }
     }
 
@@ -84,6 +90,31 @@ impl PiError {
             http: StatusCode::FORBIDDEN,
             code: 303,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 503: too many passwords wait to be checked; the request was shed (answered with
+    /// `Retry-After`). Nothing was decided.
+    pub fn busy() -> Self {
+        PiError {
+            http: StatusCode::SERVICE_UNAVAILABLE,
+            code: 503,
+            message: "Too many sign-ins are being checked at the moment; try again shortly".into(),
+            retry_after: Some(1),
+        }
+    }
+
+    /// 429: this address made more requests than its budget allows (answered with
+    /// `Retry-After`).
+    pub fn too_many(retry_after: u32) -> Self {
+        PiError {
+            http: StatusCode::TOO_MANY_REQUESTS,
+            code: 429,
+            message: format!(
+                "Too many requests from this address; try again in {retry_after} seconds"
+            ),
+            retry_after: Some(retry_after),
         }
     }
 
@@ -93,6 +124,7 @@ impl PiError {
             http: StatusCode::INTERNAL_SERVER_ERROR,
             code: 500,
             message: format!("Internal error (error id {error_id}; see the server log)"),
+            retry_after: None,
         }
     }
 
@@ -114,6 +146,14 @@ impl PiError {
 
 impl IntoResponse for PiError {
     fn into_response(self) -> Response {
-        (self.http, Json(self.body())).into_response()
+        let mut res = (self.http, Json(self.body())).into_response();
+        if let Some(value) = self
+            .retry_after
+            .and_then(|v| axum::http::HeaderValue::from_str(&v.to_string()).ok())
+        {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        res
     }
 }

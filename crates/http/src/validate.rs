@@ -182,12 +182,17 @@ async fn check(
 }
 
 fn internal(state: &HttpState, e: &EngineError) -> PiError {
+    if e.is_busy() {
+        tracing::warn!(error = %e, "request shed");
+        return PiError::busy();
+    }
     // A channel the request asked for that cannot be used: seed 003's documented codes.
     if let EngineError::Channel(c) = e {
         return PiError {
             http: StatusCode::BAD_REQUEST,
             code: c.code(),
             message: c.to_string(),
+            retry_after: None,
         };
     }
     let id = state.error_id();
@@ -518,10 +523,13 @@ async fn post_auth(
         .admin
         .login(username, password, Some(ip))
         .await
-        .map_err(|e| {
-            let id = state.error_id();
-            tracing::error!(error_id = %id, error = %e, "login failed");
-            PiError::internal(&id)
+        .map_err(|e| match e {
+            tessera_core::admin::AdminError::Engine(e) if e.is_busy() => PiError::busy(),
+            e => {
+                let id = state.error_id();
+                tracing::error!(error_id = %id, error = %e, "login failed");
+                PiError::internal(&id)
+            }
         })?;
     let Some(login) = result else {
         return Err(PiError::auth_failed());

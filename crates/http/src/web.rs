@@ -171,38 +171,16 @@ pub(crate) async fn rate_limit(
         || path == "/saml/metadata"
         || path == "/.well-known/openid-configuration"
         || path == "/oidc/userinfo";
-    let limit = state.engine.snapshot().settings.web_requests_per_minute;
-    if exempt || limit == 0 {
+    let snap = state.engine.snapshot();
+    let limit = snap.settings.web_requests_per_minute;
+    let ip = state.client_ip(peer, req.headers(), None);
+    if exempt || limit == 0 || snap.rate_limit_exempt.iter().any(|n| n.contains(&ip)) {
         return next.run(req).await;
     }
     // IPv6 by its /64: one host is given a whole network.
-    let ip = match state.client_ip(peer, req.headers(), None) {
-        std::net::IpAddr::V6(v6) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
-            u128::from(v6) & !u128::from(u64::MAX),
-        )),
-        v4 => v4,
-    };
+    let ip = tessera_core::netmatch::client_group(ip);
     let minute = state.engine.clock().now() / 60;
-    let over = match state.web_rates.lock() {
-        Ok(mut counts) => {
-            // Bounded: last minutes' counts go, and if the addresses of this minute alone are
-            // too many, they start again (rather than a scan at every request).
-            if counts.len() > 50_000 {
-                counts.retain(|_, (m, _)| *m == minute);
-                if counts.len() > 25_000 {
-                    counts.clear();
-                }
-            }
-            let entry = counts.entry(ip).or_insert((minute, 0));
-            if entry.0 != minute {
-                *entry = (minute, 0);
-            }
-            entry.1 = entry.1.saturating_add(1);
-            entry.1 > limit
-        }
-        Err(_) => false,
-    };
-    if !over {
+    if !state.web_rates.over(ip, minute, limit) {
         return next.run(req).await;
     }
     tracing::warn!(%ip, "web sign-in rate limit");
@@ -260,6 +238,7 @@ pub(crate) fn texts(lang: &str) -> Value {
             "saml_request_again": "Oturum açma sürüyor…",
             "no_idp_initiated": "Bu uygulamada oturum açmaya uygulamanın kendisinden başlayın.",
             "too_many": "Bu adresten çok fazla istek geldi. Bir dakika sonra yeniden deneyin.",
+            "busy": "Şu anda çok fazla oturum açma isteği işleniyor. Birkaç saniye sonra yeniden deneyin.",
         }),
         _ => json!({
             "title": "Sign in", "username": "User name", "password": "Password",
@@ -284,6 +263,7 @@ pub(crate) fn texts(lang: &str) -> Value {
             "saml_request_again": "Continuing the sign-in…",
             "no_idp_initiated": "Start signing in to this application from the application itself.",
             "too_many": "Too many requests from this address. Try again in a minute.",
+            "busy": "Too many sign-ins are being checked right now. Try again in a few seconds.",
         }),
     }
 }
@@ -969,6 +949,13 @@ async fn login_post(
         // A user without the phone or mail a code needs: like an unknown user.
         Err(tessera_core::engine::EngineError::Channel(_)) if first_step && code_first => {
             return code_page_for_nobody(&state, &key, flow, expires_at, &title).await;
+        }
+        Err(e) if e.is_busy() => {
+            tracing::warn!(error = %e, "web login shed");
+            let mut res = fatal(&flow.lang, "busy", StatusCode::SERVICE_UNAVAILABLE);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return res;
         }
         Err(e) => {
             tracing::error!(error = %e, "web login failed");

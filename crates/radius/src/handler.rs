@@ -289,8 +289,18 @@ impl Handler {
             transaction_id,
             ..AuthRequest::default()
         };
-        let outcome = match self.engine.authenticate(&req, &ctx).await {
+        // The NAS takes its turn in the hashing queue like any other client.
+        let checked = tessera_core::hashing::as_caller(
+            Some(source.ip()),
+            self.engine.authenticate(&req, &ctx),
+        );
+        let outcome = match checked.await {
             Ok(o) => o,
+            // Too many passwords wait to be checked: dropped, so that the NAS tries again.
+            Err(e) if e.is_busy() => {
+                tracing::warn!(client = %client.name, error = %e, "request shed");
+                return None;
+            }
             Err(e) => {
                 // No answer: the NAS retries, or fails over to another RADIUS server.
                 tracing::error!(client = %client.name, error = %e, "authentication failed with an internal error");

@@ -26,6 +26,9 @@ pub struct Config {
     /// The master key itself (base64), from `TESSERA_MASTER_KEY`; wins over the file.
     pub master_key: Option<Zeroizing<String>>,
     pub http_listen: SocketAddr,
+    /// Connections, connections per client address, and the header deadline of the HTTP
+    /// listener.
+    pub http_limits: tessera_http::serve::ConnLimits,
     pub log_level: String,
     pub log_format: LogFormat,
     pub max_connections: u32,
@@ -94,6 +97,9 @@ const KEYS: &[&str] = &[
     "database_url_file",
     "master_key_file",
     "http.listen",
+    "http.max_connections",
+    "http.max_connections_per_address",
+    "http.header_timeout_secs",
     "log.level",
     "log.format",
     "database.max_connections",
@@ -264,6 +270,17 @@ impl Config {
         let http_listen = r
             .parsed::<SocketAddr>("http.listen", "an address such as 127.0.0.1:8080")
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let http_limits = tessera_http::serve::ConnLimits {
+            max_connections: r
+                .int("http.max_connections", 16, 1_000_000)
+                .map_or(4096, |n| n as usize),
+            max_per_address: r
+                .int("http.max_connections_per_address", 1, 1_000_000)
+                .map_or(256, |n| n as usize),
+            header_timeout: std::time::Duration::from_secs(u64::from(
+                r.int("http.header_timeout_secs", 1, 3600).unwrap_or(10),
+            )),
+        };
         let log_level = r.string("log.level").unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             let msg = format!(
@@ -390,6 +407,7 @@ impl Config {
                 master_key_file,
                 master_key,
                 http_listen,
+                http_limits,
                 log_level,
                 log_format,
                 max_connections,

@@ -133,12 +133,12 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
                 metrics_addr = Some(listener.local_addr()?);
                 let router = tessera_http::metrics_router(render.clone());
                 let mut rx = stop_rx.clone();
+                let limits = config.http_limits;
                 tasks.push(tokio::spawn(async move {
-                    let served = axum::serve(listener, router)
-                        .with_graceful_shutdown(async move {
-                            let _ = rx.wait_for(|s| *s).await;
-                        })
-                        .await;
+                    let served = tessera_http::serve::serve(listener, router, limits, async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
                     if let Err(e) = served {
                         tracing::error!(error = %e, "the metrics listener failed");
                     }
@@ -156,12 +156,9 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
     }
 
     let mut rx = stop_rx.clone();
+    let limits = config.http_limits;
     let http = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        tessera_http::serve::serve(listener, router, limits, async move {
             let _ = rx.wait_for(|s| *s).await;
         })
         .await

@@ -179,9 +179,9 @@ impl Admin {
         let locked = held.is_none();
         let account = store.admin(name).await?;
         let ok = match &account {
-            Some(a) if !locked => hasher.verify(password, &a.password_hash).await && a.enabled,
+            Some(a) if !locked => hasher.verify(password, &a.password_hash).await? && a.enabled,
             _ => {
-                hasher.waste_verify().await;
+                hasher.waste_verify().await?;
                 false
             }
         };

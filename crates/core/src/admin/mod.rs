@@ -78,6 +78,12 @@ impl From<StoreError> for AdminError {
     }
 }
 
+impl From<crate::hashing::HashError> for AdminError {
+    fn from(e: crate::hashing::HashError) -> Self {
+        AdminError::Engine(EngineError::Hash(e))
+    }
+}
+
 impl AdminError {
     pub fn invalid(msg: impl Into<String>) -> Self {
         AdminError::Invalid(vec![msg.into()])

@@ -109,7 +109,7 @@ impl Engine {
             None => self.first_leg(&mut login, req).await,
         };
         self.decided(
-            &login,
+            &mut login,
             "authenticate",
             result,
             ["authenticated", "challenge sent for the next factor"],
@@ -122,7 +122,7 @@ impl Engine {
     /// makes sure the deciding writes were kept.
     async fn decided(
         &self,
-        l: &Login<'_>,
+        l: &mut Login<'_>,
         action: &str,
         result: Result<Outcome, EngineError>,
         reasons: [&str; 2],
@@ -131,6 +131,9 @@ impl Engine {
         let outcome = match result {
             Ok(o) => o,
             Err(e) => {
+                // Nothing was decided: the attempts taken for it are given back (a request
+                // shed because too many passwords wait costs the user nothing).
+                self.give_back(l).await.ok();
                 self.record_action(l, action, "error", &e.to_string())
                     .await
                     .ok();
@@ -233,7 +236,7 @@ impl Engine {
                             &req.pass,
                             snap.settings.default_otp_length as usize,
                         )
-                        .await;
+                        .await?;
                         return Ok(reject(RejectReason::UnknownUser, None));
                     }
                     Err(e) => return self.unavailable(l, e, None),
@@ -274,7 +277,7 @@ impl Engine {
                     &req.pass,
                     snap.settings.default_otp_length as usize,
                 )
-                .await;
+                .await?;
                 let reason = match &other {
                     None => RejectReason::UnknownUser,
                     Some(u) if !u.enabled => RejectReason::UserDisabled,
@@ -464,7 +467,7 @@ impl Engine {
         };
         let result = self.resend(&mut l, id, identifier).await;
         self.decided(
-            &l,
+            &mut l,
             "resend_code",
             result,
             ["code sent again", "code sent again"],
@@ -605,7 +608,7 @@ impl Engine {
             .mfa_password_change(&mut l, id, password, code, reset)
             .await;
         self.decided(
-            &l,
+            &mut l,
             action,
             result,
             [
@@ -1045,14 +1048,14 @@ impl Engine {
         let wrong = Proof::Failed(RejectReason::WrongPassword);
         match self.ports.store.mfa_password(&user.user_ref()).await? {
             Some(hash) if !pass.is_empty() => {
-                Ok(match self.ports.hasher.verify(pass, &hash).await {
+                Ok(match self.ports.hasher.verify(pass, &hash).await? {
                     true => Proof::Passed(None),
                     false => wrong,
                 })
             }
             Some(_) => Ok(wrong),
             None => {
-                self.ports.hasher.waste_verify().await;
+                self.ports.hasher.waste_verify().await?;
                 Ok(Proof::Failed(RejectReason::NoUsableToken))
             }
         }
@@ -1102,7 +1105,7 @@ impl Engine {
             // A user without a token answers after the time of one PIN check when a PIN was
             // typed, as an unknown user does (see `waste_time`).
             if with_pin && pass.len() > settings.default_otp_length as usize {
-                self.ports.hasher.waste_verify().await;
+                self.ports.hasher.waste_verify().await?;
             }
             return Ok(None);
         }
@@ -1121,7 +1124,7 @@ impl Engine {
                     Some(_) if pin.is_empty() => false,
                     Some(hash) => {
                         hashed = true;
-                        self.ports.hasher.verify(pin, hash).await
+                        self.ports.hasher.verify(pin, hash).await?
                     }
                 };
                 if pin_ok {
@@ -1131,7 +1134,7 @@ impl Engine {
             // A PIN was typed but no token has one: take the time of one PIN check, as for
             // tokens with a PIN and for unknown users, so that timing does not tell them apart.
             if pin_typed && !hashed {
-                self.ports.hasher.waste_verify().await;
+                self.ports.hasher.waste_verify().await?;
             }
             if candidates.is_empty() {
                 if settings.increase_failcounter_on_wrong_pin {
@@ -1168,7 +1171,7 @@ impl Engine {
             if !pass.is_empty()
                 && let Some(source) = l.snap.source(user.source.as_str())
             {
-                source.waste_verify().await;
+                source.waste_verify().await?;
             }
             return Ok(None);
         }
@@ -1263,7 +1266,7 @@ impl Engine {
         first: Option<&Factor>,
         pass: &str,
         otp_length: usize,
-    ) {
+    ) -> Result<(), EngineError> {
         let hashes = match first {
             Some(f) => f
                 .all_methods()
@@ -1274,10 +1277,11 @@ impl Engine {
         // prove_soft_otp).
         let pin_present = pass.len() > otp_length;
         match source {
-            Some(source) if hashes => source.waste_verify().await,
-            _ if hashes || pin_present => self.ports.hasher.waste_verify().await,
+            Some(source) if hashes => source.waste_verify().await?,
+            _ if hashes || pin_present => self.ports.hasher.waste_verify().await?,
             _ => {}
         }
+        Ok(())
     }
 
     /// `/validate/triggerchallenge`: challenges every usable OTP token of the user for the

@@ -50,6 +50,18 @@ pub enum EngineError {
     Channel(#[from] ChannelError),
 }
 
+impl EngineError {
+    /// Too many passwords wait to be checked: the request is shed (HTTP 503 with
+    /// `Retry-After`, RADIUS: no answer so that the NAS tries again), nothing was decided.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Hash(HashError::Busy)
+                | EngineError::Source(SourceError::Hash(HashError::Busy))
+        )
+    }
+}
+
 /// The implementations the engine works with.
 #[derive(Clone, Debug)]
 pub struct Ports {

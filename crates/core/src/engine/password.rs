@@ -49,7 +49,7 @@ impl Engine {
                 if old.is_some()
                     && let Some(source) = realm.sources.first().and_then(|s| snap.source(s.as_str()))
                 {
-                    source.waste_verify().await;
+                    source.waste_verify().await?;
                 }
                 return Err(not_found());
             };

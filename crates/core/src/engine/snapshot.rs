@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub version: i64,
     pub settings: SystemSettings,
     pub proxies: ProxyChains,
+    /// The networks exempt from per-address request budgets (`rate_limit_exempt`).
+    pub rate_limit_exempt: Vec<ipnet::IpNet>,
     /// Keyed by lower-case name.
     pub realms: BTreeMap<String, Realm>,
     pub source_defs: BTreeMap<String, UserSourceDef>,
@@ -53,6 +55,7 @@ impl Snapshot {
             }
         };
         let proxies = ProxyChains::parse(&settings.override_client).unwrap_or_default();
+        let rate_limit_exempt = settings.exempt_networks().unwrap_or_default();
 
         let mut source_defs = BTreeMap::new();
         let mut sources = BTreeMap::new();
@@ -140,6 +143,7 @@ impl Snapshot {
             radius_clients,
             settings,
             proxies,
+            rate_limit_exempt,
             realms,
             source_defs,
             sources,
