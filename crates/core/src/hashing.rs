@@ -402,6 +402,34 @@ mod tests {
         ));
     }
 
+    /// Callers take turns: a caller with a backlog does not hold up another's job, and each
+    /// caller's queue is bounded.
+    #[test]
+    fn callers_take_turns_and_queues_are_bounded() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let job = |tag: &'static str| -> Job {
+            let order = order.clone();
+            Box::new(move || order.lock().unwrap().push(tag))
+        };
+        let a: Option<IpAddr> = Some("192.0.2.1".parse().unwrap());
+        let b: Option<IpAddr> = Some("192.0.2.2".parse().unwrap());
+        let mut q = Queue::default();
+        for _ in 0..3 {
+            assert!(q.push(a, job("a")).is_ok());
+        }
+        assert!(q.push(b, job("b")).is_ok());
+        while let Some(j) = q.pop() {
+            j();
+        }
+        assert_eq!(*order.lock().unwrap(), ["a", "b", "a", "a"]);
+        assert_eq!(q.total, 0);
+        for _ in 0..QUEUED_PER_CALLER {
+            assert!(q.push(a, job("a")).is_ok());
+        }
+        assert!(q.push(a, job("a")).is_err(), "a's queue is full");
+        assert!(q.push(b, job("b")).is_ok(), "b's is not");
+    }
+
     #[test]
     fn bad_params_are_an_error() {
         let bad = HashCost {

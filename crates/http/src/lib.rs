@@ -54,6 +54,8 @@ pub struct HttpState {
     /// Per-node request counts per address: of the web sign-in pages, of the checking doors.
     web_rates: Arc<limits::MinuteCounts<IpAddr>>,
     api_rates: Arc<limits::MinuteCounts<IpAddr>>,
+    /// How long a request body may take to arrive.
+    read_timeout: std::time::Duration,
     /// The imported RS256 key: the stored (sealed) value it was read from, and the signer.
     rsa_signer: Arc<rsa_key::Cache>,
     /// The SAML IdP's signing keys, by the sealed value they were read from.
@@ -77,9 +79,16 @@ impl HttpState {
             oauth_rates: Default::default(),
             web_rates: Default::default(),
             api_rates: Default::default(),
+            read_timeout: serve::ConnLimits::default().read_timeout,
             rsa_signer: Default::default(),
             saml_keys: Default::default(),
         }
+    }
+
+    /// Request bodies must arrive within `timeout`.
+    pub fn with_read_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.read_timeout = timeout;
+        self
     }
 
     /// Opens `/metrics` on the HTTP listener to requests carrying `token`.
@@ -151,7 +160,10 @@ pub fn router(state: HttpState) -> Router {
             state.clone(),
             limits::per_address,
         ))
-        .layer(middleware::from_fn(limits::body_deadline))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::body_deadline,
+        ))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))

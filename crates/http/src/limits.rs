@@ -12,10 +12,6 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
-use std::time::Duration;
-
-/// How long a request body may take to arrive in full.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Requests counted per key and minute. Bounded: when it holds many keys, the counts of past
 /// minutes go, and if this minute's alone are too many they start again (rather than a scan at
@@ -114,12 +110,13 @@ fn too_many(state: &HttpState, path: &str) -> Response {
     crate::pi::PiError::too_many(wait).into_response()
 }
 
-/// Every request body arrives within [`BODY_TIMEOUT`] (and within [`crate::MAX_BODY`]), or the
-/// request is answered 408 (413) before any handler waits for it.
-pub(crate) async fn body_deadline(req: Request, next: Next) -> Response {
+/// Every request body arrives within the read deadline (`http.read_timeout_secs`, as the
+/// headers) and within [`crate::MAX_BODY`], or the request is answered 408 (413) before any
+/// handler waits for it.
+pub(crate) async fn body_deadline(state: St, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let read = axum::body::to_bytes(body, crate::MAX_BODY);
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+    let bytes = match tokio::time::timeout(state.read_timeout, read).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => {
             return (

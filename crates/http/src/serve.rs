@@ -1,7 +1,8 @@
 //! The HTTP listener: hyper's HTTP/1.1 connections with the limits a server facing the network
 //! needs and axum's `serve` does not set — connections at most in all and per client address,
 //! and a deadline for every request's headers (also between requests of a kept-alive
-//! connection: an idle or half-sent connection is closed).
+//! connection: an idle or half-sent connection is closed). The body's deadline is the
+//! router's (`limits::body_deadline`).
 
 use axum::Router;
 use axum::body::Body;
@@ -28,8 +29,8 @@ pub struct ConnLimits {
     /// are closed at once.
     pub max_per_address: usize,
     /// How long a request's headers may take to arrive (and a kept-alive connection may wait
-    /// for the next request).
-    pub header_timeout: Duration,
+    /// for the next request), and then its body.
+    pub read_timeout: Duration,
 }
 
 impl Default for ConnLimits {
@@ -37,7 +38,7 @@ impl Default for ConnLimits {
         ConnLimits {
             max_connections: 4096,
             max_per_address: 256,
-            header_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -115,7 +116,7 @@ pub async fn serve(
         let service = service.map_request(|req: Request<Incoming>| req.map(Body::new));
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
+            .header_read_timeout(limits.read_timeout)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         let per_address = per_address.clone();

@@ -26,8 +26,8 @@ pub struct Config {
     /// The master key itself (base64), from `TESSERA_MASTER_KEY`; wins over the file.
     pub master_key: Option<Zeroizing<String>>,
     pub http_listen: SocketAddr,
-    /// Connections, connections per client address, and the header deadline of the HTTP
-    /// listener.
+    /// Connections, connections per client address, and the read deadline (headers, then body)
+    /// of the HTTP listener.
     pub http_limits: tessera_http::serve::ConnLimits,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -99,7 +99,7 @@ const KEYS: &[&str] = &[
     "http.listen",
     "http.max_connections",
     "http.max_connections_per_address",
-    "http.header_timeout_secs",
+    "http.read_timeout_secs",
     "log.level",
     "log.format",
     "database.max_connections",
@@ -277,8 +277,8 @@ impl Config {
             max_per_address: r
                 .int("http.max_connections_per_address", 1, 1_000_000)
                 .map_or(256, |n| n as usize),
-            header_timeout: std::time::Duration::from_secs(u64::from(
-                r.int("http.header_timeout_secs", 1, 3600).unwrap_or(10),
+            read_timeout: std::time::Duration::from_secs(u64::from(
+                r.int("http.read_timeout_secs", 1, 3600).unwrap_or(10),
             )),
         };
         let log_level = r.string("log.level").unwrap_or_else(|| "info".into());

@@ -86,7 +86,8 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
         f
     });
     let state = HttpState::new(app.admin.clone(), render.clone())
-        .with_metrics_token(config.metrics_token.clone());
+        .with_metrics_token(config.metrics_token.clone())
+        .with_read_timeout(config.http_limits.read_timeout);
     let router = tessera_http::router(state);
     let listener = TcpListener::bind(config.http_listen)
         .await

@@ -1192,3 +1192,305 @@ async fn scopes_are_enforced_and_applications_may_require_an_api_client(b: Backe
     assert_eq!(status, 401, "a revoked token");
     s.stop().await;
 }
+
+/// `/validate/check` from local address `from`: (status, Retry-After, body).
+async fn post_from(
+    s: &TestServer,
+    from: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, Option<String>, Value) {
+    let http = reqwest::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let res = http
+        .post(format!("{}{path}", s.url))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = res.text().await.unwrap();
+    (
+        status,
+        retry,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// No throttling of expensive requests (attack run, medium): a client could send the checking
+/// doors as many requests as it liked. Each address now has a budget per minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_address_has_a_request_budget_per_minute() {
+    let s = password_server(Backend::Sqlite).await;
+    s.set(json!({"api_requests_per_minute": 4, "account_locking": false}))
+        .await;
+    let form = [("user", "alice"), ("pass", "wrong")];
+    for _ in 0..4 {
+        assert_eq!(
+            post_from(&s, "127.0.0.2", "/validate/check", &form).await.0,
+            200
+        );
+    }
+    let (status, retry, body) = post_from(&s, "127.0.0.2", "/validate/check", &form).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["result"]["error"]["code"], 429, "{body}");
+    let wait: i64 = retry.unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    // /auth and /oauth/token count against the same budget; other addresses have their own.
+    assert_eq!(
+        post_from(
+            &s,
+            "127.0.0.2",
+            "/auth",
+            &[("username", "x"), ("password", "y")]
+        )
+        .await
+        .0,
+        429
+    );
+    assert_eq!(
+        post_from(
+            &s,
+            "127.0.0.2",
+            "/oauth/token",
+            &[("grant_type", "client_credentials")]
+        )
+        .await
+        .0,
+        429
+    );
+    assert_eq!(
+        post_from(&s, "127.0.0.3", "/validate/check", &form).await.0,
+        200
+    );
+    // Not counted: nothing else (the admin API, health).
+    let res = s
+        .http
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The next minute starts afresh; exempt networks are never counted.
+    s.advance(60);
+    assert_eq!(
+        post_from(&s, "127.0.0.2", "/validate/check", &form).await.0,
+        200
+    );
+    s.set(json!({"rate_limit_exempt": "127.0.0.0/30"})).await;
+    for _ in 0..6 {
+        assert_eq!(
+            post_from(&s, "127.0.0.2", "/validate/check", &form).await.0,
+            200
+        );
+    }
+    // A bad network is refused with the setting's name.
+    let refused = s
+        .admin()
+        .update_settings(
+            &actor(),
+            serde_json::from_value(json!({"rate_limit_exempt": "10.0.0.0/33"})).unwrap(),
+        )
+        .await;
+    assert!(
+        format!("{refused:?}").contains("rate_limit_exempt"),
+        "{refused:?}"
+    );
+    s.stop().await;
+}
+
+/// Hashing was one queue in arrival order (attack run, medium: 32 connections from one client
+/// raised a login from 24 ms to 524 ms). Addresses now take turns, and a full queue sheds
+/// requests with 503 and Retry-After instead of growing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_is_shed_and_others_take_their_turn() {
+    let s = password_server(Backend::Sqlite).await;
+    // Hashes of about 20-40 ms here, so that a queue builds up; no locks, which would spare
+    // the flood's hashes.
+    s.set(json!({"account_locking": false, "argon2_memory_kib": 32768, "argon2_iterations": 2}))
+        .await;
+    // alice's password hashed at that cost.
+    s.admin()
+        .update_user(
+            &actor(),
+            None,
+            "alice",
+            Default::default(),
+            Some(Some(zeroize::Zeroizing::new("alice-password-2".into()))),
+        )
+        .await
+        .unwrap();
+    let mut flood = Vec::new();
+    for i in 0..120 {
+        let (http, url) = (
+            reqwest::Client::builder()
+                .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+                .build()
+                .unwrap(),
+            format!("{}/validate/check", s.url),
+        );
+        flood.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let res = http
+                .post(url)
+                .form(&[
+                    ("user", "nobody"),
+                    ("pass", format!("wrong-password-{i}").as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let retry = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, retry, started.elapsed())
+        }));
+    }
+    // Once the flood is queued, a login from another address.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let (status, _, body) = post_from(
+        &s,
+        "127.0.0.1",
+        "/validate/check",
+        &[("user", "alice"), ("pass", "alice-password-2")],
+    )
+    .await;
+    let legit = started.elapsed();
+    assert_eq!(
+        (status, body["result"]["authentication"].as_str()),
+        (200, Some("ACCEPT")),
+        "{body}"
+    );
+    let mut shed = 0;
+    let mut slowest = std::time::Duration::ZERO;
+    for t in flood {
+        let (status, retry, took) = t.await.unwrap();
+        match status {
+            200 => slowest = slowest.max(took),
+            503 => {
+                assert_eq!(retry.as_deref(), Some("1"));
+                shed += 1;
+            }
+            other => panic!("flood answered {other}"),
+        }
+    }
+    assert!(shed > 0, "the queue did not shed anything");
+    // With one queue in arrival order the login would have waited for the flood's backlog.
+    assert!(
+        legit * 3 < slowest,
+        "the login took {legit:?}, the slowest answered flood request {slowest:?}"
+    );
+    let shed_records = s
+        .running
+        .as_ref()
+        .unwrap()
+        .app
+        .engine
+        .store()
+        .query_audit(&tessera_core::model::AuditQuery {
+            action: Some("authenticate".into()),
+            result: Some("error".into()),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        shed_records
+            .iter()
+            .all(|r| r.reason.contains("too many passwords to check")),
+        "{shed_records:?}"
+    );
+    let shed_records = shed_records.len();
+    assert_eq!(
+        shed_records, shed,
+        "each shed request is audited as an error"
+    );
+    s.stop().await;
+}
+
+/// A half-sent request header was held open 45 s (attack run, medium); a slow body likewise,
+/// and one address could open any number of connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_or_idle_connections_are_closed_and_counted_per_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_configured(Backend::Sqlite, None, |c| {
+        c.http_limits.read_timeout = std::time::Duration::from_secs(1);
+        c.http_limits.max_per_address = 3;
+    })
+    .await;
+    let addr = s.running.as_ref().unwrap().http_addr;
+    // Headers that never end: the connection is closed after the read deadline.
+    let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"POST /validate/check HTTP/1.1\r\nHost: x\r\nContent-")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        half.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "still open after 5 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // A body that never arrives in full: 408.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        b"POST /validate/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nuser=alice",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    drop((half, slow));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Three connections per address: a fourth is closed at once, another address is served.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let n = c.read(&mut answer).await.unwrap();
+        assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+        held.push(c);
+    }
+    let mut fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let n = tokio::time::timeout(std::time::Duration::from_secs(2), fourth.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the fourth connection was served");
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.5:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(addr).await.unwrap();
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let n = other.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    drop(held);
+    s.stop().await;
+}
