@@ -44,6 +44,11 @@ pub struct LoadSpec {
     pub pin: bool,
     /// RADIUS: the password (the PIN value) first, then the OTP answering the Access-Challenge.
     pub two_rounds: bool,
+    /// The local address the connections come from (default: the system's choice).
+    pub source: Option<std::net::IpAddr>,
+    /// A flood: PIN-typed answers for users nobody has (each costs the server one Argon2id
+    /// check); REJECT, or a request refused for load (429, 503), is what it expects.
+    pub flood: bool,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +60,8 @@ pub struct Outcome {
     pub errors: u64,
     /// Times a worker found no user with a fresh OTP left in this time step.
     pub exhausted: u64,
+    /// Answers 429 (the address's budget) or 503 (shed: too many checks waiting).
+    pub shed: u64,
     pub measured: Duration,
 }
 
@@ -139,10 +146,19 @@ pub fn next_request(spec: &LoadSpec, shared: &Shared) -> Option<(u64, String)> {
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn connect(addr: SocketAddr) -> Result<Sender> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connect {addr}"))?;
+async fn connect(addr: SocketAddr, source: Option<std::net::IpAddr>) -> Result<Sender> {
+    let stream = match source {
+        None => TcpStream::connect(addr).await,
+        Some(ip) => {
+            let socket = match ip {
+                std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await
+        }
+    }
+    .with_context(|| format!("connect {addr}"))?;
     stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
@@ -169,15 +185,21 @@ async fn worker(spec: Arc<LoadSpec>, shared: Arc<Shared>, start: Instant) -> Out
             next_send += iv;
             tokio::time::sleep_until(next_send.into()).await;
         }
-        let Some((user, otp)) = next_request(&spec, &shared) else {
-            out.exhausted += 1;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
+        let body = if spec.flood {
+            let n = shared.next.fetch_add(1, Ordering::Relaxed);
+            format!("user=nobody{n}&pass={PIN}000000")
+        } else {
+            let Some((user, otp)) = next_request(&spec, &shared) else {
+                out.exhausted += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let pass = if spec.pin { format!("{PIN}{otp}") } else { otp };
+            format!("user=u{user}&pass={pass}")
         };
-        let pass = if spec.pin { format!("{PIN}{otp}") } else { otp };
         let s = match sender.as_mut() {
             Some(s) => s,
-            None => match connect(spec.addr).await {
+            None => match connect(spec.addr, spec.source).await {
                 Ok(s) => sender.insert(s),
                 Err(_) => {
                     out.errors += 1;
@@ -186,7 +208,6 @@ async fn worker(spec: Arc<LoadSpec>, shared: Arc<Shared>, start: Instant) -> Out
                 }
             },
         };
-        let body = format!("user=u{user}&pass={pass}");
         let req = Request::post("/validate/check")
             .header("host", spec.addr.to_string())
             .header("content-type", "application/x-www-form-urlencoded")
@@ -204,6 +225,10 @@ async fn worker(spec: Arc<LoadSpec>, shared: Arc<Shared>, start: Instant) -> Out
         }
         .await;
         match result {
+            Ok((status, _)) if spec.flood && (status == 429 || status == 503) => {
+                out.shed += 1;
+                out.record(Some(true), sent, measure_from);
+            }
             Ok((status, bytes)) => {
                 let text = String::from_utf8_lossy(&bytes);
                 out.record(
@@ -262,6 +287,7 @@ pub async fn collect(tasks: Vec<tokio::task::JoinHandle<Outcome>>, measured: Dur
             total.unexpected += o.unexpected;
             total.errors += o.errors;
             total.exhausted += o.exhausted;
+            total.shed += o.shed;
         }
     }
     total.latencies_us.sort_unstable();

@@ -81,6 +81,14 @@ struct Args {
     /// Users in FreeRADIUS's users file (default: --users, at most 20,000).
     #[arg(long)]
     freeradius_users: Option<u64>,
+    /// Legitimate PIN+OTP logins from 127.0.0.1 at --legit-rate per second, first alone, then
+    /// while 127.0.0.2 floods at ten times that rate with PIN-typed logins of unknown users
+    /// (one Argon2id check each); reports the legitimate logins' p50/p99 in both phases.
+    #[arg(long)]
+    flood: bool,
+    /// The legitimate logins per second of --flood.
+    #[arg(long, default_value_t = 10.0)]
+    legit_rate: f64,
 }
 
 struct Server {
@@ -193,6 +201,91 @@ fn report(
     row
 }
 
+/// `--flood`: the legitimate logins alone, then beside the flood; their rows and the flood's.
+async fn flood(args: &Args, addr: std::net::SocketAddr, cost: HashCost) -> Vec<serde_json::Value> {
+    let legit = LoadSpec {
+        addr,
+        mode: Mode::Accept,
+        users: args.users,
+        concurrency: args.concurrency.min(8),
+        duration: Duration::from_secs(args.duration),
+        warmup: Duration::from_secs(args.warmup),
+        rate: Some(args.legit_rate),
+        pin: true,
+        two_rounds: false,
+        source: Some(std::net::IpAddr::from([127, 0, 0, 1])),
+        flood: false,
+    };
+    let flooder = LoadSpec {
+        mode: Mode::Reject,
+        concurrency: args.concurrency.max(16),
+        rate: Some(args.legit_rate * 10.0),
+        pin: true,
+        source: Some(std::net::IpAddr::from([127, 0, 0, 2])),
+        flood: true,
+        ..legit.clone()
+    };
+    let params = |phase: &str, from: &str, rate: f64| {
+        serde_json::json!({
+            "protocol": "http",
+            "phase": phase,
+            "from": from,
+            "rate": rate,
+            "argon2": format!("m={} KiB, t={}, p=1", cost.memory_kib, cost.iterations),
+        })
+    };
+    eprintln!(
+        "legitimate PIN+OTP logins from 127.0.0.1 at {}/s, alone, {} s (+{} s warm-up)…",
+        args.legit_rate, args.duration, args.warmup
+    );
+    let idle = load::run(legit.clone()).await;
+    let mut rows = vec![report(
+        "legit-idle",
+        Mode::Accept,
+        &idle,
+        params("idle", "127.0.0.1", args.legit_rate),
+        args.json,
+    )];
+    eprintln!(
+        "…and again while 127.0.0.2 floods at {}/s with PIN-typed logins of unknown users…",
+        args.legit_rate * 10.0
+    );
+    let flood_run = tokio::spawn(load::run(flooder));
+    let busy = load::run(legit).await;
+    let flooded = flood_run.await.unwrap_or_default();
+    rows.push(report(
+        "legit-flood",
+        Mode::Accept,
+        &busy,
+        params("under flood", "127.0.0.1", args.legit_rate),
+        args.json,
+    ));
+    let mut row = report(
+        "flood",
+        Mode::Reject,
+        &flooded,
+        params("under flood", "127.0.0.2", args.legit_rate * 10.0),
+        args.json,
+    );
+    row["shed_429_or_503"] = serde_json::json!(flooded.shed);
+    rows.push(row);
+    let p99 = |o: &load::Outcome| load::percentile_ms(&o.latencies_us, 99.0);
+    let ratio = if p99(&idle) > 0.0 {
+        p99(&busy) / p99(&idle)
+    } else {
+        0.0
+    };
+    if !args.json {
+        println!(
+            "flood: {} of its requests shed (429/503); legitimate p99 {:.1} ms alone, {:.1} ms under the flood ({ratio:.2}x)",
+            flooded.shed,
+            p99(&idle),
+            p99(&busy)
+        );
+    }
+    rows
+}
+
 /// Peak resident set size of a process, in MiB (Linux: VmHWM).
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -227,6 +320,11 @@ async fn main() -> Result<()> {
     if args.users == 0 || args.concurrency == 0 {
         bail!("--users and --concurrency must be at least 1");
     }
+    if args.flood && (radius || args.two_rounds || !(args.legit_rate > 0.0)) {
+        bail!("--flood needs --protocol http and a --legit-rate above 0");
+    }
+    // The flood's legitimate logins type a PIN (the check that costs).
+    let pin = args.pin || args.flood;
     let bin = match &args.tessera {
         Some(p) => p.clone(),
         None => std::env::current_exe()?
@@ -268,17 +366,18 @@ async fn main() -> Result<()> {
         let started = std::time::Instant::now();
         let plan = provision::Plan {
             users: args.users,
-            pin: args.pin,
+            pin,
             cost,
             user_cache_seconds: args.user_cache_seconds,
             two_rounds: args.two_rounds,
+            keep_budgets: args.flood,
         };
         let key = provision::provision(&data, &url, &plan).await?;
         std::fs::write(
             &marker,
             format!(
-                "{} users, pin {}, two rounds {}\n",
-                args.users, args.pin, args.two_rounds
+                "{} users, pin {pin}, two rounds {}, flood {}\n",
+                args.users, args.two_rounds, args.flood
             ),
         )?;
         eprintln!("provisioned in {:.1} s", started.elapsed().as_secs_f64());
@@ -291,7 +390,10 @@ async fn main() -> Result<()> {
         (_, a) => a,
     };
     let mut results = Vec::new();
-    for &mode in &modes {
+    if args.flood {
+        results.extend(flood(&args, server.addr, cost).await);
+    }
+    for &mode in modes.iter().filter(|_| !args.flood) {
         eprintln!(
             "{} path: {} users, concurrency {}, {} s (+{} s warm-up){}{}",
             mode.as_str(),
@@ -318,6 +420,8 @@ async fn main() -> Result<()> {
             rate: args.rate,
             pin: args.pin,
             two_rounds: args.two_rounds,
+            source: None,
+            flood: false,
         };
         let out = match radius_addr.filter(|_| radius) {
             Some(addr) => radius_load::run(spec, radius_load::Target::Tessera, addr).await,
@@ -369,6 +473,8 @@ async fn main() -> Result<()> {
                 rate: args.rate,
                 pin: false,
                 two_rounds: false,
+                source: None,
+                flood: false,
             };
             let out = radius_load::run(spec, radius_load::Target::FreeRadius, fr.addr).await;
             let row = report(

@@ -32,6 +32,9 @@ pub struct Plan {
     /// Users get the password `PIN`, and the RADIUS client logs in to `radius-2fa`
     /// (password, then OTP).
     pub two_rounds: bool,
+    /// Keep the per-address request budget as shipped (the flood mode measures it); otherwise
+    /// it is off, since every load comes from one address.
+    pub keep_budgets: bool,
 }
 
 fn now() -> i64 {
@@ -53,8 +56,9 @@ pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Resu
     let t = now();
     bootstrap_defaults(store.as_ref(), t).await?;
     // The benchmark measures OTP checking: no account lockout, fail counters that do not lock
-    // tokens during a reject run, and the chosen hashing cost.
-    let settings = serde_json::json!({
+    // tokens during a reject run, the chosen hashing cost, and (but for the flood) no budget
+    // for the one address all its requests come from.
+    let mut settings = serde_json::json!({
         "account_locking": false,
         "default_max_fail": 1000,
         "argon2_memory_kib": plan.cost.memory_kib,
@@ -62,6 +66,9 @@ pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Resu
         "argon2_parallelism": plan.cost.parallelism,
         "user_cache_seconds": plan.user_cache_seconds,
     });
+    if !plan.keep_budgets {
+        settings["api_requests_per_minute"] = serde_json::json!(0);
+    }
     if let serde_json::Value::Object(m) = settings {
         store.put_settings(&m, t).await?;
     }
