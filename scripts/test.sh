@@ -8,7 +8,8 @@
 #   - Python venvs in .venv/: privacyIDEA's and eduMFA's client classes, django-privacyidea-auth,
 #     pyrad, aiosmtpd (a real SMTP server for the mail tests), authlib + PyJWT + pyhpke (OAuth2,
 #     OpenID Connect, encrypted payloads), Selenium (headless Chromium), pysaml2 (a SAML SP)
-#   - cargo-fuzz, for a bounded run of the RADIUS decoder's fuzz target
+#   - cargo-fuzz, for a bounded run of each fuzz target (the RADIUS decoder, the validate
+#     parameters, SAML requests, sealed payloads)
 #   - PostgreSQL: TESSERA_TEST_PG_URL, or postgres://postgres@127.0.0.1:5432/test (started or
 #     created here when not reachable)
 # Usage: scripts/test.sh [extra cargo-nextest/cargo-test arguments]
@@ -93,11 +94,19 @@ else
   cargo test --workspace --no-fail-fast "$@"
 fi
 
-# The RADIUS decoder's fuzz target, for a bounded time (TESSERA_FUZZ_SECONDS, default 30).
 if ! cargo fuzz --version >/dev/null 2>&1; then
   say "installing cargo-fuzz"
   cargo install cargo-fuzz --locked --quiet
 fi
-say "fuzzing the RADIUS decoder for ${TESSERA_FUZZ_SECONDS:-30} s"
-(cd crates/radius-proto/fuzz && cargo fuzz run decode --sanitizer none -- \
-  -max_total_time="${TESSERA_FUZZ_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 5)
+# Each fuzz target for a bounded time (TESSERA_FUZZ_SECONDS, default 30): the RADIUS decoder,
+# and what the HTTP doors read from anyone (validate parameters, SAML requests, sealed payloads).
+# Their builds go under the test build's target directory (kept between CI runs when that is).
+fuzz_dir="${CARGO_TARGET_DIR:-$PWD/target}/fuzz"
+fuzz() {
+  local crate=$1 target=$2
+  say "fuzzing $crate/$target for ${TESSERA_FUZZ_SECONDS:-30} s"
+  (cd "crates/$crate/fuzz" && cargo fuzz run "$target" --sanitizer none --target-dir "$fuzz_dir/$crate" -- \
+    -max_total_time="${TESSERA_FUZZ_SECONDS:-30}" -print_final_stats=1 2>&1 | tail -n 5)
+}
+fuzz radius-proto decode
+for target in validate_params saml_request payload_open; do fuzz http "$target"; done

@@ -265,6 +265,11 @@ pub fn shared_for(spec: &LoadSpec) -> Arc<Shared> {
 
 pub async fn run(spec: LoadSpec) -> Outcome {
     let shared = shared_for(&spec);
+    run_shared(spec, shared).await
+}
+
+/// `run` with the state of an earlier run on the same users (so that no code is sent twice).
+pub async fn run_shared(spec: LoadSpec, shared: Arc<Shared>) -> Outcome {
     let spec = Arc::new(spec);
     let start = Instant::now();
     let mut tasks = Vec::new();

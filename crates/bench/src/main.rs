@@ -238,7 +238,9 @@ async fn flood(args: &Args, addr: std::net::SocketAddr, cost: HashCost) -> Vec<s
         "legitimate PIN+OTP logins from 127.0.0.1 at {}/s, alone, {} s (+{} s warm-up)…",
         args.legit_rate, args.duration, args.warmup
     );
-    let idle = load::run(legit.clone()).await;
+    // Both phases of the legitimate logins share one state: no code is sent twice.
+    let shared = load::shared_for(&legit);
+    let idle = load::run_shared(legit.clone(), shared.clone()).await;
     let mut rows = vec![report(
         "legit-idle",
         Mode::Accept,
@@ -251,7 +253,7 @@ async fn flood(args: &Args, addr: std::net::SocketAddr, cost: HashCost) -> Vec<s
         args.legit_rate * 10.0
     );
     let flood_run = tokio::spawn(load::run(flooder));
-    let busy = load::run(legit).await;
+    let busy = load::run_shared(legit, shared).await;
     let flooded = flood_run.await.unwrap_or_default();
     rows.push(report(
         "legit-flood",
@@ -320,7 +322,7 @@ async fn main() -> Result<()> {
     if args.users == 0 || args.concurrency == 0 {
         bail!("--users and --concurrency must be at least 1");
     }
-    if args.flood && (radius || args.two_rounds || !(args.legit_rate > 0.0)) {
+    if args.flood && (radius || args.two_rounds || args.legit_rate.is_nan() || args.legit_rate <= 0.0) {
         bail!("--flood needs --protocol http and a --legit-rate above 0");
     }
     // The flood's legitimate logins type a PIN (the check that costs).

@@ -86,6 +86,62 @@ pub fn seal(public_key_b64: &str, body: &str, ts: i64, nonce: &str) -> Result<St
     Ok(json!({"enc": BASE64.encode(&enc.to_bytes()), "ct": BASE64.encode(&ct)}).to_string())
 }
 
+/// A sealed payload, opened: its timestamp, nonce and the body it carries.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Opened {
+    pub ts: i64,
+    pub nonce: String,
+    pub body: String,
+}
+
+/// Opens a sealed envelope with the installation's private key (its bytes): the opened payload,
+/// or why it is refused. Nothing about freshness or replays is decided here.
+pub fn open(private_key: &[u8], envelope: &[u8]) -> Result<Opened, &'static str> {
+    const NOT_SEALED: &str = "this endpoint takes only encrypted payloads ({\"enc\", \"ct\"})";
+    let envelope = serde_json::from_slice::<Value>(envelope).map_err(|_| NOT_SEALED)?;
+    let (Some(enc), Some(ct)) = (
+        envelope["enc"]
+            .as_str()
+            .and_then(|e| BASE64.decode(e.as_bytes()).ok()),
+        envelope["ct"]
+            .as_str()
+            .and_then(|c| BASE64.decode(c.as_bytes()).ok()),
+    ) else {
+        return Err(NOT_SEALED);
+    };
+    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(private_key)
+        .map_err(|_| "payload key unavailable")?;
+    let plain = <Kem as hpke::Kem>::EncappedKey::from_bytes(&enc)
+        .ok()
+        .and_then(|enc| {
+            hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
+                &OpModeR::Base,
+                &sk,
+                &enc,
+                INFO,
+                &ct,
+                b"",
+            )
+            .ok()
+        })
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+        .ok_or("the payload cannot be decrypted (wrong key, or changed on the way)")?;
+    let (Some(ts), Some(nonce), Some(body)) = (
+        plain["ts"].as_i64(),
+        plain["nonce"]
+            .as_str()
+            .filter(|n| (16..=128).contains(&n.len())),
+        plain["body"].as_str(),
+    ) else {
+        return Err("the payload lacks ts, nonce (16 to 128 characters) or body");
+    };
+    Ok(Opened {
+        ts,
+        nonce: nonce.to_string(),
+        body: body.to_string(),
+    })
+}
+
 fn refuse(why: &str) -> Response {
     let mut res = (
         StatusCode::BAD_REQUEST,
@@ -119,19 +175,6 @@ pub(crate) async fn open_payloads(
     let Ok(bytes) = axum::body::to_bytes(body, crate::MAX_BODY).await else {
         return refuse("the body is too large");
     };
-    let Ok(envelope) = serde_json::from_slice::<Value>(&bytes) else {
-        return refuse("this endpoint takes only encrypted payloads ({\"enc\", \"ct\"})");
-    };
-    let (Some(enc), Some(ct)) = (
-        envelope["enc"]
-            .as_str()
-            .and_then(|e| BASE64.decode(e.as_bytes()).ok()),
-        envelope["ct"]
-            .as_str()
-            .and_then(|c| BASE64.decode(c.as_bytes()).ok()),
-    ) else {
-        return refuse("this endpoint takes only encrypted payloads ({\"enc\", \"ct\"})");
-    };
     let sk = match key_pair(state.engine.store().as_ref()).await {
         Ok((sk, _)) => sk,
         Err(e) => {
@@ -139,30 +182,13 @@ pub(crate) async fn open_payloads(
             return (StatusCode::SERVICE_UNAVAILABLE, "payload key unavailable").into_response();
         }
     };
-    let plain = <Kem as hpke::Kem>::EncappedKey::from_bytes(&enc)
-        .ok()
-        .and_then(|enc| {
-            hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
-                &OpModeR::Base,
-                &sk,
-                &enc,
-                INFO,
-                &ct,
-                b"",
-            )
-            .ok()
-        });
-    let Some(plain) = plain.and_then(|p| serde_json::from_slice::<Value>(&p).ok()) else {
-        return refuse("the payload cannot be decrypted (wrong key, or changed on the way)");
-    };
-    let (Some(ts), Some(nonce), Some(inner)) = (
-        plain["ts"].as_i64(),
-        plain["nonce"]
-            .as_str()
-            .filter(|n| (16..=128).contains(&n.len())),
-        plain["body"].as_str(),
-    ) else {
-        return refuse("the payload lacks ts, nonce (16 to 128 characters) or body");
+    let Opened {
+        ts,
+        nonce,
+        body: inner,
+    } = match open(&sk.to_bytes(), &bytes) {
+        Ok(opened) => opened,
+        Err(why) => return refuse(why),
     };
     let now = state.engine.clock().now();
     let window = i64::from(settings.encryption_valid_seconds);

@@ -371,14 +371,59 @@ fn signed_by(sp: &SamlServiceProvider, decoded: &Decoded, request_id: &str) -> b
     })
 }
 
+/// A message of the HTTP-Redirect binding (a query string): decoded, with its XML.
+fn read_redirect(query: Option<&str>) -> Option<(gamlastan::bindings::RedirectDecoded, String)> {
+    let decoded = gamlastan::bindings::redirect_decode(&Raw::new(query, Bytes::new())).ok()?;
+    let xml = String::from_utf8(decoded.saml_xml.clone()).ok()?;
+    Some((decoded, xml))
+}
+
+/// A request of the HTTP-POST binding (a form body): decoded, with its XML, and whether our own
+/// page posted it again (same-site).
+fn read_post(body: Bytes) -> Option<(gamlastan::bindings::post::PostDecoded, String, bool)> {
+    let req = Raw::new(None, body);
+    let decoded = gamlastan::bindings::post::post_decode(&req)
+        .ok()
+        .filter(|d| d.is_request)?;
+    let xml = String::from_utf8(decoded.saml_xml.clone()).ok()?;
+    let again = req.form.iter().any(|(k, v)| k == SAME_SITE && v == "1");
+    Some((decoded, xml, again))
+}
+
+/// An authentication request's XML, read.
+fn read_authn_request(xml: &str) -> Option<AuthnRequest> {
+    let doc = gamlastan::xml::parse_secure(xml).ok()?;
+    let request = gamlastan::xml::parse_saml::<AuthnRequestRef<'_>>(&doc).ok()?;
+    Some(request.to_owned())
+}
+
+/// Reads an untrusted SAML request as the SSO and SLO endpoints do (both bindings, both request
+/// kinds, a logout response), for the fuzz targets: nothing may panic.
+#[doc(hidden)]
+pub fn read_untrusted(query: Option<&str>, body: &[u8]) {
+    use gamlastan::core::protocol::logout::{LogoutRequestRef, LogoutResponseRef};
+    let mut xmls = Vec::new();
+    if let Some((_, xml)) = read_redirect(query) {
+        xmls.push(xml);
+    }
+    if let Some((_, xml, _)) = read_post(Bytes::copy_from_slice(body)) {
+        xmls.push(xml);
+    }
+    if let Ok(text) = std::str::from_utf8(body) {
+        xmls.push(text.to_string());
+    }
+    for xml in xmls {
+        let _ = read_authn_request(&xml);
+        if let Ok(doc) = gamlastan::xml::parse_secure(&xml) {
+            let _ = gamlastan::xml::parse_saml::<LogoutRequestRef<'_>>(&doc).map(|r| r.to_owned());
+            let _ = gamlastan::xml::parse_saml::<LogoutResponseRef<'_>>(&doc);
+        }
+    }
+}
+
 async fn sso_redirect(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let lang = web::lang_of(&headers, None);
-    let req = Raw::new(raw.as_deref(), Bytes::new());
-    let decoded = match gamlastan::bindings::redirect_decode(&req) {
-        Ok(d) if d.is_request => d,
-        Ok(_) | Err(_) => return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST),
-    };
-    let Ok(xml) = String::from_utf8(decoded.saml_xml.clone()) else {
+    let Some((decoded, xml)) = read_redirect(raw.as_deref()).filter(|(d, _)| d.is_request) else {
         return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
     };
     let relay_state = decoded.relay_state.clone();
@@ -397,15 +442,9 @@ async fn sso_redirect(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) ->
 
 async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
     let lang = web::lang_of(&headers, None);
-    let req = Raw::new(None, body);
-    let decoded = match gamlastan::bindings::post::post_decode(&req) {
-        Ok(d) if d.is_request => d,
-        Ok(_) | Err(_) => return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST),
-    };
-    let Ok(xml) = String::from_utf8(decoded.saml_xml) else {
+    let Some((decoded, xml, again)) = read_post(body) else {
         return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
     };
-    let again = req.form.iter().any(|(k, v)| k == SAME_SITE && v == "1");
     if again {
         return sso(
             &state,
@@ -421,10 +460,7 @@ async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
     // A POST from the SP's site carries no SameSite=Lax cookie, so the SSO session would not
     // serve it: a page of ours posts it again (same-site now, with the cookie) — nothing is
     // kept meanwhile. Only an authentication request of a registered SP is posted again.
-    let issuer = gamlastan::xml::parse_secure(&xml).ok().and_then(|doc| {
-        let r = gamlastan::xml::parse_saml::<AuthnRequestRef<'_>>(&doc).ok()?;
-        r.to_owned().base.issuer.map(|i| i.value)
-    });
+    let issuer = read_authn_request(&xml).and_then(|r| r.base.issuer.map(|i| i.value));
     let Some(issuer) = issuer else {
         return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
     };
@@ -480,13 +516,9 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         Ok(b) => b,
         Err(res) => return *res,
     };
-    let Ok(doc) = gamlastan::xml::parse_secure(&decoded.xml) else {
+    let Some(request) = read_authn_request(&decoded.xml) else {
         return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
     };
-    let Ok(request) = gamlastan::xml::parse_saml::<AuthnRequestRef<'_>>(&doc) else {
-        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
-    };
-    let request: AuthnRequest = request.to_owned();
     let snap = state.engine.snapshot();
     // Until the SP is known there is no trusted address to answer to: a page.
     let Some(sp) = request
@@ -1186,11 +1218,7 @@ fn verified_redirect(
 /// until the last, then the asking SP gets its LogoutResponse.
 async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let lang = web::lang_of(&headers, None);
-    let req = Raw::new(raw.as_deref(), Bytes::new());
-    let Ok(decoded) = gamlastan::bindings::redirect_decode(&req) else {
-        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
-    };
-    let Ok(xml) = String::from_utf8(decoded.saml_xml.clone()) else {
+    let Some((decoded, xml)) = read_redirect(raw.as_deref()) else {
         return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
     };
     let Ok(doc) = gamlastan::xml::parse_secure(&xml) else {
