@@ -322,7 +322,9 @@ async fn main() -> Result<()> {
     if args.users == 0 || args.concurrency == 0 {
         bail!("--users and --concurrency must be at least 1");
     }
-    if args.flood && (radius || args.two_rounds || args.legit_rate.is_nan() || args.legit_rate <= 0.0) {
+    if args.flood
+        && (radius || args.two_rounds || args.legit_rate.is_nan() || args.legit_rate <= 0.0)
+    {
         bail!("--flood needs --protocol http and a --legit-rate above 0");
     }
     // The flood's legitimate logins type a PIN (the check that costs).
