@@ -279,8 +279,8 @@ pub struct Reservation {
     pub key: LockKey,
     pub kind: FailKind,
     pub policy: LockPolicy,
-    /// When it was taken (Unix seconds).
-    pub at: i64,
+    /// When the count it went into started (Unix seconds): it is given back to that count only.
+    pub since: i64,
     /// Which attempt of the count it is (1 for the first).
     pub attempt: u32,
 }

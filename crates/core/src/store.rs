@@ -6,8 +6,8 @@
 //! are single conditional statements, so they stay correct with many nodes on one database.
 //!
 //! Durability: a write is committed when it returns, except the *deciding* writes marked below
-//! (`accept_otp`, `record_otp_failures`, `set_resync_state`, `reserve_attempt`,
-//! `release_attempt`, `clear_locks`). Their answer is final when they return (every later write sees them), but the
+//! (`reserve_token_attempt`, `release_token_attempt`, `accept_otp`, `record_otp_failures`,
+//! `set_resync_state`, `reserve_attempt`, `release_attempt`, `clear_locks`). Their answer is final when they return (every later write sees them), but the
 //! embedded store may commit them only together with the caller's next write. A caller
 //! therefore makes a committed write (the audit record of the decision) before it tells anyone
 //! the outcome, and then checks that [`Store::lost_writes`] did not move since before the
@@ -267,28 +267,44 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn update_token(&self, serial: &Serial, patch: &TokenPatch) -> StoreResult<bool>;
     async fn delete_token(&self, serial: &Serial) -> StoreResult<bool>;
     async fn delete_tokens_of(&self, owner: &UserRef) -> StoreResult<u64>;
-    /// Accepts the OTP found at `counter` if, and only if, no OTP at or after `counter` was
-    /// accepted before and the token is under its fail limit (`fail_count < max_fail`, or the
-    /// limit was reached `clear_minutes` or more ago, when that is not 0): the token's counter
-    /// becomes `counter + 1`, its fail counter and any pending resync are cleared and (unless
-    /// `count_auth` is false) its counters are bumped. Returns false when the OTP was already
-    /// used, by this or by a concurrent request, or the token reached its fail limit (also
-    /// while this OTP was checked). Deciding (see the module documentation).
+    /// Takes one attempt from the token's fail budget before an OTP is checked against it: one
+    /// conditional statement that counts the attempt (fail counter and, with `count_auth`, the
+    /// authentication counter) unless the token is at its fail limit (`max_fail`). A token at
+    /// its limit for `clear_minutes` (when not 0) starts a new count. The attempt that reaches the
+    /// limit stamps the time. False: the token is locked (or not enabled). Deciding.
+    async fn reserve_token_attempt(
+        &self,
+        serial: &Serial,
+        now: i64,
+        clear_minutes: u32,
+        count_auth: bool,
+    ) -> StoreResult<bool>;
+    /// Gives back an attempt reserved on a token that the login did not need after all (another
+    /// token matched). Deciding.
+    async fn release_token_attempt(&self, serial: &Serial, count_auth: bool) -> StoreResult<()>;
+    /// Accepts the OTP found at `counter` with an attempt the caller reserved, if, and only if,
+    /// no OTP at or after `counter` was accepted before: the token's counter becomes
+    /// `counter + 1`, its fail counter and any pending resync are cleared and (unless
+    /// `count_auth` is false) its success counter is bumped. Returns false when the OTP was
+    /// already used, by this or by a concurrent request. Deciding (see the module
+    /// documentation).
     async fn accept_otp(
         &self,
         serial: &Serial,
         counter: i64,
         now: i64,
         count_auth: bool,
-        clear_minutes: u32,
     ) -> StoreResult<bool>;
     /// Increases the fail counters (up to each token's maximum, stamping the time it was
-    /// reached) and the authentication counters. Deciding.
+    /// reached; a count whose limit was reached `clear_minutes` ago starts afresh) and the
+    /// authentication counters, without a check (a wrong PIN with
+    /// `increase_failcounter_on_wrong_pin`). Deciding.
     async fn record_otp_failures(
         &self,
         serials: &[Serial],
         now: i64,
         count_auth: bool,
+        clear_minutes: u32,
     ) -> StoreResult<()>;
     /// Remembers (or forgets, with `None`) the first OTP of an automatic resync. Deciding.
     async fn set_resync_state(

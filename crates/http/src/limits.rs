@@ -116,25 +116,46 @@ fn too_many(state: &HttpState, path: &str) -> Response {
 pub(crate) async fn body_deadline(state: St, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let read = axum::body::to_bytes(body, crate::MAX_BODY);
-    let bytes = match tokio::time::timeout(state.read_timeout, read).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is too large\n",
-            )
-                .into_response();
+    let refusal = match tokio::time::timeout(state.read_timeout, read).await {
+        Ok(Ok(bytes)) => {
+            return next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
         }
-        Err(_) => {
-            return (
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time\n",
-            )
-                .into_response();
-        }
+        Ok(Err(e)) if is_too_large(&e) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is over {} bytes", crate::MAX_BODY),
+        ),
+        Ok(Err(_)) => (
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read".to_string(),
+        ),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time".to_string(),
+        ),
     };
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    // The validate API and /auth answer in privacyIDEA's format (error 905), as for any other
+    // bad parameter.
+    let path = parts.uri.path();
+    if path.starts_with("/validate/") || path == "/auth" {
+        let mut err = crate::pi::PiError::parameter(refusal.1);
+        err.http = refusal.0;
+        return err.into_response();
+    }
+    (refusal.0, format!("{}\n", refusal.1)).into_response()
+}
+
+/// Whether reading a body failed on its length limit.
+fn is_too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -484,7 +484,8 @@ async fn token(
                 .filter(|x| !x.is_empty())
                 .map(str::to_string)
                 .collect();
-            if let Some(bad) = asked.iter().find(|a| !client.scopes.contains(a)) {
+            let granted = client.granted_scopes();
+            if let Some(bad) = asked.iter().find(|a| !granted.contains(a)) {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_scope",
@@ -493,7 +494,7 @@ async fn token(
             }
             asked
         }
-        None => client.scopes.clone(),
+        None => client.granted_scopes(),
     };
     let signer = match signer(&state).await {
         Ok(s) => s,
@@ -731,7 +732,7 @@ async fn user_token(
         (
             issue
                 .scope
-                .map_or_else(|| client.scopes.join(" "), str::to_string),
+                .map_or_else(|| client.granted_scopes().join(" "), str::to_string),
             "tessera",
         )
     } else {
@@ -1407,15 +1408,16 @@ async fn mfa_otp_generate(
     }
 }
 
-/// The API client whose access token (`aud: tessera`, role AGENT or USER) `token` is, with
-/// the token's scopes, if it is active; for callers of other doors (`/validate/*`).
-pub(crate) async fn access_token_client(
+/// The agent whose access token (`aud: tessera`, role AGENT: the client-credentials grant)
+/// `token` is, with the token's scopes, if it is active; for callers of other doors
+/// (`/validate/*`). A user's token (role USER) is no agent's, though its client's.
+pub(crate) async fn agent_of_token(
     state: &HttpState,
     token: &str,
 ) -> Option<(ApiClient, Vec<String>)> {
     let claims = active_claims(state, token)
         .await
-        .filter(|c| c["aud"] == "tessera" && (c["role"] == "AGENT" || c["role"] == "USER"))?;
+        .filter(|c| c["aud"] == "tessera" && c["role"] == "AGENT")?;
     let client = state
         .engine
         .snapshot()

@@ -94,21 +94,27 @@ pub struct Opened {
     pub body: String,
 }
 
-/// Opens a sealed envelope with the installation's private key (its bytes): the opened payload,
-/// or why it is refused. Nothing about freshness or replays is decided here.
-pub fn open(private_key: &[u8], envelope: &[u8]) -> Result<Opened, &'static str> {
+/// The encapsulated key and the ciphertext of an envelope.
+fn envelope_parts(envelope: &[u8]) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
     const NOT_SEALED: &str = "this endpoint takes only encrypted payloads ({\"enc\", \"ct\"})";
     let envelope = serde_json::from_slice::<Value>(envelope).map_err(|_| NOT_SEALED)?;
-    let (Some(enc), Some(ct)) = (
+    match (
         envelope["enc"]
             .as_str()
             .and_then(|e| BASE64.decode(e.as_bytes()).ok()),
         envelope["ct"]
             .as_str()
             .and_then(|c| BASE64.decode(c.as_bytes()).ok()),
-    ) else {
-        return Err(NOT_SEALED);
-    };
+    ) {
+        (Some(enc), Some(ct)) => Ok((enc, ct)),
+        _ => Err(NOT_SEALED),
+    }
+}
+
+/// Opens a sealed envelope with the installation's private key (its bytes): the opened payload,
+/// or why it is refused. Nothing about freshness or replays is decided here.
+pub fn open(private_key: &[u8], envelope: &[u8]) -> Result<Opened, &'static str> {
+    let (enc, ct) = envelope_parts(envelope)?;
     let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(private_key)
         .map_err(|_| "payload key unavailable")?;
     let plain = <Kem as hpke::Kem>::EncappedKey::from_bytes(&enc)
@@ -175,6 +181,10 @@ pub(crate) async fn open_payloads(
     let Ok(bytes) = axum::body::to_bytes(body, crate::MAX_BODY).await else {
         return refuse("the body is too large");
     };
+    // Junk is refused before the key is read from the store.
+    if let Err(why) = envelope_parts(&bytes) {
+        return refuse(why);
+    }
     let sk = match key_pair(state.engine.store().as_ref()).await {
         Ok((sk, _)) => sk,
         Err(e) => {

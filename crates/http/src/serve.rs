@@ -62,6 +62,7 @@ impl PerAddress {
     }
 
     fn give_back(&self, ip: IpAddr) {
+        // (Through `Place`, also when a connection's task unwinds.)
         if let Ok(mut open) = self.0.lock()
             && let Some(n) = open.get_mut(&ip)
         {
@@ -72,6 +73,21 @@ impl PerAddress {
         }
     }
 }
+
+/// A connection's place among its address's: given back when the connection ends, however.
+struct Place {
+    open: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.open.give_back(self.ip);
+    }
+}
+
+/// How long the requests in flight may take to finish once the listener stops.
+const DRAIN: Duration = Duration::from_secs(30);
 
 /// Serves `router` on `listener` (with the peer's address as `ConnectInfo<SocketAddr>`) until
 /// `shutdown` resolves, then lets the requests in flight finish.
@@ -119,17 +135,24 @@ pub async fn serve(
             .header_read_timeout(limits.read_timeout)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
-        let per_address = per_address.clone();
+        let place = Place {
+            open: per_address.clone(),
+            ip: group,
+        };
         tokio::spawn(async move {
+            let _held = (place, slot);
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "HTTP connection ended");
             }
-            per_address.give_back(group);
-            drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after 30 s: closed");
+    }
     Ok(())
 }
 

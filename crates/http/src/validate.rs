@@ -17,7 +17,7 @@ use tessera_core::engine::{
     RequestCtx, Triggered,
 };
 use tessera_core::ids::{AppName, Serial, TransactionId, login_name_ok};
-use tessera_core::model::{AdminSession, ApiClient, TokenKind, User};
+use tessera_core::model::{AdminSession, ApiClient, ApiClientKind, TokenKind, User};
 use zeroize::Zeroizing;
 
 pub(crate) fn routes() -> Router<HttpState> {
@@ -168,11 +168,12 @@ async fn check(
         }
     }
     let started = Instant::now();
-    let outcome = state
-        .engine
-        .authenticate(&req, &ctx)
-        .await
-        .map_err(|e| internal(state, &e))?;
+    // The hashing queue's turn goes to the end user a trusted proxy names (`client`), so that a
+    // FreeRADIUS or simpleSAMLphp in front of Tessera does not put all its users in one turn.
+    let outcome =
+        tessera_core::hashing::as_caller(ctx.client_ip, state.engine.authenticate(&req, &ctx))
+            .await
+            .map_err(|e| internal(state, &e))?;
     let result = outcome.result_str();
     metrics::counter!("tessera_auth_decisions_total", "door" => door.as_str(), "result" => result)
         .increment(1);
@@ -287,7 +288,15 @@ async fn post_validate_radiuscheck(
     match check(&state, peer, &headers, &params, uri.query(), Door::Validate).await {
         Ok(Outcome::Accept(_)) => StatusCode::NO_CONTENT.into_response(),
         Ok(_) => StatusCode::BAD_REQUEST.into_response(),
-        Err(e) if e.http.is_server_error() => e.http.into_response(),
+        // Faults, load (429, 503 with Retry-After) and a missing or bad agent token (401) are
+        // not a rejected login: the client learns what to do.
+        Err(e)
+            if e.http.is_server_error()
+                || e.http == StatusCode::TOO_MANY_REQUESTS
+                || e.http == StatusCode::UNAUTHORIZED =>
+        {
+            e.into_response()
+        }
         Err(_) => StatusCode::BAD_REQUEST.into_response(),
     }
 }
@@ -372,9 +381,10 @@ async fn session(state: &HttpState, headers: &HeaderMap) -> Result<AdminSession,
         .ok_or_else(PiError::unauthorized)
 }
 
-/// The API client whose access token the request carries as bearer (a JWT; an
-/// administrator's `/auth` token is none), if it may call: the token active, with the scope
-/// `validate`, from an address the client may call from. A token that is none of that is
+/// The agent (API client) whose access token the request carries as bearer (a JWT; an
+/// administrator's `/auth` token is none), if it may call: the token active and an agent's
+/// (client credentials; a signed-in user's token is none), the client and the token with the
+/// scope `validate`, from an address the client may call from. A token that is none of that is
 /// refused rather than ignored.
 async fn api_caller(
     state: &HttpState,
@@ -385,16 +395,19 @@ async fn api_caller(
         return Ok(None);
     };
     let ip = state.client_ip(peer, headers, None);
-    match crate::oauth::access_token_client(state, token).await {
+    match crate::oauth::agent_of_token(state, token).await {
         Some((client, scopes))
-            if scopes.iter().any(|s| s == "validate") && client.allows_ip(ip) =>
+            if client.kind == ApiClientKind::Agent
+                && scopes.iter().any(|s| s == "validate")
+                && client.has_scope("validate")
+                && client.allows_ip(ip) =>
         {
             Ok(Some(client))
         }
         _ => Err(PiError {
-            message: "Authentication failure. The API client's token is expired, revoked or \
-                      not ours, lacks the scope validate, or comes from an address the client \
-                      may not call from"
+            message: "Authentication failure. The token is no agent's access token (client \
+                      credentials), is expired, revoked or not ours, lacks the scope validate, \
+                      or comes from an address the client may not call from"
                 .into(),
             ..PiError::unauthorized()
         }),

@@ -299,6 +299,8 @@ impl Handler {
             // Too many passwords wait to be checked: dropped, so that the NAS tries again.
             Err(e) if e.is_busy() => {
                 tracing::warn!(client = %client.name, error = %e, "request shed");
+                metrics::counter!("tessera_radius_shed_total", "client" => client.name.clone())
+                    .increment(1);
                 return None;
             }
             Err(e) => {

@@ -379,9 +379,9 @@ impl Config {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
             ),
         };
-        let mut metrics_token = env
-            .get("TESSERA_METRICS_TOKEN")
-            .map(|t| Zeroizing::new(t.trim().to_string()));
+        // The token itself (TESSERA_METRICS_TOKEN) wins over a file naming it, as the master
+        // key does; an empty variable is none.
+        let mut metrics_token = None;
         if let Some(path) = r.string("metrics.token_file") {
             match std::fs::read_to_string(&path) {
                 Ok(text) => metrics_token = Some(Zeroizing::new(text.trim().to_string())),
@@ -389,6 +389,12 @@ impl Config {
                     .errors
                     .push(format!("metrics.token_file: cannot read {path}: {e}")),
             }
+        }
+        if let Some(t) = env
+            .get("TESSERA_METRICS_TOKEN")
+            .filter(|t| !t.trim().is_empty())
+        {
+            metrics_token = Some(Zeroizing::new(t.trim().to_string()));
         }
         if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
             r.errors.push(

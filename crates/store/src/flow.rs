@@ -369,13 +369,15 @@ impl SqlStore {
         p: &LockPolicy,
     ) -> StoreResult<Option<LockState>> {
         let (pw, otp) = counts(kind);
-        // A count starts afresh when it is empty (every attempt was given back), when its first
-        // failure is older than the interval, or when a lock it caused has run out. Otherwise an
-        // attempt is taken only while the key is not locked; the one that uses up a budget
-        // locks it (the counts never pass a budget: a full budget is a lock).
-        let fresh = "((lockouts.password_fails = 0 AND lockouts.otp_fails = 0) OR \
-                     $4 - lockouts.first_fail_at >= $8 OR \
-                     (lockouts.locked_until IS NOT NULL AND lockouts.locked_until <= $4))";
+        // A count starts afresh when the lock it caused has run out, or, while it locks nothing,
+        // when it is empty (every attempt was given back) or its first failure is older than
+        // the interval. Otherwise an attempt is taken only while the key is not locked; the one
+        // that uses up a budget locks it (the counts never pass a budget: a full budget is a
+        // lock, for all of `lock_secs` whatever the interval).
+        let fresh = "((lockouts.locked_until IS NOT NULL AND lockouts.locked_until <= $4) OR \
+                     (lockouts.locked_until IS NULL AND \
+                      ((lockouts.password_fails = 0 AND lockouts.otp_fails = 0) OR \
+                       $4 - lockouts.first_fail_at >= $8)))";
         let pw_after = format!("(CASE WHEN {fresh} THEN $2 ELSE lockouts.password_fails + $2 END)");
         let otp_after = format!("(CASE WHEN {fresh} THEN $3 ELSE lockouts.otp_fails + $3 END)");
         let sql = format!(
@@ -415,7 +417,8 @@ impl SqlStore {
         let (pw, otp) = counts(r.kind);
         // Old values on the right-hand side (both backends). A count that goes back to nothing
         // starts afresh at its next failure (see `reserve_attempt_impl`); one that started
-        // afresh after the attempt was taken does not hold it.
+        // afresh (or was cleared and begun again) after the attempt was taken does not hold it:
+        // the count the attempt went into is the one whose start it saw.
         self.db
             .execute_answered(
                 "UPDATE lockouts SET \
@@ -423,12 +426,12 @@ impl SqlStore {
                    otp_fails = CASE WHEN otp_fails >= $3 THEN otp_fails - $3 ELSE 0 END, \
                    locked_until = CASE WHEN password_fails - $2 >= $5 OR otp_fails - $3 >= $6 \
                      THEN locked_until ELSE NULL END \
-                 WHERE key = $1 AND first_fail_at <= $4",
+                 WHERE key = $1 AND first_fail_at = $4",
                 params![
                     r.key.stored(),
                     pw,
                     otp,
-                    r.at,
+                    r.since,
                     i64::from(r.policy.max_password),
                     i64::from(r.policy.max_otp)
                 ],

@@ -206,24 +206,36 @@ impl Store for SqlStore {
     async fn delete_tokens_of(&self, owner: &UserRef) -> StoreResult<u64> {
         self.delete_tokens_of_impl(owner).await
     }
+    async fn reserve_token_attempt(
+        &self,
+        serial: &Serial,
+        now: i64,
+        clear_minutes: u32,
+        count_auth: bool,
+    ) -> StoreResult<bool> {
+        self.reserve_token_attempt_impl(serial, now, clear_minutes, count_auth)
+            .await
+    }
+    async fn release_token_attempt(&self, serial: &Serial, count_auth: bool) -> StoreResult<()> {
+        self.release_token_attempt_impl(serial, count_auth).await
+    }
     async fn accept_otp(
         &self,
         serial: &Serial,
         counter: i64,
         now: i64,
         count_auth: bool,
-        clear_minutes: u32,
     ) -> StoreResult<bool> {
-        self.accept_otp_impl(serial, counter, now, count_auth, clear_minutes)
-            .await
+        self.accept_otp_impl(serial, counter, now, count_auth).await
     }
     async fn record_otp_failures(
         &self,
         serials: &[Serial],
         now: i64,
         count_auth: bool,
+        clear_minutes: u32,
     ) -> StoreResult<()> {
-        self.record_otp_failures_impl(serials, now, count_auth)
+        self.record_otp_failures_impl(serials, now, count_auth, clear_minutes)
             .await
     }
     async fn set_resync_state(

@@ -24,6 +24,12 @@ pub(crate) fn state_str(s: TokenState) -> &'static str {
     }
 }
 
+/// A token at its fail limit whose limit was reached `$3` (failcounter_clear_minutes, when not
+/// 0) or more minutes before `$2` (now): its count starts afresh at the next attempt
+/// (privacyIDEA let such a token take any number of further wrong OTPs).
+const CLEARED: &str = "(fail_count >= max_fail AND $3 > 0 AND fail_exceeded_at IS NOT NULL \
+                       AND fail_exceeded_at + $3 * 60 <= $2)";
+
 fn parse_state(s: &str) -> StoreResult<TokenState> {
     match s {
         "enabled" => Ok(TokenState::Enabled),
@@ -243,26 +249,18 @@ impl SqlStore {
         counter: i64,
         now: i64,
         count_auth: bool,
-        clear_minutes: u32,
     ) -> StoreResult<bool> {
-        // Under the fail limit at the moment of acceptance: wrong OTPs counted while this one
-        // was checked count before it, as if they had come one after another.
+        // The caller reserved this attempt (which counted it in count_auth); the token is within
+        // its fail limit then, and the limit is never passed.
         let n = self
             .db
             .execute_answered(
                 "UPDATE tokens SET counter = $2 + 1, fail_count = 0, fail_exceeded_at = NULL, \
-                   resync_counter = NULL, resync_at = NULL, count_auth = count_auth + $4, \
+                   resync_counter = NULL, resync_at = NULL, \
                    count_auth_success = count_auth_success + $4, last_auth = $3 \
                  WHERE serial = $1 AND counter <= $2 AND state = 'enabled' \
-                   AND (fail_count < max_fail OR ($5 > 0 AND fail_exceeded_at IS NOT NULL \
-                        AND fail_exceeded_at + $5 * 60 <= $3))",
-                params![
-                    &serial.0,
-                    counter,
-                    now,
-                    count_auth,
-                    i64::from(clear_minutes)
-                ],
+                   AND fail_count <= max_fail",
+                params![&serial.0, counter, now, count_auth],
                 "token",
                 Answer::Decided,
             )
@@ -270,22 +268,78 @@ impl SqlStore {
         Ok(n == 1)
     }
 
+    pub(crate) async fn reserve_token_attempt_impl(
+        &self,
+        serial: &Serial,
+        now: i64,
+        clear_minutes: u32,
+        count_auth: bool,
+    ) -> StoreResult<bool> {
+        let n = self
+            .db
+            .execute_answered(
+                &format!(
+                    "UPDATE tokens SET \
+                       fail_count = CASE WHEN {CLEARED} THEN 1 ELSE fail_count + 1 END, \
+                       fail_exceeded_at = CASE \
+                         WHEN {CLEARED} THEN (CASE WHEN max_fail <= 1 THEN $2 ELSE NULL END) \
+                         WHEN fail_count + 1 >= max_fail AND fail_exceeded_at IS NULL THEN $2 \
+                         ELSE fail_exceeded_at END, \
+                       count_auth = count_auth + $4 \
+                     WHERE serial = $1 AND state = 'enabled' \
+                       AND (fail_count < max_fail OR {CLEARED})"
+                ),
+                params![&serial.0, now, i64::from(clear_minutes), count_auth],
+                "token",
+                Answer::Decided,
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub(crate) async fn release_token_attempt_impl(
+        &self,
+        serial: &Serial,
+        count_auth: bool,
+    ) -> StoreResult<()> {
+        self.db
+            .execute_answered(
+                "UPDATE tokens SET \
+                   fail_count = CASE WHEN fail_count > 0 THEN fail_count - 1 ELSE 0 END, \
+                   fail_exceeded_at = CASE WHEN fail_count - 1 < max_fail THEN NULL \
+                     ELSE fail_exceeded_at END, \
+                   count_auth = CASE WHEN count_auth >= $2 THEN count_auth - $2 ELSE 0 END \
+                 WHERE serial = $1",
+                params![&serial.0, count_auth],
+                "token",
+                Answer::Decided,
+            )
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn record_otp_failures_impl(
         &self,
         serials: &[Serial],
         now: i64,
         count_auth: bool,
+        clear_minutes: u32,
     ) -> StoreResult<()> {
         for serial in serials {
             self.db
                 .execute_answered(
-                    "UPDATE tokens SET \
-                       fail_exceeded_at = CASE WHEN fail_count + 1 >= max_fail AND fail_exceeded_at IS NULL \
-                                               THEN $2 ELSE fail_exceeded_at END, \
-                       fail_count = CASE WHEN fail_count < max_fail THEN fail_count + 1 ELSE fail_count END, \
-                       count_auth = count_auth + $3 \
-                     WHERE serial = $1",
-                    params![&serial.0, now, count_auth],
+                    &format!(
+                        "UPDATE tokens SET \
+                           fail_exceeded_at = CASE \
+                             WHEN {CLEARED} THEN (CASE WHEN max_fail <= 1 THEN $2 ELSE NULL END) \
+                             WHEN fail_count + 1 >= max_fail AND fail_exceeded_at IS NULL THEN $2 \
+                             ELSE fail_exceeded_at END, \
+                           fail_count = CASE WHEN {CLEARED} THEN 1 \
+                             WHEN fail_count < max_fail THEN fail_count + 1 ELSE fail_count END, \
+                           count_auth = count_auth + $4 \
+                         WHERE serial = $1"
+                    ),
+                    params![&serial.0, now, i64::from(clear_minutes), count_auth],
                     "token",
                     Answer::Decided,
                 )

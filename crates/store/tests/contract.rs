@@ -95,8 +95,9 @@ contract!(
     transactions_advance_once,
     lockout_counts_locks_and_resets,
     concurrent_reservations_stop_at_the_budget,
+    a_lock_outlasts_the_interval,
     locks_cleared_by_key_and_prefix,
-    accept_otp_requires_the_fail_limit,
+    token_attempts_are_reserved,
     audit_append_and_query,
     admins_and_sessions,
     purge_expired_removes_old_rows,
@@ -401,16 +402,13 @@ async fn accept_otp_is_single_use(h: &Harness) {
     let s = &h.store;
     s.insert_token(&token("T1", None)).await.unwrap();
     let serial = Serial::from("T1");
-    assert!(s.accept_otp(&serial, 5, 100, true, 0).await.unwrap());
+    assert!(s.accept_otp(&serial, 5, 100, true).await.unwrap());
     assert!(
-        !s.accept_otp(&serial, 5, 101, true, 0).await.unwrap(),
+        !s.accept_otp(&serial, 5, 101, true).await.unwrap(),
         "replay"
     );
-    assert!(
-        !s.accept_otp(&serial, 4, 101, true, 0).await.unwrap(),
-        "older"
-    );
-    assert!(s.accept_otp(&serial, 7, 102, true, 0).await.unwrap());
+    assert!(!s.accept_otp(&serial, 4, 101, true).await.unwrap(), "older");
+    assert!(s.accept_otp(&serial, 7, 102, true).await.unwrap());
     // Deciding writes are seen by reads once committed.
     s.flush().await.unwrap();
     let t = s.token(&serial).await.unwrap().unwrap();
@@ -427,7 +425,7 @@ async fn accept_otp_is_single_use(h: &Harness) {
     )
     .await
     .unwrap();
-    assert!(!s.accept_otp(&serial, 9, 103, true, 0).await.unwrap());
+    assert!(!s.accept_otp(&serial, 9, 103, true).await.unwrap());
     // Without the auth counter the counts stay.
     s.update_token(
         &serial,
@@ -438,7 +436,7 @@ async fn accept_otp_is_single_use(h: &Harness) {
     )
     .await
     .unwrap();
-    assert!(s.accept_otp(&serial, 9, 104, false, 0).await.unwrap());
+    assert!(s.accept_otp(&serial, 9, 104, false).await.unwrap());
     s.flush().await.unwrap();
     assert_eq!(
         s.token(&serial).await.unwrap().unwrap().count_auth_success,
@@ -453,7 +451,7 @@ async fn concurrent_accepts_yield_one(h: &Harness) {
     for _ in 0..50 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.accept_otp(&Serial::from("RACE"), 42, 1, true, 0)
+            s.accept_otp(&Serial::from("RACE"), 42, 1, true)
                 .await
                 .unwrap()
         }));
@@ -472,7 +470,7 @@ async fn fail_counter_caps_and_stamps(h: &Harness) {
     s.insert_token(&token("F1", None)).await.unwrap();
     let serial = Serial::from("F1");
     for now in [10, 20, 30, 40, 50] {
-        s.record_otp_failures(std::slice::from_ref(&serial), now, true)
+        s.record_otp_failures(std::slice::from_ref(&serial), now, true, 0)
             .await
             .unwrap();
     }
@@ -484,13 +482,33 @@ async fn fail_counter_caps_and_stamps(h: &Harness) {
     assert!(t.is_locked_by_failcount(31, 0));
     assert!(t.is_locked_by_failcount(31, 1));
     assert!(!t.is_locked_by_failcount(30 + 60, 1));
-    // At the limit no OTP is accepted; once failcounter_clear_minutes passed, a success clears
-    // the counter and the stamp.
-    assert!(!s.accept_otp(&serial, 1, 89, true, 1).await.unwrap());
-    assert!(s.accept_otp(&serial, 1, 100, true, 1).await.unwrap());
+    // At the limit no attempt is taken; once failcounter_clear_minutes passed, the count starts
+    // afresh with the next attempt, and a success clears the counter and the stamp.
+    assert!(!s.reserve_token_attempt(&serial, 89, 1, true).await.unwrap());
+    assert!(s.reserve_token_attempt(&serial, 90, 1, true).await.unwrap());
+    s.flush().await.unwrap();
+    let t = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!((t.fail_count, t.fail_exceeded_at), (1, None));
+    assert!(s.accept_otp(&serial, 1, 100, true).await.unwrap());
     s.flush().await.unwrap();
     let t = s.token(&serial).await.unwrap().unwrap();
     assert_eq!((t.fail_count, t.fail_exceeded_at), (0, None));
+    // Wrong PINs counted without a check start afresh too once the clear time passed.
+    for now in [200, 210, 220] {
+        s.record_otp_failures(std::slice::from_ref(&serial), now, true, 1)
+            .await
+            .unwrap();
+    }
+    s.record_otp_failures(std::slice::from_ref(&serial), 280, true, 1)
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let t = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!(
+        (t.fail_count, t.fail_exceeded_at),
+        (1, None),
+        "afresh at 280"
+    );
 
     s.set_resync_state(&serial, Some(77), Some(5))
         .await
@@ -504,7 +522,7 @@ async fn token_patch(h: &Harness) {
     let s = &h.store;
     s.insert_token(&token("P1", None)).await.unwrap();
     let serial = Serial::from("P1");
-    s.record_otp_failures(std::slice::from_ref(&serial), 1, true)
+    s.record_otp_failures(std::slice::from_ref(&serial), 1, true, 0)
         .await
         .unwrap();
     assert!(
@@ -724,7 +742,7 @@ async fn lockout_counts_locks_and_resets(h: &Harness) {
         key: j.clone(),
         kind: FailKind::Password,
         policy: one,
-        at: 5,
+        since: 5,
         attempt: 1,
     })
     .await
@@ -743,7 +761,7 @@ async fn lockout_counts_locks_and_resets(h: &Harness) {
         key: j.clone(),
         kind: FailKind::Password,
         policy: one,
-        at: 49,
+        since: 49,
         attempt: 1,
     })
     .await
@@ -752,9 +770,55 @@ async fn lockout_counts_locks_and_resets(h: &Harness) {
     assert_eq!(s.lock_state(&j).await.unwrap().unwrap().password_fails, 1);
 }
 
+/// A lock lasts its whole period, also when that is longer than the interval that groups
+/// failures: the count does not start afresh under a lock.
+async fn a_lock_outlasts_the_interval(h: &Harness) {
+    let s = &h.store;
+    let p = LockPolicy {
+        max_password: 2,
+        max_otp: 2,
+        lock_secs: 3600,
+        interval_secs: 60,
+    };
+    let k = LockKey::account("default", "long-lock");
+    for now in [100, 110] {
+        assert!(
+            s.reserve_attempt(&k, FailKind::Password, now, &p)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    // Past the interval (100 + 60), within the lock (110 + 3600): refused.
+    for now in [161, 1000, 3709] {
+        assert_eq!(
+            s.reserve_attempt(&k, FailKind::Password, now, &p)
+                .await
+                .unwrap(),
+            None,
+            "at {now}"
+        );
+    }
+    // The lock ran out: a new count.
+    let st = s
+        .reserve_attempt(&k, FailKind::Password, 3710, &p)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (st.password_fails, st.first_fail_at, st.locked_until),
+        (1, 3710, None)
+    );
+}
+
 /// Attempts sent at once take no more than the budget: of 60 reservations, exactly `max` are
-/// granted, on one node or several sharing the database.
+/// granted, also split between two stores on the same database (two nodes).
 async fn concurrent_reservations_stop_at_the_budget(h: &Harness) {
+    let other = Arc::new(
+        SqlStore::open(&h.url, &h.key, &StoreOptions::default())
+            .await
+            .unwrap(),
+    );
     let p = LockPolicy {
         max_password: 5,
         max_otp: 7,
@@ -764,8 +828,12 @@ async fn concurrent_reservations_stop_at_the_budget(h: &Harness) {
     for (kind, max) in [(FailKind::Password, 5), (FailKind::Otp, 7)] {
         let key = LockKey::account("default", &format!("burst-{max}"));
         let mut tasks = Vec::new();
-        for _ in 0..60 {
-            let s = h.store.clone();
+        for i in 0..60 {
+            let s: Arc<SqlStore> = if i % 2 == 0 {
+                h.store.clone()
+            } else {
+                other.clone()
+            };
             let key = key.clone();
             tasks.push(tokio::spawn(async move {
                 s.reserve_attempt(&key, kind, 1000, &p).await.unwrap()
@@ -820,30 +888,72 @@ async fn locks_cleared_by_key_and_prefix(h: &Harness) {
     }
 }
 
-/// A token at its fail limit accepts no OTP, also when the wrong OTPs were counted while the
-/// right one was checked; after `failcounter_clear_minutes` a right one clears it.
-async fn accept_otp_requires_the_fail_limit(h: &Harness) {
-    let s = &h.store;
-    s.insert_token(&token("FL", None)).await.unwrap();
-    let serial = Serial::from("FL");
-    for now in [10, 20, 30] {
-        s.record_otp_failures(std::slice::from_ref(&serial), now, true)
+/// Every OTP check first takes an attempt from its token's fail budget: of 60 attempts at once
+/// (on two stores on the same database, like two nodes), exactly `max_fail` are taken; one given
+/// back (another token matched) frees its place; accepting clears the count.
+async fn token_attempts_are_reserved(h: &Harness) {
+    let s = h.store.clone();
+    s.insert_token(&token("TR", None)).await.unwrap();
+    let serial = Serial::from("TR");
+    let other = Arc::new(
+        SqlStore::open(&h.url, &h.key, &StoreOptions::default())
             .await
-            .unwrap();
+            .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let s: Arc<SqlStore> = if i % 2 == 0 { s.clone() } else { other.clone() };
+        let serial = serial.clone();
+        tasks.push(tokio::spawn(async move {
+            s.reserve_token_attempt(&serial, 1000, 0, true)
+                .await
+                .unwrap()
+        }));
     }
-    // max_fail is 3: reached at 30.
-    assert!(!s.accept_otp(&serial, 1, 40, true, 0).await.unwrap());
-    assert!(
-        !s.accept_otp(&serial, 1, 40, true, 1).await.unwrap(),
-        "within the minute"
+    let mut granted = 0;
+    for t in tasks {
+        granted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(granted, 3, "max_fail is 3");
+    s.flush().await.unwrap();
+    other.flush().await.unwrap();
+    let t = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!(
+        (t.fail_count, t.fail_exceeded_at, t.count_auth),
+        (3, Some(1000), 3)
     );
-    assert!(
-        s.accept_otp(&serial, 1, 90, true, 1).await.unwrap(),
-        "a minute on"
-    );
+    s.release_token_attempt(&serial, true).await.unwrap();
     s.flush().await.unwrap();
     let t = s.token(&serial).await.unwrap().unwrap();
-    assert_eq!((t.fail_count, t.counter), (0, 2));
+    assert_eq!(
+        (t.fail_count, t.fail_exceeded_at, t.count_auth),
+        (2, None, 2)
+    );
+    assert!(
+        s.reserve_token_attempt(&serial, 1001, 0, true)
+            .await
+            .unwrap()
+    );
+    assert!(s.accept_otp(&serial, 5, 1001, true).await.unwrap());
+    s.flush().await.unwrap();
+    let t = s.token(&serial).await.unwrap().unwrap();
+    assert_eq!((t.fail_count, t.counter, t.count_auth_success), (0, 6, 1));
+    // A disabled token takes no attempt.
+    s.update_token(
+        &serial,
+        &TokenPatch {
+            state: Some(TokenState::Disabled),
+            ..TokenPatch::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        !s.reserve_token_attempt(&serial, 1002, 0, true)
+            .await
+            .unwrap()
+    );
+    other.close().await;
 }
 
 async fn audit_append_and_query(h: &Harness) {

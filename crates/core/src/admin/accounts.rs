@@ -177,12 +177,26 @@ impl Admin {
             .reserve_all(budgets.clone(), FailKind::Password, now)
             .await?;
         let locked = held.is_none();
-        let account = store.admin(name).await?;
-        let ok = match &account {
-            Some(a) if !locked => hasher.verify(password, &a.password_hash).await? && a.enabled,
-            _ => {
-                hasher.waste_verify().await?;
-                false
+        let checked = async {
+            let account = store.admin(name).await?;
+            let ok = match &account {
+                Some(a) if !locked => hasher.verify(password, &a.password_hash).await? && a.enabled,
+                _ => {
+                    hasher.waste_verify().await?;
+                    false
+                }
+            };
+            AdminResult::Ok((account, ok))
+        }
+        .await;
+        // A sign-in that could not be checked (shed, a store fault) costs no attempt.
+        let (account, ok) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                if let Some(held) = &held {
+                    self.engine.release_all(held).await.ok();
+                }
+                return Err(e);
             }
         };
         let actor = Actor {

@@ -55,11 +55,12 @@ impl Admin {
             application: input.application.map(AppName),
             // None named: what the type needs (an agent checks users' credentials, a user
             // client signs them in through every factor).
-            scopes: match (input.scopes.is_empty(), input.kind) {
-                (false, _) => input.scopes,
-                (true, ApiClientKind::Agent) => vec!["validate".into()],
-                (true, ApiClientKind::User) => vec!["validate".into(), "mfa".into()],
-                (true, ApiClientKind::Oidc) => Vec::new(),
+            scopes: match input.scopes.is_empty() {
+                false => input.scopes,
+                true => ApiClient::default_scopes(input.kind)
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             },
             allowed_ips: input.allowed_ips,
             rate_limit_per_minute: input.rate_limit_per_minute,

@@ -32,6 +32,9 @@ pub(crate) struct Login<'a> {
     pub(crate) held: Vec<crate::lockout::Reservation>,
     /// Which attempt of how many the answer was (for the audit record of a wrong one).
     pub(crate) attempt: Option<(u32, u32)>,
+    /// A secret was compared with what the user typed (so a fault after it gives back no
+    /// attempt: a guess was made).
+    checked: std::sync::atomic::AtomicBool,
     /// More about the decision for the audit record (why a directory could not be asked).
     note: std::sync::Mutex<Option<String>>,
     /// The channel the request asked codes to be sent by (`fallbackChannel`).
@@ -53,6 +56,7 @@ impl<'a> Login<'a> {
             account: None,
             held: Vec::new(),
             attempt: None,
+            checked: Default::default(),
             note: Default::default(),
             fallback: None,
         }
@@ -72,6 +76,16 @@ impl<'a> Login<'a> {
 
     fn note(&self) -> Option<String> {
         self.note.lock().ok().and_then(|n| n.clone())
+    }
+
+    /// Notes that a secret was compared with the answer.
+    fn mark_checked(&self) {
+        self.checked
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn was_checked(&self) -> bool {
+        self.checked.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -132,8 +146,11 @@ impl Engine {
             Ok(o) => o,
             Err(e) => {
                 // Nothing was decided: the attempts taken for it are given back (a request
-                // shed because too many passwords wait costs the user nothing).
-                self.give_back(l).await.ok();
+                // shed because too many passwords wait costs the user nothing) — unless a
+                // secret was compared already, which was a guess.
+                if !l.was_checked() {
+                    self.give_back(l).await.ok();
+                }
                 self.record_action(l, action, "error", &e.to_string())
                     .await
                     .ok();
@@ -303,8 +320,35 @@ impl Engine {
             None => app,
         };
         l.app = Some(app.name.clone());
-        if !app.allows_realm(realm.name.as_str()) {
-            return Ok(reject(RejectReason::RealmNotAllowed, Some(user)));
+        // Where a route led the user to an application that does not take the user's realm, or
+        // a validate request without an agent's token (the door checked only the application it
+        // chose): refused as an unknown user is, counted and after the same work, so that the
+        // answer tells nothing about the account.
+        let refusal = if !app.allows_realm(realm.name.as_str()) {
+            Some(RejectReason::RealmNotAllowed)
+        } else if app.require_client_token
+            && l.ctx.door == super::Door::Validate
+            && l.ctx.client.is_none()
+        {
+            Some(RejectReason::ClientTokenRequired)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            let first = app.factors.first();
+            let kind = first.map_or(FailKind::Password, factor_fail_kind);
+            if let Some(outcome) = self.reserve_attempt(l, 0, kind, None).await? {
+                return Ok(outcome);
+            }
+            let source = realm.sources.first().and_then(|s| snap.source(s.as_str()));
+            self.waste_time(
+                source.map(|s| s.as_ref()),
+                first,
+                &req.pass,
+                snap.settings.default_otp_length as usize,
+            )
+            .await?;
+            return Ok(reject(reason, Some(user)));
         }
         let tokens = self.tokens_for(app, &user, req, None).await?;
         let Some(factor) = app.factors.first() else {
@@ -504,6 +548,9 @@ impl Engine {
         let Some(app) = snap.application(&tx.application) else {
             return Ok(Err(reject(RejectReason::NoApplication, None)));
         };
+        if !app.allows_realm(tx.realm.as_str()) {
+            return Ok(Err(reject(RejectReason::RealmNotAllowed, None)));
+        }
         let user = match self.user_of(l, &tx).await? {
             Ok(user) => user,
             Err(outcome) => return Ok(Err(outcome)),
@@ -658,6 +705,7 @@ impl Engine {
             let right = self
                 .check_code(l, Some(&tx), code.unwrap_or_default())
                 .await?;
+            l.mark_checked();
             if right != Some(true) {
                 // The attempt stays counted.
                 return Ok(reject(RejectReason::WrongOtp, Some(user)));
@@ -725,6 +773,8 @@ impl Engine {
                 .any(|m| *m == Method::ApprovedOtp && !self.waits_for_click(l, *m));
             if informs {
                 if !self.inform_manager(l, &user).await? {
+                    // Not the user's mistake: the factor before was answered right.
+                    self.give_back(l).await?;
                     return Ok(reject(RejectReason::NoUsableToken, Some(user)));
                 }
             } else if !(f.if_enrolled
@@ -954,10 +1004,16 @@ impl Engine {
                 Method::Password => self.prove_password(l, user, pass).await?,
                 Method::SoftOtp => self.prove_soft_otp(l, tokens, pass, with_pin).await?,
                 Method::PasswordOtp => self.prove_password_otp(l, user, tokens, pass).await?,
-                Method::MfaPassword => Some(self.prove_mfa_password(user, pass).await?),
+                Method::MfaPassword => Some(self.prove_mfa_password(l, user, pass).await?),
                 Method::SmsOtp | Method::MailOtp => match self.check_code(l, tx, pass).await? {
-                    Some(true) => Some(Proof::Passed(None)),
-                    Some(false) => Some(Proof::Failed(RejectReason::WrongOtp)),
+                    Some(true) => {
+                        l.mark_checked();
+                        Some(Proof::Passed(None))
+                    }
+                    Some(false) => {
+                        l.mark_checked();
+                        Some(Proof::Failed(RejectReason::WrongOtp))
+                    }
                     None => None,
                 },
                 // Information mode proves nothing: it follows a factor that does (see
@@ -1031,7 +1087,11 @@ impl Engine {
         let Some(source) = l.snap.source(user.source.as_str()) else {
             return Ok(Some(wrong));
         };
-        Ok(Some(match source.verify_password(user, pass).await {
+        let verified = source.verify_password(user, pass).await;
+        if verified.is_ok() {
+            l.mark_checked();
+        }
+        Ok(Some(match verified {
             Ok(true) => Proof::Passed(None),
             Ok(false) => wrong,
             Err(e @ SourceError::Unavailable { .. }) => {
@@ -1044,11 +1104,18 @@ impl Engine {
     }
 
     /// The user's MFA password; a user without one cannot answer (but may set one up).
-    async fn prove_mfa_password(&self, user: &User, pass: &str) -> Result<Proof, EngineError> {
+    async fn prove_mfa_password(
+        &self,
+        l: &Login<'_>,
+        user: &User,
+        pass: &str,
+    ) -> Result<Proof, EngineError> {
         let wrong = Proof::Failed(RejectReason::WrongPassword);
         match self.ports.store.mfa_password(&user.user_ref()).await? {
             Some(hash) if !pass.is_empty() => {
-                Ok(match self.ports.hasher.verify(pass, &hash).await? {
+                let right = self.ports.hasher.verify(pass, &hash).await?;
+                l.mark_checked();
+                Ok(match right {
                     true => Proof::Passed(None),
                     false => wrong,
                 })
@@ -1124,7 +1191,9 @@ impl Engine {
                     Some(_) if pin.is_empty() => false,
                     Some(hash) => {
                         hashed = true;
-                        self.ports.hasher.verify(pin, hash).await?
+                        let right = self.ports.hasher.verify(pin, hash).await?;
+                        l.mark_checked();
+                        right
                     }
                 };
                 if pin_ok {
@@ -1141,7 +1210,12 @@ impl Engine {
                     let serials: Vec<Serial> = usable.iter().map(|t| t.serial.clone()).collect();
                     self.ports
                         .store
-                        .record_otp_failures(&serials, l.now, !settings.no_auth_counter)
+                        .record_otp_failures(
+                            &serials,
+                            l.now,
+                            !settings.no_auth_counter,
+                            settings.failcounter_clear_minutes,
+                        )
                         .await?;
                 }
                 return Ok(Some(Proof::Failed(RejectReason::WrongPin)));
@@ -1149,12 +1223,12 @@ impl Engine {
         } else {
             candidates = usable.iter().map(|t| (*t, pass)).collect();
         }
-        Ok(Some(
-            match self.check_otps(settings, &candidates, l.now).await? {
-                OtpCheck::Accepted(t) => Proof::Passed(Some(t)),
-                OtpCheck::Failed(reason) => Proof::Failed(reason),
-            },
-        ))
+        let checked = self.check_otps(settings, &candidates, l.now).await?;
+        l.mark_checked();
+        Ok(Some(match checked {
+            OtpCheck::Accepted(t) => Proof::Passed(Some(t)),
+            OtpCheck::Failed(reason) => Proof::Failed(reason),
+        }))
     }
 
     async fn prove_password_otp(
@@ -1197,15 +1271,14 @@ impl Engine {
                 .filter(|t| t.digits.get() == len)
                 .map(|t| (*t, otp))
                 .collect();
-            return Ok(Some(
-                match self
-                    .check_otps(&l.snap.settings, &candidates, l.now)
-                    .await?
-                {
-                    OtpCheck::Accepted(t) => Proof::Passed(Some(t)),
-                    OtpCheck::Failed(reason) => Proof::Failed(reason),
-                },
-            ));
+            let checked = self
+                .check_otps(&l.snap.settings, &candidates, l.now)
+                .await?;
+            l.mark_checked();
+            return Ok(Some(match checked {
+                OtpCheck::Accepted(t) => Proof::Passed(Some(t)),
+                OtpCheck::Failed(reason) => Proof::Failed(reason),
+            }));
         }
         Ok(Some(Proof::Failed(RejectReason::WrongPassword)))
     }
@@ -1342,6 +1415,13 @@ impl Engine {
                 .await?;
             return Ok(Triggered::Challenges(None));
         }
+        // A locked account is sent no code.
+        l.account = Some((realm.name.0.clone(), user.username.clone()));
+        if self.check_locked(&l, 0, None).await?.is_some() {
+            self.record_trigger(&l, "error", RejectReason::Locked.as_str())
+                .await?;
+            return Ok(Triggered::Challenges(None));
+        }
         let realm_str = realm.name.as_str();
         let otp_factor = app.factors.iter().position(|f| {
             f.methods_for(&user, realm_str)
@@ -1423,8 +1503,9 @@ impl Engine {
 }
 
 impl Engine {
-    /// Where a login through `l`'s request starts: its door, its client (RADIUS and the API,
-    /// which authenticate theirs) and the application the door chose.
+    /// Where a login through `l`'s request starts: its door, the client it authenticated (a
+    /// RADIUS client, an API client — at the validate API an agent's token) and the application
+    /// the door chose.
     fn origin_of(&self, l: &Login<'_>) -> TxOrigin {
         let application = self
             .application(l.snap, l.ctx)
@@ -1433,17 +1514,24 @@ impl Engine {
         TxOrigin {
             door: l.ctx.door.as_str().into(),
             client: match l.ctx.door {
-                super::Door::Radius | super::Door::Api => l.ctx.client.clone(),
-                super::Door::Validate | super::Door::Web => None,
+                super::Door::Radius | super::Door::Api | super::Door::Validate => {
+                    l.ctx.client.clone()
+                }
+                super::Door::Web => None,
             },
             application,
         }
     }
 
-    /// The refusal of a leg of `tx` that does not come the way its login started.
+    /// The refusal of a leg of `tx` that does not come the way its login started. At the
+    /// validate API a login started without a client (privacyIDEA's clients, a challenge
+    /// triggered by a service account) may be finished by one.
     fn elsewhere(&self, l: &Login<'_>, tx: &Transaction) -> Option<Outcome> {
         let started = tx.origin.as_ref()?;
-        if *started == self.origin_of(l) {
+        let here = self.origin_of(l);
+        let same_client = started.client == here.client
+            || (started.client.is_none() && here.door == super::Door::Validate.as_str());
+        if started.door == here.door && started.application == here.application && same_client {
             return None;
         }
         l.set_note(format!(

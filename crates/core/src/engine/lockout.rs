@@ -182,10 +182,10 @@ impl Engine {
             .await?
             .map(|state| Reservation {
                 attempt: state.fails(kind),
+                since: state.first_fail_at,
                 key,
                 kind,
                 policy,
-                at: now,
             }))
     }
 

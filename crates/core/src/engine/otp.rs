@@ -45,9 +45,12 @@ fn to_i64(c: u64) -> i64 {
 }
 
 impl Engine {
-    /// Checks `otp` against each candidate token (with the OTP part that belongs to it). The
-    /// first token whose window holds the OTP, and whose counter the store moves past it,
-    /// wins. Tokens that did not match get their fail counters increased.
+    /// Checks `otp` against each candidate token (with the OTP part that belongs to it). Before
+    /// an OTP is compared with a token, one attempt is taken from the token's fail budget (one
+    /// conditional write: OTPs sent at once get no more comparisons than `max_fail` allows); a
+    /// locked token is passed over. The first token whose window holds the OTP, and whose
+    /// counter the store moves past it, wins: the attempts taken from the other tokens are
+    /// given back. Otherwise every attempt stays counted.
     pub(crate) async fn check_otps(
         &self,
         settings: &SystemSettings,
@@ -58,9 +61,14 @@ impl Engine {
         let count_auth = !settings.no_auth_counter;
         let clear = settings.failcounter_clear_minutes;
         let mut reason = RejectReason::WrongOtp;
-        let mut failed = Vec::new();
+        let mut wrong: Vec<&Token> = Vec::new();
         for (token, otp) in candidates {
-            if token.is_locked_by_failcount(now, clear) {
+            // Locked as read (no write for it), or locked by the time of the reservation.
+            if token.is_locked_by_failcount(now, clear)
+                || !store
+                    .reserve_token_attempt(&token.serial, now, clear, count_auth)
+                    .await?
+            {
                 reason = RejectReason::TokenLocked;
                 continue;
             }
@@ -68,20 +76,15 @@ impl Engine {
             let found = auth_range(token, now).and_then(|(lo, hi)| key.find(otp, lo, hi));
             if let Some(counter) = found {
                 if store
-                    .accept_otp(&token.serial, to_i64(counter), now, count_auth, clear)
+                    .accept_otp(&token.serial, to_i64(counter), now, count_auth)
                     .await?
                 {
+                    self.give_back_tokens(&wrong, count_auth).await?;
                     return Ok(OtpCheck::Accepted(Box::new((*token).clone())));
                 }
-                // Another request accepted this or a later OTP first, or wrong OTPs checked
-                // beside this one used up the token's fail limit.
-                reason = match store.token(&token.serial).await? {
-                    Some(now_stored) if now_stored.is_locked_by_failcount(now, clear) => {
-                        RejectReason::TokenLocked
-                    }
-                    _ => RejectReason::OtpReused,
-                };
-                failed.push(token.serial.clone());
+                // Another request accepted this or a later OTP first.
+                reason = RejectReason::OtpReused;
+                wrong.push(token);
                 continue;
             }
             if was_used(token, &key, otp, now) {
@@ -90,14 +93,27 @@ impl Engine {
             if settings.auto_resync
                 && let Some(accepted) = self.auto_resync(settings, token, &key, otp, now).await?
             {
+                self.give_back_tokens(&wrong, count_auth).await?;
                 return Ok(OtpCheck::Accepted(Box::new(accepted)));
             }
-            failed.push(token.serial.clone());
-        }
-        if !failed.is_empty() {
-            store.record_otp_failures(&failed, now, count_auth).await?;
+            wrong.push(token);
         }
         Ok(OtpCheck::Failed(reason))
+    }
+
+    /// Gives back the attempts taken from tokens that another token's match made unneeded.
+    async fn give_back_tokens(
+        &self,
+        tokens: &[&Token],
+        count_auth: bool,
+    ) -> Result<(), EngineError> {
+        for t in tokens {
+            self.ports
+                .store
+                .release_token_attempt(&t.serial, count_auth)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Automatic resync: the first wrong OTP found within the sync window is remembered; a
@@ -118,13 +134,7 @@ impl Engine {
             && let Some(next) = first.checked_add(1)
             && key.find(otp, next, next).is_some()
             && store
-                .accept_otp(
-                    &token.serial,
-                    to_i64(next),
-                    now,
-                    !settings.no_auth_counter,
-                    settings.failcounter_clear_minutes,
-                )
+                .accept_otp(&token.serial, to_i64(next), now, !settings.no_auth_counter)
                 .await?
         {
             return Ok(Some(token.clone()));

@@ -186,6 +186,8 @@ pub enum RejectReason {
     BadLoginName,
     /// The application does not take users of the login's realm.
     RealmNotAllowed,
+    /// The application takes validate requests only with an agent's access token.
+    ClientTokenRequired,
     /// The request answers the pending factor in a way it does not take (an MFA password for
     /// a code, a login without a password where the first factor is one).
     WrongFactor,
@@ -217,6 +219,9 @@ impl RejectReason {
             RejectReason::IdentifierMismatch => "the identifier named is not the user's",
             RejectReason::WrongFactor => "the factor is not answered that way",
             RejectReason::RealmNotAllowed => "the application does not take users of this realm",
+            RejectReason::ClientTokenRequired => {
+                "the application takes validate requests only with an API client's token"
+            }
             RejectReason::BadLoginName => {
                 "the login or realm name holds control characters or is too long"
             }

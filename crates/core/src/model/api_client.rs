@@ -97,7 +97,29 @@ impl ApiClient {
     /// credentials — the password grant, `/oauth/otp/generate`, `/validate/*` with its token;
     /// `mfa` to answer later factors through `/oauth/mfa…`; `introspect`).
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+        self.granted_scopes().iter().any(|s| s == scope)
+    }
+
+    /// What the client was given: its scopes, or, when none are listed (clients made before
+    /// scopes were enforced, files that name none), what its type needs — `validate` for
+    /// agents, `validate` and `mfa` for user clients.
+    pub fn granted_scopes(&self) -> Vec<String> {
+        if !self.scopes.is_empty() {
+            return self.scopes.clone();
+        }
+        Self::default_scopes(self.kind)
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// The scopes a client of `kind` gets when none are named.
+    pub fn default_scopes(kind: ApiClientKind) -> &'static [&'static str] {
+        match kind {
+            ApiClientKind::Agent => &["validate"],
+            ApiClientKind::User => &["validate", "mfa"],
+            ApiClientKind::Oidc => &[],
+        }
     }
 
     pub fn problems(&self) -> Vec<String> {
