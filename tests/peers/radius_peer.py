@@ -5,7 +5,8 @@
 
 Each step is a JSON object; one result per step is printed, as a JSON list:
   {"op": "auth", "user": .., "password": .., "secret": .., "ma": true, "state_from": i,
-   "state": hex, "attrs": {"NAS-Identifier": ..}}  -> the reply, or {"timeout": true}
+   "state": hex, "source": "127.0.0.2", "attrs": {"NAS-Identifier": ..}}
+                                                -> the reply, or {"timeout": true}
   {"op": "acct", "secret": .., "attrs": {..}}   -> the reply, or {"timeout": true}
   {"op": "duplicate", <auth step>}              -> the same packet sent twice: both replies
   {"op": "raw", "hex": ..}                      -> a datagram as given: {"timeout": true} or
@@ -101,6 +102,9 @@ def main():
                 results.append({"timeout": True})
             continue
         c = client(host, auth_port, acct_port, step["secret"])
+        if "source" in step:
+            # Another NAS: the request comes from this local address.
+            c.bind((step["source"], 0))
         if op == "auth":
             results.append(send(c, auth_packet(c, step, results)))
         elif op == "duplicate":

@@ -114,6 +114,8 @@ fn start_server(bin: &PathBuf, data: &std::path::Path, url: &str, key: &str) -> 
             "127.0.0.1:0",
             "--radius-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
             "--data-dir",
         ])
         .arg(data)

@@ -565,9 +565,11 @@ fn output_into_a_closed_pipe_stops_quietly() {
     let c = Cli::new();
     // Enough lines that the pipe is closed while tessera still writes.
     assert!(c.ok(&["settings", "show"]).lines().count() > 50);
-    // The reader closes its end first; tessera starts writing after that.
+    // The reader closes its end first (and says so with a file); tessera starts writing only
+    // after that, so the write meets a closed pipe.
     let script = format!(
-        "(sleep 0.3; exec '{BIN}' settings show --data-dir '{}') 2>err.txt | (exec 0<&-; sleep 1); \
+        "(while [ ! -e closed ]; do sleep 0.05; done; exec '{BIN}' settings show --data-dir '{}') 2>err.txt \
+           | (exec 0<&-; touch closed; sleep 2); \
          echo \"status ${{PIPESTATUS[0]}}\"; cat err.txt",
         c.dir.path().display()
     );

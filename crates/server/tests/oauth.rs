@@ -62,7 +62,10 @@ async fn post(
     )
 }
 
-both_backends!(tokens_for_agents_verified_by_independent_libraries);
+both_backends!(
+    tokens_for_agents_verified_by_independent_libraries,
+    encrypted_payloads_fresh_once_and_untampered,
+);
 
 async fn tokens_for_agents_verified_by_independent_libraries(b: Backend) {
     let s = oauth_server(b).await;
@@ -628,9 +631,9 @@ async fn authlib_signs_a_user_in_and_refreshes_the_token() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn encrypted_payloads_fresh_once_and_untampered() {
-    let s = oauth_server(Backend::Sqlite).await;
+/// On both backends: the replay record is a claim in the store.
+async fn encrypted_payloads_fresh_once_and_untampered(b: Backend) {
+    let s = oauth_server(b).await;
     let (id, secret) = client(&s, "agent", &["validate"], &[], 0).await;
     s.set(json!({"encryption_enabled": true, "encryption_endpoints": "/oauth/token"}))
         .await;
@@ -639,19 +642,8 @@ async fn encrypted_payloads_fresh_once_and_untampered() {
         .await
         .unwrap();
     // The CLI helper knows the same key and seals what the endpoint takes.
-    let data = s.config.data_dir.clone();
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = common::tessera_ok(&s, args);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     assert_eq!(cli(&["encryption", "key"]), key);
