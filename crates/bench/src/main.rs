@@ -89,6 +89,9 @@ struct Args {
     /// The legitimate logins per second of --flood.
     #[arg(long, default_value_t = 10.0)]
     legit_rate: f64,
+    /// Keep account locking on, as shipped (accept path only: rejects would lock the users).
+    #[arg(long)]
+    account_locking: bool,
 }
 
 struct Server {
@@ -324,6 +327,11 @@ async fn main() -> Result<()> {
     if args.users == 0 || args.concurrency == 0 {
         bail!("--users and --concurrency must be at least 1");
     }
+    if args.account_locking && modes.contains(&Mode::Reject) {
+        bail!(
+            "--account-locking measures the accept path only (--mode accept): rejects lock users"
+        );
+    }
     if args.flood
         && (radius || args.two_rounds || args.legit_rate.is_nan() || args.legit_rate <= 0.0)
     {
@@ -377,13 +385,14 @@ async fn main() -> Result<()> {
             user_cache_seconds: args.user_cache_seconds,
             two_rounds: args.two_rounds,
             keep_budgets: args.flood,
+            account_locking: args.account_locking,
         };
         let key = provision::provision(&data, &url, &plan).await?;
         std::fs::write(
             &marker,
             format!(
-                "{} users, pin {pin}, two rounds {}, flood {}\n",
-                args.users, args.two_rounds, args.flood
+                "{} users, pin {pin}, two rounds {}, flood {}, account locking {}\n",
+                args.users, args.two_rounds, args.flood, args.account_locking
             ),
         )?;
         eprintln!("provisioned in {:.1} s", started.elapsed().as_secs_f64());

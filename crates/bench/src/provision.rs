@@ -35,6 +35,9 @@ pub struct Plan {
     /// Keep the per-address request budget as shipped (the flood mode measures it); otherwise
     /// it is off, since every load comes from one address.
     pub keep_budgets: bool,
+    /// Keep account locking on (as shipped): every login then takes an attempt from the
+    /// account's budget before its check, and a passed one clears it.
+    pub account_locking: bool,
 }
 
 fn now() -> i64 {
@@ -55,11 +58,12 @@ pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Resu
     );
     let t = now();
     bootstrap_defaults(store.as_ref(), t).await?;
-    // The benchmark measures OTP checking: no account lockout, fail counters that do not lock
-    // tokens during a reject run, the chosen hashing cost, and (but for the flood) no budget
-    // for the one address all its requests come from.
+    // The benchmark measures OTP checking: no account lockout (unless asked for; a reject run
+    // would lock the users), fail counters that do not lock tokens during a reject run, the
+    // chosen hashing cost, and (but for the flood) no budget for the one address all its
+    // requests come from.
     let mut settings = serde_json::json!({
-        "account_locking": false,
+        "account_locking": plan.account_locking,
         "default_max_fail": 1000,
         "argon2_memory_kib": plan.cost.memory_kib,
         "argon2_iterations": plan.cost.iterations,

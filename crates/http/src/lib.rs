@@ -40,9 +40,25 @@ use tessera_core::rng::random_hex;
 /// Renders the Prometheus exposition text (provided by the binary, which owns the recorder).
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// What the handlers share.
+/// What the handlers share: one `Arc`, since every request clones it several times (the
+/// extractors and each middleware), from every worker thread at once — a clone per field made
+/// those reference counts a contended hot spot.
 #[derive(Clone)]
 pub struct HttpState {
+    shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for HttpState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// The state behind [`HttpState`].
+#[derive(Clone)]
+pub struct Shared {
     pub engine: Arc<Engine>,
     pub admin: Admin,
     pub metrics: Option<MetricsRender>,
@@ -68,35 +84,52 @@ impl std::fmt::Debug for HttpState {
     }
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
 impl HttpState {
     pub fn new(admin: Admin, metrics: Option<MetricsRender>) -> Self {
         HttpState {
-            engine: admin.engine().clone(),
-            admin,
-            metrics,
-            metrics_token: None,
-            oauth_signer: Default::default(),
-            oauth_rates: Default::default(),
-            web_rates: Default::default(),
-            api_rates: Default::default(),
-            read_timeout: serve::ConnLimits::default().read_timeout,
-            rsa_signer: Default::default(),
-            saml_keys: Default::default(),
+            shared: Arc::new(Shared {
+                engine: admin.engine().clone(),
+                admin,
+                metrics,
+                metrics_token: None,
+                oauth_signer: Default::default(),
+                oauth_rates: Default::default(),
+                web_rates: Default::default(),
+                api_rates: Default::default(),
+                read_timeout: serve::ConnLimits::default().read_timeout,
+                rsa_signer: Default::default(),
+                saml_keys: Default::default(),
+            }),
+        }
+    }
+
+    /// Changes the state before it is shared.
+    fn with(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|s| (*s).clone());
+        change(&mut shared);
+        HttpState {
+            shared: Arc::new(shared),
         }
     }
 
     /// Request bodies must arrive within `timeout`.
-    pub fn with_read_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.read_timeout = timeout;
-        self
+    pub fn with_read_timeout(self, timeout: std::time::Duration) -> Self {
+        self.with(|s| s.read_timeout = timeout)
     }
 
     /// Opens `/metrics` on the HTTP listener to requests carrying `token`.
-    pub fn with_metrics_token(mut self, token: Option<zeroize::Zeroizing<String>>) -> Self {
-        self.metrics_token = token.map(Arc::new);
-        self
+    pub fn with_metrics_token(self, token: Option<zeroize::Zeroizing<String>>) -> Self {
+        self.with(|s| s.metrics_token = token.map(Arc::new))
     }
+}
 
+impl Shared {
     /// A random id under which an internal fault is logged; the client sees only the id.
     pub(crate) fn error_id(&self) -> String {
         random_hex(self.engine.ports().rng.as_ref(), 6)
