@@ -8,6 +8,7 @@ mod common;
 
 use common::{Backend, TestServer, actor, pyrad};
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use tessera_core::admin::NewApiClient;
 use tessera_core::model::{AdminRole, ApiClientKind, AuditRecord, Method, RadiusClient};
 
@@ -137,6 +138,19 @@ both_backends!(
     a_burst_of_otps_gets_no_more_checks_than_the_token_allows,
 );
 
+/// Adds the RADIUS client `vpn` (127.0.0.1, [`SECRET`]) for `application`: the server's
+/// authentication and accounting addresses.
+async fn radius_vpn(s: &TestServer, application: &str) -> (SocketAddr, SocketAddr) {
+    let client: RadiusClient = serde_json::from_value(json!({
+        "name": "vpn", "device_type": "vpn", "nas_ip": ["127.0.0.1"], "secret": SECRET,
+        "application": application
+    }))
+    .unwrap();
+    s.admin().put(&actor(), client).await.unwrap();
+    let r = s.running.as_ref().unwrap();
+    (r.radius_auth_addr.unwrap(), r.radius_acct_addr.unwrap())
+}
+
 async fn password_server(b: Backend) -> TestServer {
     let s = TestServer::start(b, Some(1_800_000_000)).await;
     s.add_user("alice", Some("alice-password")).await;
@@ -197,14 +211,7 @@ async fn radius_bursts_get_no_more_checks_than_the_lockout_allows(b: Backend) {
         .await;
     s.enroll("alice", tessera_core::model::TokenKind::Hotp, "OATH1", None)
         .await;
-    let client: RadiusClient = serde_json::from_value(json!({
-        "name": "vpn", "device_type": "vpn", "nas_ip": ["127.0.0.1"], "secret": SECRET,
-        "application": "vpn-2fa"
-    }))
-    .unwrap();
-    s.admin().put(&actor(), client).await.unwrap();
-    let r = s.running.as_ref().unwrap();
-    let (auth, acct) = (r.radius_auth_addr.unwrap(), r.radius_acct_addr.unwrap());
+    let (auth, acct) = radius_vpn(&s, "vpn-2fa").await;
     let mut passwords: Vec<String> = (0..WRONG).map(|i| format!("wrong-guess-{i}")).collect();
     passwords.push("alice-password".into());
     let out = tokio::task::spawn_blocking(move || {
@@ -538,14 +545,7 @@ async fn names_with_control_characters_are_refused_and_lock_keys_never_meet(b: B
     );
     // RADIUS has no error to answer: the engine refuses the name (Access-Reject), counts
     // nothing, and records it escaped.
-    let client: RadiusClient = serde_json::from_value(json!({
-        "name": "vpn", "device_type": "vpn", "nas_ip": ["127.0.0.1"], "secret": SECRET,
-        "application": "pw-otp"
-    }))
-    .unwrap();
-    s.admin().put(&actor(), client).await.unwrap();
-    let r = s.running.as_ref().unwrap();
-    let (auth, acct) = (r.radius_auth_addr.unwrap(), r.radius_acct_addr.unwrap());
+    let (auth, acct) = radius_vpn(&s, "pw-otp").await;
     let steps: Vec<Value> = (0..4)
         .map(|_| json!({"op": "auth", "user": evil, "password": "dave-password", "secret": SECRET}))
         .collect();
@@ -736,14 +736,7 @@ async fn transactions_are_finished_only_where_they_started(b: Backend) {
         .await;
     s.enroll("alice", tessera_core::model::TokenKind::Hotp, "OATH1", None)
         .await;
-    let client: RadiusClient = serde_json::from_value(json!({
-        "name": "vpn", "device_type": "vpn", "nas_ip": ["127.0.0.1"], "secret": SECRET,
-        "application": "vpn-2fa"
-    }))
-    .unwrap();
-    s.admin().put(&actor(), client).await.unwrap();
-    let r = s.running.as_ref().unwrap();
-    let (auth, acct) = (r.radius_auth_addr.unwrap(), r.radius_acct_addr.unwrap());
+    let (auth, acct) = radius_vpn(&s, "vpn-2fa").await;
     let first =
         json!([{"op": "auth", "user": "alice", "password": "alice-password", "secret": SECRET}]);
     let out = tokio::task::spawn_blocking(move || pyrad(auth, acct, first))
