@@ -333,19 +333,17 @@ async fn authenticate_client(
     Ok(client)
 }
 
-/// The issuer of tokens: the `public_url` setting (required: the metadata and the tokens must
-/// not depend on what a request says its host is).
+/// The issuer of tokens: the `public_url` setting, or the loopback listener's own address
+/// (never what a request says its host is: the metadata and the tokens must not depend on it).
 pub(crate) fn issuer(state: &HttpState) -> Result<String, Box<Response>> {
-    let url = state.engine.snapshot().settings.public_url.clone();
-    if url.is_empty() {
+    state.engine.public_url().ok_or_else(|| {
         tracing::warn!("OAuth needs the public_url setting");
-        return Err(Box::new(oauth_error(
+        Box::new(oauth_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             "OAuth is not set up: the public_url setting is empty",
-        )));
-    }
-    Ok(url.trim_end_matches('/').to_string())
+        ))
+    })
 }
 
 async fn audit(

@@ -85,6 +85,7 @@ pub struct Overrides {
     pub radius_listen: Option<String>,
     pub radius_acct_listen: Option<String>,
     pub metrics_listen: Option<String>,
+    pub log_format: Option<String>,
 }
 
 /// Where a value came from, for error messages.
@@ -217,6 +218,7 @@ impl Config {
                 &overrides.metrics_listen,
                 "--metrics-listen",
             ),
+            ("log.format", &overrides.log_format, "--log-format"),
         ];
         for (key, value, flag) in flags {
             if let Some(v) = value {

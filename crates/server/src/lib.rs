@@ -23,6 +23,7 @@ pub fn init_logging(config: &Config) {
         .unwrap_or_else(|| EnvFilter::new(&config.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr);
     let _ = match config.log_format {
         LogFormat::Json => builder.json().try_init(),
@@ -38,6 +39,14 @@ pub fn init_cli_logging() {
         .unwrap_or_else(|| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Colour codes only for a person at a terminal: a log written to a file, a pipe or the
+/// journal gets none, nor does anyone who set NO_COLOR (<https://no-color.org>).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -1,8 +1,7 @@
 //! `tessera`: see `tessera --help`.
 
-use clap::Parser;
 use std::process::ExitCode;
-use tessera_server::cli::{Cli, run};
+use tessera_server::cli::run;
 
 /// mimalloc instead of glibc's malloc: a login allocates and frees many small blocks on the
 /// request threads and the SQLite writer thread (rows, statements' parameters, packets), where
@@ -12,7 +11,7 @@ use tessera_server::cli::{Cli, run};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = tessera_server::cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Request handlers run the embedded store's reads inline (microseconds, but now and then a
     // wait for a page or a lock): twice as many workers as cores keep one such wait from

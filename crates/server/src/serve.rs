@@ -277,10 +277,52 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// With the `public_url` setting empty and the HTTP listener on loopback, the listener's address
+/// serves as the public URL (only this machine reaches it, so browsers use that address): the
+/// OpenID Connect provider, SAML and mail links work for a first try without any setting.
+pub fn default_public_url(running: &Running) {
+    if running.http_addr.ip().is_loopback() {
+        running
+            .app
+            .engine
+            .use_default_public_url(format!("http://{}", running.http_addr));
+    }
+}
+
+/// How to run this program from where the user is: `tessera` when that is what the PATH finds,
+/// else the path of this executable (relative to the working directory when inside it).
+pub fn own_command() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(|e| e.canonicalize()) else {
+        return "tessera".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join("tessera")
+                .canonicalize()
+                .is_ok_and(|found| found == exe)
+        })
+    });
+    if on_path {
+        return "tessera".into();
+    }
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| cwd.canonicalize().ok())
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(std::path::Path::to_path_buf))
+        .unwrap_or_else(|| exe.clone());
+    let text = shown.display().to_string();
+    if text.contains(|c: char| !(c.is_ascii_alphanumeric() || "/._-+".contains(c))) {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    } else {
+        text
+    }
+}
+
 /// Prints what an operator needs after start: where things are and what to do first.
 pub async fn print_banner(config: &Config, running: &Running) -> Result<()> {
     let app = &running.app;
     let addr = running.http_addr;
+    let me = own_command();
     tracing::info!(http = %addr, database = %config.redacted_database_url(), backend = app.store.backend(), "tessera is serving");
     if app.key_created {
         eprintln!(
@@ -303,12 +345,23 @@ pub async fn print_banner(config: &Config, running: &Running) -> Result<()> {
     }
     match (running.radius_auth_addr, running.radius_acct_addr) {
         (Some(auth), Some(acct)) => eprintln!(
-            "  RADIUS:                             {auth}/udp (accounting {acct}/udp); add NAS clients with `tessera client add radius`"
+            "  RADIUS:                             {auth}/udp (accounting {acct}/udp); add NAS clients with `{me} client add radius`"
         ),
         _ => eprintln!("  RADIUS:                             off"),
     }
     if let Some(radsec) = running.radsec_addr {
         eprintln!("  RadSec (RADIUS over TLS):           {radsec}/tcp");
+    }
+    if app.engine.snapshot().settings.public_url.is_empty() {
+        eprintln!();
+        match app.engine.public_url() {
+            Some(url) => eprintln!(
+                "The public_url setting is empty: OpenID Connect, SAML and links by mail use {url}, which only this machine reaches. For other machines or behind a reverse proxy, set it: {me} settings set public_url=https://sso.example.org"
+            ),
+            None => eprintln!(
+                "OpenID Connect, SAML and links by mail are off until the public_url setting names the address users reach this server at: {me} settings set public_url=https://sso.example.org"
+            ),
+        }
     }
     if app.admin.list_admins().await?.is_empty() {
         let mut flags = String::new();
@@ -320,7 +373,7 @@ pub async fn print_banner(config: &Config, running: &Running) -> Result<()> {
         }
         eprintln!();
         eprintln!("No administrator exists yet. Create the first one (in another terminal):");
-        eprintln!("  tessera{flags} admin create admin --password-stdin");
+        eprintln!("  {me}{flags} admin create admin");
         eprintln!("then sign in: curl -d username=admin -d password=… http://{addr}/auth");
     }
     Ok(())

@@ -89,10 +89,10 @@ impl Engine {
         else {
             return Ok(None);
         };
-        if settings.public_url.is_empty() {
+        let Some(public_url) = self.public_url() else {
             tracing::warn!("links need the public_url setting; the link factor cannot be used");
             return Ok(None);
-        }
+        };
         let manager_decides =
             method == Method::ApprovedOtp || settings.email_link_mode == "manager";
         let channel = if method == Method::ApprovedOtp && settings.approval_channel == "sms" {
@@ -113,11 +113,7 @@ impl Engine {
         }
         let token = Zeroizing::new(random_hex(self.ports.rng.as_ref(), 32));
         let validity = i64::from(settings.link_validity_seconds);
-        let link = format!(
-            "{}/link/{TX_MARK}/{}",
-            settings.public_url.trim_end_matches('/'),
-            token.as_str()
-        );
+        let link = format!("{public_url}/link/{TX_MARK}/{}", token.as_str());
         let vars = self.message_vars(l, user, &link, validity);
         let (subject, template) = if method == Method::ApprovedOtp {
             (&settings.approval_subject, &settings.approval_template)

@@ -85,6 +85,8 @@ pub struct Engine {
     user_cache: Mutex<UserCache>,
     /// Woken when this node queued a message, so that the outbox worker sends it at once.
     outbox: tokio::sync::Notify,
+    /// The address served while the `public_url` setting is empty (a listener on loopback).
+    default_public_url: std::sync::OnceLock<String>,
 }
 
 impl Engine {
@@ -97,7 +99,27 @@ impl Engine {
             reload: tokio::sync::Mutex::new(()),
             user_cache: Mutex::new(HashMap::new()),
             outbox: tokio::sync::Notify::new(),
+            default_public_url: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The address this server is reached at while the `public_url` setting is empty: set once,
+    /// by the server when its HTTP listener is on loopback (where only this machine reaches it,
+    /// so the address it listens on is the one browsers use).
+    pub fn use_default_public_url(&self, url: String) {
+        let _ = self.default_public_url.set(url);
+    }
+
+    /// The base of the server's own addresses (issuer, links, SAML endpoints), without a
+    /// trailing `/`: the `public_url` setting, else the loopback default; none when neither.
+    pub fn public_url(&self) -> Option<String> {
+        let set = self.snapshot().settings.public_url.clone();
+        let url = if set.is_empty() {
+            self.default_public_url.get()?.clone()
+        } else {
+            set
+        };
+        Some(url.trim_end_matches('/').to_string())
     }
 
     pub fn ports(&self) -> &Ports {

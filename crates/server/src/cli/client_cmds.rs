@@ -1,6 +1,6 @@
 //! `tessera client …`: RADIUS clients (NASes).
 
-use super::read_stdin_line;
+use super::read_secret;
 use crate::app::App;
 use crate::output::{Out, fields, table};
 use anyhow::{Result, anyhow, bail};
@@ -22,14 +22,22 @@ pub enum ClientCmd {
     List,
     /// Show a client (the shared secret only with --show-secret).
     Show {
+        /// The client's name (for logs, audit and later commands).
         name: String,
+        /// Also print the shared secret.
         #[arg(long)]
         show_secret: bool,
     },
     /// Delete a client.
-    Delete { name: String },
+    Delete {
+        /// The client's name (for logs, audit and later commands).
+        name: String,
+    },
     /// List the RADIUS attributes reply rules can set (optionally of one vendor).
-    Attributes { vendor: Option<String> },
+    Attributes {
+        /// Only this vendor's attributes (e.g. cisco, fortinet, microsoft).
+        vendor: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +52,7 @@ pub enum AddKind {
 
 #[derive(Debug, Args)]
 pub struct ApiClientArgs {
+    /// The client's name (for logs, audit and later commands).
     name: String,
     /// agent (client credentials; machines), user (signs users in with the password grant) or
     /// oidc (a web application: OpenID Connect, users sign in on Tessera's login page).
@@ -79,12 +88,14 @@ pub struct ApiClientArgs {
     /// Seconds its access tokens live (60 to 86400).
     #[arg(long)]
     token_lifetime: Option<u32>,
+    /// A note for administrators.
     #[arg(long, default_value = "")]
     description: String,
 }
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
+    /// The client's name (for logs, audit and later commands).
     name: String,
     /// An address or network (CIDR) the NAS sends from (repeat for several).
     #[arg(long = "nas-ip")]
@@ -127,6 +138,7 @@ pub struct ClientArgs {
     /// factor's own).
     #[arg(long)]
     challenge_message: Option<String>,
+    /// A note for administrators.
     #[arg(long)]
     description: Option<String>,
 }
@@ -158,7 +170,7 @@ impl ClientArgs {
             c.secret = Some(SharedSecret::new(s));
         } else if self.secret_stdin {
             c.secret = Some(SharedSecret::new(
-                read_stdin_line("shared secret")?.to_string(),
+                read_secret("shared secret", true)?.to_string(),
             ));
         } else if self.generate_secret {
             let bytes = random_bytes(&OsRng, 24);

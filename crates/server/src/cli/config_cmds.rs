@@ -6,7 +6,6 @@ use crate::output::{Out, fields, parse_date, parse_duration, table};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
-use std::io::Read;
 use std::path::PathBuf;
 use tessera_core::admin::{Actor, Declaration, PlannedChange};
 use tessera_core::ids::{AppName, RealmName, SourceName};
@@ -21,7 +20,10 @@ pub enum AppCmd {
     /// List applications.
     List,
     /// Show an application.
-    Show { name: String },
+    Show {
+        /// The application's name.
+        name: String,
+    },
     /// Create an application.
     Add(AppArgs),
     /// Replace an application's type, description and factors (its routes, session limits and
@@ -30,11 +32,15 @@ pub enum AppCmd {
     /// Set how the login page looks for the application's users (only what is given changes).
     Brand(BrandArgs),
     /// Delete an application.
-    Delete { name: String },
+    Delete {
+        /// The application's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct AppArgs {
+    /// The application's name.
     name: String,
     /// A factor, in chain order (repeat). Alternatives separated by commas, e.g.
     /// `--factor password --factor soft_otp`. Methods: password, password+otp, soft_otp.
@@ -43,6 +49,7 @@ pub struct AppArgs {
     /// normal, registration or password_reset.
     #[arg(long = "type", default_value = "normal")]
     kind: String,
+    /// A note for administrators.
     #[arg(long, default_value = "")]
     description: String,
     /// Only users of this realm sign in (repeat for several); on `set`, replaces the list.
@@ -60,6 +67,7 @@ pub struct AppArgs {
 
 #[derive(Debug, Args)]
 pub struct BrandArgs {
+    /// The application's name.
     name: String,
     /// A logo file (PNG, JPEG or SVG, at most 64 KiB); `none` removes it.
     #[arg(long)]
@@ -173,21 +181,29 @@ pub enum RealmCmd {
     /// List realms.
     List,
     /// Show a realm.
-    Show { name: String },
+    Show {
+        /// The realm's name.
+        name: String,
+    },
     /// Create a realm.
     Add(RealmArgs),
     /// Replace a realm's sources and description.
     Set(RealmArgs),
     /// Delete a realm.
-    Delete { name: String },
+    Delete {
+        /// The realm's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct RealmArgs {
+    /// The realm's name.
     name: String,
     /// A user source, in search order (repeat).
     #[arg(long = "source", required = true)]
     sources: Vec<String>,
+    /// A note for administrators.
     #[arg(long, default_value = "")]
     description: String,
 }
@@ -197,26 +213,38 @@ pub enum SourceCmd {
     /// List user sources.
     List,
     /// Show a user source.
-    Show { name: String },
+    Show {
+        /// The user source's name.
+        name: String,
+    },
     /// Create a user source.
     Add {
+        /// The user source's name.
         name: String,
         /// local (LDAP/Active Directory sources are described in a file for `tessera apply`).
         #[arg(long = "type", default_value = "local")]
         kind: String,
+        /// A note for administrators.
         #[arg(long, default_value = "")]
         description: String,
     },
     /// Delete a user source (refused while users or realms use it).
-    Delete { name: String },
+    Delete {
+        /// The user source's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SettingsCmd {
     /// Show all settings, or one.
-    Show { key: Option<String> },
+    Show {
+        /// One setting's name (see `tessera settings show`).
+        key: Option<String>,
+    },
     /// Change settings: KEY=VALUE ... (all are checked before any is changed).
     Set {
+        /// Settings to change, as KEY=VALUE (several at once are checked together).
         #[arg(required = true, value_name = "KEY=VALUE")]
         pairs: Vec<String>,
     },
@@ -224,8 +252,10 @@ pub enum SettingsCmd {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
+    /// Only records about this user.
     #[arg(long)]
     user: Option<String>,
+    /// Only records about this token.
     #[arg(long)]
     serial: Option<String>,
     /// e.g. authenticate, trigger_challenge, token_enroll, user_create, config_apply.
@@ -240,8 +270,11 @@ pub struct AuditArgs {
     /// A duration back from now (30m, 12h, 7d) or a date (YYYY-MM-DD, RFC 3339).
     #[arg(long)]
     since: Option<String>,
+    /// Only records before this: a duration back from now (30m, 12h, 7d) or a date (YYYY-MM-DD, RFC
+    /// 3339).
     #[arg(long)]
     until: Option<String>,
+    /// At most this many records.
     #[arg(long, default_value_t = 50)]
     limit: u32,
 }
@@ -747,11 +780,7 @@ pub async fn audit(app: &App, out: Out, args: AuditArgs) -> Result<()> {
 
 pub async fn apply(app: &App, out: Out, args: ApplyArgs) -> Result<()> {
     let text = if args.file == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read standard input")?;
-        s
+        super::read_stdin_all("the declarative file (TOML)")?
     } else {
         std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file))?
     };

@@ -17,8 +17,8 @@ use crate::app;
 use crate::config::{Config, Overrides};
 use crate::output::Out;
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
-use std::io::BufRead;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tessera_core::clock::SystemClock;
@@ -37,20 +37,43 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The heading of the options every command takes, apart from each command's own.
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Args)]
 pub struct Global {
     /// TOML configuration file (also TESSERA_CONFIG).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// Data directory: embedded database and master key (default ./data).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     pub data_dir: Option<String>,
     /// sqlite://PATH or postgres://USER@HOST/DB.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     pub database_url: Option<String>,
     /// Print JSON instead of tables.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
+}
+
+/// The command line's definition as `--help` shows it: `serve` prints no tables, so it does not
+/// offer `--json` (its log format is `--log-format`).
+pub fn command() -> clap::Command {
+    // A subcommand's own argument of the same id keeps the global one away from it.
+    Cli::command().mut_subcommand("serve", |serve| {
+        serve.arg(
+            clap::Arg::new("json")
+                .long("json")
+                .action(clap::ArgAction::SetTrue)
+                .hide(true),
+        )
+    })
+}
+
+/// Parses the process's arguments (`--help` and errors exit here, as clap does).
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +143,10 @@ pub struct ServeArgs {
     /// RADIUS accounting address (UDP) (also TESSERA_RADIUS_ACCT_LISTEN).
     #[arg(long, value_name = "ADDR")]
     pub radius_acct_listen: Option<String>,
+    /// The log's format: `text` (coloured on a terminal only) or `json` (one object per
+    /// line, for log shippers) (also TESSERA_LOG_FORMAT, `log.format` in the file).
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
     /// Where Prometheus reads /metrics, or `off` (default 127.0.0.1:9464; also
     /// TESSERA_METRICS_LISTEN).
     #[arg(long, value_name = "ADDR")]
@@ -130,6 +157,7 @@ pub struct ServeArgs {
 pub enum AdminCmd {
     /// Create an administrator (or a service account for /validate/triggerchallenge).
     Create {
+        /// The administrator's name.
         name: String,
         /// admin (everything), auditor (read only) or service (trigger challenges only).
         #[arg(long, default_value = "admin")]
@@ -141,24 +169,33 @@ pub enum AdminCmd {
     List,
     /// Change an administrator's password (ends the account's sessions).
     Passwd {
+        /// The administrator's name.
         name: String,
         #[command(flatten)]
         password: PasswordArgs,
     },
     /// Delete an administrator.
-    Delete { name: String },
+    Delete {
+        /// The administrator's name.
+        name: String,
+    },
     /// Lift the lock of an administrator's sign-ins after too many wrong passwords (from every
     /// address) and forget the failed attempts.
-    Unlock { name: String },
+    Unlock {
+        /// The administrator's name.
+        name: String,
+    },
 }
 
-/// A secret given as a flag (visible to other local users in the process list) or on stdin.
+/// A new password: given as a flag (visible to other local users in the process list), read
+/// from standard input, or asked for at the terminal.
 #[derive(Debug, Args, Default)]
 pub struct PasswordArgs {
     /// The password (prefer --password-stdin: flags are visible in the process list).
     #[arg(long, conflicts_with = "password_stdin")]
     pub password: Option<String>,
-    /// Read the password from the first line of standard input.
+    /// Read the password from standard input: asked for (twice, not shown) at a terminal,
+    /// else the first line.
     #[arg(long)]
     pub password_stdin: bool,
 }
@@ -166,20 +203,67 @@ pub struct PasswordArgs {
 impl PasswordArgs {
     pub fn read(&self) -> Result<Option<Zeroizing<String>>> {
         if self.password_stdin {
-            return Ok(Some(read_stdin_line("password")?));
+            return Ok(Some(read_secret("new password", true)?));
         }
         Ok(self.password.clone().map(Zeroizing::new))
     }
 
+    /// The password, asked for at a terminal when no flag gives it.
     pub fn required(&self, what: &str) -> Result<Zeroizing<String>> {
         match self.read()? {
             Some(p) => Ok(p),
+            None if std::io::stdin().is_terminal() => read_secret("new password", true),
             None => bail!("{what}: give --password-stdin (recommended) or --password"),
         }
     }
 }
 
+/// A secret read from standard input: at a terminal, asked for with a prompt and not shown as
+/// it is typed (twice when `confirm`, for a new secret); otherwise the first line.
+pub fn read_secret(what: &str, confirm: bool) -> Result<Zeroizing<String>> {
+    if std::io::stdin().is_terminal() {
+        ask_secret(what, confirm)
+    } else {
+        read_stdin_line(what)
+    }
+}
+
+/// Asks at the terminal (up to three times when the answers are empty or differ).
+fn ask_secret(what: &str, confirm: bool) -> Result<Zeroizing<String>> {
+    let mut first_letter = what.chars();
+    let label = match first_letter.next() {
+        Some(c) => format!("{}{}", c.to_uppercase(), first_letter.as_str()),
+        None => String::new(),
+    };
+    let ask = |prompt: &str| -> Result<Zeroizing<String>> {
+        rpassword::prompt_password(prompt)
+            .map(Zeroizing::new)
+            .with_context(|| format!("cannot read the {what} from the terminal"))
+    };
+    for _ in 0..3 {
+        let typed = ask(&format!("{label} (not shown as you type): "))?;
+        if typed.is_empty() {
+            eprintln!("The {what} cannot be empty.");
+            continue;
+        }
+        if !confirm {
+            return Ok(typed);
+        }
+        let again = ask(&format!("Type the {what} again: "))?;
+        if *again == *typed {
+            return Ok(typed);
+        }
+        eprintln!("The two did not match. Try again.");
+    }
+    bail!("no {what} given")
+}
+
+/// The first line of standard input, without its line end; at a terminal, a prompt says what
+/// to type (what is typed is shown: use [`read_secret`] for secrets).
 pub fn read_stdin_line(what: &str) -> Result<Zeroizing<String>> {
+    if std::io::stdin().is_terminal() {
+        eprint!("Type {what}, then Enter: ");
+    }
     let mut line = Zeroizing::new(String::new());
     std::io::stdin()
         .lock()
@@ -192,6 +276,14 @@ pub fn read_stdin_line(what: &str) -> Result<Zeroizing<String>> {
     Ok(trimmed)
 }
 
+/// All of standard input; at a terminal, a line first says how to end it.
+pub fn read_stdin_all(what: &str) -> Result<String> {
+    if std::io::stdin().is_terminal() {
+        eprintln!("Paste {what}, then press Ctrl-D on a line of its own:");
+    }
+    std::io::read_to_string(std::io::stdin()).context("reading standard input")
+}
+
 /// Loads the configuration, reporting every problem.
 pub fn load_config(global: &Global, serve: Option<&ServeArgs>) -> Result<Config> {
     let overrides = Overrides {
@@ -202,6 +294,7 @@ pub fn load_config(global: &Global, serve: Option<&ServeArgs>) -> Result<Config>
         radius_listen: serve.and_then(|s| s.radius_listen.clone()),
         radius_acct_listen: serve.and_then(|s| s.radius_acct_listen.clone()),
         metrics_listen: serve.and_then(|s| s.metrics_listen.clone()),
+        log_format: serve.and_then(|s| s.log_format.clone()),
     };
     Config::load(&overrides).map_err(|errors| {
         anyhow::anyhow!(
@@ -218,9 +311,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         json: cli.global.json,
     };
     if let Command::Serve(args) = &cli.command {
+        if cli.global.json {
+            bail!(
+                "serve prints no tables: --json is for the other commands (for a log in JSON lines, give --log-format json)"
+            );
+        }
         let config = load_config(&cli.global, Some(args))?;
         crate::init_logging(&config);
         let running = crate::serve::start(&config, Arc::new(SystemClock)).await?;
+        crate::serve::default_public_url(&running);
         crate::serve::print_banner(&config, &running).await?;
         return running.run_until(crate::serve::shutdown_signal()).await;
     }

@@ -11,14 +11,17 @@ pub enum OidcCmd {
     /// Import the RSA private key that signs RS256 ID tokens (PEM, PKCS#8, at least 2048 bits:
     /// `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out oidc-rs256.pem`);
     /// it replaces the one before and is kept sealed. `-` reads standard input.
-    ImportKey { file: String },
+    ImportKey {
+        /// The PEM file, or - for standard input.
+        file: String,
+    },
 }
 
 pub async fn run(app: &App, out: Out, cmd: OidcCmd) -> Result<()> {
     match cmd {
         OidcCmd::ImportKey { file } => {
             let pem = if file == "-" {
-                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+                super::read_stdin_all("the PEM key")?
             } else {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
             };

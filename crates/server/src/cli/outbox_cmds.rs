@@ -11,6 +11,7 @@ pub struct OutboxArgs {
     /// Also list the messages that were sent (kept for a week).
     #[arg(long)]
     all: bool,
+    /// At most this many messages.
     #[arg(long, default_value_t = 100)]
     limit: u32,
 }

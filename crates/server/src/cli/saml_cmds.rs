@@ -15,8 +15,12 @@ pub enum SamlCmd {
     /// -keyout idp.key -out idp.crt`. With --next, the pair is published in the metadata as
     /// the next one and signs after `tessera saml rotate`.
     ImportKey {
+        /// The private key's PEM file, or - for standard input.
         key: String,
+        /// The certificate's PEM file, or - for standard input.
         certificate: String,
+        /// Publish the pair as the next key (switch with `tessera saml rotate`) instead of signing
+        /// with it at once.
         #[arg(long)]
         next: bool,
     },
@@ -40,13 +44,20 @@ pub enum SpCmd {
     /// List service providers.
     List,
     /// Show a service provider.
-    Show { name: String },
+    Show {
+        /// The service provider's name.
+        name: String,
+    },
     /// Delete a service provider.
-    Delete { name: String },
+    Delete {
+        /// The service provider's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct SpArgs {
+    /// The service provider's name (for logs, audit and later commands).
     name: String,
     /// The application whose factor chain its users pass.
     #[arg(long)]
@@ -108,7 +119,9 @@ pub struct SpArgs {
 
 #[derive(Debug, Args)]
 pub struct SpSetArgs {
+    /// The service provider's name.
     name: String,
+    /// The application whose factor chain its users pass.
     #[arg(long)]
     application: Option<String>,
     /// The ACS URLs (replace the list; repeat).
@@ -194,11 +207,11 @@ impl SpSetArgs {
             sp.certificates = self
                 .certificates
                 .iter()
-                .map(|f| read(f))
+                .map(|f| read(f, "the PEM certificate"))
                 .collect::<Result<_>>()?;
         }
         if let Some(f) = &self.encryption_certificate {
-            sp.encryption_certificate = Some(read(f)?);
+            sp.encryption_certificate = Some(read(f, "the PEM certificate")?);
         }
         if let Some(e) = self.encrypt_assertions {
             sp.encrypt_assertions = e;
@@ -276,9 +289,9 @@ pub async fn fetch_metadata(url: &str) -> Result<String> {
     String::from_utf8(body).context("the metadata is not UTF-8")
 }
 
-fn read(file: &str) -> Result<String> {
+fn read(file: &str, what: &str) -> Result<String> {
     if file == "-" {
-        return std::io::read_to_string(std::io::stdin()).context("reading standard input");
+        return super::read_stdin_all(what);
     }
     std::fs::read_to_string(file).with_context(|| format!("reading {file}"))
 }
@@ -296,7 +309,7 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
         );
     }
     let from_meta = match (&a.metadata, &a.metadata_url) {
-        (Some(f), _) => Some(read(f)?),
+        (Some(f), _) => Some(read(f, "the metadata (XML)")?),
         (None, Some(u)) => Some(fetch_metadata(u).await?),
         (None, None) => None,
     };
@@ -343,10 +356,10 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
         sp.slo_url = a.slo_url;
     }
     for f in &a.certificates {
-        sp.certificates.push(read(f)?);
+        sp.certificates.push(read(f, "the PEM certificate")?);
     }
     if let Some(f) = &a.encryption_certificate {
-        sp.encryption_certificate = Some(read(f)?);
+        sp.encryption_certificate = Some(read(f, "the PEM certificate")?);
         sp.encrypt_assertions = true;
     }
     if a.encrypt_assertions {
@@ -419,8 +432,8 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
         } => {
             let fp = tessera_http::saml_keys::import(
                 store.as_ref(),
-                &read(&key)?,
-                &read(&certificate)?,
+                &read(&key, "the PEM private key")?,
+                &read(&certificate, "the PEM certificate")?,
                 next,
             )
             .await

@@ -12,6 +12,7 @@ pub enum SessionCmd {
     List {
         /// Login name, or user@realm.
         user: String,
+        /// The user's realm (default: the default realm, or the one in user@realm).
         #[arg(long)]
         realm: Option<String>,
     },
@@ -19,6 +20,7 @@ pub enum SessionCmd {
     End {
         /// Login name, or user@realm.
         user: String,
+        /// The user's realm (default: the default realm, or the one in user@realm).
         #[arg(long)]
         realm: Option<String>,
         /// The session's id (from `tessera session list`); default: every session.

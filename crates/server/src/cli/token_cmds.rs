@@ -1,6 +1,6 @@
 //! `tessera token …`
 
-use super::read_stdin_line;
+use super::read_secret;
 use crate::app::App;
 use crate::output::{Out, fields, opt_time, table, time};
 use anyhow::{Context, Result, bail};
@@ -32,11 +32,13 @@ pub enum QrFormat {
 pub enum TokenCmd {
     /// Enroll a token; prints the otpauth:// URI and its QR code to scan with an authenticator app.
     Enroll {
+        /// totp (time-based, the authenticator apps' default) or hotp (counter-based).
         #[arg(value_enum)]
         kind: Kind,
         /// Owner's login name (may be user@realm).
         #[arg(long)]
         user: String,
+        /// The owner's realm (default: the default realm, or the one in user@realm).
         #[arg(long)]
         realm: Option<String>,
         /// Seed to import: base32, or an otpauth:// URI. Default: a new random seed.
@@ -60,11 +62,13 @@ pub enum TokenCmd {
         /// HOTP: the next counter of an imported token.
         #[arg(long)]
         counter: Option<u64>,
+        /// A note shown in token lists (e.g. the phone it is on).
         #[arg(long)]
         description: Option<String>,
         /// Serial to use instead of a generated one.
         #[arg(long)]
         serial: Option<String>,
+        /// How the QR code is shown.
         #[arg(long, value_enum, default_value = "terminal")]
         qr: QrFormat,
         /// Where --qr svg or --qr png writes the image.
@@ -76,52 +80,86 @@ pub enum TokenCmd {
         /// Only this user's tokens (may be user@realm).
         #[arg(long)]
         user: Option<String>,
+        /// With --user: the user's realm (default: the default realm).
         #[arg(long)]
         realm: Option<String>,
+        /// At most this many tokens.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Skip this many tokens first (for paging).
         #[arg(long, default_value_t = 0)]
         offset: u32,
     },
     /// Show a token.
-    Show { serial: String },
+    Show {
+        /// The token's serial number (see `tessera token list`).
+        serial: String,
+    },
     /// Enable a token.
-    Enable { serial: String },
+    Enable {
+        /// The token's serial number (see `tessera token list`).
+        serial: String,
+    },
     /// Disable a token (it can be enabled again).
-    Disable { serial: String },
+    Disable {
+        /// The token's serial number (see `tessera token list`).
+        serial: String,
+    },
     /// Revoke a token for good.
-    Revoke { serial: String },
+    Revoke {
+        /// The token's serial number (see `tessera token list`).
+        serial: String,
+    },
     /// Reset the token's fail counter (after too many wrong OTPs the token accepts none until
     /// this, or until `failcounter_clear_minutes` passed).
     #[command(name = "reset-failcount", alias = "reset")]
-    Reset { serial: String },
+    Reset {
+        /// The token's serial number (see `tessera token list`).
+        serial: String,
+    },
     /// Delete a token.
-    Delete { serial: String },
+    Delete {
+        /// The token's serial number (see `tessera token list`).
+        serial: String,
+    },
     /// Set or remove the token PIN.
     Pin {
+        /// The token's serial number (see `tessera token list`).
         serial: String,
+        /// The new PIN (prefer --pin-stdin: flags are visible in the process list).
         #[arg(long, conflicts_with_all = ["pin_stdin", "remove"])]
         pin: Option<String>,
+        /// Read the new PIN from standard input: asked for (twice, not shown) at a terminal, else
+        /// the first line.
         #[arg(long, conflicts_with = "remove")]
         pin_stdin: bool,
+        /// Remove the PIN (the OTP alone then passes).
         #[arg(long)]
         remove: bool,
     },
     /// Resynchronise from two consecutive OTPs.
     Resync {
+        /// The token's serial number (see `tessera token list`).
         serial: String,
+        /// An OTP the token shows now.
         otp1: String,
+        /// The next OTP it shows (HOTP: press again; TOTP: wait for the next one).
         otp2: String,
     },
     /// Change description, max fail count or windows.
     Set {
+        /// The token's serial number (see `tessera token list`).
         serial: String,
+        /// A note shown in token lists.
         #[arg(long)]
         description: Option<String>,
+        /// Wrong OTPs in a row after which the token accepts none until its fail counter is reset.
         #[arg(long)]
         max_fail: Option<u32>,
+        /// HOTP: how many counters ahead of the current one are checked.
         #[arg(long)]
         count_window: Option<u32>,
+        /// How far resynchronisation searches (counters for HOTP, time steps for TOTP).
         #[arg(long)]
         sync_window: Option<u32>,
     },
@@ -185,7 +223,7 @@ fn show(out: Out, t: &TokenInfo) {
 
 fn read_pin(pin: Option<String>, stdin: bool) -> Result<Option<Zeroizing<String>>> {
     if stdin {
-        return Ok(Some(read_stdin_line("PIN")?));
+        return Ok(Some(read_secret("token PIN", true)?));
     }
     Ok(pin.map(Zeroizing::new))
 }

@@ -13,18 +13,23 @@ use tessera_core::model::UserPatch;
 pub enum UserCmd {
     /// Create a local user.
     Add {
+        /// The user's login name.
         name: String,
         /// Local user source (default: the first local source of the default realm).
         #[arg(long)]
         source: Option<String>,
         #[command(flatten)]
         password: PasswordArgs,
+        /// The given (first) name.
         #[arg(long)]
         given_name: Option<String>,
+        /// The surname (family name).
         #[arg(long)]
         surname: Option<String>,
+        /// The mail address (for codes and links by mail).
         #[arg(long)]
         email: Option<String>,
+        /// The mobile number, international form (+905551234567), for codes by SMS.
         #[arg(long)]
         phone: Option<String>,
         /// Login name of the user's manager.
@@ -42,25 +47,34 @@ pub enum UserCmd {
     },
     /// List local users.
     List {
+        /// Only users of this local user source.
         #[arg(long)]
         source: Option<String>,
         /// Part of the username, e-mail or name.
         #[arg(long)]
         search: Option<String>,
+        /// At most this many users.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Skip this many users first (for paging).
         #[arg(long, default_value_t = 0)]
         offset: u32,
     },
     /// Show a local user.
     Show {
+        /// The user's login name.
         name: String,
+        /// The local user source the user is kept in (default: the first local source of the
+        /// default realm).
         #[arg(long)]
         source: Option<String>,
     },
     /// Change a local user; an empty value ("") clears a field.
     Set {
+        /// The user's login name.
         name: String,
+        /// The local user source the user is kept in (default: the first local source of the
+        /// default realm).
         #[arg(long)]
         source: Option<String>,
         #[command(flatten)]
@@ -68,14 +82,19 @@ pub enum UserCmd {
         /// Remove the password (the user can then only use factors without it).
         #[arg(long, conflicts_with_all = ["password", "password_stdin"])]
         remove_password: bool,
+        /// The given (first) name.
         #[arg(long)]
         given_name: Option<String>,
+        /// The surname (family name).
         #[arg(long)]
         surname: Option<String>,
+        /// The mail address (for codes and links by mail).
         #[arg(long)]
         email: Option<String>,
+        /// The mobile number, international form (+905551234567), for codes by SMS.
         #[arg(long)]
         phone: Option<String>,
+        /// Login name of the user's manager.
         #[arg(long)]
         manager: Option<String>,
         /// Replace the groups (repeat for several).
@@ -84,8 +103,10 @@ pub enum UserCmd {
         /// Remove all groups.
         #[arg(long, conflicts_with = "groups")]
         no_groups: bool,
+        /// Enable the account.
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
+        /// Disable the account (sign-ins are refused; nothing is deleted).
         #[arg(long)]
         disable: bool,
         /// YYYY-MM-DD, RFC 3339, or "never".
@@ -94,7 +115,10 @@ pub enum UserCmd {
     },
     /// Delete a local user and the user's tokens.
     Delete {
+        /// The user's login name.
         name: String,
+        /// The local user source the user is kept in (default: the first local source of the
+        /// default realm).
         #[arg(long)]
         source: Option<String>,
     },
@@ -114,6 +138,7 @@ pub enum UserCmd {
     Lockout {
         /// Login name, or user@realm.
         name: String,
+        /// The realm to find the user in (default: the default realm, or the one in user@realm).
         #[arg(long)]
         realm: Option<String>,
     },
@@ -123,6 +148,7 @@ pub enum UserCmd {
     Unlock {
         /// Login name, or user@realm.
         name: String,
+        /// The realm to find the user in (default: the default realm, or the one in user@realm).
         #[arg(long)]
         realm: Option<String>,
     },
@@ -131,6 +157,7 @@ pub enum UserCmd {
     ClearMfaPassword {
         /// Login name, or user@realm.
         name: String,
+        /// The realm to find the user in (default: the default realm, or the one in user@realm).
         #[arg(long)]
         realm: Option<String>,
     },
