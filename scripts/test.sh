@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Tessera's tests need on a Debian machine, then runs every test.
-#   - apt packages: oathtool (independent OTP peer), openssl (test certificates for RadSec,
+#   - apt packages: oathtool (independent OTP peer), tmux (a real terminal for the CLI's prompts), openssl (test certificates for RadSec,
 #     LDAPS and SAML), xmlsec1 (checks Tessera's SAML signatures; pysaml2 uses it too), chromium + chromium-driver (a real browser on the login page, through Selenium), freeradius + freeradius-utils (radclient, and FreeRADIUS as a proxy in front of
 #     Tessera and as the benchmark's reference), slapd + ldap-utils (OpenLDAP with a fixture
 #     directory per test, ldapwhoami); their system services are not started. PostgreSQL when
@@ -31,7 +31,7 @@ apt_install() {
   fi
 }
 
-apt_install oathtool openssl chromium chromium-driver xmlsec1
+apt_install oathtool openssl chromium chromium-driver xmlsec1 tmux
 # FreeRADIUS and slapd must not start their system services on the standard ports: tests run
 # their own.
 if ! dpkg -s freeradius >/dev/null 2>&1 || ! dpkg -s freeradius-utils >/dev/null 2>&1 \

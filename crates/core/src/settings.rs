@@ -46,6 +46,10 @@ pub struct SystemSettings {
     pub unknown_user_error: bool,
     /// The application whose factor chain `/validate/*` requests go through.
     pub validate_application: String,
+    /// The application whose factors sign users in to their own account pages (`/login`
+    /// opened directly, then the list of their sessions); empty: `/login` only says that
+    /// sign-ins start at an application.
+    pub account_application: String,
     /// Refuse `/validate/check`, `/radiuscheck` and `/samlcheck` requests that carry `pass` in
     /// the URL's query string (GET, or POST to a URL with a query): proxies and web servers
     /// write URLs into their access logs. Off by default for clients that still send GET.
@@ -227,6 +231,7 @@ impl Default for SystemSettings {
             include_saml_attributes_on_fail: false,
             unknown_user_error: false,
             validate_application: "default".into(),
+            account_application: "default".into(),
             refuse_pass_in_query: false,
             otp_issuer: "Tessera".into(),
             default_otp_length: 6,

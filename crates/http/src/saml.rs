@@ -743,6 +743,7 @@ async fn start(
         dummy: false,
         max_age: None,
         saml: Some(pending),
+        account: false,
     };
     web::begin(state, &key, &flow).await
 }

@@ -37,6 +37,7 @@ const CODE_SECONDS: i64 = 60;
 
 pub(crate) fn routes() -> Router<HttpState> {
     Router::new()
+        .route("/", get(home))
         .route("/login", get(login_page).post(login_post))
         .route("/login/style.css", get(style))
         .route("/login/brand/{app}/logo", get(brand_logo))
@@ -74,6 +75,10 @@ pub(crate) struct Flow {
     /// A SAML sign-on waiting for this login (the OIDC fields are then empty).
     #[serde(default)]
     pub(crate) saml: Option<crate::saml::Pending>,
+    /// A sign-in to the user's own account pages (`/login` opened directly; the OIDC fields
+    /// are then empty): it ends on the list of the user's sessions.
+    #[serde(default)]
+    pub(crate) account: bool,
 }
 
 type Session = tessera_core::model::SsoSession;
@@ -215,57 +220,197 @@ pub(crate) fn page_headers(res: &mut Response) {
 /// The page texts, in English and Turkish.
 pub(crate) fn texts(lang: &str) -> Value {
     match lang {
-        "tr" => json!({
-            "title": "Oturum aç", "username": "Kullanıcı adı", "password": "Parola",
-            "answer": "Kod", "continue": "Devam",
-            "signed_in": "Oturum açtınız. Bu pencereyi kapatabilirsiniz.",
-            "start_again": "Oturum açmaya, girmek istediğiniz uygulamadan yeniden başlayın.",
-            "signed_out": "Oturumunuz kapatıldı.",
-            "sign_out": "Oturumu kapat",
-            "sign_out_question": "Tüm uygulamalardaki oturumunuz kapatılsın mı?",
-            "sessions": "Oturumlarınız", "this_session": "bu tarayıcı", "end": "Kapat",
-            "end_all": "Tümünü kapat", "address": "Adres", "browser": "Tarayıcı",
-            "apps": "Uygulamalar",
-            "failed": "Kullanıcı adı veya parola yanlış.",
-            "wrong": "Kod yanlış. Yeniden deneyin.",
-            "locked": "Çok fazla hatalı deneme yapıldı. Daha sonra yeniden deneyin.",
-            "expired": "Oturum açma süresi doldu. Yeniden başlayın.",
-            "bad_client": "Bu uygulama Tessera'da kayıtlı değil ya da geri dönüş adresi yanlış.",
-            "bad_saml": "Uygulamanın oturum açma isteği okunamadı.",
-            "unknown_sp": "Bu uygulama Tessera'da SAML hizmet sağlayıcısı olarak kayıtlı değil.",
-            "saml_not_set_up": "SAML oturum açma henüz kurulmadı.",
-            "saml_continue": "Uygulamaya dönülüyor…",
-            "saml_request_again": "Oturum açma sürüyor…",
-            "no_idp_initiated": "Bu uygulamada oturum açmaya uygulamanın kendisinden başlayın.",
-            "too_many": "Bu adresten çok fazla istek geldi. Bir dakika sonra yeniden deneyin.",
-            "busy": "Şu anda çok fazla oturum açma isteği işleniyor. Birkaç saniye sonra yeniden deneyin.",
-        }),
-        _ => json!({
-            "title": "Sign in", "username": "User name", "password": "Password",
-            "answer": "Code", "continue": "Continue",
-            "signed_in": "You are signed in. You can close this window.",
-            "start_again": "Start signing in again from the application you want to use.",
-            "signed_out": "You are signed out.",
-            "sign_out": "Sign out",
-            "sign_out_question": "Sign out of every application?",
-            "sessions": "Your sessions", "this_session": "this browser", "end": "End",
-            "end_all": "End all", "address": "Address", "browser": "Browser",
-            "apps": "Applications",
-            "failed": "Wrong user name or password.",
-            "wrong": "Wrong code. Try again.",
-            "locked": "Too many failed attempts. Try again later.",
-            "expired": "Signing in took too long. Start again.",
-            "bad_client": "This application is not registered with Tessera, or its return address is wrong.",
-            "bad_saml": "The application's sign-in request could not be read.",
-            "unknown_sp": "This application is not registered with Tessera as a SAML service provider.",
-            "saml_not_set_up": "SAML sign-in is not set up yet.",
-            "saml_continue": "Returning to the application…",
-            "saml_request_again": "Continuing the sign-in…",
-            "no_idp_initiated": "Start signing in to this application from the application itself.",
-            "too_many": "Too many requests from this address. Try again in a minute.",
-            "busy": "Too many sign-ins are being checked right now. Try again in a few seconds.",
-        }),
+        "tr" => words(&[
+            ("title", "Oturum aç"),
+            ("username", "Kullanıcı adı"),
+            ("password", "Parola"),
+            ("pin_code", "PIN ve kod"),
+            ("password_code", "Parola ve kod"),
+            ("password_or_code", "Parola ya da PIN ve kod"),
+            (
+                "pin_code_hint",
+                "Varsa PIN'iniz, ardından boşluk bırakmadan doğrulama uygulamanızın gösterdiği kod.",
+            ),
+            (
+                "code_pin_hint",
+                "Doğrulama uygulamanızın gösterdiği kod, ardından boşluk bırakmadan varsa PIN'iniz.",
+            ),
+            (
+                "password_code_hint",
+                "Parolanız, ardından boşluk bırakmadan doğrulama uygulamanızın gösterdiği kod.",
+            ),
+            ("failed_code", "Kullanıcı adı, PIN ya da kod yanlış."),
+            ("account", "Hesabınız"),
+            (
+                "account_intro",
+                "Nerelerde oturumunuzun açık olduğunu görmek ve istediğiniz oturumu kapatmak için oturum açın.",
+            ),
+            ("home", "Oturum açma hizmeti"),
+            (
+                "home_what",
+                "Bu sunucu, kurumunuzun uygulamalarında, VPN'inde ve ağında ikinci bir doğrulama adımıyla oturum açmanızı sağlar.",
+            ),
+            (
+                "home_how",
+                "Bir uygulamayı kullanmak için onu açın: oturum açmanız gerektiğinde sizi buraya getirir.",
+            ),
+            (
+                "home_account",
+                "Hesabınıza girin: oturumlarınızı görün ve kapatın",
+            ),
+            ("answer", "Kod"),
+            ("continue", "Devam"),
+            (
+                "signed_in",
+                "Oturum açtınız. Bu pencereyi kapatabilirsiniz.",
+            ),
+            (
+                "start_again",
+                "Oturum açmaya, girmek istediğiniz uygulamadan yeniden başlayın.",
+            ),
+            ("signed_out", "Oturumunuz kapatıldı."),
+            ("sign_out", "Oturumu kapat"),
+            (
+                "sign_out_question",
+                "Tüm uygulamalardaki oturumunuz kapatılsın mı?",
+            ),
+            ("sessions", "Oturumlarınız"),
+            ("this_session", "bu tarayıcı"),
+            ("end", "Kapat"),
+            ("end_all", "Tümünü kapat"),
+            ("address", "Adres"),
+            ("browser", "Tarayıcı"),
+            ("apps", "Uygulamalar"),
+            ("failed", "Kullanıcı adı veya parola yanlış."),
+            ("wrong", "Kod yanlış. Yeniden deneyin."),
+            (
+                "locked",
+                "Çok fazla hatalı deneme yapıldı. Daha sonra yeniden deneyin.",
+            ),
+            ("expired", "Oturum açma süresi doldu. Yeniden başlayın."),
+            (
+                "bad_client",
+                "Bu uygulama Tessera'da kayıtlı değil ya da geri dönüş adresi yanlış.",
+            ),
+            ("bad_saml", "Uygulamanın oturum açma isteği okunamadı."),
+            (
+                "unknown_sp",
+                "Bu uygulama Tessera'da SAML hizmet sağlayıcısı olarak kayıtlı değil.",
+            ),
+            ("saml_not_set_up", "SAML oturum açma henüz kurulmadı."),
+            ("saml_continue", "Uygulamaya dönülüyor…"),
+            ("saml_request_again", "Oturum açma sürüyor…"),
+            (
+                "no_idp_initiated",
+                "Bu uygulamada oturum açmaya uygulamanın kendisinden başlayın.",
+            ),
+            (
+                "too_many",
+                "Bu adresten çok fazla istek geldi. Bir dakika sonra yeniden deneyin.",
+            ),
+            (
+                "busy",
+                "Şu anda çok fazla oturum açma isteği işleniyor. Birkaç saniye sonra yeniden deneyin.",
+            ),
+        ]),
+        _ => words(&[
+            ("title", "Sign in"),
+            ("username", "User name"),
+            ("password", "Password"),
+            ("pin_code", "PIN and code"),
+            ("password_code", "Password and code"),
+            ("password_or_code", "Password, or PIN and code"),
+            (
+                "pin_code_hint",
+                "Your PIN, if you have one, then the code your authenticator app shows, with no space between.",
+            ),
+            (
+                "code_pin_hint",
+                "The code your authenticator app shows, then your PIN if you have one, with no space between.",
+            ),
+            (
+                "password_code_hint",
+                "Your password, then the code your authenticator app shows, with no space between.",
+            ),
+            ("failed_code", "Wrong user name, PIN or code."),
+            ("account", "Your account"),
+            (
+                "account_intro",
+                "Sign in to see where you are signed in, and to sign out where you choose.",
+            ),
+            ("home", "Sign-in service"),
+            (
+                "home_what",
+                "This server signs you in to your organisation's applications, VPN and network with a second factor.",
+            ),
+            (
+                "home_how",
+                "To use an application, open it: it brings you here when you need to sign in.",
+            ),
+            (
+                "home_account",
+                "Go to your account: see your sessions and end them",
+            ),
+            ("answer", "Code"),
+            ("continue", "Continue"),
+            ("signed_in", "You are signed in. You can close this window."),
+            (
+                "start_again",
+                "Start signing in again from the application you want to use.",
+            ),
+            ("signed_out", "You are signed out."),
+            ("sign_out", "Sign out"),
+            ("sign_out_question", "Sign out of every application?"),
+            ("sessions", "Your sessions"),
+            ("this_session", "this browser"),
+            ("end", "End"),
+            ("end_all", "End all"),
+            ("address", "Address"),
+            ("browser", "Browser"),
+            ("apps", "Applications"),
+            ("failed", "Wrong user name or password."),
+            ("wrong", "Wrong code. Try again."),
+            ("locked", "Too many failed attempts. Try again later."),
+            ("expired", "Signing in took too long. Start again."),
+            (
+                "bad_client",
+                "This application is not registered with Tessera, or its return address is wrong.",
+            ),
+            (
+                "bad_saml",
+                "The application's sign-in request could not be read.",
+            ),
+            (
+                "unknown_sp",
+                "This application is not registered with Tessera as a SAML service provider.",
+            ),
+            ("saml_not_set_up", "SAML sign-in is not set up yet."),
+            ("saml_continue", "Returning to the application…"),
+            ("saml_request_again", "Continuing the sign-in…"),
+            (
+                "no_idp_initiated",
+                "Start signing in to this application from the application itself.",
+            ),
+            (
+                "too_many",
+                "Too many requests from this address. Try again in a minute.",
+            ),
+            (
+                "busy",
+                "Too many sign-ins are being checked right now. Try again in a few seconds.",
+            ),
+        ]),
     }
+}
+
+/// Page words from (key, text) pairs.
+fn words(pairs: &[(&str, &str)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), Value::String((*v).to_string())))
+            .collect(),
+    )
 }
 
 pub(crate) fn lang_of(headers: &HeaderMap, asked: Option<&str>) -> String {
@@ -287,7 +432,11 @@ struct Page<'a> {
     csrf: &'a str,
     error: Option<&'a str>,
     username: &'a str,
-    ask_password: bool,
+    /// The key of the page texts naming what the first page asks for beside the user name
+    /// (see [`first_answer`]); none: only the user name.
+    ask_password: Option<&'static str>,
+    /// The token PIN goes before the code (the `prepend_pin` setting).
+    pin_first: bool,
     prompt: &'a str,
     answer_type: &'a str,
     done: bool,
@@ -306,6 +455,7 @@ pub(crate) fn template(
             for (name, source) in [
                 ("login.html", include_str!("../templates/login.html")),
                 ("sessions.html", include_str!("../templates/sessions.html")),
+                ("home.html", include_str!("../templates/home.html")),
                 (
                     "saml_post.html",
                     include_str!("../templates/saml_post.html"),
@@ -332,11 +482,29 @@ fn render(page: Page<'_>, status: StatusCode) -> Response {
     let error = page
         .error
         .map(|key| t[key].as_str().unwrap_or(key).to_string());
+    // What the first page asks for: the branding's own word, else the words for the factor,
+    // with how to type a PIN or password and a code into one field.
+    let (label, hint) = match page.ask_password {
+        None => (String::new(), String::new()),
+        Some(key) => {
+            let hint_key = match key {
+                "pin_code" if !page.pin_first => "code_pin_hint".to_string(),
+                "pin_code" | "password_code" => format!("{key}_hint"),
+                _ => String::new(),
+            };
+            let word = |k: &str| t[k].as_str().unwrap_or_default().to_string();
+            match brand.words.get("password").and_then(Value::as_str) {
+                Some(own) => (own.to_string(), String::new()),
+                None => (word(key), word(&hint_key)),
+            }
+        }
+    };
     let html = template("login.html").and_then(|tpl| {
         tpl.render(minijinja::context! {
             lang => page.lang, t => t, app_title => page.app_title, step => page.step,
             csrf => page.csrf, error => error, username => page.username,
-            ask_password => page.ask_password, prompt => page.prompt,
+            ask_password => page.ask_password.is_some(), label => label, hint => hint,
+            prompt => page.prompt,
             answer_type => page.answer_type, done => page.done, fatal => page.fatal,
             intro => brand.intro, help => brand.help, logo => brand.logo_url,
             hidden => page.hidden,
@@ -366,7 +534,8 @@ pub(crate) fn fatal(lang: &str, error: &str, status: StatusCode) -> Response {
             csrf: "",
             error: Some(error),
             username: "",
-            ask_password: false,
+            ask_password: None,
+            pin_first: true,
             prompt: "",
             answer_type: "text",
             done: false,
@@ -553,6 +722,7 @@ async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Re
         dummy: false,
         max_age,
         saml: None,
+        account: false,
     };
     begin(&state, &key, &flow).await
 }
@@ -831,15 +1001,57 @@ async fn brand_style(state: St, Path(app): Path<String>) -> Response {
         .into_response()
 }
 
-/// Whether the first factor of `app` is answered with something typed (a password, an OTP)
-/// rather than a code sent once the user is named.
-fn asks_password(state: &HttpState, app: &str) -> bool {
-    state
-        .engine
-        .snapshot()
+/// What the first page asks for beside the user name, as the key of its words: `password`,
+/// `pin_code` (the token PIN and a code, in one field), `password_code` (the password and a
+/// code) or `password_or_code` (either, by the user's means); none when the first factor sends
+/// a code once the user is named.
+fn first_answer(state: &HttpState, app: &str) -> Option<&'static str> {
+    use tessera_core::model::Method;
+    let snap = state.engine.snapshot();
+    let Some(first) = snap
         .application(&tessera_core::ids::AppName(app.to_string()))
         .and_then(|a| a.factors.first())
-        .is_none_or(|f| f.all_methods().any(|m| m.channel().is_none()))
+    else {
+        return Some("password");
+    };
+    let typed: Vec<Method> = first
+        .all_methods()
+        .filter(|m| m.channel().is_none())
+        .collect();
+    let pin_code = typed.contains(&Method::SoftOtp);
+    let password_code = typed.contains(&Method::PasswordOtp);
+    let password = typed
+        .iter()
+        .any(|m| !matches!(m, Method::SoftOtp | Method::PasswordOtp));
+    match (password, password_code, pin_code) {
+        (false, false, false) => None,
+        (false, false, true) => Some("pin_code"),
+        (false, true, false) => Some("password_code"),
+        (true, false, false) => Some("password"),
+        _ => Some("password_or_code"),
+    }
+}
+
+/// The first page of a sign-in (the user name, and what the first factor asks for), with the
+/// words of a failed first step fitting what was asked.
+fn first_page<'a>(
+    state: &HttpState,
+    flow: &'a Flow,
+    brand: &'a Brand,
+    error: Option<&'a str>,
+) -> Page<'a> {
+    let answer = first_answer(state, &flow.app);
+    let error = match (error, answer) {
+        (Some("failed"), Some("pin_code" | "password_code" | "password_or_code")) => {
+            Some("failed_code")
+        }
+        (e, _) => e,
+    };
+    Page {
+        ask_password: answer,
+        pin_first: state.engine.snapshot().settings.prepend_pin,
+        ..flow_page(flow, brand, error)
+    }
 }
 
 fn flow_page<'a>(flow: &'a Flow, brand: &'a Brand, error: Option<&'a str>) -> Page<'a> {
@@ -856,7 +1068,8 @@ fn flow_page<'a>(flow: &'a Flow, brand: &'a Brand, error: Option<&'a str>) -> Pa
         csrf: &flow.csrf,
         error,
         username: flow.user.as_deref().unwrap_or(""),
-        ask_password: false,
+        ask_password: None,
+        pin_first: true,
         prompt: flow.prompt.as_deref().unwrap_or(""),
         answer_type: "text",
         done: false,
@@ -867,12 +1080,105 @@ fn flow_page<'a>(flow: &'a Flow, brand: &'a Brand, error: Option<&'a str>) -> Pa
 async fn login_page(state: St, headers: HeaderMap) -> Response {
     let Some((_, flow, _)) = load_flow(&state, &headers).await else {
         let lang = lang_of(&headers, None);
+        // Opened directly (no sign-in under way): the user's own account pages.
+        if cookie(&state, &headers, FLOW_COOKIE).is_none() {
+            return account_sign_in(&state, &headers, &lang).await;
+        }
         return fatal(&lang, "expired", StatusCode::BAD_REQUEST);
     };
-    let title = brand(&state, &flow.app, &flow.lang);
-    let mut page = flow_page(&flow, &title, None);
-    page.ask_password = asks_password(&state, &flow.app);
+    let title = flow_brand(&state, &flow);
+    let page = if flow.tx.is_some() {
+        flow_page(&flow, &title, None)
+    } else {
+        first_page(&state, &flow, &title, None)
+    };
     render(page, StatusCode::OK)
+}
+
+/// The branding of a sign-in's pages; a sign-in to the account pages is headed as such unless
+/// the application's branding names it.
+fn flow_brand(state: &HttpState, flow: &Flow) -> Brand {
+    let mut b = brand(state, &flow.app, &flow.lang);
+    let branded_title =
+        branding_of(state, &flow.app).is_some_and(|br| br.text(&flow.lang, "title").is_some());
+    if flow.account && !branded_title {
+        let t = texts(&flow.lang);
+        b.title = t["account"].as_str().unwrap_or_default().to_string();
+        if b.intro.is_none() {
+            b.intro = t["account_intro"].as_str().map(str::to_string);
+        }
+    }
+    b
+}
+
+/// `/login` opened directly: a browser with a live SSO session goes to its sessions; else a
+/// sign-in through the `account_application` setting's application starts, which ends there.
+/// With that setting empty, the page says that sign-ins start at an application.
+async fn account_sign_in(state: &HttpState, headers: &HeaderMap, lang: &str) -> Response {
+    let now = state.engine.clock().now();
+    if let Some(key) = cookie(state, headers, SSO_COOKIE)
+        && live_session(state, &key, now).await.is_some()
+    {
+        return redirect("/login/sessions");
+    }
+    let snap = state.engine.snapshot();
+    let app = snap.settings.account_application.clone();
+    if app.is_empty()
+        || snap
+            .application(&tessera_core::ids::AppName(app.clone()))
+            .is_none()
+    {
+        return home_page(state, lang);
+    }
+    let rng = state.engine.ports().rng.clone();
+    let key = tessera_core::rng::random_token(rng.as_ref());
+    let flow = Flow {
+        client_id: String::new(),
+        redirect_uri: String::new(),
+        state: None,
+        nonce: None,
+        code_challenge: String::new(),
+        scope: String::new(),
+        app,
+        lang: lang.to_string(),
+        csrf: tessera_core::rng::random_token(rng.as_ref()),
+        tx: None,
+        user: None,
+        prompt: None,
+        dummy: false,
+        max_age: None,
+        saml: None,
+        account: true,
+    };
+    begin(state, &key, &flow).await
+}
+
+/// `/`: what this server is, and where a user goes from here (nothing about its
+/// configuration).
+async fn home(state: St, headers: HeaderMap) -> Response {
+    let lang = lang_of(&headers, None);
+    home_page(&state, &lang)
+}
+
+fn home_page(state: &HttpState, lang: &str) -> Response {
+    let account = !state
+        .engine
+        .snapshot()
+        .settings
+        .account_application
+        .is_empty();
+    let html = template("home.html").and_then(|tpl| {
+        tpl.render(minijinja::context! { lang => lang, t => texts(lang), account => account })
+    });
+    let mut res = match html {
+        Ok(html) => axum::response::Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "home page not rendered");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    };
+    page_headers(&mut res);
+    res
 }
 
 async fn login_post(
@@ -893,13 +1199,16 @@ async fn login_post(
     if !same_token(form.get("csrf"), &flow.csrf) {
         return fatal(&flow.lang, "expired", StatusCode::FORBIDDEN);
     }
-    let title = brand(&state, &flow.app, &flow.lang);
+    let title = flow_brand(&state, &flow);
     let answer = form.get("answer").cloned().unwrap_or_default();
     // No password or code is this long (as at the password grant): not worth hashing.
     if answer.len() > 1024 {
         let first = flow.tx.is_none();
-        let mut page = flow_page(&flow, &title, Some(if first { "failed" } else { "wrong" }));
-        page.ask_password = first && asks_password(&state, &flow.app);
+        let page = if first {
+            first_page(&state, &flow, &title, Some("failed"))
+        } else {
+            flow_page(&flow, &title, Some("wrong"))
+        };
         return render(page, StatusCode::OK);
     }
     let ip = state.client_ip(peer, &headers, None);
@@ -926,8 +1235,7 @@ async fn login_post(
                 .map(|u| u.trim().to_string())
                 .filter(|u| !u.is_empty() && tessera_core::ids::login_name_ok(u));
             let Some(username) = username else {
-                let mut page = flow_page(&flow, &title, Some("failed"));
-                page.ask_password = asks_password(&state, &flow.app);
+                let page = first_page(&state, &flow, &title, Some("failed"));
                 return render(page, StatusCode::OK);
             };
             flow.user = Some(username.clone());
@@ -939,7 +1247,7 @@ async fn login_post(
         }
     };
     let first_step = flow.tx.is_none();
-    let code_first = !asks_password(&state, &flow.app);
+    let code_first = first_answer(&state, &flow.app).is_none();
     // A sign-in whose answers cannot finish (an unknown user's code page) is answered alike.
     if flow.dummy {
         return render(flow_page(&flow, &title, Some("wrong")), StatusCode::OK);
@@ -1003,8 +1311,11 @@ async fn login_post(
                     return res;
                 }
             }
-            let mut page = flow_page(&flow, &title, Some(error));
-            page.ask_password = asks_password(&state, &flow.app);
+            let page = if flow.tx.is_none() {
+                first_page(&state, &flow, &title, Some(error))
+            } else {
+                flow_page(&flow, &title, Some(error))
+            };
             render(page, StatusCode::OK)
         }
     }
@@ -1053,9 +1364,14 @@ async fn finish_login(
     let store = state.engine.store();
     let now = state.engine.clock().now();
     let settings = state.engine.snapshot().settings.clone();
-    let iss = match issuer(state) {
-        Ok(i) => i,
-        Err(res) => return *res,
+    // An OIDC sign-in needs the issuer for its code: checked before anything is kept.
+    let iss = if flow.saml.is_none() && !flow.account {
+        match issuer(state) {
+            Ok(i) => Some(i),
+            Err(res) => return *res,
+        }
+    } else {
+        None
     };
     let lifetime = i64::from(settings.sso_session_minutes) * 60;
     let existing = match cookie(state, headers, SSO_COOKIE) {
@@ -1152,6 +1468,17 @@ async fn finish_login(
         h.append(header::SET_COOKIE, set_cookie(state, FLOW_COOKIE, "", 0));
         return res;
     }
+    let Some(iss) = iss else {
+        // A sign-in to the account pages: on to the user's sessions.
+        let mut res = redirect("/login/sessions");
+        let h = res.headers_mut();
+        h.append(
+            header::SET_COOKIE,
+            set_cookie(state, SSO_COOKIE, &session_key, expires_at - now),
+        );
+        h.append(header::SET_COOKIE, set_cookie(state, FLOW_COOKIE, "", 0));
+        return res;
+    };
     let code = Code {
         client_id: flow.client_id.clone(),
         redirect_uri: flow.redirect_uri.clone(),
@@ -1320,7 +1647,8 @@ async fn ask_logout_with(
             csrf: &token,
             error: None,
             username: "",
-            ask_password: false,
+            ask_password: None,
+            pin_first: true,
             prompt: "",
             answer_type: "text",
             done: false,

@@ -318,17 +318,59 @@ pub fn own_command() -> String {
     }
 }
 
-/// Prints what an operator needs after start: where things are and what to do first.
+/// Prints what an operator needs after start: where things are and what to do first. With
+/// the log in JSON lines, the same is logged as events (nothing else is written to standard
+/// error, so that a log shipper reads only JSON).
 pub async fn print_banner(config: &Config, running: &Running) -> Result<()> {
     let app = &running.app;
     let addr = running.http_addr;
     let me = own_command();
+    let json = config.log_format == crate::config::LogFormat::Json;
     tracing::info!(http = %addr, database = %config.redacted_database_url(), backend = app.store.backend(), "tessera is serving");
+    // What to do next, most urgent first.
+    let mut advice = Vec::new();
     if app.key_created {
-        eprintln!(
+        advice.push(format!(
             "Created the master key {} (mode 0600). Back it up apart from the database: without it the OTP seeds cannot be read.",
             config.master_key_file.display()
+        ));
+    }
+    if app.engine.snapshot().settings.public_url.is_empty() {
+        advice.push(match app.engine.public_url() {
+            Some(url) => format!(
+                "The public_url setting is empty: OpenID Connect, SAML and links by mail use {url}, which only this machine reaches. For other machines or behind a reverse proxy, set it: {me} settings set public_url=https://sso.example.org"
+            ),
+            None => format!(
+                "OpenID Connect, SAML and links by mail are off until the public_url setting names the address users reach this server at: {me} settings set public_url=https://sso.example.org"
+            ),
+        });
+    }
+    if app.admin.list_admins().await?.is_empty() {
+        let mut flags = String::new();
+        if config.data_dir != std::path::Path::new("./data") {
+            flags.push_str(&format!(" --data-dir {}", config.data_dir.display()));
+        }
+        if !config.is_sqlite() {
+            flags.push_str(" --database-url '<the same URL>'");
+        }
+        advice.push(format!(
+            "No administrator exists yet. Create the first one (in another terminal):\n  {me}{flags} admin create admin\nthen sign in: curl -d username=admin -d password=… http://{addr}/auth"
+        ));
+    }
+    if json {
+        tracing::info!(
+            validate = %format!("http://{addr}/validate/check"),
+            admin_api = %format!("http://{addr}/api/v1"),
+            pages = %format!("http://{addr}/"),
+            metrics = %running.metrics_addr.map(|m| format!("http://{m}/metrics")).unwrap_or_else(|| "off".into()),
+            radius = %running.radius_auth_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+            radsec = %running.radsec_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+            "addresses"
         );
+        for a in &advice {
+            tracing::warn!("{}", a.replace('\n', " "));
+        }
+        return Ok(());
     }
     eprintln!(
         "Tessera {} is listening on http://{addr}",
@@ -338,6 +380,7 @@ pub async fn print_banner(config: &Config, running: &Running) -> Result<()> {
     eprintln!(
         "  admin REST API:                     http://{addr}/api/v1 (OpenAPI: /api/v1/openapi.json)"
     );
+    eprintln!("  sign-in pages:                      http://{addr}/ (users' own account: /login)");
     eprintln!("  health:                             http://{addr}/healthz, /readyz");
     match running.metrics_addr {
         Some(m) => eprintln!("  metrics (Prometheus):               http://{m}/metrics"),
@@ -352,29 +395,9 @@ pub async fn print_banner(config: &Config, running: &Running) -> Result<()> {
     if let Some(radsec) = running.radsec_addr {
         eprintln!("  RadSec (RADIUS over TLS):           {radsec}/tcp");
     }
-    if app.engine.snapshot().settings.public_url.is_empty() {
+    for a in &advice {
         eprintln!();
-        match app.engine.public_url() {
-            Some(url) => eprintln!(
-                "The public_url setting is empty: OpenID Connect, SAML and links by mail use {url}, which only this machine reaches. For other machines or behind a reverse proxy, set it: {me} settings set public_url=https://sso.example.org"
-            ),
-            None => eprintln!(
-                "OpenID Connect, SAML and links by mail are off until the public_url setting names the address users reach this server at: {me} settings set public_url=https://sso.example.org"
-            ),
-        }
-    }
-    if app.admin.list_admins().await?.is_empty() {
-        let mut flags = String::new();
-        if config.data_dir != std::path::Path::new("./data") {
-            flags.push_str(&format!(" --data-dir {}", config.data_dir.display()));
-        }
-        if !config.is_sqlite() {
-            flags.push_str(" --database-url '<the same URL>'");
-        }
-        eprintln!();
-        eprintln!("No administrator exists yet. Create the first one (in another terminal):");
-        eprintln!("  {me}{flags} admin create admin");
-        eprintln!("then sign in: curl -d username=admin -d password=… http://{addr}/auth");
+        eprintln!("{a}");
     }
     Ok(())
 }

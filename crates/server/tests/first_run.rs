@@ -4,9 +4,194 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
+mod common;
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// `tessera serve` as the README starts it (ports picked by the OS), in `dir`, its standard
+/// error written to `dir/serve.log`.
+struct Served {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Served {
+    fn start(dir: &Path, extra: &[&str]) -> Served {
+        let log = dir.join("serve.log");
+        let child = Command::new(BIN)
+            .current_dir(dir)
+            .args(["serve", "--http-listen", "127.0.0.1:0"])
+            .args(["--radius-listen", "127.0.0.1:0", "--metrics-listen", "off"])
+            .args(extra)
+            .env_remove("TESSERA_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut served = Served {
+            child,
+            url: String::new(),
+            log,
+        };
+        let started = Instant::now();
+        loop {
+            let text = served.log_text();
+            // The text banner, or the JSON event (its "http" field).
+            let addr = text
+                .split("is listening on http://")
+                .nth(1)
+                .or_else(|| text.split("\"http\":\"").nth(1))
+                .and_then(|rest| rest.split(['\n', '"']).next());
+            if let Some(addr) = addr.filter(|_| text.contains("No administrator exists yet")) {
+                served.url = format!("http://{addr}");
+                return served;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A terminal: a tmux session of its own (own server socket) running one command line.
+struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    fn run(dir: &Path, line: &str) -> Terminal {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = Terminal {
+            socket: format!("tessera-test-{}-{n}", std::process::id()),
+        };
+        let shell = format!("{line}; echo \"EXIT:$?\"; sleep 600");
+        let ok = t
+            .tmux()
+            .args(["new-session", "-d", "-x", "200", "-y", "50", "-c"])
+            .arg(dir)
+            .arg(shell)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux did not start (scripts/test.sh installs it)");
+        t
+    }
+
+    fn tmux(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "-f", "/dev/null"]);
+        c
+    }
+
+    /// What the terminal shows, wrapped lines joined.
+    fn screen(&self) -> String {
+        let out = self
+            .tmux()
+            .args(["capture-pane", "-p", "-J"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `text` `times` times in all.
+    fn wait_for_n(&self, text: &str, times: usize) -> String {
+        let started = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.matches(text).count() >= times {
+                return screen;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the terminal never showed {text:?} ({times}×):\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_for(&self, text: &str) -> String {
+        self.wait_for_n(text, 1)
+    }
+
+    /// Types a line as a person does, and Enter.
+    fn type_line(&self, text: &str) {
+        assert!(
+            self.tmux()
+                .args(["send-keys", "-l", text])
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(
+            self.tmux()
+                .args(["send-keys", "Enter"])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.tmux().arg("kill-server").status();
+    }
+}
+
+/// Runs `tessera ARGS` in `dir` with no terminal (standard input empty).
+fn tessera_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The base32 seed in an enrolment's output (its otpauth:// URI).
+fn seed_in(output: &str) -> String {
+    let uri = output
+        .split_whitespace()
+        .find(|w| w.starts_with("otpauth://"))
+        .unwrap_or_else(|| panic!("no otpauth URI in {output}"));
+    uri.split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .unwrap()
+        .to_string()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
 
 /// Every command with its path (`[]` for `tessera` itself), global options included.
 fn commands() -> Vec<(Vec<String>, clap::Command)> {
@@ -108,4 +293,239 @@ fn serve_offers_no_json_flag_and_refuses_it() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8(user_list.stdout).unwrap().trim(), "[]");
+}
+
+/// The README's first steps, as a new administrator takes them: the server started in one
+/// terminal with its log going to a file, then in another terminal the command its start-up
+/// message names (the password asked for and not shown), a user and a token, a first sign-in
+/// through the validate API, a PIN set at a prompt, and first sign-ins on the pages in
+/// Chromium, in English and Turkish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_first_steps_on_a_terminal_and_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path(), &[]);
+    let log = served.log_text();
+    // A log written to a file has no colour codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in the log file:\n{log}"
+    );
+    // The start-up message names a command that runs from here (this binary is not on the
+    // PATH), and says what the empty public_url setting means.
+    let create = log
+        .lines()
+        .skip_while(|l| !l.starts_with("No administrator exists yet"))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(create, format!("{BIN} admin create admin"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "The public_url setting is empty: OpenID Connect, SAML and links by mail use {}",
+            served.url
+        )),
+        "{log}"
+    );
+
+    // The first administrator, with the command as printed: the password is asked for twice
+    // and never shown; a mismatch asks again.
+    let term = Terminal::run(dir.path(), &create);
+    term.wait_for("New password (not shown as you type): ");
+    term.type_line("first-Admin-pass");
+    term.wait_for("Type the new password again: ");
+    term.type_line("first-Admin-typo");
+    term.wait_for("The two did not match. Try again.");
+    term.wait_for_n("New password (not shown as you type): ", 2);
+    term.type_line("first-Admin-pass");
+    term.wait_for_n("Type the new password again: ", 2);
+    term.type_line("first-Admin-pass");
+    let screen = term.wait_for("EXIT:");
+    assert!(screen.contains("EXIT:0"), "{screen}");
+    assert!(
+        !screen.contains("first-Admin"),
+        "the password was shown:\n{screen}"
+    );
+    let http = common::http_client();
+    let signed_in = http
+        .post(format!("{}/auth", served.url))
+        .form(&[("username", "admin"), ("password", "first-Admin-pass")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        signed_in.status(),
+        200,
+        "the password typed at the prompt was kept"
+    );
+
+    // Without a terminal, a missing password is an error that says what to give.
+    let (ok, _, err) = tessera_in(dir.path(), &["admin", "create", "second"]);
+    assert!(!ok);
+    assert!(err.contains("--password-stdin"), "{err}");
+
+    // A user and a token, as the README does them; the first sign-in with the code alone (the
+    // default application asks for the token PIN, and this token has none).
+    let mut seeds = std::collections::HashMap::new();
+    for user in ["alice", "bob", "carol"] {
+        let (ok, _, err) = tessera_in(dir.path(), &["user", "add", user]);
+        assert!(ok, "{err}");
+        let (ok, out, err) = tessera_in(dir.path(), &["token", "enroll", "totp", "--user", user]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains('█') || out.contains('▀'),
+            "a QR code to scan:\n{out}"
+        );
+        // "Enrolled totp token SERIAL for USER."
+        let serial = out
+            .split_whitespace()
+            .skip_while(|w| *w != "token")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no serial in {out}"))
+            .to_string();
+        seeds.insert(user, (seed_in(&out), serial));
+    }
+    let code = tessera_testkit::oathtool_totp(&seeds["alice"].0, now(), 6, 30, "SHA1");
+    let checked: Value = http
+        .post(format!("{}/validate/check", served.url))
+        .form(&[("user", "alice"), ("pass", code.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(checked["result"]["value"], true, "{checked}");
+
+    // A PIN for carol's token, typed at the prompt (twice, not shown).
+    let term = Terminal::run(
+        dir.path(),
+        &format!("{BIN} token pin {} --pin-stdin", seeds["carol"].1),
+    );
+    term.wait_for("Token PIN (not shown as you type): ");
+    term.type_line("4321");
+    term.wait_for("Type the token PIN again: ");
+    term.type_line("4321");
+    let screen = term.wait_for("EXIT:");
+    assert!(
+        screen.contains("EXIT:0") && !screen.contains("4321"),
+        "{screen}"
+    );
+
+    // The pages: the home page, its link to the account, the login page's words for this
+    // application (a PIN and a code), and the user's sessions; English and Turkish.
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots/first-run");
+    let _ = std::fs::remove_dir_all(&shots);
+    let seen = common::python_peer(
+        "browser",
+        "first_run_peer.py",
+        &[served.url.clone(), shots.display().to_string()],
+        &json!([
+            {"lang": "en", "username": "bob", "pin": "", "totp_seed_b32": seeds["bob"].0},
+            {"lang": "tr", "username": "carol", "pin": "4321", "totp_seed_b32": seeds["carol"].0},
+        ]),
+    );
+    let expect = [
+        (
+            "bob",
+            ["Sign-in service", "Your account", "Your sessions"],
+            "PIN and code",
+            "Your PIN, if you have one, then the code",
+        ),
+        (
+            "carol",
+            ["Oturum açma hizmeti", "Hesabınız", "Oturumlarınız"],
+            "PIN ve kod",
+            "Varsa PIN'iniz",
+        ),
+    ];
+    for (run, (user, headings, label, hint)) in seen.iter().zip(expect) {
+        let pages = run["pages"].as_array().unwrap();
+        let shown: Vec<&str> = pages
+            .iter()
+            .map(|p| p["heading"].as_str().unwrap())
+            .collect();
+        assert_eq!(shown, headings, "{run}");
+        assert_eq!(pages[1]["label"], label, "{run}");
+        assert!(
+            pages[1]["hint"].as_str().unwrap().starts_with(hint),
+            "{run}"
+        );
+        assert!(
+            run["final_url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/login/sessions"),
+            "{run}"
+        );
+        assert_eq!(run["user_shown"], user, "{run}");
+        // Nothing about the configuration on the home page: no application, no version.
+        let home = pages[0]["texts"].to_string();
+        assert!(
+            !home.contains("default") && !home.contains(env!("CARGO_PKG_VERSION")),
+            "{home}"
+        );
+        for p in pages {
+            let png = std::fs::read(p["screenshot"].as_str().unwrap()).unwrap();
+            assert!(png.starts_with(b"\x89PNG"), "a screenshot");
+        }
+    }
+    // The sign-ins are audited as web sign-ins of the default application.
+    let (ok, out, _) = tessera_in(
+        dir.path(),
+        &[
+            "audit",
+            "--action",
+            "authenticate",
+            "--result",
+            "accept",
+            "--json",
+        ],
+    );
+    assert!(ok);
+    let records: Value = serde_json::from_str(&out).unwrap();
+    let users: Vec<&str> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["user"].as_str())
+        .collect();
+    for user in ["alice", "bob", "carol"] {
+        assert!(users.contains(&user), "{user} in {records}");
+    }
+    // Still no colour codes, after every request.
+    assert!(!served.log_text().contains('\u{1b}'));
+}
+
+/// `--log-format json` writes only JSON lines to standard error (for log shippers): the
+/// start-up advice comes as events too.
+#[test]
+fn the_json_log_is_json_lines_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path(), &["--log-format", "json"]);
+    let log = served.log_text();
+    let mut messages = Vec::new();
+    for line in log.lines() {
+        let event: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}\n{log}"));
+        messages.push(
+            event["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    assert!(messages.iter().any(|m| m == "tessera is serving"), "{log}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("No administrator exists yet")),
+        "{log}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("The public_url setting is empty")),
+        "{log}"
+    );
 }

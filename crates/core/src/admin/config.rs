@@ -530,6 +530,14 @@ impl Admin {
                 settings.validate_application
             ));
         }
+        if !settings.account_application.is_empty()
+            && !apps.contains_key(&settings.account_application.to_lowercase())
+        {
+            errs.push(format!(
+                "setting account_application: application '{}' does not exist (\"\" turns the account sign-in off)",
+                settings.account_application
+            ));
+        }
         errs
     }
 
