@@ -529,3 +529,242 @@ fn the_json_log_is_json_lines_only() {
         "{log}"
     );
 }
+
+/// A browser without a cookie store: each step's cookies are given by hand.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    lang: &'static str,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new(base: &str, lang: &'static str) -> Browser {
+        let _ = common::http_client();
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+            lang,
+            cookies: Default::default(),
+        }
+    }
+
+    fn keep(&mut self, r: &reqwest::Response) {
+        for c in r.headers().get_all("set-cookie") {
+            let pair = c.to_str().unwrap().split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// GET, following redirects; the final status, address and page.
+    async fn get(&mut self, path: &str) -> (u16, String, String) {
+        let mut path = path.to_string();
+        loop {
+            let r = self
+                .http
+                .get(format!("{}{path}", self.base))
+                .header("accept-language", self.lang)
+                .header("cookie", self.cookie_header())
+                .send()
+                .await
+                .unwrap();
+            self.keep(&r);
+            if r.status() == 303 {
+                path = r.headers()["location"].to_str().unwrap().to_string();
+                continue;
+            }
+            return (r.status().as_u16(), path, r.text().await.unwrap());
+        }
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("accept-language", self.lang)
+            .header("cookie", self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        if r.status() == 303 {
+            let to = r.headers()["location"].to_str().unwrap().to_string();
+            return self.get(&to).await;
+        }
+        (
+            r.status().as_u16(),
+            path.to_string(),
+            r.text().await.unwrap(),
+        )
+    }
+}
+
+/// The text of an element with this id (or attribute text), for asserts on pages.
+fn text_after(page: &str, marker: &str) -> String {
+    page.split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split_once('>'))
+        .map(|(_, rest)| rest.split('<').next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+/// `/login` opened directly: the words of the first page follow the account application's
+/// first factor; a wrong answer says what was wrong in those words; a signed-in browser goes
+/// to its sessions; with the setting empty the page says where sign-ins start; a setting
+/// naming no application is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_sign_in_asks_in_the_words_of_its_factor() {
+    use tessera_core::model::Method;
+    let s = common::TestServer::start(common::Backend::Sqlite, None).await;
+    s.add_user("alice", Some("alice-Password-1")).await;
+    s.enroll(
+        "alice",
+        tessera_core::model::TokenKind::Totp,
+        "TOTPFR01",
+        None,
+    )
+    .await;
+    let cases: [(&str, &[Method], &str, &str, &str); 4] = [
+        (
+            "pw",
+            &[Method::Password],
+            "Password",
+            "",
+            "Wrong user name or password.",
+        ),
+        (
+            "pwotp",
+            &[Method::PasswordOtp],
+            "Password and code",
+            "Your password, then the code",
+            "Wrong user name, PIN or code.",
+        ),
+        (
+            "either",
+            &[Method::Password, Method::SoftOtp],
+            "Password, or PIN and code",
+            "",
+            "Wrong user name, PIN or code.",
+        ),
+        (
+            "otp",
+            &[Method::SoftOtp],
+            "PIN and code",
+            "Your PIN, if you have one, then the code",
+            "Wrong user name, PIN or code.",
+        ),
+    ];
+    for (app, methods, label, hint, wrong) in cases {
+        s.use_app(app, &[methods]).await;
+        s.set(json!({"account_application": app})).await;
+        let mut b = Browser::new(&s.url, "en");
+        let (status, at, page) = b.get("/login").await;
+        assert_eq!((status, at.as_str()), (200, "/login"), "{page}");
+        assert_eq!(text_after(&page, "<h1"), "Your account");
+        assert_eq!(
+            text_after(&page, "<label for=\"answer\""),
+            label,
+            "{app}: {page}"
+        );
+        assert!(
+            text_after(&page, "id=\"answer-hint\"").starts_with(hint),
+            "{app}: {page}"
+        );
+        assert_eq!(
+            page.contains("answer-hint"),
+            !hint.is_empty(),
+            "{app}: {page}"
+        );
+        let csrf = common::hidden_input(&page, "csrf");
+        let (_, _, page) = b
+            .post(
+                "/login",
+                &[("csrf", &csrf), ("username", "alice"), ("answer", "nope")],
+            )
+            .await;
+        assert_eq!(text_after(&page, "class=\"error\""), wrong, "{app}: {page}");
+    }
+    // The code after the PIN (prepend_pin off): the hint says so, in Turkish too.
+    s.set(json!({"prepend_pin": false})).await;
+    let (_, _, page) = Browser::new(&s.url, "tr").get("/login").await;
+    assert_eq!(text_after(&page, "<h1"), "Hesabınız");
+    assert_eq!(text_after(&page, "<label for=\"answer\""), "PIN ve kod");
+    assert!(
+        text_after(&page, "id=\"answer-hint\"")
+            .starts_with("Doğrulama uygulamanızın gösterdiği kod"),
+        "{page}"
+    );
+    s.set(json!({"prepend_pin": true})).await;
+
+    // A sign-in ends on the user's sessions; /login again goes straight there.
+    let mut b = Browser::new(&s.url, "en");
+    let (_, _, page) = b.get("/login").await;
+    let csrf = common::hidden_input(&page, "csrf");
+    let code = s.totp(0);
+    let (status, at, page) = b
+        .post(
+            "/login",
+            &[("csrf", &csrf), ("username", "alice"), ("answer", &code)],
+        )
+        .await;
+    assert_eq!((status, at.as_str()), (200, "/login/sessions"), "{page}");
+    assert_eq!(text_after(&page, "id=\"user\""), "alice");
+    let (status, at, _) = b.get("/login").await;
+    assert_eq!((status, at.as_str()), (200, "/login/sessions"));
+    let accepted = s.audit("authenticate").await;
+    assert!(
+        accepted
+            .iter()
+            .any(|r| r.result == "accept" && r.door == "web" && r.user.as_deref() == Some("alice")),
+        "{accepted:?}"
+    );
+
+    // Turned off: /login opened directly says where sign-ins start, and keeps nothing.
+    s.set(json!({"account_application": ""})).await;
+    let r = common::http_client()
+        .get(format!("{}/login", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("set-cookie").is_none());
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("To use an application, open it") && !page.contains("id=\"account\""),
+        "{page}"
+    );
+
+    // A setting naming no application is refused, and nothing changes.
+    let refused = s
+        .admin()
+        .update_settings(
+            &common::actor(),
+            serde_json::from_value(json!({"account_application": "nowhere"})).unwrap(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("account_application") && refused.contains("nowhere"),
+        "{refused}"
+    );
+    assert_eq!(s.admin().settings().account_application, "");
+    s.stop().await;
+}
