@@ -725,25 +725,10 @@ async fn start(
         )
         .await;
     }
-    let rng = state.engine.ports().rng.clone();
-    let key = tessera_core::rng::random_token(rng.as_ref());
+    let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
     let flow = Flow {
-        client_id: String::new(),
-        redirect_uri: String::new(),
-        state: None,
-        nonce: None,
-        code_challenge: String::new(),
-        scope: String::new(),
-        app: app.0.clone(),
-        lang,
-        csrf: tessera_core::rng::random_token(rng.as_ref()),
-        tx: None,
-        user: None,
-        prompt: None,
-        dummy: false,
-        max_age: None,
         saml: Some(pending),
-        account: false,
+        ..Flow::without_oidc(state, &app.0, &lang)
     };
     web::begin(state, &key, &flow).await
 }

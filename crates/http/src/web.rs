@@ -81,6 +81,31 @@ pub(crate) struct Flow {
     pub(crate) account: bool,
 }
 
+impl Flow {
+    /// A sign-in through `app` that no OIDC client asked for (a SAML sign-on or the account
+    /// pages fill in what it is for).
+    pub(crate) fn without_oidc(state: &HttpState, app: &str, lang: &str) -> Flow {
+        Flow {
+            client_id: String::new(),
+            redirect_uri: String::new(),
+            state: None,
+            nonce: None,
+            code_challenge: String::new(),
+            scope: String::new(),
+            app: app.to_string(),
+            lang: lang.to_string(),
+            csrf: tessera_core::rng::random_token(state.engine.ports().rng.as_ref()),
+            tx: None,
+            user: None,
+            prompt: None,
+            dummy: false,
+            max_age: None,
+            saml: None,
+            account: false,
+        }
+    }
+}
+
 type Session = tessera_core::model::SsoSession;
 
 /// What an authorization code stands for.
@@ -1130,25 +1155,10 @@ async fn account_sign_in(state: &HttpState, headers: &HeaderMap, lang: &str) -> 
     {
         return home_page(state, lang);
     }
-    let rng = state.engine.ports().rng.clone();
-    let key = tessera_core::rng::random_token(rng.as_ref());
+    let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
     let flow = Flow {
-        client_id: String::new(),
-        redirect_uri: String::new(),
-        state: None,
-        nonce: None,
-        code_challenge: String::new(),
-        scope: String::new(),
-        app,
-        lang: lang.to_string(),
-        csrf: tessera_core::rng::random_token(rng.as_ref()),
-        tx: None,
-        user: None,
-        prompt: None,
-        dummy: false,
-        max_age: None,
-        saml: None,
         account: true,
+        ..Flow::without_oidc(state, &app, lang)
     };
     begin(state, &key, &flow).await
 }
@@ -1167,13 +1177,18 @@ fn home_page(state: &HttpState, lang: &str) -> Response {
         .settings
         .account_application
         .is_empty();
-    let html = template("home.html").and_then(|tpl| {
-        tpl.render(minijinja::context! { lang => lang, t => texts(lang), account => account })
-    });
-    let mut res = match html {
+    plain_page(
+        "home.html",
+        minijinja::context! { lang => lang, t => texts(lang), account => account },
+    )
+}
+
+/// A page template filled in, with the strict headers of every page.
+fn plain_page(name: &str, context: minijinja::Value) -> Response {
+    let mut res = match template(name).and_then(|tpl| tpl.render(context)) {
         Ok(html) => axum::response::Html(html).into_response(),
         Err(e) => {
-            tracing::error!(error = %e, "home page not rendered");
+            tracing::error!(error = %e, template = name, "page not rendered");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     };
@@ -2044,21 +2059,13 @@ async fn sessions_page(state: St, headers: HeaderMap) -> Response {
             })
         })
         .collect();
-    let html = template("sessions.html").and_then(|tpl| {
-        tpl.render(minijinja::context! {
+    plain_page(
+        "sessions.html",
+        minijinja::context! {
             lang => lang, t => texts(&lang), user => mine.user, sessions => rows,
             csrf => logout_token(&key),
-        })
-    });
-    let mut res = match html {
-        Ok(html) => axum::response::Html(html).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "sessions page not rendered");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    };
-    page_headers(&mut res);
-    res
+        },
+    )
 }
 
 /// `POST /login/sessions`: ends one of the user's sessions (`end` = its id) or all (`end=all`).
