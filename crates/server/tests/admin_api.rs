@@ -21,6 +21,7 @@ both_backends!(
     every_route_needs_a_token_and_roles_limit,
     users_crud_and_validation,
     tokens_enroll_and_manage,
+    seeds_are_read_in_the_format_given_never_guessed,
     configuration_objects_keep_references_intact,
     settings_are_checked_all_at_once,
     declarative_config_is_idempotent,
@@ -160,6 +161,76 @@ async fn users_crud_and_validation(b: Backend) {
     let audit = s.audit("user_delete").await;
     assert_eq!(audit[0].actor, "admin:root");
     assert_eq!(audit[0].client_ip.as_deref(), Some("127.0.0.1"));
+    s.stop().await;
+}
+
+/// A hexadecimal key (privacyIDEA's `otpkey`) is imported with `secret_hex`; given as
+/// `secret`, hexadecimal text is refused instead of being read as another key in base32; bad
+/// input is refused and stores nothing.
+async fn seeds_are_read_in_the_format_given_never_guessed(b: Backend) {
+    let (s, token) = setup(b).await;
+    let api = Api { s: &s, token };
+    s.add_user("alice", None).await;
+    // RFC 4226's test key; its HOTP value at counter 0 is 755224 (appendix D).
+    let rfc_key = "3132333435363738393031323334353637383930";
+    let (status, body) = api
+        .post(
+            "/tokens",
+            json!({"type": "hotp", "user": "alice", "secret": rfc_key}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("secret_hex"), "{body}");
+    // Hex made only of base32 characters (a-f, 2-7) was taken as base32 before: a different key.
+    let base32_alike = "deadbeefcafe2345674455667722334455667722";
+    let (status, body) = api
+        .post(
+            "/tokens",
+            json!({"type": "hotp", "user": "alice", "secret": base32_alike}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    for (bad, why) in [
+        (json!({"secret_hex": "31323g"}), "not hexadecimal"),
+        (json!({"secret_hex": "313"}), "not hexadecimal"),
+        (json!({"secret_hex": "3132"}), "10 to 128 bytes"),
+        (
+            json!({"secret_hex": rfc_key, "secret": SEED_B32}),
+            "give the seed once",
+        ),
+    ] {
+        let mut req = json!({"type": "hotp", "user": "alice"});
+        req.as_object_mut()
+            .unwrap()
+            .extend(bad.as_object().unwrap().clone());
+        let (status, body) = api.post("/tokens", req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.to_string().contains(why), "{why}: {body}");
+    }
+    let (_, list) = api.get("/tokens").await;
+    assert_eq!(
+        list["tokens"].as_array().unwrap().len(),
+        0,
+        "nothing stored: {list}"
+    );
+
+    let (status, body) = api
+        .post(
+            "/tokens",
+            json!({"type": "hotp", "user": "alice", "secret_hex": rfc_key, "serial": "RFC4226"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The same key in base32, as the enrolment shows it.
+    assert_eq!(body["secret"], SEED_B32);
+    assert_eq!(
+        tessera_testkit::oathtool(&["--hotp", "--counter=0", rfc_key]),
+        "755224"
+    );
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", "755224")]).await.0,
+        "ACCEPT"
+    );
     s.stop().await;
 }
 

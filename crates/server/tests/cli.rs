@@ -586,3 +586,31 @@ fn output_into_a_closed_pipe_stops_quietly() {
     assert!(!stdout.contains("panicked"), "{stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `--secret-hex` imports privacyIDEA's `otpkey` format; hexadecimal text given to `--secret`
+/// is refused rather than read as another key in base32.
+#[test]
+fn hex_seeds_are_imported_with_secret_hex_only() {
+    let c = Cli::new();
+    c.ok(&["user", "add", "alice"]);
+    let rfc_key = "3132333435363738393031323334353637383930";
+    let err = c.fails(&[
+        "token", "enroll", "hotp", "--user", "alice", "--secret", rfc_key,
+    ]);
+    assert!(err.contains("--secret-hex"), "{err}");
+    let out = c.ok(&[
+        "token",
+        "enroll",
+        "hotp",
+        "--user",
+        "alice",
+        "--secret-hex",
+        rfc_key,
+        "--qr",
+        "none",
+    ]);
+    assert!(
+        out.contains("secret (base32): GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
+        "{out}"
+    );
+}

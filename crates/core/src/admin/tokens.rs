@@ -23,6 +23,9 @@ pub struct EnrollInput {
     /// The seed as base32, or an `otpauth://` URI to import; default: a random seed.
     #[serde(default)]
     pub secret: Option<Zeroizing<String>>,
+    /// The seed in hexadecimal (privacyIDEA's `otpkey`, RFC 4226's test keys).
+    #[serde(default)]
+    pub secret_hex: Option<Zeroizing<String>>,
     #[serde(default)]
     pub pin: Option<Zeroizing<String>>,
     #[serde(default)]
@@ -48,6 +51,7 @@ impl std::fmt::Debug for EnrollInput {
             .field("user", &self.user)
             .field("realm", &self.realm)
             .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("secret_hex", &self.secret_hex.as_ref().map(|_| "***"))
             .field("pin", &self.pin.as_ref().map(|_| "***"))
             .finish_non_exhaustive()
     }
@@ -320,6 +324,12 @@ impl Admin {
                     }
                     None => errs.push("secret: the otpauth:// URI could not be read".into()),
                 }
+            } else if looks_hex(text) {
+                // Hex digits are base32 letters too (a-f, 2-7): read as base32, such a key
+                // would silently become another one.
+                errs.push(
+                    "secret: this looks like a hexadecimal key: give it as secret_hex (--secret-hex); a base32 seed made only of the letters a-f and digits 2-7 can be given inside an otpauth:// URI".into(),
+                );
             } else {
                 match decode_base32(text) {
                     Ok(s) => secret = Some(Zeroizing::new(s)),
@@ -330,6 +340,24 @@ impl Admin {
                 && !(10..=128).contains(&s.len())
             {
                 errs.push("secret: must be 10 to 128 bytes (16 to 205 base32 characters)".into());
+            }
+        }
+        if let Some(hex) = &input.secret_hex {
+            if input.secret.is_some() {
+                errs.push("give the seed once: secret (base32 or otpauth://) or secret_hex".into());
+            }
+            let cleaned: String = hex.chars().filter(|c| !c.is_whitespace()).collect();
+            let cleaned = Zeroizing::new(cleaned);
+            let digits = cleaned.strip_prefix("0x").unwrap_or(&cleaned);
+            match data_encoding::HEXLOWER_PERMISSIVE.decode(digits.as_bytes()) {
+                Ok(bytes) if (10..=128).contains(&bytes.len()) => {
+                    secret = Some(Zeroizing::new(bytes));
+                }
+                Ok(_) => errs.push(
+                    "secret_hex: must be 10 to 128 bytes (20 to 256 hexadecimal digits)".into(),
+                ),
+                Err(_) => errs
+                    .push("secret_hex: not hexadecimal (an even number of digits 0-9, a-f)".into()),
             }
         }
         if let Some(u) = &imported {
@@ -816,4 +844,11 @@ impl Admin {
         )
         .await
     }
+}
+
+/// Text that reads as hexadecimal: only digits 0-9 and letters a-f (either case), an even
+/// number of them, 20 or more (a 10-byte key or longer).
+fn looks_hex(text: &str) -> bool {
+    let t: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
+    t.len() >= 20 && t.len().is_multiple_of(2) && t.iter().all(char::is_ascii_hexdigit)
 }

@@ -42,8 +42,12 @@ pub enum TokenCmd {
         #[arg(long)]
         realm: Option<String>,
         /// Seed to import: base32, or an otpauth:// URI. Default: a new random seed.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "secret_hex")]
         secret: Option<String>,
+        /// Seed to import in hexadecimal (privacyIDEA's otpkey; RFC 4226's test key
+        /// 3132333435363738393031323334353637383930).
+        #[arg(long, value_name = "HEX")]
+        secret_hex: Option<String>,
         /// Token PIN, typed before (or after) the OTP.
         #[arg(long, conflicts_with = "pin_stdin")]
         pin: Option<String>,
@@ -237,6 +241,7 @@ pub async fn run(app: &App, out: Out, cmd: TokenCmd) -> Result<()> {
             user,
             realm,
             secret,
+            secret_hex,
             pin,
             pin_stdin,
             digits,
@@ -259,6 +264,7 @@ pub async fn run(app: &App, out: Out, cmd: TokenCmd) -> Result<()> {
                 user,
                 realm,
                 secret: secret.map(Zeroizing::new),
+                secret_hex: secret_hex.map(Zeroizing::new),
                 pin: read_pin(pin, pin_stdin)?,
                 digits,
                 algorithm,

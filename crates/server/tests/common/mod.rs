@@ -169,6 +169,7 @@ impl TestServer {
                     user: user.into(),
                     realm: None,
                     secret: Some(Zeroizing::new(SEED_B32.into())),
+                    secret_hex: None,
                     pin: pin.map(|p| Zeroizing::new(p.into())),
                     digits: None,
                     algorithm: None,
