@@ -698,6 +698,24 @@ async fn unknown_users_and_serials_answer_as_slowly_as_real_ones() {
     ];
     let m = medians(&s, &cases, 100).await;
     assert_within_noise(&cases.map(|c| c.0), &m);
+    // Challenge-response also tries the whole answer as the PIN: a second hash for everyone,
+    // with a PIN and code typed or a PIN alone.
+    s.use_app("pi-cr", &[&[Method::SoftOtp]]).await;
+    let mut app: tessera_core::model::Application = s.admin().get("pi-cr").unwrap();
+    app.challenge_response = true;
+    s.admin().put(&actor(), app).await.unwrap();
+    for pass in [pin_otp, "9999"] {
+        let cases = [
+            ("unknown user", vec![("user", "nobody"), ("pass", pass)]),
+            (
+                "user without a token",
+                vec![("user", "bob"), ("pass", pass)],
+            ),
+            ("wrong PIN", vec![("user", "alice"), ("pass", pass)]),
+        ];
+        let m = medians(&s, &cases, 100).await;
+        assert_within_noise(&cases.map(|c| c.0), &m);
+    }
     s.stop().await;
 }
 

@@ -614,3 +614,37 @@ fn hex_seeds_are_imported_with_secret_hex_only() {
         "{out}"
     );
 }
+
+/// `app set` changes only what is given: `--challenge-response true` alone keeps the factors,
+/// type and description; `app add` without factors says what to give.
+#[test]
+fn app_set_changes_only_what_is_given() {
+    let c = Cli::new();
+    c.ok(&["app", "list"]);
+    let err = c.fails(&["app", "add", "web"]);
+    assert!(err.contains("--factor"), "{err}");
+    c.ok(&[
+        "app",
+        "add",
+        "web",
+        "--factor",
+        "password",
+        "--factor",
+        "soft_otp",
+        "--description",
+        "Intranet",
+    ]);
+    c.ok(&["app", "set", "web", "--challenge-response", "true"]);
+    let app = c.json(&["app", "show", "web"]);
+    assert_eq!(app["challenge_response"], true, "{app}");
+    assert_eq!(app["description"], "Intranet");
+    assert_eq!(app["factors"].as_array().unwrap().len(), 2, "{app}");
+    assert!(
+        c.ok(&["app", "show", "web"])
+            .contains("the PIN alone asks for the code")
+    );
+    c.ok(&["app", "set", "web", "--factor", "password+otp"]);
+    let app = c.json(&["app", "show", "web"]);
+    assert_eq!(app["challenge_response"], true);
+    assert_eq!(app["factors"].as_array().unwrap().len(), 1, "{app}");
+}

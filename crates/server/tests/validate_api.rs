@@ -946,6 +946,7 @@ async fn if_enrolled_factor_skipped_only_by_users_without_a_token(b: Backend) {
         branding: None,
         realms: Vec::new(),
         require_client_token: false,
+        challenge_response: false,
     };
     app.factors[1].if_enrolled = true;
     s.admin().put(&actor(), app).await.unwrap();

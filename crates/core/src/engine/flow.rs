@@ -249,7 +249,7 @@ impl Engine {
                             .and_then(|s| snap.source(s.as_str()));
                         self.waste_time(
                             source.map(|s| s.as_ref()),
-                            app.factors.first(),
+                            app,
                             &req.pass,
                             snap.settings.default_otp_length as usize,
                         )
@@ -290,7 +290,7 @@ impl Engine {
                 let source = realm.sources.first().and_then(|s| snap.source(s.as_str()));
                 self.waste_time(
                     source.map(|s| s.as_ref()),
-                    first,
+                    app,
                     &req.pass,
                     snap.settings.default_otp_length as usize,
                 )
@@ -343,7 +343,7 @@ impl Engine {
             let source = realm.sources.first().and_then(|s| snap.source(s.as_str()));
             self.waste_time(
                 source.map(|s| s.as_ref()),
-                first,
+                app,
                 &req.pass,
                 snap.settings.default_otp_length as usize,
             )
@@ -379,6 +379,27 @@ impl Engine {
         let proof = self
             .prove(l, factor, &user, &tokens, &req.pass, !req.otp_only, None)
             .await?;
+        // Challenge-response: what did not pass as PIN and code may be the PIN alone.
+        if app.challenge_response
+            && !req.otp_only
+            && matches!(
+                proof,
+                Proof::Failed(
+                    RejectReason::WrongPin
+                        | RejectReason::WrongPassword
+                        | RejectReason::NoUsableToken
+                )
+            )
+        {
+            let opened = self
+                .pin_alone(l, &methods, &user, &tokens, &req.pass)
+                .await?;
+            if !opened.is_empty() {
+                // The PIN was right: no failure of the user's, the code is asked for next.
+                self.give_back(l).await?;
+                return self.challenge(l, app, 0, user, &opened, None, 0).await;
+            }
+        }
         self.after_proof(l, app, 0, user, tokens, proof, None).await
     }
 
@@ -1003,6 +1024,10 @@ impl Engine {
             let proof = match method {
                 Method::Password => self.prove_password(l, user, pass).await?,
                 Method::SoftOtp => self.prove_soft_otp(l, tokens, pass, with_pin).await?,
+                // The second round of challenge-response: the password was proven in the first.
+                Method::PasswordOtp if tx.is_some_and(|t| t.next_factor == 0) => {
+                    self.prove_soft_otp(l, tokens, pass, false).await?
+                }
                 Method::PasswordOtp => self.prove_password_otp(l, user, tokens, pass).await?,
                 Method::MfaPassword => Some(self.prove_mfa_password(l, user, pass).await?),
                 Method::SmsOtp | Method::MailOtp => match self.check_code(l, tx, pass).await? {
@@ -1231,6 +1256,52 @@ impl Engine {
         }))
     }
 
+    /// privacyIDEA's challenge-response: the whole answer taken as a token's PIN (for
+    /// `password+otp`, as the user's password). The usable tokens it opens: each whose PIN it
+    /// is (an empty answer opens the tokens without a PIN), or every token after the right
+    /// password. A known user spends the hash an unknown one does (see `waste_time`).
+    async fn pin_alone(
+        &self,
+        l: &Login<'_>,
+        methods: &[Method],
+        user: &User,
+        tokens: &[Token],
+        pass: &str,
+    ) -> Result<Vec<Token>, EngineError> {
+        let usable: Vec<&Token> = tokens.iter().filter(|t| t.is_usable_state()).collect();
+        let mut opened = Vec::new();
+        if methods.contains(&Method::SoftOtp) {
+            let mut hashed = false;
+            for token in &usable {
+                let right = match &token.pin_hash {
+                    None => pass.is_empty(),
+                    Some(_) if pass.is_empty() => false,
+                    Some(hash) => {
+                        hashed = true;
+                        let right = self.ports.hasher.verify(pass, hash).await?;
+                        l.mark_checked();
+                        right
+                    }
+                };
+                if right {
+                    opened.push((*token).clone());
+                }
+            }
+            if !hashed && !pass.is_empty() {
+                self.ports.hasher.waste_verify().await?;
+            }
+        }
+        if opened.is_empty()
+            && methods.contains(&Method::PasswordOtp)
+            && !pass.is_empty()
+            && !usable.is_empty()
+            && let Some(Proof::Passed(_)) = self.prove_password(l, user, pass).await?
+        {
+            opened = usable.iter().map(|t| (*t).clone()).collect();
+        }
+        Ok(opened)
+    }
+
     async fn prove_password_otp(
         &self,
         l: &Login<'_>,
@@ -1336,10 +1407,11 @@ impl Engine {
     async fn waste_time(
         &self,
         source: Option<&dyn crate::source::UserSource>,
-        first: Option<&Factor>,
+        app: &Application,
         pass: &str,
         otp_length: usize,
     ) -> Result<(), EngineError> {
+        let first = app.factors.first();
         let hashes = match first {
             Some(f) => f
                 .all_methods()
@@ -1353,6 +1425,11 @@ impl Engine {
             Some(source) if hashes => source.waste_verify().await?,
             _ if hashes || pin_present => self.ports.hasher.waste_verify().await?,
             _ => {}
+        }
+        // Challenge-response also tries the whole answer as the PIN (see `pin_alone`).
+        let pin_alone = first.is_some_and(|f| f.all_methods().any(|m| m.uses_otp()));
+        if app.challenge_response && pin_alone && !pass.is_empty() {
+            self.ports.hasher.waste_verify().await?;
         }
         Ok(())
     }

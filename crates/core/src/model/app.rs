@@ -186,6 +186,11 @@ pub struct Application {
     /// Off: privacyIDEA clients, which send none, call as before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_client_token: bool,
+    /// privacyIDEA's `challenge_response` policy for the first factor: the token PIN alone (for
+    /// `password+otp`, the user's password alone) asks for the code in a second round, for
+    /// each token whose PIN it is; the PIN and the code in one field still pass in one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub challenge_response: bool,
 }
 
 impl Application {
@@ -454,6 +459,7 @@ mod tests {
             branding: None,
             realms: Vec::new(),
             require_client_token: false,
+            challenge_response: false,
         };
         assert_eq!(app.problems().len(), 2);
     }

@@ -26,8 +26,8 @@ pub enum AppCmd {
     },
     /// Create an application.
     Add(AppArgs),
-    /// Replace an application's type, description and factors (its routes, session limits and
-    /// branding stay).
+    /// Change an application: the options given replace what it has (its routes, session
+    /// limits and branding stay).
     Set(AppArgs),
     /// Set how the login page looks for the application's users (only what is given changes).
     Brand(BrandArgs),
@@ -42,16 +42,16 @@ pub enum AppCmd {
 pub struct AppArgs {
     /// The application's name.
     name: String,
-    /// A factor, in chain order (repeat). Alternatives separated by commas, e.g.
-    /// `--factor password --factor soft_otp`. Methods: password, password+otp, soft_otp.
-    #[arg(long = "factor", required = true)]
+    /// A factor, in chain order (repeat; required to add). Alternatives separated by commas,
+    /// e.g. `--factor password --factor soft_otp`. Methods: password, password+otp, soft_otp.
+    #[arg(long = "factor")]
     factors: Vec<String>,
-    /// normal, registration or password_reset.
-    #[arg(long = "type", default_value = "normal")]
-    kind: String,
+    /// normal (default), registration or password_reset.
+    #[arg(long = "type")]
+    kind: Option<String>,
     /// A note for administrators.
-    #[arg(long, default_value = "")]
-    description: String,
+    #[arg(long)]
+    description: Option<String>,
     /// Only users of this realm sign in (repeat for several); on `set`, replaces the list.
     #[arg(long = "realm")]
     realms: Vec<String>,
@@ -63,6 +63,11 @@ pub struct AppArgs {
     /// given).
     #[arg(long, value_name = "BOOL")]
     require_client_token: Option<bool>,
+    /// privacyIDEA's challenge_response: the token PIN alone (for password+otp, the password
+    /// alone) asks for the code in a second round: true or false (default false; on `set`,
+    /// unchanged unless given).
+    #[arg(long, value_name = "BOOL")]
+    challenge_response: Option<bool>,
 }
 
 #[derive(Debug, Args)]
@@ -143,14 +148,18 @@ impl BrandArgs {
 }
 
 impl AppArgs {
-    fn to_app(&self) -> Result<Application> {
-        let kind: AppKind =
-            serde_json::from_value(Value::String(self.kind.clone())).map_err(|_| {
-                anyhow!(
-                    "--type: '{}' must be normal, registration or password_reset",
-                    self.kind
-                )
-            })?;
+    /// The application as given; on `set`, what is not given comes from `before`.
+    fn to_app(&self, before: Option<&Application>) -> Result<Application> {
+        let kind: AppKind = match (&self.kind, before) {
+            (Some(k), _) => serde_json::from_value(Value::String(k.clone())).map_err(|_| {
+                anyhow!("--type: '{k}' must be normal, registration or password_reset")
+            })?,
+            (None, Some(b)) => b.kind,
+            (None, None) => AppKind::default(),
+        };
+        if self.factors.is_empty() && before.is_none() {
+            bail!("give the application's factors: --factor METHOD (repeat, in chain order)");
+        }
         let mut factors = Vec::new();
         for f in &self.factors {
             let mut methods = Vec::new();
@@ -161,17 +170,41 @@ impl AppArgs {
             }
             factors.push(Factor::of(methods));
         }
-        Ok(Application {
-            name: AppName(self.name.clone()),
-            kind,
-            description: self.description.clone(),
-            factors,
-            routes: Vec::new(),
-            sso_session_minutes: None,
-            sso_idle_minutes: None,
-            branding: None,
-            realms: self.realms.iter().map(|r| RealmName(r.clone())).collect(),
-            require_client_token: self.require_client_token.unwrap_or(false),
+        let realms: Vec<RealmName> = self.realms.iter().map(|r| RealmName(r.clone())).collect();
+        Ok(match before {
+            None => Application {
+                name: AppName(self.name.clone()),
+                kind,
+                description: self.description.clone().unwrap_or_default(),
+                factors,
+                routes: Vec::new(),
+                sso_session_minutes: None,
+                sso_idle_minutes: None,
+                branding: None,
+                realms,
+                require_client_token: self.require_client_token.unwrap_or(false),
+                challenge_response: self.challenge_response.unwrap_or(false),
+            },
+            Some(b) => Application {
+                kind,
+                description: self
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| b.description.clone()),
+                factors: if factors.is_empty() {
+                    b.factors.clone()
+                } else {
+                    factors
+                },
+                realms: match (realms.is_empty(), self.any_realm) {
+                    (_, true) => Vec::new(),
+                    (true, false) => b.realms.clone(),
+                    (false, false) => realms,
+                },
+                require_client_token: self.require_client_token.unwrap_or(b.require_client_token),
+                challenge_response: self.challenge_response.unwrap_or(b.challenge_response),
+                ..b.clone()
+            },
         })
     }
 }
@@ -418,6 +451,13 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
                     },
                 ),
                 (
+                    "challenge-response",
+                    match a.challenge_response {
+                        true => "the PIN alone asks for the code".into(),
+                        false => "off".into(),
+                    },
+                ),
+                (
                     "validate needs",
                     match a.require_client_token {
                         true => "an API client's token (scope validate)".into(),
@@ -448,7 +488,7 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
         }
         AppCmd::Show { name } => show(&admin.get::<Application>(&name)?),
         AppCmd::Add(args) => {
-            let a = args.to_app()?;
+            let a = args.to_app(None)?;
             if admin.get::<Application>(a.name.as_str()).is_ok() {
                 bail!(
                     "application '{}' already exists (use `tessera app set`)",
@@ -458,18 +498,8 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
             show(&admin.put(&actor, a).await?);
         }
         AppCmd::Set(args) => {
-            let mut a = args.to_app()?;
-            let before = admin.get::<Application>(a.name.as_str())?;
-            a.routes = before.routes;
-            a.sso_session_minutes = before.sso_session_minutes;
-            a.sso_idle_minutes = before.sso_idle_minutes;
-            a.branding = before.branding;
-            if a.realms.is_empty() && !args.any_realm {
-                a.realms = before.realms;
-            }
-            if args.require_client_token.is_none() {
-                a.require_client_token = before.require_client_token;
-            }
+            let before = admin.get::<Application>(&args.name)?;
+            let a = args.to_app(Some(&before))?;
             show(&admin.put(&actor, a).await?);
         }
         AppCmd::Brand(args) => {

@@ -198,6 +198,7 @@ impl TestServer {
             branding: None,
             realms: Vec::new(),
             require_client_token: false,
+            challenge_response: false,
         };
         self.admin().put(&actor(), app).await.unwrap();
         self.set(json!({"validate_application": name})).await;
