@@ -158,6 +158,8 @@ pub async fn bootstrap_defaults(store: &dyn Store, now: i64) -> StoreResult<bool
         realms: Vec::new(),
         require_client_token: false,
         challenge_response: false,
+        pass_on_no_token: false,
+        passthru: false,
     };
     let to_value = |v: serde_json::Result<Value>| {
         v.map_err(|e| crate::store::StoreError::Backend(e.to_string()))

@@ -354,6 +354,11 @@ impl Engine {
         let Some(factor) = app.factors.first() else {
             return Ok(reject(RejectReason::NoApplication, Some(user)));
         };
+        // Rollout policies: a user with no token at all does not answer a first factor that
+        // needs one (asked of the store, not of the request's filters).
+        if app.rollout() && needs_token(factor) && self.has_no_token(&user).await? {
+            return self.rollout_first(l, app, user, tokens, req).await;
+        }
         // A factor proven by a code sent now: send it and ask for it (privacyIDEA's "an empty
         // pass triggers the challenge"), unless what was typed can prove another method.
         let methods = factor.methods_for(&user, realm.name.as_str());
@@ -798,6 +803,16 @@ impl Engine {
                     self.give_back(l).await?;
                     return Ok(reject(RejectReason::NoUsableToken, Some(user)));
                 }
+            } else if app.rollout() && needs_token(f) && self.has_no_token(&user).await? {
+                let policy = if app.passthru {
+                    "passthru"
+                } else {
+                    "pass_on_no_token"
+                };
+                l.set_note(format!(
+                    "{policy}: the user has no token; factor {} skipped",
+                    next + 1
+                ));
             } else if !(f.if_enrolled
                 && !l.snap.settings.forced_mfa
                 && !self.enrolled(&user, &methods).await?)
@@ -1256,6 +1271,51 @@ impl Engine {
         }))
     }
 
+    /// The user has no token at all, in any state.
+    async fn has_no_token(&self, user: &User) -> Result<bool, EngineError> {
+        Ok(self
+            .ports
+            .store
+            .tokens_of(&user.user_ref())
+            .await?
+            .is_empty())
+    }
+
+    /// The first factor of a user without a token under a rollout policy: `passthru` asks for
+    /// the user store's password instead, `pass_on_no_token` skips it. Later factors that need
+    /// a token are skipped in `after_proof`.
+    async fn rollout_first(
+        &self,
+        l: &mut Login<'_>,
+        app: &Application,
+        user: User,
+        tokens: Vec<Token>,
+        req: &AuthRequest,
+    ) -> Result<Outcome, EngineError> {
+        let proof = if app.passthru {
+            if let Some(outcome) = self.reserve_attempt(l, 0, FailKind::Password, None).await? {
+                return Ok(outcome);
+            }
+            let proof = self
+                .prove_password(l, &user, &req.pass)
+                .await?
+                .unwrap_or(Proof::Failed(RejectReason::WrongPassword));
+            if matches!(proof, Proof::Passed(_)) {
+                l.set_note(
+                    "passthru: the user has no token; the user store's password passed".into(),
+                );
+            }
+            proof
+        } else {
+            if let Some(outcome) = self.check_locked(l, 0, None).await? {
+                return Ok(outcome);
+            }
+            l.set_note("pass_on_no_token: the user has no token".into());
+            Proof::Passed(None)
+        };
+        self.after_proof(l, app, 0, user, tokens, proof, None).await
+    }
+
     /// privacyIDEA's challenge-response: the whole answer taken as a token's PIN (for
     /// `password+otp`, as the user's password). The usable tokens it opens: each whose PIN it
     /// is (an empty answer opens the tokens without a PIN), or every token after the right
@@ -1412,12 +1472,13 @@ impl Engine {
         otp_length: usize,
     ) -> Result<(), EngineError> {
         let first = app.factors.first();
+        // `passthru` checks the password of a user without a token.
         let hashes = match first {
             Some(f) => f
                 .all_methods()
                 .any(|m| matches!(m, Method::Password | Method::PasswordOtp)),
             None => false,
-        };
+        } || (app.passthru && !pass.is_empty());
         // Anything longer than an OTP is taken as PIN + OTP, which costs one hash too (see
         // prove_soft_otp).
         let pin_present = pass.len() > otp_length;
@@ -1640,6 +1701,12 @@ impl Engine {
 
 /// The login or realm name of a request, escaped for the audit record, if one is no name
 /// (control characters, too long).
+/// Every way to answer the factor needs one of the user's tokens.
+fn needs_token(factor: &Factor) -> bool {
+    let mut methods = factor.all_methods().peekable();
+    methods.peek().is_some() && methods.all(Method::uses_otp)
+}
+
 fn bad_names(req: &AuthRequest) -> Option<String> {
     [req.user.as_deref(), req.realm.as_deref()]
         .into_iter()

@@ -100,6 +100,14 @@ impl Method {
     }
 }
 
+impl Application {
+    /// A user without any token skips the factors that need one (`pass_on_no_token`,
+    /// `passthru`).
+    pub fn rollout(&self) -> bool {
+        self.pass_on_no_token || self.passthru
+    }
+}
+
 /// One step of an application's chain. Several methods are alternatives: the factor is proven by
 /// any of them that the user can use. With `rules`, the first rule that matches the user picks
 /// the one method used; a user no rule matches cannot pass the factor.
@@ -191,6 +199,15 @@ pub struct Application {
     /// each token whose PIN it is; the PIN and the code in one field still pass in one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub challenge_response: bool,
+    /// A rollout policy (privacyIDEA's `passOnNoToken`): a user who has no token at all skips
+    /// the factors that need one, and passes when none is left. Audited when it lets someone in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pass_on_no_token: bool,
+    /// A rollout policy (privacyIDEA's `passthru`): a user who has no token at all proves a
+    /// first factor that needs one with the user store's password instead, and skips later
+    /// factors that need one. Audited when it lets someone in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passthru: bool,
 }
 
 impl Application {
@@ -460,6 +477,8 @@ mod tests {
             realms: Vec::new(),
             require_client_token: false,
             challenge_response: false,
+            pass_on_no_token: false,
+            passthru: false,
         };
         assert_eq!(app.problems().len(), 2);
     }

@@ -68,6 +68,14 @@ pub struct AppArgs {
     /// unchanged unless given).
     #[arg(long, value_name = "BOOL")]
     challenge_response: Option<bool>,
+    /// Rollout policy: a user with no token at all skips the factors that need one, and passes
+    /// when none is left: true or false (default false).
+    #[arg(long, value_name = "BOOL")]
+    pass_on_no_token: Option<bool>,
+    /// Rollout policy: a user with no token at all answers a first factor that needs one with
+    /// the user store's password, and skips later ones: true or false (default false).
+    #[arg(long, value_name = "BOOL")]
+    passthru: Option<bool>,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +192,8 @@ impl AppArgs {
                 realms,
                 require_client_token: self.require_client_token.unwrap_or(false),
                 challenge_response: self.challenge_response.unwrap_or(false),
+                pass_on_no_token: self.pass_on_no_token.unwrap_or(false),
+                passthru: self.passthru.unwrap_or(false),
             },
             Some(b) => Application {
                 kind,
@@ -203,6 +213,8 @@ impl AppArgs {
                 },
                 require_client_token: self.require_client_token.unwrap_or(b.require_client_token),
                 challenge_response: self.challenge_response.unwrap_or(b.challenge_response),
+                pass_on_no_token: self.pass_on_no_token.unwrap_or(b.pass_on_no_token),
+                passthru: self.passthru.unwrap_or(b.passthru),
                 ..b.clone()
             },
         })
@@ -455,6 +467,14 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
                     match a.challenge_response {
                         true => "the PIN alone asks for the code".into(),
                         false => "off".into(),
+                    },
+                ),
+                (
+                    "users without a token",
+                    match (a.passthru, a.pass_on_no_token) {
+                        (true, _) => "pass with the user store's password (passthru)".into(),
+                        (false, true) => "skip the factors that need one (pass_on_no_token)".into(),
+                        (false, false) => "are refused".into(),
                     },
                 ),
                 (

@@ -199,6 +199,8 @@ impl TestServer {
             realms: Vec::new(),
             require_client_token: false,
             challenge_response: false,
+            pass_on_no_token: false,
+            passthru: false,
         };
         self.admin().put(&actor(), app).await.unwrap();
         self.set(json!({"validate_application": name})).await;
