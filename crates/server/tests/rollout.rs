@@ -54,6 +54,7 @@ async fn last_reason(s: &TestServer) -> String {
 }
 
 both_backends!(
+    pass_on_no_user_lets_unknown_names_in_at_the_validate_api_and_radius_only,
     pass_on_no_token_lets_users_without_a_token_in,
     passthru_takes_the_user_stores_password_from_users_without_a_token,
 );
@@ -180,6 +181,88 @@ async fn passthru_answers_unknown_users_as_slowly() {
     assert!(
         known.min(unknown) > known.max(unknown) / 2.0,
         "medians differ: without a token {known:.4} s, unknown {unknown:.4} s"
+    );
+    s.stop().await;
+}
+
+async fn pass_on_no_user_lets_unknown_names_in_at_the_validate_api_and_radius_only(b: Backend) {
+    let s = setup(b, &[&[Method::SoftOtp]], "").await;
+    // Not where a password would be skipped.
+    let mut pw: Application = s.admin().get("rollout").unwrap();
+    pw.name = "with-password".into();
+    pw.factors = vec![tessera_core::model::Factor::of(vec![Method::Password])];
+    pw.pass_on_no_user = true;
+    let refused = s.admin().put(&actor(), pw).await.unwrap_err().to_string();
+    assert!(refused.contains("pass_on_no_user"), "{refused}");
+    let mut app: Application = s.admin().get("rollout").unwrap();
+    app.pass_on_no_user = true;
+    s.admin().put(&actor(), app).await.unwrap();
+    let out = pi(
+        &s,
+        json!([
+            {"call": "validate_check", "user": "nobody", "pass": "anything"},
+            // Known users answer as ever: dave has no token, alice a wrong code.
+            {"call": "validate_check", "user": "dave", "pass": "anything"},
+            {"call": "validate_check", "user": "alice", "pass": "1234000000"},
+        ]),
+    );
+    assert_eq!(out, ["ACCEPT", "REJECT", "REJECT"]);
+    let records = s.audit("authenticate").await;
+    assert!(
+        records[2]
+            .reason
+            .contains("pass_on_no_user: no user source knows the name"),
+        "{records:?}"
+    );
+    let addr = s.running.as_ref().unwrap().radius_auth_addr.unwrap();
+    let (ok, out) = radclient(
+        addr,
+        "auth",
+        SECRET,
+        "User-Name = nobody\nUser-Password = x\nMessage-Authenticator = 0x00\n",
+    );
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
+    // Never on the web pages: the account sign-in through the same application refuses.
+    s.set(json!({"account_application": "rollout"})).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(format!("{}/login", s.url)).send().await.unwrap();
+    let flow = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = http
+        .get(format!("{}/login", s.url))
+        .header("cookie", &flow)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = common::hidden_input(&page, "csrf");
+    let r = http
+        .post(format!("{}/login", s.url))
+        .header("cookie", &flow)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "nobody"),
+            ("answer", "123456"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "no redirect to a signed-in page");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Wrong user name, PIN or code.")
     );
     s.stop().await;
 }

@@ -949,6 +949,7 @@ async fn if_enrolled_factor_skipped_only_by_users_without_a_token(b: Backend) {
         challenge_response: false,
         pass_on_no_token: false,
         passthru: false,
+        pass_on_no_user: false,
     };
     app.factors[1].if_enrolled = true;
     s.admin().put(&actor(), app).await.unwrap();

@@ -160,6 +160,7 @@ pub async fn bootstrap_defaults(store: &dyn Store, now: i64) -> StoreResult<bool
         challenge_response: false,
         pass_on_no_token: false,
         passthru: false,
+        pass_on_no_user: false,
     };
     let to_value = |v: serde_json::Result<Value>| {
         v.map_err(|e| crate::store::StoreError::Backend(e.to_string()))

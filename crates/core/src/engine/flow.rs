@@ -295,6 +295,27 @@ impl Engine {
                     snap.settings.default_otp_length as usize,
                 )
                 .await?;
+                // A rollout policy: a name nobody has passes at the doors of privacyIDEA's
+                // clients (after the same work, the attempt given back).
+                if other.is_none()
+                    && app.pass_on_no_user
+                    && matches!(l.ctx.door, super::Door::Validate | super::Door::Radius)
+                {
+                    self.give_back(l).await?;
+                    l.set_note("pass_on_no_user: no user source knows the name".into());
+                    return Ok(Outcome::Accept(Box::new(Accepted {
+                        user: User::new(
+                            crate::ids::SourceName::from(""),
+                            crate::ids::UserId::from(login_name.as_str()),
+                            login_name.clone(),
+                        ),
+                        realm: realm.name.clone(),
+                        application: app.name.clone(),
+                        serial: None,
+                        token_kind: None,
+                        message: "authenticated".into(),
+                    })));
+                }
                 let reason = match &other {
                     None => RejectReason::UnknownUser,
                     Some(u) if !u.enabled => RejectReason::UserDisabled,
@@ -356,7 +377,7 @@ impl Engine {
         };
         // Rollout policies: a user with no token at all does not answer a first factor that
         // needs one (asked of the store, not of the request's filters).
-        if app.rollout() && needs_token(factor) && self.has_no_token(&user).await? {
+        if app.rollout() && factor.needs_token() && self.has_no_token(&user).await? {
             return self.rollout_first(l, app, user, tokens, req).await;
         }
         // A factor proven by a code sent now: send it and ask for it (privacyIDEA's "an empty
@@ -803,7 +824,7 @@ impl Engine {
                     self.give_back(l).await?;
                     return Ok(reject(RejectReason::NoUsableToken, Some(user)));
                 }
-            } else if app.rollout() && needs_token(f) && self.has_no_token(&user).await? {
+            } else if app.rollout() && f.needs_token() && self.has_no_token(&user).await? {
                 let policy = if app.passthru {
                     "passthru"
                 } else {
@@ -1701,12 +1722,6 @@ impl Engine {
 
 /// The login or realm name of a request, escaped for the audit record, if one is no name
 /// (control characters, too long).
-/// Every way to answer the factor needs one of the user's tokens.
-fn needs_token(factor: &Factor) -> bool {
-    let mut methods = factor.all_methods().peekable();
-    methods.peek().is_some() && methods.all(Method::uses_otp)
-}
-
 fn bad_names(req: &AuthRequest) -> Option<String> {
     [req.user.as_deref(), req.realm.as_deref()]
         .into_iter()

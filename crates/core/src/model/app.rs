@@ -130,6 +130,12 @@ pub struct Factor {
 }
 
 impl Factor {
+    /// Every way to answer the factor needs one of the user's tokens.
+    pub fn needs_token(&self) -> bool {
+        let mut methods = self.all_methods().peekable();
+        methods.peek().is_some() && methods.all(Method::uses_otp)
+    }
+
     /// A factor proven by any of `methods`.
     pub fn of(methods: Vec<Method>) -> Self {
         Factor {
@@ -208,6 +214,12 @@ pub struct Application {
     /// factors that need one. Audited when it lets someone in.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub passthru: bool,
+    /// A rollout policy (privacyIDEA's `passOnNoUser`), dangerous: a name no user source knows
+    /// passes at the validate API and over RADIUS (never on the web pages or the OAuth API).
+    /// Only for an application whose every factor needs a token, so that it skips no password
+    /// check. Audited when it lets someone in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pass_on_no_user: bool,
 }
 
 impl Application {
@@ -224,6 +236,12 @@ impl Application {
         }
         if self.factors.is_empty() {
             errs.push("factors: an application needs at least one factor".into());
+        }
+        if self.pass_on_no_user && !self.factors.iter().all(Factor::needs_token) {
+            errs.push(
+                "pass_on_no_user: only for an application whose every factor needs a token (soft_otp, password+otp): an unknown user would skip a password check"
+                    .into(),
+            );
         }
         if let Some(b) = &self.branding {
             errs.extend(b.problems());
@@ -479,6 +497,7 @@ mod tests {
             challenge_response: false,
             pass_on_no_token: false,
             passthru: false,
+            pass_on_no_user: false,
         };
         assert_eq!(app.problems().len(), 2);
     }

@@ -76,6 +76,10 @@ pub struct AppArgs {
     /// the user store's password, and skips later ones: true or false (default false).
     #[arg(long, value_name = "BOOL")]
     passthru: Option<bool>,
+    /// Rollout policy, dangerous: a name no user source knows passes at the validate API and
+    /// over RADIUS; only when every factor needs a token: true or false (default false).
+    #[arg(long, value_name = "BOOL")]
+    pass_on_no_user: Option<bool>,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +198,7 @@ impl AppArgs {
                 challenge_response: self.challenge_response.unwrap_or(false),
                 pass_on_no_token: self.pass_on_no_token.unwrap_or(false),
                 passthru: self.passthru.unwrap_or(false),
+                pass_on_no_user: self.pass_on_no_user.unwrap_or(false),
             },
             Some(b) => Application {
                 kind,
@@ -215,6 +220,7 @@ impl AppArgs {
                 challenge_response: self.challenge_response.unwrap_or(b.challenge_response),
                 pass_on_no_token: self.pass_on_no_token.unwrap_or(b.pass_on_no_token),
                 passthru: self.passthru.unwrap_or(b.passthru),
+                pass_on_no_user: self.pass_on_no_user.unwrap_or(b.pass_on_no_user),
                 ..b.clone()
             },
         })
@@ -475,6 +481,13 @@ pub async fn app(app: &App, out: Out, cmd: AppCmd) -> Result<()> {
                         (true, _) => "pass with the user store's password (passthru)".into(),
                         (false, true) => "skip the factors that need one (pass_on_no_token)".into(),
                         (false, false) => "are refused".into(),
+                    },
+                ),
+                (
+                    "unknown users",
+                    match a.pass_on_no_user {
+                        true => "pass at /validate and RADIUS (pass_on_no_user)".into(),
+                        false => "are refused".into(),
                     },
                 ),
                 (

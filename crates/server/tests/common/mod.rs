@@ -201,6 +201,7 @@ impl TestServer {
             challenge_response: false,
             pass_on_no_token: false,
             passthru: false,
+            pass_on_no_user: false,
         };
         self.admin().put(&actor(), app).await.unwrap();
         self.set(json!({"validate_application": name})).await;
