@@ -1462,7 +1462,7 @@ async fn finish_login(
     }
     store.delete_web_state(FLOW, &hash(flow_key)).await.ok();
     if let Some(pending) = &flow.saml {
-        let (mut res, joined) = crate::saml::answer(
+        let (res, joined) = crate::saml::answer(
             state,
             &flow.lang,
             pending,
@@ -1475,24 +1475,12 @@ async fn finish_login(
         if let Some(p) = joined {
             remember_saml(state, &session_key, p).await;
         }
-        let h = res.headers_mut();
-        h.append(
-            header::SET_COOKIE,
-            set_cookie(state, SSO_COOKIE, &session_key, expires_at - now),
-        );
-        h.append(header::SET_COOKIE, set_cookie(state, FLOW_COOKIE, "", 0));
-        return res;
+        return with_session(state, res, &session_key, expires_at - now);
     }
     let Some(iss) = iss else {
         // A sign-in to the account pages: on to the user's sessions.
-        let mut res = redirect("/login/sessions");
-        let h = res.headers_mut();
-        h.append(
-            header::SET_COOKIE,
-            set_cookie(state, SSO_COOKIE, &session_key, expires_at - now),
-        );
-        h.append(header::SET_COOKIE, set_cookie(state, FLOW_COOKIE, "", 0));
-        return res;
+        let res = redirect("/login/sessions");
+        return with_session(state, res, &session_key, expires_at - now);
     };
     let code = Code {
         client_id: flow.client_id.clone(),
@@ -1505,17 +1493,22 @@ async fn finish_login(
         auth_time: session.auth_time,
         sid: Some(session.sid.clone()).filter(|s| !s.is_empty()),
     };
-    let mut res = match issue_code(state, &code, flow.state.as_deref(), &iss).await {
+    let res = match issue_code(state, &code, flow.state.as_deref(), &iss).await {
         Ok(res) => {
             remember_oidc(state, &session_key, &flow.client_id).await;
             res
         }
         Err(res) => res,
     };
+    with_session(state, res, &session_key, expires_at - now)
+}
+
+/// The end of a sign-in: the browser keeps the SSO session's cookie and drops the flow's.
+fn with_session(state: &HttpState, mut res: Response, key: &str, max_age: i64) -> Response {
     let h = res.headers_mut();
     h.append(
         header::SET_COOKIE,
-        set_cookie(state, SSO_COOKIE, &session_key, expires_at - now),
+        set_cookie(state, SSO_COOKIE, key, max_age),
     );
     h.append(header::SET_COOKIE, set_cookie(state, FLOW_COOKIE, "", 0));
     res

@@ -530,92 +530,6 @@ fn the_json_log_is_json_lines_only() {
     );
 }
 
-/// A browser without a cookie store: each step's cookies are given by hand.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    lang: &'static str,
-    cookies: std::collections::BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new(base: &str, lang: &'static str) -> Browser {
-        let _ = common::http_client();
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: base.to_string(),
-            lang,
-            cookies: Default::default(),
-        }
-    }
-
-    fn keep(&mut self, r: &reqwest::Response) {
-        for c in r.headers().get_all("set-cookie") {
-            let pair = c.to_str().unwrap().split(';').next().unwrap();
-            let (k, v) = pair.split_once('=').unwrap();
-            if v.is_empty() {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_string(), v.to_string());
-            }
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    /// GET, following redirects; the final status, address and page.
-    async fn get(&mut self, path: &str) -> (u16, String, String) {
-        let mut path = path.to_string();
-        loop {
-            let r = self
-                .http
-                .get(format!("{}{path}", self.base))
-                .header("accept-language", self.lang)
-                .header("cookie", self.cookie_header())
-                .send()
-                .await
-                .unwrap();
-            self.keep(&r);
-            if r.status() == 303 {
-                path = r.headers()["location"].to_str().unwrap().to_string();
-                continue;
-            }
-            return (r.status().as_u16(), path, r.text().await.unwrap());
-        }
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("accept-language", self.lang)
-            .header("cookie", self.cookie_header())
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        self.keep(&r);
-        if r.status() == 303 {
-            let to = r.headers()["location"].to_str().unwrap().to_string();
-            return self.get(&to).await;
-        }
-        (
-            r.status().as_u16(),
-            path.to_string(),
-            r.text().await.unwrap(),
-        )
-    }
-}
-
 /// The text of an element with this id (or attribute text), for asserts on pages.
 fn text_after(page: &str, marker: &str) -> String {
     page.split(marker)
@@ -674,7 +588,7 @@ async fn the_account_sign_in_asks_in_the_words_of_its_factor() {
     for (app, methods, label, hint, wrong) in cases {
         s.use_app(app, &[methods]).await;
         s.set(json!({"account_application": app})).await;
-        let mut b = Browser::new(&s.url, "en");
+        let mut b = common::Browser::new(&s.url, "en");
         let (status, at, page) = b.get("/login").await;
         assert_eq!((status, at.as_str()), (200, "/login"), "{page}");
         assert_eq!(text_after(&page, "<h1"), "Your account");
@@ -703,7 +617,7 @@ async fn the_account_sign_in_asks_in_the_words_of_its_factor() {
     }
     // The code after the PIN (prepend_pin off): the hint says so, in Turkish too.
     s.set(json!({"prepend_pin": false})).await;
-    let (_, _, page) = Browser::new(&s.url, "tr").get("/login").await;
+    let (_, _, page) = common::Browser::new(&s.url, "tr").get("/login").await;
     assert_eq!(text_after(&page, "<h1"), "Hesabınız");
     assert_eq!(text_after(&page, "<label for=\"answer\""), "PIN ve kod");
     assert!(
@@ -714,7 +628,7 @@ async fn the_account_sign_in_asks_in_the_words_of_its_factor() {
     s.set(json!({"prepend_pin": true})).await;
 
     // A sign-in ends on the user's sessions; /login again goes straight there.
-    let mut b = Browser::new(&s.url, "en");
+    let mut b = common::Browser::new(&s.url, "en");
     let (_, _, page) = b.get("/login").await;
     let csrf = common::hidden_input(&page, "csrf");
     let code = s.totp(0);

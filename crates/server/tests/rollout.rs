@@ -224,45 +224,24 @@ async fn pass_on_no_user_lets_unknown_names_in_at_the_validate_api_and_radius_on
     assert!(ok && out.contains("Received Access-Accept"), "{out}");
     // Never on the web pages: the account sign-in through the same application refuses.
     s.set(json!({"account_application": "rollout"})).await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = http.get(format!("{}/login", s.url)).send().await.unwrap();
-    let flow = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let page = http
-        .get(format!("{}/login", s.url))
-        .header("cookie", &flow)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let mut browser = common::Browser::new(&s.url, "en");
+    let (_, _, page) = browser.get("/login").await;
     let csrf = common::hidden_input(&page, "csrf");
-    let r = http
-        .post(format!("{}/login", s.url))
-        .header("cookie", &flow)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", "nobody"),
-            ("answer", "123456"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "no redirect to a signed-in page");
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("Wrong user name, PIN or code.")
+    let (status, at, page) = browser
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "nobody"),
+                ("answer", "123456"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, at.as_str()),
+        (200, "/login"),
+        "not signed in: {page}"
     );
+    assert!(page.contains("Wrong user name, PIN or code."), "{page}");
     s.stop().await;
 }

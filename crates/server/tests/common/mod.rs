@@ -608,3 +608,89 @@ impl Api<'_> {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 }
+
+/// A browser without a cookie store: each step's cookies are given by hand.
+pub struct Browser {
+    http: reqwest::Client,
+    base: String,
+    lang: &'static str,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Browser {
+    pub fn new(base: &str, lang: &'static str) -> Browser {
+        let _ = http_client();
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+            lang,
+            cookies: Default::default(),
+        }
+    }
+
+    fn keep(&mut self, r: &reqwest::Response) {
+        for c in r.headers().get_all("set-cookie") {
+            let pair = c.to_str().unwrap().split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// GET, following redirects; the final status, address and page.
+    pub async fn get(&mut self, path: &str) -> (u16, String, String) {
+        let mut path = path.to_string();
+        loop {
+            let r = self
+                .http
+                .get(format!("{}{path}", self.base))
+                .header("accept-language", self.lang)
+                .header("cookie", self.cookie_header())
+                .send()
+                .await
+                .unwrap();
+            self.keep(&r);
+            if r.status() == 303 {
+                path = r.headers()["location"].to_str().unwrap().to_string();
+                continue;
+            }
+            return (r.status().as_u16(), path, r.text().await.unwrap());
+        }
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("accept-language", self.lang)
+            .header("cookie", self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        if r.status() == 303 {
+            let to = r.headers()["location"].to_str().unwrap().to_string();
+            return self.get(&to).await;
+        }
+        (
+            r.status().as_u16(),
+            path.to_string(),
+            r.text().await.unwrap(),
+        )
+    }
+}
