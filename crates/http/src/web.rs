@@ -44,7 +44,7 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/login/brand/{app}/style.css", get(brand_style))
         .route("/logout", get(logout_page).post(logout))
         .route("/login/sessions", get(sessions_page).post(end_sessions))
-        .route("/oidc/authorize", get(authorize))
+        .route("/oidc/authorize", get(authorize).post(authorize_post))
         .route("/oidc/userinfo", get(userinfo).post(userinfo))
         .route("/.well-known/openid-configuration", get(discovery))
 }
@@ -619,21 +619,55 @@ fn back_to(redirect_uri: &str, params: &[(&str, &str)]) -> String {
 /// `/oidc/authorize`: checks the relying party's request, then signs the user in (on the login
 /// page, or at once with an SSO session that passed the client's application).
 async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let Ok(q) = query(raw.as_deref()) else {
+    authorize_with(state, headers, raw.as_deref()).await
+}
+
+/// `POST /oidc/authorize`: the same request, its parameters form-encoded in the body (OpenID
+/// Connect Core §3.1.2.1 requires both methods).
+async fn authorize_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(text) = std::str::from_utf8(&body) else {
+        tracing::info!(
+            reason = "the body is not UTF-8",
+            "authorization request refused"
+        );
+        return fatal("en", "bad_client", StatusCode::BAD_REQUEST);
+    };
+    authorize_with(state, headers, Some(text)).await
+}
+
+/// Checks a relying party's authorization request; every refusal is logged with its reason
+/// (the relying party's administrator reads it there: the browser only sees a short page or
+/// an error sent back).
+async fn authorize_with(state: St, headers: HeaderMap, raw: Option<&str>) -> Response {
+    let Ok(q) = query(raw) else {
+        tracing::info!(
+            reason = "a parameter repeats",
+            "authorization request refused"
+        );
         return fatal("en", "bad_client", StatusCode::BAD_REQUEST);
     };
     let lang = lang_of(&headers, q.get("ui_locales").map(String::as_str));
     let snap = state.engine.snapshot();
+    let client_id = q.get("client_id").map(String::as_str).unwrap_or("");
+    let refused = |reason: &str| {
+        tracing::info!(client_id = %client_id.chars().take(64).collect::<String>(), reason, "authorization request refused");
+    };
     // Until the client and its redirect URI are known, errors are shown, not sent back.
     let client = q
         .get("client_id")
         .and_then(|id| snap.api_client_by_id(id))
         .filter(|c| c.kind == ApiClientKind::Oidc)
         .cloned();
-    let (Some(client), Some(redirect_uri)) = (client, q.get("redirect_uri")) else {
+    let Some(client) = client else {
+        refused("no OpenID Connect client has this client_id");
+        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+    };
+    let Some(redirect_uri) = q.get("redirect_uri") else {
+        refused("no redirect_uri");
         return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
     };
     if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+        refused("the redirect_uri is not one registered for the client (exact match)");
         return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
     }
     let iss = match issuer(&state) {
@@ -642,9 +676,11 @@ async fn authorize(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Re
     };
     let st = q.get("state").filter(|s| s.len() <= 512).cloned();
     if q.get("state").is_some_and(|s| s.len() > 512) {
+        refused("state longer than 512 characters");
         return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
     }
     let fail = |error: &str, description: &str| {
+        refused(&format!("{error}: {description}"));
         let mut params = vec![("error", error), ("error_description", description)];
         if let Some(s) = &st {
             params.push(("state", s.as_str()));
@@ -1931,9 +1967,24 @@ pub(crate) async fn code_grant(
 }
 
 /// `/oidc/userinfo`: the signed-in user's claims, by the scopes of the access token.
-async fn userinfo(state: St, headers: HeaderMap) -> Response {
-    let Some(token) = crate::oauth::bearer(&headers) else {
-        return invalid_token("an access token is required");
+/// `/oidc/userinfo`: the access token as a bearer header, or (POST) as the form parameter
+/// `access_token` (RFC 6750 §2.2) — one of the two.
+async fn userinfo(state: St, headers: HeaderMap, body: Bytes) -> Response {
+    let form_token = std::str::from_utf8(&body)
+        .ok()
+        .filter(|b| !b.is_empty())
+        .and_then(|b| query(Some(b)).ok())
+        .and_then(|f| f.get("access_token").cloned());
+    let token = match (crate::oauth::bearer(&headers), form_token.as_deref()) {
+        (Some(_), Some(_)) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the access token goes in the header or the body, not both",
+            );
+        }
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => return invalid_token("an access token is required"),
     };
     let Some(claims) = active_claims(&state, token).await else {
         return invalid_token("the token is not valid (expired, revoked or not ours)");

@@ -682,3 +682,37 @@ async fn the_account_sign_in_asks_in_the_words_of_its_factor() {
     assert_eq!(s.admin().settings().account_application, "");
     s.stop().await;
 }
+
+/// A relying party's refused authorization request is logged with its reason (its
+/// administrator reads the server's log; the browser only sees a short page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_authorization_requests_are_logged_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path(), &[]);
+    let r = common::http_client()
+        .get(format!(
+            "{}/oidc/authorize?response_type=code&client_id=gitlab-typo&redirect_uri=https%3A%2F%2Fgitlab.example.org%2Fcb&scope=openid",
+            served.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let started = Instant::now();
+    loop {
+        let log = served.log_text();
+        if log.contains("authorization request refused") {
+            assert!(
+                log.contains("client_id=gitlab-typo")
+                    && log.contains("no OpenID Connect client has this client_id"),
+                "{log}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not logged:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

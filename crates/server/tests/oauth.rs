@@ -1907,6 +1907,26 @@ async fn headless_chromium_signs_in_to_an_oidc_app_on_the_login_page() {
             .send()
     };
     assert_eq!(userinfo().await.unwrap().status(), 200);
+    // The token in a form body (RFC 6750 §2.2), as some relying parties send it; not in both.
+    let by_form = s
+        .http
+        .post(format!("{}/oidc/userinfo", s.url))
+        .form(&[("access_token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_form.status(), 200);
+    let by_form: Value = by_form.json().await.unwrap();
+    assert_eq!(by_form["sub"], claims["sub"]);
+    let both = s
+        .http
+        .post(format!("{}/oidc/userinfo", s.url))
+        .bearer_auth(&access)
+        .form(&[("access_token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(both.status(), 400);
     let (status, by_other) = trade_as((other_id, other_secret), verifier.to_string()).await;
     assert_eq!(
         (status, by_other["error"].as_str()),
@@ -2671,5 +2691,54 @@ async fn over_https_the_cookies_are_host_only_and_secure() {
         .find(|c| c.starts_with("__Host-tessera_sso="))
         .unwrap_or_else(|| panic!("{:?}", cookies(&r)));
     assert!(strict(&sso), "{sso}");
+    s.stop().await;
+}
+
+/// OpenID Connect requires `/oidc/authorize` by GET and by POST (form-encoded body, §3.1.2.1):
+/// a POST starts the same sign-in; a bad one is refused the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_requests_come_by_get_or_post() {
+    let s = oauth_server(Backend::Sqlite).await;
+    s.use_app("intranet", &[&[Method::Password]]).await;
+    let redirect = "http://127.0.0.1:9/cb";
+    let (id, _) = oidc_client(&s, redirect).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = [
+        ("response_type", "code"),
+        ("client_id", id.as_str()),
+        ("redirect_uri", redirect),
+        ("scope", "openid"),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        ),
+        ("code_challenge_method", "S256"),
+    ];
+    let r = browser
+        .post(format!("{}/oidc/authorize", s.url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login");
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("tessera_flow=")
+    );
+    let mut unknown = form.to_vec();
+    unknown[1] = ("client_id", "no-such-client");
+    let r = browser
+        .post(format!("{}/oidc/authorize", s.url))
+        .form(&unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     s.stop().await;
 }
