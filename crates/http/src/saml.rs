@@ -530,10 +530,10 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
     else {
         return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
     };
-    let relay_state = decoded
-        .relay_state
-        .clone()
-        .filter(|r| r.len() <= MAX_RELAY_STATE);
+    if let Some(too_long) = relay_too_long(&lang, &sp.name, decoded.relay_state.as_deref()) {
+        return too_long;
+    }
+    let relay_state = decoded.relay_state.clone();
     let default_acs = sp.acs_urls.first().cloned().unwrap_or_default();
     let request_id = request.base.id.clone();
     // Signed: a query signature, or a signature element of the request itself (checked only
@@ -660,14 +660,15 @@ async fn idp_initiated(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -
     if !sp.idp_initiated {
         return web::fatal(&lang, "no_idp_initiated", StatusCode::FORBIDDEN);
     }
+    if let Some(too_long) = relay_too_long(&lang, &sp.name, q.get("RelayState").map(String::as_str))
+    {
+        return too_long;
+    }
     let pending = Pending {
         sp: sp.name.clone(),
         acs_url: sp.acs_urls.first().cloned().unwrap_or_default(),
         request_id: None,
-        relay_state: q
-            .get("RelayState")
-            .filter(|r| r.len() <= MAX_RELAY_STATE)
-            .cloned(),
+        relay_state: q.get("RelayState").cloned(),
     };
     start(&state, &headers, &sp, pending, false, false).await
 }
@@ -1253,6 +1254,9 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
     else {
         return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
     };
+    if let Some(too_long) = relay_too_long(&lang, &sp.name, decoded.relay_state.as_deref()) {
+        return too_long;
+    }
     // A logout request from an SP whose certificates we know must be signed by it; recent,
     // meant for us, and used once.
     let signed = verified_redirect(&sp, &decoded);
@@ -1304,10 +1308,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
     let logout = Logout {
         origin: Some(sp.name.clone()),
         origin_request: Some(request.id.clone()),
-        origin_relay: decoded
-            .relay_state
-            .clone()
-            .filter(|r| r.len() <= MAX_RELAY_STATE),
+        origin_relay: decoded.relay_state.clone(),
         remaining,
         lang,
         then: None,
@@ -1457,4 +1458,21 @@ async fn next_logout(state: &HttpState, key: &str, mut logout: Logout) -> Respon
         return web::redirect(then);
     }
     web::fatal(&logout.lang, "signed_out", StatusCode::OK)
+}
+
+/// A RelayState longer than Tessera keeps (1024 bytes) is refused with a page and a log line
+/// naming the service provider, rather than dropped (the SP would lose where the user was
+/// going without a word).
+fn relay_too_long(lang: &str, sp: &str, relay: Option<&str>) -> Option<Response> {
+    let len = relay?.len();
+    if len <= MAX_RELAY_STATE {
+        return None;
+    }
+    tracing::info!(
+        sp,
+        bytes = len,
+        limit = MAX_RELAY_STATE,
+        "SAML request refused: RelayState too long"
+    );
+    Some(web::fatal(lang, "bad_saml", StatusCode::BAD_REQUEST))
 }

@@ -1196,7 +1196,20 @@ async fn account_sign_in(state: &HttpState, headers: &HeaderMap, lang: &str) -> 
         account: true,
         ..Flow::without_oidc(state, &app, lang)
     };
-    begin(state, &key, &flow).await
+    // The page itself, not a redirect to it: a browser that keeps no cookies would be sent
+    // round in circles.
+    let now = state.engine.clock().now();
+    let lifetime = i64::from(state.engine.snapshot().settings.api_session_minutes) * 60;
+    if let Err(res) = save_flow(state, &key, &flow, now + lifetime).await {
+        return res;
+    }
+    let title = flow_brand(state, &flow);
+    let mut res = render(first_page(state, &flow, &title, None), StatusCode::OK);
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, FLOW_COOKIE, &key, lifetime),
+    );
+    res
 }
 
 /// `/`: what this server is, and where a user goes from here (nothing about its

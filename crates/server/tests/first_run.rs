@@ -650,6 +650,15 @@ async fn the_account_sign_in_asks_in_the_words_of_its_factor() {
         "{accepted:?}"
     );
 
+    // A client that keeps no cookies gets the page, not a circle of redirects.
+    let r = common::http_client()
+        .get(format!("{}/login", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("id=\"username\""));
+
     // Turned off: /login opened directly says where sign-ins start, and keeps nothing.
     s.set(json!({"account_application": ""})).await;
     let r = common::http_client()

@@ -1133,6 +1133,28 @@ async fn email_and_transient_name_ids_and_group_attributes() {
     let two = idp_initiated_xml(&s, "kiosk", &mut cookies).await;
     assert_ne!(name_id(&one), name_id(&two));
     assert!(!name_id(&one).contains("alice"));
+    // A RelayState longer than Tessera keeps is refused with a page, not dropped.
+    let long = "r".repeat(1025);
+    let r = s
+        .http
+        .get(format!("{}/saml/init?sp=kiosk&RelayState={long}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("The application&#x27;s sign-in request could not be read."),
+        "{page}"
+    );
+    let fits = "r".repeat(1024);
+    let r = s
+        .http
+        .get(format!("{}/saml/init?sp=kiosk&RelayState={fits}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 400, "1024 bytes are kept");
     s.stop().await;
 }
 
