@@ -47,6 +47,7 @@ fn auth(out: &Value) -> &str {
 }
 
 both_backends!(
+    a_challenge_triggered_with_the_right_pin_clears_a_lapsed_fail_counter,
     the_pin_alone_asks_for_the_code_through_privacyideas_client,
     the_password_alone_asks_for_the_code_of_password_and_otp,
     radclient_gets_a_challenge_for_the_pin_alone,
@@ -193,5 +194,39 @@ async fn radclient_gets_a_challenge_for_the_pin_alone(b: Backend) {
     assert!(ok && out.contains("Received Access-Accept"), "{out}");
     let (ok, out) = request(&format!("{pin}000000"), None);
     assert!(!ok && out.contains("Received Access-Reject"), "{out}");
+    s.stop().await;
+}
+
+/// Seed 002: a challenge triggered with the right PIN clears the fail counter once
+/// `failcounter_clear_minutes` have passed since its limit was reached (not before).
+async fn a_challenge_triggered_with_the_right_pin_clears_a_lapsed_fail_counter(b: Backend) {
+    let s = setup(b, Method::SoftOtp).await;
+    s.set(json!({"account_locking": false, "failcounter_clear_minutes": 30}))
+        .await;
+    s.admin()
+        .update_token(&actor(), "OATHALICE", None, Some(2), None, None)
+        .await
+        .unwrap();
+    let pin = "pin 12&34";
+    for _ in 0..2 {
+        let (auth, _) = s
+            .check(&[("user", "alice"), ("pass", &format!("{pin}000000"))])
+            .await;
+        assert_eq!(auth, "REJECT");
+    }
+    let fails = || async { s.admin().get_token("OATHALICE").await.unwrap().fail_count };
+    assert_eq!(fails().await, 2);
+    // Within the clear time: a challenge, and the counter stays.
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", pin)]).await.0,
+        "CHALLENGE"
+    );
+    assert_eq!(fails().await, 2);
+    s.advance(31 * 60);
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", pin)]).await.0,
+        "CHALLENGE"
+    );
+    assert_eq!(fails().await, 0, "cleared by the triggered challenge");
     s.stop().await;
 }

@@ -423,6 +423,7 @@ impl Engine {
             if !opened.is_empty() {
                 // The PIN was right: no failure of the user's, the code is asked for next.
                 self.give_back(l).await?;
+                self.clear_lapsed_failcounts(l, &opened).await?;
                 return self.challenge(l, app, 0, user, &opened, None, 0).await;
             }
         }
@@ -1335,6 +1336,28 @@ impl Engine {
             Proof::Passed(None)
         };
         self.after_proof(l, app, 0, user, tokens, proof, None).await
+    }
+
+    /// Seed 002's fail-counter clearing: a challenge triggered with the right PIN clears the
+    /// fail counter of a token whose limit was reached `failcounter_clear_minutes` ago or more,
+    /// as a right PIN and code would (the token's attempt budget starts a new count then
+    /// anyway; this makes the counter say so).
+    async fn clear_lapsed_failcounts(
+        &self,
+        l: &Login<'_>,
+        tokens: &[Token],
+    ) -> Result<(), EngineError> {
+        let clear = l.snap.settings.failcounter_clear_minutes;
+        for t in tokens {
+            if clear > 0 && t.fail_count >= t.max_fail && !t.is_locked_by_failcount(l.now, clear) {
+                let patch = crate::model::TokenPatch {
+                    reset_failcount: true,
+                    ..Default::default()
+                };
+                self.ports.store.update_token(&t.serial, &patch).await?;
+            }
+        }
+        Ok(())
     }
 
     /// privacyIDEA's challenge-response: the whole answer taken as a token's PIN (for
