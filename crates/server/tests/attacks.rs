@@ -136,7 +136,58 @@ both_backends!(
     a_resync_beside_a_login_never_makes_a_used_code_valid_again,
     scopes_are_enforced_and_applications_may_require_an_api_client,
     a_burst_of_otps_gets_no_more_checks_than_the_token_allows,
+    pin_alone_and_passthru_bursts_get_no_more_checks_than_the_lockout_allows,
 );
+
+/// The paths issue 16 added check secrets too: the PIN alone under challenge-response, the
+/// user store's password under passthru. Sixty wrong answers and the right one at once get no
+/// more checks than the account's budget; the right one passes only within it.
+async fn pin_alone_and_passthru_bursts_get_no_more_checks_than_the_lockout_allows(b: Backend) {
+    let s = password_server(b).await;
+    s.enroll(
+        "alice",
+        tessera_core::model::TokenKind::Hotp,
+        "OATHCR",
+        Some("4711"),
+    )
+    .await;
+    s.use_app("pi-cr", &[&[Method::SoftOtp]]).await;
+    let mut app: tessera_core::model::Application = s.admin().get("pi-cr").unwrap();
+    app.challenge_response = true;
+    s.admin().put(&actor(), app).await.unwrap();
+    let answers = burst(
+        &s,
+        "/validate/check",
+        wrong_then_right("user", "alice", "pass", "4711"),
+    )
+    .await;
+    let passed = answers.last().unwrap().1["result"]["authentication"] == "CHALLENGE";
+    assert_budget_held(
+        &records_of(&s, "authenticate", "alice").await,
+        5,
+        passed,
+        "account locked",
+    );
+    // bob has no token: under passthru his password is checked, within the same budget.
+    s.use_app("pi-pt", &[&[Method::SoftOtp]]).await;
+    let mut app: tessera_core::model::Application = s.admin().get("pi-pt").unwrap();
+    app.passthru = true;
+    s.admin().put(&actor(), app).await.unwrap();
+    let answers = burst(
+        &s,
+        "/validate/check",
+        wrong_then_right("user", "bob", "pass", "bob-password"),
+    )
+    .await;
+    let passed = answers.last().unwrap().1["result"]["authentication"] == "ACCEPT";
+    assert_budget_held(
+        &records_of(&s, "authenticate", "bob").await,
+        5,
+        passed,
+        "account locked",
+    );
+    s.stop().await;
+}
 
 /// Adds the RADIUS client `vpn` (127.0.0.1, [`SECRET`]) for `application`: the server's
 /// authentication and accounting addresses.

@@ -272,7 +272,6 @@ impl Engine {
             return Ok(reject(RejectReason::RealmNotAllowed, None));
         }
 
-        let first = app.factors.first();
         let user = match self.find_user(snap, &realm.name, &login_name).await {
             Ok(user) => user,
             Err(e) => return self.unavailable(l, e, None),
@@ -283,18 +282,9 @@ impl Engine {
                 // As for an existing account: an attempt taken from the name's budget, the time
                 // a check would take, and a failure counted.
                 l.account = Some((realm.name.0.clone(), login_name.clone()));
-                let kind = first.map_or(FailKind::Password, factor_fail_kind);
-                if let Some(outcome) = self.reserve_attempt(l, 0, kind, None).await? {
+                if let Some(outcome) = self.as_if_checked(l, app, realm, &req.pass).await? {
                     return Ok(outcome);
                 }
-                let source = realm.sources.first().and_then(|s| snap.source(s.as_str()));
-                self.waste_time(
-                    source.map(|s| s.as_ref()),
-                    app,
-                    &req.pass,
-                    snap.settings.default_otp_length as usize,
-                )
-                .await?;
                 // A rollout policy: a name nobody has passes at the doors of privacyIDEA's
                 // clients (after the same work, the attempt given back).
                 if other.is_none()
@@ -356,19 +346,9 @@ impl Engine {
             None
         };
         if let Some(reason) = refusal {
-            let first = app.factors.first();
-            let kind = first.map_or(FailKind::Password, factor_fail_kind);
-            if let Some(outcome) = self.reserve_attempt(l, 0, kind, None).await? {
+            if let Some(outcome) = self.as_if_checked(l, app, realm, &req.pass).await? {
                 return Ok(outcome);
             }
-            let source = realm.sources.first().and_then(|s| snap.source(s.as_str()));
-            self.waste_time(
-                source.map(|s| s.as_ref()),
-                app,
-                &req.pass,
-                snap.settings.default_otp_length as usize,
-            )
-            .await?;
             return Ok(reject(reason, Some(user)));
         }
         let tokens = self.tokens_for(app, &user, req, None).await?;
@@ -1502,6 +1482,35 @@ impl Engine {
         Ok(snap
             .realm_of_source(owner.source.as_str())
             .map(|realm| (user, realm)))
+    }
+
+    /// A refusal that must look like a check of the first factor: an attempt taken from the
+    /// account's budget (the lock's answer when there is none left), then the time a check
+    /// would take.
+    async fn as_if_checked(
+        &self,
+        l: &mut Login<'_>,
+        app: &Application,
+        realm: &crate::model::Realm,
+        pass: &str,
+    ) -> Result<Option<Outcome>, EngineError> {
+        let kind = app
+            .factors
+            .first()
+            .map_or(FailKind::Password, factor_fail_kind);
+        if let Some(outcome) = self.reserve_attempt(l, 0, kind, None).await? {
+            return Ok(Some(outcome));
+        }
+        let snap = l.snap;
+        let source = realm.sources.first().and_then(|s| snap.source(s.as_str()));
+        self.waste_time(
+            source.map(|s| s.as_ref()),
+            app,
+            pass,
+            snap.settings.default_otp_length as usize,
+        )
+        .await?;
+        Ok(None)
     }
 
     /// Spends the time a real check would take, so that unknown users are not told apart by
