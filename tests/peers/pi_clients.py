@@ -8,6 +8,7 @@ CLIENT is one of
   pi       privacyidea.lib.privacyideaserver.PrivacyIDEAServer (privacyIDEA 3.14's own client)
   edu      edumfa.lib.edumfaserver.eduMFAServer (eduMFA 2.9's own client)
   django   django_privacyidea_auth.privacyidea_auth.PrivacyIDEA (Django login backend, samlcheck)
+  signed   requests, with each answer's signature checked by privacyIDEA 3.14's own Sign class
 
 steps.json is a list of steps, run in order:
   {"call": "request", "user": ..., "pass": ...}                       -> the client's verdict
@@ -15,6 +16,11 @@ steps.json is a list of steps, run in order:
    "serial": ..., "answer": <index of an earlier step>}                -> the response body; with
         "answer", the transaction_id of that step's challenge is sent back (the second leg)
   {"call": "authenticate", "user": ..., "pass": ...}                   -> django: the user or null
+  {"method": "POST", "path": "/validate/check", "params": {...},
+   "public_key": PEM}                                                  -> signed: the status, the
+        body, whether the signature verifies (as privacyIDEA verifies it: the answer without its
+        signature, json.dumps(sort_keys=True)), whether a changed answer would verify, and whether
+        the body is exactly what Python's json.dumps(sort_keys=True) writes
 
 One JSON object per step is printed, as a list.
 """
@@ -64,6 +70,30 @@ def run_django(url, steps):
     return out
 
 
+def run_signed(url, steps):
+    import requests
+    from privacyidea.lib.crypto import Sign
+
+    out = []
+    for step in steps:
+        params = step.get("params", {})
+        if step["method"] == "GET":
+            r = requests.get(url + step["path"], params=params, timeout=30)
+        else:
+            r = requests.post(url + step["path"], data=params, timeout=30)
+        body = r.json()
+        content = dict(body)
+        signature = content.pop("signature", None)
+        sign = Sign(public_key=step["public_key"].encode())
+        verified = signature is not None and sign.verify(json.dumps(content, sort_keys=True), signature)
+        content["result"] = dict(content["result"], status=not content["result"]["status"])
+        tampered = signature is not None and sign.verify(json.dumps(content, sort_keys=True), signature)
+        out.append({"status": r.status_code, "body": body, "verified": verified,
+                    "tampered_verified": tampered,
+                    "python_text": json.dumps(body, sort_keys=True) == r.text})
+    return out
+
+
 def main():
     client, url = sys.argv[1], sys.argv[2]
     steps = json.load(sys.stdin)
@@ -73,6 +103,8 @@ def main():
     elif client == "edu":
         from edumfa.lib.edumfaserver import eduMFAServer
         result = run_pi_like(eduMFAServer, url, steps)
+    elif client == "signed":
+        result = run_signed(url, steps)
     elif client == "django":
         result = run_django(url, steps)
     else:

@@ -54,6 +54,10 @@ pub struct SystemSettings {
     /// the URL's query string (GET, or POST to a URL with a query): proxies and web servers
     /// write URLs into their access logs. Off by default for clients that still send GET.
     pub refuse_pass_in_query: bool,
+    /// Sign the answers of `/validate/*` and `/auth` as privacyIDEA does (a `signature` field,
+    /// the request's `nonce` echoed) with the key imported by `tessera response-signing
+    /// import-key`, for clients configured to check them.
+    pub sign_responses: bool,
     /// Issuer shown by authenticator apps for enrolled tokens.
     pub otp_issuer: String,
 
@@ -233,6 +237,7 @@ impl Default for SystemSettings {
             validate_application: "default".into(),
             account_application: "default".into(),
             refuse_pass_in_query: false,
+            sign_responses: false,
             otp_issuer: "Tessera".into(),
             default_otp_length: 6,
             default_count_window: 10,

@@ -14,6 +14,7 @@ mod oauth;
 mod params;
 pub mod payload;
 mod pi;
+mod response_sign;
 pub mod rsa_key;
 pub mod saml;
 pub mod saml_keys;
@@ -172,7 +173,10 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// All routes.
 pub fn router(state: HttpState) -> Router {
     Router::new()
-        .merge(validate::routes())
+        .merge(validate::routes().layer(middleware::from_fn_with_state(
+            state.clone(),
+            response_sign::sign_responses,
+        )))
         .nest("/api/v1", admin_api::routes())
         .merge(health::routes())
         .merge(links::routes())

@@ -1,20 +1,41 @@
-//! The RS256 key for ID tokens of relying parties that need RS256 (OpenID Connect's default
-//! algorithm). ring signs with RSA in constant time but cannot make RSA keys, and the pure-Rust
-//! `rsa` crate is not used (RUSTSEC-2023-0071): the administrator makes the key with OpenSSL and
-//! imports it (`tessera oidc import-key`); it is kept sealed under the master key.
+//! The imported RSA keys: the RS256 key for ID tokens of relying parties that need RS256 (OpenID
+//! Connect's default algorithm) and the key that signs privacyIDEA-style responses of the validate
+//! API. ring signs with RSA in constant time but cannot make RSA keys, and the pure-Rust `rsa`
+//! crate is not used (RUSTSEC-2023-0071): the administrator makes a key with OpenSSL and imports
+//! it (`tessera oidc import-key`, `tessera validate import-key`); it is kept sealed under the
+//! master key.
 
 use data_encoding::{BASE64, BASE64URL_NOPAD};
 use ring::rand::SystemRandom;
-use ring::signature::{KeyPair, RSA_PKCS1_SHA256, RsaKeyPair, RsaPublicKeyComponents};
+use ring::signature::{
+    KeyPair, RSA_PKCS1_SHA256, RSA_PSS_SHA256, RsaKeyPair, RsaPublicKeyComponents,
+};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tessera_core::store::Store;
 
-const META: &str = "oidc_rsa_key";
-const CONTEXT: &str = "oidc:rsa_key";
+/// Where one imported key is kept: its meta key and the context it is sealed under.
+#[derive(Debug)]
+pub struct Slot {
+    meta: &'static str,
+    context: &'static str,
+}
 
-/// The stored (sealed) value the signer was read from, and the signer.
-pub(crate) type Cache = std::sync::Mutex<Option<(String, Arc<RsaSigner>)>>;
+/// The RS256 key of ID tokens.
+pub const OIDC_KEY: Slot = Slot {
+    meta: "oidc_rsa_key",
+    context: "oidc:rsa_key",
+};
+
+/// The key that signs the validate API's answers (privacyIDEA's `PI_AUDIT_KEY_PRIVATE`).
+pub const RESPONSE_KEY: Slot = Slot {
+    meta: "response_rsa_key",
+    context: "validate:response_key",
+};
+
+/// Per slot: the stored (sealed) value the signer was read from, and the signer.
+pub(crate) type Cache = std::sync::Mutex<HashMap<&'static str, (String, Arc<RsaSigner>)>>;
 
 pub(crate) struct RsaSigner {
     key: RsaKeyPair,
@@ -23,11 +44,15 @@ pub(crate) struct RsaSigner {
 }
 
 impl RsaSigner {
-    pub(crate) fn of_pkcs8(der: &[u8]) -> Result<Self, String> {
-        let key = RsaKeyPair::from_pkcs8(der).map_err(|e| match e.to_string().as_str() {
-            "TooSmall" => "the RSA key must have at least 2048 bits".to_string(),
-            why => format!("not a usable RSA private key (PKCS#8): {why}"),
-        })?;
+    /// A key in PKCS#8 or, failing that, PKCS#1 (`RSAPrivateKey`, as `openssl genrsa
+    /// -traditional` and older privacyIDEA installations write it).
+    pub(crate) fn of_der(der: &[u8]) -> Result<Self, String> {
+        let key = RsaKeyPair::from_pkcs8(der)
+            .or_else(|e| RsaKeyPair::from_der(der).map_err(|_| e))
+            .map_err(|e| match e.to_string().as_str() {
+                "TooSmall" => "the RSA key must have at least 2048 bits".to_string(),
+                why => format!("not a usable RSA private key: {why}"),
+            })?;
         if key.public().modulus_len() < 256 {
             return Err("the RSA key must have at least 2048 bits".into());
         }
@@ -52,6 +77,41 @@ impl RsaSigner {
         Ok(sig)
     }
 
+    /// RSASSA-PSS with SHA-256 and MGF1-SHA-256 over `msg`, the salt as long as the digest.
+    /// privacyIDEA signs with the longest salt the key allows, but verifies with the salt length
+    /// recovered from the signature (OpenSSL's `RSA_PSS_SALTLEN_MAX_SIGN`), so either verifies.
+    pub(crate) fn sign_pss(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        let mut sig = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(&RSA_PSS_SHA256, &self.rng, msg, &mut sig)
+            .map_err(|_| "RSA signing failed".to_string())?;
+        Ok(sig)
+    }
+
+    /// The public key as PEM (SubjectPublicKeyInfo, `-----BEGIN PUBLIC KEY-----`), as
+    /// `openssl pkey -pubout` writes it.
+    pub(crate) fn public_pem(&self) -> String {
+        // SEQUENCE { SEQUENCE { rsaEncryption, NULL }, BIT STRING { RSAPublicKey } }
+        const ALGORITHM: [u8; 15] = [
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
+            0x00,
+        ];
+        let pkcs1 = self.key.public_key().as_ref();
+        let mut bits = vec![0u8];
+        bits.extend_from_slice(pkcs1);
+        let mut body = ALGORITHM.to_vec();
+        body.extend(der_item(0x03, &bits));
+        let der = der_item(0x30, &body);
+        let b64 = BASE64.encode(&der);
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        pem
+    }
+
     /// Signs `claims` as an RS256 JWT of type `typ`.
     pub(crate) fn sign_typed(&self, claims: &Value, typ: &str) -> Result<String, String> {
         let header = json!({"alg": "RS256", "typ": typ, "kid": self.kid});
@@ -73,42 +133,135 @@ impl RsaSigner {
     }
 }
 
-/// The imported key, if there is one.
+/// A DER item: tag, definite length, content.
+fn der_item(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The imported RS256 key of ID tokens, if there is one.
 pub(crate) async fn signer(state: &crate::HttpState) -> Result<Option<Arc<RsaSigner>>, String> {
+    signer_in(state, &OIDC_KEY).await
+}
+
+/// The key imported into `slot`, if there is one.
+pub(crate) async fn signer_in(
+    state: &crate::HttpState,
+    slot: &Slot,
+) -> Result<Option<Arc<RsaSigner>>, String> {
     let store = state.engine.store();
-    let Some(stored) = store.meta(META).await.map_err(|e| e.to_string())? else {
+    let Some(stored) = store
+        .meta(slot.meta)
+        .await
+        .map_err(|e| e.to_string())?
+        .filter(|s| !s.is_empty())
+    else {
         return Ok(None);
     };
     if let Ok(cache) = state.rsa_signer.lock()
-        && let Some((raw, signer)) = cache.as_ref()
+        && let Some((raw, signer)) = cache.get(slot.meta)
         && *raw == stored
     {
         return Ok(Some(signer.clone()));
     }
-    let sealed = BASE64
-        .decode(stored.as_bytes())
-        .map_err(|e| format!("RSA key: {e}"))?;
-    let der = store
-        .open_secret(&sealed, CONTEXT)
-        .map_err(|e| e.to_string())?;
-    let signer = Arc::new(RsaSigner::of_pkcs8(&der)?);
+    let signer = Arc::new(open(store.as_ref(), slot, &stored)?);
     if let Ok(mut cache) = state.rsa_signer.lock() {
-        *cache = Some((stored, signer.clone()));
+        cache.insert(slot.meta, (stored, signer.clone()));
     }
     Ok(Some(signer))
 }
 
+/// The signer of a stored (sealed, base64) key.
+fn open(store: &dyn Store, slot: &Slot, stored: &str) -> Result<RsaSigner, String> {
+    let sealed = BASE64
+        .decode(stored.as_bytes())
+        .map_err(|e| format!("RSA key: {e}"))?;
+    let der = store
+        .open_secret(&sealed, slot.context)
+        .map_err(|e| e.to_string())?;
+    RsaSigner::of_der(&der)
+}
+
+/// What an import or a look at a slot tells: the key id and the public key (PEM).
+#[derive(Debug)]
+pub struct Imported {
+    pub kid: String,
+    pub public_pem: String,
+}
+
 /// Imports an RSA private key (PEM, PKCS#8: `openssl genpkey -algorithm RSA -pkeyopt
-/// rsa_keygen_bits:3072`), replacing the one before; returns its key id.
-pub async fn import(store: &dyn Store, pem: &str) -> Result<String, String> {
-    let der = pkcs8_of_pem(pem)?;
-    let signer = RsaSigner::of_pkcs8(&der)?;
-    let sealed = store.seal_secret(&der, CONTEXT);
+/// rsa_keygen_bits:3072`) into `slot`, replacing the one before.
+pub async fn import(store: &dyn Store, slot: &Slot, pem: &str) -> Result<Imported, String> {
+    let der = rsa_der_of_pem(pem)?;
+    let signer = RsaSigner::of_der(&der)?;
+    let sealed = store.seal_secret(&der, slot.context);
     store
-        .set_meta(META, &BASE64.encode(&sealed))
+        .set_meta(slot.meta, &BASE64.encode(&sealed))
         .await
         .map_err(|e| e.to_string())?;
-    Ok(signer.kid)
+    Ok(Imported {
+        public_pem: signer.public_pem(),
+        kid: signer.kid,
+    })
+}
+
+/// The key in `slot`, if one was imported.
+pub async fn stored(store: &dyn Store, slot: &Slot) -> Result<Option<Imported>, String> {
+    let Some(stored) = store
+        .meta(slot.meta)
+        .await
+        .map_err(|e| e.to_string())?
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(None);
+    };
+    let signer = open(store, slot, &stored)?;
+    Ok(Some(Imported {
+        public_pem: signer.public_pem(),
+        kid: signer.kid,
+    }))
+}
+
+/// Forgets the key in `slot`.
+pub async fn remove(store: &dyn Store, slot: &Slot) -> Result<(), String> {
+    store
+        .set_meta(slot.meta, "")
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The DER of a PEM RSA private key: PKCS#8 (`-----BEGIN PRIVATE KEY-----`) or PKCS#1
+/// (`-----BEGIN RSA PRIVATE KEY-----`).
+fn rsa_der_of_pem(pem: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::{self, PemObject};
+    match PrivateKeyDer::from_pem_slice(pem.as_bytes()) {
+        Ok(PrivateKeyDer::Pkcs8(key)) => {
+            Ok(zeroize::Zeroizing::new(key.secret_pkcs8_der().to_vec()))
+        }
+        Ok(PrivateKeyDer::Pkcs1(key)) => {
+            Ok(zeroize::Zeroizing::new(key.secret_pkcs1_der().to_vec()))
+        }
+        Ok(_) => Err("expected an RSA private key, not an EC one".into()),
+        Err(pem::Error::NoItemsFound) => Err(
+            "expected a PEM \"PRIVATE KEY\" or \"RSA PRIVATE KEY\", as openssl genpkey writes it"
+                .into(),
+        ),
+        Err(e) => Err(format!("not a readable PEM private key: {e}")),
+    }
 }
 
 /// The DER of a PEM private key (PKCS#8, `-----BEGIN PRIVATE KEY-----`).

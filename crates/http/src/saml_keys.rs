@@ -97,7 +97,7 @@ pub async fn import(
     next: bool,
 ) -> Result<String, String> {
     let der = crate::rsa_key::pkcs8_of_pem(key_pem)?;
-    let signer = RsaSigner::of_pkcs8(&der)?;
+    let signer = RsaSigner::of_der(&der)?;
     let cert = tessera_core::model::saml::certificate_der(cert_pem)?;
     matches(&signer, &cert)?;
     let stored = zeroize::Zeroizing::new(
@@ -163,7 +163,7 @@ fn open(store: &dyn Store, sealed_b64: &str) -> Result<IdpKey, String> {
             .map_err(|e| format!("SAML key: {e}"))?,
     );
     Ok(IdpKey {
-        signer: Arc::new(RsaSigner::of_pkcs8(&der)?),
+        signer: Arc::new(RsaSigner::of_der(&der)?),
         cert_der: BASE64
             .decode(stored.cert.as_bytes())
             .map_err(|e| format!("SAML certificate: {e}"))?,

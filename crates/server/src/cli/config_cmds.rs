@@ -752,6 +752,28 @@ pub async fn settings(app: &App, out: Out, cmd: SettingsCmd) -> Result<()> {
                 changes.insert(k.trim().to_string(), Value::String(v.to_string()));
             }
             let keys: Vec<String> = changes.keys().cloned().collect();
+            let signing_on = changes
+                .get("sign_responses")
+                .and_then(Value::as_str)
+                .is_some_and(|v| {
+                    matches!(
+                        v.trim().to_ascii_lowercase().as_str(),
+                        "true" | "1" | "yes" | "on"
+                    )
+                });
+            if signing_on
+                && tessera_http::rsa_key::stored(
+                    app.engine.store().as_ref(),
+                    &tessera_http::rsa_key::RESPONSE_KEY,
+                )
+                .await
+                .map_err(|e| anyhow!(e))?
+                .is_none()
+            {
+                return Err(anyhow!(
+                    "sign_responses needs a key: import one first with tessera response-signing import-key FILE (nothing was changed)"
+                ));
+            }
             let s = admin.update_settings(&Actor::cli(), changes).await?;
             let map = s.to_map();
             let shown: Map<String, Value> = keys

@@ -8,6 +8,7 @@ mod encryption_cmds;
 mod ldap_cmds;
 mod oidc_cmds;
 mod outbox_cmds;
+mod response_cmds;
 pub(crate) mod saml_cmds;
 mod session_cmds;
 mod token_cmds;
@@ -120,6 +121,9 @@ pub enum Command {
     /// OpenID Connect: the RS256 key of ID tokens.
     #[command(subcommand)]
     Oidc(oidc_cmds::OidcCmd),
+    /// privacyIDEA-style signatures on the validate API's answers: the signing key.
+    #[command(subcommand)]
+    ResponseSigning(response_cmds::ResponseCmd),
     /// SAML 2.0: the identity provider's signing key, and the service providers.
     #[command(subcommand)]
     Saml(saml_cmds::SamlCmd),
@@ -397,6 +401,7 @@ async fn dispatch(app: &app::App, out: Out, command: Command) -> Result<()> {
         Command::Encryption(cmd) => encryption_cmds::run(app, out, cmd).await,
         Command::Session(cmd) => session_cmds::run(app, out, cmd).await,
         Command::Oidc(cmd) => oidc_cmds::run(app, out, cmd).await,
+        Command::ResponseSigning(cmd) => response_cmds::run(app, out, cmd).await,
         Command::Saml(cmd) => saml_cmds::run(app, out, cmd).await,
         Command::Apply(args) => config_cmds::apply(app, out, args).await,
         Command::Export(args) => config_cmds::export(app, out, args).await,

@@ -25,9 +25,14 @@ pub async fn run(app: &App, out: Out, cmd: OidcCmd) -> Result<()> {
             } else {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
             };
-            let kid = tessera_http::rsa_key::import(app.engine.store().as_ref(), &pem)
-                .await
-                .map_err(|e| anyhow!(e))?;
+            let kid = tessera_http::rsa_key::import(
+                app.engine.store().as_ref(),
+                &tessera_http::rsa_key::OIDC_KEY,
+                &pem,
+            )
+            .await
+            .map_err(|e| anyhow!(e))?
+            .kid;
             out.either(&json!({ "kid": kid }), || {
                 outln!("RS256 key imported (kid {kid}); it is published at /oauth/jwks.")
             });
