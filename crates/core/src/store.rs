@@ -267,6 +267,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn update_token(&self, serial: &Serial, patch: &TokenPatch) -> StoreResult<bool>;
     async fn delete_token(&self, serial: &Serial) -> StoreResult<bool>;
     async fn delete_tokens_of(&self, owner: &UserRef) -> StoreResult<u64>;
+    /// Gives a token that has no owner to `owner` (one conditional statement: of two
+    /// assignments at once, one wins); false when there is no such token or it has an owner.
+    async fn assign_token(&self, serial: &Serial, owner: &UserRef) -> StoreResult<bool>;
     /// Takes one attempt from the token's fail budget before an OTP is checked against it: one
     /// conditional statement that counts the attempt (fail counter and, with `count_auth`, the
     /// authentication counter) unless the token is at its fail limit (`max_fail`). A token at

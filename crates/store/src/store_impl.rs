@@ -206,6 +206,9 @@ impl Store for SqlStore {
     async fn delete_tokens_of(&self, owner: &UserRef) -> StoreResult<u64> {
         self.delete_tokens_of_impl(owner).await
     }
+    async fn assign_token(&self, serial: &Serial, owner: &UserRef) -> StoreResult<bool> {
+        self.assign_token_impl(serial, owner).await
+    }
     async fn reserve_token_attempt(
         &self,
         serial: &Serial,

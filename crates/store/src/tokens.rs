@@ -233,6 +233,23 @@ impl SqlStore {
         Ok(n > 0)
     }
 
+    pub(crate) async fn assign_token_impl(
+        &self,
+        serial: &Serial,
+        owner: &UserRef,
+    ) -> StoreResult<bool> {
+        let n = self
+            .db
+            .execute(
+                "UPDATE tokens SET owner_source = $2, owner_id = $3 \
+                 WHERE serial = $1 AND owner_source IS NULL",
+                params![&serial.0, &owner.source.0, &owner.id.0],
+                "token",
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     pub(crate) async fn delete_tokens_of_impl(&self, owner: &UserRef) -> StoreResult<u64> {
         self.db
             .execute(

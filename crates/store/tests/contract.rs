@@ -90,6 +90,7 @@ contract!(
     token_round_trip_seals_seed,
     accept_otp_is_single_use,
     concurrent_accepts_yield_one,
+    concurrent_assignments_yield_one_owner,
     fail_counter_caps_and_stamps,
     token_patch,
     transactions_advance_once,
@@ -463,6 +464,47 @@ async fn concurrent_accepts_yield_one(h: &Harness) {
         }
     }
     assert_eq!(wins, 1);
+}
+
+async fn concurrent_assignments_yield_one_owner(h: &Harness) {
+    let s = h.store.clone();
+    s.insert_token(&token("UNOWNED", None)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = UserRef {
+                source: SourceName("local".into()),
+                id: UserId(format!("u{i}")),
+            };
+            let won = s
+                .assign_token(&Serial::from("UNOWNED"), &owner)
+                .await
+                .unwrap();
+            (won, owner)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (won, owner) = t.await.unwrap();
+        if won {
+            winners.push(owner);
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let t = s.token(&Serial::from("UNOWNED")).await.unwrap().unwrap();
+    assert_eq!(t.owner.as_ref(), Some(&winners[0]));
+    // An owned token and a missing one are not assigned.
+    let other = UserRef {
+        source: SourceName("local".into()),
+        id: UserId("other".into()),
+    };
+    assert!(
+        !s.assign_token(&Serial::from("UNOWNED"), &other)
+            .await
+            .unwrap()
+    );
+    assert!(!s.assign_token(&Serial::from("NONE"), &other).await.unwrap());
 }
 
 async fn fail_counter_caps_and_stamps(h: &Harness) {
