@@ -7,6 +7,7 @@ use crate::{HttpState, St};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -116,6 +117,11 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/tokens/{serial}/reset", post(post_token_reset))
         .route("/tokens/{serial}/reset-failcount", post(post_token_reset))
         .route("/tokens/{serial}/resync", post(post_token_resync))
+        .route("/tokens/{serial}/assign", post(post_token_assign))
+        .route(
+            "/tokens/import",
+            post(post_tokens_import).layer(DefaultBodyLimit::max(crate::MAX_IMPORT_BODY)),
+        )
         .route("/settings", get(get_settings).patch(patch_settings))
         .route("/config", get(get_config).post(post_config))
         .route("/audit", get(get_audit))
@@ -683,6 +689,80 @@ async fn post_token_resync(
     let t = state
         .admin
         .resync_token(&actor, &serial, &b.otp1, &b.otp2)
+        .await
+        .api(&state)?;
+    Ok(Json(json!(t)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBody {
+    /// The file's text.
+    data: String,
+    /// `pskc` or `csv`; default: by the content.
+    #[serde(default)]
+    format: Option<tessera_core::admin::TokenFileFormat>,
+    /// PSKC: the pre-shared AES-128 key in hex.
+    #[serde(default)]
+    psk_hex: Option<zeroize::Zeroizing<String>>,
+    /// PSKC: the password the key is derived from.
+    #[serde(default)]
+    password: Option<zeroize::Zeroizing<String>>,
+}
+
+async fn post_tokens_import(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Json<Value>> {
+    use tessera_otp::import::PskcKey;
+    let actor = auth.write()?;
+    let b: ImportBody = body(&bytes)?;
+    let key = match (b.psk_hex, b.password) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give psk_hex or password, not both".to_string(),
+            ));
+        }
+        (Some(hex), None) => {
+            let hex: String = hex.chars().filter(|c| !c.is_whitespace()).collect();
+            match data_encoding::HEXLOWER_PERMISSIVE.decode(hex.as_bytes()) {
+                Ok(k) if k.len() == 16 => PskcKey::PreShared(zeroize::Zeroizing::new(k)),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "psk_hex: an AES-128 key is 32 hexadecimal digits".to_string(),
+                    ));
+                }
+            }
+        }
+        (None, Some(password)) => PskcKey::Password(password),
+        (None, None) => PskcKey::None,
+    };
+    let report = state
+        .admin
+        .import_token_file(&actor, &b.data, b.format, &key)
+        .await
+        .api(&state)?;
+    Ok(Json(json!(report)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    user: String,
+    #[serde(default)]
+    realm: Option<String>,
+    #[serde(default)]
+    pin: Option<zeroize::Zeroizing<String>>,
+}
+
+async fn post_token_assign(
+    state: St,
+    auth: Authed,
+    Path(serial): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    let actor = auth.write()?;
+    let b: AssignBody = body(&bytes)?;
+    let t = state
+        .admin
+        .assign_token(&actor, &serial, &b.user, b.realm.as_deref(), b.pin)
         .await
         .api(&state)?;
     Ok(Json(json!(t)))

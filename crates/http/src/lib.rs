@@ -170,6 +170,10 @@ impl Shared {
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Largest token file `POST /api/v1/tokens/import` accepts (a PSKC file of some thousand
+/// tokens).
+pub const MAX_IMPORT_BODY: usize = 8 * 1024 * 1024;
+
 /// All routes.
 pub fn router(state: HttpState) -> Router {
     Router::new()

@@ -115,7 +115,12 @@ fn too_many(state: &HttpState, path: &str) -> Response {
 /// handler waits for it.
 pub(crate) async fn body_deadline(state: St, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let read = axum::body::to_bytes(body, crate::MAX_BODY);
+    let limit = if parts.uri.path() == "/api/v1/tokens/import" {
+        crate::MAX_IMPORT_BODY
+    } else {
+        crate::MAX_BODY
+    };
+    let read = axum::body::to_bytes(body, limit);
     let refusal = match tokio::time::timeout(state.read_timeout, read).await {
         Ok(Ok(bytes)) => {
             return next
@@ -124,7 +129,7 @@ pub(crate) async fn body_deadline(state: St, req: Request, next: Next) -> Respon
         }
         Ok(Err(e)) if is_too_large(&e) => (
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is over {} bytes", crate::MAX_BODY),
+            format!("the request body is over {limit} bytes"),
         ),
         Ok(Err(_)) => (
             StatusCode::BAD_REQUEST,

@@ -101,7 +101,7 @@ pub fn read_pskc(xml: &str, key: &PskcKey) -> Result<TokenFile, String> {
     let doc = roxmltree::Document::parse(xml.trim_start_matches('\u{feff}'))
         .map_err(|e| format!("not a readable XML document: {e}"))?;
     let root = doc.root_element();
-    if root.tag_name().name() != "KeyContainer" {
+    if !root.has_tag_name_local("KeyContainer") {
         return Err(format!(
             "not a PSKC file: the document is a <{}>, not a <KeyContainer>",
             root.tag_name().name()
@@ -111,7 +111,7 @@ pub fn read_pskc(xml: &str, key: &PskcKey) -> Result<TokenFile, String> {
     let encryption_key = container_key(root, key)?;
     let mac_key = match child(root, "MACMethod") {
         Some(method) => {
-            let algorithm = method.attribute("Algorithm").unwrap_or_default();
+            let algorithm = attr(method, "Algorithm").unwrap_or_default();
             if !algorithm.ends_with("hmac-sha1") {
                 return Err(format!(
                     "the MAC method {algorithm} is not supported (HMAC-SHA1 is)"
@@ -141,7 +141,7 @@ pub fn read_pskc(xml: &str, key: &PskcKey) -> Result<TokenFile, String> {
             let serial = child(package, "DeviceInfo")
                 .and_then(|d| child(d, "SerialNo"))
                 .and_then(text)
-                .or_else(|| key_node.attribute("Id").map(str::to_string));
+                .or_else(|| attr(key_node, "Id").map(str::to_string));
             match read_key(
                 package,
                 key_node,
@@ -180,10 +180,19 @@ trait LocalName {
     fn has_tag_name_local(&self, name: &str) -> bool;
 }
 
+/// Element and attribute names are compared without their namespace and regardless of case:
+/// privacyIDEA writes its PSKC export through an HTML serialiser that lowercases them
+/// (`<keypackage>`, `algorithm=`), and reads files as leniently.
 impl LocalName for roxmltree::Node<'_, '_> {
     fn has_tag_name_local(&self, name: &str) -> bool {
-        self.is_element() && self.tag_name().name() == name
+        self.is_element() && self.tag_name().name().eq_ignore_ascii_case(name)
     }
+}
+
+fn attr<'a>(node: roxmltree::Node<'a, '_>, name: &str) -> Option<&'a str> {
+    node.attributes()
+        .find(|a| a.name().eq_ignore_ascii_case(name))
+        .map(|a| a.value())
 }
 
 fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
@@ -231,7 +240,7 @@ fn container_key(
     if let Some(derived) = child(enc, "DerivedKey") {
         let method = child(derived, "KeyDerivationMethod")
             .ok_or("the DerivedKey names no KeyDerivationMethod")?;
-        let algorithm = method.attribute("Algorithm").unwrap_or_default();
+        let algorithm = attr(method, "Algorithm").unwrap_or_default();
         if !algorithm.to_ascii_lowercase().ends_with("pbkdf2") {
             return Err(format!(
                 "the key derivation {algorithm} is not supported (PBKDF2 is)"
@@ -263,7 +272,7 @@ fn container_key(
                 .ok_or("the PBKDF2 key length must be 16 (AES-128)")?,
             None => 16,
         };
-        if let Some(prf) = descendant(params, "PRF").and_then(|p| p.attribute("Algorithm"))
+        if let Some(prf) = descendant(params, "PRF").and_then(|p| attr(p, "Algorithm"))
             && !prf.to_ascii_lowercase().ends_with("hmac-sha1")
         {
             return Err(format!(
@@ -306,7 +315,7 @@ fn decrypt(key: &[u8], node: roxmltree::Node) -> Result<Zeroizing<Vec<u8>>, Stri
 /// The IV and cipher text of an encrypted value, checking its method.
 fn cipher_value(node: roxmltree::Node) -> Result<(Vec<u8>, Vec<u8>), String> {
     let method = child(node, "EncryptionMethod")
-        .and_then(|m| m.attribute("Algorithm"))
+        .and_then(|m| attr(m, "Algorithm"))
         .unwrap_or_default();
     if !method.to_ascii_lowercase().ends_with("aes128-cbc") {
         return Err(format!(
@@ -330,7 +339,7 @@ fn read_key(
     encryption_key: Option<&[u8]>,
     mac_key: Option<&[u8]>,
 ) -> Result<FileToken, String> {
-    let algorithm_uri = key.attribute("Algorithm").unwrap_or_default();
+    let algorithm_uri = attr(key, "Algorithm").unwrap_or_default();
     let kind = match algorithm_uri
         .rsplit([':', '#'])
         .next()
@@ -353,14 +362,14 @@ fn read_key(
     };
     let params = child(key, "AlgorithmParameters");
     let format = params.and_then(|p| child(p, "ResponseFormat"));
-    if let Some(encoding) = format.and_then(|f| f.attribute("Encoding"))
+    if let Some(encoding) = format.and_then(|f| attr(f, "Encoding"))
         && !encoding.eq_ignore_ascii_case("DECIMAL")
     {
         return Err(format!(
             "codes in {encoding} are not supported (DECIMAL are)"
         ));
     }
-    let digits = match format.and_then(|f| f.attribute("Length")) {
+    let digits = match format.and_then(|f| attr(f, "Length")) {
         Some(l) => l
             .trim()
             .parse()
@@ -371,7 +380,7 @@ fn read_key(
     let suite = params.and_then(|p| child(p, "Suite"));
     let hash = suite
         .and_then(text)
-        .or_else(|| suite.and_then(|s| s.attribute("hashalgo").map(str::to_string)))
+        .or_else(|| suite.and_then(|s| attr(s, "hashalgo").map(str::to_string)))
         .unwrap_or_else(|| "sha1".into());
     let algorithm = hash_of(&hash)?;
 

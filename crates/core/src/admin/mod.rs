@@ -6,6 +6,7 @@ mod accounts;
 mod api_clients;
 mod config;
 mod lockouts;
+mod token_import;
 mod tokens;
 mod users;
 
@@ -13,6 +14,7 @@ pub use accounts::{LoginResult, SESSION_SECONDS};
 pub use api_clients::{CreatedApiClient, NewApiClient};
 pub use config::{ConfigObject, Declaration, PlannedChange, bootstrap_defaults};
 pub use lockouts::{LockInfo, Unlocked};
+pub use token_import::{ImportEntry, ImportReport, TokenFileFormat};
 pub use tokens::{EnrollInput, Enrolled, TokenInfo};
 pub use users::{NewUserInput, UserInfo};
 

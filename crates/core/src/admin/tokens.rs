@@ -104,7 +104,7 @@ impl std::fmt::Debug for Enrolled {
     }
 }
 
-fn check_serial(s: &str) -> Result<(), String> {
+pub(super) fn check_serial(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 64 {
         return Err("serial: must be 1 to 64 characters".into());
     }
@@ -287,7 +287,7 @@ impl Admin {
         Ok(gone)
     }
 
-    async fn owner_ref(
+    pub(super) async fn owner_ref(
         &self,
         user: &str,
         realm: Option<&str>,

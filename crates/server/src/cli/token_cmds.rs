@@ -6,8 +6,9 @@ use crate::output::{Out, fields, opt_time, table, time};
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use std::path::PathBuf;
-use tessera_core::admin::{Actor, EnrollInput, TokenInfo};
+use tessera_core::admin::{Actor, EnrollInput, ImportReport, TokenFileFormat, TokenInfo};
 use tessera_core::model::{TokenKind, TokenState};
+use tessera_otp::import::PskcKey;
 use zeroize::Zeroizing;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -26,6 +27,14 @@ pub enum QrFormat {
     Png,
     /// No QR code.
     None,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FileFormat {
+    /// PSKC (RFC 6030), as hardware tokens ship and privacyIDEA exports them.
+    Pskc,
+    /// privacyIDEA's OATH CSV: serial, key (hex), type, digits, counter or time step.
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +87,43 @@ pub enum TokenCmd {
         /// Where --qr svg or --qr png writes the image.
         #[arg(long)]
         qr_file: Option<PathBuf>,
+    },
+    /// Import HOTP and TOTP tokens from a file: PSKC (RFC 6030; plain, encrypted with a
+    /// pre-shared AES key, or with a password) or privacyIDEA's OATH CSV (with `# version: 2`,
+    /// the first columns name the owner). Prints what happened to each entry; refused entries
+    /// are stored not at all. Tokens without an owner are given to users with `tessera token
+    /// assign`. Exits 1 when any entry was refused.
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// The file's format (default: PSKC when it is XML, else CSV).
+        #[arg(long, value_enum)]
+        format: Option<FileFormat>,
+        /// PSKC: the pre-shared AES-128 key, 32 hexadecimal digits (the token vendor sends it
+        /// apart from the file).
+        #[arg(long, value_name = "HEX", conflicts_with = "password_stdin")]
+        psk_hex: Option<String>,
+        /// PSKC: read the password the file's key is derived from (PBKDF2) from standard input
+        /// (asked for, not shown, at a terminal).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Give a token without an owner (an imported one) to a user.
+    Assign {
+        /// The token's serial number (see `tessera token list`).
+        serial: String,
+        /// The new owner's login name (may be user@realm).
+        #[arg(long)]
+        user: String,
+        /// The owner's realm (default: the default realm, or the one in user@realm).
+        #[arg(long)]
+        realm: Option<String>,
+        /// A token PIN to set at the same time.
+        #[arg(long, conflicts_with = "pin_stdin")]
+        pin: Option<String>,
+        /// Read the token PIN from standard input.
+        #[arg(long)]
+        pin_stdin: bool,
     },
     /// List tokens.
     List {
@@ -232,10 +278,86 @@ fn read_pin(pin: Option<String>, stdin: bool) -> Result<Option<Zeroizing<String>
     Ok(pin.map(Zeroizing::new))
 }
 
+fn show_report(out: Out, report: &ImportReport) {
+    out.either(report, || {
+        let rows: Vec<Vec<String>> = report
+            .entries
+            .iter()
+            .map(|e| {
+                vec![
+                    e.line.to_string(),
+                    e.serial.clone().unwrap_or_else(|| "-".into()),
+                    e.kind.map(|k| k.as_str().to_string()).unwrap_or_default(),
+                    e.result.to_string(),
+                    match (&e.reason, &e.owner) {
+                        (Some(reason), _) => reason.clone(),
+                        (None, Some(owner)) => format!("owner {owner}"),
+                        (None, None) => "no owner yet (tessera token assign)".into(),
+                    },
+                ]
+            })
+            .collect();
+        table(&["line", "serial", "type", "result", "detail"], &rows);
+        outln!(
+            "\n{} imported, {} refused.",
+            report.imported,
+            report.refused
+        );
+    });
+}
+
 pub async fn run(app: &App, out: Out, cmd: TokenCmd) -> Result<()> {
     let actor = Actor::cli();
     let admin = &app.admin;
     match cmd {
+        TokenCmd::Import {
+            file,
+            format,
+            psk_hex,
+            password_stdin,
+        } => {
+            let text =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = String::from_utf8(text)
+                .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", file.display()))?;
+            let key = if let Some(hex) = psk_hex {
+                let hex: String = hex.chars().filter(|c| !c.is_whitespace()).collect();
+                match data_encoding::HEXLOWER_PERMISSIVE.decode(hex.as_bytes()) {
+                    Ok(k) if k.len() == 16 => PskcKey::PreShared(Zeroizing::new(k)),
+                    _ => bail!("--psk-hex: an AES-128 key is 32 hexadecimal digits"),
+                }
+            } else if password_stdin {
+                PskcKey::Password(read_secret("PSKC password", false)?)
+            } else {
+                PskcKey::None
+            };
+            let format = format.map(|f| match f {
+                FileFormat::Pskc => TokenFileFormat::Pskc,
+                FileFormat::Csv => TokenFileFormat::Csv,
+            });
+            let report = admin.import_token_file(&actor, &text, format, &key).await?;
+            show_report(out, &report);
+            if report.refused > 0 {
+                bail!(
+                    "{} of {} entries refused (nothing was stored for them)",
+                    report.refused,
+                    report.entries.len()
+                );
+            }
+        }
+        TokenCmd::Assign {
+            serial,
+            user,
+            realm,
+            pin,
+            pin_stdin,
+        } => {
+            let pin = read_pin(pin, pin_stdin)?;
+            let info = admin
+                .assign_token(&actor, &serial, &user, realm.as_deref(), pin)
+                .await?;
+            show(out, &info);
+        }
         TokenCmd::Enroll {
             kind,
             user,
