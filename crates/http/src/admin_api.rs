@@ -50,6 +50,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/tokens/{serial}/reset"),
     ("post", "/tokens/{serial}/reset-failcount"),
     ("post", "/tokens/{serial}/resync"),
+    ("post", "/tokens/{serial}/assign"),
+    ("post", "/tokens/import"),
     ("get", "/applications"),
     ("post", "/applications"),
     ("get", "/applications/{name}"),
