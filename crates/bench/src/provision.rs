@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tessera_core::admin::bootstrap_defaults;
 use tessera_core::hashing::{HashCost, hash_blocking};
 use tessera_core::ids::{Serial, SourceName, UserId};
-use tessera_core::model::{NewLocalUser, NewToken, TokenKind, User};
+use tessera_core::model::{NewLocalUser, NewToken, TokenKind, TokenState, User};
 use tessera_core::store::Store;
 use tessera_otp::{Algorithm, Digits};
 use tessera_store::{MasterKey, SqlStore, StoreOptions};
@@ -147,6 +147,8 @@ pub async fn provision(data_dir: &Path, database_url: &str, plan: &Plan) -> Resu
                 sync_window: 1000,
                 pin_hash: pin_hash.clone(),
                 max_fail: 1000,
+                fail_count: 0,
+                state: TokenState::Enabled,
                 created_at: t,
             });
         }

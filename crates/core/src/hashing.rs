@@ -80,6 +80,10 @@ pub trait PasswordHasher: Send + Sync + std::fmt::Debug {
     /// Checks `secret` against a PHC string (with the parameters stored in it). A malformed
     /// hash never matches. `Err` only when the check could not be made (the queue is full).
     async fn verify(&self, secret: &str, phc: &str) -> Result<bool, HashError>;
+    /// Whether `phc` was made with the current algorithm and cost; a hash made elsewhere
+    /// (migrated from privacyIDEA) or before a cost change is replaced at the next successful
+    /// check.
+    fn is_current(&self, phc: &str) -> bool;
     /// Spends about the time of one `verify`, so that an answer for an unknown user takes as
     /// long as one for a wrong password (and is shed alike when the queue is full).
     async fn waste_verify(&self) -> Result<(), HashError>;
@@ -262,6 +266,9 @@ thread_local! {
 /// Checks `secret` against a PHC string with the parameters stored in it, in this thread's
 /// reusable working memory; the hash comparison is constant-time.
 fn verify_blocking(secret: &[u8], phc: &str) -> bool {
+    if phc.starts_with("$pbkdf2") {
+        return verify_passlib_pbkdf2(secret, phc);
+    }
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
@@ -294,8 +301,55 @@ fn verify_blocking(secret: &[u8], phc: &str) -> bool {
     computed && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
+/// Checks a PBKDF2 hash in passlib's format (`$pbkdf2-sha512$ROUNDS$SALT$CHECKSUM`, also
+/// `-sha256` and `$pbkdf2$` for SHA-1), as privacyIDEA stores PINs and passwords when configured
+/// for PBKDF2: salt and checksum in passlib's base64 (`.` for `+`, no padding). Never made by
+/// Tessera; checked so that migrated PINs keep working until they are re-hashed.
+fn verify_passlib_pbkdf2(secret: &[u8], phc: &str) -> bool {
+    let parts: Vec<&str> = phc.split('$').collect();
+    let [_, scheme, rounds, salt, checksum] = parts.as_slice() else {
+        return false;
+    };
+    let ab64 = |t: &str| {
+        let standard = t.replace('.', "+");
+        data_encoding::BASE64_NOPAD.decode(standard.as_bytes()).ok()
+    };
+    let (Ok(rounds), Some(salt), Some(expected)) =
+        (rounds.parse::<u32>(), ab64(salt), ab64(checksum))
+    else {
+        return false;
+    };
+    // Bounded like Argon2's own parameters: a stored hash cannot make a check take minutes.
+    if rounds == 0 || rounds > 10_000_000 {
+        return false;
+    }
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    match *scheme {
+        "pbkdf2-sha512" => pbkdf2::pbkdf2_hmac::<sha2::Sha512>(secret, &salt, rounds, &mut out),
+        "pbkdf2-sha256" => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(secret, &salt, rounds, &mut out),
+        "pbkdf2" => pbkdf2::pbkdf2_hmac::<sha1::Sha1>(secret, &salt, rounds, &mut out),
+        _ => return false,
+    }
+    !expected.is_empty() && bool::from(out.as_slice().ct_eq(&expected))
+}
+
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
+    fn is_current(&self, phc: &str) -> bool {
+        let cost = self.cost();
+        let Ok(hash) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let Ok(params) = Params::try_from(&hash) else {
+            return false;
+        };
+        hash.algorithm.as_str() == "argon2id"
+            && hash.version == Some(0x13)
+            && params.m_cost() == cost.memory_kib
+            && params.t_cost() == cost.iterations
+            && params.p_cost() == cost.parallelism
+    }
+
     async fn hash(&self, secret: &str) -> Result<String, HashError> {
         let cost = self.cost();
         let secret = Zeroizing::new(secret.to_string());
@@ -343,6 +397,20 @@ impl PasswordHasher for Argon2Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passlib_pbkdf2_hashes_verify() {
+        // Made by passlib 1.7 (privacyIDEA's pass_hash with PI_HASH_ALGO_LIST =
+        // ['pbkdf2_sha512']) for the PIN "1234".
+        let h = "$pbkdf2-sha512$25000$6L23ljLGmJPy3vu/17pXSg$GVDZQJP4.MF2W3IKO7m5M7VFGkA4FtWo4M3hJA.kUr7op2LctCKFZ2bL92POnjlvjtAyjxDqyScFlIPv3hNj7w";
+        assert!(verify_blocking(b"1234", h));
+        assert!(!verify_blocking(b"1235", h));
+        assert!(!verify_blocking(
+            b"1234",
+            "$pbkdf2-sha512$0$YkwJgXBuDUGo1bp3zvn/Xw$ioLX"
+        ));
+        assert!(!verify_blocking(b"1234", "$pbkdf2-md5$1$YQ$YQ"));
+    }
 
     fn cheap() -> HashCost {
         HashCost {

@@ -270,6 +270,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Gives a token that has no owner to `owner` (one conditional statement: of two
     /// assignments at once, one wins); false when there is no such token or it has an owner.
     async fn assign_token(&self, serial: &Serial, owner: &UserRef) -> StoreResult<bool>;
+    /// Replaces the token's PIN hash `old` with `new` (a re-hash after a successful check), only
+    /// while it is still `old`: a PIN changed meanwhile stays.
+    async fn replace_pin_hash(&self, serial: &Serial, old: &str, new: &str) -> StoreResult<bool>;
     /// Takes one attempt from the token's fail budget before an OTP is checked against it: one
     /// conditional statement that counts the attempt (fail counter and, with `count_auth`, the
     /// authentication counter) unless the token is at its fail limit (`max_fail`). A token at

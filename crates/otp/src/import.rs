@@ -326,7 +326,7 @@ fn cipher_value(node: roxmltree::Node) -> Result<(Vec<u8>, Vec<u8>), String> {
         .and_then(text)
         .ok_or("has no CipherValue")?;
     let mut data = base64(&value).map_err(|e| format!("cipher value {e}"))?;
-    if data.len() < 32 || data.len() % 16 != 0 {
+    if data.len() < 32 || !data.len().is_multiple_of(16) {
         return Err("has a cipher value of the wrong length for AES-128-CBC".into());
     }
     let ct = data.split_off(16);

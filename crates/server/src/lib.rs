@@ -9,6 +9,7 @@ pub mod output;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod migrate;
 pub mod serve;
 
 use config::{Config, LogFormat};

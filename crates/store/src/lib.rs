@@ -9,6 +9,8 @@
 //! Secrets are sealed with AES-256-GCM under the master key ([`seal`]); opening a database with
 //! the wrong key is refused before anything else happens.
 //!
+//! [`foreign`] reads another product's database for `tessera migrate`.
+//!
 //! May depend on: `tessera-core`, `tessera-otp`.
 
 mod audit;
@@ -16,6 +18,7 @@ mod bulk;
 mod config;
 mod db;
 mod flow;
+pub mod foreign;
 mod open;
 mod outbox;
 pub mod seal;

@@ -209,6 +209,9 @@ impl Store for SqlStore {
     async fn assign_token(&self, serial: &Serial, owner: &UserRef) -> StoreResult<bool> {
         self.assign_token_impl(serial, owner).await
     }
+    async fn replace_pin_hash(&self, serial: &Serial, old: &str, new: &str) -> StoreResult<bool> {
+        self.replace_pin_hash_impl(serial, old, new).await
+    }
     async fn reserve_token_attempt(
         &self,
         serial: &Serial,

@@ -92,7 +92,7 @@ impl SqlStore {
                 "INSERT INTO tokens (serial, kind, owner_source, owner_id, description, seed, algorithm, \
                  digits, period, counter, otp_window, sync_window, pin_hash, fail_count, max_fail, state, \
                  count_auth, count_auth_success, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, 'enabled', 0, 0, $15)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $16, $14, $17, 0, 0, $15)",
                 params![
                     &t.serial.0,
                     t.kind.as_str(),
@@ -108,7 +108,9 @@ impl SqlStore {
                     i64::from(t.sync_window),
                     t.pin_hash.clone(),
                     i64::from(t.max_fail),
-                    t.created_at
+                    t.created_at,
+                    i64::from(t.fail_count),
+                    state_str(t.state)
                 ],
                 &format!("token {}", t.serial),
             )
@@ -244,6 +246,23 @@ impl SqlStore {
                 "UPDATE tokens SET owner_source = $2, owner_id = $3 \
                  WHERE serial = $1 AND owner_source IS NULL",
                 params![&serial.0, &owner.source.0, &owner.id.0],
+                "token",
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn replace_pin_hash_impl(
+        &self,
+        serial: &Serial,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<bool> {
+        let n = self
+            .db
+            .execute(
+                "UPDATE tokens SET pin_hash = $3 WHERE serial = $1 AND pin_hash = $2",
+                params![&serial.0, old, new],
                 "token",
             )
             .await?;

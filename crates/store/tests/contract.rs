@@ -140,6 +140,8 @@ fn token(serial: &str, owner: Option<UserRef>) -> NewToken {
         sync_window: 1000,
         pin_hash: None,
         max_fail: 3,
+        fail_count: 0,
+        state: TokenState::Enabled,
         created_at: 1_700_000_000,
     }
 }

@@ -14,7 +14,7 @@ pub use accounts::{LoginResult, SESSION_SECONDS};
 pub use api_clients::{CreatedApiClient, NewApiClient};
 pub use config::{ConfigObject, Declaration, PlannedChange, bootstrap_defaults};
 pub use lockouts::{LockInfo, Unlocked};
-pub use token_import::{ImportEntry, ImportReport, TokenFileFormat};
+pub use token_import::{Carried, ImportEntry, ImportReport, TokenFileFormat};
 pub use tokens::{EnrollInput, Enrolled, TokenInfo};
 pub use users::{NewUserInput, UserInfo};
 

@@ -6,7 +6,7 @@
 use super::tokens::{check_pin, check_serial};
 use super::{Actor, Admin, AdminError, AdminResult, Target, TokenInfo};
 use crate::ids::Serial;
-use crate::model::{NewToken, TokenKind};
+use crate::model::{NewToken, TokenKind, TokenState};
 use crate::store::StoreError;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -39,6 +39,32 @@ pub struct ImportEntry {
     pub owner: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// What a token moved from another server brings beyond its seed (`tessera migrate`).
+#[derive(Clone, Debug)]
+pub struct Carried {
+    /// The PIN hash as the other server stored it (PHC Argon2, or passlib PBKDF2), checked as
+    /// it is and re-hashed at the next successful sign-in.
+    pub pin_hash: Option<String>,
+    /// A PIN the other server kept encrypted rather than hashed: hashed here.
+    pub pin: Option<Zeroizing<String>>,
+    pub fail_count: u32,
+    /// The token's own fail limit; none: the `default_max_fail` setting.
+    pub max_fail: Option<u32>,
+    pub state: TokenState,
+}
+
+impl Default for Carried {
+    fn default() -> Self {
+        Carried {
+            pin_hash: None,
+            pin: None,
+            fail_count: 0,
+            max_fail: None,
+            state: TokenState::Enabled,
+        }
+    }
 }
 
 /// The per-token report of an import.
@@ -137,7 +163,10 @@ impl Admin {
                 continue;
             }
             seen.insert(token.serial.clone(), token.line);
-            match self.import_one(actor, &token, kind, format).await {
+            match self
+                .import_one(actor, &token, kind, format, &Carried::default(), false)
+                .await
+            {
                 Ok(()) => report.entries.push(entry("imported", None)),
                 Err(AdminError::Invalid(why)) => {
                     report.entries.push(entry("refused", Some(why.join("; "))))
@@ -159,12 +188,33 @@ impl Admin {
         Ok(report)
     }
 
+    /// Stores one token moved from another server with what it carries (`from` names the
+    /// server in the audit log); with `dry_run`, checks everything and stores nothing. Refusals
+    /// are `Invalid` (the rules) and `Conflict` (the serial exists).
+    pub async fn migrate_token(
+        &self,
+        actor: &Actor,
+        token: &FileToken,
+        carried: &Carried,
+        from: &str,
+        dry_run: bool,
+    ) -> AdminResult<()> {
+        let kind = match token.kind {
+            FileKind::Hotp => TokenKind::Hotp,
+            FileKind::Totp => TokenKind::Totp,
+        };
+        self.import_one(actor, token, kind, from, carried, dry_run)
+            .await
+    }
+
     async fn import_one(
         &self,
         actor: &Actor,
         token: &FileToken,
         kind: TokenKind,
         format: &str,
+        carried: &Carried,
+        dry_run: bool,
     ) -> AdminResult<()> {
         let snap = self.engine.snapshot();
         let settings = &snap.settings;
@@ -206,8 +256,37 @@ impl Admin {
             },
             None => None,
         };
+        if let Some(p) = &carried.pin {
+            check_pin(p, &mut errs);
+        }
+        if carried.max_fail.is_some_and(|m| !(1..=1000).contains(&m)) {
+            errs.push("the fail limit must be between 1 and 1000".into());
+        }
         let (Some(digits), true) = (digits, errs.is_empty()) else {
             return Err(AdminError::Invalid(errs));
+        };
+        if dry_run {
+            return match self
+                .engine
+                .store()
+                .token(&Serial(token.serial.clone()))
+                .await?
+            {
+                Some(_) => Err(AdminError::Conflict(format!("token {}", token.serial))),
+                None => Ok(()),
+            };
+        }
+        let pin_hash = match (&carried.pin_hash, &carried.pin) {
+            (Some(h), _) => Some(h.clone()),
+            (None, Some(p)) => Some(
+                self.engine
+                    .ports()
+                    .hasher
+                    .hash(p)
+                    .await
+                    .map_err(crate::engine::EngineError::from)?,
+            ),
+            (None, None) => None,
         };
         let description: String = token
             .description
@@ -235,8 +314,10 @@ impl Admin {
                 TokenKind::Totp => settings.default_totp_window,
             },
             sync_window: settings.default_sync_window,
-            pin_hash: None,
-            max_fail: settings.default_max_fail,
+            pin_hash,
+            max_fail: carried.max_fail.unwrap_or(settings.default_max_fail),
+            fail_count: carried.fail_count,
+            state: carried.state,
             created_at: self.now(),
         };
         match self.engine.store().insert_token(&new).await {
@@ -257,9 +338,13 @@ impl Admin {
             },
             "ok",
             &format!(
-                "{} token imported from a {format} file (line {}){}",
+                "{} token imported from {}{}",
                 kind.as_str(),
-                token.line,
+                if token.line > 0 {
+                    format!("a {format} file (line {})", token.line)
+                } else {
+                    format!("{format} (migration)")
+                },
                 if owner.is_some() {
                     ""
                 } else {
@@ -269,6 +354,52 @@ impl Admin {
         )
         .await?;
         Ok(())
+    }
+
+    /// Moves the number or address of another server's SMS or mail token to its owner
+    /// (`field` is `phone` or `email`): set on one of Tessera's own users who has none, left
+    /// alone otherwise; says what happened. With `dry_run`, changes nothing.
+    pub async fn carry_contact(
+        &self,
+        actor: &Actor,
+        user: &str,
+        realm: Option<&str>,
+        field: &str,
+        value: &str,
+        dry_run: bool,
+    ) -> AdminResult<String> {
+        let (owner, username, _) = self.owner_ref(user, realm).await?;
+        let local = self
+            .engine
+            .store()
+            .local_user_by_id(&owner.source, &owner.id)
+            .await?;
+        let Some(local) = local else {
+            return Ok(format!(
+                "{username} is a directory user: Tessera sends codes to the {field} the directory holds"
+            ));
+        };
+        let current = match field {
+            "phone" => local.user.phone.clone(),
+            _ => local.user.email.clone(),
+        };
+        match current {
+            Some(c) if c == value => Ok(format!("{username} has this {field} already")),
+            Some(c) if !c.is_empty() => Ok(format!(
+                "{username} has another {field} ({c}); the token's ({value}) was left out"
+            )),
+            _ if dry_run => Ok(format!("{username}'s {field} would be set to {value}")),
+            _ => {
+                let patch = crate::model::UserPatch {
+                    phone: (field == "phone").then(|| Some(value.to_string())),
+                    email: (field != "phone").then(|| Some(value.to_string())),
+                    ..Default::default()
+                };
+                self.update_user(actor, Some(owner.source.as_str()), &username, patch, None)
+                    .await?;
+                Ok(format!("{username}'s {field} set to {value}"))
+            }
+        }
     }
 
     /// Gives a token that has no owner to a user (privacyIDEA's `token assign`), with a PIN

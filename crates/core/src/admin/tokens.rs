@@ -497,6 +497,8 @@ impl Admin {
                 sync_window: settings.default_sync_window,
                 pin_hash: pin_hash.clone(),
                 max_fail: settings.default_max_fail,
+                fail_count: 0,
+                state: TokenState::Enabled,
                 created_at: self.now(),
             };
             match self.engine.store().insert_token(&new).await {

@@ -1235,6 +1235,9 @@ impl Engine {
                         hashed = true;
                         let right = self.ports.hasher.verify(pin, hash).await?;
                         l.mark_checked();
+                        if right {
+                            self.upgrade_pin_hash(token, pin, hash).await;
+                        }
                         right
                     }
                 };
@@ -1364,6 +1367,9 @@ impl Engine {
                         hashed = true;
                         let right = self.ports.hasher.verify(pass, hash).await?;
                         l.mark_checked();
+                        if right {
+                            self.upgrade_pin_hash(token, pass, hash).await;
+                        }
                         right
                     }
                 };
@@ -1694,6 +1700,36 @@ impl Engine {
 }
 
 impl Engine {
+    /// After a PIN was found right: a hash made elsewhere (migrated from privacyIDEA, PBKDF2 or
+    /// Argon2 with other parameters) or before the cost changed is replaced by one with the
+    /// current parameters. It never changes the answer: a failure is logged.
+    async fn upgrade_pin_hash(&self, token: &Token, pin: &str, old: &str) {
+        if self.ports.hasher.is_current(old) {
+            return;
+        }
+        let new = match self.ports.hasher.hash(pin).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(serial = %token.serial, error = %e, "the token PIN could not be re-hashed now; it is tried again at the next sign-in");
+                return;
+            }
+        };
+        match self
+            .ports
+            .store
+            .replace_pin_hash(&token.serial, old, &new)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(serial = %token.serial, "token PIN re-hashed with the current parameters");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(serial = %token.serial, error = %e, "the re-hashed token PIN could not be stored");
+            }
+        }
+    }
+
     /// Where a login through `l`'s request starts: its door, the client it authenticated (a
     /// RADIUS client, an API client — at the validate API an agent's token) and the application
     /// the door chose.

@@ -144,7 +144,10 @@ pub struct NewToken {
     pub window: u32,
     pub sync_window: u32,
     pub pin_hash: Option<String>,
+    /// Wrong codes counted already (a token moved from another server keeps its count).
+    pub fail_count: u32,
     pub max_fail: u32,
+    pub state: TokenState,
     pub created_at: i64,
 }
 

@@ -6,6 +6,7 @@ mod client_cmds;
 mod config_cmds;
 mod encryption_cmds;
 mod ldap_cmds;
+mod migrate_cmds;
 mod oidc_cmds;
 mod outbox_cmds;
 mod response_cmds;
@@ -121,6 +122,9 @@ pub enum Command {
     /// OpenID Connect: the RS256 key of ID tokens.
     #[command(subcommand)]
     Oidc(oidc_cmds::OidcCmd),
+    /// Move tokens from another server (privacyIDEA, eduMFA).
+    #[command(subcommand)]
+    Migrate(migrate_cmds::MigrateCmd),
     /// privacyIDEA-style signatures on the validate API's answers: the signing key.
     #[command(subcommand)]
     ResponseSigning(response_cmds::ResponseCmd),
@@ -402,6 +406,7 @@ async fn dispatch(app: &app::App, out: Out, command: Command) -> Result<()> {
         Command::Session(cmd) => session_cmds::run(app, out, cmd).await,
         Command::Oidc(cmd) => oidc_cmds::run(app, out, cmd).await,
         Command::ResponseSigning(cmd) => response_cmds::run(app, out, cmd).await,
+        Command::Migrate(cmd) => migrate_cmds::run(app, out, cmd).await,
         Command::Saml(cmd) => saml_cmds::run(app, out, cmd).await,
         Command::Apply(args) => config_cmds::apply(app, out, args).await,
         Command::Export(args) => config_cmds::export(app, out, args).await,

@@ -1,0 +1,674 @@
+//! `tessera migrate privacyidea`: moves the tokens of a privacyIDEA 3.x or eduMFA installation
+//! into Tessera. It reads the installation as it is on disk — `pi.cfg` for the database URL and
+//! the encryption key file (`PI_ENCFILE`), then the database — and stores each HOTP/TOTP token
+//! with its seed (decrypted with the installation's token key, sealed again under Tessera's
+//! master key), counter, fail count, fail limit, description, state, PIN hash and owner. What
+//! cannot be moved is listed in the report. Nothing is written to the installation.
+
+use aes::cipher::{BlockModeDecrypt, KeyIvInit, block_padding::Pkcs7};
+use data_encoding::HEXLOWER_PERMISSIVE;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use tessera_core::admin::{Actor, Admin, AdminError, Carried};
+use tessera_core::model::TokenState;
+use tessera_otp::Algorithm;
+use tessera_otp::import::{FileKind, FileToken};
+use tessera_store::foreign::ForeignDb;
+use zeroize::Zeroizing;
+
+/// What the migration is told.
+#[derive(Debug)]
+pub struct Options {
+    /// The installation's `pi.cfg` (or eduMFA's `edumfa.cfg`).
+    pub config: PathBuf,
+    /// Overrides the configuration's `SQLALCHEMY_DATABASE_URI`.
+    pub database_url: Option<String>,
+    /// Overrides the configuration's `PI_ENCFILE`.
+    pub encfile: Option<PathBuf>,
+    /// privacyIDEA realm → Tessera realm; a realm not named keeps its name.
+    pub realms: BTreeMap<String, String>,
+    pub dry_run: bool,
+}
+
+/// One token's fate.
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub serial: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The owner in privacyIDEA (`login@realm`, or the resolver's user id when the login name
+    /// could not be found).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// `imported`, `would import` (dry run), `exists` (already in Tessera: left as it is),
+    /// `refused`, `not migrated`, or for SMS and mail tokens `contact` (the number or address
+    /// moved to the user).
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// The report of a migration.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub imported: usize,
+    pub exists: usize,
+    pub refused: usize,
+    pub tokens: Vec<Entry>,
+    /// What the installation has that Tessera does not take over (policies, event handlers,
+    /// resolvers it could not map, …).
+    pub not_migrated: Vec<String>,
+}
+
+/// The installation as `pi.cfg` names it.
+#[derive(Debug)]
+struct Install {
+    database_url: String,
+    encfile: PathBuf,
+    base: PathBuf,
+}
+
+/// Reads the settings migration needs from `pi.cfg`, a Python file of `NAME = value` lines;
+/// only string values are read.
+fn read_config(path: &Path) -> Result<HashMap<String, String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut values = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        if let Some(v) = python_string(value.trim()) {
+            values.insert(name.to_string(), v);
+        }
+    }
+    Ok(values)
+}
+
+/// A Python string literal (`'…'`, `"…"`, with an `r`/`u` prefix), without escapes beyond
+/// `\\` and the quote itself.
+fn python_string(text: &str) -> Option<String> {
+    let raw = text.starts_with(['r', 'R']);
+    let text = text.trim_start_matches(['r', 'R', 'u', 'U']);
+    let quote = text.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let mut out = String::new();
+    let mut chars = text[1..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if !raw => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                other => out.push(other),
+            },
+            c if c == quote => return Some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+fn install(options: &Options) -> Result<Install, String> {
+    let cfg = read_config(&options.config)?;
+    let base = options
+        .config
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let database_url = options
+        .database_url
+        .clone()
+        .or_else(|| cfg.get("SQLALCHEMY_DATABASE_URI").cloned())
+        .ok_or_else(|| {
+            format!(
+                "{} names no SQLALCHEMY_DATABASE_URI: give --pi-database-url",
+                options.config.display()
+            )
+        })?;
+    let encfile = options
+        .encfile
+        .clone()
+        .or_else(|| cfg.get("PI_ENCFILE").map(PathBuf::from))
+        .ok_or_else(|| {
+            format!(
+                "{} names no PI_ENCFILE: give --encfile",
+                options.config.display()
+            )
+        })?;
+    Ok(Install {
+        database_url,
+        encfile: base.join(encfile),
+        base,
+    })
+}
+
+/// The installation's keys: 32 bytes each for tokens, configuration and values.
+struct Keys(Zeroizing<Vec<u8>>);
+
+impl Keys {
+    fn read(path: &Path) -> Result<Keys, String> {
+        let bytes = Zeroizing::new(
+            std::fs::read(path)
+                .map_err(|e| format!("cannot read the encryption key {}: {e}", path.display()))?,
+        );
+        if bytes.len() > 100 {
+            return Err(format!(
+                "the encryption key {} is encrypted with a password (pi-manage's encrypted key file); Tessera cannot open such a file yet: decrypt it into a copy first",
+                path.display()
+            ));
+        }
+        if bytes.len() < 96 {
+            return Err(format!(
+                "the encryption key {} is {} bytes; privacyIDEA's key file has 96",
+                path.display(),
+                bytes.len()
+            ));
+        }
+        Ok(Keys(bytes))
+    }
+
+    /// The key of a slot: 0 tokens, 1 configuration, 2 values.
+    fn slot(&self, slot: usize) -> &[u8] {
+        &self.0[slot * 32..(slot + 1) * 32]
+    }
+
+    /// privacyIDEA's `decrypt`: AES-256-CBC, PKCS#7 padding, or its older padding (the data
+    /// in hex, ended by 0x01 0x02).
+    fn decrypt(&self, slot: usize, data: &[u8], iv: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+        let decryptor = || {
+            cbc::Decryptor::<aes::Aes256>::new_from_slices(self.slot(slot), iv)
+                .map_err(|_| "the IV is not 16 bytes".to_string())
+        };
+        if data.is_empty() || !data.len().is_multiple_of(16) {
+            return Err("the encrypted value has a wrong length".into());
+        }
+        let mut buf = Zeroizing::new(data.to_vec());
+        if let Ok(plain) = decryptor()?.decrypt_padded::<Pkcs7>(&mut buf) {
+            return Ok(Zeroizing::new(plain.to_vec()));
+        }
+        let mut buf = Zeroizing::new(data.to_vec());
+        let plain = decryptor()?
+            .decrypt_padded::<aes::cipher::block_padding::NoPadding>(&mut buf)
+            .map_err(|_| "cannot be decrypted".to_string())?;
+        let end = plain
+            .windows(2)
+            .rposition(|w| w == [1, 2])
+            .ok_or("cannot be decrypted with this key file: is it the installation's?")?;
+        let hex = &plain[..end];
+        HEXLOWER_PERMISSIVE
+            .decode(hex)
+            .map(Zeroizing::new)
+            .map_err(|_| "cannot be decrypted with this key file: is it the installation's?".into())
+    }
+
+    /// A value stored as `iv_hex:data_hex` (encrypted PINs, resolver passwords).
+    fn decrypt_value(&self, slot: usize, value: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+        let (iv, data) = value
+            .split_once(':')
+            .ok_or("not an encrypted value (iv:data)")?;
+        let iv = HEXLOWER_PERMISSIVE
+            .decode(iv.as_bytes())
+            .map_err(|_| "not hexadecimal")?;
+        let data = HEXLOWER_PERMISSIVE
+            .decode(data.as_bytes())
+            .map_err(|_| "not hexadecimal")?;
+        self.decrypt(slot, &data, &iv)
+    }
+}
+
+/// A privacyIDEA token row.
+struct PiToken {
+    id: String,
+    serial: String,
+    kind: String,
+    description: String,
+    key_enc: String,
+    key_iv: String,
+    pin_hash: String,
+    otplen: u32,
+    maxfail: u32,
+    active: bool,
+    revoked: bool,
+    locked: bool,
+    failcount: u32,
+    count: u64,
+}
+
+fn num<T: std::str::FromStr + Default>(v: &Option<String>) -> T {
+    v.as_deref()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_default()
+}
+
+fn text(v: &Option<String>) -> String {
+    v.clone().unwrap_or_default()
+}
+
+fn truthy(v: &Option<String>) -> bool {
+    matches!(
+        v.as_deref()
+            .map(|s| s.trim().to_ascii_lowercase())
+            .as_deref(),
+        Some("1" | "true" | "t")
+    )
+}
+
+/// Runs the migration.
+pub async fn privacyidea(
+    admin: &Admin,
+    actor: &Actor,
+    options: &Options,
+) -> Result<Report, String> {
+    let install = install(options)?;
+    let keys = Keys::read(&install.encfile)?;
+    let db = ForeignDb::open(&install.database_url, &install.base).await?;
+    if !db.has_table("token").await {
+        return Err(
+            "the database has no token table: is it a privacyIDEA or eduMFA database?".into(),
+        );
+    }
+    let mut report = Report {
+        dry_run: options.dry_run,
+        ..Report::default()
+    };
+
+    let owners = Owners::read(&db, &mut report).await?;
+    let mut info: HashMap<String, HashMap<String, String>> = HashMap::new();
+    for row in db
+        .rows(r#"SELECT CAST(token_id AS TEXT), CAST("Key" AS TEXT), CAST("Value" AS TEXT) FROM tokeninfo"#)
+        .await?
+    {
+        if let [Some(id), Some(key), value] = row.as_slice() {
+            info.entry(id.clone())
+                .or_default()
+                .insert(key.clone(), text(value));
+        }
+    }
+    let rows = db
+        .rows(
+            "SELECT CAST(id AS TEXT), CAST(serial AS TEXT), CAST(tokentype AS TEXT), \
+             CAST(description AS TEXT), CAST(key_enc AS TEXT), CAST(key_iv AS TEXT), \
+             CAST(pin_hash AS TEXT), CAST(otplen AS TEXT), \
+             CAST(maxfail AS TEXT), CAST(active AS TEXT), CAST(revoked AS TEXT), \
+             CAST(locked AS TEXT), CAST(failcount AS TEXT), CAST(count AS TEXT) \
+             FROM token ORDER BY serial",
+        )
+        .await?;
+    let mut tokens = Vec::new();
+    for r in rows {
+        if r.len() != 14 {
+            continue;
+        }
+        tokens.push(PiToken {
+            id: text(&r[0]),
+            serial: text(&r[1]),
+            kind: text(&r[2]).to_ascii_lowercase(),
+            description: text(&r[3]),
+            key_enc: text(&r[4]),
+            key_iv: text(&r[5]),
+            pin_hash: text(&r[6]),
+            otplen: num(&r[7]),
+            maxfail: num(&r[8]),
+            active: truthy(&r[9]),
+            revoked: truthy(&r[10]),
+            locked: truthy(&r[11]),
+            failcount: num(&r[12]),
+            count: num(&r[13]),
+        });
+    }
+    // The key file must open the installation's seeds before anything is changed.
+    let with_seeds: Vec<&PiToken> = tokens
+        .iter()
+        .filter(|t| matches!(t.kind.as_str(), "hotp" | "totp") && !t.key_enc.is_empty())
+        .collect();
+    if !with_seeds.is_empty() && !with_seeds.iter().any(|t| hex_seed(&keys, t).is_ok()) {
+        return Err(format!(
+            "the key file {} does not open this installation's token seeds: is it the installation's PI_ENCFILE? Nothing was changed",
+            install.encfile.display()
+        ));
+    }
+    for t in &tokens {
+        let empty = HashMap::new();
+        let tinfo = info.get(&t.id).unwrap_or(&empty);
+        let owner = owners.of(&t.id, &options.realms);
+        let entry = move_token(admin, actor, &keys, t, tinfo, owner.as_ref(), options).await;
+        match entry.result {
+            "imported" | "would import" => report.imported += 1,
+            "exists" => report.exists += 1,
+            "refused" => report.refused += 1,
+            _ => {}
+        }
+        report.tokens.push(entry);
+    }
+
+    for (table, what) in [
+        (
+            "policy",
+            "policies (Tessera's applications and settings replace them: see the guide)",
+        ),
+        ("eventhandler", "event handlers"),
+        (
+            "smsgateway",
+            "SMS gateways (Tessera's delivery profiles replace them)",
+        ),
+        (
+            "smtpserver",
+            "SMTP servers (Tessera's delivery profiles replace them)",
+        ),
+        ("radiusserver", "RADIUS servers (RADIUS tokens)"),
+        ("machinetoken", "machine token assignments (offline, SSH)"),
+    ] {
+        if db.has_table(table).await
+            && let Ok(rows) = db
+                .rows(&format!("SELECT CAST(COUNT(*) AS TEXT) FROM {table}"))
+                .await
+        {
+            let n: u64 = rows.first().and_then(|r| r.first()).map(num).unwrap_or(0);
+            if n > 0 {
+                report.not_migrated.push(format!("{n} {what}"));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Where each token's owner lives: privacyIDEA's `tokenowner` with the login names of the
+/// resolvers Tessera can read.
+struct Owners {
+    /// token id → (login name or user id, realm, whether the name was found)
+    of_token: HashMap<String, (String, String, bool)>,
+}
+
+impl Owners {
+    async fn read(db: &ForeignDb, report: &mut Report) -> Result<Owners, String> {
+        let mut realms: HashMap<String, String> = HashMap::new();
+        for row in db
+            .rows("SELECT CAST(id AS TEXT), CAST(name AS TEXT) FROM realm")
+            .await?
+        {
+            if let [Some(id), Some(name)] = row.as_slice() {
+                realms.insert(id.clone(), name.clone());
+            }
+        }
+        let mut resolvers: HashMap<String, (String, HashMap<String, String>)> = HashMap::new();
+        let mut ids: HashMap<String, String> = HashMap::new();
+        for row in db
+            .rows("SELECT CAST(id AS TEXT), CAST(name AS TEXT), CAST(rtype AS TEXT) FROM resolver")
+            .await?
+        {
+            if let [Some(id), Some(name), Some(rtype)] = row.as_slice() {
+                ids.insert(id.clone(), name.clone());
+                resolvers.insert(name.clone(), (rtype.to_ascii_lowercase(), HashMap::new()));
+            }
+        }
+        for row in db
+            .rows(r#"SELECT CAST(resolver_id AS TEXT), CAST("Key" AS TEXT), CAST("Value" AS TEXT) FROM resolverconfig"#)
+            .await?
+        {
+            if let [Some(id), Some(key), value] = row.as_slice()
+                && let Some(name) = ids.get(id)
+                && let Some((_, config)) = resolvers.get_mut(name)
+            {
+                config.insert(key.clone(), text(value));
+            }
+        }
+        // The login names of each resolver's users, where Tessera can read them.
+        let mut names: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for (name, (rtype, config)) in &resolvers {
+            match rtype.as_str() {
+                "passwdresolver" => {
+                    let file = config.get("fileName").cloned().unwrap_or_default();
+                    match std::fs::read_to_string(&file) {
+                        Ok(text) => {
+                            let users = text
+                                .lines()
+                                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                                .filter_map(|l| {
+                                    let f: Vec<&str> = l.split(':').collect();
+                                    (f.len() >= 3).then(|| (f[2].to_string(), f[0].to_string()))
+                                })
+                                .collect();
+                            names.insert(name.clone(), users);
+                        }
+                        Err(e) => report.not_migrated.push(format!(
+                            "owners in resolver {name}: its file {file} cannot be read ({e}); assign their tokens with tessera token assign"
+                        )),
+                    }
+                }
+                other => report.not_migrated.push(format!(
+                    "owners in resolver {name} (type {other}): their login names are not read yet; the tokens are imported without owner: assign them with tessera token assign SERIAL --user LOGIN"
+                )),
+            }
+        }
+        let mut of_token = HashMap::new();
+        for row in db
+            .rows("SELECT CAST(token_id AS TEXT), CAST(resolver AS TEXT), CAST(user_id AS TEXT), CAST(realm_id AS TEXT) FROM tokenowner")
+            .await?
+        {
+            if let [Some(token), resolver, Some(user_id), realm] = row.as_slice() {
+                let realm = realm
+                    .as_ref()
+                    .and_then(|r| realms.get(r))
+                    .cloned()
+                    .unwrap_or_default();
+                let login = resolver
+                    .as_ref()
+                    .and_then(|r| names.get(r))
+                    .and_then(|users| users.get(user_id));
+                of_token.insert(
+                    token.clone(),
+                    match login {
+                        Some(l) => (l.clone(), realm, true),
+                        None => (user_id.clone(), realm, false),
+                    },
+                );
+            }
+        }
+        Ok(Owners { of_token })
+    }
+
+    /// A token's owner: (login name or user id, Tessera realm, whether the name is known).
+    fn of(&self, token_id: &str, map: &BTreeMap<String, String>) -> Option<(String, String, bool)> {
+        self.of_token.get(token_id).map(|(login, realm, known)| {
+            let realm = map.get(realm).cloned().unwrap_or_else(|| realm.clone());
+            (login.clone(), realm, *known)
+        })
+    }
+}
+
+async fn move_token(
+    admin: &Admin,
+    actor: &Actor,
+    keys: &Keys,
+    t: &PiToken,
+    info: &HashMap<String, String>,
+    owner: Option<&(String, String, bool)>,
+    options: &Options,
+) -> Entry {
+    let owner_text = owner.map(|(login, realm, known)| {
+        if *known {
+            format!("{login}@{realm}")
+        } else {
+            format!("user id {login} in {realm}")
+        }
+    });
+    let entry = |result, detail: String| Entry {
+        serial: t.serial.clone(),
+        kind: t.kind.clone(),
+        owner: owner_text.clone(),
+        result,
+        detail,
+    };
+    let kind = match t.kind.as_str() {
+        "hotp" => FileKind::Hotp,
+        "totp" => FileKind::Totp,
+        "sms" | "email" => {
+            return carry_contact(admin, actor, t, info, owner, options, entry).await;
+        }
+        other => {
+            return entry("not migrated", format!("Tessera has no {other} tokens"));
+        }
+    };
+    let seed = match hex_seed(keys, t) {
+        Ok(s) => s,
+        Err(e) => return entry("refused", format!("the seed {e}")),
+    };
+    let algorithm = match info
+        .get("hashlib")
+        .map(|h| h.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("sha1") => Algorithm::Sha1,
+        Some("sha256") => Algorithm::Sha256,
+        Some("sha512") => Algorithm::Sha512,
+        Some(other) => {
+            return entry("refused", format!("the hash {other} is not supported"));
+        }
+    };
+    let period: u32 = info
+        .get("timeStep")
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(30);
+    // privacyIDEA's counter: HOTP the next counter; TOTP the last step accepted.
+    let counter = match kind {
+        FileKind::Hotp => t.count,
+        FileKind::Totp if t.count > 0 => t.count + 1,
+        FileKind::Totp => 0,
+    };
+    let mut carried = Carried {
+        fail_count: t.failcount,
+        max_fail: (t.maxfail > 0).then_some(t.maxfail.min(1000)),
+        state: if t.revoked || t.locked {
+            TokenState::Revoked
+        } else if t.active {
+            TokenState::Enabled
+        } else {
+            TokenState::Disabled
+        },
+        ..Carried::default()
+    };
+    if let Some(encrypted) = t.pin_hash.strip_prefix("@@") {
+        match keys
+            .decrypt_value(0, encrypted)
+            .ok()
+            .and_then(|p| String::from_utf8(p.to_vec()).ok())
+        {
+            Some(pin) if !pin.is_empty() => carried.pin = Some(Zeroizing::new(pin)),
+            Some(_) => {}
+            None => return entry("refused", "its encrypted PIN cannot be decrypted".into()),
+        }
+    } else if t.pin_hash.starts_with('$') {
+        carried.pin_hash = Some(t.pin_hash.clone());
+    } else if !t.pin_hash.is_empty() {
+        return entry(
+            "refused",
+            "its PIN is stored in privacyIDEA's legacy format, which cannot be checked elsewhere: set the PIN again in privacyIDEA (it is then hashed anew) and run the migration again".into(),
+        );
+    }
+    let token = FileToken {
+        line: 0,
+        serial: t.serial.clone(),
+        kind,
+        secret: seed,
+        digits: t.otplen,
+        algorithm,
+        counter,
+        period,
+        description: (!t.description.is_empty()).then(|| t.description.clone()),
+        owner: owner
+            .filter(|(_, _, known)| *known)
+            .map(|(login, realm, _)| (login.clone(), (!realm.is_empty()).then(|| realm.clone()))),
+    };
+    let unknown_owner = owner.is_some_and(|(_, _, known)| !known);
+    match admin
+        .migrate_token(actor, &token, &carried, "privacyIDEA", options.dry_run)
+        .await
+    {
+        Ok(()) => entry(
+            if options.dry_run {
+                "would import"
+            } else {
+                "imported"
+            },
+            if unknown_owner {
+                "without owner: its owner's login name is not known (tessera token assign)".into()
+            } else {
+                String::new()
+            },
+        ),
+        Err(AdminError::Conflict(_)) => entry(
+            "exists",
+            "a token with this serial is in Tessera already: left as it is".into(),
+        ),
+        Err(AdminError::Invalid(why)) => entry("refused", why.join("; ")),
+        Err(e) => entry("refused", e.to_string()),
+    }
+}
+
+/// The seed of a token: privacyIDEA keeps the hex of the seed encrypted under the token key.
+fn hex_seed(keys: &Keys, t: &PiToken) -> Result<Zeroizing<Vec<u8>>, String> {
+    let data = HEXLOWER_PERMISSIVE
+        .decode(t.key_enc.trim().as_bytes())
+        .map_err(|_| "is not stored in hexadecimal")?;
+    let iv = HEXLOWER_PERMISSIVE
+        .decode(t.key_iv.trim().as_bytes())
+        .map_err(|_| "has an IV not in hexadecimal")?;
+    let hex = keys.decrypt(0, &data, &iv)?;
+    HEXLOWER_PERMISSIVE
+        .decode(&hex)
+        .map(Zeroizing::new)
+        .map_err(|_| "cannot be decrypted with this key file: is it the installation's?".into())
+}
+
+/// An SMS or mail token: Tessera sends codes to the user's own number or address, so the
+/// token's number or address goes to the user when the user is Tessera's own and has none.
+async fn carry_contact(
+    admin: &Admin,
+    actor: &Actor,
+    t: &PiToken,
+    info: &HashMap<String, String>,
+    owner: Option<&(String, String, bool)>,
+    options: &Options,
+    entry: impl Fn(&'static str, String) -> Entry,
+) -> Entry {
+    let (field, value) = if t.kind == "sms" {
+        ("phone", info.get("phone").cloned().unwrap_or_default())
+    } else {
+        ("email", info.get("email").cloned().unwrap_or_default())
+    };
+    let Some((login, realm, true)) = owner else {
+        return entry(
+            "not migrated",
+            format!(
+                "Tessera sends codes to the user's own {field}; this token has no owner whose login name is known"
+            ),
+        );
+    };
+    if value.is_empty()
+        || info.get("dynamic_phone").is_some_and(|v| v == "1")
+        || info.get("dynamic_email").is_some_and(|v| v == "1")
+    {
+        return entry(
+            "contact",
+            format!(
+                "Tessera sends codes to {login}'s {field} from the user source (methods sms_otp, mail_otp)"
+            ),
+        );
+    }
+    match admin
+        .carry_contact(actor, login, Some(realm), field, &value, options.dry_run)
+        .await
+    {
+        Ok(result) => entry("contact", result),
+        Err(e) => entry("refused", e.to_string()),
+    }
+}

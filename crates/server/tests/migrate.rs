@@ -1,0 +1,308 @@
+//! `tessera migrate privacyidea` (issue 16, item 5): privacyIDEA 3.14 itself (from PyPI) makes
+//! an installation — a passwd resolver, a realm, tokens with PINs hashed by privacyIDEA, codes
+//! used and a wrong one counted there, a policy — and Tessera moves it: codes and PINs work
+//! after, codes used before are refused, PINs are re-hashed at the first sign-in, a second run
+//! changes nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Backend, TestServer, tessera};
+use serde_json::{Value, json};
+use tessera_core::ids::Serial;
+use tessera_testkit::{oathtool_hotp, oathtool_totp};
+
+const KEY20: &str = "3132333435363738393031323334353637383930";
+const KEY32: &str = "3132333435363738393031323334353637383930313233343536373839303132";
+
+fn b32(hex: &str) -> String {
+    data_encoding::BASE32_NOPAD.encode(&data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap())
+}
+
+/// `tessera migrate privacyidea … --json`: (exit status 0, report, standard error).
+fn migrate(s: &TestServer, args: &[&str]) -> (bool, Value, String) {
+    let mut all = vec!["migrate", "privacyidea"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = tessera(s, &all);
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn entry<'a>(report: &'a Value, serial: &str) -> &'a Value {
+    report["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["serial"] == serial)
+        .unwrap_or_else(|| panic!("{serial} not in {report}"))
+}
+
+async fn pin_hash(s: &TestServer, serial: &str) -> String {
+    s.running
+        .as_ref()
+        .unwrap()
+        .app
+        .engine
+        .store()
+        .token(&Serial::from(serial))
+        .await
+        .unwrap()
+        .unwrap()
+        .pin_hash
+        .unwrap()
+}
+
+async fn moves_an_installation(backend: Backend) {
+    let s = TestServer::start(backend, None).await;
+    for user in ["alice", "bob", "carol"] {
+        s.add_user(user, None).await;
+    }
+    // carol has no phone number yet: her SMS token's number becomes hers.
+    s.admin()
+        .update_user(
+            &common::actor(),
+            None,
+            "carol",
+            tessera_core::model::UserPatch {
+                phone: Some(None),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let work = s.dir.path().join("privacyidea");
+    std::fs::create_dir_all(&work).unwrap();
+    let passwd = work.join("passwd");
+    std::fs::write(
+        &passwd,
+        "alice:x:1001:1001:Alice:/home/alice:/bin/sh\n\
+         bob:x:1002:1002:Bob:/home/bob:/bin/sh\n\
+         carol:x:1003:1003:Carol:/home/carol:/bin/sh\n",
+    )
+    .unwrap();
+    let now = s.now();
+    let used_totp = oathtool_totp(&b32(KEY32), now, 8, 60, "SHA256");
+    let out = common::python_peer(
+        "pi",
+        "privacyidea_server.py",
+        &[work.display().to_string()],
+        &json!([
+            {"call": "resolver", "params": {"resolver": "files", "type": "passwdresolver",
+                                            "fileName": passwd.display().to_string()}},
+            {"call": "realm", "name": "corp", "resolvers": ["files"]},
+            {"call": "init_token", "user": "alice", "realm": "corp",
+             "params": {"type": "hotp", "otpkey": KEY20, "serial": "PIH1", "pin": "12",
+                        "description": "alice's key fob"}},
+            {"call": "check", "serial": "PIH1", "pass": format!("12{}", oathtool_hotp(&b32(KEY20), 0, 6))},
+            {"call": "check", "serial": "PIH1", "pass": format!("12{}", oathtool_hotp(&b32(KEY20), 1, 6))},
+            {"call": "check", "serial": "PIH1", "pass": "12000000"},
+            {"call": "init_token", "user": "bob", "realm": "corp",
+             "params": {"type": "totp", "otpkey": KEY32, "serial": "PIT1", "pin": "tp",
+                        "otplen": 8, "hashlib": "sha256", "timeStep": "60"}},
+            {"call": "check", "serial": "PIT1", "pass": format!("tp{used_totp}")},
+            {"call": "init_token", "user": "carol", "realm": "corp",
+             "params": {"type": "hotp", "otpkey": KEY20, "serial": "PIPB1"}},
+            {"call": "pin_hash", "serial": "PIPB1", "pin": "pb-pin", "scheme": "pbkdf2_sha512"},
+            {"call": "init_token", "user": "carol", "realm": "corp",
+             "params": {"type": "hotp", "otpkey": KEY20, "serial": "PIOFF1"}},
+            {"call": "disable", "serial": "PIOFF1"},
+            {"call": "init_token", "user": "carol", "realm": "corp",
+             "params": {"type": "sms", "phone": "+905551234567", "serial": "PISMS1"}},
+            {"call": "init_token", "params": {"type": "hotp", "otpkey": KEY20, "serial": "PISPARE"}},
+            {"call": "init_token", "params": {"type": "spass", "serial": "PISPASS", "pin": "x"}},
+            {"call": "policy", "name": "pol1", "scope": "authentication", "action": "otppin=tokenpin"},
+            {"call": "token", "serial": "PIH1"},
+        ]),
+    );
+    assert_eq!(out[3]["ok"], true);
+    assert_eq!(out[4]["ok"], true);
+    assert_eq!(out[5]["ok"], false);
+    assert_eq!(out[7]["ok"], true, "{out:?}");
+    assert!(
+        out[9]["pin_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("$pbkdf2-sha512$")
+    );
+    assert_eq!(out[16]["failcount"], 1);
+    let cfg = work.join("pi.cfg").display().to_string();
+
+    // A key file that is not the installation's: nothing moves.
+    let other_key = s.dir.path().join("other-enckey");
+    std::fs::write(&other_key, [7u8; 96]).unwrap();
+    let (ok, report, err) = migrate(
+        &s,
+        &[
+            &cfg,
+            "--realm-map",
+            "corp=default",
+            "--encfile",
+            other_key.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    assert_eq!(report, Value::Null);
+    assert!(
+        err.contains("does not open this installation's token seeds"),
+        "{err}"
+    );
+    assert!(!tessera(&s, &["token", "show", "PIH1"]).status.success());
+    let carol: Value =
+        serde_json::from_slice(&tessera(&s, &["user", "show", "carol", "--json"]).stdout).unwrap();
+    assert_eq!(carol["phone"], Value::Null, "nothing changed");
+
+    // The dry run reports and stores nothing.
+    let (ok, report, err) = migrate(&s, &[&cfg, "--realm-map", "corp=default", "--dry-run"]);
+    assert!(ok, "{err}");
+    assert_eq!(entry(&report, "PIH1")["result"], "would import");
+    assert!(!tessera(&s, &["token", "show", "PIH1"]).status.success());
+
+    let (ok, report, err) = migrate(&s, &[&cfg, "--realm-map", "corp=default"]);
+    assert!(ok, "{err}\n{report}");
+    assert_eq!(report["imported"], 5, "{report}");
+    assert_eq!(entry(&report, "PIH1")["owner"], "alice@default");
+    assert_eq!(entry(&report, "PISPASS")["result"], "not migrated");
+    assert_eq!(entry(&report, "PISMS1")["result"], "contact");
+    assert_eq!(
+        entry(&report, "PISMS1")["detail"],
+        "carol's phone set to +905551234567"
+    );
+    assert_eq!(entry(&report, "PISPARE")["owner"], Value::Null);
+    assert!(
+        report["not_migrated"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().starts_with("1 policies")),
+        "{report}"
+    );
+
+    // Codes used in privacyIDEA stay used; the next ones pass with the PINs set there.
+    let hotp = |c| oathtool_hotp(&b32(KEY20), c, 6);
+    // privacyIDEA's own Argon2 parameters, as it hashed the PIN.
+    let before = pin_hash(&s, "PIH1").await;
+    assert!(
+        before.starts_with("$argon2id$v=19$m=65536,t=9,"),
+        "{before}"
+    );
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", &format!("12{}", hotp(1)))])
+            .await
+            .0,
+        "REJECT"
+    );
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", &format!("12{}", hotp(2)))])
+            .await
+            .0,
+        "ACCEPT"
+    );
+    // Not Tessera's parameters: re-hashed once the PIN was found right.
+    let after = pin_hash(&s, "PIH1").await;
+    assert_ne!(before, after);
+    assert!(after.starts_with("$argon2id$v=19$m=8192,t=1,"), "{after}");
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", &format!("12{}", hotp(3)))])
+            .await
+            .0,
+        "ACCEPT"
+    );
+    assert_eq!(
+        s.check(&[("user", "bob"), ("pass", &format!("tp{used_totp}"))])
+            .await
+            .0,
+        "REJECT"
+    );
+    let next = oathtool_totp(&b32(KEY32), s.now() + 60, 8, 60, "SHA256");
+    assert_eq!(
+        s.check(&[("user", "bob"), ("pass", &format!("tp{next}"))])
+            .await
+            .0,
+        "ACCEPT"
+    );
+    // A PBKDF2 PIN (PI_HASH_ALGO_LIST = ['pbkdf2_sha512']) passes and becomes Argon2.
+    assert_eq!(
+        s.check(&[("user", "carol"), ("pass", &format!("wrong{}", hotp(0)))])
+            .await
+            .0,
+        "REJECT"
+    );
+    assert_eq!(
+        s.check(&[("user", "carol"), ("pass", &format!("pb-pin{}", hotp(0)))])
+            .await
+            .0,
+        "ACCEPT"
+    );
+    assert!(pin_hash(&s, "PIPB1").await.starts_with("$argon2id$"));
+
+    let show = |serial: &str| -> Value {
+        serde_json::from_slice(&tessera(&s, &["token", "show", serial, "--json"]).stdout).unwrap()
+    };
+    let h1 = show("PIH1");
+    assert_eq!(h1["description"], "alice's key fob");
+    let t1 = show("PIT1");
+    assert_eq!(
+        (
+            t1["algorithm"].as_str(),
+            t1["digits"].as_u64(),
+            t1["period"].as_u64()
+        ),
+        (Some("SHA256"), Some(8), Some(60))
+    );
+    assert_eq!(show("PIOFF1")["state"], "disabled");
+    assert_eq!(show("PISPARE")["user"], "");
+    let carol: Value =
+        serde_json::from_slice(&tessera(&s, &["user", "show", "carol", "--json"]).stdout).unwrap();
+    assert_eq!(carol["phone"], "+905551234567");
+    assert!(!s.audit("token_import").await.is_empty());
+
+    // Again: everything is there already, nothing changes.
+    let (ok, report, err) = migrate(&s, &[&cfg, "--realm-map", "corp=default"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        (report["imported"].as_u64(), report["exists"].as_u64()),
+        (Some(0), Some(5)),
+        "{report}"
+    );
+    assert_eq!(show("PIH1")["counter"], h1["counter"]);
+    s.stop().await;
+}
+
+/// The fail count privacyIDEA counted comes along.
+async fn carries_fail_counts(backend: Backend) {
+    let s = TestServer::start(backend, None).await;
+    s.add_user("dave", None).await;
+    let work = s.dir.path().join("privacyidea");
+    std::fs::create_dir_all(&work).unwrap();
+    let passwd = work.join("passwd");
+    std::fs::write(&passwd, "dave:x:2001:2001:Dave:/home/dave:/bin/sh\n").unwrap();
+    let mut steps = vec![
+        json!({"call": "resolver", "params": {"resolver": "files", "type": "passwdresolver", "fileName": passwd.display().to_string()}}),
+        json!({"call": "realm", "name": "default", "resolvers": ["files"]}),
+        json!({"call": "init_token", "user": "dave", "realm": "default", "params": {"type": "hotp", "otpkey": KEY20, "serial": "PIF1", "pin": "9"}}),
+    ];
+    for _ in 0..3 {
+        steps.push(json!({"call": "check", "serial": "PIF1", "pass": "9000000"}));
+    }
+    common::python_peer(
+        "pi",
+        "privacyidea_server.py",
+        &[work.display().to_string()],
+        &json!(steps),
+    );
+    let (ok, _, err) = migrate(&s, &[&work.join("pi.cfg").display().to_string()]);
+    assert!(ok, "{err}");
+    let t: Value =
+        serde_json::from_slice(&tessera(&s, &["token", "show", "PIF1", "--json"]).stdout).unwrap();
+    assert_eq!(t["fail_count"], 3);
+    assert_eq!(t["user"], "dave");
+    s.stop().await;
+}
+
+both_backends!(moves_an_installation, carries_fail_counts);
