@@ -11,7 +11,8 @@
 #   - cargo-fuzz, for a bounded run of each fuzz target (the RADIUS decoder, the validate
 #     parameters, SAML requests, sealed payloads)
 #   - PostgreSQL: TESSERA_TEST_PG_URL, or postgres://postgres@127.0.0.1:5432/test (started or
-#     created here when not reachable)
+#     created here when not reachable); MariaDB on 127.0.0.1:3306 (privacyIDEA installations to
+#     migrate from; started or installed here when not reachable)
 # Usage: scripts/test.sh [extra cargo-nextest/cargo-test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,6 +85,22 @@ if ! pg_up; then
     as_root su postgres -c "psql -Atc \"select 1 from pg_database where datname='test'\" | grep -q 1 || createdb test"
   fi
   pg_up || { echo "PostgreSQL still not reachable at $TESSERA_TEST_PG_URL" >&2; exit 1; }
+fi
+
+# MariaDB (127.0.0.1:3306, root without a password): privacyIDEA installations on MariaDB for
+# `tessera migrate`. Started, or installed and started, when not reachable.
+maria_up() { mysql -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; }
+if ! maria_up; then
+  say "MariaDB is not reachable at 127.0.0.1:3306: starting one"
+  command -v mariadbd >/dev/null 2>&1 || apt_install mariadb-server mariadb-client
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  for _ in $(seq 1 30); do maria_up && break; mysql -u root -e 'select 1' >/dev/null 2>&1 && break; sleep 1; done
+  if ! maria_up; then
+    # A fresh server lets root in through its socket only: let it in over TCP too, without a
+    # password, as the tests connect.
+    as_root mysql -u root -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; FLUSH PRIVILEGES;" || true
+  fi
+  maria_up || { echo "MariaDB still not reachable at 127.0.0.1:3306" >&2; exit 1; }
 fi
 
 say "running the tests"

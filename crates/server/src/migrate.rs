@@ -137,7 +137,11 @@ fn install(options: &Options) -> Result<Install, String> {
     let encfile = options
         .encfile
         .clone()
-        .or_else(|| cfg.get("PI_ENCFILE").map(PathBuf::from))
+        .or_else(|| {
+            cfg.get("PI_ENCFILE")
+                .or_else(|| cfg.get("EDUMFA_ENCFILE"))
+                .map(PathBuf::from)
+        })
         .ok_or_else(|| {
             format!(
                 "{} names no PI_ENCFILE: give --encfile",
@@ -605,10 +609,33 @@ async fn move_token(
                 String::new()
             },
         ),
-        Err(AdminError::Conflict(_)) => entry(
-            "exists",
-            "a token with this serial is in Tessera already: left as it is".into(),
-        ),
+        Err(AdminError::Conflict(_)) => {
+            let kind = match kind {
+                FileKind::Hotp => tessera_core::model::TokenKind::Hotp,
+                FileKind::Totp => tessera_core::model::TokenKind::Totp,
+            };
+            match admin
+                .carry_counter(actor, &t.serial, kind, counter, options.dry_run)
+                .await
+            {
+                Ok(true) => entry(
+                    "exists",
+                    format!(
+                        "in Tessera already; its counter {} forward to {counter}, past the codes used in privacyIDEA since",
+                        if options.dry_run {
+                            "would move"
+                        } else {
+                            "moved"
+                        }
+                    ),
+                ),
+                Ok(false) => entry(
+                    "exists",
+                    "a token with this serial is in Tessera already: left as it is".into(),
+                ),
+                Err(e) => entry("refused", e.to_string()),
+            }
+        }
         Err(AdminError::Invalid(why)) => entry("refused", why.join("; ")),
         Err(e) => entry("refused", e.to_string()),
     }

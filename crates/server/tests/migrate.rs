@@ -57,8 +57,90 @@ async fn pin_hash(s: &TestServer, serial: &str) -> String {
         .unwrap()
 }
 
+/// The database a privacyIDEA installation keeps its tokens in.
+#[derive(Clone, Copy, Debug)]
+enum PiDb {
+    Sqlite,
+    Postgres,
+    Mariadb,
+}
+
+/// A throwaway MariaDB database (MariaDB runs on the machine: 127.0.0.1:3306, root).
+struct MariaDb {
+    name: String,
+}
+
+impl MariaDb {
+    fn create() -> MariaDb {
+        let name = format!(
+            "tessera_pi_{}",
+            std::process::id() as u64 * 1000 + rand_suffix()
+        );
+        mysql(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"));
+        MariaDb { name }
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        mysql(&format!("DROP DATABASE IF EXISTS {}", self.name));
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_micros() as u64
+        % 1000
+}
+
+fn mysql(sql: &str) {
+    let out = std::process::Command::new("mysql")
+        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql])
+        .output()
+        .expect("the mysql client (MariaDB) is installed by the README's test command");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn moves_an_installation(backend: Backend) {
+    moves(backend, PiDb::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_privacyidea_on_postgresql() {
+    moves(Backend::Sqlite, PiDb::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_privacyidea_on_mariadb() {
+    moves(Backend::Sqlite, PiDb::Mariadb).await;
+}
+
+async fn moves(backend: Backend, pi_db: PiDb) {
     let s = TestServer::start(backend, None).await;
+    let pg;
+    let maria;
+    let mut peer_args = vec![];
+    match pi_db {
+        PiDb::Sqlite => {}
+        PiDb::Postgres => {
+            pg = tessera_testkit::PgDatabase::create().await;
+            let rest = pg.url.split_once("://").unwrap().1;
+            peer_args.push(format!("postgresql+psycopg2://{rest}"));
+        }
+        PiDb::Mariadb => {
+            maria = MariaDb::create();
+            peer_args.push(format!(
+                "mysql+pymysql://root@127.0.0.1:3306/{}?charset=utf8mb4",
+                maria.name
+            ));
+        }
+    }
     for user in ["alice", "bob", "carol"] {
         s.add_user(user, None).await;
     }
@@ -88,10 +170,12 @@ async fn moves_an_installation(backend: Backend) {
     .unwrap();
     let now = s.now();
     let used_totp = oathtool_totp(&b32(KEY32), now, 8, 60, "SHA256");
+    let mut args = vec![work.display().to_string()];
+    args.extend(peer_args);
     let out = common::python_peer(
         "pi",
         "privacyidea_server.py",
-        &[work.display().to_string()],
+        &args,
         &json!([
             {"call": "resolver", "params": {"resolver": "files", "type": "passwdresolver",
                                             "fileName": passwd.display().to_string()}},
@@ -270,7 +354,45 @@ async fn moves_an_installation(backend: Backend) {
         (Some(0), Some(5)),
         "{report}"
     );
-    assert_eq!(show("PIH1")["counter"], h1["counter"]);
+    assert_eq!(show("PIH1")["counter"], 4);
+
+    // alice signs in at privacyIDEA once more before the cut-over (codes 4 and 5); the next
+    // run moves the counter past them, and they are refused here.
+    let out = common::python_peer(
+        "pi",
+        "privacyidea_server.py",
+        &args,
+        &json!([
+            {"call": "check", "serial": "PIH1", "pass": format!("12{}", hotp(4))},
+            {"call": "check", "serial": "PIH1", "pass": format!("12{}", hotp(5))},
+        ]),
+    );
+    assert_eq!(
+        (out[0]["ok"].as_bool(), out[1]["ok"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let (ok, report, err) = migrate(&s, &[&cfg, "--realm-map", "corp=default"]);
+    assert!(ok, "{err}");
+    assert!(
+        entry(&report, "PIH1")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("moved forward to 6"),
+        "{report}"
+    );
+    assert_eq!(show("PIH1")["counter"], 6);
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", &format!("12{}", hotp(5)))])
+            .await
+            .0,
+        "REJECT"
+    );
+    assert_eq!(
+        s.check(&[("user", "alice"), ("pass", &format!("12{}", hotp(6)))])
+            .await
+            .0,
+        "ACCEPT"
+    );
     s.stop().await;
 }
 

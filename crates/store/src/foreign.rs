@@ -1,6 +1,8 @@
 //! Another product's database, read only: what `tessera migrate` reads a privacyIDEA or eduMFA
 //! installation from. Opened by the SQLAlchemy URL its configuration names (`sqlite:////path`,
-//! `postgresql+psycopg2://user:pw@host/db`); queries return every value as text.
+//! `postgresql+psycopg2://user:pw@host/db`, `mysql+pymysql://user:pw@host/db`); queries return
+//! every value as text. Queries are written once, in PostgreSQL's and SQLite's dialect
+//! (`CAST(x AS TEXT)`, `"Identifier"`), and adjusted for MySQL and MariaDB.
 
 use std::path::Path;
 
@@ -8,6 +10,7 @@ use std::path::Path;
 pub enum ForeignDb {
     Sqlite(std::sync::Mutex<rusqlite::Connection>),
     Postgres(tokio::sync::Mutex<sqlx::PgConnection>),
+    Mysql(tokio::sync::Mutex<sqlx::MySqlConnection>),
 }
 
 impl std::fmt::Debug for ForeignDb {
@@ -15,6 +18,7 @@ impl std::fmt::Debug for ForeignDb {
         f.write_str(match self {
             ForeignDb::Sqlite(_) => "ForeignDb::Sqlite",
             ForeignDb::Postgres(_) => "ForeignDb::Postgres",
+            ForeignDb::Mysql(_) => "ForeignDb::Mysql",
         })
     }
 }
@@ -51,10 +55,27 @@ impl ForeignDb {
                     .map_err(|e| format!("cannot connect to {}: {e}", crate::redact_url(&url)))?;
                 Ok(ForeignDb::Postgres(tokio::sync::Mutex::new(conn)))
             }
-            "mysql" | "mariadb" => Err(
-                "MySQL and MariaDB databases cannot be read yet: copy the database to PostgreSQL or SQLite first (e.g. with pgloader) and point --pi-database-url at the copy".into(),
-            ),
-            other => Err(format!("the database type {other} is not supported (SQLite and PostgreSQL are)")),
+            "mysql" | "mariadb" => {
+                use sqlx::Connection as _;
+                // SQLAlchemy's query parameters are its driver's; sqlx takes the charset.
+                let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+                let charset: Vec<&str> = query
+                    .split('&')
+                    .filter(|p| p.starts_with("charset="))
+                    .collect();
+                let url = if charset.is_empty() {
+                    format!("mysql://{location}")
+                } else {
+                    format!("mysql://{location}?{}", charset.join("&"))
+                };
+                let conn = sqlx::MySqlConnection::connect(&url)
+                    .await
+                    .map_err(|e| format!("cannot connect to {}: {e}", crate::redact_url(&url)))?;
+                Ok(ForeignDb::Mysql(tokio::sync::Mutex::new(conn)))
+            }
+            other => Err(format!(
+                "the database type {other} is not supported (SQLite, PostgreSQL, MySQL and MariaDB are)"
+            )),
         }
     }
 
@@ -94,6 +115,23 @@ impl ForeignDb {
                     })
                     .collect()
             }
+            ForeignDb::Mysql(conn) => {
+                use sqlx::Row as _;
+                let sql = mysql_dialect(sql);
+                let mut conn = conn.lock().await;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(|e| format!("{e} in: {sql}"))?;
+                rows.iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| row.try_get::<Option<String>, _>(i))
+                            .collect::<Result<Row, _>>()
+                            .map_err(|e| format!("{e} in: {sql}"))
+                    })
+                    .collect()
+            }
         }
     }
 
@@ -108,7 +146,32 @@ impl ForeignDb {
                 "SELECT CAST(tablename AS TEXT) FROM pg_tables WHERE tablename = '{}'",
                 table.replace('\'', "")
             ),
+            ForeignDb::Mysql(_) => format!(
+                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = '{}'",
+                table.replace('\'', "")
+            ),
         };
         self.rows(&sql).await.is_ok_and(|r| !r.is_empty())
+    }
+}
+
+/// A query in PostgreSQL's dialect as MySQL reads it: `CAST(x AS CHAR)` for `CAST(x AS TEXT)`,
+/// backquotes for double-quoted identifiers (the queries here have no string literals with
+/// double quotes).
+fn mysql_dialect(sql: &str) -> String {
+    sql.replace(" AS TEXT)", " AS CHAR)").replace('"', "`")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_in_mysql_dialect() {
+        assert_eq!(
+            mysql_dialect(r#"SELECT CAST("Key" AS TEXT), CAST(id AS TEXT) FROM tokeninfo"#),
+            "SELECT CAST(`Key` AS CHAR), CAST(id AS CHAR) FROM tokeninfo"
+        );
     }
 }

@@ -356,6 +356,54 @@ impl Admin {
         Ok(())
     }
 
+    /// Moves a token's counter forward to `counter` when it was moved from another server
+    /// before and codes were used there since (never back: codes used here stay used); true
+    /// when it moved. The token must be of the kind given.
+    pub async fn carry_counter(
+        &self,
+        actor: &Actor,
+        serial: &str,
+        kind: TokenKind,
+        counter: u64,
+        dry_run: bool,
+    ) -> AdminResult<bool> {
+        let Some(token) = self.engine.store().token(&Serial::from(serial)).await? else {
+            return Err(AdminError::NotFound(format!("token {serial}")));
+        };
+        let counter =
+            i64::try_from(counter).map_err(|_| AdminError::invalid("the counter is too large"))?;
+        if token.kind != kind || token.counter >= counter {
+            return Ok(false);
+        }
+        if dry_run {
+            return Ok(true);
+        }
+        let patch = crate::model::TokenPatch {
+            counter: Some(counter),
+            ..Default::default()
+        };
+        if !self
+            .engine
+            .store()
+            .update_token(&token.serial, &patch)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.audit(
+            actor,
+            "token_update",
+            Target {
+                serial: Some(serial),
+                ..Target::default()
+            },
+            "ok",
+            &format!("counter moved forward to {counter} (codes used before the migration)"),
+        )
+        .await?;
+        Ok(true)
+    }
+
     /// Moves the number or address of another server's SMS or mail token to its owner
     /// (`field` is `phone` or `email`): set on one of Tessera's own users who has none, left
     /// alone otherwise; says what happened. With `dry_run`, changes nothing.
