@@ -60,6 +60,9 @@ pub struct Report {
     /// What the installation has that Tessera does not take over (policies, event handlers,
     /// resolvers it could not map, …).
     pub not_migrated: Vec<String>,
+    /// Tessera LDAP user sources with the settings of the installation's LDAP resolvers, as a
+    /// declarative file (`tessera apply`) takes them; the bind password left out.
+    pub ldap_sources: Vec<serde_json::Value>,
 }
 
 /// The installation as `pi.cfg` names it.
@@ -285,7 +288,7 @@ pub async fn privacyidea(
         ..Report::default()
     };
 
-    let owners = Owners::read(&db, &mut report).await?;
+    let owners = Owners::read(&db, &keys, &mut report).await?;
     let mut info: HashMap<String, HashMap<String, String>> = HashMap::new();
     for row in db
         .rows(r#"SELECT CAST(token_id AS TEXT), CAST("Key" AS TEXT), CAST("Value" AS TEXT) FROM tokeninfo"#)
@@ -393,7 +396,7 @@ struct Owners {
 }
 
 impl Owners {
-    async fn read(db: &ForeignDb, report: &mut Report) -> Result<Owners, String> {
+    async fn read(db: &ForeignDb, keys: &Keys, report: &mut Report) -> Result<Owners, String> {
         let mut realms: HashMap<String, String> = HashMap::new();
         for row in db
             .rows("SELECT CAST(id AS TEXT), CAST(name AS TEXT) FROM realm")
@@ -448,16 +451,76 @@ impl Owners {
                         )),
                     }
                 }
+                "ldapresolver" => {}
                 other => report.not_migrated.push(format!(
                     "owners in resolver {name} (type {other}): their login names are not read yet; the tokens are imported without owner: assign them with tessera token assign SERIAL --user LOGIN"
                 )),
             }
         }
-        let mut of_token = HashMap::new();
+        // The owners of LDAP resolvers are looked up in the directory by the id privacyIDEA
+        // keeps (the DN, objectGUID or another attribute, as its UIDTYPE says).
+        let mut owner_rows = Vec::new();
         for row in db
             .rows("SELECT CAST(token_id AS TEXT), CAST(resolver AS TEXT), CAST(user_id AS TEXT), CAST(realm_id AS TEXT) FROM tokenowner")
             .await?
         {
+            owner_rows.push(row);
+        }
+        for (name, (rtype, config)) in &resolvers {
+            if rtype != "ldapresolver" {
+                continue;
+            }
+            let (def, shown) = match ldap_source_of(name, config, keys) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.not_migrated.push(format!(
+                        "owners in LDAP resolver {name}: {e}; their tokens are imported without owner (tessera token assign)"
+                    ));
+                    continue;
+                }
+            };
+            report.ldap_sources.push(shown);
+            let source = match tessera_directory::LdapSource::new(&def) {
+                Ok(s) => s,
+                Err(e) => {
+                    report.not_migrated.push(format!(
+                        "owners in LDAP resolver {name}: its settings do not make an LDAP source ({e}); their tokens are imported without owner"
+                    ));
+                    continue;
+                }
+            };
+            let mut users = HashMap::new();
+            let mut failed = None;
+            for row in &owner_rows {
+                if let [_, Some(resolver), Some(user_id), _] = row.as_slice()
+                    && resolver == name
+                    && !users.contains_key(user_id)
+                {
+                    use tessera_core::source::UserSource as _;
+                    match source
+                        .get(&tessera_core::ids::UserId(user_id.clone()))
+                        .await
+                    {
+                        Ok(Some(user)) => {
+                            users.insert(user_id.clone(), user.username);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            failed = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                report.not_migrated.push(format!(
+                    "owners in LDAP resolver {name}: the directory could not be searched ({e}); their tokens are imported without owner"
+                ));
+            }
+            names.insert(name.clone(), users);
+        }
+        let mut of_token = HashMap::new();
+        for row in owner_rows {
             if let [Some(token), resolver, Some(user_id), realm] = row.as_slice() {
                 let realm = realm
                     .as_ref()
@@ -698,4 +761,78 @@ async fn carry_contact(
         Ok(result) => entry("contact", result),
         Err(e) => entry("refused", e.to_string()),
     }
+}
+
+/// A Tessera LDAP user source with an LDAP resolver's settings (`LDAPURI`, `LDAPBASE`,
+/// `BINDDN`, `BINDPW`, `LOGINNAMEATTRIBUTE`, `LDAPSEARCHFILTER`, `UIDTYPE`, `START_TLS`,
+/// `TLS_VERIFY`, `TLS_CA_FILE`, `TIMEOUT`), and the same without its password to show.
+fn ldap_source_of(
+    name: &str,
+    config: &HashMap<String, String>,
+    keys: &Keys,
+) -> Result<(tessera_core::model::UserSourceDef, serde_json::Value), String> {
+    let get = |k: &str| config.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let servers: Vec<String> = get("LDAPURI")
+        .ok_or("it names no LDAPURI")?
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let login: Vec<String> = get("LOGINNAMEATTRIBUTE")
+        .unwrap_or("uid")
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let uid_type = get("UIDTYPE").unwrap_or("DN");
+    let unique_id = (!uid_type.eq_ignore_ascii_case("DN")).then(|| uid_type.to_string());
+    let active_directory = uid_type.eq_ignore_ascii_case("objectGUID")
+        || login
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case("sAMAccountName"));
+    let yes =
+        |k: &str| get(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
+    let tls_verify =
+        get("TLS_VERIFY").is_none_or(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
+    let mut ldap = serde_json::json!({
+        "directory": if active_directory { "active_directory" } else { "openldap" },
+        "servers": servers,
+        "base_dn": get("LDAPBASE").ok_or("it names no LDAPBASE")?,
+        "login_attributes": login,
+        "attributes": {"unique_id": unique_id, "username": login.first()},
+        "starttls": yes("START_TLS"),
+        "insecure_skip_verify": !tls_verify,
+    });
+    if let Some(f) = get("LDAPSEARCHFILTER") {
+        ldap["user_filter"] = f.into();
+    }
+    if let Some(ca) = get("TLS_CA_FILE") {
+        ldap["ca_file"] = ca.into();
+    }
+    if let Some(t) = get("TIMEOUT").and_then(|t| t.parse::<f64>().ok()) {
+        ldap["timeout_seconds"] = (t.ceil().clamp(1.0, 60.0) as u32).into();
+    }
+    if let Some(dn) = get("BINDDN") {
+        ldap["bind_dn"] = dn.into();
+    }
+    let source_name = format!(
+        "pi-{}",
+        name.to_ascii_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-")
+    );
+    let shown = serde_json::json!({"name": source_name, "type": "ldap", "ldap": ldap.clone()});
+    if let Some(pw) = get("BINDPW") {
+        // Kept encrypted under the installation's configuration key.
+        let plain = keys
+            .decrypt_value(1, pw)
+            .ok()
+            .and_then(|p| String::from_utf8(p.to_vec()).ok())
+            .ok_or("its bind password cannot be decrypted")?;
+        ldap["bind_password"] = plain.into();
+    }
+    let def = serde_json::from_value(
+        serde_json::json!({"name": source_name, "type": "ldap", "ldap": ldap}),
+    )
+    .map_err(|e| format!("its settings do not make an LDAP source: {e}"))?;
+    Ok((def, shown))
 }

@@ -427,4 +427,87 @@ async fn carries_fail_counts(backend: Backend) {
     s.stop().await;
 }
 
+/// Owners kept by an LDAP resolver are found in the directory by the id privacyIDEA keeps
+/// (here OpenLDAP's entryUUID), and the resolver's settings come out as a Tessera LDAP source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_owners_of_ldap_resolvers() {
+    use tessera_testkit::slapd::{BASE_DN, SVC_DN, SVC_PASSWORD, Slapd};
+    let d = Slapd::start();
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    // Tessera reads the same directory in its realm "corp".
+    let source: tessera_core::model::UserSourceDef = serde_json::from_value(json!({
+        "name": "corp", "type": "ldap",
+        "ldap": {"directory": "openldap", "servers": [d.ldap_url], "base_dn": BASE_DN,
+                 "bind_dn": SVC_DN, "bind_password": SVC_PASSWORD, "timeout_seconds": 2}
+    }))
+    .unwrap();
+    s.admin().put(&common::actor(), source).await.unwrap();
+    s.admin()
+        .put(
+            &common::actor(),
+            tessera_core::model::Realm {
+                name: "corp".into(),
+                sources: vec!["corp".into()],
+                description: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let work = s.dir.path().join("privacyidea");
+    let out = common::python_peer(
+        "pi",
+        "privacyidea_server.py",
+        &[work.display().to_string()],
+        &json!([
+            {"call": "resolver", "params": {
+                "resolver": "directory", "type": "ldapresolver",
+                "LDAPURI": d.ldap_url, "LDAPBASE": BASE_DN, "BINDDN": SVC_DN, "BINDPW": SVC_PASSWORD,
+                "LOGINNAMEATTRIBUTE": "uid", "LDAPSEARCHFILTER": "(objectClass=inetOrgPerson)",
+                "USERINFO": "{\"username\": \"uid\", \"email\": \"mail\"}",
+                "UIDTYPE": "entryUUID", "TIMEOUT": "5", "SIZELIMIT": "500", "AUTHTYPE": "Simple",
+                "CACHE_TIMEOUT": "0", "NOREFERRALS": "True"}},
+            {"call": "realm", "name": "corp", "resolvers": ["directory"]},
+            {"call": "init_token", "user": "alice", "realm": "corp",
+             "params": {"type": "hotp", "otpkey": KEY20, "serial": "PILDAP1", "pin": "77"}},
+            {"call": "init_token", "user": "carol", "realm": "corp",
+             "params": {"type": "totp", "otpkey": KEY20, "serial": "PILDAP2"}},
+        ]),
+    );
+    assert_eq!(out.len(), 4);
+    let (ok, report, err) = migrate(&s, &[&work.join("pi.cfg").display().to_string()]);
+    assert!(ok, "{err}\n{report}");
+    assert_eq!(entry(&report, "PILDAP1")["owner"], "alice@corp", "{report}");
+    assert_eq!(entry(&report, "PILDAP2")["owner"], "carol@corp");
+    let src = &report["ldap_sources"][0];
+    assert_eq!(src["ldap"]["attributes"]["unique_id"], "entryUUID");
+    assert_eq!(src["ldap"]["bind_dn"], SVC_DN);
+    assert!(src["ldap"].get("bind_password").is_none(), "{src}");
+    let code = oathtool_hotp(&b32(KEY20), 0, 6);
+    assert_eq!(
+        s.check(&[("user", "alice@corp"), ("pass", &format!("77{code}"))])
+            .await
+            .0,
+        "ACCEPT"
+    );
+    // For people: the source as a declarative file takes it.
+    let out = tessera(
+        &s,
+        &[
+            "migrate",
+            "privacyidea",
+            &work.join("pi.cfg").display().to_string(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let toml_part = text.split("tessera apply FILE):").nth(1).unwrap();
+    let decl: toml::Value = toml::from_str(toml_part).unwrap();
+    assert_eq!(
+        decl["user_source"][0]["ldap"]["attributes"]["unique_id"].as_str(),
+        Some("entryUUID")
+    );
+    assert_eq!(decl["user_source"][0]["type"].as_str(), Some("ldap"));
+    s.stop().await;
+}
+
 both_backends!(moves_an_installation, carries_fail_counts);

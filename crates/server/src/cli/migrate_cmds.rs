@@ -110,5 +110,28 @@ fn show(out: Out, report: &Report) {
                 outln!("  - {line}");
             }
         }
+        if !report.ldap_sources.is_empty() {
+            let mut sources = report.ldap_sources.clone();
+            sources.iter_mut().for_each(strip_nulls);
+            let file = serde_json::json!({ "user_source": sources });
+            if let Ok(text) = toml::to_string(&file) {
+                outln!(
+                    "\nTessera LDAP user sources with the LDAP resolvers' settings (add bind_password, put\nthem in the realms' sources, then tessera apply FILE):\n"
+                );
+                out!("{text}");
+            }
+        }
     });
+}
+
+/// TOML has no null: leave such keys out.
+fn strip_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
 }
