@@ -19,6 +19,9 @@ steps.json is a list of steps, run in order:
    "scheme": "pbkdf2_sha512"}                       -> the token's PIN hashed by passlib with that
                                                        scheme, as PI_HASH_ALGO_LIST makes it
   {"call": "policy", "name": N, "scope": S, "action": A} -> set_policy(N, S, A)
+  {"call": "encrypt_enckey", "password": P, "file": PATH}
+                                                    -> the key file encrypted with the password,
+                                                       as `pi-manage setup encrypt_enckey` does
   {"call": "check", "serial": S, "pass": P}         -> check_serial_pass(S, P): {"ok": bool}
   {"call": "export_pskc", "serials": [...], "psk": HEX, "file": PATH}
                                                     -> export_pskc() written to PATH: {"count": n}
@@ -85,6 +88,13 @@ def main():
                 token.pin_hash = CryptContext([step["scheme"]]).hash(step["pin"])
                 token.save()
                 out.append({"pin_hash": token.pin_hash})
+            elif call == "encrypt_enckey":
+                from privacyidea.lib.security.default import DefaultSecurityModule
+                with open(enckey, "rb") as f:
+                    keys = f.read()
+                with open(step["file"], "w") as f:
+                    f.write(DefaultSecurityModule.password_encrypt(keys, step["password"]))
+                out.append({})
             elif call == "policy":
                 from privacyidea.lib.policy import set_policy
                 set_policy(step["name"], scope=step["scope"], action=step["action"])

@@ -26,6 +26,8 @@ pub struct Options {
     pub database_url: Option<String>,
     /// Overrides the configuration's `PI_ENCFILE`.
     pub encfile: Option<PathBuf>,
+    /// The password of a key file encrypted with `pi-manage setup encrypt_enckey`.
+    pub encfile_password: Option<Zeroizing<String>>,
     /// privacyIDEA realm → Tessera realm; a realm not named keeps its name.
     pub realms: BTreeMap<String, String>,
     pub dry_run: bool,
@@ -162,14 +164,24 @@ fn install(options: &Options) -> Result<Install, String> {
 struct Keys(Zeroizing<Vec<u8>>);
 
 impl Keys {
-    fn read(path: &Path) -> Result<Keys, String> {
-        let bytes = Zeroizing::new(
+    fn read(path: &Path, password: Option<&str>) -> Result<Keys, String> {
+        let mut bytes = Zeroizing::new(
             std::fs::read(path)
                 .map_err(|e| format!("cannot read the encryption key {}: {e}", path.display()))?,
         );
         if bytes.len() > 100 {
+            // Encrypted by `pi-manage setup encrypt_enckey`: "iv:cipher" in hex, under the
+            // SHA-256 of the password, the keys in hex inside, ended by 0x01 0x02.
+            let Some(password) = password else {
+                return Err(format!(
+                    "the encryption key {} is encrypted with a password: give it with --encfile-password-stdin",
+                    path.display()
+                ));
+            };
+            bytes = Self::open_encrypted(&bytes, password)?;
+        } else if password.is_some() {
             return Err(format!(
-                "the encryption key {} is encrypted with a password (pi-manage's encrypted key file); Tessera cannot open such a file yet: decrypt it into a copy first",
+                "the encryption key {} is not encrypted: leave out --encfile-password-stdin",
                 path.display()
             ));
         }
@@ -181,6 +193,34 @@ impl Keys {
             ));
         }
         Ok(Keys(bytes))
+    }
+
+    fn open_encrypted(file: &[u8], password: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+        use sha2::Digest as _;
+        let wrong = || "the encryption key file does not open with this password".to_string();
+        let text = std::str::from_utf8(file).map_err(|_| wrong())?.trim();
+        let (iv, data) = text.split_once(':').ok_or_else(wrong)?;
+        let iv = HEXLOWER_PERMISSIVE
+            .decode(iv.as_bytes())
+            .map_err(|_| wrong())?;
+        let data = HEXLOWER_PERMISSIVE
+            .decode(data.as_bytes())
+            .map_err(|_| wrong())?;
+        let key = Zeroizing::new(sha2::Sha256::digest(password.as_bytes()).to_vec());
+        let decryptor =
+            cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, &iv).map_err(|_| wrong())?;
+        let mut buf = Zeroizing::new(data);
+        let plain = decryptor
+            .decrypt_padded::<aes::cipher::block_padding::NoPadding>(&mut buf)
+            .map_err(|_| wrong())?;
+        let end = plain
+            .windows(2)
+            .rposition(|w| w == [1, 2])
+            .ok_or_else(wrong)?;
+        let keys = HEXLOWER_PERMISSIVE
+            .decode(&plain[..end])
+            .map_err(|_| wrong())?;
+        Ok(Zeroizing::new(keys))
     }
 
     /// The key of a slot: 0 tokens, 1 configuration, 2 values.
@@ -276,7 +316,10 @@ pub async fn privacyidea(
     options: &Options,
 ) -> Result<Report, String> {
     let install = install(options)?;
-    let keys = Keys::read(&install.encfile)?;
+    let keys = Keys::read(
+        &install.encfile,
+        options.encfile_password.as_deref().map(|p| p.as_str()),
+    )?;
     let db = ForeignDb::open(&install.database_url, &install.base).await?;
     if !db.has_table("token").await {
         return Err(

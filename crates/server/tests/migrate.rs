@@ -33,6 +33,36 @@ fn migrate(s: &TestServer, args: &[&str]) -> (bool, Value, String) {
     )
 }
 
+/// The same with `stdin` on standard input.
+fn migrate_stdin(s: &TestServer, args: &[&str], stdin: &str) -> (bool, Value, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["migrate", "privacyidea", "--json"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(&s.config.data_dir)
+        .arg("--database-url")
+        .arg(&s.config.database_url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn entry<'a>(report: &'a Value, serial: &str) -> &'a Value {
     report["tokens"]
         .as_array()
@@ -412,13 +442,34 @@ async fn carries_fail_counts(backend: Backend) {
     for _ in 0..3 {
         steps.push(json!({"call": "check", "serial": "PIF1", "pass": "9000000"}));
     }
+    // The key file encrypted with a password, as `pi-manage setup encrypt_enckey` leaves it.
+    let encrypted = work.join("enckey.enc");
+    steps.push(json!({"call": "encrypt_enckey", "password": "key-file-pw",
+                      "file": encrypted.display().to_string()}));
     common::python_peer(
         "pi",
         "privacyidea_server.py",
         &[work.display().to_string()],
         &json!(steps),
     );
-    let (ok, _, err) = migrate(&s, &[&work.join("pi.cfg").display().to_string()]);
+    let cfg = work.join("pi.cfg").display().to_string();
+    let enc = encrypted.display().to_string();
+    let (ok, _, err) = migrate(&s, &[&cfg, "--encfile", &enc]);
+    assert!(!ok);
+    assert!(err.contains("--encfile-password-stdin"), "{err}");
+    let (ok, _, err) = migrate_stdin(
+        &s,
+        &[&cfg, "--encfile", &enc, "--encfile-password-stdin"],
+        "wrong\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("does not open with this password"), "{err}");
+    assert!(!tessera(&s, &["token", "show", "PIF1"]).status.success());
+    let (ok, _, err) = migrate_stdin(
+        &s,
+        &[&cfg, "--encfile", &enc, "--encfile-password-stdin"],
+        "key-file-pw\n",
+    );
     assert!(ok, "{err}");
     let t: Value =
         serde_json::from_slice(&tessera(&s, &["token", "show", "PIF1", "--json"]).stdout).unwrap();

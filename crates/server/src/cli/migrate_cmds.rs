@@ -28,6 +28,10 @@ pub enum MigrateCmd {
         /// The encryption key file, instead of the configuration's PI_ENCFILE.
         #[arg(long)]
         encfile: Option<PathBuf>,
+        /// Read the password of an encrypted key file (pi-manage setup encrypt_enckey) from
+        /// standard input (asked for, not shown, at a terminal).
+        #[arg(long)]
+        encfile_password_stdin: bool,
         /// A privacyIDEA realm and the Tessera realm its users are in, as PI=TESSERA (repeat for
         /// several); realms not named keep their name.
         #[arg(long = "realm-map", value_name = "PI=TESSERA")]
@@ -44,9 +48,15 @@ pub async fn run(app: &App, out: Out, cmd: MigrateCmd) -> Result<()> {
             pi_cfg,
             pi_database_url,
             encfile,
+            encfile_password_stdin,
             realm_map,
             dry_run,
         } => {
+            let encfile_password = if encfile_password_stdin {
+                Some(super::read_secret("key file password", false)?)
+            } else {
+                None
+            };
             let mut realms = BTreeMap::new();
             for pair in realm_map {
                 let (pi, tessera) = pair
@@ -59,6 +69,7 @@ pub async fn run(app: &App, out: Out, cmd: MigrateCmd) -> Result<()> {
                 config: pi_cfg,
                 database_url: pi_database_url,
                 encfile,
+                encfile_password,
                 realms,
                 dry_run,
             };
