@@ -19,6 +19,8 @@ steps.json is a list of steps, run in order:
    "scheme": "pbkdf2_sha512"}                       -> the token's PIN hashed by passlib with that
                                                        scheme, as PI_HASH_ALGO_LIST makes it
   {"call": "policy", "name": N, "scope": S, "action": A} -> set_policy(N, S, A)
+  {"call": "sqlite", "file": PATH, "sql": [...]}     -> the statements run on that SQLite file (a
+                                                       user table for an SQL resolver)
   {"call": "encrypt_enckey", "password": P, "file": PATH}
                                                     -> the key file encrypted with the password,
                                                        as `pi-manage setup encrypt_enckey` does
@@ -88,6 +90,14 @@ def main():
                 token.pin_hash = CryptContext([step["scheme"]]).hash(step["pin"])
                 token.save()
                 out.append({"pin_hash": token.pin_hash})
+            elif call == "sqlite":
+                import sqlite3
+                con = sqlite3.connect(step["file"])
+                for statement in step["sql"]:
+                    con.execute(statement)
+                con.commit()
+                con.close()
+                out.append({})
             elif call == "encrypt_enckey":
                 from privacyidea.lib.security.default import DefaultSecurityModule
                 with open(enckey, "rb") as f:

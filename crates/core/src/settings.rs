@@ -41,6 +41,10 @@ pub struct SystemSettings {
     pub include_saml_attributes: bool,
     /// … and also when authentication failed.
     pub include_saml_attributes_on_fail: bool,
+    /// The attributes `/validate/samlcheck` returns, comma-separated: `username`, `realm`,
+    /// `resolver`, `email`, `givenname`, `surname`, `mobile`, `phone`, `groups`, and any
+    /// attribute a directory source reads (its `attributes.extra`, e.g. `department`).
+    pub saml_attributes: String,
     /// Answer privacyIDEA's error 904 ("user not found") instead of the uniform reject. Off by
     /// default: the same answer for unknown users and wrong credentials prevents enumeration.
     pub unknown_user_error: bool,
@@ -104,6 +108,10 @@ pub struct SystemSettings {
     pub api_session_minutes: u32,
     /// Minutes the MFA step of an API login can be finished.
     pub mfa_session_minutes: u32,
+    /// Minutes a code sent in the MFA step of an API login (with the MFA_PENDING token, or by
+    /// `/oauth/mfa/otp/generate`) can be entered, from when it was sent; never past the MFA
+    /// session (seed 003's CONF_MFA_TOKEN_SESSION_EXPIRY_MINUTES).
+    pub mfa_token_session_minutes: u32,
     /// Minutes an MFA_PENDING token is valid (at most the MFA session).
     pub mfa_token_minutes: u32,
     /// Refresh tokens ("regenerate keys") for logins with one factor, and after an MFA step.
@@ -168,6 +176,14 @@ pub struct SystemSettings {
     /// Delivery profiles (HTTP gateways) for Zalo and their text.
     pub zalo_delivery: String,
     pub zalo_template: String,
+    /// Codes of the MFA step (the second and later factors) go by this channel instead
+    /// (seed 003's CONF_MFA_MOBILE_SUB_CHANNEL): `sms`, `whatsapp` or `zalo`; empty: as
+    /// `mobile_sub_channel`.
+    pub mfa_mobile_sub_channel: String,
+    /// The WhatsApp and Zalo texts of the MFA step (seed 003's
+    /// CONF_MFA_MOBILE_SUB_CHANNEL_PROPERTIES); empty: as `whatsapp_template`, `zalo_template`.
+    pub mfa_whatsapp_template: String,
+    pub mfa_zalo_template: String,
     /// Channels tried, in order, when the primary one fails; the only ones a request may ask
     /// for with `fallbackChannel` (seed 003's CONF_FALLBACK_CHANNELS): `sms`, `whatsapp`,
     /// `zalo`, `mail`.
@@ -233,6 +249,7 @@ impl Default for SystemSettings {
             override_client: String::new(),
             include_saml_attributes: true,
             include_saml_attributes_on_fail: false,
+            saml_attributes: "username, realm, resolver, email, givenname, surname, mobile, phone, groups".into(),
             unknown_user_error: false,
             validate_application: "default".into(),
             account_application: "default".into(),
@@ -259,6 +276,7 @@ impl Default for SystemSettings {
             mfa_max_password_attempts: 5,
             mfa_lock_period_minutes: 30,
             api_session_minutes: 15,
+            mfa_token_session_minutes: 15,
             mfa_session_minutes: 15,
             mfa_token_minutes: 15,
             regenerate_token: true,
@@ -290,6 +308,9 @@ impl Default for SystemSettings {
             whatsapp_template: "Your code: {otp}".into(),
             zalo_delivery: String::new(),
             zalo_template: "Your code: {otp}".into(),
+            mfa_mobile_sub_channel: String::new(),
+            mfa_whatsapp_template: String::new(),
+            mfa_zalo_template: String::new(),
             fallback_channels: String::new(),
             mail_html_template: String::new(),
             email_link_html_template: String::new(),
@@ -534,6 +555,7 @@ impl SystemSettings {
         for (key, value) in [
             ("api_session_minutes", self.api_session_minutes),
             ("mfa_session_minutes", self.mfa_session_minutes),
+            ("mfa_token_session_minutes", self.mfa_token_session_minutes),
             ("mfa_token_minutes", self.mfa_token_minutes),
         ] {
             check(
@@ -706,12 +728,34 @@ impl SystemSettings {
             "must be between 1 and 20",
         );
         check(
+            self.saml_attributes.len() <= 2000
+                && self.saml_attributes.split(',').map(str::trim).all(|n| {
+                    n.is_empty()
+                        || n.len() <= 128
+                            && n.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                }),
+            "saml_attributes",
+            "attribute names (letters, digits, '-', '_', '.') separated by commas",
+        );
+        check(
             matches!(
                 self.mobile_sub_channel.trim().to_ascii_lowercase().as_str(),
                 "" | "whatsapp" | "zalo"
             ),
             "mobile_sub_channel",
             "must be empty (SMS), whatsapp or zalo",
+        );
+        check(
+            matches!(
+                self.mfa_mobile_sub_channel
+                    .trim()
+                    .to_ascii_lowercase()
+                    .as_str(),
+                "" | "sms" | "whatsapp" | "zalo"
+            ),
+            "mfa_mobile_sub_channel",
+            "must be empty (as mobile_sub_channel), sms, whatsapp or zalo",
         );
         for name in self
             .fallback_channels
@@ -749,6 +793,17 @@ impl SystemSettings {
                 (t.contains("{otp}") || t.contains("<%TOKEN%>")) && t.len() <= 4000,
                 key,
                 "must contain {otp} (the code) and be at most 4000 characters",
+            );
+        }
+        for (key, t) in [
+            ("mfa_whatsapp_template", &self.mfa_whatsapp_template),
+            ("mfa_zalo_template", &self.mfa_zalo_template),
+        ] {
+            check(
+                t.trim().is_empty()
+                    || (t.contains("{otp}") || t.contains("<%TOKEN%>")) && t.len() <= 4000,
+                key,
+                "must be empty (the first factor's text) or contain {otp} and be at most 4000 characters",
             );
         }
         check(
@@ -796,6 +851,29 @@ impl SystemSettings {
         match self.mobile_sub_channel.trim() {
             "" => Some(crate::model::Channel::Sms),
             other => crate::model::Channel::parse(other),
+        }
+    }
+
+    /// The channel codes for phones go by first in the MFA step (`mfa`) or the first factor.
+    pub fn primary_mobile_for(&self, mfa: bool) -> Option<crate::model::Channel> {
+        match self.mfa_mobile_sub_channel.trim() {
+            "" => self.primary_mobile(),
+            other if mfa => crate::model::Channel::parse(other),
+            _ => self.primary_mobile(),
+        }
+    }
+
+    /// The text template of a channel in the MFA step (`mfa`) or the first factor.
+    pub fn template_for(&self, channel: crate::model::Channel, mfa: bool) -> &str {
+        let own = match channel {
+            crate::model::Channel::Whatsapp => &self.mfa_whatsapp_template,
+            crate::model::Channel::Zalo => &self.mfa_zalo_template,
+            _ => return self.template_of(channel),
+        };
+        if mfa && !own.trim().is_empty() {
+            own
+        } else {
+            self.template_of(channel)
         }
     }
 

@@ -1212,7 +1212,7 @@ async fn otp_generate(
     // depends on the user (no phone, no mail) gets the answer everyone gets.
     let fallback = params.get("fallbackChannel").cloned();
     let Some(channel) =
-        tessera_core::engine::expected_channel(&snap.settings, method, fallback.as_deref())
+        tessera_core::engine::expected_channel(&snap.settings, method, fallback.as_deref(), false)
     else {
         let c = tessera_core::engine::ChannelError::NotConfigured;
         return oauth_error(
@@ -1305,6 +1305,7 @@ fn code_first_method(snap: &tessera_core::engine::Snapshot, client: &ApiClient) 
 async fn mfa_otp_generate(
     state: St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -1321,6 +1322,46 @@ async fn mfa_otp_generate(
         return res;
     }
     let auto_fill = state.engine.snapshot().settings.mfa_auto_fill_identifier;
+    // Seed 003's errors 1601/1602: a fallback channel for phones needs the `mobile` identifier,
+    // mail the `email` one, in the body (not in the query string). Left out with
+    // `mfa_auto_fill_identifier`, the user's own is used.
+    if let Some(channel) = params
+        .get("fallbackChannel")
+        .and_then(|f| tessera_core::model::Channel::parse(f))
+    {
+        use tessera_core::engine::ChannelError;
+        let (needs, error) = if channel.is_mobile() {
+            ("mobile", ChannelError::NeedsMobile)
+        } else {
+            ("email", ChannelError::NeedsEmail)
+        };
+        let in_query = uri.query().is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .any(|(k, _)| k == "identifierType" || k == "identifierValue")
+        });
+        let given = params.get("identifierType").map(String::as_str);
+        let fits = match given {
+            Some(kind) => {
+                kind == needs && params.get("identifierValue").is_some_and(|v| !v.is_empty())
+            }
+            None => auto_fill && !params.contains_key("identifierValue"),
+        };
+        if in_query || !fits {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!(
+                    "{error} ({}): pass identifierType={needs} and identifierValue in the body{}",
+                    error.code(),
+                    if in_query {
+                        ", not in the query string"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+    }
     let identifier = match (
         params.get("identifierType").map(String::as_str),
         params.get("identifierValue"),

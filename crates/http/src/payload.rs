@@ -61,6 +61,62 @@ pub async fn key_pair(
     Ok((sk, pk))
 }
 
+/// Replaces the installation's key pair with the organisation's own (seed 003's
+/// CONF_ENCRYPTION_PRIVATE_KEY): an X25519 private key as base64 of its 32 bytes, or as PEM
+/// (`openssl genpkey -algorithm X25519`). `public_key` (base64), when given, must be the one
+/// the private key makes. Returns the public key (base64). Payloads sealed to the key before
+/// are refused from then on.
+pub async fn import_key(
+    store: &dyn tessera_core::store::Store,
+    private_key: &str,
+    public_key: Option<&str>,
+) -> Result<String, String> {
+    let text = private_key.trim();
+    let raw: zeroize::Zeroizing<Vec<u8>> = if text.starts_with("-----BEGIN") {
+        use rustls::pki_types::PrivatePkcs8KeyDer;
+        use rustls::pki_types::pem::PemObject;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(text.as_bytes())
+            .map_err(|_| "expected a PEM \"PRIVATE KEY\" (openssl genpkey -algorithm X25519)")?;
+        // PKCS#8 of X25519 (RFC 8410): the algorithm 1.3.101.110, then the 32 key bytes.
+        const PREFIX: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let der = der.secret_pkcs8_der();
+        match der.strip_prefix(&PREFIX[..]) {
+            Some(key) if key.len() == 32 => zeroize::Zeroizing::new(key.to_vec()),
+            _ => return Err("the PEM key is not an X25519 key".into()),
+        }
+    } else {
+        let bytes = BASE64
+            .decode(text.as_bytes())
+            .map_err(|_| "expected the X25519 private key in base64 (32 bytes) or PEM")?;
+        if bytes.len() != 32 {
+            return Err(format!(
+                "an X25519 private key is 32 bytes; this one is {}",
+                bytes.len()
+            ));
+        }
+        zeroize::Zeroizing::new(bytes)
+    };
+    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&raw)
+        .map_err(|_| "not a usable X25519 private key".to_string())?;
+    let pk = BASE64.encode(&Kem::sk_to_pk(&sk).to_bytes());
+    if let Some(given) = public_key
+        && given.trim() != pk
+    {
+        return Err(format!(
+            "the public key given is not the private key's (that one is {pk}); nothing was changed"
+        ));
+    }
+    let sealed = store.seal_secret(&raw, KEY_CONTEXT);
+    store
+        .set_meta(KEY_META, &BASE64.encode(&sealed))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(pk)
+}
+
 /// The public key integrators encrypt to (base64).
 pub async fn public_key(store: &dyn tessera_core::store::Store) -> Result<String, String> {
     Ok(BASE64.encode(&key_pair(store).await?.1.to_bytes()))

@@ -301,18 +301,29 @@ async fn post_validate_radiuscheck(
     }
 }
 
-fn saml_attributes(user: &User, realm: &str) -> Value {
-    json!({
-        "username": user.username,
-        "realm": realm,
-        "resolver": user.source.as_str(),
-        "email": user.email,
-        "givenname": user.given_name,
-        "surname": user.surname,
-        "mobile": user.phone,
-        "phone": user.phone,
-        "groups": user.groups,
-    })
+/// The attributes the `saml_attributes` setting names: the standard ones, and any other the
+/// user's directory entry carries (one value as text, several as a list; absent ones left out).
+fn saml_attributes(user: &User, realm: &str, names: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let value = match name {
+            "username" => json!(user.username),
+            "realm" => json!(realm),
+            "resolver" => json!(user.source.as_str()),
+            "email" => json!(user.email),
+            "givenname" => json!(user.given_name),
+            "surname" => json!(user.surname),
+            "mobile" | "phone" => json!(user.phone),
+            "groups" => json!(user.groups),
+            other => match user.attributes.get(&other.to_ascii_lowercase()) {
+                Some(values) if values.len() == 1 => json!(values[0]),
+                Some(values) => json!(values),
+                None => continue,
+            },
+        };
+        out.insert(name.to_string(), value);
+    }
+    Value::Object(out)
 }
 
 /// `/validate/samlcheck` (eduMFA): `value` is `{auth, attributes}`.
@@ -327,9 +338,10 @@ async fn post_validate_samlcheck(
     let settings = state.engine.snapshot().settings.clone();
     let realm = |r: &str| r.to_string();
     let (auth, attributes) = match &outcome {
-        Outcome::Accept(a) if settings.include_saml_attributes => {
-            (true, saml_attributes(&a.user, &realm(a.realm.as_str())))
-        }
+        Outcome::Accept(a) if settings.include_saml_attributes => (
+            true,
+            saml_attributes(&a.user, &realm(a.realm.as_str()), &settings.saml_attributes),
+        ),
         Outcome::Accept(_) => (true, json!({})),
         Outcome::Reject(r)
             if settings.include_saml_attributes && settings.include_saml_attributes_on_fail =>
@@ -337,7 +349,7 @@ async fn post_validate_samlcheck(
             let attrs = r
                 .user
                 .as_ref()
-                .map(|u| saml_attributes(u, ""))
+                .map(|u| saml_attributes(u, "", &settings.saml_attributes))
                 .unwrap_or_else(|| json!({}));
             (false, attrs)
         }

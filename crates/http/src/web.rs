@@ -1400,7 +1400,7 @@ async fn code_page_for_nobody(
         .and_then(|a| a.factors.first())
         .and_then(|f| f.all_methods().next())
         .unwrap_or(tessera_core::model::Method::SmsOtp);
-    let channel = tessera_core::engine::expected_channel(&snap.settings, method, None)
+    let channel = tessera_core::engine::expected_channel(&snap.settings, method, None, false)
         .unwrap_or(tessera_core::model::Channel::Sms);
     flow.tx = Some(tessera_core::rng::random_digits(
         state.engine.ports().rng.as_ref(),

@@ -331,7 +331,7 @@ pub async fn privacyidea(
         ..Report::default()
     };
 
-    let owners = Owners::read(&db, &keys, &mut report).await?;
+    let owners = Owners::read(&db, &keys, &install.base, &mut report).await?;
     let mut info: HashMap<String, HashMap<String, String>> = HashMap::new();
     for row in db
         .rows(r#"SELECT CAST(token_id AS TEXT), CAST("Key" AS TEXT), CAST("Value" AS TEXT) FROM tokeninfo"#)
@@ -439,7 +439,12 @@ struct Owners {
 }
 
 impl Owners {
-    async fn read(db: &ForeignDb, keys: &Keys, report: &mut Report) -> Result<Owners, String> {
+    async fn read(
+        db: &ForeignDb,
+        keys: &Keys,
+        base: &Path,
+        report: &mut Report,
+    ) -> Result<Owners, String> {
         let mut realms: HashMap<String, String> = HashMap::new();
         for row in db
             .rows("SELECT CAST(id AS TEXT), CAST(name AS TEXT) FROM realm")
@@ -495,6 +500,14 @@ impl Owners {
                     }
                 }
                 "ldapresolver" => {}
+                "sqlresolver" => match sql_users(config, keys, base).await {
+                    Ok(users) => {
+                        names.insert(name.clone(), users);
+                    }
+                    Err(e) => report.not_migrated.push(format!(
+                        "owners in SQL resolver {name}: {e}; their tokens are imported without owner (tessera token assign)"
+                    )),
+                },
                 other => report.not_migrated.push(format!(
                     "owners in resolver {name} (type {other}): their login names are not read yet; the tokens are imported without owner: assign them with tessera token assign SERIAL --user LOGIN"
                 )),
@@ -878,4 +891,69 @@ fn ldap_source_of(
     )
     .map_err(|e| format!("its settings do not make an LDAP source: {e}"))?;
     Ok((def, shown))
+}
+
+/// The login names of an SQL resolver's users by user id, read from its table with its own
+/// connection settings (`Driver`, `Server`, `Port`, `Database`, `User`, `Password`,
+/// `conParams`, `Table`, `Map`).
+async fn sql_users(
+    config: &HashMap<String, String>,
+    keys: &Keys,
+    base: &Path,
+) -> Result<HashMap<String, String>, String> {
+    let get = |k: &str| config.get(k).map(|v| v.trim()).unwrap_or_default();
+    let map: HashMap<String, String> = serde_json::from_str(get("Map"))
+        .map_err(|_| "its Map is not a JSON object of column names".to_string())?;
+    let column = |k: &str| {
+        map.get(k)
+            .filter(|c| !c.is_empty() && !c.contains(['"', '`', '\'']))
+            .cloned()
+            .ok_or_else(|| format!("its Map names no usable {k} column"))
+    };
+    let (id_col, name_col) = (column("userid")?, column("username")?);
+    let table = get("Table");
+    if table.is_empty() || table.contains(['"', '`', '\'']) {
+        return Err("it names no usable Table".into());
+    }
+    // The connection string privacyIDEA makes from the same settings.
+    let password = match config.get("Password").filter(|p| !p.is_empty()) {
+        Some(p) => keys
+            .decrypt_value(1, p)
+            .ok()
+            .and_then(|p| String::from_utf8(p.to_vec()).ok())
+            .ok_or("its password cannot be decrypted")?,
+        None => String::new(),
+    };
+    let mut url = format!("{}://{}", get("Driver"), get("User"));
+    if !password.is_empty() {
+        url.push(':');
+        url.push_str(&password);
+    }
+    if !get("User").is_empty() || !password.is_empty() {
+        url.push('@');
+    }
+    url.push_str(get("Server"));
+    if !get("Port").is_empty() {
+        url.push(':');
+        url.push_str(get("Port"));
+    }
+    url.push('/');
+    url.push_str(get("Database"));
+    if !get("conParams").is_empty() {
+        url.push('?');
+        url.push_str(get("conParams"));
+    }
+    let db = ForeignDb::open(&url, base).await?;
+    let rows = db
+        .rows(&format!(
+            r#"SELECT CAST("{id_col}" AS TEXT), CAST("{name_col}" AS TEXT) FROM "{table}""#
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| match r.as_slice() {
+            [Some(id), Some(name)] => Some((id.clone(), name.clone())),
+            _ => None,
+        })
+        .collect())
 }

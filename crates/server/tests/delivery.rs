@@ -567,6 +567,100 @@ async fn whatsapp_first_then_fallback_channels_and_their_errors() {
     s.stop().await;
 }
 
+/// Seed 003's separate MFA channel: the first factor's code goes by SMS, the MFA step's by
+/// WhatsApp with its own text (CONF_MFA_MOBILE_SUB_CHANNEL and _PROPERTIES).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mfa_step_has_its_own_channel_and_text() {
+    let gw = Provider::start().await;
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.add_user("alice", Some("alice-password")).await;
+    apply(
+        &s,
+        json!({
+            "delivery_profile": [
+                {"name": "wa", "type": "http", "url": format!("{}/wa", gw.url),
+                 "body": "to={phone}&text={message}&via={channel}"},
+                {"name": "sms", "type": "http", "url": format!("{}/sms", gw.url),
+                 "body": "to={phone}&text={message}&via={channel}"}
+            ],
+            "settings": {
+                "whatsapp_delivery": "wa",
+                "whatsapp_template": "OTP generated for whatsapp is {otp}",
+                "sms_delivery": "sms",
+                "sms_template": "OTP generated for sms is {otp}",
+                "mfa_mobile_sub_channel": "whatsapp",
+                "mfa_whatsapp_template": "MFA OTP generated for whatsapp is {otp}"
+            }
+        }),
+    )
+    .await;
+    // A code first, then a code in the MFA step.
+    s.use_app("two-codes", &[&[Method::SmsOtp], &[Method::SmsOtp]])
+        .await;
+    let (result, first) = s.check(&[("user", "alice"), ("pass", "")]).await;
+    assert_eq!(result, "CHALLENGE", "{first}");
+    let sms = gw.wait_for("/sms", 1).await;
+    let text = form_value(&sms[0].body, "text");
+    assert!(text.starts_with("OTP generated for sms is "), "{text}");
+    assert!(gw.requests("/wa").is_empty());
+    let tx = first["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (result, second) = s
+        .check(&[
+            ("user", "alice"),
+            ("transaction_id", &tx),
+            ("pass", &code_in(&text)),
+        ])
+        .await;
+    assert_eq!(result, "CHALLENGE", "{second}");
+    let wa = gw.wait_for("/wa", 1).await;
+    let text = form_value(&wa[0].body, "text");
+    assert!(
+        text.starts_with("MFA OTP generated for whatsapp is "),
+        "{text}"
+    );
+    assert_eq!(form_value(&wa[0].body, "via"), "whatsapp");
+    let tx = second["detail"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (result, body) = s
+        .check(&[
+            ("user", "alice"),
+            ("transaction_id", &tx),
+            ("pass", &code_in(&text)),
+        ])
+        .await;
+    assert_eq!(result, "ACCEPT", "{body}");
+    assert_eq!(
+        gw.requests("/sms").len(),
+        1,
+        "the MFA code went by WhatsApp only"
+    );
+
+    // Without MFA texts of its own, the MFA step uses the first factor's; a bad MFA setting is
+    // refused.
+    let refused = s
+        .admin()
+        .update_settings(
+            &actor(),
+            serde_json::from_value(json!({"mfa_mobile_sub_channel": "pigeon"})).unwrap(),
+        )
+        .await;
+    assert!(refused.is_err());
+    let refused = s
+        .admin()
+        .update_settings(
+            &actor(),
+            serde_json::from_value(json!({"mfa_zalo_template": "no code here"})).unwrap(),
+        )
+        .await;
+    assert!(refused.is_err());
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codes_per_user_and_hour_are_limited() {
     let gw = Provider::start().await;

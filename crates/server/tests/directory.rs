@@ -17,7 +17,11 @@ use tessera_testkit::slapd::{BASE_DN, SVC_DN, SVC_PASSWORD, Slapd};
 const T0: i64 = 1_800_000_010;
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
-both_backends!(directory_passwords_and_ldap_otp, group_and_attribute_rules,);
+both_backends!(
+    directory_passwords_and_ldap_otp,
+    group_and_attribute_rules,
+    samlcheck_returns_the_attributes_asked_for,
+);
 
 fn ldap_source(name: &str, servers: &[&str]) -> UserSourceDef {
     serde_json::from_value(json!({
@@ -70,6 +74,55 @@ async fn use_app_json(s: &TestServer, app: Value) {
     let app: Application = serde_json::from_value(app).unwrap();
     s.admin().put(&actor(), app).await.unwrap();
     s.set(json!({"validate_application": name})).await;
+}
+
+/// `/validate/samlcheck` returns the attributes `saml_attributes` names, the directory's own
+/// (`attributes.extra`) among them; one value as text, several as a list.
+async fn samlcheck_returns_the_attributes_asked_for(b: Backend) {
+    let d = Slapd::start();
+    let s = TestServer::start(b, Some(T0)).await;
+    let mut src = ldap_source("corp", &[&d.ldap_url]);
+    if let Some(ldap) = src.ldap.as_mut() {
+        ldap.attributes.extra = vec!["departmentNumber".into(), "employeeType".into()];
+    }
+    put_sources(&s, &[src], &["corp", "local"]).await;
+    use_app_json(
+        &s,
+        json!({"name": "sso", "factors": [{"methods": ["ldap"]}]}),
+    )
+    .await;
+    let samlcheck = || async {
+        let (status, body) = s
+            .post(
+                "/validate/samlcheck",
+                &[("user", "alice"), ("pass", "alice-password")],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["result"]["value"]["auth"], true, "{body}");
+        body["result"]["value"]["attributes"].clone()
+    };
+    // The standard set by default.
+    let a = samlcheck().await;
+    assert_eq!(a["email"], "alice@example.org");
+    assert!(a.get("departmentNumber").is_none(), "{a}");
+    s.set(json!({"saml_attributes": "username, email, departmentNumber, employeeType, title"}))
+        .await;
+    let a = samlcheck().await;
+    assert_eq!(a["username"], "alice");
+    assert_eq!(a["departmentNumber"], "Engineering");
+    assert_eq!(a["employeeType"], json!(["staff", "contractor"]));
+    assert!(a.get("title").is_none() && a.get("groups").is_none(), "{a}");
+    // A name that is no attribute name is refused, and nothing changes.
+    let refused = s
+        .admin()
+        .update_settings(
+            &actor(),
+            serde_json::from_value(json!({"saml_attributes": "mail; drop"})).unwrap(),
+        )
+        .await;
+    assert!(refused.is_err());
+    s.stop().await;
 }
 
 async fn check(s: &TestServer, user: &str, pass: &str) -> String {

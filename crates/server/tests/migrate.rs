@@ -478,6 +478,61 @@ async fn carries_fail_counts(backend: Backend) {
     s.stop().await;
 }
 
+/// Owners kept by an SQL resolver: their login names read from its table with its own
+/// connection settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_owners_of_sql_resolvers() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.add_user("erin", None).await;
+    let work = s.dir.path().join("privacyidea");
+    let users = s.dir.path().join("users.sqlite");
+    let users_path = users.display().to_string();
+    let out = common::python_peer(
+        "pi",
+        "privacyidea_server.py",
+        &[work.display().to_string()],
+        &json!([
+            {"call": "sqlite", "file": users_path, "sql": [
+                "CREATE TABLE people (uid INTEGER PRIMARY KEY, login TEXT, mail TEXT)",
+                "INSERT INTO people VALUES (41, 'frank', 'frank@example.org')",
+                "INSERT INTO people VALUES (42, 'erin', 'erin@example.org')",
+            ]},
+            {"call": "resolver", "params": {
+                "resolver": "sqlusers", "type": "sqlresolver", "Driver": "sqlite", "Server": "",
+                "Port": "", "Database": users_path, "User": "", "Password": "", "Table": "people",
+                "Map": "{\"userid\": \"uid\", \"username\": \"login\", \"email\": \"mail\"}",
+                "Limit": "500", "Editable": "0", "Where": "", "conParams": "", "Encoding": "utf-8",
+                "Password_Hash_Type": "SSHA256"}},
+            {"call": "realm", "name": "corp", "resolvers": ["sqlusers"]},
+            {"call": "init_token", "user": "erin", "realm": "corp",
+             "params": {"type": "hotp", "otpkey": KEY20, "serial": "PISQL1", "pin": "55"}},
+        ]),
+    );
+    assert_eq!(out.len(), 4);
+    let (ok, report, err) = migrate(
+        &s,
+        &[
+            &work.join("pi.cfg").display().to_string(),
+            "--realm-map",
+            "corp=default",
+        ],
+    );
+    assert!(ok, "{err}\n{report}");
+    assert_eq!(
+        entry(&report, "PISQL1")["owner"],
+        "erin@default",
+        "{report}"
+    );
+    let code = oathtool_hotp(&b32(KEY20), 0, 6);
+    assert_eq!(
+        s.check(&[("user", "erin"), ("pass", &format!("55{code}"))])
+            .await
+            .0,
+        "ACCEPT"
+    );
+    s.stop().await;
+}
+
 /// Owners kept by an LDAP resolver are found in the directory by the id privacyIDEA keeps
 /// (here OpenLDAP's entryUUID), and the resolver's settings come out as a Tessera LDAP source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -766,6 +766,89 @@ async fn encrypted_payloads_fresh_once_and_untampered(b: Backend) {
         status, 403,
         "plain form as before (this client has no introspect scope)"
     );
+
+    // The organisation's own key pair (seed 003's CONF_ENCRYPTION_PRIVATE_KEY), made by OpenSSL.
+    let pem = s.dir.path().join("org-x25519.pem");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "X25519",
+        "-out",
+        pem.to_str().unwrap(),
+    ]);
+    let der = openssl(&[
+        "pkey",
+        "-in",
+        pem.to_str().unwrap(),
+        "-pubout",
+        "-outform",
+        "DER",
+    ]);
+    let org_public = data_encoding::BASE64.encode(&der[der.len() - 32..]);
+    // A public key that is not the private key's: refused, the old key stays.
+    let refused = common::tessera(
+        &s,
+        &[
+            "encryption",
+            "import-key",
+            pem.to_str().unwrap(),
+            "--public-key",
+            &key,
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing was changed"));
+    assert_eq!(cli(&["encryption", "key"]), key);
+    let out = common::tessera_ok(
+        &s,
+        &[
+            "encryption",
+            "import-key",
+            pem.to_str().unwrap(),
+            "--public-key",
+            &org_public,
+            "--json",
+        ],
+    );
+    let imported: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(imported["public_key"], org_public.as_str());
+    assert_eq!(cli(&["encryption", "key"]), org_public);
+    // Sealed to the old key: refused; sealed to the organisation's by pyhpke: accepted.
+    let old = tessera_http::payload::seal(&key, plain, s.now(), "old-key-nonce-0003").unwrap();
+    let (status, body) = send(old).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be decrypted"),
+        "{body}"
+    );
+    let seen = common::python_peer(
+        "oauth",
+        "oauth_peer.py",
+        &[s.url.clone(), id.clone(), secret.clone()],
+        &json!({"seal": plain, "public_key": org_public}),
+    );
+    assert_eq!(seen[1]["status"], 200, "{}", seen[1]);
+    // The private key as base64 of its 32 bytes (the seed's form) is taken too.
+    let raw = openssl(&["pkey", "-in", pem.to_str().unwrap(), "-outform", "DER"]);
+    let b64 = s.dir.path().join("org-x25519.b64");
+    std::fs::write(&b64, data_encoding::BASE64.encode(&raw[raw.len() - 32..])).unwrap();
+    common::tessera_ok(&s, &["encryption", "import-key", b64.to_str().unwrap()]);
+    assert_eq!(cli(&["encryption", "key"]), org_public);
     s.stop().await;
 }
 
@@ -855,6 +938,58 @@ async fn portal_login(s: &TestServer, (id, secret): &(String, String)) -> (u16, 
         ],
     )
     .await
+}
+
+/// Seed 003's two MFA lengths: a code of the MFA step lives `mfa_token_session_minutes` from when
+/// it was sent; the MFA step itself `mfa_session_minutes` from the first factor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mfa_code_lives_its_token_session_within_the_mfa_session() {
+    let (s, gw, portal, _) = seed_003_server(json!({
+        "mfa_token_session_minutes": 2,
+        "mfa_session_minutes": 10,
+        "mfa_token_minutes": 10,
+        "mfa_auto_fill_identifier": true,
+    }))
+    .await;
+    let (status, body) = portal_login(&s, &portal).await;
+    assert_eq!(status, 200, "{body}");
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    let first = code_of(&gw, "/sms", 1).await;
+    // Three minutes on, the first code is over; the MFA step is not.
+    s.advance(180);
+    let (status, body) = bearer_post(&s, "/oauth/mfa", &pending, &[("otp", &first)], &[]).await;
+    assert_ne!(status, 200, "{body}");
+    let (status, body) = bearer_post(&s, "/oauth/mfa/otp/generate", &pending, &[], &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let second = code_of(&gw, "/sms", 2).await;
+    s.advance(60);
+    let (status, body) = bearer_post(&s, "/oauth/mfa", &pending, &[("otp", &second)], &[]).await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("USER")),
+        "{body}"
+    );
+
+    // A code sent late in the MFA step ends with the step, not two minutes after.
+    let (status, body) = portal_login(&s, &portal).await;
+    assert_eq!(status, 200, "{body}");
+    let pending = body["access_token"].as_str().unwrap().to_string();
+    s.advance(9 * 60);
+    let (status, body) = bearer_post(&s, "/oauth/mfa/otp/generate", &pending, &[], &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let late = code_of(&gw, "/sms", 4).await;
+    s.advance(90);
+    let (status, body) = bearer_post(&s, "/oauth/mfa", &pending, &[("otp", &late)], &[]).await;
+    assert_ne!(status, 200, "the MFA step ended: {body}");
+    let refused = s
+        .admin()
+        .update_settings(
+            &actor(),
+            serde_json::from_value(json!({"mfa_token_session_minutes": 0})).unwrap(),
+        )
+        .await;
+    assert!(refused.is_err());
+    s.stop().await;
 }
 
 /// One login to `portal` answered with the right or a wrong code (the `n`th SMS).
@@ -1142,6 +1277,47 @@ async fn primary_otp_then_mfa_otp_with_fallback_header_check_and_key_expiry() {
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request")),
+        "{body}"
+    );
+    // Seed 003's 1601/1602: a fallback channel needs its identifier, in the body.
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Fallback Channel needs identifier mobile (1601)"),
+        "{body}"
+    );
+    let (status, body) = resend(
+        &[
+            ("identifierType", "mobile"),
+            ("identifierValue", "+4930 1234567"),
+            ("fallbackChannel", "mail"),
+        ],
+        &[("X-Edge-Auth", "cdn-secret")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Fallback Channel needs identifier email (1602)"),
+        "{body}"
+    );
+    let (status, body) = bearer_post(
+        &s,
+        "/oauth/mfa/otp/generate?identifierType=mobile&identifierValue=%2B4930%201234567",
+        &pending,
+        &[("fallbackChannel", "whatsapp")],
+        &[("X-Edge-Auth", "cdn-secret")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("(1601): pass identifierType=mobile and identifierValue in the body, not in the query string"),
         "{body}"
     );
     let (status, _) = resend(

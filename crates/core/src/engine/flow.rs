@@ -628,7 +628,8 @@ impl Engine {
                 fallback = Some("mail".into());
             }
         }
-        let Some(pending) = self.pending_code(l, &user, &methods, fallback.as_deref())? else {
+        let Some(pending) = self.pending_code(l, &user, &methods, fallback.as_deref(), k >= 1)?
+        else {
             return Ok(reject(RejectReason::NoUsableToken, Some(user)));
         };
         if !self.may_send_code(l, &tx.realm, &user).await? {
@@ -899,7 +900,8 @@ impl Engine {
                 .into(),
             });
         }
-        let mut pending = self.pending_code(l, &user, &methods, l.fallback.as_deref())?;
+        let mut pending =
+            self.pending_code(l, &user, &methods, l.fallback.as_deref(), next >= 1)?;
         let mut limited = false;
         if pending.is_some() && !self.may_send_code(l, &realm, &user).await? {
             pending = None;
@@ -1637,7 +1639,7 @@ impl Engine {
         let tokens = self.tokens_for(app, &user, &req, None).await?;
         let methods = app.factors[k].methods_for(&user, realm_str);
         let mut prompts = prompts_for(&methods, &tokens);
-        let mut pending = self.pending_code(&l, &user, &methods, fallback)?;
+        let mut pending = self.pending_code(&l, &user, &methods, fallback, k >= 1)?;
         if pending.is_some() && !self.may_send_code(&l, &realm.name, &user).await? {
             pending = None;
         }

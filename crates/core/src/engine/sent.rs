@@ -87,6 +87,7 @@ impl Engine {
         user: &User,
         methods: &[Method],
         fallback: Option<&str>,
+        mfa: bool,
     ) -> Result<Option<PendingCode>, EngineError> {
         let settings = &l.snap.settings;
         let Some(method) = methods.iter().find(|m| m.channel().is_some()) else {
@@ -118,7 +119,7 @@ impl Engine {
             None => {
                 let primary = match method {
                     Method::MailOtp => Some(Channel::Mail),
-                    _ => settings.primary_mobile(),
+                    _ => settings.primary_mobile_for(mfa),
                 };
                 primary
                     .into_iter()
@@ -140,7 +141,13 @@ impl Engine {
             self.ports.rng.as_ref(),
             settings.sent_code_length as usize,
         ));
-        let validity = i64::from(settings.sent_code_validity_seconds);
+        // A code of the MFA step through the API lives as seed 003's MFA token session; others
+        // as the sent-code setting says.
+        let validity = if mfa && l.ctx.door == super::Door::Api {
+            i64::from(settings.mfa_token_session_minutes) * 60
+        } else {
+            i64::from(settings.sent_code_validity_seconds)
+        };
         let mut vars: BTreeMap<&str, String> = BTreeMap::new();
         vars.insert("otp", code.to_string());
         vars.insert("validity_minutes", ((validity + 59) / 60).to_string());
@@ -159,7 +166,7 @@ impl Engine {
                 profiles: settings.delivery_of(channel),
                 recipient,
                 subject: (channel == Channel::Mail).then(|| render(&settings.mail_subject, &vars)),
-                body: Zeroizing::new(render(settings.template_of(channel), &vars)),
+                body: Zeroizing::new(render(settings.template_for(channel, mfa), &vars)),
                 html: (channel == Channel::Mail && !settings.mail_html_template.is_empty())
                     .then(|| Zeroizing::new(render_html(&settings.mail_html_template, &vars))),
             })
@@ -270,6 +277,7 @@ pub fn expected_channel(
     settings: &crate::settings::SystemSettings,
     method: Method,
     fallback: Option<&str>,
+    mfa: bool,
 ) -> Option<Channel> {
     let usable = |c: &Channel| !settings.delivery_of(*c).is_empty();
     if let Some(asked) = fallback.filter(|f| !f.trim().is_empty()) {
@@ -277,7 +285,7 @@ pub fn expected_channel(
     }
     let primary = match method {
         Method::MailOtp => Some(Channel::Mail),
-        _ => settings.primary_mobile(),
+        _ => settings.primary_mobile_for(mfa),
     };
     primary
         .into_iter()

@@ -13,6 +13,17 @@ use tessera_core::rng::{OsRng, random_hex};
 pub enum EncryptionCmd {
     /// Print the installation's public key (base64 X25519), made on first use.
     Key,
+    /// Use the organisation's own key pair instead of the one Tessera made (seed 003's
+    /// CONF_ENCRYPTION_PRIVATE_KEY / _PUBLIC_KEY): the X25519 private key in base64 (32 bytes)
+    /// or PEM (`openssl genpkey -algorithm X25519`). Payloads sealed to the previous key are
+    /// refused from then on. Prints the public key.
+    ImportKey {
+        /// The file holding the private key, or - for standard input.
+        file: String,
+        /// The organisation's public key (base64), checked against the private key.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
     /// Seal a request body for an endpoint that takes encrypted payloads; prints the JSON
     /// envelope to send as the body.
     Seal {
@@ -34,6 +45,20 @@ pub async fn run(app: &App, out: Out, cmd: EncryptionCmd) -> Result<()> {
                 .map_err(|e| anyhow!(e))?;
             out.either(&json!({"public_key": key, "suite": "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM"}), || {
                 outln!("{key}");
+            });
+        }
+        EncryptionCmd::ImportKey { file, public_key } => {
+            let text = zeroize::Zeroizing::new(if file == "-" {
+                super::read_stdin_all("the private key")?
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| anyhow!("reading {file}: {e}"))?
+            });
+            let key =
+                tessera_http::payload::import_key(store.as_ref(), &text, public_key.as_deref())
+                    .await
+                    .map_err(|e| anyhow!(e))?;
+            out.either(&json!({"public_key": key}), || {
+                outln!("The organisation's key pair is in use. Its public key:\n{key}");
             });
         }
         EncryptionCmd::Seal { body, public_key } => {
