@@ -708,12 +708,30 @@ async fn authorize_with(state: St, headers: HeaderMap, raw: Option<&str>) -> Res
             && c.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     });
-    let (Some(challenge), Some("S256")) = (
+    // PKCE: S256 only; required unless the client's `require_pkce` is off.
+    let challenge = match (
+        q.get("code_challenge"),
         challenge,
         q.get("code_challenge_method").map(String::as_str),
-    ) else {
-        return fail("invalid_request", "PKCE with S256 is required");
+    ) {
+        (None, _, None) if !client.require_pkce => String::new(),
+        (None, _, None) => {
+            return fail(
+                "invalid_request",
+                "PKCE with S256 is required (code_challenge and code_challenge_method=S256)",
+            );
+        }
+        (None, _, Some(_)) => return fail("invalid_request", "code_challenge is missing"),
+        (Some(_), Some(c), Some("S256")) => c.clone(),
+        (Some(_), None, _) => {
+            return fail(
+                "invalid_request",
+                "code_challenge must be 43 base64url characters (S256)",
+            );
+        }
+        _ => return fail("invalid_request", "code_challenge_method must be S256"),
     };
+    let challenge = &challenge;
     if q.get("nonce").is_some_and(|n| n.len() > 256) {
         return fail("invalid_request", "nonce longer than 256 characters");
     }
@@ -1779,7 +1797,9 @@ async fn spent_code_again(
     let Ok(spent) = serde_json::from_str::<SpentCode>(&kept.data) else {
         return;
     };
-    if spent.client_id != client.client_id || !pkce_matches(verifier, &spent.code_challenge) {
+    // Without PKCE the client proved itself with its secret already.
+    let proved = spent.code_challenge.is_empty() || pkce_matches(verifier, &spent.code_challenge);
+    if spent.client_id != client.client_id || !proved {
         return;
     }
     // Acted on once: later copies find nothing (and write no more audit records).
@@ -1831,17 +1851,17 @@ pub(crate) async fn code_grant(
             "only OIDC clients use the authorization code grant",
         );
     }
-    let (Some(code), Some(redirect_uri), Some(verifier)) = (
-        params.get("code"),
-        params.get("redirect_uri"),
-        params.get("code_verifier"),
-    ) else {
+    let (Some(code), Some(redirect_uri)) = (params.get("code"), params.get("redirect_uri")) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "code, redirect_uri and code_verifier are required",
+            "code and redirect_uri are required (and code_verifier when PKCE was used)",
         );
     };
+    let verifier = params
+        .get("code_verifier")
+        .map(String::as_str)
+        .unwrap_or("");
     // An RS256 client needs the RSA key: without it the code is not used up for nothing.
     let rsa = match client.id_token_alg.as_deref() {
         Some("RS256") => match crate::rsa_key::signer(state).await {
@@ -1884,8 +1904,17 @@ pub(crate) async fn code_grant(
     if c.client_id != client.client_id || c.redirect_uri != *redirect_uri {
         return bad("the code was issued to another client or redirect URI");
     }
-    if !pkce_matches(verifier, &c.code_challenge) {
-        return bad("code_verifier does not match the code_challenge (PKCE S256)");
+    // A code asked for with PKCE needs its verifier; one asked for without (a client whose
+    // require_pkce is off) takes none.
+    match (c.code_challenge.is_empty(), verifier.is_empty()) {
+        (true, true) => {}
+        (true, false) => {
+            return bad("code_verifier given, but the code was asked for without PKCE");
+        }
+        (false, _) if !pkce_matches(verifier, &c.code_challenge) => {
+            return bad("code_verifier does not match the code_challenge (PKCE S256)");
+        }
+        (false, _) => {}
     }
     let lifetime = i64::from(client.token_lifetime_seconds);
     let rng = state.engine.ports().rng.clone();

@@ -23,6 +23,8 @@ pub struct NewApiClient {
     pub id_token_alg: Option<String>,
     pub backchannel_logout_uri: Option<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    /// An OIDC client must send PKCE; none: yes.
+    pub require_pkce: Option<bool>,
 }
 
 /// A created client and its secret, which is shown this once.
@@ -70,6 +72,7 @@ impl Admin {
             id_token_alg: input.id_token_alg,
             backchannel_logout_uri: input.backchannel_logout_uri,
             post_logout_redirect_uris: input.post_logout_redirect_uris,
+            require_pkce: input.require_pkce.unwrap_or(true),
         };
         let client = self.put(actor, client).await?;
         Ok(CreatedApiClient {

@@ -45,6 +45,14 @@ fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 
+fn yes() -> bool {
+    true
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiClient {
@@ -90,6 +98,11 @@ pub struct ApiClient {
     /// (OpenID Connect RP-Initiated Logout 1.0; exact match).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub post_logout_redirect_uris: Vec<String>,
+    /// An OIDC client must send PKCE (S256) with every authorization request. On unless
+    /// turned off (relying parties that send none, such as Apache mod_auth_openidc with its
+    /// defaults, sign in with their client secret alone then).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub require_pkce: bool,
 }
 
 impl ApiClient {
@@ -179,6 +192,9 @@ impl ApiClient {
             if let Err(e) = check_redirect_uri(uri) {
                 errs.push(format!("post_logout_redirect_uris: '{uri}': {e}"));
             }
+        }
+        if !self.require_pkce && self.kind != ApiClientKind::Oidc {
+            errs.push("require_pkce: for OIDC clients".into());
         }
         if let Some(h) = &self.secret_hash
             && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))

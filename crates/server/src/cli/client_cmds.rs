@@ -73,6 +73,11 @@ pub struct ApiClientArgs {
     /// match).
     #[arg(long = "post-logout-redirect-uri")]
     post_logout_redirect_uris: Vec<String>,
+    /// OIDC clients: whether every authorization request must carry PKCE (S256). On by
+    /// default; turn it off for a confidential relying party that sends none (Apache
+    /// mod_auth_openidc with its defaults: or set OIDCPKCEMethod S256 there instead).
+    #[arg(long, value_name = "true|false")]
+    require_pkce: Option<bool>,
     /// The application its users sign in through (user and OIDC clients).
     #[arg(long)]
     application: Option<String>,
@@ -314,6 +319,7 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                         id_token_alg: args.id_token_alg,
                         backchannel_logout_uri: args.backchannel_logout_uri,
                         post_logout_redirect_uris: args.post_logout_redirect_uris,
+                        require_pkce: args.require_pkce,
                     },
                 )
                 .await?;

@@ -1,0 +1,251 @@
+//! Single sign-on with relying parties as they come (issue 16, item 7), each run for real on
+//! loopback: Apache with mod_auth_openidc (Debian's package, installed by the test command),
+//! a requests session as the browser (tests/peers/rp_browser.py).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Backend, TestServer, tessera_ok};
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tessera_core::model::Method;
+
+/// Apache httpd on 127.0.0.1 with a configuration of its own; stopped when dropped.
+struct Apache {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+const MODULES: &str = "/usr/lib/apache2/modules";
+
+impl Apache {
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap()
+    }
+
+    /// Starts Apache on `port` with the modules named and `site` (the rest of the
+    /// configuration); `/protected/index.html` says "hello".
+    fn start(port: u16, modules: &[&str], site: &str) -> Apache {
+        let binary = Path::new("/usr/sbin/apache2");
+        assert!(
+            binary.exists(),
+            "Apache is missing: the README's test command (scripts/test.sh) installs apache2 and its modules"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let htdocs = root.join("htdocs/protected");
+        std::fs::create_dir_all(&htdocs).unwrap();
+        std::fs::write(htdocs.join("index.html"), "hello\n").unwrap();
+        // Apache's workers run as www-data when started as root: let them read the pages.
+        for p in [root.to_path_buf(), root.join("htdocs"), htdocs.clone()] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut conf = format!(
+            "ServerName 127.0.0.1\nListen 127.0.0.1:{port}\nPidFile {r}/httpd.pid\n\
+             DefaultRuntimeDir {r}\nErrorLog {r}/error.log\nLogLevel warn auth_openidc:info\n\
+             DocumentRoot {r}/htdocs\n",
+            r = root.display()
+        );
+        for m in [
+            "mpm_event",
+            "authz_core",
+            "authn_core",
+            "authz_user",
+            "headers",
+        ]
+        .iter()
+        .chain(modules)
+        {
+            conf.push_str(&format!(
+                "LoadModule {m}_module {MODULES}/mod_{}.so\n",
+                m.trim_end_matches("_module")
+            ));
+        }
+        // Started as root, Apache hands its workers to an unprivileged user.
+        if is_root() {
+            conf.push_str("User www-data\nGroup www-data\n");
+        }
+        conf.push_str(site);
+        let path = root.join("httpd.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new(binary)
+            .arg("-f")
+            .arg(&path)
+            .arg("-DFOREGROUND")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "Apache did not start: {}",
+                std::fs::read_to_string(root.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Apache { child, port, dir }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+/// Whether this process runs as root (asked of `id`).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A browser signing in at `start` (see tests/peers/rp_browser.py).
+fn browse(start: &str) -> Value {
+    common::python_peer(
+        "oauth",
+        "rp_browser.py",
+        &[start.to_string()],
+        &json!({"username": "alice", "password": "alice-password"}),
+    )
+    .remove(0)
+}
+
+/// An OIDC client of the application `intranet` made with the CLI: (client id, secret).
+fn oidc_client(s: &TestServer, name: &str, redirect: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "client",
+        "add",
+        "api",
+        name,
+        "--type",
+        "oidc",
+        "--application",
+        "intranet",
+        "--redirect-uri",
+        redirect,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = tessera_ok(s, &args);
+    let c: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = c["client_id"].as_str().unwrap().to_string();
+    // The running server picks the change up from the store.
+    let started = Instant::now();
+    while s
+        .running
+        .as_ref()
+        .unwrap()
+        .app
+        .engine
+        .snapshot()
+        .api_client_by_id(&id)
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "client not seen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (id, c["client_secret"].as_str().unwrap().to_string())
+}
+
+fn openidc_site(tessera: &str, port: u16, id: &str, secret: &str, more: &str) -> String {
+    format!(
+        "OIDCProviderMetadataURL {tessera}/.well-known/openid-configuration\n\
+         OIDCClientID {id}\nOIDCClientSecret {secret}\n\
+         OIDCRedirectURI http://127.0.0.1:{port}/protected/redirect_uri\n\
+         OIDCCryptoPassphrase a-test-passphrase\nOIDCScope \"openid email profile\"\n{more}\n\
+         <Location /protected/>\n  AuthType openid-connect\n  Require valid-user\n  \
+         Header always set X-Claim-Email \"%{{OIDC_CLAIM_email}}e\"\n</Location>\n"
+    )
+}
+
+/// mod_auth_openidc with its defaults sends no PKCE. A client that requires it (the default)
+/// is refused with a reason the RP shows; with `--require-pkce false` the RP signs in with its
+/// secret alone; with the RP's own PKCE (`OIDCPKCEMethod S256`) the default client works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apache_mod_auth_openidc_with_and_without_pkce() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.use_app("intranet", &[&[Method::Password]]).await;
+
+    // 1. The default client requires PKCE; the RP's defaults send none.
+    let port = Apache::free_port();
+    let redirect = format!("http://127.0.0.1:{port}/protected/redirect_uri");
+    let (id, secret) = oidc_client(&s, "apache-rp", &redirect, &[]);
+    let apache = Apache::start(
+        port,
+        &["auth_openidc"],
+        &openidc_site(&s.url, port, &id, &secret, ""),
+    );
+    let seen = browse(&apache.url("/protected/index.html"));
+    assert_ne!(seen["body"], "hello\n", "{seen}");
+    // Tessera sends the RP back with the reason (RFC 6749 §4.1.2.1), which the RP shows.
+    let refused = seen["trail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|hop| hop["location"].as_str())
+        .any(|l| l.contains("error=invalid_request&error_description=PKCE+with+S256+is+required"));
+    assert!(refused, "{seen}");
+    assert_eq!(seen["pages"], 0, "refused before any sign-in page");
+    drop(apache);
+
+    // 2. The same RP with a client that does not require PKCE: signed in with the secret.
+    let port = Apache::free_port();
+    let redirect = format!("http://127.0.0.1:{port}/protected/redirect_uri");
+    let (id, secret) = oidc_client(&s, "apache-rp-2", &redirect, &["--require-pkce", "false"]);
+    let apache = Apache::start(
+        port,
+        &["auth_openidc"],
+        &openidc_site(&s.url, port, &id, &secret, ""),
+    );
+    let seen = browse(&apache.url("/protected/index.html"));
+    assert_eq!(seen["status"], 200, "{seen}\n{}", apache.log());
+    assert_eq!(seen["body"], "hello\n");
+    assert_eq!(seen["pages"], 1);
+    assert_eq!(
+        seen["headers"]["X-Claim-Email"], "alice@example.org",
+        "{seen}"
+    );
+    drop(apache);
+
+    // 3. The RP's own PKCE against a client that requires it.
+    let port = Apache::free_port();
+    let redirect = format!("http://127.0.0.1:{port}/protected/redirect_uri");
+    let (id, secret) = oidc_client(&s, "apache-rp-3", &redirect, &[]);
+    let apache = Apache::start(
+        port,
+        &["auth_openidc"],
+        &openidc_site(&s.url, port, &id, &secret, "OIDCPKCEMethod S256"),
+    );
+    let seen = browse(&apache.url("/protected/index.html"));
+    assert_eq!(seen["status"], 200, "{seen}\n{}", apache.log());
+    assert_eq!(seen["headers"]["X-Claim-Email"], "alice@example.org");
+    drop(apache);
+    s.stop().await;
+}
