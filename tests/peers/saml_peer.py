@@ -26,7 +26,7 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.metadata import create_metadata_string
-from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 
 
 def totp(seed_b32, at=None):
@@ -218,8 +218,9 @@ def main():
             extra["assertion_consumer_service_urls"] = [run["acs"]]
         reqid, info = client.prepare_for_authenticate(
             entityid=idp_entity, relay_state="relay-" + run["binding"], binding=binding,
-            sign=run["sign"], sigalg=SIG_RSA_SHA256 if run["sign"] else None,
-            digest_alg=DIGEST_SHA256, **extra)
+            sign=run["sign"],
+            sigalg=(SIG_RSA_SHA1 if run.get("sha1") else SIG_RSA_SHA256) if run["sign"] else None,
+            digest_alg=DIGEST_SHA1 if run.get("sha1") else DIGEST_SHA256, **extra)
         if binding == BINDING_HTTP_REDIRECT:
             location = dict(info["headers"])["Location"]
             r = browser.get(location, allow_redirects=False, timeout=10)

@@ -342,6 +342,8 @@ struct Decoded {
     xml: String,
     relay_state: Option<String>,
     redirect_signature: Option<gamlastan::bindings::RedirectDecoded>,
+    /// The Redirect binding's `SigAlg`.
+    sig_alg: Option<String>,
 }
 
 fn verifier(cert_pem: &str) -> Option<SamlVerifier> {
@@ -369,6 +371,29 @@ fn signed_by(sp: &SamlServiceProvider, decoded: &Decoded, request_id: &str) -> b
             if references.iter().any(|r| r.uri.is_empty()
                 || r.uri.strip_prefix('#') == Some(request_id)))
     })
+}
+
+/// The `SigAlg` of an HTTP-Redirect query string.
+fn query_sig_alg(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "SigAlg")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Whether a request was signed with SHA-1 (the Redirect binding's `SigAlg`, or the signature
+/// and digest methods of an enveloped signature): such signatures are refused as such, not as
+/// signatures that do not verify.
+fn signed_with_sha1(sig_alg: Option<String>, xml: &str) -> bool {
+    const SHA1: [&str; 4] = [
+        "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+        "http://www.w3.org/2000/09/xmldsig#dsa-sha1",
+        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
+        "http://www.w3.org/2000/09/xmldsig#sha1",
+    ];
+    sig_alg.is_some_and(|a| SHA1.contains(&a.as_str()))
+        || SHA1
+            .iter()
+            .any(|a| xml.contains(&format!("Algorithm=\"{a}\"")))
 }
 
 /// A message of the HTTP-Redirect binding (a query string): decoded, with its XML.
@@ -435,6 +460,7 @@ async fn sso_redirect(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) ->
             xml,
             relay_state,
             redirect_signature: signed.then_some(decoded),
+            sig_alg: query_sig_alg(raw.as_deref()),
         },
     )
     .await
@@ -453,6 +479,7 @@ async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
                 xml,
                 relay_state: decoded.relay_state,
                 redirect_signature: None,
+                sig_alg: None,
             },
         )
         .await;
@@ -563,7 +590,12 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         .is_none_or(|d| d == format!("{base}/saml/sso"));
     // Errors from here on go to the SP's registered default ACS as SAML statuses (Requester,
     // with this sub-status).
-    let failure = if has_signature && !signed {
+    let failure = if has_signature && signed_with_sha1(decoded.sig_alg.clone(), &decoded.xml) {
+        Some((
+            "RequestDenied",
+            "SHA-1 is not allowed: sign requests with RSA-SHA256 (or stronger) and SHA-256 digests",
+        ))
+    } else if has_signature && !signed {
         Some((
             "RequestDenied",
             "the request's signature does not verify with the SP's certificates",

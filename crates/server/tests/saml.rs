@@ -243,6 +243,8 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures(b
                 {"binding": "redirect", "sign": true, "entity": VAULT},
                 {"binding": "redirect", "sign": true, "key": other.0},
                 {"binding": "post", "sign": true, "key": other.0},
+                {"binding": "redirect", "sign": true, "sha1": true},
+                {"binding": "post", "sign": true, "sha1": true},
             ]
         }),
     );
@@ -303,6 +305,17 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures(b
                 .unwrap()
                 .contains("does not verify with the SP's certificates"),
             "{forged}"
+        );
+    }
+    // Requests signed with SHA-1 by the SP's own key: refused for SHA-1, not as forged.
+    for sha1 in &runs[8..10] {
+        assert_eq!(sha1["error"], "StatusRequestDenied", "{sha1}");
+        assert!(
+            sha1["error_text"]
+                .as_str()
+                .unwrap()
+                .contains("SHA-1 is not allowed"),
+            "{sha1}"
         );
     }
     // The encrypted assertion: nothing of it in clear, pysaml2 decrypts it and checks the
