@@ -964,6 +964,16 @@ pub(crate) async fn answer(
         sp_provided_id: None,
     };
     let issue = now_utc(state);
+    // SPs end their own sessions when the SSO session ends: its absolute end, from the
+    // sign-in (the setting, or the application's shorter limit).
+    let mut lifetime = i64::from(snap.settings.sso_session_minutes) * 60;
+    if let Some(m) = snap
+        .application(&sp.application)
+        .and_then(|a| a.sso_session_minutes)
+    {
+        lifetime = lifetime.min(i64::from(m) * 60);
+    }
+    let session_end = DateTime::from_timestamp(auth_time + lifetime, 0);
     let session_index = format!(
         "_{}",
         tessera_core::rng::random_token(state.engine.ports().rng.as_ref())
@@ -981,7 +991,7 @@ pub(crate) async fn answer(
         acs_url: pending.acs_url.clone(),
         assertion_lifetime_seconds: ASSERTION_SECONDS as u64,
         session_index: Some(session_index),
-        session_not_on_or_after: None,
+        session_not_on_or_after: session_end,
         authn_context_class_ref: Some(PASSWORD_PROTECTED.into()),
         client_address: None,
         attributes: attributes(&sp, &user),

@@ -262,6 +262,22 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures(b
     );
     assert!(first["pages"].as_u64().unwrap() >= 3, "{first}");
     assert_eq!(first["ava"]["uid"], json!(["alice"]));
+    // The SP is told when the SSO session ends (sso_session_minutes from the sign-in).
+    let xml = first["xml"].as_str().unwrap();
+    let end = xml
+        .split("SessionNotOnOrAfter=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no SessionNotOnOrAfter in {xml}"));
+    let end = time::OffsetDateTime::parse(end, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp();
+    let minutes = i64::from(s.admin().settings().sso_session_minutes);
+    assert!(
+        (end - (s.now() + minutes * 60)).abs() < 120,
+        "{end} vs now {} + {minutes} min",
+        s.now()
+    );
     assert!(
         first["csp"].as_str().unwrap().contains("script-src 'self'"),
         "{first}"
