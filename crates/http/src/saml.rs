@@ -1010,6 +1010,16 @@ pub(crate) async fn answer(
     match built {
         Ok(xml) => {
             tracing::info!(sp = %sp.name, user = %user.username, "SAML assertion issued");
+            web::audit_sso(
+                state,
+                "saml_sign_in",
+                &format!("saml:{}", sp.name),
+                &user.username,
+                realm,
+                Some(sp.application.0.as_str()),
+                &format!("SAML assertion issued to {} ({})", sp.name, sp.entity_id),
+            )
+            .await;
             let page = post_page(
                 lang,
                 &web::brand(state, &sp.application.0, lang).title,
@@ -1340,7 +1350,8 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
             .saml
             .iter()
             .any(|p| p.sp == sp.name && Some(&p.name_id) == named.as_ref())
-        && let Some(ended) = web::end_session(&state, &key).await
+        && let Some(ended) =
+            web::end_session(&state, &key, &format!("SAML logout from {}", sp.name)).await
     {
         tracing::info!(sp = %sp.name, user = %ended.user, "SSO session ended by SAML logout");
         crate::backchannel::notify(&state, std::slice::from_ref(&ended));

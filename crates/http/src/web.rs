@@ -936,13 +936,60 @@ async fn remember_oidc(state: &HttpState, key: &str, client_id: &str) {
     }
 }
 
-/// Ends the SSO session behind a cookie key; returns it.
-pub(crate) async fn end_session(state: &HttpState, key: &str) -> Option<Session> {
+/// Ends the SSO session behind a cookie key; returns it. `how` says who ended it, for the
+/// audit record.
+pub(crate) async fn end_session(state: &HttpState, key: &str, how: &str) -> Option<Session> {
     let now = state.engine.clock().now();
     let store = state.engine.store();
     let kept = store.web_state(SSO, &hash(key), now).await.ok()??;
     store.delete_web_state(SSO, &hash(key)).await.ok()?;
-    serde_json::from_str(&kept.data).ok()
+    let session: Session = serde_json::from_str(&kept.data).ok()?;
+    audit_sso(
+        state,
+        "sso_logout",
+        "web",
+        &session.user,
+        &session.realm,
+        None,
+        &format!(
+            "SSO session ended ({how}); relying parties told: {} SAML, {} OpenID Connect",
+            session.saml.len(),
+            session.oidc.len()
+        ),
+    )
+    .await;
+    Some(session)
+}
+
+/// An audit record of single sign-on: a sign-in given to a relying party, a session ended.
+pub(crate) async fn audit_sso(
+    state: &HttpState,
+    action: &str,
+    actor: &str,
+    user: &str,
+    realm: &str,
+    application: Option<&str>,
+    reason: &str,
+) {
+    let record = AuditRecord {
+        id: 0,
+        at_ms: state.engine.clock().now_millis(),
+        actor: actor.into(),
+        action: action.into(),
+        door: "web".into(),
+        user: Some(user.into()),
+        realm: Some(realm.into()),
+        serial: None,
+        application: application.map(str::to_string),
+        transaction_id: None,
+        client_ip: None,
+        user_agent: None,
+        result: "ok".into(),
+        reason: reason.into(),
+    };
+    if let Err(e) = state.engine.store().append_audit(&record).await {
+        tracing::warn!(error = %e, action, "single sign-on not audited");
+    }
 }
 
 /// Marks an SSO session used now (its idle limit starts again); its end stays.
@@ -1746,7 +1793,7 @@ async fn logout(state: St, headers: HeaderMap, body: Bytes) -> Response {
     }
     // Where the relying party asked its user to go afterwards (checked again here).
     let then = after_logout(&state, &form).ok().flatten();
-    let ended = end_session(&state, &key).await;
+    let ended = end_session(&state, &key, "signed out at /logout").await;
     if let Some(s) = &ended {
         crate::backchannel::notify(&state, std::slice::from_ref(s));
     }
@@ -1999,6 +2046,19 @@ pub(crate) async fn code_grant(
             "signing failed",
         );
     };
+    audit_sso(
+        state,
+        "oidc_sign_in",
+        &format!("oidc:{}", client.name),
+        &c.user,
+        &c.realm,
+        client.application.as_ref().map(|a| a.0.as_str()),
+        &format!(
+            "ID token issued to the OpenID Connect client {} (scope {})",
+            client.name, c.scope
+        ),
+    )
+    .await;
     let mut res = axum::Json(json!({
         "access_token": access, "token_type": "Bearer", "expires_in": lifetime,
         "scope": c.scope, "id_token": id_token,

@@ -1713,6 +1713,11 @@ async fn oidc_code_flow_with_pkce_on_the_login_page_and_sso() {
         json!(["S256"])
     );
     let first = &out["first"];
+    // Each sign-in given to the relying party is audited.
+    let given = s.audit("oidc_sign_in").await;
+    assert_eq!(given.len(), 2, "{given:?}");
+    assert_eq!(given[0].actor, "oidc:intranet-rp");
+    assert_eq!(given[0].user.as_deref(), Some("alice"));
     assert_eq!(
         first["pages"], 2,
         "the login page, then the OTP page: {out}"
@@ -2430,6 +2435,12 @@ async fn oidc_refusals_logout_and_code_first_logins_answered_alike() {
         "http://127.0.0.1:9/bye?state=bye-1"
     );
     assert!(!signed_in(sso.clone()).await, "signed out");
+    let ended = s.audit("sso_logout").await;
+    assert!(
+        ended[0].reason.contains("signed out at /logout"),
+        "{:?}",
+        ended[0]
+    );
     // Without a session there is nothing to ask: straight back to the relying party.
     let r = browser
         .get(bye("http://127.0.0.1:9/bye"))

@@ -262,6 +262,10 @@ async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures(b
     );
     assert!(first["pages"].as_u64().unwrap() >= 3, "{first}");
     assert_eq!(first["ava"]["uid"], json!(["alice"]));
+    // Each assertion is audited.
+    let given = s.audit("saml_sign_in").await;
+    assert!(!given.is_empty(), "{given:?}");
+    assert!(given.iter().all(|r| r.user.as_deref() == Some("alice")));
     // The SP is told when the SSO session ends (sso_session_minutes from the sign-in).
     let xml = first["xml"].as_str().unwrap();
     let end = xml
