@@ -1720,8 +1720,17 @@ async fn logout_page(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> 
     let Ok(q) = query(raw.as_deref()) else {
         return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
     };
-    let Ok(then) = after_logout(&state, &q) else {
-        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+    // A return address the client did not register (or no such client): the user is still
+    // signed out, and stays on Tessera's signed-out page instead of being sent anywhere.
+    let then = match after_logout(&state, &q) {
+        Ok(then) => then,
+        Err(()) => {
+            tracing::info!(
+                client_id = %q.get("client_id").map(|c| c.chars().take(64).collect::<String>()).unwrap_or_default(),
+                "logout: post_logout_redirect_uri is not registered for the client; the user stays at Tessera's signed-out page"
+            );
+            None
+        }
     };
     if cookie(&state, &headers, SSO_COOKIE).is_none()
         && let Some(then) = then
