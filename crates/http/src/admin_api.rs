@@ -22,7 +22,7 @@ use tessera_core::admin::{
 };
 use tessera_core::engine::{Door, RequestCtx};
 use tessera_core::model::{
-    AdminSession, Application, AuditQuery, RadiusClient, Realm, TokenState, UserPatch,
+    AdminSession, Application, AuditQuery, Net, RadiusClient, Realm, TokenState, UserPatch,
     UserSourceDef,
 };
 use tessera_core::source::PasswordChangeError;
@@ -72,6 +72,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/radius-clients/{name}"),
     ("put", "/radius-clients/{name}"),
     ("delete", "/radius-clients/{name}"),
+    ("get", "/api-clients"),
+    ("post", "/api-clients"),
+    ("get", "/api-clients/{name}"),
+    ("patch", "/api-clients/{name}"),
+    ("delete", "/api-clients/{name}"),
     ("get", "/saml-sps"),
     ("post", "/saml-sps"),
     ("post", "/saml-sps/import"),
@@ -95,6 +100,13 @@ pub(crate) fn routes() -> Router<HttpState> {
     let router = object_routes::<RadiusClient>(router, "/radius-clients");
     let router = object_routes::<tessera_core::model::SamlServiceProvider>(router, "/saml-sps");
     router
+        .route("/api-clients", get(get_api_clients).post(post_api_clients))
+        .route(
+            "/api-clients/{name}",
+            get(get_api_client)
+                .patch(patch_api_client)
+                .delete(delete_object::<tessera_core::model::ApiClient>),
+        )
         .route("/saml-sps/import", axum::routing::post(import_saml_sp))
         .route("/openapi.json", get(get_openapi))
         .route("/users", get(get_users).post(post_users))
@@ -912,6 +924,120 @@ async fn delete_object<T: Collection>(
     let actor = auth.write()?;
     state.admin.delete::<T>(&actor, &name).await.api(&state)?;
     Ok(Json(json!({ "deleted": name })))
+}
+
+impl Collection for tessera_core::model::ApiClient {
+    const COLLECTION: &'static str = "api_clients";
+    fn public(mut self) -> Self {
+        self.secret_hash = None;
+        self
+    }
+}
+
+async fn get_api_clients(state: St, auth: Authed) -> ApiResult<Json<Value>> {
+    auth.read()?;
+    let clients: Vec<_> = state
+        .admin
+        .list::<tessera_core::model::ApiClient>()
+        .into_iter()
+        .map(Collection::public)
+        .collect();
+    Ok(Json(json!({ "api_clients": clients })))
+}
+
+async fn get_api_client(
+    state: St,
+    auth: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    auth.read()?;
+    let c = state
+        .admin
+        .get::<tessera_core::model::ApiClient>(&name)
+        .api(&state)?;
+    Ok(Json(json!(c.public())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApiClientBody {
+    name: String,
+    #[serde(rename = "type", default)]
+    kind: tessera_core::model::ApiClientKind,
+    #[serde(default)]
+    application: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    allowed_ips: Vec<Net>,
+    #[serde(default)]
+    rate_limit_per_minute: u32,
+    #[serde(default)]
+    token_lifetime_seconds: Option<u32>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    id_token_alg: Option<String>,
+    #[serde(default)]
+    backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    require_pkce: Option<bool>,
+}
+
+/// Creates an API client with a new client id and secret; the secret is in this answer only.
+async fn post_api_clients(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Response> {
+    let actor = auth.write()?;
+    let b: NewApiClientBody = body(&bytes)?;
+    let created = state
+        .admin
+        .create_api_client(
+            &actor,
+            tessera_core::admin::NewApiClient {
+                name: b.name,
+                kind: b.kind,
+                application: b.application,
+                scopes: b.scopes,
+                allowed_ips: b.allowed_ips,
+                rate_limit_per_minute: b.rate_limit_per_minute,
+                token_lifetime_seconds: b.token_lifetime_seconds,
+                description: b.description,
+                redirect_uris: b.redirect_uris,
+                id_token_alg: b.id_token_alg,
+                backchannel_logout_uri: b.backchannel_logout_uri,
+                post_logout_redirect_uris: b.post_logout_redirect_uris,
+                require_pkce: b.require_pkce,
+            },
+        )
+        .await
+        .api(&state)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "api_client": created.client.public(),
+            "client_secret": created.client_secret.as_str(),
+        })),
+    )
+        .into_response())
+}
+
+async fn patch_api_client(
+    state: St,
+    auth: Authed,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    let actor = auth.write()?;
+    let patch: tessera_core::admin::ApiClientPatch = body(&bytes)?;
+    let c = state
+        .admin
+        .update_api_client(&actor, &name, patch)
+        .await
+        .api(&state)?;
+    Ok(Json(json!(c.public())))
 }
 
 /// The routes of one kind of configuration object under `base`.

@@ -25,42 +25,14 @@ fn migrate(s: &TestServer, args: &[&str]) -> (bool, Value, String) {
     let mut all = vec!["migrate", "privacyidea"];
     all.extend_from_slice(args);
     all.push("--json");
-    let out = tessera(s, &all);
-    (
-        out.status.success(),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::json_outcome(tessera(s, &all))
 }
 
 /// The same with `stdin` on standard input.
 fn migrate_stdin(s: &TestServer, args: &[&str], stdin: &str) -> (bool, Value, String) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["migrate", "privacyidea", "--json"])
-        .args(args)
-        .arg("--data-dir")
-        .arg(&s.config.data_dir)
-        .arg("--database-url")
-        .arg(&s.config.database_url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["migrate", "privacyidea", "--json"];
+    all.extend_from_slice(args);
+    common::json_outcome(common::tessera_stdin(s, &all, stdin))
 }
 
 fn entry<'a>(report: &'a Value, serial: &str) -> &'a Value {

@@ -249,3 +249,126 @@ async fn apache_mod_auth_openidc_with_and_without_pkce() {
     drop(apache);
     s.stop().await;
 }
+
+/// OIDC clients are listed, shown, changed and deleted like the other clients, with the CLI
+/// and the admin API; their secret (or its hash) is never shown again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_clients_managed_with_the_cli_and_the_admin_api() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.use_app("intranet", &[&[Method::Password]]).await;
+    let (id, _) = oidc_client(&s, "wiki", "https://wiki.example.org/cb", &[]);
+    let listed: Value =
+        serde_json::from_slice(&tessera_ok(&s, &["client", "list", "--json"]).stdout).unwrap();
+    let wiki = listed["api_clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "wiki")
+        .unwrap()
+        .clone();
+    assert_eq!(wiki["client_id"], id.as_str());
+    assert!(wiki.get("secret_hash").is_none(), "{wiki}");
+    let shown = String::from_utf8(tessera_ok(&s, &["client", "show", "wiki"]).stdout).unwrap();
+    assert!(
+        shown.contains("required (S256)") && shown.contains(&id),
+        "{shown}"
+    );
+    let set = tessera_ok(
+        &s,
+        &[
+            "client",
+            "set",
+            "wiki",
+            "--require-pkce",
+            "false",
+            "--redirect-uri",
+            "https://wiki.example.org/oidc",
+            "--json",
+        ],
+    );
+    let changed: Value = serde_json::from_slice(&set.stdout).unwrap();
+    assert_eq!(changed["require_pkce"], false);
+    assert_eq!(
+        changed["redirect_uris"],
+        json!(["https://wiki.example.org/oidc"])
+    );
+    assert_eq!(changed["client_id"], id.as_str(), "the client id stays");
+    let wrong = common::tessera(&s, &["client", "set", "wiki", "--nas-ip", "10.0.0.1"]);
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("--nas-ip is for RADIUS clients"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+
+    // The admin API.
+    let admin = s
+        .admin_token("ops", tessera_core::model::AdminRole::Admin)
+        .await;
+    let api = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let (s, admin) = (&s, admin.clone());
+        let path = path.to_string();
+        async move {
+            let mut req = s
+                .http
+                .request(method, format!("{}/api/v1{path}", s.url))
+                .bearer_auth(admin);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, created) = api(
+        reqwest::Method::POST,
+        "/api-clients",
+        Some(
+            json!({"name": "portal", "type": "oidc", "application": "intranet",
+                    "redirect_uris": ["https://portal.example.org/cb"]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert!(created["client_secret"].as_str().unwrap().len() >= 32);
+    assert!(created["api_client"].get("secret_hash").is_none());
+    let (status, list) = api(reqwest::Method::GET, "/api-clients", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["api_clients"].as_array().unwrap().len(), 2);
+    let (status, patched) = api(
+        reqwest::Method::PATCH,
+        "/api-clients/portal",
+        Some(json!({"require_pkce": false, "post_logout_redirect_uris": ["https://portal.example.org/"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["require_pkce"], false);
+    // A bad change is refused whole.
+    let (status, refused) = api(
+        reqwest::Method::PATCH,
+        "/api-clients/portal",
+        Some(json!({"redirect_uris": ["ftp://portal.example.org/cb"], "description": "x"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let (_, now) = api(reqwest::Method::GET, "/api-clients/portal", None).await;
+    assert_eq!(
+        now["redirect_uris"],
+        json!(["https://portal.example.org/cb"])
+    );
+    assert!(now.get("description").is_none(), "{now}");
+    let (status, _) = api(reqwest::Method::DELETE, "/api-clients/portal", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = api(reqwest::Method::GET, "/api-clients/portal", None).await;
+    assert_eq!(status, 404);
+    tessera_ok(&s, &["client", "delete", "wiki"]);
+    assert!(
+        !common::tessera(&s, &["client", "show", "wiki"])
+            .status
+            .success()
+    );
+    s.stop().await;
+}

@@ -10,8 +10,6 @@ mod common;
 
 use common::{Backend, TestServer, tessera, tessera_ok};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use tessera_core::model::AdminRole;
 use tessera_testkit::{oathtool_hotp, oathtool_totp};
 
@@ -33,34 +31,12 @@ fn b32(hex: &str) -> String {
 
 /// `tessera token import` with `--json`: (exit status 0, the report or error text).
 fn import(s: &TestServer, args: &[&str], stdin: Option<&str>) -> (bool, Value, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["token", "import", "--json"])
-        .args(args)
-        .arg("--data-dir")
-        .arg(&s.config.data_dir)
-        .arg("--database-url")
-        .arg(&s.config.database_url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (
-        out.status.success(),
-        report,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["token", "import", "--json"];
+    all.extend_from_slice(args);
+    common::json_outcome(match stdin {
+        Some(text) => common::tessera_stdin(s, &all, text),
+        None => tessera(s, &all),
+    })
 }
 
 fn token(s: &TestServer, serial: &str) -> Option<Value> {

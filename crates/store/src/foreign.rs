@@ -100,37 +100,21 @@ impl ForeignDb {
                     .map_err(|e| format!("{e} in: {sql}"))
             }
             ForeignDb::Postgres(conn) => {
-                use sqlx::Row as _;
                 let mut conn = conn.lock().await;
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(|e| format!("{e} in: {sql}"))?;
-                rows.iter()
-                    .map(|row| {
-                        (0..row.len())
-                            .map(|i| row.try_get::<Option<String>, _>(i))
-                            .collect::<Result<Row, _>>()
-                            .map_err(|e| format!("{e} in: {sql}"))
-                    })
-                    .collect()
+                text_rows(&rows, sql)
             }
             ForeignDb::Mysql(conn) => {
-                use sqlx::Row as _;
                 let sql = mysql_dialect(sql);
                 let mut conn = conn.lock().await;
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(|e| format!("{e} in: {sql}"))?;
-                rows.iter()
-                    .map(|row| {
-                        (0..row.len())
-                            .map(|i| row.try_get::<Option<String>, _>(i))
-                            .collect::<Result<Row, _>>()
-                            .map_err(|e| format!("{e} in: {sql}"))
-                    })
-                    .collect()
+                text_rows(&rows, &sql)
             }
         }
     }
@@ -154,6 +138,23 @@ impl ForeignDb {
         };
         self.rows(&sql).await.is_ok_and(|r| !r.is_empty())
     }
+}
+
+/// The rows of an sqlx answer whose columns are all text.
+fn text_rows<R>(rows: &[R], sql: &str) -> Result<Vec<Row>, String>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.try_get::<Option<String>, _>(i))
+                .collect::<Result<Row, _>>()
+                .map_err(|e| format!("{e} in: {sql}"))
+        })
+        .collect()
 }
 
 /// A query in PostgreSQL's dialect as MySQL reads it: `CAST(x AS CHAR)` for `CAST(x AS TEXT)`,

@@ -11,7 +11,7 @@ mod tokens;
 mod users;
 
 pub use accounts::{LoginResult, SESSION_SECONDS};
-pub use api_clients::{CreatedApiClient, NewApiClient};
+pub use api_clients::{ApiClientPatch, CreatedApiClient, NewApiClient};
 pub use config::{ConfigObject, Declaration, PlannedChange, bootstrap_defaults};
 pub use lockouts::{LockInfo, Unlocked};
 pub use token_import::{Carried, ImportEntry, ImportReport, TokenFileFormat};

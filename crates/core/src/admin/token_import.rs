@@ -3,7 +3,7 @@
 //! `tessera_otp::import`; here each token passes the rules of an enrolment and is stored sealed,
 //! or is refused with its line and the reason, with nothing stored for it.
 
-use super::tokens::{check_pin, check_serial};
+use super::tokens::{check_pin, check_serial, refuse_bad_pin};
 use super::{Actor, Admin, AdminError, AdminResult, Target, TokenInfo};
 use crate::ids::Serial;
 use crate::model::{NewToken, TokenKind, TokenState};
@@ -461,13 +461,7 @@ impl Admin {
         realm: Option<&str>,
         pin: Option<Zeroizing<String>>,
     ) -> AdminResult<TokenInfo> {
-        if let Some(p) = &pin {
-            let mut errs = Vec::new();
-            check_pin(p, &mut errs);
-            if !errs.is_empty() {
-                return Err(AdminError::Invalid(errs));
-            }
-        }
+        refuse_bad_pin(pin.as_deref().map(|p| p.as_str()))?;
         let token = self
             .engine
             .store()

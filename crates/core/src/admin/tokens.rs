@@ -119,6 +119,19 @@ pub(super) fn check_serial(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A PIN that breaks the rules, refused (nothing is changed); none is fine.
+pub(super) fn refuse_bad_pin(pin: Option<&str>) -> AdminResult<()> {
+    let mut errs = Vec::new();
+    if let Some(p) = pin {
+        check_pin(p, &mut errs);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(errs))
+    }
+}
+
 pub(crate) fn check_pin(p: &str, errs: &mut Vec<String>) {
     let n = p.chars().count();
     if !(1..=256).contains(&n) {
@@ -682,13 +695,7 @@ impl Admin {
         serial: &str,
         pin: Option<Zeroizing<String>>,
     ) -> AdminResult<TokenInfo> {
-        if let Some(p) = &pin {
-            let mut errs = Vec::new();
-            check_pin(p, &mut errs);
-            if !errs.is_empty() {
-                return Err(AdminError::Invalid(errs));
-            }
-        }
+        refuse_bad_pin(pin.as_deref().map(|p| p.as_str()))?;
         let t = self.load_token(serial).await?;
         let hash = match &pin {
             Some(p) => Some(

@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use tessera_core::admin::Actor;
 use tessera_core::ids::AppName;
-use tessera_core::model::{DeviceType, Net, RadiusClient, SharedSecret};
+use tessera_core::model::{ApiClient, ApiClientKind, DeviceType, Net, RadiusClient, SharedSecret};
 use tessera_core::rng::{OsRng, random_bytes};
 use tessera_radius_proto::Dictionary;
 
@@ -16,11 +16,14 @@ pub enum ClientCmd {
     /// Register a client.
     #[command(subcommand)]
     Add(AddKind),
-    /// Change a client's settings (only the options given change).
+    /// Change a client's settings (only the options given change): a RADIUS client's, or an
+    /// API client's (--description, --application, --redirect-uri, --post-logout-redirect-uri,
+    /// --backchannel-logout-uri, --require-pkce, --token-lifetime, --id-token-alg).
     Set(ClientArgs),
-    /// List clients.
+    /// List clients: RADIUS clients and API clients (agents, user clients, OIDC clients).
     List,
-    /// Show a client (the shared secret only with --show-secret).
+    /// Show a client (a RADIUS client's shared secret only with --show-secret; an API client's
+    /// secret is never shown again).
     Show {
         /// The client's name (for logs, audit and later commands).
         name: String,
@@ -146,6 +149,24 @@ pub struct ClientArgs {
     /// A note for administrators.
     #[arg(long)]
     description: Option<String>,
+    /// API clients (OIDC): where users are sent back to (repeat; replaces the list).
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// API clients (OIDC): where users may go after signing out (repeat; replaces the list).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// API clients (OIDC): where logout tokens go ("" removes it).
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
+    /// API clients (OIDC): whether authorization requests must carry PKCE (S256).
+    #[arg(long, value_name = "true|false")]
+    require_pkce: Option<bool>,
+    /// API clients: seconds its access tokens live (60 to 86400).
+    #[arg(long)]
+    token_lifetime: Option<u32>,
+    /// API clients (OIDC): ES256 or RS256 ("" for the default, ES256).
+    #[arg(long)]
+    id_token_alg: Option<String>,
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -153,8 +174,73 @@ fn non_empty(s: String) -> Option<String> {
 }
 
 impl ClientArgs {
+    /// The API-client options given, refused for a RADIUS client.
+    fn api_only_given(&self) -> Option<&'static str> {
+        [
+            (!self.redirect_uris.is_empty(), "--redirect-uri"),
+            (
+                !self.post_logout_redirect_uris.is_empty(),
+                "--post-logout-redirect-uri",
+            ),
+            (
+                self.backchannel_logout_uri.is_some(),
+                "--backchannel-logout-uri",
+            ),
+            (self.require_pkce.is_some(), "--require-pkce"),
+            (self.token_lifetime.is_some(), "--token-lifetime"),
+            (self.id_token_alg.is_some(), "--id-token-alg"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
+    /// The RADIUS-client options given, refused for an API client.
+    fn radius_only_given(&self) -> Option<&'static str> {
+        [
+            (!self.nas_ip.is_empty(), "--nas-ip"),
+            (self.nas_identifier.is_some(), "--nas-identifier"),
+            (self.device_type.is_some(), "--device-type"),
+            (
+                self.secret.is_some() || self.secret_stdin || self.generate_secret,
+                "--secret",
+            ),
+            (
+                self.allow_missing_message_authenticator || self.require_message_authenticator,
+                "--require-message-authenticator",
+            ),
+            (self.rate_limit.is_some(), "--rate-limit"),
+            (
+                self.accept_message.is_some()
+                    || self.reject_message.is_some()
+                    || self.challenge_message.is_some(),
+                "--accept-message",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
+    /// The changes to an API client.
+    fn api_patch(self) -> tessera_core::admin::ApiClientPatch {
+        tessera_core::admin::ApiClientPatch {
+            description: self.description,
+            application: self.application,
+            redirect_uris: (!self.redirect_uris.is_empty()).then_some(self.redirect_uris),
+            post_logout_redirect_uris: (!self.post_logout_redirect_uris.is_empty())
+                .then_some(self.post_logout_redirect_uris),
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            require_pkce: self.require_pkce,
+            token_lifetime_seconds: self.token_lifetime,
+            id_token_alg: self.id_token_alg,
+            ..Default::default()
+        }
+    }
+
     /// Applies the options given to `c`; returns a generated secret to show once.
     fn apply_to(self, c: &mut RadiusClient) -> Result<Option<String>> {
+        if let Some(flag) = self.api_only_given() {
+            bail!("{flag} is for API clients; '{}' is a RADIUS client", c.name);
+        }
         let mut generated = None;
         if !self.nas_ip.is_empty() {
             let mut nets = Vec::new();
@@ -222,6 +308,61 @@ fn nets(c: &RadiusClient) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// An API client as administrators see it: never its secret's hash.
+fn show_api(out: Out, c: &ApiClient) {
+    let mut c = c.clone();
+    c.secret_hash = None;
+    out.either(&c, || {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let mut rows = vec![
+            ("name", c.name.clone()),
+            ("type", c.kind.as_str().into()),
+            ("client id", c.client_id.clone()),
+            (
+                "application",
+                c.application
+                    .as_ref()
+                    .map(|a| a.0.clone())
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            ("scopes", list(&c.granted_scopes())),
+            ("token lifetime", format!("{} s", c.token_lifetime_seconds)),
+        ];
+        if c.kind == ApiClientKind::Oidc {
+            rows.push(("redirect URIs", list(&c.redirect_uris)));
+            rows.push((
+                "PKCE",
+                if c.require_pkce {
+                    "required (S256)".into()
+                } else {
+                    "optional (the client secret suffices)".into()
+                },
+            ));
+            rows.push((
+                "ID tokens",
+                c.id_token_alg.clone().unwrap_or_else(|| "ES256".into()),
+            ));
+            rows.push(("after sign-out", list(&c.post_logout_redirect_uris)));
+            rows.push((
+                "back-channel logout",
+                c.backchannel_logout_uri
+                    .clone()
+                    .unwrap_or_else(|| "-".into()),
+            ));
+        }
+        if !c.description.is_empty() {
+            rows.push(("description", c.description.clone()));
+        }
+        fields(&rows);
+    });
 }
 
 fn show(out: Out, c: &RadiusClient, with_secret: bool) {
@@ -378,6 +519,25 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                 );
             }
         }
+        ClientCmd::Set(args) if admin.get::<RadiusClient>(&args.name).is_err() => {
+            let api = admin.get::<ApiClient>(&args.name).map_err(|_| {
+                anyhow!(
+                    "client '{}' not found (no RADIUS or API client has this name)",
+                    args.name
+                )
+            })?;
+            if let Some(flag) = args.radius_only_given() {
+                bail!(
+                    "{flag} is for RADIUS clients; '{}' is an API client",
+                    api.name
+                );
+            }
+            let name = args.name.clone();
+            let saved = admin
+                .update_api_client(&actor, &name, args.api_patch())
+                .await?;
+            show_api(out, &saved);
+        }
         ClientCmd::Set(args) => {
             let mut c = admin.get::<RadiusClient>(&args.name)?;
             let generated = args.apply_to(&mut c)?;
@@ -397,8 +557,17 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                     c
                 })
                 .collect();
-            out.either(&shown, || {
-                let rows: Vec<Vec<String>> = shown
+            let api: Vec<ApiClient> = admin
+                .list::<ApiClient>()
+                .into_iter()
+                .map(|mut c| {
+                    c.secret_hash = None;
+                    c
+                })
+                .collect();
+            let json = serde_json::json!({"radius_clients": shown, "api_clients": api});
+            out.either(&json, || {
+                let mut rows: Vec<Vec<String>> = shown
                     .iter()
                     .map(|c| {
                         vec![
@@ -406,7 +575,6 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                             "radius".into(),
                             c.device_type.as_str().into(),
                             nets(c),
-                            c.nas_identifier.clone().unwrap_or_default(),
                             c.application
                                 .as_ref()
                                 .map(|a| a.0.clone())
@@ -414,22 +582,50 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                         ]
                     })
                     .collect();
+                rows.extend(api.iter().map(|c| {
+                    vec![
+                        c.name.clone(),
+                        c.kind.as_str().into(),
+                        c.client_id.clone(),
+                        c.redirect_uris.join(", "),
+                        c.application
+                            .as_ref()
+                            .map(|a| a.0.clone())
+                            .unwrap_or_default(),
+                    ]
+                }));
                 table(
                     &[
                         "name",
                         "kind",
-                        "device type",
-                        "nas ip",
-                        "nas identifier",
+                        "device type / client id",
+                        "nas ip / redirect uris",
                         "application",
                     ],
                     &rows,
                 );
             });
         }
+        ClientCmd::Show { name, .. } if admin.get::<RadiusClient>(&name).is_err() => {
+            let c = admin.get::<ApiClient>(&name).map_err(|_| {
+                anyhow!("client '{name}' not found (no RADIUS or API client has this name)")
+            })?;
+            show_api(out, &c);
+        }
         ClientCmd::Show { name, show_secret } => {
             let c = admin.get::<RadiusClient>(&name)?;
             show(out, &c, show_secret);
+        }
+        ClientCmd::Delete { name } if admin.get::<RadiusClient>(&name).is_err() => {
+            admin
+                .delete::<ApiClient>(&actor, &name)
+                .await
+                .map_err(|_| {
+                    anyhow!("client '{name}' not found (no RADIUS or API client has this name)")
+                })?;
+            out.either(&serde_json::json!({"deleted": name}), || {
+                outln!("Deleted API client '{name}'.")
+            });
         }
         ClientCmd::Delete { name } => {
             admin.delete::<RadiusClient>(&actor, &name).await?;

@@ -307,6 +307,39 @@ pub fn tessera(s: &TestServer, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The same, with `stdin` on standard input.
+pub fn tessera_stdin(s: &TestServer, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(&s.config.data_dir)
+        .arg("--database-url")
+        .arg(&s.config.database_url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A `--json` command's outcome: exit status 0, what it printed (JSON, or null), its errors.
+pub fn json_outcome(out: std::process::Output) -> (bool, Value, String) {
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The same, which must succeed.
 pub fn tessera_ok(s: &TestServer, args: &[&str]) -> std::process::Output {
     let out = tessera(s, args);
