@@ -7,13 +7,14 @@ with mod_auth_openidc or another module — through Tessera's login page
 
 It opens START_URL and follows every redirect by itself, between the relying party and
 Tessera; on Tessera's sign-in page it posts the user name and password, then (when asked) the
-TOTP code. steps.json: {"username", "password", "totp_seed_b32" (optional)}. Prints
+TOTP code; a SAML response page it posts on to the service provider. steps.json: {"username", "password", "totp_seed_b32" (optional)}. Prints
 [{"status", "url", "headers", "body", "pages", "trail"}]: the last answer, the pages it filled
 in, and every hop.
 """
 import base64
 import hashlib
 import hmac
+import html
 import json
 import re
 import struct
@@ -47,6 +48,14 @@ def main():
         if r.status_code in (301, 302, 303, 307, 308):
             url = urljoin(url, r.headers["Location"])
             r = browser.get(url, allow_redirects=False, timeout=20)
+            continue
+        if r.status_code == 200 and 'name="SAMLResponse"' in r.text:
+            # Tessera's page posts the SAML response to the SP (its script does it in a browser).
+            action = html.unescape(re.search(r'<form[^>]*action="([^"]+)"', r.text).group(1))
+            fields = {k: html.unescape(v) for k, v in
+                      re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', r.text)}
+            url = urljoin(url, action)
+            r = browser.post(url, data=fields, allow_redirects=False, timeout=20)
             continue
         if r.status_code == 200 and 'name="csrf"' in r.text and 'action="/login"' in r.text \
                 and pages < 4:

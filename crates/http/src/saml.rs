@@ -64,6 +64,9 @@ pub(crate) struct Pending {
     /// The request's ID (none when the sign-on began at the IdP).
     pub(crate) request_id: Option<String>,
     pub(crate) relay_state: Option<String>,
+    /// The NameID format the request asked for and the SP may be given (none: the SP's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name_id_format: Option<NameIdFormat>,
 }
 
 /// The IdP's entity ID: the metadata's address.
@@ -217,6 +220,8 @@ pub fn sp_from_metadata(
         .iter()
         .find_map(|f| NameIdFormat::of_urn(f))
         .unwrap_or_default();
+    // Metadata that names no format does not restrict it: requests get what they ask for.
+    let name_id_format_as_asked = sp.sso_base.name_id_formats.is_empty();
     let certificates: Vec<String> = sp
         .signing_certificates_der()
         .iter()
@@ -234,6 +239,7 @@ pub fn sp_from_metadata(
         certificates,
         encryption_certificate: sp.encryption_certificates_der().first().map(|d| pem(d)),
         name_id_format,
+        name_id_format_as_asked,
         name_id_from: None,
         attributes: Vec::new(),
         sign_assertions: true,
@@ -371,6 +377,25 @@ fn signed_by(sp: &SamlServiceProvider, decoded: &Decoded, request_id: &str) -> b
             if references.iter().any(|r| r.uri.is_empty()
                 || r.uri.strip_prefix('#') == Some(request_id)))
     })
+}
+
+/// Why a request's NameID format cannot be served, if it cannot: the SP's own format and
+/// `unspecified` always can; another one when the SP takes what it asks for
+/// (`name_id_format_as_asked`) and its NameID is not taken from a chosen source.
+fn name_id_refusal(sp: &SamlServiceProvider, asked: Option<&str>) -> Option<&'static str> {
+    let asked = asked?;
+    if asked == NameIdFormat::Unspecified.urn() || asked == sp.name_id_format.urn() {
+        return None;
+    }
+    match NameIdFormat::of_urn(asked) {
+        Some(_) if sp.name_id_format_as_asked && sp.name_id_from.is_none() => None,
+        Some(_) => Some(
+            "this SP is registered for another NameID format: register it with the format it asks for (tessera saml sp set NAME --name-id-format …), or let its metadata list the formats it takes",
+        ),
+        None => Some(
+            "this NameID format is not offered (unspecified, emailAddress, persistent and transient are)",
+        ),
+    }
 }
 
 /// The `SigAlg` of an HTTP-Redirect query string.
@@ -590,6 +615,10 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         .is_none_or(|d| d == format!("{base}/saml/sso"));
     // Errors from here on go to the SP's registered default ACS as SAML statuses (Requester,
     // with this sub-status).
+    let asked_format: Option<String> = request
+        .name_id_policy
+        .as_ref()
+        .and_then(|p| p.format.clone());
     let failure = if has_signature && signed_with_sha1(decoded.sig_alg.clone(), &decoded.xml) {
         Some((
             "RequestDenied",
@@ -623,16 +652,8 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         ))
     } else if !destination_ok {
         Some(("RequestDenied", "the request's Destination is not this IdP"))
-    } else if request
-        .name_id_policy
-        .as_ref()
-        .and_then(|p| p.format.as_deref())
-        .is_some_and(|f| f != NameIdFormat::Unspecified.urn() && f != sp.name_id_format.urn())
-    {
-        Some((
-            "InvalidNameIDPolicy",
-            "this SP is given another NameID format",
-        ))
+    } else if let Some(why) = name_id_refusal(&sp, asked_format.as_deref()) {
+        Some(("InvalidNameIDPolicy", why))
     // Each request is answered once (checked last: it remembers the request).
     } else if !first_use(state, &sp, &request_id, now + 2 * REQUEST_AGE_SECONDS).await {
         Some(("RequestDenied", "this request was answered already"))
@@ -661,6 +682,10 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         acs_url: acs.unwrap_or(default_acs),
         request_id: Some(request_id),
         relay_state,
+        name_id_format: asked_format
+            .as_deref()
+            .and_then(NameIdFormat::of_urn)
+            .filter(|f| sp.name_id_format_as_asked && *f != NameIdFormat::Unspecified),
     };
     start(
         state,
@@ -701,6 +726,7 @@ async fn idp_initiated(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -
         acs_url: sp.acs_urls.first().cloned().unwrap_or_default(),
         request_id: None,
         relay_state: q.get("RelayState").cloned(),
+        name_id_format: None,
     };
     start(&state, &headers, &sp, pending, false, false).await
 }
@@ -912,7 +938,8 @@ pub(crate) async fn answer(
         Ok(_) => return (web::fatal(lang, "failed", StatusCode::FORBIDDEN), None),
         Err(_) => return (StatusCode::SERVICE_UNAVAILABLE.into_response(), None),
     };
-    let value = match (&sp.name_id_from, sp.name_id_format) {
+    let format = pending.name_id_format.unwrap_or(sp.name_id_format);
+    let value = match (&sp.name_id_from, format) {
         // The administrator's choice of source (Microsoft 365's ImmutableID, an employee id).
         // One value, or none: of several, which is the account? (LDAP keeps no order.)
         (Some(from), f) if f != NameIdFormat::Transient => {
@@ -958,7 +985,7 @@ pub(crate) async fn answer(
     };
     let name_id = NameId {
         value,
-        format: Some(sp.name_id_format.urn().to_string()),
+        format: Some(format.urn().to_string()),
         name_qualifier: None,
         sp_name_qualifier: None,
         sp_provided_id: None,
@@ -981,7 +1008,7 @@ pub(crate) async fn answer(
     let joined = SamlParticipant {
         sp: sp.name.clone(),
         name_id: name_id.value.clone(),
-        name_id_format: sp.name_id_format.urn().to_string(),
+        name_id_format: format.urn().to_string(),
         session_index: session_index.clone(),
     };
     let options = ResponseOptions {

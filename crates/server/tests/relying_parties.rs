@@ -51,7 +51,7 @@ impl Apache {
         }
         let mut conf = format!(
             "ServerName 127.0.0.1\nListen 127.0.0.1:{port}\nPidFile {r}/httpd.pid\n\
-             DefaultRuntimeDir {r}\nErrorLog {r}/error.log\nLogLevel warn auth_openidc:info\n\
+             DefaultRuntimeDir {r}\nErrorLog {r}/error.log\nLogLevel info\n\
              DocumentRoot {r}/htdocs\n",
             r = root.display()
         );
@@ -77,19 +77,22 @@ impl Apache {
         conf.push_str(site);
         let path = root.join("httpd.conf");
         std::fs::write(&path, conf).unwrap();
-        let child = Command::new(binary)
+        let stderr = std::fs::File::create(root.join("stderr.log")).unwrap();
+        let mut child = Command::new(binary)
             .arg("-f")
             .arg(&path)
             .arg("-DFOREGROUND")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::from(stderr))
             .spawn()
             .unwrap();
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = child.try_wait().ok().flatten().is_some();
             assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "Apache did not start: {}",
+                !exited && started.elapsed() < Duration::from_secs(15),
+                "Apache did not start: {}{}",
+                std::fs::read_to_string(root.join("stderr.log")).unwrap_or_default(),
                 std::fs::read_to_string(root.join("error.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -370,5 +373,163 @@ async fn oidc_clients_managed_with_the_cli_and_the_admin_api() {
             .status
             .success()
     );
+    s.stop().await;
+}
+
+/// Apache mod_auth_mellon with the metadata its own script makes (no NameIDFormat in it) asks
+/// for a transient NameID: served, where the SP registered as `unspecified` used to be refused
+/// before any page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apache_mod_auth_mellon_gets_the_name_id_it_asks_for() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.use_app("intranet", &[&[Method::Password]]).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // The IdP's key, made by OpenSSL.
+    let (idp_key, idp_cert) = (dir.join("idp.key"), dir.join("idp.crt"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=idp",
+        ])
+        .arg("-keyout")
+        .arg(&idp_key)
+        .arg("-out")
+        .arg(&idp_cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    tessera_ok(
+        &s,
+        &[
+            "saml",
+            "import-key",
+            idp_key.to_str().unwrap(),
+            idp_cert.to_str().unwrap(),
+        ],
+    );
+    // The SP's key, certificate and metadata, by mellon's own script.
+    let port = Apache::free_port();
+    let sp = format!("http://127.0.0.1:{port}/mellon");
+    let made = Command::new("/usr/sbin/mellon_create_metadata")
+        .args([&format!("{sp}/metadata"), &sp])
+        .current_dir(dir)
+        .output()
+        .expect(
+            "mellon_create_metadata (libapache2-mod-auth-mellon) is installed by scripts/test.sh",
+        );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let prefix = dir.join(format!("http_127.0.0.1_{port}_mellon_metadata"));
+    let file = |ext: &str| format!("{}.{ext}", prefix.display());
+    assert!(
+        !std::fs::read_to_string(file("xml"))
+            .unwrap()
+            .contains("NameIDFormat")
+    );
+    tessera_ok(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "add",
+            "mellon",
+            "--application",
+            "intranet",
+            "--metadata",
+            &file("xml"),
+        ],
+    );
+    let shown: Value =
+        serde_json::from_slice(&tessera_ok(&s, &["saml", "sp", "show", "mellon", "--json"]).stdout)
+            .unwrap();
+    assert_eq!(shown["name_id_format_as_asked"], true, "{shown}");
+    // Wait until the running server has the SP.
+    let started = Instant::now();
+    while s
+        .running
+        .as_ref()
+        .unwrap()
+        .app
+        .engine
+        .snapshot()
+        .saml_sps
+        .get("mellon")
+        .is_none()
+    {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let idp_meta = dir.join("idp.xml");
+    let meta = reqwest::get(format!("{}/saml/metadata", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(&idp_meta, meta).unwrap();
+    for p in [dir.to_path_buf()] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for f in [file("key"), file("cert"), file("xml")] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let site = format!(
+        "<Location />\n  MellonEnable info\n  MellonEndpointPath /mellon\n  \
+         MellonSPPrivateKeyFile {}\n  MellonSPCertFile {}\n  MellonSPMetadataFile {}\n  \
+         MellonIdPMetadataFile {}\n  MellonSecureCookie Off\n</Location>\n\
+         <Location /protected/>\n  AuthType Mellon\n  MellonEnable auth\n  Require valid-user\n  \
+         Header always set X-Name-Id \"%{{MELLON_NAME_ID}}e\"\n</Location>\n",
+        file("key"),
+        file("cert"),
+        file("xml"),
+        idp_meta.display()
+    );
+    let apache = Apache::start(port, &["auth_mellon"], &site);
+    let seen = browse(&apache.url("/protected/index.html"));
+    assert_eq!(seen["status"], 200, "{seen}\n{}", apache.log());
+    assert_eq!(seen["body"], "hello\n");
+    let name_id = seen["headers"]["X-Name-Id"].as_str().unwrap();
+    assert!(
+        name_id.starts_with('_') && name_id != "alice",
+        "a transient NameID: {name_id}"
+    );
+    // Registered for one format by the administrator, the SP's request for another is refused.
+    tessera_ok(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "set",
+            "mellon",
+            "--name-id-format",
+            "persistent",
+        ],
+    );
+    let started = Instant::now();
+    while s
+        .running
+        .as_ref()
+        .unwrap()
+        .app
+        .engine
+        .snapshot()
+        .saml_sps
+        .get("mellon")
+        .is_some_and(|sp| sp.name_id_format_as_asked)
+    {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seen = browse(&apache.url("/protected/index.html"));
+    assert_ne!(seen["body"], "hello\n", "{seen}");
+    assert_eq!(seen["pages"], 0, "refused before any page: {seen}");
+    drop(apache);
     s.stop().await;
 }

@@ -115,6 +115,11 @@ pub struct SamlServiceProvider {
     pub encryption_certificate: Option<String>,
     #[serde(default)]
     pub name_id_format: NameIdFormat,
+    /// Serve the NameID format a request asks for (transient, persistent, email) instead of
+    /// refusing it: set when the SP's metadata names no format, as Apache mod_auth_mellon's
+    /// generated metadata does; `name_id_format` then answers requests that ask for none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub name_id_format_as_asked: bool,
     /// Where the NameID's value comes from — `username`, `email` or `attribute:<name>`
     /// (Microsoft 365: the ImmutableID, `attribute:ms-ds-consistencyguid`); none: as the
     /// format says (the login name, the mail, a pseudonym). Not with `transient`. The SP takes

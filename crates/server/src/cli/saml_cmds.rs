@@ -220,6 +220,8 @@ impl SpSetArgs {
             sp.name_id_format = serde_json::from_value(json!(f)).map_err(|_| {
                 anyhow!("--name-id-format: unspecified, email, persistent or transient")
             })?;
+            // The administrator's choice: requests asking for another are refused.
+            sp.name_id_format_as_asked = false;
         }
         if let Some(from) = self.name_id_from {
             sp.name_id_from = (!from.eq_ignore_ascii_case("none")).then_some(from);
@@ -333,6 +335,7 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
                 certificates: Vec::new(),
                 encryption_certificate: None,
                 name_id_format: NameIdFormat::default(),
+                name_id_format_as_asked: false,
                 name_id_from: None,
                 attributes: Vec::new(),
                 sign_assertions: true,
@@ -374,6 +377,7 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
         sp.name_id_format = serde_json::from_value(json!(f)).map_err(|_| {
             anyhow!("--name-id-format: unspecified, email, persistent or transient")
         })?;
+        sp.name_id_format_as_asked = false;
     }
     if a.name_id_from.is_some() {
         sp.name_id_from = a.name_id_from;
