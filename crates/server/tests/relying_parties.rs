@@ -450,7 +450,7 @@ async fn apache_mod_auth_mellon_gets_the_name_id_it_asks_for() {
     assert_eq!(shown["name_id_format_as_asked"], true, "{shown}");
     // Wait until the running server has the SP.
     let started = Instant::now();
-    while s
+    while !s
         .running
         .as_ref()
         .unwrap()
@@ -458,8 +458,7 @@ async fn apache_mod_auth_mellon_gets_the_name_id_it_asks_for() {
         .engine
         .snapshot()
         .saml_sps
-        .get("mellon")
-        .is_none()
+        .contains_key("mellon")
     {
         assert!(started.elapsed() < Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(100));
@@ -472,13 +471,13 @@ async fn apache_mod_auth_mellon_gets_the_name_id_it_asks_for() {
         .await
         .unwrap();
     std::fs::write(&idp_meta, meta).unwrap();
-    for p in [dir.to_path_buf()] {
+    // Apache's workers (www-data when started as root) read the SP's files.
+    {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    for f in [file("key"), file("cert"), file("xml")] {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for f in [file("key"), file("cert"), file("xml")] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
     }
     let site = format!(
         "<Location />\n  MellonEnable info\n  MellonEndpointPath /mellon\n  \
