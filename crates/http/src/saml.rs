@@ -247,6 +247,7 @@ pub fn sp_from_metadata(
         encrypt_assertions: false,
         idp_initiated: false,
         metadata_url: None,
+        metadata_ca_pem: None,
     };
     Ok(sp)
 }

@@ -532,3 +532,91 @@ async fn apache_mod_auth_mellon_gets_the_name_id_it_asks_for() {
     drop(apache);
     s.stop().await;
 }
+
+/// SP metadata read from an HTTPS address whose certificate a private CA issued (`--ca-file`),
+/// served by `openssl s_server`: refused without the CA, read with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sp_metadata_from_https_with_a_private_ca() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.use_app("intranet", &[&[Method::Password]]).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    tessera_testkit::slapd::certificates(dir);
+    std::fs::write(
+        dir.join("sp.xml"),
+        r#"<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://sp.example.org/metadata">
+  <SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.org/acs" index="0"/>
+  </SPSSODescriptor>
+</EntityDescriptor>
+"#,
+    )
+    .unwrap();
+    let port = Apache::free_port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-cert", "server.pem", "-key", "server.key"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "s_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = format!("https://127.0.0.1:{port}/sp.xml");
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "saml",
+            "sp",
+            "add",
+            "private",
+            "--application",
+            "intranet",
+            "--metadata-url",
+            &url,
+        ];
+        args.extend_from_slice(extra);
+        common::tessera(&s, &args)
+    };
+    // Without the CA the address's certificate is not trusted.
+    let refused = add(&[]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains(&format!("reading {url}")), "{why}");
+    assert!(
+        !common::tessera(&s, &["saml", "sp", "show", "private"])
+            .status
+            .success(),
+        "nothing registered"
+    );
+    let ca = dir.join("ca.pem").display().to_string();
+    let added = add(&["--ca-file", &ca]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let shown: Value = serde_json::from_slice(
+        &tessera_ok(&s, &["saml", "sp", "show", "private", "--json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(shown["entity_id"], "https://sp.example.org/metadata");
+    assert!(
+        shown["metadata_ca_pem"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    s.stop().await;
+}

@@ -148,6 +148,10 @@ pub struct SamlServiceProvider {
     /// `saml_metadata_refresh_minutes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_url: Option<String>,
+    /// The CA certificates (PEM) the metadata address's HTTPS certificate must chain to,
+    /// instead of the system's: for an SP whose address has a certificate of a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_ca_pem: Option<String>,
 }
 
 const MAX_PEM: usize = 16 * 1024;

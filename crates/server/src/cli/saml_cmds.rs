@@ -69,6 +69,11 @@ pub struct SpArgs {
     /// every `saml_metadata_refresh_minutes` (1440).
     #[arg(long)]
     metadata_url: Option<String>,
+    /// With --metadata-url: trust only the CA certificates in this PEM file for its HTTPS
+    /// certificate (an SP whose address has a certificate of a private CA); kept for the
+    /// readings that follow.
+    #[arg(long, requires = "metadata_url")]
+    ca_file: Option<String>,
     /// The SP's entity ID (without metadata).
     #[arg(long)]
     entity_id: Option<String>,
@@ -253,8 +258,9 @@ impl SpSetArgs {
     }
 }
 
-/// Reads metadata from an address (https://, or http:// to this machine).
-pub async fn fetch_metadata(url: &str) -> Result<String> {
+/// Reads metadata from an address (https://, or http:// to this machine); `ca_pem`: the only
+/// CA certificates its HTTPS certificate may chain to (none: the system's).
+pub async fn fetch_metadata(url: &str, ca_pem: Option<&str>) -> Result<String> {
     let parsed = url::Url::parse(url).with_context(|| format!("metadata URL {url}"))?;
     let local = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
     if parsed.scheme() != "https" && !(parsed.scheme() == "http" && local) {
@@ -262,10 +268,18 @@ pub async fn fetch_metadata(url: &str) -> Result<String> {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     // No redirects (they could leave https), and at most 1 MiB read.
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(15))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .context("the CA file holds no readable PEM certificate")?;
+        if certs.is_empty() {
+            bail!("the CA file holds no PEM certificate");
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    let client = builder.build()?;
     let mut res = client
         .get(url)
         .send()
@@ -310,9 +324,13 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
             "--metadata-url: the metadata gives the entity ID, addresses and certificates (and is read again); drop --entity-id, --acs-url, --slo-url, --certificate, --encryption-certificate, or register from a metadata file"
         );
     }
+    let ca_pem = match &a.ca_file {
+        Some(f) => Some(read(f, "the CA certificates (PEM)")?),
+        None => None,
+    };
     let from_meta = match (&a.metadata, &a.metadata_url) {
         (Some(f), _) => Some(read(f, "the metadata (XML)")?),
-        (None, Some(u)) => Some(fetch_metadata(u).await?),
+        (None, Some(u)) => Some(fetch_metadata(u, ca_pem.as_deref()).await?),
         (None, None) => None,
     };
     let mut sp = match from_meta {
@@ -344,10 +362,12 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
                 require_signed_requests: false,
                 idp_initiated: false,
                 metadata_url: None,
+                metadata_ca_pem: None,
             }
         }
     };
     sp.metadata_url = a.metadata_url.clone();
+    sp.metadata_ca_pem = ca_pem;
     if let Some(e) = a.entity_id {
         sp.entity_id = e;
     }
@@ -585,7 +605,7 @@ pub async fn refresh_due(
         if let Err(e) = store.set_meta(&key, &now.to_string()).await {
             tracing::warn!(error = %e, "SAML metadata reading time not kept");
         }
-        due.push((sp.name.clone(), url.clone()));
+        due.push((sp.name.clone(), url.clone(), sp.metadata_ca_pem.clone()));
     }
     drop(snap);
     let actor = Actor {
@@ -593,8 +613,8 @@ pub async fn refresh_due(
         door: "system".into(),
         client_ip: None,
     };
-    for (name, url) in due {
-        let fetched = fetch_metadata(&url).await;
+    for (name, url, ca_pem) in due {
+        let fetched = fetch_metadata(&url, ca_pem.as_deref()).await;
         // The SP as it is now, not as it was before the fetch: an administrator may have
         // changed or deleted it meanwhile (a deleted SP is not brought back).
         let current = match admin.get::<SamlServiceProvider>(&name) {
