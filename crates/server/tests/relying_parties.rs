@@ -155,24 +155,33 @@ fn oidc_client(s: &TestServer, name: &str, redirect: &str, extra: &[&str]) -> (S
     let c: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = c["client_id"].as_str().unwrap().to_string();
     // The running server picks the change up from the store.
+    wait_for_config(s, |snap| snap.api_client_by_id(&id).is_some());
+    (id, c["client_secret"].as_str().unwrap().to_string())
+}
+
+/// An OIDC client `name` (with `flags` for `tessera client add api`) and Apache with
+/// mod_auth_openidc in front of it (`more`: further directives).
+fn openidc_rp(s: &TestServer, name: &str, flags: &[&str], more: &str) -> Apache {
+    let port = Apache::free_port();
+    let redirect = format!("http://127.0.0.1:{port}/protected/redirect_uri");
+    let (id, secret) = oidc_client(s, name, &redirect, flags);
+    Apache::start(
+        port,
+        &["auth_openidc"],
+        &openidc_site(&s.url, port, &id, &secret, more),
+    )
+}
+
+/// Waits (at most 30 s) until the running server's configuration satisfies `ready`.
+fn wait_for_config(s: &TestServer, ready: impl Fn(&tessera_core::engine::Snapshot) -> bool) {
     let started = Instant::now();
-    while s
-        .running
-        .as_ref()
-        .unwrap()
-        .app
-        .engine
-        .snapshot()
-        .api_client_by_id(&id)
-        .is_none()
-    {
+    while !ready(&s.running.as_ref().unwrap().app.engine.snapshot()) {
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "client not seen"
+            "the change did not reach the server"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    (id, c["client_secret"].as_str().unwrap().to_string())
 }
 
 fn openidc_site(tessera: &str, port: u16, id: &str, secret: &str, more: &str) -> String {
@@ -197,14 +206,7 @@ async fn apache_mod_auth_openidc_with_and_without_pkce() {
     s.use_app("intranet", &[&[Method::Password]]).await;
 
     // 1. The default client requires PKCE; the RP's defaults send none.
-    let port = Apache::free_port();
-    let redirect = format!("http://127.0.0.1:{port}/protected/redirect_uri");
-    let (id, secret) = oidc_client(&s, "apache-rp", &redirect, &[]);
-    let apache = Apache::start(
-        port,
-        &["auth_openidc"],
-        &openidc_site(&s.url, port, &id, &secret, ""),
-    );
+    let apache = openidc_rp(&s, "apache-rp", &[], "");
     let seen = browse(&apache.url("/protected/index.html"));
     assert_ne!(seen["body"], "hello\n", "{seen}");
     // Tessera sends the RP back with the reason (RFC 6749 §4.1.2.1), which the RP shows.
@@ -219,14 +221,7 @@ async fn apache_mod_auth_openidc_with_and_without_pkce() {
     drop(apache);
 
     // 2. The same RP with a client that does not require PKCE: signed in with the secret.
-    let port = Apache::free_port();
-    let redirect = format!("http://127.0.0.1:{port}/protected/redirect_uri");
-    let (id, secret) = oidc_client(&s, "apache-rp-2", &redirect, &["--require-pkce", "false"]);
-    let apache = Apache::start(
-        port,
-        &["auth_openidc"],
-        &openidc_site(&s.url, port, &id, &secret, ""),
-    );
+    let apache = openidc_rp(&s, "apache-rp-2", &["--require-pkce", "false"], "");
     let seen = browse(&apache.url("/protected/index.html"));
     assert_eq!(seen["status"], 200, "{seen}\n{}", apache.log());
     assert_eq!(seen["body"], "hello\n");
@@ -238,14 +233,7 @@ async fn apache_mod_auth_openidc_with_and_without_pkce() {
     drop(apache);
 
     // 3. The RP's own PKCE against a client that requires it.
-    let port = Apache::free_port();
-    let redirect = format!("http://127.0.0.1:{port}/protected/redirect_uri");
-    let (id, secret) = oidc_client(&s, "apache-rp-3", &redirect, &[]);
-    let apache = Apache::start(
-        port,
-        &["auth_openidc"],
-        &openidc_site(&s.url, port, &id, &secret, "OIDCPKCEMethod S256"),
-    );
+    let apache = openidc_rp(&s, "apache-rp-3", &[], "OIDCPKCEMethod S256");
     let seen = browse(&apache.url("/protected/index.html"));
     assert_eq!(seen["status"], 200, "{seen}\n{}", apache.log());
     assert_eq!(seen["headers"]["X-Claim-Email"], "alice@example.org");
@@ -449,20 +437,7 @@ async fn apache_mod_auth_mellon_gets_the_name_id_it_asks_for() {
             .unwrap();
     assert_eq!(shown["name_id_format_as_asked"], true, "{shown}");
     // Wait until the running server has the SP.
-    let started = Instant::now();
-    while !s
-        .running
-        .as_ref()
-        .unwrap()
-        .app
-        .engine
-        .snapshot()
-        .saml_sps
-        .contains_key("mellon")
-    {
-        assert!(started.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_config(&s, |snap| snap.saml_sps.contains_key("mellon"));
     let idp_meta = dir.join("idp.xml");
     let meta = reqwest::get(format!("{}/saml/metadata", s.url))
         .await
@@ -511,21 +486,11 @@ async fn apache_mod_auth_mellon_gets_the_name_id_it_asks_for() {
             "persistent",
         ],
     );
-    let started = Instant::now();
-    while s
-        .running
-        .as_ref()
-        .unwrap()
-        .app
-        .engine
-        .snapshot()
-        .saml_sps
-        .get("mellon")
-        .is_some_and(|sp| sp.name_id_format_as_asked)
-    {
-        assert!(started.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_config(&s, |snap| {
+        snap.saml_sps
+            .get("mellon")
+            .is_some_and(|sp| !sp.name_id_format_as_asked)
+    });
     let seen = browse(&apache.url("/protected/index.html"));
     assert_ne!(seen["body"], "hello\n", "{seen}");
     assert_eq!(seen["pages"], 0, "refused before any page: {seen}");
