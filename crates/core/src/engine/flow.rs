@@ -1704,32 +1704,35 @@ impl Engine {
 impl Engine {
     /// After a PIN was found right: a hash made elsewhere (migrated from privacyIDEA, PBKDF2 or
     /// Argon2 with other parameters) or before the cost changed is replaced by one with the
-    /// current parameters. It never changes the answer: a failure is logged.
+    /// current parameters. Done beside the request, not in it: the answer must not take longer
+    /// when the PIN was right (whatever the code), nor depend on it. A failure is logged.
     async fn upgrade_pin_hash(&self, token: &Token, pin: &str, old: &str) {
         if self.ports.hasher.is_current(old) {
             return;
         }
-        let new = match self.ports.hasher.hash(pin).await {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(serial = %token.serial, error = %e, "the token PIN could not be re-hashed now; it is tried again at the next sign-in");
-                return;
+        let hasher = self.ports.hasher.clone();
+        let store = self.ports.store.clone();
+        let serial = token.serial.clone();
+        let pin = zeroize::Zeroizing::new(pin.to_string());
+        let old = old.to_string();
+        tokio::spawn(async move {
+            let new = match hasher.hash(&pin).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(%serial, error = %e, "the token PIN could not be re-hashed now; it is tried again at the next sign-in");
+                    return;
+                }
+            };
+            match store.replace_pin_hash(&serial, &old, &new).await {
+                Ok(true) => {
+                    tracing::info!(%serial, "token PIN re-hashed with the current parameters");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(%serial, error = %e, "the re-hashed token PIN could not be stored");
+                }
             }
-        };
-        match self
-            .ports
-            .store
-            .replace_pin_hash(&token.serial, old, &new)
-            .await
-        {
-            Ok(true) => {
-                tracing::info!(serial = %token.serial, "token PIN re-hashed with the current parameters");
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(serial = %token.serial, error = %e, "the re-hashed token PIN could not be stored");
-            }
-        }
+        });
     }
 
     /// Where a login through `l`'s request starts: its door, the client it authenticated (a
