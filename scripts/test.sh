@@ -101,6 +101,8 @@ fi
 
 # MariaDB (127.0.0.1:3306, root without a password): privacyIDEA installations on MariaDB for
 # `tessera migrate`. Started, or installed and started, when not reachable.
+# The tests create and drop their databases with the mysql client.
+command -v mysql >/dev/null 2>&1 || apt_install mariadb-client
 maria_up() { mysql -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; }
 if ! maria_up; then
   say "MariaDB is not reachable at 127.0.0.1:3306: starting one"
