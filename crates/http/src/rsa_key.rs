@@ -163,12 +163,7 @@ pub(crate) async fn signer_in(
     slot: &Slot,
 ) -> Result<Option<Arc<RsaSigner>>, String> {
     let store = state.engine.store();
-    let Some(stored) = store
-        .meta(slot.meta)
-        .await
-        .map_err(|e| e.to_string())?
-        .filter(|s| !s.is_empty())
-    else {
+    let Some(stored) = sealed_in(store.as_ref(), slot).await? else {
         return Ok(None);
     };
     if let Ok(cache) = state.rsa_signer.lock()
@@ -182,6 +177,15 @@ pub(crate) async fn signer_in(
         cache.insert(slot.meta, (stored, signer.clone()));
     }
     Ok(Some(signer))
+}
+
+/// The sealed key kept in `slot` (base64), if one was imported (a removed one is empty).
+async fn sealed_in(store: &dyn Store, slot: &Slot) -> Result<Option<String>, String> {
+    Ok(store
+        .meta(slot.meta)
+        .await
+        .map_err(|e| e.to_string())?
+        .filter(|s| !s.is_empty()))
 }
 
 /// The signer of a stored (sealed, base64) key.
@@ -220,12 +224,7 @@ pub async fn import(store: &dyn Store, slot: &Slot, pem: &str) -> Result<Importe
 
 /// The key in `slot`, if one was imported.
 pub async fn stored(store: &dyn Store, slot: &Slot) -> Result<Option<Imported>, String> {
-    let Some(stored) = store
-        .meta(slot.meta)
-        .await
-        .map_err(|e| e.to_string())?
-        .filter(|s| !s.is_empty())
-    else {
+    let Some(stored) = sealed_in(store, slot).await? else {
         return Ok(None);
     };
     let signer = open(store, slot, &stored)?;
