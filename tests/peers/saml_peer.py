@@ -6,7 +6,9 @@ Arguments: BASE_URL SP_ENTITY_ID ACS_URL SP_KEY SP_CERT WORKDIR. Reads a JSON ob
   {"cmd": "metadata"}: prints [{"metadata": the SP's metadata}]
   {"cmd": "sso", "username", "password", "totp_seed_b32", "runs": [{"binding": "redirect"|"post",
    "sign": bool, "acs": optional ACS URL to ask for, "entity": optional other entity ID,
-   "key": optional other signing key}]}:
+   "key": optional other signing key, "context": optional {"comparison", "classes"} sent as
+   RequestedAuthnContext, "new_browser": start without the SSO session's cookie, "username" and
+   "password": another user for this run}]}:
    prints [{"runs": [what each run saw]}]: the pages shown, the HTTP status, the response XML,
    the relay state, and what pysaml2 made of it (NameID, attributes) or the error it raised.
 """
@@ -26,6 +28,8 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.metadata import create_metadata_string
+from saml2.samlp import RequestedAuthnContext
+from saml2.saml import AuthnContextClassRef
 from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 
 
@@ -216,6 +220,13 @@ def main():
         extra = {}
         if run.get("acs"):
             extra["assertion_consumer_service_urls"] = [run["acs"]]
+        if run.get("context"):
+            extra["requested_authn_context"] = RequestedAuthnContext(
+                authn_context_class_ref=[AuthnContextClassRef(text=c)
+                                         for c in run["context"]["classes"]],
+                comparison=run["context"]["comparison"])
+        if run.get("new_browser"):
+            browser = requests.Session()
         reqid, info = client.prepare_for_authenticate(
             entityid=idp_entity, relay_state="relay-" + run["binding"], binding=binding,
             sign=run["sign"],
@@ -235,7 +246,8 @@ def main():
             again = inputs(r.text)
             seen["posted_again"] = sorted(again)
             r = browser.post(base + "/saml/sso", data=again, allow_redirects=False, timeout=10)
-        answers = [{"username": steps["username"], "answer": steps["password"]}]
+        answers = [{"username": run.get("username", steps["username"]),
+                    "answer": run.get("password", steps["password"])}]
         while r.status_code == 303:
             location = r.headers["Location"]
             r = browser.get(urljoin(base, location), allow_redirects=False, timeout=10)
@@ -267,6 +279,7 @@ def main():
             seen["ava"] = resp.ava
             seen["issuer"] = resp.issuer()
             seen["in_response_to"] = resp.in_response_to == reqid
+            seen["authn_context"] = [a[0] for a in resp.authn_info()]
         except Exception as e:  # the error pysaml2 raised: a SAML status, a bad signature...
             seen["error"] = type(e).__name__
             seen["error_text"] = str(e)

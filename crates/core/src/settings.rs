@@ -145,6 +145,16 @@ pub struct SystemSettings {
     pub sso_idle_minutes: u32,
     /// Minutes between readings of SAML service providers' metadata addresses (0: never).
     pub saml_metadata_refresh_minutes: u32,
+    /// The organisation's domain as SAML service providers check scoped attributes
+    /// (`eduPersonPrincipalName` = `login@scope`): published as `<shibmd:Scope>` in the IdP
+    /// metadata. Empty: no scope, no `eduPersonPrincipalName`.
+    pub saml_scope: String,
+    /// The authentication context class asserted after a sign-in that proved two kinds of
+    /// factor, when the service provider asked for none (`https://refeds.org/profile/mfa`;
+    /// another class a federation or SP expects, such as
+    /// `http://schemas.microsoft.com/claims/multipleauthn`). Requests for it or for the REFEDS
+    /// MFA profile are met by such a sign-in.
+    pub saml_mfa_context_class: String,
     /// Requests per minute one address may make to the web sign-in pages (`/login`,
     /// `/oidc/authorize`, `/saml/*`), per node (0: no limit).
     pub web_requests_per_minute: u32,
@@ -293,6 +303,8 @@ impl Default for SystemSettings {
             sso_session_minutes: 480,
             sso_idle_minutes: 60,
             saml_metadata_refresh_minutes: 1440,
+            saml_scope: String::new(),
+            saml_mfa_context_class: "https://refeds.org/profile/mfa".into(),
             web_requests_per_minute: 300,
             api_requests_per_minute: 6000,
             rate_limit_exempt: String::new(),
@@ -576,6 +588,29 @@ impl SystemSettings {
                 "must be between 1 and 525600 minutes (a year)",
             );
         }
+        check(
+            self.saml_scope.is_empty()
+                || (self.saml_scope.len() <= 253
+                    && self.saml_scope.split('.').all(|label| {
+                        !label.is_empty()
+                            && label.len() <= 63
+                            && !label.starts_with('-')
+                            && !label.ends_with('-')
+                            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    })),
+            "saml_scope",
+            "a domain name such as example.org (letters, digits, '-', dots), or empty",
+        );
+        check(
+            url::Url::parse(&self.saml_mfa_context_class).is_ok()
+                && self.saml_mfa_context_class.len() <= 1024
+                && !self
+                    .saml_mfa_context_class
+                    .chars()
+                    .any(|c| c.is_control() || c == ' '),
+            "saml_mfa_context_class",
+            "an absolute URI such as https://refeds.org/profile/mfa",
+        );
         check(
             self.saml_metadata_refresh_minutes <= 525_600,
             "saml_metadata_refresh_minutes",

@@ -657,6 +657,7 @@ async fn refresh_grant(
             .unwrap_or_else(|| tessera_core::ids::AppName(String::new())),
         serial: None,
         token_kind: None,
+        mfa: false,
         message: "refreshed".into(),
     }));
     let scope = params.get("scope").unwrap_or(&kept.scope);

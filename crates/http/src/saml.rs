@@ -67,6 +67,65 @@ pub(crate) struct Pending {
     /// The NameID format the request asked for and the SP may be given (none: the SP's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) name_id_format: Option<NameIdFormat>,
+    /// The authentication context the request asked for (`RequestedAuthnContext`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) authn_context: Option<AskedContext>,
+}
+
+/// A request's `RequestedAuthnContext`: the classes in the SP's order of preference and how
+/// the asserted one compares with them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct AskedContext {
+    pub(crate) classes: Vec<String>,
+    /// `exact`, `minimum`, `better` or `maximum`.
+    pub(crate) comparison: String,
+}
+
+const REFEDS_MFA: &str = "https://refeds.org/profile/mfa";
+const REFEDS_SFA: &str = "https://refeds.org/profile/sfa";
+const PASSWORD: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:Password";
+const UNSPECIFIED_CONTEXT: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified";
+
+/// How strong a sign-in a class stands for: 2 two kinds of factor (the REFEDS MFA profile,
+/// or the `saml_mfa_context_class`), 1 a single factor (password-protected transport, the
+/// REFEDS single-factor profile), 0 unspecified; `None`: a class Tessera never asserts.
+fn context_strength(class: &str, mfa_class: &str) -> Option<u8> {
+    match class {
+        c if c == REFEDS_MFA || c == mfa_class => Some(2),
+        PASSWORD_PROTECTED | PASSWORD | REFEDS_SFA => Some(1),
+        UNSPECIFIED_CONTEXT => Some(0),
+        _ => None,
+    }
+}
+
+/// The class asserted for a sign-in of strength `achieved` (2: two kinds of factor proven, 1:
+/// otherwise) under what the request asked; `None` when the request cannot be met by it
+/// (answered with `NoAuthnContext`). Unasked: what happened.
+fn context_class(asked: Option<&AskedContext>, achieved: u8, mfa_class: &str) -> Option<String> {
+    let happened = if achieved >= 2 {
+        mfa_class
+    } else {
+        PASSWORD_PROTECTED
+    };
+    let Some(asked) = asked.filter(|a| !a.classes.is_empty()) else {
+        return Some(happened.to_string());
+    };
+    asked.classes.iter().find_map(|class| {
+        let strength = context_strength(class, mfa_class)?;
+        let met = match asked.comparison.as_str() {
+            "minimum" => strength <= achieved,
+            "better" => strength < achieved,
+            "maximum" => strength >= achieved,
+            _ => strength == 0 || strength == achieved,
+        };
+        // Exact asks for that class; the others take the one that names what happened.
+        met.then(|| match (asked.comparison.as_str(), strength) {
+            (_, 0) => happened.to_string(),
+            ("exact", _) => class.clone(),
+            (_, s) if s == achieved => class.clone(),
+            _ => happened.to_string(),
+        })
+    })
 }
 
 /// The IdP's entity ID: the metadata's address.
@@ -127,6 +186,18 @@ async fn metadata(state: St) -> Response {
     ] {
         formats.push_str(&format!("<md:NameIDFormat>{}</md:NameIDFormat>", f.urn()));
     }
+    // The scope of scoped attributes (eduPersonPrincipalName): SPs accept only values of the
+    // scopes the IdP's metadata lists.
+    let scope = &state.engine.snapshot().settings.saml_scope;
+    let extensions = if scope.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<md:Extensions><shibmd:Scope xmlns:shibmd=\"urn:mace:shibboleth:metadata:1.0\" regexp=\"false\">{}</shibmd:Scope></md:Extensions>",
+            xml_escape(scope)
+        )
+    };
+    keys.insert_str(0, &extensions);
     // Signed by the IdP's key, valid a week (SPs and federations that check metadata
     // signatures take it as it is; the others ignore the signature). Signing costs an RSA
     // operation: the signed document is kept five minutes for the same keys and address.
@@ -242,6 +313,7 @@ pub fn sp_from_metadata(
         name_id_format_as_asked,
         name_id_from: None,
         attributes: Vec::new(),
+        attribute_names: Default::default(),
         sign_assertions: true,
         sign_responses: true,
         encrypt_assertions: false,
@@ -620,6 +692,30 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         .name_id_policy
         .as_ref()
         .and_then(|p| p.format.clone());
+    let asked_context = request
+        .requested_authn_context
+        .as_ref()
+        .map(|r| AskedContext {
+            classes: r.authn_context_class_refs.clone(),
+            comparison: match r.comparison {
+                gamlastan::core::protocol::request::AuthnContextComparison::Exact => "exact",
+                gamlastan::core::protocol::request::AuthnContextComparison::Minimum => "minimum",
+                gamlastan::core::protocol::request::AuthnContextComparison::Better => "better",
+                gamlastan::core::protocol::request::AuthnContextComparison::Maximum => "maximum",
+            }
+            .to_string(),
+        });
+    let mfa_class = snap.settings.saml_mfa_context_class.clone();
+    // A context no sign-in here can give (a class Tessera never asserts, declarations only):
+    // refused before any login page.
+    let context_possible = match &request.requested_authn_context {
+        None => true,
+        // Declarations only: none is ever asserted.
+        Some(r) if r.authn_context_class_refs.is_empty() => r.authn_context_decl_refs.is_empty(),
+        Some(_) => asked_context.as_ref().is_some_and(|a| {
+            (1..=2).any(|achieved| context_class(Some(a), achieved, &mfa_class).is_some())
+        }),
+    };
     let failure = if has_signature && signed_with_sha1(decoded.sig_alg.clone(), &decoded.xml) {
         Some((
             "RequestDenied",
@@ -655,6 +751,13 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         Some(("RequestDenied", "the request's Destination is not this IdP"))
     } else if let Some(why) = name_id_refusal(&sp, asked_format.as_deref()) {
         Some(("InvalidNameIDPolicy", why))
+    } else if !context_possible {
+        Some((
+            "NoAuthnContext",
+            "none of the requested authentication context classes can be met: Tessera asserts \
+             PasswordProtectedTransport, https://refeds.org/profile/sfa, \
+             https://refeds.org/profile/mfa and the saml_mfa_context_class setting",
+        ))
     // Each request is answered once (checked last: it remembers the request).
     } else if !first_use(state, &sp, &request_id, now + 2 * REQUEST_AGE_SECONDS).await {
         Some(("RequestDenied", "this request was answered already"))
@@ -687,6 +790,7 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
             .as_deref()
             .and_then(NameIdFormat::of_urn)
             .filter(|f| sp.name_id_format_as_asked && *f != NameIdFormat::Unspecified),
+        authn_context: asked_context,
     };
     start(
         state,
@@ -728,6 +832,7 @@ async fn idp_initiated(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -
         request_id: None,
         relay_state: q.get("RelayState").cloned(),
         name_id_format: None,
+        authn_context: None,
     };
     start(&state, &headers, &sp, pending, false, false).await
 }
@@ -751,8 +856,16 @@ async fn start(
         && let Some(session) = web::live_session(state, &key, now).await
         && session.apps.contains(&app.0)
         && web::serves_app(&snap, &app, &session, now)
+        // A session whose sign-in does not meet the context asked for signs in again.
+        && context_class(
+            pending.authn_context.as_ref(),
+            if session.mfa_apps.contains(&app.0) { 2 } else { 1 },
+            &snap.settings.saml_mfa_context_class,
+        )
+        .is_some()
     {
         web::touch_session(state, &key, &session, now).await;
+        let mfa = session.mfa_apps.contains(&app.0);
         let (res, joined) = answer(
             state,
             &lang,
@@ -761,6 +874,7 @@ async fn start(
             &session.user,
             &session.realm,
             session.auth_time,
+            mfa,
         )
         .await;
         if let Some(p) = joined {
@@ -795,20 +909,33 @@ async fn start(
 
 // ---- the answer -----------------------------------------------------------------------------
 
-fn attribute(name: &str, values: Vec<String>) -> Option<Attribute> {
+fn attribute(
+    name: &str,
+    format: &str,
+    friendly: Option<&str>,
+    values: Vec<String>,
+) -> Option<Attribute> {
     (!values.is_empty()).then(|| Attribute {
         name: name.to_string(),
-        name_format: Some("urn:oasis:names:tc:SAML:2.0:attrname-format:basic".into()),
-        friendly_name: None,
+        name_format: Some(format.to_string()),
+        friendly_name: friendly.map(str::to_string),
         values: values.into_iter().map(AttributeValue::String).collect(),
     })
 }
 
 /// The user's values of an attribute source (`username`, `groups`, `attribute:<name>`, ...).
-fn user_values(user: &tessera_core::model::User, from: &str) -> Vec<String> {
+fn user_values(user: &tessera_core::model::User, scope: &str, from: &str) -> Vec<String> {
     let one = |v: Option<&String>| v.cloned().into_iter().collect::<Vec<_>>();
     match from {
         "username" => vec![user.username.clone()],
+        // Scoped: `login@scope`; a login that is already an address of the scope as it is. No
+        // scope, or a login of another domain: none (an SP would refuse it anyway).
+        "principal_name" if !scope.is_empty() => match user.username.rsplit_once('@') {
+            None => vec![format!("{}@{scope}", user.username)],
+            Some((_, domain)) if domain.eq_ignore_ascii_case(scope) => vec![user.username.clone()],
+            Some(_) => Vec::new(),
+        },
+        "principal_name" => Vec::new(),
         "email" => one(user.email.as_ref()),
         "given_name" => one(user.given_name.as_ref()),
         "surname" => one(user.surname.as_ref()),
@@ -833,27 +960,42 @@ fn user_values(user: &tessera_core::model::User, from: &str) -> Vec<String> {
     }
 }
 
-fn attributes(sp: &SamlServiceProvider, user: &tessera_core::model::User) -> Vec<Attribute> {
-    let source = |from: &str| user_values(user, from);
-    let defaults = [
-        ("uid", "username"),
-        ("mail", "email"),
-        ("givenName", "given_name"),
-        ("sn", "surname"),
-        ("displayName", "display_name"),
-        ("groups", "groups"),
-    ];
-    if sp.attributes.is_empty() {
-        defaults
+/// The attributes sent to `sp`: the administrator's list, or the standard ones named as
+/// the SP's `attribute_names` says (OID names with the `uri` format and the short name as
+/// FriendlyName, or the short names with `basic`).
+fn attributes(
+    sp: &SamlServiceProvider,
+    user: &tessera_core::model::User,
+    scope: &str,
+) -> Vec<Attribute> {
+    use tessera_core::model::{ATTRNAME_BASIC, ATTRNAME_URI, AttributeNames, STANDARD_ATTRIBUTES};
+    let source = |from: &str| user_values(user, scope, from);
+    if !sp.attributes.is_empty() {
+        return sp
+            .attributes
             .iter()
-            .filter_map(|(n, f)| attribute(n, source(f)))
-            .collect()
-    } else {
-        sp.attributes
-            .iter()
-            .filter_map(|a| attribute(&a.name, source(&a.from)))
-            .collect()
+            .filter_map(|a| {
+                // A standard OID name gets its short name beside it unless one is given.
+                let friendly = a.friendly_name.as_deref().or_else(|| {
+                    STANDARD_ATTRIBUTES
+                        .iter()
+                        .find(|(oid, _, _)| *oid == a.name)
+                        .map(|(_, short, _)| *short)
+                });
+                attribute(&a.name, a.name_format(), friendly, source(&a.from))
+            })
+            .collect();
     }
+    STANDARD_ATTRIBUTES
+        .iter()
+        .filter_map(|(oid, short, from)| match sp.attribute_names {
+            AttributeNames::Uri => attribute(oid, ATTRNAME_URI, Some(short), source(from)),
+            AttributeNames::Basic => {
+                let name = if *from == "groups" { "groups" } else { short };
+                attribute(name, ATTRNAME_BASIC, None, source(from))
+            }
+        })
+        .collect()
 }
 
 /// A stable pseudonym of the user for one SP: HMAC-SHA256 under a salt kept sealed.
@@ -892,7 +1034,8 @@ async fn persistent_id(
 }
 
 /// The signed Response for a user who passed the SP's application, posted to its ACS by the
-/// browser.
+/// browser; `mfa`: the sign-in proved two kinds of factor.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn answer(
     state: &HttpState,
     lang: &str,
@@ -901,6 +1044,7 @@ pub(crate) async fn answer(
     user: &str,
     realm: &str,
     auth_time: i64,
+    mfa: bool,
 ) -> (Response, Option<SamlParticipant>) {
     let snap = state.engine.snapshot();
     // The SP as it is now: it must still be bound to the application whose factors were passed.
@@ -939,12 +1083,39 @@ pub(crate) async fn answer(
         Ok(_) => return (web::fatal(lang, "failed", StatusCode::FORBIDDEN), None),
         Err(_) => return (StatusCode::SERVICE_UNAVAILABLE.into_response(), None),
     };
+    let Some(context) = context_class(
+        pending.authn_context.as_ref(),
+        if mfa { 2 } else { 1 },
+        &snap.settings.saml_mfa_context_class,
+    ) else {
+        tracing::info!(sp = %sp.name, user = %user.username, "SAML sign-in did not meet the requested authentication context");
+        let status = Status::with_sub_status(
+            &format!("{STATUS}Responder"),
+            &format!("{STATUS}NoAuthnContext"),
+            Some(
+                "the sign-in did not meet the requested authentication context: the user passed \
+                 a single kind of factor"
+                    .into(),
+            ),
+        );
+        let res = error_response(
+            state,
+            lang,
+            &sp,
+            &pending.acs_url,
+            pending.request_id.as_deref(),
+            pending.relay_state.clone(),
+            status,
+        )
+        .await;
+        return (res, None);
+    };
     let format = pending.name_id_format.unwrap_or(sp.name_id_format);
     let value = match (&sp.name_id_from, format) {
         // The administrator's choice of source (Microsoft 365's ImmutableID, an employee id).
         // One value, or none: of several, which is the account? (LDAP keeps no order.)
         (Some(from), f) if f != NameIdFormat::Transient => {
-            match user_values(&user, from).as_slice() {
+            match user_values(&user, &snap.settings.saml_scope, from).as_slice() {
                 [one] if !one.is_empty() => Some(one.clone()),
                 _ => None,
             }
@@ -1020,9 +1191,9 @@ pub(crate) async fn answer(
         assertion_lifetime_seconds: ASSERTION_SECONDS as u64,
         session_index: Some(session_index),
         session_not_on_or_after: session_end,
-        authn_context_class_ref: Some(PASSWORD_PROTECTED.into()),
+        authn_context_class_ref: Some(context),
         client_address: None,
-        attributes: attributes(&sp, &user),
+        attributes: attributes(&sp, &user, &snap.settings.saml_scope),
     };
     let times = ResponseTimes {
         issue_instant: issue,
@@ -1556,4 +1727,93 @@ fn relay_too_long(lang: &str, sp: &str, relay: Option<&str>) -> Option<Response>
         "SAML request refused: RelayState too long"
     );
     Some(web::fatal(lang, "bad_saml", StatusCode::BAD_REQUEST))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(comparison: &str, classes: &[&str]) -> AskedContext {
+        AskedContext {
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+            comparison: comparison.into(),
+        }
+    }
+
+    #[test]
+    fn authn_context_classes_as_asked() {
+        let msft = "http://schemas.microsoft.com/claims/multipleauthn";
+        // Unasked: what happened.
+        assert_eq!(
+            context_class(None, 2, REFEDS_MFA).as_deref(),
+            Some(REFEDS_MFA)
+        );
+        assert_eq!(
+            context_class(None, 1, REFEDS_MFA).as_deref(),
+            Some(PASSWORD_PROTECTED)
+        );
+        assert_eq!(context_class(None, 2, msft).as_deref(), Some(msft));
+        // Exact MFA: met by two kinds of factor only; the class asked is asserted.
+        let mfa = asked("exact", &[REFEDS_MFA]);
+        assert_eq!(
+            context_class(Some(&mfa), 2, msft).as_deref(),
+            Some(REFEDS_MFA)
+        );
+        assert_eq!(context_class(Some(&mfa), 1, msft), None);
+        let ms = asked("exact", &[msft]);
+        assert_eq!(context_class(Some(&ms), 2, msft).as_deref(), Some(msft));
+        assert_eq!(context_class(Some(&ms), 2, REFEDS_MFA), None);
+        // Exact password-protected transport: not met by an MFA sign-in (another class).
+        let ppt = asked("exact", &[PASSWORD_PROTECTED]);
+        assert_eq!(context_class(Some(&ppt), 2, REFEDS_MFA), None);
+        assert_eq!(
+            context_class(Some(&ppt), 1, REFEDS_MFA).as_deref(),
+            Some(PASSWORD_PROTECTED)
+        );
+        // Minimum password: both, naming what happened.
+        let min = asked("minimum", &[PASSWORD]);
+        assert_eq!(
+            context_class(Some(&min), 2, REFEDS_MFA).as_deref(),
+            Some(REFEDS_MFA)
+        );
+        assert_eq!(
+            context_class(Some(&min), 1, REFEDS_MFA).as_deref(),
+            Some(PASSWORD)
+        );
+        // Better than single factor: MFA only.
+        let better = asked("better", &[REFEDS_SFA]);
+        assert_eq!(context_class(Some(&better), 1, REFEDS_MFA), None);
+        assert_eq!(
+            context_class(Some(&better), 2, REFEDS_MFA).as_deref(),
+            Some(REFEDS_MFA)
+        );
+        // Maximum single factor: not an MFA sign-in.
+        let max = asked("maximum", &[REFEDS_SFA]);
+        assert_eq!(context_class(Some(&max), 2, REFEDS_MFA), None);
+        assert_eq!(
+            context_class(Some(&max), 1, REFEDS_MFA).as_deref(),
+            Some(REFEDS_SFA)
+        );
+        // Unknown classes are never met; the SP's order is kept among known ones.
+        let unknown = asked("exact", &["urn:example:smartcard"]);
+        assert_eq!(context_class(Some(&unknown), 2, REFEDS_MFA), None);
+        let both = asked(
+            "exact",
+            &["urn:example:smartcard", REFEDS_MFA, PASSWORD_PROTECTED],
+        );
+        assert_eq!(
+            context_class(Some(&both), 2, REFEDS_MFA).as_deref(),
+            Some(REFEDS_MFA)
+        );
+        assert_eq!(
+            context_class(Some(&both), 1, REFEDS_MFA).as_deref(),
+            Some(PASSWORD_PROTECTED)
+        );
+        // Unspecified: anything, named as it happened.
+        let any = asked("exact", &[UNSPECIFIED_CONTEXT]);
+        assert_eq!(
+            context_class(Some(&any), 1, REFEDS_MFA).as_deref(),
+            Some(PASSWORD_PROTECTED)
+        );
+    }
 }

@@ -1403,18 +1403,7 @@ async fn login_post(
         Outcome::Reject(_) if first_step && code_first => {
             code_page_for_nobody(&state, &key, flow, expires_at, &title).await
         }
-        Outcome::Accept(a) => {
-            finish_login(
-                &state,
-                &headers,
-                &key,
-                &flow,
-                &a.user.username,
-                a.realm.as_str(),
-                ip,
-            )
-            .await
-        }
+        Outcome::Accept(a) => finish_login(&state, &headers, &key, &flow, &a, ip).await,
         Outcome::Challenge(c) => {
             flow.tx = Some(c.transaction_id.as_str().to_string());
             flow.user = Some(c.user.username.clone());
@@ -1486,10 +1475,14 @@ async fn finish_login(
     headers: &HeaderMap,
     flow_key: &str,
     flow: &Flow,
-    user: &str,
-    realm: &str,
+    accepted: &tessera_core::engine::Accepted,
     ip: std::net::IpAddr,
 ) -> Response {
+    let (user, realm, mfa) = (
+        accepted.user.username.as_str(),
+        accepted.realm.as_str(),
+        accepted.mfa,
+    );
     let store = state.engine.store();
     let now = state.engine.clock().now();
     let settings = state.engine.snapshot().settings.clone();
@@ -1533,6 +1526,11 @@ async fn finish_login(
             if !s.apps.contains(&flow.app) {
                 s.apps.push(flow.app.clone());
             }
+            // What this sign-in proved replaces what the application's last one did.
+            s.mfa_apps.retain(|a| *a != flow.app);
+            if mfa {
+                s.mfa_apps.push(flow.app.clone());
+            }
             s.last_seen = now;
             s.auth_time = now;
             (s, old_end)
@@ -1542,6 +1540,11 @@ async fn finish_login(
                 user: user.to_string(),
                 realm: realm.to_string(),
                 apps: vec![flow.app.clone()],
+                mfa_apps: if mfa {
+                    vec![flow.app.clone()]
+                } else {
+                    Vec::new()
+                },
                 auth_time: now,
                 last_seen: now,
                 created_at: now,
@@ -1584,6 +1587,7 @@ async fn finish_login(
             user,
             realm,
             session.auth_time,
+            mfa,
         )
         .await;
         if let Some(p) = joined {

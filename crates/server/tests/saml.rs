@@ -121,7 +121,171 @@ fn xmlsec_verifies(dir: &Path, xml: &str, node: &str, cert: &str) -> bool {
 both_backends!(
     pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures,
     pysaml2_single_logout_reaches_every_sp_of_the_session,
+    pysaml2_gets_oid_attributes_and_the_authn_context_it_asks_for,
 );
+
+const REFEDS_MFA: &str = "https://refeds.org/profile/mfa";
+const PPT: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport";
+
+/// The standard attributes go under their OID names (NameFormat uri, FriendlyName beside),
+/// with eduPersonPrincipalName in the scope the metadata publishes; the authentication context
+/// asserted is what the sign-in proved (REFEDS MFA after a password and a code), requests
+/// for a context are met or refused with NoAuthnContext — never met by a user who skipped the
+/// code under a rollout policy.
+async fn pysaml2_gets_oid_attributes_and_the_authn_context_it_asks_for(b: Backend) {
+    let s = TestServer::start(b, None).await;
+    s.set(json!({"public_url": s.url, "saml_scope": "example.org"}))
+        .await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.add_user("bob", Some("bob-password")).await;
+    s.enroll("alice", TokenKind::Totp, "TOTP0051", None).await;
+    s.use_app("wiki", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    // Users without a token yet pass with the password alone (a rollout).
+    tessera_ok(&s, &["app", "set", "wiki", "--pass-on-no-token", "true"]);
+    let dir: PathBuf = s.config.data_dir.join("saml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let idp = key_pair(&dir, "idp");
+    tessera_ok(&s, &["saml", "import-key", &idp.0, &idp.1]);
+    let sp_keys = key_pair(&dir, "sp");
+    let sp_meta = peer(&s, &dir, &sp_keys, &json!({"cmd": "metadata"}));
+    let meta_file = dir.join("sp-metadata.xml");
+    std::fs::write(&meta_file, sp_meta["metadata"].as_str().unwrap()).unwrap();
+    tessera_ok(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "add",
+            "wiki",
+            "--application",
+            "wiki",
+            "--metadata",
+            meta_file.to_str().unwrap(),
+        ],
+    );
+    s.admin().engine().reload().await.unwrap();
+    // The scope is in the (signed) metadata.
+    let published = reqwest::get(format!("{}/saml/metadata", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        published.contains(
+            "<shibmd:Scope xmlns:shibmd=\"urn:mace:shibboleth:metadata:1.0\" regexp=\"false\">example.org</shibmd:Scope>"
+        ),
+        "{published}"
+    );
+    assert!(xmlsec_verifies(
+        &dir,
+        &published,
+        "metadata:EntityDescriptor",
+        &idp.1
+    ));
+    let exact = |classes: &[&str]| json!({"comparison": "exact", "classes": classes});
+    let seen = peer(
+        &s,
+        &dir,
+        &sp_keys,
+        &json!({
+            "cmd": "sso", "username": "alice", "password": "alice-password",
+            "totp_seed_b32": common::SEED_B32,
+            "runs": [
+                // Alice: password and code, nothing asked.
+                {"binding": "redirect", "sign": true},
+                // The same session, REFEDS MFA asked: met.
+                {"binding": "redirect", "sign": true, "context": exact(&[REFEDS_MFA])},
+                // At least a password: met, named as it happened.
+                {"binding": "redirect", "sign": true,
+                 "context": {"comparison": "minimum", "classes": [PPT]}},
+                // A class Tessera never asserts: refused before any page.
+                {"binding": "redirect", "sign": true, "context": exact(&["urn:example:smartcard"])},
+                // Bob has no token: the password alone passes, REFEDS MFA is not met.
+                {"binding": "redirect", "sign": true, "new_browser": true, "username": "bob",
+                 "password": "bob-password", "context": exact(&[REFEDS_MFA])},
+                // Bob asking nothing: signed in, as password-protected transport.
+                {"binding": "redirect", "sign": true},
+            ]
+        }),
+    );
+    let runs = seen["runs"].as_array().unwrap();
+    let alice = &runs[0];
+    assert!(alice.get("error").is_none(), "{alice}");
+    assert_eq!(alice["authn_context"], json!([REFEDS_MFA]), "{alice}");
+    let ava = &alice["ava"];
+    assert_eq!(ava["uid"], json!(["alice"]), "{ava}");
+    assert_eq!(ava["mail"], json!(["alice@example.org"]), "{ava}");
+    assert_eq!(ava["givenName"], json!(["Given"]), "{ava}");
+    assert_eq!(ava["sn"], json!(["Sur"]), "{ava}");
+    assert_eq!(ava["displayName"], json!(["Given Sur"]), "{ava}");
+    assert_eq!(
+        ava["eduPersonPrincipalName"],
+        json!(["alice@example.org"]),
+        "{ava}"
+    );
+    assert_eq!(ava["isMemberOf"], json!(["staff"]), "{ava}");
+    let xml = alice["xml"].as_str().unwrap();
+    assert!(
+        xml.contains(
+            "Name=\"urn:oid:0.9.2342.19200300.100.1.3\" NameFormat=\"urn:oasis:names:tc:SAML:2.0:attrname-format:uri\" FriendlyName=\"mail\""
+        ),
+        "{xml}"
+    );
+    assert!(!xml.contains("attrname-format:basic"), "{xml}");
+    assert_eq!(runs[1]["pages"], 0, "{}", runs[1]);
+    assert_eq!(runs[1]["authn_context"], json!([REFEDS_MFA]), "{}", runs[1]);
+    assert_eq!(runs[2]["authn_context"], json!([REFEDS_MFA]), "{}", runs[2]);
+    let unknown = &runs[3];
+    assert_eq!(unknown["pages"], 0, "{unknown}");
+    assert!(unknown.get("error").is_some(), "{unknown}");
+    assert!(
+        unknown["xml"]
+            .as_str()
+            .unwrap()
+            .contains("status:NoAuthnContext"),
+        "{unknown}"
+    );
+    let bob = &runs[4];
+    assert!(bob["pages"].as_u64().unwrap() >= 1, "{bob}");
+    assert!(bob.get("error").is_some(), "{bob}");
+    let bob_xml = bob["xml"].as_str().unwrap();
+    assert!(bob_xml.contains("status:NoAuthnContext"), "{bob}");
+    assert!(!bob_xml.contains("<saml:Assertion"), "{bob}");
+    let bob_plain = &runs[5];
+    assert!(bob_plain.get("error").is_none(), "{bob_plain}");
+    assert_eq!(bob_plain["authn_context"], json!([PPT]), "{bob_plain}");
+    assert_eq!(bob_plain["ava"]["uid"], json!(["bob"]), "{bob_plain}");
+
+    // Short names for SPs that match on them.
+    tessera_ok(
+        &s,
+        &["saml", "sp", "set", "wiki", "--attribute-names", "basic"],
+    );
+    s.admin().engine().reload().await.unwrap();
+    let seen = peer(
+        &s,
+        &dir,
+        &sp_keys,
+        &json!({
+            "cmd": "sso", "username": "bob", "password": "bob-password",
+            "totp_seed_b32": common::SEED_B32,
+            "runs": [{"binding": "redirect", "sign": true}]
+        }),
+    );
+    let basic = &seen["runs"][0];
+    assert!(basic.get("error").is_none(), "{basic}");
+    let xml = basic["xml"].as_str().unwrap();
+    assert!(
+        xml.contains(
+            "Name=\"mail\" NameFormat=\"urn:oasis:names:tc:SAML:2.0:attrname-format:basic\""
+        ),
+        "{xml}"
+    );
+    assert_eq!(basic["ava"]["groups"], json!(["staff"]), "{basic}");
+    assert!(!xml.contains("urn:oid:"), "{xml}");
+}
 
 async fn pysaml2_signs_in_over_both_bindings_and_xmlsec1_checks_our_signatures(b: Backend) {
     let s = TestServer::start(b, None).await;

@@ -303,6 +303,7 @@ impl Engine {
                         application: app.name.clone(),
                         serial: None,
                         token_kind: None,
+                        mfa: false,
                         message: "authenticated".into(),
                     })));
                 }
@@ -837,17 +838,70 @@ impl Engine {
             return Ok(reject(RejectReason::BadTransaction, Some(user)));
         }
         self.clear_account(l).await?;
+        let mfa = self
+            .two_kinds_proven(l, app, k, &user, token.as_deref())
+            .await?;
         Ok(Outcome::Accept(Box::new(Accepted {
             user,
             realm,
             application: app.name.clone(),
             serial: token.as_ref().map(|t| t.serial.clone()),
             token_kind: token.as_ref().map(|t| t.kind),
+            mfa,
             message: match &token {
                 Some(_) => "matching 1 tokens".into(),
                 None => "authenticated".into(),
             },
         })))
+    }
+
+    /// Whether a login that passed factor `last` of `app` proved two kinds of factor —
+    /// something the user knows (a password, a token PIN, an MFA password) and something the
+    /// user holds (a token, a phone, a mailbox): the REFEDS MFA profile single sign-on asserts.
+    /// Factors the user skips (rollout policies for users without a token, `if_enrolled`
+    /// factors of users not enrolled, a manager told in information mode) prove nothing; a
+    /// factor with alternatives proves only what all of them prove; a token PIN counts when it
+    /// was checked with the OTP of the one factor the login had.
+    async fn two_kinds_proven(
+        &self,
+        l: &Login<'_>,
+        app: &Application,
+        last: u32,
+        user: &User,
+        token: Option<&Token>,
+    ) -> Result<bool, EngineError> {
+        const KNOW: u8 = 1;
+        const HOLD: u8 = 2;
+        let realm = l.realm.as_ref().map(|r| r.as_str()).unwrap_or_default();
+        let mut proven = 0u8;
+        for (i, f) in app.factors.iter().enumerate().take(last as usize + 1) {
+            let methods = f.methods_for(user, realm);
+            let skipped = methods
+                .iter()
+                .any(|m| *m == Method::ApprovedOtp && !self.waits_for_click(l, *m))
+                || (app.rollout() && f.needs_token() && self.has_no_token(user).await?)
+                || (f.if_enrolled
+                    && !l.snap.settings.forced_mfa
+                    && !self.enrolled(user, &methods).await?);
+            if skipped || methods.is_empty() {
+                continue;
+            }
+            let pin_checked = i == 0
+                && last == 0
+                && token.is_some_and(|t| t.pin_hash.as_deref().is_some_and(|h| !h.is_empty()));
+            proven |= methods
+                .iter()
+                .map(|m| match m {
+                    Method::Password | Method::MfaPassword => KNOW,
+                    Method::PasswordOtp => KNOW | HOLD,
+                    Method::SoftOtp if pin_checked => KNOW | HOLD,
+                    Method::SoftOtp | Method::SmsOtp | Method::MailOtp | Method::EmailLink => HOLD,
+                    // The manager's click proves nothing the user has.
+                    Method::ApprovedOtp => 0,
+                })
+                .fold(KNOW | HOLD, |all, kinds| all & kinds);
+        }
+        Ok(proven == KNOW | HOLD)
     }
 
     /// Asks for factor `next`: the ways the user can answer it, a code sent if the factor's

@@ -136,6 +136,9 @@ pub struct Accepted {
     /// The token that proved the last OTP factor, if any.
     pub serial: Option<Serial>,
     pub token_kind: Option<TokenKind>,
+    /// The login proved something the user knows and something the user holds (REFEDS MFA),
+    /// not counting factors skipped by rollout policies or enrolment.
+    pub mfa: bool,
     pub message: String,
 }
 

@@ -29,7 +29,10 @@ pub use delivery::{
 };
 pub use ldap::{AttributeMap, DirectoryType, GroupConfig, GroupMode, LdapProfile};
 pub use rules::{Condition, MethodRule, Pattern, Route};
-pub use saml::{NameIdFormat, SamlAttribute, SamlServiceProvider};
+pub use saml::{
+    ATTRNAME_BASIC, ATTRNAME_URI, AttributeNames, NameIdFormat, STANDARD_ATTRIBUTES, SamlAttribute,
+    SamlServiceProvider,
+};
 pub use sso::{SSO_KIND, SamlParticipant, SsoSession, SsoSessionInfo};
 pub use syslog::{SyslogProfile, SyslogProtocol};
 pub use token::{NewToken, Token, TokenKind, TokenPatch, TokenState};

@@ -43,6 +43,29 @@ impl NameIdFormat {
     }
 }
 
+/// How the standard attributes are named in assertions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributeNames {
+    /// Their OID names (`urn:oid:0.9.2342.19200300.100.1.3`) with NameFormat `uri` and the
+    /// short name as FriendlyName: what Shibboleth, SimpleSAMLphp, pysaml2 and federations
+    /// (eduGAIN, InCommon) map.
+    #[default]
+    Uri,
+    /// Their short LDAP names (`mail`) with NameFormat `basic`, and `groups` for the groups:
+    /// for SPs that match on those names (Apache mod_auth_mellon's `MELLON_mail`).
+    Basic,
+}
+
+impl AttributeNames {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttributeNames::Uri => "uri",
+            AttributeNames::Basic => "basic",
+        }
+    }
+}
+
 /// One attribute sent to the service provider and where its values come from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,12 +73,52 @@ pub struct SamlAttribute {
     /// The attribute's name in the assertion (`mail`, `urn:oid:0.9.2342.19200300.100.1.3`,
     /// `http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress`, ...).
     pub name: String,
-    /// `username`, `email`, `given_name`, `surname`, `display_name`, `phone`, `groups`, or
-    /// `attribute:<name>` for a directory attribute (lower case, as the user source read it).
+    /// `username`, `email`, `given_name`, `surname`, `display_name`, `phone`, `groups`,
+    /// `principal_name` (`login@saml_scope`), or `attribute:<name>` for a directory attribute
+    /// (lower case, as the user source read it).
     pub from: String,
+    /// The FriendlyName sent beside the name (`mail` beside `urn:oid:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub friendly_name: Option<String>,
 }
 
-pub const ATTRIBUTE_SOURCES: [&str; 7] = [
+impl SamlAttribute {
+    /// `urn:oasis:names:tc:SAML:2.0:attrname-format:uri` for a name that is a URI (`urn:oid:…`,
+    /// `http://schemas…`), `basic` for a plain name.
+    pub fn name_format(&self) -> &'static str {
+        if self.name.contains(':') {
+            ATTRNAME_URI
+        } else {
+            ATTRNAME_BASIC
+        }
+    }
+}
+
+pub const ATTRNAME_URI: &str = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri";
+pub const ATTRNAME_BASIC: &str = "urn:oasis:names:tc:SAML:2.0:attrname-format:basic";
+
+/// The attributes sent when an SP names none: (OID name, short name, source). Under `basic`
+/// names the groups go as `groups`, under `uri` as `isMemberOf`; `eduPersonPrincipalName` only
+/// with a `saml_scope`.
+pub const STANDARD_ATTRIBUTES: [(&str, &str, &str); 7] = [
+    ("urn:oid:0.9.2342.19200300.100.1.1", "uid", "username"),
+    ("urn:oid:0.9.2342.19200300.100.1.3", "mail", "email"),
+    ("urn:oid:2.5.4.42", "givenName", "given_name"),
+    ("urn:oid:2.5.4.4", "sn", "surname"),
+    (
+        "urn:oid:2.16.840.1.113730.3.1.241",
+        "displayName",
+        "display_name",
+    ),
+    (
+        "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
+        "eduPersonPrincipalName",
+        "principal_name",
+    ),
+    ("urn:oid:1.3.6.1.4.1.5923.1.5.1.1", "isMemberOf", "groups"),
+];
+
+pub const ATTRIBUTE_SOURCES: [&str; 8] = [
     "username",
     "email",
     "given_name",
@@ -63,6 +126,7 @@ pub const ATTRIBUTE_SOURCES: [&str; 7] = [
     "display_name",
     "phone",
     "groups",
+    "principal_name",
 ];
 
 /// The user fields a NameID may come from (beside `attribute:<name>`).
@@ -86,6 +150,10 @@ fn is_true(v: &bool) -> bool {
 
 fn is_false(v: &bool) -> bool {
     !*v
+}
+
+fn is_uri(v: &AttributeNames) -> bool {
+    *v == AttributeNames::Uri
 }
 
 /// A SAML service provider, bound to the application whose factor chain its users pass.
@@ -128,9 +196,13 @@ pub struct SamlServiceProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_id_from: Option<String>,
     /// Attributes sent in the assertion; none given: `uid`, `mail`, `givenName`, `sn`,
-    /// `displayName` and `groups` (the ones the user has).
+    /// `displayName`, `eduPersonPrincipalName` (with a `saml_scope`) and the groups (the ones
+    /// the user has), named as `attribute_names` says.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<SamlAttribute>,
+    /// How the standard attributes are named: `uri` (OID names, the default) or `basic`.
+    #[serde(default, skip_serializing_if = "is_uri")]
+    pub attribute_names: AttributeNames,
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub sign_assertions: bool,
     #[serde(default = "yes", skip_serializing_if = "is_true")]
@@ -273,6 +345,14 @@ impl SamlServiceProvider {
             if a.name.trim().is_empty() || a.name.len() > 256 {
                 errs.push("attributes: a name of 1 to 256 characters".into());
             }
+            if a.friendly_name.as_ref().is_some_and(|f| {
+                f.trim().is_empty() || f.len() > 256 || f.chars().any(char::is_control)
+            }) {
+                errs.push(format!(
+                    "attributes: the friendly name of '{}' must be 1 to 256 characters",
+                    a.name
+                ));
+            }
             if !is_attribute_source(&a.from) {
                 errs.push(format!(
                     "attributes: '{}' comes from '{}', not one of {} or attribute:<name>",
@@ -311,6 +391,7 @@ mod tests {
         bad.attributes = vec![SamlAttribute {
             name: "x".into(),
             from: "password".into(),
+            friendly_name: None,
         }];
         bad.encrypt_assertions = true;
         bad.acs_indexes = vec![1, 2];

@@ -12,6 +12,10 @@ pub struct SsoSession {
     pub realm: String,
     /// Applications whose factors this session passed.
     pub apps: Vec<String>,
+    /// Applications of `apps` whose last sign-in in this session proved two kinds of factor
+    /// (REFEDS MFA: something known and something held).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mfa_apps: Vec<String>,
     /// The last interactive sign-in (Unix seconds).
     pub auth_time: i64,
     /// The last use (Unix seconds).

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use tessera_core::admin::Actor;
-use tessera_core::model::{NameIdFormat, SamlAttribute, SamlServiceProvider};
+use tessera_core::model::{AttributeNames, NameIdFormat, SamlAttribute, SamlServiceProvider};
 
 #[derive(Debug, Subcommand)]
 pub enum SamlCmd {
@@ -101,10 +101,15 @@ pub struct SpArgs {
     /// attribute:ms-ds-consistencyguid with --name-id-format persistent).
     #[arg(long)]
     name_id_from: Option<String>,
-    /// An attribute sent: NAME=FROM, FROM one of username, email, given_name, surname,
-    /// display_name, phone, groups, attribute:<directory attribute> (repeat).
+    /// An attribute sent: NAME=FROM[=FRIENDLY], FROM one of username, email, given_name,
+    /// surname, display_name, phone, groups, principal_name (login@saml_scope),
+    /// attribute:<directory attribute>; FRIENDLY: the FriendlyName beside a URI name (repeat).
     #[arg(long = "attribute")]
     attributes: Vec<String>,
+    /// How the standard attributes are named: uri (OID names with FriendlyName, the default:
+    /// Shibboleth, SimpleSAMLphp, federations) or basic (mail, uid, groups: mod_auth_mellon).
+    #[arg(long)]
+    attribute_names: Option<String>,
     /// Refuse authentication requests not signed with the SP's certificates.
     #[arg(long)]
     require_signed_requests: bool,
@@ -150,9 +155,12 @@ pub struct SpSetArgs {
     /// Where the NameID's value comes from (as for add); `none`: as the format says.
     #[arg(long)]
     name_id_from: Option<String>,
-    /// Attributes NAME=FROM (replace the list; repeat).
+    /// Attributes NAME=FROM[=FRIENDLY] (replace the list; repeat).
     #[arg(long = "attribute")]
     attributes: Vec<String>,
+    /// How the standard attributes are named: uri or basic.
+    #[arg(long)]
+    attribute_names: Option<String>,
     /// Send no attributes of the administrator's choosing (the defaults again).
     #[arg(long, conflicts_with = "attributes")]
     default_attributes: bool,
@@ -174,15 +182,21 @@ fn attributes_of(specs: &[String]) -> Result<Vec<SamlAttribute>> {
     specs
         .iter()
         .map(|spec| {
-            let Some((name, from)) = spec.split_once('=') else {
-                bail!("--attribute {spec}: NAME=FROM");
+            let mut parts = spec.splitn(3, '=').map(str::trim);
+            let (Some(name), Some(from)) = (parts.next(), parts.next()) else {
+                bail!("--attribute {spec}: NAME=FROM or NAME=FROM=FRIENDLY");
             };
             Ok(SamlAttribute {
-                name: name.trim().to_string(),
-                from: from.trim().to_string(),
+                name: name.to_string(),
+                from: from.to_string(),
+                friendly_name: parts.next().map(str::to_string),
             })
         })
         .collect()
+}
+
+fn attribute_names_of(s: &str) -> Result<AttributeNames> {
+    serde_json::from_value(json!(s)).map_err(|_| anyhow!("--attribute-names: uri or basic"))
 }
 
 impl SpSetArgs {
@@ -236,6 +250,9 @@ impl SpSetArgs {
         }
         if self.default_attributes {
             sp.attributes.clear();
+        }
+        if let Some(n) = &self.attribute_names {
+            sp.attribute_names = attribute_names_of(n)?;
         }
         if let Some(r) = self.require_signed_requests {
             sp.require_signed_requests = r;
@@ -356,6 +373,7 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
                 name_id_format_as_asked: false,
                 name_id_from: None,
                 attributes: Vec::new(),
+                attribute_names: AttributeNames::default(),
                 sign_assertions: true,
                 sign_responses: true,
                 encrypt_assertions: false,
@@ -403,6 +421,9 @@ async fn sp_of_args(a: SpArgs) -> Result<SamlServiceProvider> {
         sp.name_id_from = a.name_id_from;
     }
     sp.attributes.extend(attributes_of(&a.attributes)?);
+    if let Some(n) = &a.attribute_names {
+        sp.attribute_names = attribute_names_of(n)?;
+    }
     if a.require_signed_requests {
         sp.require_signed_requests = true;
     }
@@ -437,6 +458,18 @@ fn show(sp: &SamlServiceProvider) {
             format!("{:?}", sp.name_id_format).to_lowercase(),
         ),
         ("name_id_from", sp.name_id_from.clone().unwrap_or_default()),
+        (
+            "attributes",
+            if sp.attributes.is_empty() {
+                format!("standard ({} names)", sp.attribute_names.as_str())
+            } else {
+                sp.attributes
+                    .iter()
+                    .map(|a| format!("{}={}", a.name, a.from))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
         ("signed", signed.into()),
         ("encrypted", sp.encrypt_assertions.to_string()),
         ("signed_requests", sp.require_signed_requests.to_string()),
