@@ -3,7 +3,7 @@
 #   - apt packages: oathtool (independent OTP peer), tmux (a real terminal for the CLI's prompts), openssl (test certificates for RadSec,
 #     LDAPS and SAML), xmlsec1 (checks Tessera's SAML signatures; pysaml2 uses it too), chromium + chromium-driver (a real browser on the login page, through Selenium), freeradius + freeradius-utils (radclient, and FreeRADIUS as a proxy in front of
 #     Tessera and as the benchmark's reference), slapd + ldap-utils (OpenLDAP with a fixture
-#     directory per test, ldapwhoami), apache2 + libapache2-mod-auth-openidc + libapache2-mod-auth-mellon (relying parties
+#     directory per test, ldapwhoami), apache2 + libapache2-mod-auth-openidc + libapache2-mod-auth-mellon + libapache2-mod-shib (relying parties
 #     run per test); their system services are not started. PostgreSQL when
 #     none is reachable
 #   - Python venvs in .venv/: privacyIDEA's and eduMFA's client classes, django-privacyidea-auth,
@@ -45,16 +45,16 @@ if ! dpkg -s freeradius >/dev/null 2>&1 || ! dpkg -s freeradius-utils >/dev/null
   fi
   apt_install freeradius freeradius-utils slapd ldap-utils
 fi
-# Apache with mod_auth_openidc and mod_auth_mellon: relying parties as administrators deploy them; the tests start
-# their own on loopback, not the system service.
+# Apache with mod_auth_openidc, mod_auth_mellon and Shibboleth SP 3 (shibd, mod_shib): relying parties as
+# administrators deploy them; the tests start their own on loopback, not the system services.
 if ! dpkg -s apache2 >/dev/null 2>&1 || ! dpkg -s libapache2-mod-auth-openidc >/dev/null 2>&1 \
-   || ! dpkg -s libapache2-mod-auth-mellon >/dev/null 2>&1; then
+   || ! dpkg -s libapache2-mod-auth-mellon >/dev/null 2>&1 || ! dpkg -s libapache2-mod-shib >/dev/null 2>&1; then
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"
     trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
   fi
-  apt_install apache2 libapache2-mod-auth-openidc libapache2-mod-auth-mellon
+  apt_install apache2 libapache2-mod-auth-openidc libapache2-mod-auth-mellon libapache2-mod-shib
 fi
 
 # Real privacyIDEA/eduMFA client peers, one venv each (their dependencies conflict).

@@ -7,9 +7,10 @@ with mod_auth_openidc or another module — through Tessera's login page
 
 It opens START_URL and follows every redirect by itself, between the relying party and
 Tessera; on Tessera's sign-in page it posts the user name and password, then (when asked) the
-TOTP code; a SAML response page it posts on to the service provider. steps.json: {"username", "password", "totp_seed_b32" (optional)}. Prints
-[{"status", "url", "headers", "body", "pages", "trail"}]: the last answer, the pages it filled
-in, and every hop.
+TOTP code; a SAML response page it posts on to the service provider. steps.json: {"username",
+"password", "totp_seed_b32" (optional), "then" (optional: further URLs opened after, in the same
+browser)}. Prints [{"status", "url", "headers", "body", "pages", "trail", "then": [the same for
+each further URL]}]: the last answer, the pages it filled in, and every hop.
 """
 import base64
 import hashlib
@@ -37,10 +38,7 @@ def csrf_of(html):
     return m.group(1) if m else ""
 
 
-def main():
-    url = sys.argv[1]
-    steps = json.load(sys.stdin)
-    browser = requests.Session()
+def visit(browser, url, steps):
     trail, pages = [], 0
     r = browser.get(url, allow_redirects=False, timeout=20)
     for _ in range(40):
@@ -69,8 +67,16 @@ def main():
             r = browser.post(url, data=form, allow_redirects=False, timeout=20)
             continue
         break
-    print(json.dumps([{"status": r.status_code, "url": url, "headers": dict(r.headers),
-                       "body": r.text[:4000], "pages": pages, "trail": trail}]))
+    return {"status": r.status_code, "url": url, "headers": dict(r.headers),
+            "body": r.text[:4000], "pages": pages, "trail": trail}
+
+
+def main():
+    steps = json.load(sys.stdin)
+    browser = requests.Session()
+    seen = visit(browser, sys.argv[1], steps)
+    seen["then"] = [visit(browser, url, steps) for url in steps.get("then", [])]
+    print(json.dumps([seen]))
 
 
 if __name__ == "__main__":

@@ -1019,7 +1019,9 @@ mod tests {
                 "prepend_pin": "maybe",
                 "default_otp_length": 7,
                 "lock_period_minutes": 99999,
-                "override_client": "10.0.0.0/33"
+                "override_client": "10.0.0.0/33",
+                "saml_scope": "example.org/x",
+                "saml_mfa_context_class": "refeds mfa"
             })))
             .unwrap_err();
         let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
@@ -1028,6 +1030,12 @@ mod tests {
         assert!(keys.contains(&"default_otp_length"), "{errs:?}");
         assert!(keys.contains(&"lock_period_minutes"), "{errs:?}");
         assert!(keys.contains(&"override_client"), "{errs:?}");
+        assert!(keys.contains(&"saml_scope"), "{errs:?}");
+        assert!(keys.contains(&"saml_mfa_context_class"), "{errs:?}");
+        let ok = SystemSettings::default()
+            .merged(&map(json!({"saml_scope": "uni-x.example.org"})))
+            .unwrap();
+        assert_eq!(ok.saml_scope, "uni-x.example.org");
     }
 
     #[test]

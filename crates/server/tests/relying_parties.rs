@@ -1,6 +1,7 @@
 //! Single sign-on with relying parties as they come (issue 16, item 7), each run for real on
-//! loopback: Apache with mod_auth_openidc (Debian's package, installed by the test command),
-//! a requests session as the browser (tests/peers/rp_browser.py).
+//! loopback: Apache with mod_auth_openidc, mod_auth_mellon and Shibboleth SP 3 (shibd and
+//! mod_shib) — Debian's packages, installed by the test command — and a requests session as the
+//! browser (tests/peers/rp_browser.py).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -126,13 +127,15 @@ impl Drop for Apache {
 
 /// A browser signing in at `start` (see tests/peers/rp_browser.py).
 fn browse(start: &str) -> Value {
-    common::python_peer(
-        "oauth",
-        "rp_browser.py",
-        &[start.to_string()],
+    browse_as(
+        start,
         &json!({"username": "alice", "password": "alice-password"}),
     )
-    .remove(0)
+}
+
+/// A browser signing in at `start` with `steps` (user name, password, TOTP seed).
+fn browse_as(start: &str, steps: &Value) -> Value {
+    common::python_peer("oauth", "rp_browser.py", &[start.to_string()], steps).remove(0)
 }
 
 /// An OIDC client of the application `intranet` made with the CLI: (client id, secret).
@@ -583,5 +586,323 @@ async fn sp_metadata_from_https_with_a_private_ca() {
     );
     let _ = server.kill();
     let _ = server.wait();
+    s.stop().await;
+}
+
+/// shibd on loopback with a configuration of its own (TCP listener, memory storage, logs in
+/// its directory); stopped when dropped.
+struct Shibd {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Shibd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Shibd {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("shibd.log")).unwrap_or_default()
+    }
+}
+
+/// Debian's attribute map with its LDAP and eduPerson blocks uncommented, as an administrator
+/// does to receive mail, uid, givenName, sn, displayName and isMemberOf (`member`).
+fn shibboleth_attribute_map() -> String {
+    let mut map = std::fs::read_to_string("/etc/shibboleth/attribute-map.xml").expect(
+        "/etc/shibboleth/attribute-map.xml (libapache2-mod-shib) is installed by scripts/test.sh",
+    );
+    for block in [
+        "<!-- Other eduPerson attributes",
+        "<!-- Older LDAP-defined attributes",
+    ] {
+        let at = map
+            .find(block)
+            .unwrap_or_else(|| panic!("{block} not in the map"));
+        let header_end = at + map[at..].find("-->").unwrap() + 3;
+        let open = header_end + map[header_end..].find("<!--").unwrap();
+        map.replace_range(open..open + 4, "");
+        let close = open + map[open..].find("-->").unwrap();
+        map.replace_range(close..close + 3, "");
+    }
+    map
+}
+
+/// Starts shibd for the SP `entity` in front of Tessera's IdP (`idp_entity`, its metadata in
+/// `idp_meta`); the same configuration serves mod_shib (`ShibConfig`).
+fn start_shibd(dir: &Path, entity: &str, idp_entity: &str, idp_meta: &Path) -> (Shibd, String) {
+    let binary = Path::new("/usr/sbin/shibd");
+    assert!(
+        binary.exists(),
+        "shibd is missing: the README's test command (scripts/test.sh) installs libapache2-mod-shib"
+    );
+    let d = dir.display();
+    let port = Apache::free_port();
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=sp",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("sp-key.pem"))
+        .arg("-out")
+        .arg(dir.join("sp-cert.pem"))
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    for (name, file) in [("shibd", "shibd.log"), ("native", "native.log")] {
+        std::fs::write(
+            dir.join(format!("{name}.logger")),
+            format!(
+                "log4j.rootCategory=INFO, f\nlog4j.appender.f=org.apache.log4j.FileAppender\n\
+                 log4j.appender.f.fileName={d}/{file}\n\
+                 log4j.appender.f.layout=org.apache.log4j.PatternLayout\n\
+                 log4j.appender.f.layout.ConversionPattern=%d %p %c: %m%n\n"
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("attribute-map.xml"), shibboleth_attribute_map()).unwrap();
+    let config = format!(
+        r#"<SPConfig xmlns="urn:mace:shibboleth:3.0:native:sp:config" xmlns:conf="urn:mace:shibboleth:3.0:native:sp:config" clockSkew="180">
+  <OutOfProcess logger="{d}/shibd.logger"/>
+  <InProcess logger="{d}/native.logger"/>
+  <TCPListener address="127.0.0.1" port="{port}" acl="127.0.0.1"/>
+  <StorageService type="Memory" id="mem" cleanupInterval="900"/>
+  <SessionCache type="StorageService" StorageService="mem" cacheAssertions="false" cacheAllowance="900" inprocTimeout="900" cleanupInterval="900"/>
+  <ReplayCache StorageService="mem"/>
+  <ApplicationDefaults entityID="{entity}" REMOTE_USER="eppn uid">
+    <Sessions lifetime="28800" timeout="3600" relayState="ss:mem" checkAddress="false" handlerSSL="false" cookieProps="http" redirectLimit="exact">
+      <SSO entityID="{idp_entity}">SAML2</SSO>
+      <Logout>SAML2 Local</Logout>
+      <Handler type="MetadataGenerator" Location="/Metadata" signing="false"/>
+      <Handler type="Session" Location="/Session" showAttributeValues="true"/>
+    </Sessions>
+    <Errors supportContact="root@localhost" styleSheet="/shibboleth-sp/main.css"/>
+    <MetadataProvider type="XML" validate="true" path="{meta}"/>
+    <AttributeExtractor type="XML" validate="true" reloadChanges="false" path="{d}/attribute-map.xml"/>
+    <AttributeFilter type="XML" validate="true" path="/etc/shibboleth/attribute-policy.xml"/>
+    <CredentialResolver type="File" key="{d}/sp-key.pem" certificate="{d}/sp-cert.pem"/>
+  </ApplicationDefaults>
+  <SecurityPolicyProvider type="XML" validate="true" path="/etc/shibboleth/security-policy.xml"/>
+  <ProtocolProvider type="XML" validate="true" reloadChanges="false" path="/etc/shibboleth/protocols.xml"/>
+</SPConfig>
+"#,
+        meta = idp_meta.display()
+    );
+    let path = dir.join("shibboleth2.xml");
+    std::fs::write(&path, config).unwrap();
+    // mod_shib in Apache's workers (www-data when started as root) reads the configuration and
+    // writes its log; the key stays shibd's.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for f in [
+            "shibboleth2.xml",
+            "native.logger",
+            "attribute-map.xml",
+            "sp-cert.pem",
+        ] {
+            std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        std::fs::write(dir.join("native.log"), "").unwrap();
+        std::fs::set_permissions(
+            dir.join("native.log"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        std::fs::set_permissions(idp_meta, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let stderr = std::fs::File::create(dir.join("shibd.stderr")).unwrap();
+    let mut child = Command::new(binary)
+        .args(["-f", "-F", "-c"])
+        .arg(&path)
+        .arg("-p")
+        .arg(dir.join("shibd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let exited = child.try_wait().ok().flatten().is_some();
+        assert!(
+            !exited && started.elapsed() < Duration::from_secs(30),
+            "shibd did not start: {}{}",
+            std::fs::read_to_string(dir.join("shibd.stderr")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("shibd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (
+        Shibd {
+            child,
+            dir: dir.to_path_buf(),
+        },
+        path.display().to_string(),
+    )
+}
+
+const REFEDS_MFA: &str = "https://refeds.org/profile/mfa";
+
+/// Shibboleth SP 3 with Debian's attribute map (its standard blocks uncommented) and its
+/// attribute policy: the standard attributes arrive under their OID names, eduPersonPrincipalName
+/// passes the policy's scope check against the `<shibmd:Scope>` of Tessera's metadata, a location
+/// asking for REFEDS MFA gets it after a password and a code, and a user who passed with the
+/// password alone (no token yet, pass_on_no_token) is refused with NoAuthnContext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shibboleth_sp_gets_the_attributes_and_the_mfa_context() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.set(json!({"public_url": s.url, "saml_scope": "example.org"}))
+        .await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.add_user("bob", Some("bob-password")).await;
+    s.enroll(
+        "alice",
+        tessera_core::model::TokenKind::Totp,
+        "TOTP0061",
+        None,
+    )
+    .await;
+    s.use_app("intranet", &[&[Method::Password], &[Method::SoftOtp]])
+        .await;
+    tessera_ok(
+        &s,
+        &["app", "set", "intranet", "--pass-on-no-token", "true"],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let (idp_key, idp_cert) = (dir.join("idp.key"), dir.join("idp.crt"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=idp",
+        ])
+        .arg("-keyout")
+        .arg(&idp_key)
+        .arg("-out")
+        .arg(&idp_cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    tessera_ok(
+        &s,
+        &[
+            "saml",
+            "import-key",
+            idp_key.to_str().unwrap(),
+            idp_cert.to_str().unwrap(),
+        ],
+    );
+    wait_for_config(&s, |snap| snap.settings.saml_scope == "example.org");
+    let idp_meta = dir.join("idp.xml");
+    let meta = reqwest::get(format!("{}/saml/metadata", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(meta.contains("example.org</shibmd:Scope>"), "{meta}");
+    std::fs::write(&idp_meta, meta).unwrap();
+    let port = Apache::free_port();
+    let entity = format!("http://127.0.0.1:{port}/shibboleth");
+    let shib_dir = dir.join("shib");
+    std::fs::create_dir_all(&shib_dir).unwrap();
+    let (shibd, config) = start_shibd(
+        &shib_dir,
+        &entity,
+        &format!("{}/saml/metadata", s.url),
+        &idp_meta,
+    );
+    let headers: String = [
+        "eppn",
+        "uid",
+        "mail",
+        "givenName",
+        "sn",
+        "displayName",
+        "member",
+        "Shib-AuthnContext-Class",
+    ]
+    .iter()
+    .map(|a| format!("  Header always set X-{a} \"%{{{a}}}e\"\n"))
+    .collect();
+    let site = format!(
+        "LoadModule mod_shib /usr/lib/apache2/modules/mod_shib.so\nShibConfig {config}\n\
+         <Location /Shibboleth.sso>\n  SetHandler shib\n</Location>\n\
+         <Location /protected/>\n  AuthType shibboleth\n  ShibRequestSetting requireSession 1\n  \
+         Require shib-session\n{headers}</Location>\n\
+         <Location /mfa/>\n  AuthType shibboleth\n  ShibRequestSetting requireSession 1\n  \
+         ShibRequestSetting authnContextClassRef {REFEDS_MFA}\n  Require shib-session\n{headers}</Location>\n"
+    );
+    let apache = Apache::start(port, &[], &site);
+    std::fs::create_dir_all(apache.dir.path().join("htdocs/mfa")).unwrap();
+    std::fs::write(apache.dir.path().join("htdocs/mfa/index.html"), "strong\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            apache.dir.path().join("htdocs/mfa"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    // The SP is registered from the metadata shibd publishes.
+    tessera_ok(
+        &s,
+        &[
+            "saml",
+            "sp",
+            "add",
+            "shibboleth",
+            "--application",
+            "intranet",
+            "--metadata-url",
+            &apache.url("/Shibboleth.sso/Metadata"),
+        ],
+    );
+    wait_for_config(&s, |snap| snap.saml_sps.contains_key("shibboleth"));
+    let logs = || format!("{}\n{}", apache.log(), shibd.log());
+
+    // Alice signs in with her password and a code; the same browser then opens a location
+    // that asks for REFEDS MFA (Tessera's SSO session answers).
+    let alice = json!({"username": "alice", "password": "alice-password",
+                       "totp_seed_b32": common::SEED_B32,
+                       "then": [apache.url("/mfa/index.html")]});
+    let seen = browse_as(&apache.url("/protected/index.html"), &alice);
+    assert_eq!(seen["status"], 200, "{seen}\n{}", logs());
+    assert_eq!(seen["body"], "hello\n");
+    let h = &seen["headers"];
+    assert_eq!(h["X-eppn"], "alice@example.org", "{h}\n{}", logs());
+    assert_eq!(h["X-uid"], "alice", "{h}");
+    assert_eq!(h["X-mail"], "alice@example.org", "{h}");
+    assert_eq!(h["X-givenName"], "Given", "{h}");
+    assert_eq!(h["X-sn"], "Sur", "{h}");
+    assert_eq!(h["X-displayName"], "Given Sur", "{h}");
+    assert_eq!(h["X-member"], "staff", "{h}");
+    assert_eq!(h["X-Shib-AuthnContext-Class"], REFEDS_MFA, "{h}");
+    // The location that asks for REFEDS MFA: met by a password and a code.
+    let seen = &seen["then"][0];
+    assert_eq!(seen["status"], 200, "{seen}\n{}", logs());
+    assert_eq!(seen["body"], "strong\n");
+    assert_eq!(seen["headers"]["X-Shib-AuthnContext-Class"], REFEDS_MFA);
+    // Bob has no token yet: the password lets him in where nothing more is asked (named as
+    // password-protected transport), not where MFA is.
+    let bob = json!({"username": "bob", "password": "bob-password"});
+    let seen = browse_as(&apache.url("/protected/index.html"), &bob);
+    assert_eq!(seen["status"], 200, "{seen}\n{}", logs());
+    assert_eq!(
+        seen["headers"]["X-Shib-AuthnContext-Class"],
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+    );
+    assert_eq!(seen["headers"]["X-uid"], "bob");
+    let seen = browse_as(&apache.url("/mfa/index.html"), &bob);
+    assert_ne!(seen["status"], 200, "{seen}");
+    let body = seen["body"].as_str().unwrap();
+    assert!(body.contains("NoAuthnContext"), "{body}\n{}", logs());
+    assert!(body.contains("a single kind of factor"), "{body}");
+    assert_ne!(body, "strong\n");
+    drop(apache);
+    drop(shibd);
     s.stop().await;
 }
