@@ -8,9 +8,10 @@ with mod_auth_openidc or another module — through Tessera's login page
 It opens START_URL and follows every redirect by itself, between the relying party and
 Tessera; on Tessera's sign-in page it posts the user name and password, then (when asked) the
 TOTP code; a SAML response page it posts on to the service provider. steps.json: {"username",
-"password", "totp_seed_b32" (optional), "then" (optional: further URLs opened after, in the same
-browser)}. Prints [{"status", "url", "headers", "body", "pages", "trail", "then": [the same for
-each further URL]}]: the last answer, the pages it filled in, and every hop.
+"password", "totp_seed_b32" (optional), "then" (optional: what the same browser does after — a URL
+to open, {"run": [a command and its arguments]} to run, {"sleep": seconds})}. Prints [{"status",
+"url", "headers", "body", "pages", "trail", "then": [the same for each further URL; a command's
+{"exit", "stdout", "stderr"}]}]: the last answer, the pages it filled in, and every hop.
 """
 import base64
 import hashlib
@@ -19,6 +20,7 @@ import html
 import json
 import re
 import struct
+import subprocess
 import sys
 import time
 from urllib.parse import urljoin
@@ -75,7 +77,17 @@ def main():
     steps = json.load(sys.stdin)
     browser = requests.Session()
     seen = visit(browser, sys.argv[1], steps)
-    seen["then"] = [visit(browser, url, steps) for url in steps.get("then", [])]
+    seen["then"] = []
+    for step in steps.get("then", []):
+        if isinstance(step, str):
+            seen["then"].append(visit(browser, step, steps))
+        elif "run" in step:
+            done = subprocess.run(step["run"], capture_output=True, text=True, timeout=60)
+            seen["then"].append({"exit": done.returncode, "stdout": done.stdout,
+                                 "stderr": done.stderr})
+        else:
+            time.sleep(step["sleep"])
+            seen["then"].append({"slept": step["sleep"]})
     print(json.dumps([seen]))
 
 

@@ -155,6 +155,9 @@ pub struct SystemSettings {
     /// `http://schemas.microsoft.com/claims/multipleauthn`). Requests for it or for the REFEDS
     /// MFA profile are met by such a sign-in.
     pub saml_mfa_context_class: String,
+    /// Days a refresh token given to an OpenID Connect client that asked for `offline_access`
+    /// lasts from the sign-in (each refresh gives a new one with the same end).
+    pub oidc_refresh_days: u32,
     /// Requests per minute one address may make to the web sign-in pages (`/login`,
     /// `/oidc/authorize`, `/saml/*`), per node (0: no limit).
     pub web_requests_per_minute: u32,
@@ -305,6 +308,7 @@ impl Default for SystemSettings {
             saml_metadata_refresh_minutes: 1440,
             saml_scope: String::new(),
             saml_mfa_context_class: "https://refeds.org/profile/mfa".into(),
+            oidc_refresh_days: 30,
             web_requests_per_minute: 300,
             api_requests_per_minute: 6000,
             rate_limit_exempt: String::new(),
@@ -610,6 +614,11 @@ impl SystemSettings {
                     .any(|c| c.is_control() || c == ' '),
             "saml_mfa_context_class",
             "an absolute URI such as https://refeds.org/profile/mfa",
+        );
+        check(
+            (1..=365).contains(&self.oidc_refresh_days),
+            "oidc_refresh_days",
+            "must be between 1 and 365 days",
         );
         check(
             self.saml_metadata_refresh_minutes <= 525_600,

@@ -172,6 +172,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         client_id: &str,
         now: i64,
     ) -> StoreResult<Option<RefreshToken>>;
+    /// A refresh token of `client_id` that was spent and has not expired: what it was for.
+    /// Presented again, it was copied (RFC 9700 §4.14.2: refresh token rotation).
+    async fn spent_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<RefreshToken>>;
+    /// Spends every refresh token a client holds for a user; how many were live.
+    async fn revoke_refresh_tokens(
+        &self,
+        client_id: &str,
+        username: &str,
+        realm: &str,
+    ) -> StoreResult<u64>;
 
     // --- MFA passwords (seed 003) ---
     /// The Argon2id hash of a user's MFA password.

@@ -468,7 +468,7 @@ async fn delete_user_sessions(
         .end_sso_sessions(&actor, &username, q.realm.as_deref(), q.id.as_deref())
         .await
         .api(&state)?;
-    crate::backchannel::notify(&state, &gone);
+    // Their OpenID Connect clients are told by the server's back-channel worker.
     Ok(Json(json!({ "ended": gone.len() })))
 }
 
@@ -983,12 +983,18 @@ struct NewApiClientBody {
     #[serde(default)]
     backchannel_logout_uri: Option<String>,
     #[serde(default)]
+    backchannel_ca_pem: Option<String>,
+    #[serde(default)]
     post_logout_redirect_uris: Vec<String>,
     #[serde(default)]
     require_pkce: Option<bool>,
+    /// A public OIDC client: no secret, PKCE always.
+    #[serde(default)]
+    public: bool,
 }
 
-/// Creates an API client with a new client id and secret; the secret is in this answer only.
+/// Creates an API client with a new client id and secret; the secret is in this answer only
+/// (none for a public client).
 async fn post_api_clients(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Response> {
     let actor = auth.write()?;
     let b: NewApiClientBody = body(&bytes)?;
@@ -1008,8 +1014,10 @@ async fn post_api_clients(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Re
                 redirect_uris: b.redirect_uris,
                 id_token_alg: b.id_token_alg,
                 backchannel_logout_uri: b.backchannel_logout_uri,
+                backchannel_ca_pem: b.backchannel_ca_pem,
                 post_logout_redirect_uris: b.post_logout_redirect_uris,
                 require_pkce: b.require_pkce,
+                public: b.public,
             },
         )
         .await
@@ -1018,7 +1026,7 @@ async fn post_api_clients(state: St, auth: Authed, bytes: Bytes) -> ApiResult<Re
         StatusCode::CREATED,
         Json(json!({
             "api_client": created.client.public(),
-            "client_secret": created.client_secret.as_str(),
+            "client_secret": created.client_secret.as_ref().map(|s| s.as_str()),
         })),
     )
         .into_response())

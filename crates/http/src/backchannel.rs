@@ -20,6 +20,38 @@ const RETRY_AFTER: [Duration; 3] = [
     Duration::from_secs(30),
 ];
 
+/// Takes the sessions ended away from a running server (kind `backchannel_due`: by the CLI,
+/// the admin API) — each once, whichever node takes it first — and tells their relying
+/// parties in the background. Called every second by the server.
+pub async fn send_due(state: &HttpState) {
+    use tessera_core::model::{BACKCHANNEL_DUE_KIND, BACKCHANNEL_DUE_SUBJECT};
+    let store = state.engine.store();
+    let now = state.engine.clock().now();
+    let due = match store
+        .web_states_of(BACKCHANNEL_DUE_KIND, BACKCHANNEL_DUE_SUBJECT, now)
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "ended sessions to tell not read");
+            return;
+        }
+    };
+    let mut sessions = Vec::new();
+    for d in due {
+        if let Ok(Some(taken)) = store
+            .take_web_state(BACKCHANNEL_DUE_KIND, &d.key_hash, now)
+            .await
+            && let Ok(s) = serde_json::from_str::<SsoSession>(&taken.data)
+        {
+            sessions.push(s);
+        }
+    }
+    if !sessions.is_empty() {
+        notify(state, &sessions);
+    }
+}
+
 /// Tells the relying parties of the ended sessions, in the background.
 pub(crate) fn notify(state: &HttpState, sessions: &[SsoSession]) {
     if sessions.iter().all(|s| s.oidc.is_empty()) {
@@ -32,18 +64,14 @@ pub(crate) fn notify(state: &HttpState, sessions: &[SsoSession]) {
 
 /// Tells the relying parties of the ended sessions, several at a time; returns when each
 /// answered, or was tried for the last time.
-pub async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
+async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
     use futures_util::StreamExt;
     let snap = state.engine.snapshot();
     let Ok(iss) = crate::oauth::issuer(state) else {
         return;
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let Ok(http) = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    else {
+    let Ok(http) = http_client(None) else {
         return;
     };
     let mut deliveries = Vec::new();
@@ -74,9 +102,18 @@ pub async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
                 session,
                 sub: sub.clone(),
             };
+            // A client with CA certificates of its own is reached trusting only them.
+            let own = client
+                .backchannel_ca_pem
+                .as_deref()
+                .map(|pem| http_client(Some(pem)));
             let http = &http;
             deliveries.push(async move {
-                let (result, reason) = deliver(http, &uri, &told).await;
+                let (result, reason) = match &own {
+                    Some(Ok(own)) => deliver(own, &uri, &told).await,
+                    Some(Err(e)) => ("error", format!("{uri}: the client's CA certificates: {e}")),
+                    None => deliver(http, &uri, &told).await,
+                };
                 told.audit(result, reason).await;
             });
         }
@@ -87,6 +124,23 @@ pub async fn notify_now(state: &HttpState, sessions: &[SsoSession]) {
         .buffer_unordered(PARALLEL)
         .collect::<Vec<()>>()
         .await;
+}
+
+/// The HTTP client logout tokens are posted with: no redirects, a short timeout; the system's
+/// CA certificates are trusted, or only those of `ca_pem`.
+fn http_client(ca_pem: Option<&str>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| format!("not readable: {e}"))?;
+        if certs.is_empty() {
+            return Err("no PEM certificate".into());
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// One relying party to tell of one ended session.

@@ -247,17 +247,21 @@ async fn client_call(
 ) -> Result<(HashMap<String, String>, std::net::IpAddr, ApiClient), Box<Response>> {
     let params = form_once(body)?;
     let ip = state.client_ip(peer, headers, None);
-    let client = authenticate_client(state, headers, &params, ip).await?;
+    let client = authenticate_client(state, headers, &params, ip, false).await?;
     Ok((params, ip, client))
 }
 
 /// The calling client: HTTP Basic (RFC 6749 §2.3.1) or `client_id`/`client_secret` in the
 /// body, not both. `Err` is the answer to send; failures are audited.
+/// With `public_ok` (the token endpoint's code and refresh grants), a public OIDC client names
+/// itself by `client_id` alone (`token_endpoint_auth_method` `none`): PKCE, checked with the
+/// code, and the refresh token it holds are its proof.
 async fn authenticate_client(
     state: &HttpState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
     peer: std::net::IpAddr,
+    public_ok: bool,
 ) -> Result<ApiClient, Box<Response>> {
     let basic = headers
         .get(header::AUTHORIZATION)
@@ -305,6 +309,9 @@ async fn authenticate_client(
         }
         (Some(None), _) => return Err(Box::new(invalid_client("malformed Basic credentials"))),
         (None, (Some(id), Some(secret))) => (id.clone(), secret.clone()),
+        (None, (Some(id), None)) if public_ok => {
+            return public_client(state, id, peer).await;
+        }
         (None, _) => return Err(Box::new(invalid_client("client authentication required"))),
     };
     // One answer for every failure, so that a right secret is not confirmed from an address
@@ -331,6 +338,30 @@ async fn authenticate_client(
         return refuse("wrong client secret", client.name).await;
     }
     Ok(client)
+}
+
+/// A public client named by its `client_id` alone; a confidential client, or an unknown one,
+/// is refused as a wrong secret is (and costs what a secret's check costs).
+async fn public_client(
+    state: &HttpState,
+    id: &str,
+    peer: std::net::IpAddr,
+) -> Result<ApiClient, Box<Response>> {
+    const REFUSED: &str = "unknown client, wrong secret or address not allowed";
+    let snap = state.engine.snapshot();
+    let found = snap.api_client_by_id(id).cloned();
+    std::hint::black_box(ApiClient::hash_secret(id));
+    let (why, name) = match found {
+        Some(c) if c.public && c.allows_ip(peer) => return Ok(c),
+        Some(c) if c.public => ("address not in the client's allow-list", c.name),
+        Some(c) => ("no client secret (a confidential client)", c.name),
+        None => (
+            "unknown client_id",
+            format!("unknown:{}", id.chars().take(64).collect::<String>()),
+        ),
+    };
+    audit(state, &name, "oauth_client_auth", "error", why, peer).await;
+    Err(Box::new(invalid_client(REFUSED)))
 }
 
 /// The issuer of tokens: the `public_url` setting, or the loopback listener's own address
@@ -435,11 +466,17 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (params, ip, client) = match client_call(&state, peer, &headers, &body).await {
-        Ok(call) => call,
+    let params = match form_once(&body) {
+        Ok(p) => p,
         Err(res) => return *res,
     };
+    let ip = state.client_ip(peer, &headers, None);
     let grant = params.get("grant_type").map(String::as_str).unwrap_or("");
+    let public_ok = matches!(grant, "authorization_code" | "refresh_token");
+    let client = match authenticate_client(&state, &headers, &params, ip, public_ok).await {
+        Ok(c) => c,
+        Err(res) => return *res,
+    };
     if let Some(res) = rate_limited(&state, &client, ip).await {
         return res;
     }
@@ -585,11 +622,11 @@ async fn refresh_grant(
     client: &ApiClient,
     params: &HashMap<String, String>,
 ) -> Response {
-    if client.kind != ApiClientKind::User {
+    if !matches!(client.kind, ApiClientKind::User | ApiClientKind::Oidc) {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
-            "only user clients get refresh tokens",
+            "only user and OIDC clients get refresh tokens",
         );
     }
     let Some(refresh) = params.get("refresh_token") else {
@@ -608,6 +645,7 @@ async fn refresh_grant(
     {
         Ok(Some(k)) => k,
         Ok(None) => {
+            spent_refresh_again(state, client, refresh, now).await;
             return oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",
@@ -630,6 +668,9 @@ async fn refresh_grant(
             "invalid_scope",
             "more scope than granted",
         );
+    }
+    if client.kind == ApiClientKind::Oidc {
+        return crate::web::oidc_refresh(state, client, kept, params.get("scope")).await;
     }
     // The user must still be there and active.
     let snap = state.engine.snapshot();
@@ -667,6 +708,53 @@ async fn refresh_grant(
         ..Issue::PRIMARY
     };
     user_token(state, client, &outcome, issue).await
+}
+
+/// A spent refresh token presented again was copied — by an attacker or from the client — and
+/// which of the two holds the live one cannot be told: every refresh token the client holds
+/// for the user is spent (RFC 9700 §4.14.2), and the reuse audited.
+async fn spent_refresh_again(state: &HttpState, client: &ApiClient, refresh: &str, now: i64) {
+    let store = state.engine.store();
+    let hash = ApiClient::hash_secret(refresh);
+    let Ok(Some(spent)) = store
+        .spent_refresh_token(&hash, &client.client_id, now)
+        .await
+    else {
+        return;
+    };
+    let revoked = match store
+        .revoke_refresh_tokens(&client.client_id, &spent.username, &spent.realm)
+        .await
+    {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "refresh tokens of a reused one not revoked");
+            0
+        }
+    };
+    tracing::warn!(client = %client.name, user = %spent.username, revoked,
+        "a spent refresh token was presented again: the client's refresh tokens for the user are revoked");
+    let record = AuditRecord {
+        id: 0,
+        at_ms: state.engine.clock().now_millis(),
+        actor: format!("api:{}", client.name),
+        action: "refresh_token_reused".into(),
+        door: "api".into(),
+        user: Some(spent.username),
+        realm: Some(spent.realm),
+        serial: None,
+        application: client.application.as_ref().map(|a| a.0.clone()),
+        transaction_id: None,
+        client_ip: None,
+        user_agent: None,
+        result: "error".into(),
+        reason: format!(
+            "a spent refresh token was presented again: {revoked} live refresh tokens of the client for the user revoked"
+        ),
+    };
+    if let Err(e) = store.append_audit(&record).await {
+        tracing::warn!(error = %e, "audit record not written");
+    }
 }
 
 /// A signed token response for a user: `USER` after every factor, `MFA_PENDING` with the

@@ -26,7 +26,7 @@ use tessera_core::store::WebState;
 
 const FLOW: &str = "login";
 /// The scopes an OIDC client may ask for.
-const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "phone"];
+const OIDC_SCOPES: [&str; 5] = ["openid", "profile", "email", "phone", "offline_access"];
 const SSO: &str = tessera_core::model::SSO_KIND;
 const CODE: &str = "code";
 const SPENT_CODE: &str = "code_spent";
@@ -699,7 +699,9 @@ async fn authorize_with(state: St, headers: HeaderMap, raw: Option<&str>) -> Res
     if let Some(other) = scopes.iter().find(|s| !OIDC_SCOPES.contains(s)) {
         return fail(
             "invalid_scope",
-            &format!("scope '{other}' is not offered (openid, profile, email, phone)"),
+            &format!(
+                "scope '{other}' is not offered (openid, profile, email, phone, offline_access)"
+            ),
         );
     }
     let scope = scopes.join(" ");
@@ -714,7 +716,7 @@ async fn authorize_with(state: St, headers: HeaderMap, raw: Option<&str>) -> Res
         challenge,
         q.get("code_challenge_method").map(String::as_str),
     ) {
-        (None, _, None) if !client.require_pkce => String::new(),
+        (None, _, None) if !client.require_pkce && !client.public => String::new(),
         (None, _, None) => {
             return fail(
                 "invalid_request",
@@ -1873,6 +1875,13 @@ async fn spent_code_again(
     if let Err(e) = &revoked {
         tracing::error!(error = %e, "token of a reused code not revoked");
     }
+    // And the refresh tokens the client holds for the user (the code's among them).
+    if let Err(e) = store
+        .revoke_refresh_tokens(&client.client_id, &spent.user, &spent.realm)
+        .await
+    {
+        tracing::error!(error = %e, "refresh tokens of a reused code not revoked");
+    }
     tracing::warn!(client = %client.name, user = %spent.user,
         "authorization code used twice: the access token it bought is revoked");
     let record = AuditRecord {
@@ -1967,6 +1976,10 @@ pub(crate) async fn code_grant(
     // A code asked for with PKCE needs its verifier; one asked for without (a client whose
     // require_pkce is off) takes none.
     match (c.code_challenge.is_empty(), verifier.is_empty()) {
+        // A public client has nothing else to prove the code is its own.
+        (true, _) if client.public => {
+            return bad("a public client's code needs PKCE");
+        }
         (true, true) => {}
         (true, false) => {
             return bad("code_verifier given, but the code was asked for without PKCE");
@@ -2072,9 +2085,131 @@ pub(crate) async fn code_grant(
         ),
     )
     .await;
-    let mut res = axum::Json(json!({
+    let mut body = json!({
         "access_token": access, "token_type": "Bearer", "expires_in": lifetime,
         "scope": c.scope, "id_token": id_token,
+    });
+    // Offline access: a refresh token, single use, renewed at each refresh, ending
+    // `oidc_refresh_days` after the sign-in.
+    if c.scope.split(' ').any(|s| s == "offline_access") {
+        let days = i64::from(state.engine.snapshot().settings.oidc_refresh_days);
+        match keep_refresh_token(
+            state,
+            client,
+            &c.user,
+            &c.realm,
+            &c.scope,
+            now + days * 86_400,
+        )
+        .await
+        {
+            Ok(refresh) => {
+                if let Some(obj) = body.as_object_mut() {
+                    obj.insert("refresh_token".into(), Value::String(refresh));
+                }
+            }
+            Err(res) => return res,
+        }
+    }
+    let mut res = axum::Json(body).into_response();
+    no_store(&mut res);
+    res
+}
+
+/// A new refresh token of `client` for the user, kept by its hash until `expires_at`.
+async fn keep_refresh_token(
+    state: &HttpState,
+    client: &ApiClient,
+    user: &str,
+    realm: &str,
+    scope: &str,
+    expires_at: i64,
+) -> Result<String, Response> {
+    let refresh = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+    let kept = tessera_core::store::RefreshToken {
+        hash: ApiClient::hash_secret(&refresh),
+        client_id: client.client_id.clone(),
+        username: user.to_string(),
+        realm: realm.to_string(),
+        scope: scope.to_string(),
+        expires_at,
+    };
+    match state.engine.store().put_refresh_token(&kept).await {
+        Ok(()) => Ok(refresh),
+        Err(e) => {
+            tracing::error!(error = %e, "refresh token not stored");
+            Err(unavailable())
+        }
+    }
+}
+
+/// The refresh_token grant of an OIDC client (`offline_access`): a new access token for a
+/// user who can still sign in, for the same or fewer scopes, and a new refresh token with the
+/// same scope and end; the one presented is spent (`kept`, already taken by the caller).
+pub(crate) async fn oidc_refresh(
+    state: &HttpState,
+    client: &ApiClient,
+    kept: tessera_core::store::RefreshToken,
+    asked_scope: Option<&String>,
+) -> Response {
+    let bad = |why: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why);
+    let now = state.engine.clock().now();
+    let snap = state.engine.snapshot();
+    let realm = tessera_core::ids::RealmName(kept.realm.clone());
+    match state.engine.find_user(&snap, &realm, &kept.username).await {
+        Ok(Some(u)) if u.is_active(now) => {}
+        Ok(_) => return bad("the user can no longer sign in"),
+        Err(e) => {
+            tracing::warn!(error = %e, "refresh: user not looked up");
+            return unavailable();
+        }
+    }
+    let scope = asked_scope.unwrap_or(&kept.scope);
+    let signer = match signer(state).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "OAuth signing key unavailable");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "no signing key",
+            );
+        }
+    };
+    let iss = match issuer(state) {
+        Ok(i) => i,
+        Err(res) => return *res,
+    };
+    let lifetime = i64::from(client.token_lifetime_seconds);
+    let jti = tessera_core::rng::random_hex(state.engine.ports().rng.as_ref(), 16);
+    let access = json!({
+        "iss": iss, "sub": kept.username, "realm": kept.realm, "aud": "tessera",
+        "client_id": client.client_id, "scope": scope, "role": "USER",
+        "iat": now, "exp": now + lifetime, "jti": jti,
+    });
+    let Ok(access) = signer.sign_typed(&access, "at+jwt") else {
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "signing failed",
+        );
+    };
+    let refresh = match keep_refresh_token(
+        state,
+        client,
+        &kept.username,
+        &kept.realm,
+        &kept.scope,
+        kept.expires_at,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let mut res = axum::Json(json!({
+        "access_token": access, "token_type": "Bearer", "expires_in": lifetime,
+        "scope": scope, "refresh_token": refresh,
     }))
     .into_response();
     no_store(&mut res);
@@ -2173,13 +2308,13 @@ async fn discovery(state: St) -> Response {
         "jwks_uri": format!("{iss}/oauth/jwks"),
         "end_session_endpoint": format!("{iss}/logout"),
         "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algs,
-        "scopes_supported": ["openid", "profile", "email", "phone"],
+        "scopes_supported": ["openid", "profile", "email", "phone", "offline_access"],
         "claims_supported": ["sub", "preferred_username", "name", "given_name", "family_name",
             "email", "phone_number", "groups", "auth_time", "nonce", "sid"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "backchannel_logout_supported": true,

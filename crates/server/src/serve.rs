@@ -88,6 +88,7 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
     let state = HttpState::new(app.admin.clone(), render.clone())
         .with_metrics_token(config.metrics_token.clone())
         .with_read_timeout(config.http_limits.read_timeout);
+    let state_for_tasks = state.clone();
     let router = tessera_http::router(state);
     let listener = TcpListener::bind(config.http_listen)
         .await
@@ -202,6 +203,19 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
             let _ = rx.wait_for(|s| *s).await;
         })
         .await;
+    }));
+    // Relying parties of SSO sessions ended by the CLI or the admin API are told
+    // (back-channel logout), by this node or another.
+    let http_state = state_for_tasks.clone();
+    let mut rx = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = rx.wait_for(|s| *s) => break,
+            }
+            tessera_http::backchannel::send_due(&http_state).await;
+        }
     }));
     // SAML service providers registered by metadata address are read again now and then.
     let admin = app.admin.clone();

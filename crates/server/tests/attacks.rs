@@ -312,7 +312,7 @@ async fn password_grant_bursts_get_no_more_checks_than_the_lockout_allows(b: Bac
         .unwrap();
     let (id, secret) = (
         created.client.client_id.clone(),
-        created.client_secret.to_string(),
+        created.client_secret.as_deref().unwrap().to_string(),
     );
     let refused = burst(
         &s,
@@ -873,7 +873,7 @@ async fn transactions_are_finished_only_where_they_started(b: Backend) {
         .post(format!("{}/oauth/token", s.url))
         .basic_auth(
             &created.client.client_id,
-            Some(created.client_secret.as_str()),
+            Some(created.client_secret.as_deref().unwrap().as_str()),
         )
         .form(&[
             ("grant_type", "password"),
@@ -1142,7 +1142,7 @@ async fn api_client(
         .unwrap();
     (
         created.client.client_id.clone(),
-        created.client_secret.to_string(),
+        created.client_secret.as_deref().unwrap().to_string(),
     )
 }
 

@@ -40,7 +40,10 @@ async fn client(
         )
         .await
         .unwrap();
-    (created.client.client_id, created.client_secret.to_string())
+    (
+        created.client.client_id,
+        created.client_secret.as_deref().unwrap().to_string(),
+    )
 }
 
 async fn post(
@@ -384,7 +387,10 @@ async fn user_client(s: &TestServer, name: &str, app: &str) -> (String, String) 
         )
         .await
         .unwrap();
-    (c.client.client_id, c.client_secret.to_string())
+    (
+        c.client.client_id,
+        c.client_secret.as_deref().unwrap().to_string(),
+    )
 }
 
 fn claims_of(token: &str) -> Value {
@@ -575,7 +581,7 @@ async fn authlib_signs_a_user_in_and_refreshes_the_token() {
         &[
             s.url.clone(),
             created.client.client_id.clone(),
-            created.client_secret.to_string(),
+            created.client_secret.as_deref().unwrap().to_string(),
         ],
         &json!({"username": "alice", "password": "alice-password"}),
     );
@@ -596,7 +602,10 @@ async fn authlib_signs_a_user_in_and_refreshes_the_token() {
     let (status, body) = post(
         &s,
         "/oauth/token",
-        Some((&created.client.client_id, created.client_secret.as_str())),
+        Some((
+            &created.client.client_id,
+            created.client_secret.as_deref().unwrap().as_str(),
+        )),
         &[
             ("grant_type", "password"),
             ("username", "alice"),
@@ -619,7 +628,10 @@ async fn authlib_signs_a_user_in_and_refreshes_the_token() {
     let (status, body) = post(
         &s,
         "/oauth/token",
-        Some((&created.client.client_id, created.client_secret.as_str())),
+        Some((
+            &created.client.client_id,
+            created.client_secret.as_deref().unwrap().as_str(),
+        )),
         &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
     )
     .await;
@@ -1679,7 +1691,10 @@ async fn oidc_client(s: &TestServer, redirect: &str) -> (String, String) {
         )
         .await
         .unwrap();
-    (c.client.client_id, c.client_secret.to_string())
+    (
+        c.client.client_id,
+        c.client_secret.as_deref().unwrap().to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1824,7 +1839,7 @@ async fn oidc_code_flow_with_pkce_on_the_login_page_and_sso() {
         &[
             s.url.clone(),
             rs.client.client_id.clone(),
-            rs.client_secret.to_string(),
+            rs.client_secret.as_deref().unwrap().to_string(),
             redirect.into(),
         ],
         &json!({"username": "dave", "password": "dave-password",
@@ -2051,7 +2066,10 @@ async fn headless_chromium_signs_in_to_an_oidc_app_on_the_login_page() {
         )
         .await
         .unwrap();
-    let (other_id, other_secret) = (other.client.client_id, other.client_secret.to_string());
+    let (other_id, other_secret) = (
+        other.client.client_id,
+        other.client_secret.as_deref().unwrap().to_string(),
+    );
     let trade_as = |client: (String, String), v: String| {
         let (s, code, redirect) = (&s, &query["code"], &redirect);
         async move {
@@ -2628,7 +2646,10 @@ async fn backchannel_logout_tokens_reach_the_relying_party_when_sessions_end() {
         )
         .await
         .unwrap();
-    let (id, secret) = (c.client.client_id, c.client_secret.to_string());
+    let (id, secret) = (
+        c.client.client_id,
+        c.client_secret.as_deref().unwrap().to_string(),
+    );
     let args = [s.url.clone(), id.clone(), secret, redirect.to_string()];
     let sign_in = || {
         common::python_peer(
@@ -2743,7 +2764,7 @@ async fn backchannel_logout_is_tried_again_when_the_relying_party_is_down() {
         let args = [
             s.url.clone(),
             c.client.client_id,
-            c.client_secret.to_string(),
+            c.client_secret.as_deref().unwrap().to_string(),
             redirect.to_string(),
         ];
         let got = common::python_peer(
@@ -2757,8 +2778,8 @@ async fn backchannel_logout_is_tried_again_when_the_relying_party_is_down() {
         assert!(got["first"]["claims"]["sid"].is_string(), "{got}");
         sign_ins.push(got);
     }
-    // Each sign-in had its own browser: two sessions, ended at once by the CLI, which waits
-    // for the retry.
+    // Each sign-in had its own browser: two sessions, ended at once by the CLI; the running
+    // server tells the relying parties, and tries again.
     let ended = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["session", "end", "alice", "--data-dir"])
         .arg(&s.config.data_dir)
@@ -2766,9 +2787,17 @@ async fn backchannel_logout_is_tried_again_when_the_relying_party_is_down() {
         .unwrap();
     assert!(ended.status.success(), "{ended:?}");
     assert!(
-        String::from_utf8_lossy(&ended.stderr).contains("back-channel logout"),
+        String::from_utf8_lossy(&ended.stdout).contains("The running server tells"),
         "{ended:?}"
     );
+    let started = std::time::Instant::now();
+    while s.audit("oidc_backchannel_logout").await.len() < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the relying parties were not told"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     // The flaky one was tried again with a new token (its own jti: the relying party may have
     // taken the first), the refusing one was not.
     let flaky = rp.requests("/flaky");

@@ -906,3 +906,200 @@ async fn shibboleth_sp_gets_the_attributes_and_the_mfa_context() {
     drop(shibd);
     s.stop().await;
 }
+
+/// A public client (no secret: PKCE, always) behind Apache mod_auth_openidc configured as the
+/// module documents it for public clients (`OIDCProviderTokenEndpointAuth none`), asking for
+/// `offline_access`: its refresh tokens are used (and renewed) at each request, a copied one
+/// presented again revokes them all; and a session ended by the CLI reaches the module by
+/// back-channel logout, sent by the running server over HTTPS with the client's own CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apache_mod_auth_openidc_as_a_public_client_with_refresh_and_backchannel_logout() {
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    s.set(json!({"public_url": s.url})).await;
+    s.add_user("alice", Some("alice-password")).await;
+    s.use_app("intranet", &[&[Method::Password]]).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    tessera_testkit::slapd::certificates(dir);
+    let ca = dir.join("ca.pem").display().to_string();
+
+    // Public clients are OIDC clients that require PKCE.
+    for (flags, why) in [
+        (
+            vec!["--type", "oidc", "--require-pkce", "false"],
+            "PKCE is what proves its codes",
+        ),
+        (vec!["--type", "agent"], "only OIDC clients may be public"),
+    ] {
+        let mut args = vec!["client", "add", "api", "not-public", "--public"];
+        args.extend(flags);
+        args.extend(["--redirect-uri", "http://127.0.0.1:9/cb"]);
+        let refused = common::tessera(&s, &args);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && err.contains(why), "{err}");
+    }
+
+    let port = Apache::free_port();
+    let ssl_port = Apache::free_port();
+    let out = tessera_ok(
+        &s,
+        &[
+            "client",
+            "add",
+            "api",
+            "spa",
+            "--type",
+            "oidc",
+            "--public",
+            "--application",
+            "intranet",
+            "--token-lifetime",
+            "60",
+            "--redirect-uri",
+            &format!("http://127.0.0.1:{port}/protected/redirect_uri"),
+            "--backchannel-logout-uri",
+            &format!("https://127.0.0.1:{ssl_port}/protected/redirect_uri?logout=backchannel"),
+            "--backchannel-ca-file",
+            &ca,
+            "--json",
+        ],
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["client_secret"], Value::Null, "{created}");
+    assert_eq!(created["public"], true);
+    let id = created["client_id"].as_str().unwrap().to_string();
+    wait_for_config(&s, |snap| snap.api_client_by_id(&id).is_some());
+
+    let site = format!(
+        "Listen 127.0.0.1:{ssl_port}\n\
+         OIDCProviderMetadataURL {tessera}/.well-known/openid-configuration\n\
+         OIDCClientID {id}\nOIDCProviderTokenEndpointAuth none\nOIDCPKCEMethod S256\n\
+         OIDCRedirectURI /protected/redirect_uri\nOIDCCryptoPassphrase a-test-passphrase\n\
+         OIDCScope \"openid email offline_access\"\n\
+         OIDCRefreshAccessTokenBeforeExpiry 3600\nOIDCPassRefreshToken On\n\
+         <VirtualHost 127.0.0.1:{ssl_port}>\n  SSLEngine on\n  \
+         SSLCertificateFile {d}/server.pem\n  SSLCertificateKeyFile {d}/server.key\n</VirtualHost>\n\
+         <Location /protected/>\n  AuthType openid-connect\n  Require valid-user\n  \
+         Header always set X-Access-Token \"%{{OIDC_access_token}}e\"\n  \
+         Header always set X-Refresh-Token \"%{{OIDC_refresh_token}}e\"\n</Location>\n",
+        tessera = s.url,
+        d = dir.display()
+    );
+    let apache = Apache::start(port, &["auth_openidc", "ssl"], &site);
+    let page = apache.url("/protected/index.html");
+    let end_session = vec![
+        env!("CARGO_BIN_EXE_tessera").to_string(),
+        "session".into(),
+        "end".into(),
+        "alice".into(),
+        "--data-dir".into(),
+        s.config.data_dir.display().to_string(),
+    ];
+    let seen = browse_as(
+        &page,
+        &json!({"username": "alice", "password": "alice-password",
+                "then": [page, {"run": end_session}, {"sleep": 4}, page]}),
+    );
+    let logs = || apache.log();
+    assert_eq!(seen["status"], 200, "{seen}\n{}", logs());
+    assert_eq!(seen["pages"], 1);
+    let token = |v: &Value, h: &str| v["headers"][h].as_str().unwrap_or_default().to_string();
+    let (access1, refresh1) = (
+        token(&seen, "X-Access-Token"),
+        token(&seen, "X-Refresh-Token"),
+    );
+    assert!(access1.starts_with("ey"), "{seen}");
+    assert!(refresh1.len() >= 20 && refresh1 != "(null)", "{seen}");
+    // The next request: the module refreshed the (short-lived) access token with its refresh
+    // token, and got a new refresh token.
+    let again = &seen["then"][0];
+    assert_eq!(again["status"], 200, "{again}\n{}", logs());
+    assert_eq!(again["pages"], 0);
+    let (access2, refresh2) = (
+        token(again, "X-Access-Token"),
+        token(again, "X-Refresh-Token"),
+    );
+    assert_ne!(access2, access1, "refreshed\n{}", logs());
+    assert!(refresh2.len() >= 20 && refresh2 != refresh1, "{again}");
+    // The administrator ends the SSO session with the CLI; the running server tells the
+    // module (HTTPS, the client's CA), which ends its own session: the next visit signs in
+    // again.
+    let ended = &seen["then"][1];
+    assert_eq!(ended["exit"], 0, "{ended}");
+    let told = s.audit("oidc_backchannel_logout").await;
+    assert_eq!(told.len(), 1, "{told:?}\n{}", logs());
+    assert_eq!(told[0].result, "ok", "{told:?}");
+    assert!(
+        told[0]
+            .reason
+            .contains(&format!("https://127.0.0.1:{ssl_port}/")),
+        "{told:?}"
+    );
+    let after = &seen["then"][3];
+    assert_eq!(after["status"], 200, "{after}\n{}", logs());
+    assert_eq!(
+        after["pages"], 1,
+        "signed in again after the back-channel logout: {after}"
+    );
+    let refresh3 = token(after, "X-Refresh-Token");
+    assert!(refresh3.len() >= 20, "{after}");
+
+    // A copied refresh token presented again (as a thief would): refused, and every refresh
+    // token of the client for the user goes with it.
+    let http = reqwest::Client::new();
+    let refresh = |rt: String| {
+        let http = http.clone();
+        let url = format!("{}/oauth/token", s.url);
+        let id = id.clone();
+        async move {
+            let res = http
+                .post(url)
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", id.as_str()),
+                    ("refresh_token", rt.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = refresh(refresh1).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let reused = s.audit("refresh_token_reused").await;
+    assert_eq!(reused.len(), 1, "{reused:?}");
+    assert_eq!(reused[0].user.as_deref(), Some("alice"));
+    let (status, body) = refresh(refresh3).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "the live refresh token was revoked with the copy"
+    );
+    // Without a secret only a public client is heard; with one, a public client is not.
+    let other = oidc_client(&s, "confidential", "http://127.0.0.1:9/cb", &[]);
+    let res = http
+        .post(format!("{}/oauth/token", s.url))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", other.0.as_str()),
+            ("refresh_token", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = http
+        .post(format!("{}/oauth/token", s.url))
+        .basic_auth(&id, Some("guessed"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    drop(apache);
+    s.stop().await;
+}

@@ -102,18 +102,41 @@ impl SqlStore {
                 "refresh token",
             )
             .await?;
-        rows.first()
-            .map(|r| {
-                Ok(tessera_core::store::RefreshToken {
-                    hash: r.text("hash")?,
-                    client_id: r.text("client_id")?,
-                    username: r.text("username")?,
-                    realm: r.text("realm")?,
-                    scope: r.text("scope")?,
-                    expires_at: r.int("expires_at")?,
-                })
-            })
+        rows.first().map(refresh_token_of).transpose()
+    }
+
+    pub(crate) async fn spent_refresh_token_impl(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<tessera_core::store::RefreshToken>> {
+        self.db
+            .query_one(
+                "SELECT hash, client_id, username, realm, scope, expires_at FROM refresh_tokens \
+                 WHERE hash = $1 AND client_id = $2 AND used = 1 AND expires_at > $3",
+                params![hash, client_id, now],
+            )
+            .await?
+            .as_ref()
+            .map(refresh_token_of)
             .transpose()
+    }
+
+    pub(crate) async fn revoke_refresh_tokens_impl(
+        &self,
+        client_id: &str,
+        username: &str,
+        realm: &str,
+    ) -> StoreResult<u64> {
+        self.db
+            .execute(
+                "UPDATE refresh_tokens SET used = 1 \
+                 WHERE client_id = $1 AND username = $2 AND realm = $3 AND used = 0",
+                params![client_id, username, realm],
+                "refresh token",
+            )
+            .await
     }
 
     pub(crate) async fn mfa_password_impl(
@@ -390,6 +413,17 @@ fn web_state_of_row(r: &crate::db::Row) -> StoreResult<tessera_core::store::WebS
         key_hash: r.text("key_hash")?,
         subject: r.text("subject")?,
         data: r.text("data")?,
+        expires_at: r.int("expires_at")?,
+    })
+}
+
+fn refresh_token_of(r: &crate::db::Row) -> StoreResult<tessera_core::store::RefreshToken> {
+    Ok(tessera_core::store::RefreshToken {
+        hash: r.text("hash")?,
+        client_id: r.text("client_id")?,
+        username: r.text("username")?,
+        realm: r.text("realm")?,
+        scope: r.text("scope")?,
         expires_at: r.int("expires_at")?,
     })
 }

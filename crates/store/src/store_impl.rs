@@ -62,6 +62,23 @@ impl Store for SqlStore {
     ) -> StoreResult<Option<tessera_core::store::RefreshToken>> {
         self.use_refresh_token_impl(hash, client_id, now).await
     }
+    async fn spent_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<tessera_core::store::RefreshToken>> {
+        self.spent_refresh_token_impl(hash, client_id, now).await
+    }
+    async fn revoke_refresh_tokens(
+        &self,
+        client_id: &str,
+        username: &str,
+        realm: &str,
+    ) -> StoreResult<u64> {
+        self.revoke_refresh_tokens_impl(client_id, username, realm)
+            .await
+    }
     async fn mfa_password(&self, user: &tessera_core::ids::UserRef) -> StoreResult<Option<String>> {
         self.mfa_password_impl(user).await
     }

@@ -22,16 +22,21 @@ pub struct NewApiClient {
     /// `ES256` (default) or `RS256`.
     pub id_token_alg: Option<String>,
     pub backchannel_logout_uri: Option<String>,
+    /// The CA certificates (PEM) the back-channel address is checked with instead of the
+    /// system's.
+    pub backchannel_ca_pem: Option<String>,
     pub post_logout_redirect_uris: Vec<String>,
     /// An OIDC client must send PKCE; none: yes.
     pub require_pkce: Option<bool>,
+    /// A public OIDC client: no secret, PKCE always.
+    pub public: bool,
 }
 
-/// A created client and its secret, which is shown this once.
+/// A created client and its secret, which is shown this once (none for a public client).
 #[derive(Debug)]
 pub struct CreatedApiClient {
     pub client: ApiClient,
-    pub client_secret: Zeroizing<String>,
+    pub client_secret: Option<Zeroizing<String>>,
 }
 
 impl Admin {
@@ -67,17 +72,19 @@ impl Admin {
             allowed_ips: input.allowed_ips,
             rate_limit_per_minute: input.rate_limit_per_minute,
             token_lifetime_seconds: input.token_lifetime_seconds.unwrap_or(3600),
-            secret_hash: Some(ApiClient::hash_secret(&secret)),
+            secret_hash: (!input.public).then(|| ApiClient::hash_secret(&secret)),
             redirect_uris: input.redirect_uris,
             id_token_alg: input.id_token_alg,
             backchannel_logout_uri: input.backchannel_logout_uri,
+            backchannel_ca_pem: input.backchannel_ca_pem,
             post_logout_redirect_uris: input.post_logout_redirect_uris,
             require_pkce: input.require_pkce.unwrap_or(true),
+            public: input.public,
         };
         let client = self.put(actor, client).await?;
         Ok(CreatedApiClient {
+            client_secret: (!client.public).then_some(secret),
             client,
-            client_secret: secret,
         })
     }
 }
@@ -96,6 +103,8 @@ pub struct ApiClientPatch {
     pub post_logout_redirect_uris: Option<Vec<String>>,
     /// `Some("")` removes it.
     pub backchannel_logout_uri: Option<String>,
+    /// `Some("")` removes them (the system's CA certificates again).
+    pub backchannel_ca_pem: Option<String>,
     /// `Some("")` goes back to ES256.
     pub id_token_alg: Option<String>,
     pub require_pkce: Option<bool>,
@@ -137,6 +146,9 @@ impl Admin {
         }
         if let Some(v) = patch.backchannel_logout_uri {
             c.backchannel_logout_uri = empty_to_none(v);
+        }
+        if let Some(v) = patch.backchannel_ca_pem {
+            c.backchannel_ca_pem = empty_to_none(v);
         }
         if let Some(v) = patch.id_token_alg {
             c.id_token_alg = empty_to_none(v);

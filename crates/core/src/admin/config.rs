@@ -442,7 +442,7 @@ impl Admin {
         for c in &decl.api_clients {
             let label = format!("API client '{}'", c.name);
             errs.extend(c.problems().into_iter().map(|e| format!("{label}: {e}")));
-            if c.secret_hash.is_none() {
+            if c.secret_hash.is_none() && !c.public {
                 errs.push(format!(
                     "{label}: no secret (create it with `tessera client add api`, which shows the secret once)"
                 ));

@@ -284,6 +284,20 @@ impl Admin {
                 gone.push(s.session.clone());
             }
         }
+        // The OpenID Connect clients of the ended sessions are told by a running server (this
+        // may be the CLI, whose process would not live through the retries, on a machine that
+        // may not reach them).
+        let now = self.engine.clock().now();
+        for s in gone.iter().filter(|s| !s.oidc.is_empty()) {
+            let due = crate::store::WebState {
+                kind: crate::model::BACKCHANNEL_DUE_KIND.into(),
+                key_hash: crate::rng::random_hex(self.engine.ports().rng.as_ref(), 16),
+                subject: crate::model::BACKCHANNEL_DUE_SUBJECT.into(),
+                data: serde_json::to_string(s).unwrap_or_default(),
+                expires_at: now + crate::model::BACKCHANNEL_DUE_SECONDS,
+            };
+            self.engine.store().put_web_state(&due).await?;
+        }
         let ended = gone.len();
         self.audit(
             actor,

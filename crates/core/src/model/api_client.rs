@@ -94,6 +94,10 @@ pub struct ApiClient {
     /// Back-Channel Logout 1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backchannel_logout_uri: Option<String>,
+    /// The CA certificates (PEM) the back-channel logout address's HTTPS certificate must
+    /// chain to, instead of the system's (a relying party with a certificate of a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_ca_pem: Option<String>,
     /// Where an OIDC client may send its users after they sign out at Tessera's `/logout`
     /// (OpenID Connect RP-Initiated Logout 1.0; exact match).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -103,6 +107,10 @@ pub struct ApiClient {
     /// defaults, sign in with their client secret alone then).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub require_pkce: bool,
+    /// A public OIDC client (a single-page or native application that cannot keep a secret):
+    /// no secret; it proves the authorization code is its own with PKCE (S256), always.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
 }
 
 impl ApiClient {
@@ -195,6 +203,35 @@ impl ApiClient {
         }
         if !self.require_pkce && self.kind != ApiClientKind::Oidc {
             errs.push("require_pkce: for OIDC clients".into());
+        }
+        if let Some(pem) = &self.backchannel_ca_pem {
+            use rustls_pki_types::pem::PemObject;
+            if self.backchannel_logout_uri.is_none() {
+                errs.push("backchannel_ca_pem: for a client with a backchannel_logout_uri".into());
+            }
+            let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>();
+            match certs {
+                _ if pem.len() > 64 * 1024 => {
+                    errs.push("backchannel_ca_pem: at most 64 KiB of certificates".into())
+                }
+                Ok(c) if !c.is_empty() => {}
+                Ok(_) => errs.push(
+                    "backchannel_ca_pem: no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+                ),
+                Err(e) => errs.push(format!("backchannel_ca_pem: not readable PEM: {e}")),
+            }
+        }
+        if self.public {
+            if self.kind != ApiClientKind::Oidc {
+                errs.push("public: only OIDC clients may be public (the others authenticate with their secret)".into());
+            }
+            if !self.require_pkce {
+                errs.push("require_pkce: a public client has no secret: PKCE is what proves its codes are its own".into());
+            }
+            if self.secret_hash.is_some() {
+                errs.push("secret_hash: a public client has no secret".into());
+            }
         }
         if let Some(h) = &self.secret_hash
             && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))

@@ -3,7 +3,7 @@
 use super::read_secret;
 use crate::app::App;
 use crate::output::{Out, fields, table};
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use tessera_core::admin::Actor;
 use tessera_core::ids::AppName;
@@ -72,6 +72,11 @@ pub struct ApiClientArgs {
     /// logout).
     #[arg(long)]
     backchannel_logout_uri: Option<String>,
+    /// With --backchannel-logout-uri: trust only the CA certificates in this PEM file for
+    /// its HTTPS certificate (a relying party with a certificate of a private CA); otherwise
+    /// the system's CA certificates.
+    #[arg(long, requires = "backchannel_logout_uri")]
+    backchannel_ca_file: Option<String>,
     /// Where an OIDC client may send users after they sign out at /logout (repeat; exact
     /// match).
     #[arg(long = "post-logout-redirect-uri")]
@@ -81,6 +86,10 @@ pub struct ApiClientArgs {
     /// mod_auth_openidc with its defaults: or set OIDCPKCEMethod S256 there instead).
     #[arg(long, value_name = "true|false")]
     require_pkce: Option<bool>,
+    /// OIDC clients: a public client (a single-page or native application that cannot keep a
+    /// secret): no secret is made; it proves its codes with PKCE (S256), always.
+    #[arg(long)]
+    public: bool,
     /// The application its users sign in through (user and OIDC clients).
     #[arg(long)]
     application: Option<String>,
@@ -158,6 +167,10 @@ pub struct ClientArgs {
     /// API clients (OIDC): where logout tokens go ("" removes it).
     #[arg(long)]
     backchannel_logout_uri: Option<String>,
+    /// API clients (OIDC): the CA certificates (PEM file) the back-channel address's HTTPS
+    /// certificate must chain to ("" for the system's).
+    #[arg(long)]
+    backchannel_ca_file: Option<String>,
     /// API clients (OIDC): whether authorization requests must carry PKCE (S256).
     #[arg(long, value_name = "true|false")]
     require_pkce: Option<bool>,
@@ -186,6 +199,7 @@ impl ClientArgs {
                 self.backchannel_logout_uri.is_some(),
                 "--backchannel-logout-uri",
             ),
+            (self.backchannel_ca_file.is_some(), "--backchannel-ca-file"),
             (self.require_pkce.is_some(), "--require-pkce"),
             (self.token_lifetime.is_some(), "--token-lifetime"),
             (self.id_token_alg.is_some(), "--id-token-alg"),
@@ -221,8 +235,16 @@ impl ClientArgs {
     }
 
     /// The changes to an API client.
-    fn api_patch(self) -> tessera_core::admin::ApiClientPatch {
-        tessera_core::admin::ApiClientPatch {
+    fn api_patch(self) -> Result<tessera_core::admin::ApiClientPatch> {
+        let backchannel_ca_pem = match self.backchannel_ca_file.as_deref() {
+            None => None,
+            Some("") => Some(String::new()),
+            Some(f) => Some(
+                std::fs::read_to_string(f).with_context(|| format!("--backchannel-ca-file {f}"))?,
+            ),
+        };
+        Ok(tessera_core::admin::ApiClientPatch {
+            backchannel_ca_pem,
             description: self.description,
             application: self.application,
             redirect_uris: (!self.redirect_uris.is_empty()).then_some(self.redirect_uris),
@@ -233,7 +255,7 @@ impl ClientArgs {
             token_lifetime_seconds: self.token_lifetime,
             id_token_alg: self.id_token_alg,
             ..Default::default()
-        }
+        })
     }
 
     /// Applies the options given to `c`; returns a generated secret to show once.
@@ -340,7 +362,9 @@ fn show_api(out: Out, c: &ApiClient) {
             rows.push(("redirect URIs", list(&c.redirect_uris)));
             rows.push((
                 "PKCE",
-                if c.require_pkce {
+                if c.public {
+                    "required (S256): a public client, no secret".into()
+                } else if c.require_pkce {
                     "required (S256)".into()
                 } else {
                     "optional (the client secret suffices)".into()
@@ -459,27 +483,42 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
                         redirect_uris: args.redirect_uris,
                         id_token_alg: args.id_token_alg,
                         backchannel_logout_uri: args.backchannel_logout_uri,
+                        backchannel_ca_pem: match &args.backchannel_ca_file {
+                            Some(f) => Some(
+                                std::fs::read_to_string(f)
+                                    .with_context(|| format!("--backchannel-ca-file {f}"))?,
+                            ),
+                            None => None,
+                        },
                         post_logout_redirect_uris: args.post_logout_redirect_uris,
                         require_pkce: args.require_pkce,
+                        public: args.public,
                     },
                 )
                 .await?;
             let c = &created.client;
+            let secret = created.client_secret.as_ref().map(|s| s.as_str());
             out.either(
                 &serde_json::json!({
                     "name": c.name, "client_id": c.client_id,
-                    "client_secret": created.client_secret.as_str(),
-                    "type": c.kind.as_str(), "scopes": c.scopes,
+                    "client_secret": secret,
+                    "type": c.kind.as_str(), "scopes": c.scopes, "public": c.public,
                 }),
                 || {
                     outln!("Created API client '{}'.", c.name);
-                    fields(&[
-                        ("client_id", c.client_id.clone()),
-                        ("client_secret", created.client_secret.to_string()),
-                        ("type", c.kind.as_str().into()),
-                        ("scopes", c.scopes.join(" ")),
-                    ]);
-                    outln!("The secret is shown this once: store it now.");
+                    let mut rows = vec![("client_id", c.client_id.clone())];
+                    if let Some(s) = secret {
+                        rows.push(("client_secret", s.to_string()));
+                    }
+                    rows.push(("type", c.kind.as_str().into()));
+                    rows.push(("scopes", c.scopes.join(" ")));
+                    fields(&rows);
+                    match secret {
+                        Some(_) => outln!("The secret is shown this once: store it now."),
+                        None => outln!(
+                            "A public client: no secret; it must send PKCE (S256) with every sign-in."
+                        ),
+                    }
                 },
             );
         }
@@ -534,7 +573,7 @@ pub async fn run(app: &App, out: Out, cmd: ClientCmd) -> Result<()> {
             }
             let name = args.name.clone();
             let saved = admin
-                .update_api_client(&actor, &name, args.api_patch())
+                .update_api_client(&actor, &name, args.api_patch()?)
                 .await?;
             show_api(out, &saved);
         }

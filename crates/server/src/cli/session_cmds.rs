@@ -84,19 +84,21 @@ pub async fn run(app: &App, out: Out, cmd: SessionCmd) -> Result<()> {
             let gone = admin
                 .end_sso_sessions(&Actor::cli(), &user, realm.as_deref(), id.as_deref())
                 .await?;
-            // Relying parties with a back-channel logout address are told (one that is down
-            // is tried again for about a minute).
-            if gone.iter().any(|s| !s.oidc.is_empty()) {
-                eprintln!(
-                    "Telling the relying parties of the ended session(s) (back-channel logout)…"
-                );
-            }
-            let http = tessera_http::HttpState::new(admin.clone(), None);
-            tessera_http::backchannel::notify_now(&http, &gone).await;
+            // Relying parties with a back-channel logout address are told by the running
+            // server (within a second; one that is down is tried again for about a minute).
+            let told = gone.iter().filter(|s| !s.oidc.is_empty()).count();
             let ended = gone.len();
-            out.either(&serde_json::json!({ "ended": ended }), || {
-                outln!("{ended} session(s) of '{user}' ended.")
-            });
+            out.either(
+                &serde_json::json!({ "ended": ended, "backchannel_due": told }),
+                || {
+                    outln!("{ended} session(s) of '{user}' ended.");
+                    if told > 0 {
+                        outln!(
+                            "The running server tells their OpenID Connect clients (back-channel logout; see `tessera audit` for oidc_backchannel_logout)."
+                        );
+                    }
+                },
+            );
         }
     }
     Ok(())
