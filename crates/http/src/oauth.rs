@@ -637,6 +637,7 @@ async fn refresh_grant(
         );
     };
     let now = state.engine.clock().now();
+    let spent_at = state.engine.clock().now_millis();
     let kept = match state
         .engine
         .store()
@@ -669,9 +670,43 @@ async fn refresh_grant(
             "more scope than granted",
         );
     }
-    if client.kind == ApiClientKind::Oidc {
-        return crate::web::oidc_refresh(state, client, kept, params.get("scope")).await;
+    let (username, realm) = (kept.username.clone(), kept.realm.clone());
+    let res = if client.kind == ApiClientKind::Oidc {
+        crate::web::oidc_refresh(state, client, kept, params.get("scope")).await
+    } else {
+        user_refresh(state, client, kept, params, now).await
+    };
+    // A copy of a spent refresh token came back while this one was being renewed: the new
+    // one was kept before this check, so either the copy's revocation took it or it is
+    // revoked here (the mark is written before that revocation).
+    if res.status().is_success()
+        && reuse_marked_since(state, client, &username, &realm, spent_at).await
+    {
+        if let Err(e) = state
+            .engine
+            .store()
+            .revoke_refresh_tokens(&client.client_id, &username, &realm)
+            .await
+        {
+            tracing::error!(error = %e, "refresh tokens not revoked");
+        }
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "unknown, expired or used refresh token",
+        );
     }
+    res
+}
+
+/// The rest of a user client's refresh: a new USER token for a user still active.
+async fn user_refresh(
+    state: &HttpState,
+    client: &ApiClient,
+    kept: tessera_core::store::RefreshToken,
+    params: &HashMap<String, String>,
+    now: i64,
+) -> Response {
     // The user must still be there and active.
     let snap = state.engine.snapshot();
     let realm = tessera_core::ids::RealmName(kept.realm.clone());
@@ -710,6 +745,39 @@ async fn refresh_grant(
     user_token(state, client, &outcome, issue).await
 }
 
+/// The web-state kind marking, per client and user, when a spent refresh token came back.
+const REFRESH_REUSE: &str = "refresh_reuse";
+
+fn reuse_key(client: &ApiClient, username: &str, realm: &str) -> String {
+    ApiClient::hash_secret(&format!("{}\u{0}{realm}\u{0}{username}", client.client_id))
+}
+
+/// Whether a spent refresh token of the client for the user came back at or after
+/// `since_ms`.
+async fn reuse_marked_since(
+    state: &HttpState,
+    client: &ApiClient,
+    username: &str,
+    realm: &str,
+    since_ms: i64,
+) -> bool {
+    let now = state.engine.clock().now();
+    match state
+        .engine
+        .store()
+        .web_state(REFRESH_REUSE, &reuse_key(client, username, realm), now)
+        .await
+    {
+        Ok(Some(mark)) => mark.data.parse::<i64>().is_ok_and(|at| at >= since_ms),
+        Ok(None) => false,
+        // Unknown: the renewal stands (the copy's own revocation may still take it).
+        Err(e) => {
+            tracing::warn!(error = %e, "refresh token reuse mark not read");
+            false
+        }
+    }
+}
+
 /// A spent refresh token presented again was copied — by an attacker or from the client — and
 /// which of the two holds the live one cannot be told: every refresh token the client holds
 /// for the user is spent (RFC 9700 §4.14.2), and the reuse audited.
@@ -722,6 +790,17 @@ async fn spent_refresh_again(state: &HttpState, client: &ApiClient, refresh: &st
     else {
         return;
     };
+    // The mark first: a renewal under way sees it after keeping its new token.
+    let mark = tessera_core::store::WebState {
+        kind: REFRESH_REUSE.into(),
+        key_hash: reuse_key(client, &spent.username, &spent.realm),
+        subject: String::new(),
+        data: state.engine.clock().now_millis().to_string(),
+        expires_at: now + 86_400,
+    };
+    if let Err(e) = store.put_web_state(&mark).await {
+        tracing::error!(error = %e, "refresh token reuse not marked");
+    }
     let revoked = match store
         .revoke_refresh_tokens(&client.client_id, &spent.username, &spent.realm)
         .await

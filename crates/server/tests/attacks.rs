@@ -137,7 +137,95 @@ both_backends!(
     scopes_are_enforced_and_applications_may_require_an_api_client,
     a_burst_of_otps_gets_no_more_checks_than_the_token_allows,
     pin_alone_and_passthru_bursts_get_no_more_checks_than_the_lockout_allows,
+    a_burst_of_one_refresh_token_buys_at_most_one_renewal_and_revokes_the_rest,
 );
+
+/// Refresh token rotation under a race (RFC 9700 §4.14.2): twenty copies of one refresh token
+/// sent at once renew it at most once; the copies that come after are taken for theft and
+/// revoke every refresh token of the client for the user — the one the winner was just given
+/// too, whichever finished first.
+async fn a_burst_of_one_refresh_token_buys_at_most_one_renewal_and_revokes_the_rest(b: Backend) {
+    let s = password_server(b).await;
+    s.set(json!({"public_url": s.url, "regenerate_token": true}))
+        .await;
+    let created = s
+        .admin()
+        .create_api_client(
+            &actor(),
+            NewApiClient {
+                name: "portal".into(),
+                kind: ApiClientKind::User,
+                application: Some("pw".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (id, secret) = (
+        created.client.client_id.clone(),
+        created.client_secret.as_deref().unwrap().to_string(),
+    );
+    let client = |mut form: Vec<(String, String)>| {
+        form.push(("client_id".into(), id.clone()));
+        form.push(("client_secret".into(), secret.clone()));
+        form
+    };
+    let signed_in = burst(
+        &s,
+        "/oauth/token",
+        vec![client(vec![
+            ("grant_type".into(), "password".into()),
+            ("username".into(), "alice".into()),
+            ("password".into(), "alice-password".into()),
+        ])],
+    )
+    .await;
+    assert_eq!(signed_in[0].0, 200, "{signed_in:?}");
+    let refresh = signed_in[0].1["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let forms = (0..20)
+        .map(|_| {
+            client(vec![
+                ("grant_type".into(), "refresh_token".into()),
+                ("refresh_token".into(), refresh.clone()),
+            ])
+        })
+        .collect();
+    let answers = burst(&s, "/oauth/token", forms).await;
+    let renewed: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .collect();
+    assert!(renewed.len() <= 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .filter(|(status, _)| *status != 200)
+            .all(|(status, body)| *status == 400 && body["error"] == "invalid_grant"),
+        "{answers:?}"
+    );
+    let reused = s.audit("refresh_token_reused").await;
+    assert!(!reused.is_empty(), "{answers:?}");
+    // Whatever the winner was given no longer renews.
+    for (_, body) in renewed {
+        let again = burst(
+            &s,
+            "/oauth/token",
+            vec![client(vec![
+                ("grant_type".into(), "refresh_token".into()),
+                (
+                    "refresh_token".into(),
+                    body["refresh_token"].as_str().unwrap().to_string(),
+                ),
+            ])],
+        )
+        .await;
+        assert_eq!(again[0].0, 400, "{again:?}");
+    }
+    s.stop().await;
+}
 
 /// The paths issue 16 added check secrets too: the PIN alone under challenge-response, the
 /// user store's password under passthru. Sixty wrong answers and the right one at once get no
