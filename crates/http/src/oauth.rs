@@ -52,6 +52,48 @@ pub(crate) struct Signer {
     rng: SystemRandom,
 }
 
+/// The token signer, or the answer when its key cannot be had.
+pub(crate) async fn token_signer(state: &HttpState) -> Result<Arc<Signer>, Response> {
+    signer(state).await.map_err(|e| {
+        tracing::error!(error = %e, "OAuth signing key unavailable");
+        oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "no signing key",
+        )
+    })
+}
+
+/// Audits what a client did with a code or token it should not have had again.
+pub(crate) async fn audit_reuse(
+    state: &HttpState,
+    client: &ApiClient,
+    action: &str,
+    (user, realm): (String, String),
+    result: &str,
+    reason: String,
+) {
+    let record = AuditRecord {
+        id: 0,
+        at_ms: state.engine.clock().now_millis(),
+        actor: format!("api:{}", client.name),
+        action: action.into(),
+        door: "api".into(),
+        user: Some(user),
+        realm: Some(realm),
+        serial: None,
+        application: client.application.as_ref().map(|a| a.0.clone()),
+        transaction_id: None,
+        client_ip: None,
+        user_agent: None,
+        result: result.into(),
+        reason,
+    };
+    if let Err(e) = state.engine.store().append_audit(&record).await {
+        tracing::warn!(error = %e, "{action} not audited");
+    }
+}
+
 pub(crate) async fn signer(state: &HttpState) -> Result<Arc<Signer>, String> {
     state
         .oauth_signer
@@ -813,26 +855,43 @@ async fn spent_refresh_again(state: &HttpState, client: &ApiClient, refresh: &st
     };
     tracing::warn!(client = %client.name, user = %spent.username, revoked,
         "a spent refresh token was presented again: the client's refresh tokens for the user are revoked");
-    let record = AuditRecord {
-        id: 0,
-        at_ms: state.engine.clock().now_millis(),
-        actor: format!("api:{}", client.name),
-        action: "refresh_token_reused".into(),
-        door: "api".into(),
-        user: Some(spent.username),
-        realm: Some(spent.realm),
-        serial: None,
-        application: client.application.as_ref().map(|a| a.0.clone()),
-        transaction_id: None,
-        client_ip: None,
-        user_agent: None,
-        result: "error".into(),
-        reason: format!(
+    audit_reuse(
+        state,
+        client,
+        "refresh_token_reused",
+        (spent.username, spent.realm),
+        "error",
+        format!(
             "a spent refresh token was presented again: {revoked} live refresh tokens of the client for the user revoked"
         ),
+    )
+    .await;
+}
+
+/// A new refresh token of `client` for the user, kept by its hash until `expires_at`.
+pub(crate) async fn keep_refresh_token(
+    state: &HttpState,
+    client: &ApiClient,
+    user: &str,
+    realm: &str,
+    scope: &str,
+    expires_at: i64,
+) -> Result<String, Response> {
+    let refresh = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+    let kept = tessera_core::store::RefreshToken {
+        hash: ApiClient::hash_secret(&refresh),
+        client_id: client.client_id.clone(),
+        username: user.to_string(),
+        realm: realm.to_string(),
+        scope: scope.to_string(),
+        expires_at,
     };
-    if let Err(e) = store.append_audit(&record).await {
-        tracing::warn!(error = %e, "audit record not written");
+    match state.engine.store().put_refresh_token(&kept).await {
+        Ok(()) => Ok(refresh),
+        Err(e) => {
+            tracing::error!(error = %e, "refresh token not stored");
+            Err(unavailable())
+        }
     }
 }
 
@@ -846,16 +905,9 @@ async fn user_token(
 ) -> Response {
     use tessera_core::engine::Outcome;
     let settings = state.engine.snapshot().settings.clone();
-    let signer = match signer(state).await {
+    let signer = match token_signer(state).await {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "OAuth signing key unavailable");
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "no signing key",
-            );
-        }
+        Err(res) => return res,
     };
     let now = state.engine.clock().now();
     let jti = tessera_core::rng::random_hex(state.engine.ports().rng.as_ref(), 16);
@@ -959,19 +1011,11 @@ async fn user_token(
             true => now + i64::from(key_minutes) * 60,
             false => now + NO_KEY_EXPIRY_SECONDS,
         });
-        let refresh = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
-        let kept = tessera_core::store::RefreshToken {
-            hash: ApiClient::hash_secret(&refresh),
-            client_id: client.client_id.clone(),
-            username: user.clone(),
-            realm: realm.clone(),
-            scope: scope.clone(),
-            expires_at,
-        };
-        if let Err(e) = state.engine.store().put_refresh_token(&kept).await {
-            tracing::error!(error = %e, "refresh token not stored");
-            return unavailable();
-        }
+        let refresh =
+            match keep_refresh_token(state, client, &user, &realm, &scope, expires_at).await {
+                Ok(r) => r,
+                Err(res) => return res,
+            };
         if let Some(obj) = body.as_object_mut() {
             obj.insert("refresh_token".into(), Value::String(refresh));
         }

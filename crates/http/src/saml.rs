@@ -1089,26 +1089,12 @@ pub(crate) async fn answer(
         &snap.settings.saml_mfa_context_class,
     ) else {
         tracing::info!(sp = %sp.name, user = %user.username, "SAML sign-in did not meet the requested authentication context");
-        let status = Status::with_sub_status(
-            &format!("{STATUS}Responder"),
-            &format!("{STATUS}NoAuthnContext"),
-            Some(
-                "the sign-in did not meet the requested authentication context: the user passed \
-                 a single kind of factor"
-                    .into(),
-            ),
+        let why = "the sign-in did not meet the requested authentication context: the user \
+                   passed a single kind of factor";
+        return (
+            responder_refusal(state, lang, &sp, pending, "NoAuthnContext", why.into()).await,
+            None,
         );
-        let res = error_response(
-            state,
-            lang,
-            &sp,
-            &pending.acs_url,
-            pending.request_id.as_deref(),
-            pending.relay_state.clone(),
-            status,
-        )
-        .await;
-        return (res, None);
     };
     let format = pending.name_id_format.unwrap_or(sp.name_id_format);
     let value = match (&sp.name_id_from, format) {
@@ -1135,25 +1121,14 @@ pub(crate) async fn answer(
         },
     };
     let Some(value) = value else {
-        let status = Status::with_sub_status(
-            &format!("{STATUS}Responder"),
-            &format!("{STATUS}InvalidNameIDPolicy"),
-            Some(match &sp.name_id_from {
-                Some(from) => format!("the user has no single {from} for the NameID"),
-                None => "the user has no mail address for the NameID".into(),
-            }),
+        let why = match &sp.name_id_from {
+            Some(from) => format!("the user has no single {from} for the NameID"),
+            None => "the user has no mail address for the NameID".into(),
+        };
+        return (
+            responder_refusal(state, lang, &sp, pending, "InvalidNameIDPolicy", why).await,
+            None,
         );
-        let res = error_response(
-            state,
-            lang,
-            &sp,
-            &pending.acs_url,
-            pending.request_id.as_deref(),
-            pending.relay_state.clone(),
-            status,
-        )
-        .await;
-        return (res, None);
     };
     let name_id = NameId {
         value,
@@ -1233,6 +1208,33 @@ pub(crate) async fn answer(
             (StatusCode::INTERNAL_SERVER_ERROR.into_response(), None)
         }
     }
+}
+
+/// A `Responder` error with sub-status `sub` posted to the pending request's ACS: the user
+/// signed in, but the answer the SP asked for cannot be given.
+async fn responder_refusal(
+    state: &HttpState,
+    lang: &str,
+    sp: &SamlServiceProvider,
+    pending: &Pending,
+    sub: &str,
+    why: String,
+) -> Response {
+    let status = Status::with_sub_status(
+        &format!("{STATUS}Responder"),
+        &format!("{STATUS}{sub}"),
+        Some(why),
+    );
+    error_response(
+        state,
+        lang,
+        sp,
+        &pending.acs_url,
+        pending.request_id.as_deref(),
+        pending.relay_state.clone(),
+        status,
+    )
+    .await
 }
 
 /// The response signed as the SP wants (assertion, response or both; an encrypted assertion

@@ -7,7 +7,8 @@
 //! SameSite=Lax, need no cookie library.
 
 use crate::oauth::{
-    active_claims, invalid_token, issuer, no_store, oauth_error, signer, unavailable,
+    active_claims, invalid_token, issuer, keep_refresh_token, no_store, oauth_error, token_signer,
+    unavailable,
 };
 use crate::{HttpState, St};
 use axum::Router;
@@ -1884,25 +1885,15 @@ async fn spent_code_again(
     }
     tracing::warn!(client = %client.name, user = %spent.user,
         "authorization code used twice: the access token it bought is revoked");
-    let record = AuditRecord {
-        id: 0,
-        at_ms: state.engine.clock().now_millis(),
-        actor: format!("api:{}", client.name),
-        action: "oidc_code_reused".into(),
-        door: "api".into(),
-        user: Some(spent.user),
-        realm: Some(spent.realm),
-        serial: None,
-        application: client.application.as_ref().map(|a| a.0.clone()),
-        transaction_id: None,
-        client_ip: None,
-        user_agent: None,
-        result: if revoked.is_ok() { "ok" } else { "error" }.into(),
-        reason: "authorization code presented again: its access token is revoked".into(),
-    };
-    if let Err(e) = store.append_audit(&record).await {
-        tracing::warn!(error = %e, "reused code not audited");
-    }
+    crate::oauth::audit_reuse(
+        state,
+        client,
+        "oidc_code_reused",
+        (spent.user, spent.realm),
+        if revoked.is_ok() { "ok" } else { "error" },
+        "authorization code presented again: its access token is revoked".into(),
+    )
+    .await;
 }
 
 /// The authorization_code grant at `/oauth/token` (OIDC clients): the code, once, for the
@@ -2027,16 +2018,9 @@ pub(crate) async fn code_grant(
             return unavailable();
         }
     };
-    let signer = match signer(state).await {
+    let signer = match token_signer(state).await {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "OAuth signing key unavailable");
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "no signing key",
-            );
-        }
+        Err(res) => return res,
     };
     let iss = match issuer(state) {
         Ok(i) => i,
@@ -2116,33 +2100,6 @@ pub(crate) async fn code_grant(
     res
 }
 
-/// A new refresh token of `client` for the user, kept by its hash until `expires_at`.
-async fn keep_refresh_token(
-    state: &HttpState,
-    client: &ApiClient,
-    user: &str,
-    realm: &str,
-    scope: &str,
-    expires_at: i64,
-) -> Result<String, Response> {
-    let refresh = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
-    let kept = tessera_core::store::RefreshToken {
-        hash: ApiClient::hash_secret(&refresh),
-        client_id: client.client_id.clone(),
-        username: user.to_string(),
-        realm: realm.to_string(),
-        scope: scope.to_string(),
-        expires_at,
-    };
-    match state.engine.store().put_refresh_token(&kept).await {
-        Ok(()) => Ok(refresh),
-        Err(e) => {
-            tracing::error!(error = %e, "refresh token not stored");
-            Err(unavailable())
-        }
-    }
-}
-
 /// The refresh_token grant of an OIDC client (`offline_access`): a new access token for a
 /// user who can still sign in, for the same or fewer scopes, and a new refresh token with the
 /// same scope and end; the one presented is spent (`kept`, already taken by the caller).
@@ -2165,16 +2122,9 @@ pub(crate) async fn oidc_refresh(
         }
     }
     let scope = asked_scope.unwrap_or(&kept.scope);
-    let signer = match signer(state).await {
+    let signer = match token_signer(state).await {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "OAuth signing key unavailable");
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "no signing key",
-            );
-        }
+        Err(res) => return res,
     };
     let iss = match issuer(state) {
         Ok(i) => i,

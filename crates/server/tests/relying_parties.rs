@@ -175,6 +175,36 @@ fn openidc_rp(s: &TestServer, name: &str, flags: &[&str], more: &str) -> Apache 
     )
 }
 
+/// The IdP's signing key and certificate, made by OpenSSL in `dir` and imported with the CLI.
+fn import_idp_key(s: &TestServer, dir: &Path) {
+    let (key, cert) = (dir.join("idp.key"), dir.join("idp.crt"));
+    make_certificate(&key, &cert, "/CN=idp");
+    tessera_ok(
+        s,
+        &[
+            "saml",
+            "import-key",
+            key.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ],
+    );
+}
+
+/// A self-signed RSA certificate and its key, made by OpenSSL.
+fn make_certificate(key: &Path, cert: &Path, subject: &str) {
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", subject,
+        ])
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+}
+
 /// Waits (at most 30 s) until the running server's configuration satisfies `ready`.
 fn wait_for_config(s: &TestServer, ready: impl Fn(&tessera_core::engine::Snapshot) -> bool) {
     let started = Instant::now();
@@ -379,27 +409,7 @@ async fn apache_mod_auth_mellon_gets_the_name_id_it_asks_for() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     // The IdP's key, made by OpenSSL.
-    let (idp_key, idp_cert) = (dir.join("idp.key"), dir.join("idp.crt"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=idp",
-        ])
-        .arg("-keyout")
-        .arg(&idp_key)
-        .arg("-out")
-        .arg(&idp_cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
-    tessera_ok(
-        &s,
-        &[
-            "saml",
-            "import-key",
-            idp_key.to_str().unwrap(),
-            idp_cert.to_str().unwrap(),
-        ],
-    );
+    import_idp_key(&s, dir);
     // The SP's key, certificate and metadata, by mellon's own script.
     let port = Apache::free_port();
     let sp = format!("http://127.0.0.1:{port}/mellon");
@@ -641,17 +651,7 @@ fn start_shibd(dir: &Path, entity: &str, idp_entity: &str, idp_meta: &Path) -> (
     );
     let d = dir.display();
     let port = Apache::free_port();
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=sp",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("sp-key.pem"))
-        .arg("-out")
-        .arg(dir.join("sp-cert.pem"))
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    make_certificate(&dir.join("sp-key.pem"), &dir.join("sp-cert.pem"), "/CN=sp");
     for (name, file) in [("shibd", "shibd.log"), ("native", "native.log")] {
         std::fs::write(
             dir.join(format!("{name}.logger")),
@@ -774,27 +774,7 @@ async fn shibboleth_sp_gets_the_attributes_and_the_mfa_context() {
     );
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let (idp_key, idp_cert) = (dir.join("idp.key"), dir.join("idp.crt"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=idp",
-        ])
-        .arg("-keyout")
-        .arg(&idp_key)
-        .arg("-out")
-        .arg(&idp_cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
-    tessera_ok(
-        &s,
-        &[
-            "saml",
-            "import-key",
-            idp_key.to_str().unwrap(),
-            idp_cert.to_str().unwrap(),
-        ],
-    );
+    import_idp_key(&s, dir);
     wait_for_config(&s, |snap| snap.settings.saml_scope == "example.org");
     let idp_meta = dir.join("idp.xml");
     let meta = reqwest::get(format!("{}/saml/metadata", s.url))
