@@ -30,6 +30,9 @@ pub struct Options {
     pub encfile_password: Option<Zeroizing<String>>,
     /// privacyIDEA realm → Tessera realm; a realm not named keeps its name.
     pub realms: BTreeMap<String, String>,
+    /// privacyIDEA LDAP resolver → the Tessera user source that already holds its users; a
+    /// resolver not named becomes a Tessera LDAP source `pi-<resolver>` with its settings.
+    pub resolvers: BTreeMap<String, String>,
     pub dry_run: bool,
 }
 
@@ -65,6 +68,9 @@ pub struct Report {
     /// Tessera LDAP user sources with the settings of the installation's LDAP resolvers, as a
     /// declarative file (`tessera apply`) takes them; the bind password left out.
     pub ldap_sources: Vec<serde_json::Value>,
+    /// What the migration did (or, dry, would do) to Tessera's user sources and realms so that
+    /// the LDAP resolvers' users are found: one line each.
+    pub sources: Vec<String>,
 }
 
 /// The installation as `pi.cfg` names it.
@@ -332,6 +338,9 @@ pub async fn privacyidea(
     };
 
     let owners = Owners::read(&db, &keys, &install.base, &mut report).await?;
+    // The LDAP resolvers' users must be found in the Tessera realms before tokens are given
+    // to them.
+    let pending = adopt_ldap_resolvers(admin, actor, &owners, options, &mut report).await?;
     let mut info: HashMap<String, HashMap<String, String>> = HashMap::new();
     for row in db
         .rows(r#"SELECT CAST(token_id AS TEXT), CAST("Key" AS TEXT), CAST("Value" AS TEXT) FROM tokeninfo"#)
@@ -390,7 +399,17 @@ pub async fn privacyidea(
         let empty = HashMap::new();
         let tinfo = info.get(&t.id).unwrap_or(&empty);
         let owner = owners.of(&t.id, &options.realms);
-        let entry = move_token(admin, actor, &keys, t, tinfo, owner.as_ref(), options).await;
+        let entry = move_token(
+            admin,
+            actor,
+            &keys,
+            t,
+            tinfo,
+            owner.as_ref(),
+            options,
+            &pending,
+        )
+        .await;
         match entry.result {
             "imported" | "would import" => report.imported += 1,
             "exists" => report.exists += 1,
@@ -431,11 +450,156 @@ pub async fn privacyidea(
     Ok(report)
 }
 
+/// Makes the LDAP resolvers' users findable in Tessera: each resolver becomes a Tessera LDAP
+/// user source `pi-<resolver>` with its settings (its bind password decrypted with the
+/// installation's key, sealed by Tessera), or the source `--map` names for it; each Tessera
+/// realm that a privacyIDEA realm with the resolver maps to gets the source (a realm that does
+/// not exist is made with it). Sources and realms already so are left as they are. Returns the
+/// realms a dry run would change (their users cannot be looked up yet).
+async fn adopt_ldap_resolvers(
+    admin: &Admin,
+    actor: &Actor,
+    owners: &Owners,
+    options: &Options,
+    report: &mut Report,
+) -> Result<std::collections::HashSet<String>, String> {
+    let mut pending = std::collections::HashSet::new();
+    use tessera_core::ids::{RealmName, SourceName};
+    use tessera_core::model::{Realm, UserSourceDef};
+    let verb = |done: &str, would: &str| {
+        if options.dry_run {
+            would.to_string()
+        } else {
+            done.to_string()
+        }
+    };
+    let snap = admin.engine().snapshot();
+    for (resolver, def) in &owners.ldap_defs {
+        // The Tessera realms its privacyIDEA realms map to, and whether each finds the
+        // resolver's users already (a source set up before the migration).
+        let logins = owners
+            .ldap_logins
+            .get(resolver)
+            .cloned()
+            .unwrap_or_default();
+        let mut targets = Vec::new();
+        for (pi_realm, _) in owners.realm_resolvers.iter().filter(|(_, r)| r == resolver) {
+            let name = options
+                .realms
+                .get(pi_realm)
+                .cloned()
+                .unwrap_or_else(|| pi_realm.clone());
+            let mut found = false;
+            if snap.realm(&name).is_some() && !options.resolvers.contains_key(resolver) {
+                for login in &logins {
+                    if let Ok(Some(_)) = admin
+                        .engine()
+                        .find_user(&snap, &RealmName(name.clone()), login)
+                        .await
+                    {
+                        found = true;
+                        break;
+                    }
+                }
+            }
+            if found {
+                report.sources.push(format!(
+                    "LDAP resolver {resolver}: realm {name} finds its users already (left as it is)"
+                ));
+            } else {
+                targets.push((pi_realm.clone(), name));
+            }
+        }
+        if targets.is_empty() {
+            continue;
+        }
+        let source = match options.resolvers.get(resolver) {
+            Some(mapped) => {
+                if admin.get::<UserSourceDef>(mapped).is_err() {
+                    return Err(format!(
+                        "--map: the resolver {resolver} is mapped to the user source '{mapped}', which Tessera does not have (tessera source list)"
+                    ));
+                }
+                mapped.clone()
+            }
+            None if admin.get::<UserSourceDef>(def.name.as_str()).is_ok() => {
+                report.sources.push(format!(
+                    "LDAP resolver {resolver}: the user source '{}' exists already (left as it is)",
+                    def.name
+                ));
+                def.name.to_string()
+            }
+            None => {
+                if !options.dry_run {
+                    admin
+                        .put(actor, def.clone())
+                        .await
+                        .map_err(|e| format!("the user source {} is not made: {e}", def.name))?;
+                }
+                report.sources.push(format!(
+                    "LDAP resolver {resolver}: {} the LDAP user source '{}' with its settings",
+                    verb("made", "would make"),
+                    def.name
+                ));
+                def.name.to_string()
+            }
+        };
+        for (pi_realm, name) in targets {
+            let realm = match admin.get::<Realm>(&name) {
+                Ok(r) if r.sources.iter().any(|s| s.as_str() == source) => continue,
+                Ok(mut r) => {
+                    r.sources.push(SourceName::from(source.as_str()));
+                    report.sources.push(format!(
+                        "realm {name}: {} the user source '{source}'",
+                        verb("added", "would add")
+                    ));
+                    r
+                }
+                Err(AdminError::NotFound(_)) => {
+                    report.sources.push(format!(
+                        "realm {name}: {} with the user source '{source}'",
+                        verb("made", "would be made")
+                    ));
+                    Realm {
+                        name: RealmName(name.clone()),
+                        sources: vec![SourceName::from(source.as_str())],
+                        description: format!("privacyIDEA realm {pi_realm}"),
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            if options.dry_run {
+                pending.insert(name.clone());
+            } else {
+                admin
+                    .put(actor, realm)
+                    .await
+                    .map_err(|e| format!("the realm {name} is not changed: {e}"))?;
+            }
+        }
+    }
+    if !options.dry_run && !report.sources.is_empty() {
+        admin
+            .engine()
+            .reload()
+            .await
+            .map_err(|e| format!("the new configuration is not loaded: {e}"))?;
+    }
+    Ok(pending)
+}
+
 /// Where each token's owner lives: privacyIDEA's `tokenowner` with the login names of the
 /// resolvers Tessera can read.
 struct Owners {
     /// token id → (login name or user id, realm, whether the name was found)
     of_token: HashMap<String, (String, String, bool)>,
+    /// The LDAP resolvers as Tessera LDAP sources (with their bind passwords).
+    ldap_defs: Vec<(String, tessera_core::model::UserSourceDef)>,
+    /// A few login names of each LDAP resolver's token owners (to see whether a Tessera realm
+    /// finds them already).
+    ldap_logins: HashMap<String, Vec<String>>,
+    /// (privacyIDEA realm, resolver) for each resolver of each realm.
+    realm_resolvers: Vec<(String, String)>,
 }
 
 impl Owners {
@@ -516,6 +680,8 @@ impl Owners {
         // The owners of LDAP resolvers are looked up in the directory by the id privacyIDEA
         // keeps (the DN, objectGUID or another attribute, as its UIDTYPE says).
         let mut owner_rows = Vec::new();
+        let mut ldap_defs = Vec::new();
+        let mut ldap_logins = HashMap::new();
         for row in db
             .rows("SELECT CAST(token_id AS TEXT), CAST(resolver AS TEXT), CAST(user_id AS TEXT), CAST(realm_id AS TEXT) FROM tokenowner")
             .await?
@@ -536,6 +702,7 @@ impl Owners {
                 }
             };
             report.ldap_sources.push(shown);
+            ldap_defs.push((name.clone(), def.clone()));
             let source = match tessera_directory::LdapSource::new(&def) {
                 Ok(s) => s,
                 Err(e) => {
@@ -573,7 +740,25 @@ impl Owners {
                     "owners in LDAP resolver {name}: the directory could not be searched ({e}); their tokens are imported without owner"
                 ));
             }
+            let mut sample: Vec<String> = users.values().cloned().collect();
+            sample.sort();
+            sample.truncate(5);
+            ldap_logins.insert(name.clone(), sample);
             names.insert(name.clone(), users);
+        }
+        // Which resolvers each realm has.
+        let mut realm_resolvers = Vec::new();
+        if db.has_table("resolverrealm").await {
+            for row in db
+                .rows("SELECT CAST(resolver_id AS TEXT), CAST(realm_id AS TEXT) FROM resolverrealm")
+                .await?
+            {
+                if let [Some(resolver), Some(realm)] = row.as_slice()
+                    && let (Some(resolver), Some(realm)) = (ids.get(resolver), realms.get(realm))
+                {
+                    realm_resolvers.push((realm.clone(), resolver.clone()));
+                }
+            }
         }
         let mut of_token = HashMap::new();
         for row in owner_rows {
@@ -596,7 +781,12 @@ impl Owners {
                 );
             }
         }
-        Ok(Owners { of_token })
+        Ok(Owners {
+            of_token,
+            ldap_defs,
+            ldap_logins,
+            realm_resolvers,
+        })
     }
 
     /// A token's owner: (login name or user id, Tessera realm, whether the name is known).
@@ -608,6 +798,7 @@ impl Owners {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn move_token(
     admin: &Admin,
     actor: &Actor,
@@ -616,6 +807,7 @@ async fn move_token(
     info: &HashMap<String, String>,
     owner: Option<&(String, String, bool)>,
     options: &Options,
+    pending: &std::collections::HashSet<String>,
 ) -> Entry {
     let owner_text = owner.map(|(login, realm, known)| {
         if *known {
@@ -697,6 +889,8 @@ async fn move_token(
             "its PIN is stored in privacyIDEA's legacy format, which cannot be checked elsewhere: set the PIN again in privacyIDEA (it is then hashed anew) and run the migration again".into(),
         );
     }
+    // A dry run cannot look up users in a realm it has not changed yet.
+    let deferred = owner.is_some_and(|(_, realm, known)| *known && pending.contains(realm));
     let token = FileToken {
         line: 0,
         serial: t.serial.clone(),
@@ -708,7 +902,7 @@ async fn move_token(
         period,
         description: (!t.description.is_empty()).then(|| t.description.clone()),
         owner: owner
-            .filter(|(_, _, known)| *known)
+            .filter(|(_, _, known)| *known && !deferred)
             .map(|(login, realm, _)| (login.clone(), (!realm.is_empty()).then(|| realm.clone()))),
     };
     let unknown_owner = owner.is_some_and(|(_, _, known)| !known);
@@ -724,6 +918,8 @@ async fn move_token(
             },
             if unknown_owner {
                 "without owner: its owner's login name is not known (tessera token assign)".into()
+            } else if deferred {
+                "its owner is looked up in the realm once the user source is in it".into()
             } else {
                 String::new()
             },

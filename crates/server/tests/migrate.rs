@@ -609,4 +609,122 @@ async fn finds_owners_of_ldap_resolvers() {
     s.stop().await;
 }
 
+/// An LDAP resolver Tessera has no source for becomes one — `pi-<resolver>` with the
+/// resolver's settings and its bind password — in the realm a mapping file names; a dry run
+/// only says so; a second run finds it all in place; a resolver mapped to a source Tessera
+/// does not have, or a mapping file that is not one, is refused with nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn makes_ldap_sources_and_realms_of_ldap_resolvers() {
+    use tessera_testkit::slapd::{BASE_DN, SVC_DN, SVC_PASSWORD, Slapd};
+    let d = Slapd::start();
+    let s = TestServer::start(Backend::Sqlite, None).await;
+    let work = s.dir.path().join("privacyidea");
+    let out = common::python_peer(
+        "pi",
+        "privacyidea_server.py",
+        &[work.display().to_string()],
+        &json!([
+            {"call": "resolver", "params": {
+                "resolver": "directory", "type": "ldapresolver",
+                "LDAPURI": d.ldap_url, "LDAPBASE": BASE_DN, "BINDDN": SVC_DN, "BINDPW": SVC_PASSWORD,
+                "LOGINNAMEATTRIBUTE": "uid", "LDAPSEARCHFILTER": "(objectClass=inetOrgPerson)",
+                "USERINFO": "{\"username\": \"uid\", \"email\": \"mail\"}",
+                "UIDTYPE": "entryUUID", "TIMEOUT": "5", "SIZELIMIT": "500", "AUTHTYPE": "Simple",
+                "CACHE_TIMEOUT": "0", "NOREFERRALS": "True"}},
+            {"call": "realm", "name": "staff", "resolvers": ["directory"]},
+            {"call": "init_token", "user": "alice", "realm": "staff",
+             "params": {"type": "hotp", "otpkey": KEY20, "serial": "PIMAP1", "pin": "55"}},
+        ]),
+    );
+    assert_eq!(out.len(), 3);
+    let cfg = work.join("pi.cfg").display().to_string();
+    let map = work.join("map.toml");
+    std::fs::write(&map, "[realms]\nstaff = \"people\"\n").unwrap();
+    let map = map.display().to_string();
+    let snap = || s.running.as_ref().unwrap().app.engine.snapshot();
+
+    // Refused, nothing changed: a mapping file with something else in it; a resolver mapped
+    // to a source Tessera does not have.
+    let bad = work.join("bad.toml");
+    std::fs::write(&bad, "[realm]\nstaff = \"people\"\n").unwrap();
+    let (ok, _, err) = migrate(&s, &[&cfg, "--map", &bad.display().to_string()]);
+    assert!(!ok && err.contains("[realms] and [resolvers]"), "{err}");
+    let (ok, _, err) = migrate(
+        &s,
+        &[&cfg, "--map", &map, "--resolver-map", "directory=nowhere"],
+    );
+    assert!(
+        !ok && err.contains("'nowhere', which Tessera does not have"),
+        "{err}"
+    );
+
+    // A dry run says what it would make, and makes nothing.
+    let (ok, report, err) = migrate(&s, &[&cfg, "--map", &map, "--dry-run"]);
+    assert!(ok, "{err}\n{report}");
+    let said = report["sources"].to_string();
+    assert!(
+        said.contains("would make the LDAP user source 'pi-directory'")
+            && said.contains("realm people: would be made with the user source 'pi-directory'"),
+        "{said}"
+    );
+    assert_eq!(
+        entry(&report, "PIMAP1")["result"],
+        "would import",
+        "{report}"
+    );
+    assert!(
+        !tessera(&s, &["source", "show", "pi-directory"])
+            .status
+            .success()
+    );
+    assert!(
+        s.admin()
+            .get::<tessera_core::model::Realm>("people")
+            .is_err()
+    );
+
+    // For real: the source (its bind password kept sealed, never shown), the realm, the
+    // token given to alice in it.
+    let (ok, report, err) = migrate(&s, &[&cfg, "--map", &map]);
+    assert!(ok, "{err}\n{report}");
+    assert_eq!(
+        entry(&report, "PIMAP1")["owner"],
+        "alice@people",
+        "{report}"
+    );
+    assert_eq!(entry(&report, "PIMAP1")["result"], "imported", "{report}");
+    let shown = tessera(&s, &["--json", "source", "show", "pi-directory"]);
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(
+        shown.contains("entryUUID") && !shown.contains(SVC_PASSWORD),
+        "{shown}"
+    );
+    let started = std::time::Instant::now();
+    while snap().realm("people").is_none() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the realm did not reach the server"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let code = oathtool_hotp(&b32(KEY20), 0, 6);
+    assert_eq!(
+        s.check(&[("user", "alice@people"), ("pass", &format!("55{code}"))])
+            .await
+            .0,
+        "ACCEPT"
+    );
+    // Again: all in place.
+    let (ok, report, err) = migrate(&s, &[&cfg, "--map", &map]);
+    assert!(ok, "{err}\n{report}");
+    assert_eq!(entry(&report, "PIMAP1")["result"], "exists");
+    assert!(
+        report["sources"]
+            .to_string()
+            .contains("realm people finds its users already"),
+        "{report}"
+    );
+    s.stop().await;
+}
+
 both_backends!(moves_an_installation, carries_fail_counts);

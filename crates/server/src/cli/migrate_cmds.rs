@@ -36,6 +36,16 @@ pub enum MigrateCmd {
         /// several); realms not named keep their name.
         #[arg(long = "realm-map", value_name = "PI=TESSERA")]
         realm_map: Vec<String>,
+        /// A privacyIDEA LDAP resolver and the Tessera user source that already holds its
+        /// users, as RESOLVER=SOURCE (repeat); a resolver not named becomes the LDAP source
+        /// pi-RESOLVER with its settings, unless the realm finds its users already.
+        #[arg(long = "resolver-map", value_name = "RESOLVER=SOURCE")]
+        resolver_map: Vec<String>,
+        /// A mapping file (TOML) with a [realms] table (privacyIDEA realm = Tessera realm) and a
+        /// [resolvers] table (LDAP resolver = Tessera user source); --realm-map and
+        /// --resolver-map given beside it win.
+        #[arg(long, value_name = "FILE")]
+        map: Option<PathBuf>,
         /// Check everything and report, store nothing.
         #[arg(long)]
         dry_run: bool,
@@ -50,6 +60,8 @@ pub async fn run(app: &App, out: Out, cmd: MigrateCmd) -> Result<()> {
             encfile,
             encfile_password_stdin,
             realm_map,
+            resolver_map,
+            map,
             dry_run,
         } => {
             let encfile_password = if encfile_password_stdin {
@@ -57,13 +69,21 @@ pub async fn run(app: &App, out: Out, cmd: MigrateCmd) -> Result<()> {
             } else {
                 None
             };
-            let mut realms = BTreeMap::new();
-            for pair in realm_map {
-                let (pi, tessera) = pair
-                    .split_once('=')
-                    .filter(|(a, b)| !a.trim().is_empty() && !b.trim().is_empty())
-                    .ok_or_else(|| anyhow!("--realm-map {pair}: expected PI=TESSERA"))?;
-                realms.insert(pi.trim().to_string(), tessera.trim().to_string());
+            let (mut realms, mut resolvers) = match &map {
+                Some(file) => read_map(file)?,
+                None => (BTreeMap::new(), BTreeMap::new()),
+            };
+            for (flag, pairs, into) in [
+                ("--realm-map", realm_map, &mut realms),
+                ("--resolver-map", resolver_map, &mut resolvers),
+            ] {
+                for pair in pairs {
+                    let (pi, tessera) = pair
+                        .split_once('=')
+                        .filter(|(a, b)| !a.trim().is_empty() && !b.trim().is_empty())
+                        .ok_or_else(|| anyhow!("{flag} {pair}: expected NAME=NAME"))?;
+                    into.insert(pi.trim().to_string(), tessera.trim().to_string());
+                }
             }
             let options = migrate::Options {
                 config: pi_cfg,
@@ -71,6 +91,7 @@ pub async fn run(app: &App, out: Out, cmd: MigrateCmd) -> Result<()> {
                 encfile,
                 encfile_password,
                 realms,
+                resolvers,
                 dry_run,
             };
             let report = migrate::privacyidea(&app.admin, &Actor::cli(), &options)
@@ -86,6 +107,34 @@ pub async fn run(app: &App, out: Out, cmd: MigrateCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A mapping file: `[realms]` and `[resolvers]` tables of names; anything else is refused.
+type Maps = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+fn read_map(file: &std::path::Path) -> Result<Maps> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct MapFile {
+        #[serde(default)]
+        realms: BTreeMap<String, String>,
+        #[serde(default)]
+        resolvers: BTreeMap<String, String>,
+    }
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow!("--map {}: {e}", file.display()))?;
+    let parsed: MapFile = toml::from_str(&text).map_err(|e| {
+        anyhow!(
+            "--map {}: {e}(expected [realms] and [resolvers] tables of \"privacyIDEA name\" = \"Tessera name\")",
+            file.display()
+        )
+    })?;
+    for (k, v) in parsed.realms.iter().chain(&parsed.resolvers) {
+        if k.trim().is_empty() || v.trim().is_empty() {
+            bail!("--map {}: an empty name", file.display());
+        }
+    }
+    Ok((parsed.realms, parsed.resolvers))
 }
 
 fn show(out: Out, report: &Report) {
@@ -115,6 +164,12 @@ fn show(out: Out, report: &Report) {
             report.exists,
             report.refused
         );
+        if !report.sources.is_empty() {
+            outln!("\nUser sources and realms:");
+            for line in &report.sources {
+                outln!("  - {line}");
+            }
+        }
         if !report.not_migrated.is_empty() {
             outln!("\nNot migrated:");
             for line in &report.not_migrated {
