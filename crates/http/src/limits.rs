@@ -112,10 +112,18 @@ fn too_many(state: &HttpState, path: &str) -> Response {
 
 /// Every request body arrives within the read deadline (`http.read_timeout_secs`, as the
 /// headers) and within [`crate::MAX_BODY`], or the request is answered 408 (413) before any
-/// handler waits for it.
+/// handler waits for it. A token file for `/api/v1/tokens/import` may be up to
+/// [`crate::MAX_IMPORT_BODY`] — for a signed-in administrator only: nobody else gets more than
+/// the usual read.
 pub(crate) async fn body_deadline(state: St, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let limit = if parts.uri.path() == "/api/v1/tokens/import" {
+    let administrator = || async {
+        match crate::oauth::bearer(&parts.headers) {
+            Some(token) => matches!(state.admin.session(token).await, Ok(Some(_))),
+            None => false,
+        }
+    };
+    let limit = if parts.uri.path() == "/api/v1/tokens/import" && administrator().await {
         crate::MAX_IMPORT_BODY
     } else {
         crate::MAX_BODY

@@ -239,6 +239,29 @@ async fn imports_what_privacyidea_wrote(backend: Backend) {
         ),
         (Some("SHA256"), Some(8), Some(60))
     );
+    // A large file is read for a signed-in administrator only: without the bearer (or with a
+    // wrong one) nothing past the usual 64 KiB is read.
+    let big = json!({"data": "x".repeat(200 * 1024), "psk_hex": RFC_PSK});
+    for bearer in [None, Some("not-a-session")] {
+        let mut req = s
+            .http
+            .post(format!("{}/api/v1/tokens/import", s.url))
+            .json(&big);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 413, "{bearer:?}");
+    }
+    let res = s
+        .http
+        .post(format!("{}/api/v1/tokens/import", s.url))
+        .bearer_auth(&admin)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "read, and refused as no token file");
     // A wrong key through the API: refused per entry, nothing stored.
     let res = s
         .http
