@@ -9,7 +9,7 @@ use tessera_core::admin::bootstrap_defaults;
 use tessera_core::hashing::{HashCost, hash_blocking};
 use tessera_core::ids::{Serial, SourceName, UserId};
 use tessera_core::model::{NewLocalUser, NewToken, TokenKind, TokenState, User};
-use tessera_core::store::Store;
+use tessera_core::store::ConfigStore;
 use tessera_otp::{Algorithm, Digits};
 use tessera_store::{MasterKey, SqlStore, StoreOptions};
 use zeroize::Zeroizing;

@@ -1,5 +1,9 @@
-//! The `Store` port: every piece of state the engine keeps. Implemented for SQLite and
-//! PostgreSQL by `tessera-store`; the contract tests there run on both.
+//! The store ports: every piece of state Tessera keeps, in role traits — [`MetaStore`],
+//! [`ConfigStore`], [`UserStore`], [`TokenStore`], [`FlowStore`], [`OutboxStore`],
+//! [`LockStore`], [`AuditStore`], [`AdminStore`], [`WebStateStore`] — and their union
+//! [`Store`], the handle the engine holds. Implemented for SQLite and PostgreSQL by
+//! `tessera-store`; the contract tests there run on both. A service that needs one part should
+//! take that role only.
 //!
 //! Finders return `Ok(None)` for "not there"; a database fault is always an `Err`. State changes
 //! that decide an authentication (accepting an OTP, advancing a transaction, counting a failure)
@@ -10,8 +14,8 @@
 //! `set_resync_state`, `reserve_attempt`, `release_attempt`, `clear_locks`). Their answer is final when they return (every later write sees them), but the
 //! embedded store may commit them only together with the caller's next write. A caller
 //! therefore makes a committed write (the audit record of the decision) before it tells anyone
-//! the outcome, and then checks that [`Store::lost_writes`] did not move since before the
-//! deciding writes. Until then reads may not see them; [`Store::flush`] waits for that. This
+//! the outcome, and then checks that [`MetaStore::lost_writes`] did not move since before the
+//! deciding writes. Until then reads may not see them; [`MetaStore::flush`] waits for that. This
 //! saves a commit wait per login.
 
 use crate::ids::{Serial, SourceName, TransactionId, UserId, UserRef};
@@ -38,7 +42,7 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Fails when a deciding write answered since `before` (a [`Store::lost_writes`] reading) was
+/// Fails when a deciding write answered since `before` (a [`MetaStore::lost_writes`] reading) was
 /// lost: called after the caller's committed write, before it answers.
 pub fn ensure_kept(store: &dyn Store, before: u64) -> StoreResult<()> {
     if store.lost_writes() == before {
@@ -141,8 +145,9 @@ pub struct TokenFilter {
     pub offset: u32,
 }
 
+/// Bootstrap values (flags, the key check, salts) and the store's health and upkeep.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait MetaStore: Send + Sync {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Counts the deciding writes (see the module documentation) that were answered and then
@@ -153,81 +158,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// caller that reads back what its deciding writes changed.
     async fn flush(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
-
-    // --- meta (bootstrap flags, key check) ---
     async fn meta(&self, key: &str) -> StoreResult<Option<String>>;
     async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
     /// Sets `key` to `value` unless it has a value; returns the value it has afterwards (so
     /// that nodes racing to create something all end up with the same).
     async fn init_meta(&self, key: &str, value: &str) -> StoreResult<String>;
-    /// Remembers that the token `jti` is revoked until it expires anyway.
-    async fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
-    async fn token_revoked(&self, jti: &str) -> StoreResult<bool>;
-    /// Keeps a refresh token (by its hash).
-    async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
-    /// Spends a refresh token of `client_id`, once, if unexpired at `now`: what it was for.
-    async fn use_refresh_token(
-        &self,
-        hash: &str,
-        client_id: &str,
-        now: i64,
-    ) -> StoreResult<Option<RefreshToken>>;
-    /// A refresh token of `client_id` that was spent and has not expired: what it was for.
-    /// Presented again, it was copied (RFC 9700 §4.14.2: refresh token rotation).
-    async fn spent_refresh_token(
-        &self,
-        hash: &str,
-        client_id: &str,
-        now: i64,
-    ) -> StoreResult<Option<RefreshToken>>;
-    /// Spends every refresh token a client holds for a user; how many were live.
-    async fn revoke_refresh_tokens(
-        &self,
-        client_id: &str,
-        username: &str,
-        realm: &str,
-    ) -> StoreResult<u64>;
+    /// Deletes expired transactions and sessions; returns how many rows went.
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+}
 
-    // --- MFA passwords (seed 003) ---
-    /// The Argon2id hash of a user's MFA password.
-    async fn mfa_password(&self, user: &UserRef) -> StoreResult<Option<String>>;
-    /// Sets (or replaces) a user's MFA password hash. Deciding.
-    async fn set_mfa_password(&self, user: &UserRef, hash: &str, now: i64) -> StoreResult<()>;
-    /// Removes a user's MFA password (the user sets a new one at the next login); false when
-    /// there was none.
-    async fn delete_mfa_password(&self, user: &UserRef) -> StoreResult<bool>;
-
-    // --- web sign-in state (login flows, SSO sessions, authorization codes) ---
-    /// Keeps `data` under (`kind`, `key_hash`) until `expires_at`, replacing what was there.
-    async fn put_web_state(&self, state: &WebState) -> StoreResult<()>;
-    /// Keeps `state` unless an unexpired state is under its (`kind`, `key_hash`): true when it
-    /// was kept (first seen), false when one was there. Deciding: of two at once, one wins.
-    async fn claim_web_state(&self, state: &WebState, now: i64) -> StoreResult<bool>;
-    /// The unexpired state under (`kind`, `key_hash`).
-    async fn web_state(
-        &self,
-        kind: &str,
-        key_hash: &str,
-        now: i64,
-    ) -> StoreResult<Option<WebState>>;
-    /// Removes and returns the unexpired state, once (single-use codes). Deciding.
-    async fn take_web_state(
-        &self,
-        kind: &str,
-        key_hash: &str,
-        now: i64,
-    ) -> StoreResult<Option<WebState>>;
-    /// The unexpired states of `kind` for `subject` (a user's SSO sessions).
-    async fn web_states_of(
-        &self,
-        kind: &str,
-        subject: &str,
-        now: i64,
-    ) -> StoreResult<Vec<WebState>>;
-    /// Removes the state; false when there was none.
-    async fn delete_web_state(&self, kind: &str, key_hash: &str) -> StoreResult<bool>;
-
-    // --- configuration ---
+/// Settings and named configuration documents, and the sealing of their secrets.
+#[async_trait]
+pub trait ConfigStore: Send + Sync {
     /// Bumped by every change to settings or configuration documents, on any node.
     async fn config_version(&self) -> StoreResult<i64>;
     async fn settings(&self) -> StoreResult<Map<String, Value>>;
@@ -246,8 +188,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// under the master key; `context` binds it to its place (it opens nowhere else).
     fn seal_secret(&self, plaintext: &[u8], context: &str) -> Vec<u8>;
     fn open_secret(&self, sealed: &[u8], context: &str) -> StoreResult<Zeroizing<Vec<u8>>>;
+}
 
-    // --- local users ---
+/// Users kept by Tessera itself, and the MFA passwords of users of any source (seed 003).
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// The Argon2id hash of a user's MFA password.
+    async fn mfa_password(&self, user: &UserRef) -> StoreResult<Option<String>>;
+    /// Sets (or replaces) a user's MFA password hash. Deciding.
+    async fn set_mfa_password(&self, user: &UserRef, hash: &str, now: i64) -> StoreResult<()>;
+    /// Removes a user's MFA password (the user sets a new one at the next login); false when
+    /// there was none.
+    async fn delete_mfa_password(&self, user: &UserRef) -> StoreResult<bool>;
     async fn create_local_user(&self, user: &NewLocalUser, now: i64) -> StoreResult<()>;
     /// Login names compare case-insensitively.
     async fn local_user_by_name(
@@ -270,8 +222,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
     ) -> StoreResult<bool>;
     async fn delete_local_user(&self, source: &SourceName, id: &UserId) -> StoreResult<bool>;
+}
 
-    // --- tokens ---
+/// Authenticators and their single-use budgets (fail counter, last accepted step).
+#[async_trait]
+pub trait TokenStore: Send + Sync {
     async fn insert_token(&self, token: &NewToken) -> StoreResult<()>;
     async fn token(&self, serial: &Serial) -> StoreResult<Option<Token>>;
     async fn tokens_of(&self, owner: &UserRef) -> StoreResult<Vec<Token>>;
@@ -334,8 +289,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         counter: Option<i64>,
         at: Option<i64>,
     ) -> StoreResult<()>;
+}
 
-    // --- transactions (challenges) ---
+/// Transactions of logins in progress: challenges, sent codes, links.
+#[async_trait]
+pub trait FlowStore: Send + Sync {
     /// Creates a transaction and, with `message`, queues the message that carries its code in
     /// the same database transaction: both or neither.
     async fn create_transaction(
@@ -392,10 +350,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: &TransactionId,
         status: TxStatus,
     ) -> StoreResult<bool>;
-    /// Deletes expired transactions and sessions; returns how many rows went.
-    async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+}
 
-    // --- outbox ---
+/// Messages queued for delivery (codes, links), claimed by one sender at a time.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
     /// Queues a message that belongs to no transaction (a notice).
     async fn queue_message(&self, message: &OutboxMessage) -> StoreResult<()>;
     /// Claims up to `limit` messages due at `now` (pending, or sending with an expired lease:
@@ -418,8 +377,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<bool>;
     /// Messages, newest first: pending and failed ones, or all.
     async fn list_outbox(&self, all: bool, limit: u32) -> StoreResult<Vec<OutboxMessage>>;
+}
 
-    // --- lockout (see [`crate::lockout`]) ---
+/// Account and address lockout budgets (see [`crate::lockout`]).
+#[async_trait]
+pub trait LockStore: Send + Sync {
     async fn lock_state(&self, key: &LockKey) -> StoreResult<Option<LockState>>;
     /// Takes one attempt of `kind` from the budget of `key`, before the attempt is checked: one
     /// conditional write that counts it unless the key is locked at `now` (a count older than
@@ -449,12 +411,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         prefix: &str,
         limit: u32,
     ) -> StoreResult<Vec<(String, LockState)>>;
+}
 
-    // --- audit ---
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+}
 
-    // --- administrators ---
+/// Administrator accounts and their sessions.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
     async fn create_admin(&self, admin: &AdminAccount) -> StoreResult<()>;
     async fn admin(&self, name: &str) -> StoreResult<Option<AdminAccount>>;
     async fn list_admins(&self) -> StoreResult<Vec<AdminAccount>>;
@@ -464,4 +432,96 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn session(&self, token_hash: &str) -> StoreResult<Option<AdminSession>>;
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
     async fn delete_sessions_of(&self, admin: &str) -> StoreResult<()>;
+}
+
+/// Web sign-in state (login flows, SSO sessions, authorization codes) and OAuth grants (revoked access tokens, refresh tokens).
+#[async_trait]
+pub trait WebStateStore: Send + Sync {
+    /// Remembers that the token `jti` is revoked until it expires anyway.
+    async fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
+    async fn token_revoked(&self, jti: &str) -> StoreResult<bool>;
+    /// Keeps a refresh token (by its hash).
+    async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// Spends a refresh token of `client_id`, once, if unexpired at `now`: what it was for.
+    async fn use_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<RefreshToken>>;
+    /// A refresh token of `client_id` that was spent and has not expired: what it was for.
+    /// Presented again, it was copied (RFC 9700 §4.14.2: refresh token rotation).
+    async fn spent_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<RefreshToken>>;
+    /// Spends every refresh token a client holds for a user; how many were live.
+    async fn revoke_refresh_tokens(
+        &self,
+        client_id: &str,
+        username: &str,
+        realm: &str,
+    ) -> StoreResult<u64>;
+    /// Keeps `data` under (`kind`, `key_hash`) until `expires_at`, replacing what was there.
+    async fn put_web_state(&self, state: &WebState) -> StoreResult<()>;
+    /// Keeps `state` unless an unexpired state is under its (`kind`, `key_hash`): true when it
+    /// was kept (first seen), false when one was there. Deciding: of two at once, one wins.
+    async fn claim_web_state(&self, state: &WebState, now: i64) -> StoreResult<bool>;
+    /// The unexpired state under (`kind`, `key_hash`).
+    async fn web_state(
+        &self,
+        kind: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<WebState>>;
+    /// Removes and returns the unexpired state, once (single-use codes). Deciding.
+    async fn take_web_state(
+        &self,
+        kind: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<WebState>>;
+    /// The unexpired states of `kind` for `subject` (a user's SSO sessions).
+    async fn web_states_of(
+        &self,
+        kind: &str,
+        subject: &str,
+        now: i64,
+    ) -> StoreResult<Vec<WebState>>;
+    /// Removes the state; false when there was none.
+    async fn delete_web_state(&self, kind: &str, key_hash: &str) -> StoreResult<bool>;
+}
+
+/// Everything Tessera keeps, as one handle: the union of the role traits above, which a
+/// backend implements one by one. Services that need one part take that role.
+pub trait Store:
+    MetaStore
+    + ConfigStore
+    + UserStore
+    + TokenStore
+    + FlowStore
+    + OutboxStore
+    + LockStore
+    + AuditStore
+    + AdminStore
+    + WebStateStore
+    + std::fmt::Debug
+{
+}
+
+impl<T> Store for T where
+    T: MetaStore
+        + ConfigStore
+        + UserStore
+        + TokenStore
+        + FlowStore
+        + OutboxStore
+        + LockStore
+        + AuditStore
+        + AdminStore
+        + WebStateStore
+        + std::fmt::Debug
+{
 }

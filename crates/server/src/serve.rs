@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tessera_core::clock::Clock;
-use tessera_core::store::Store;
+use tessera_core::store::MetaStore;
 use tessera_http::{HttpState, MetricsRender};
 use tokio::net::TcpListener;
 use tokio::sync::watch;

@@ -1,4 +1,5 @@
-//! `Store` for `SqlStore`: each method delegates to the module that holds its queries.
+//! The store's role traits for `SqlStore`: each method delegates to the module that holds its
+//! queries.
 
 use crate::SqlStore;
 use async_trait::async_trait;
@@ -9,30 +10,27 @@ use tessera_core::model::{
     NewToken, OutboxMessage, SentCode, Token, TokenPatch, Transaction, TxStatus, UserPatch,
 };
 use tessera_core::store::{
-    ConfigDoc, ConfigKind, FailKind, LockKey, LockPolicy, LockState, Reservation, Store,
-    StoreError, StoreResult, TokenFilter, UserFilter,
+    AdminStore, AuditStore, ConfigDoc, ConfigKind, ConfigStore, FailKind, FlowStore, LockKey,
+    LockPolicy, LockState, LockStore, MetaStore, OutboxStore, Reservation, StoreError, StoreResult,
+    TokenFilter, TokenStore, UserFilter, UserStore, WebStateStore,
 };
 use zeroize::Zeroizing;
 
 #[async_trait]
-impl Store for SqlStore {
+impl MetaStore for SqlStore {
     fn backend(&self) -> &'static str {
         self.backend.as_str()
     }
-
     fn lost_writes(&self) -> u64 {
         self.db.lost_writes()
     }
-
     async fn flush(&self) -> StoreResult<()> {
         self.db.flush().await
     }
-
     async fn ping(&self) -> StoreResult<()> {
         self.db.query("SELECT 1 AS one", vec![]).await?;
         Ok(())
     }
-
     async fn meta(&self, key: &str) -> StoreResult<Option<String>> {
         self.meta_impl(key).await
     }
@@ -42,94 +40,13 @@ impl Store for SqlStore {
     async fn init_meta(&self, key: &str, value: &str) -> StoreResult<String> {
         self.init_meta_impl(key, value).await
     }
-    async fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
-        self.revoke_token_impl(jti, expires_at).await
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+        self.purge_expired_impl(now).await
     }
-    async fn token_revoked(&self, jti: &str) -> StoreResult<bool> {
-        self.token_revoked_impl(jti).await
-    }
-    async fn put_refresh_token(
-        &self,
-        token: &tessera_core::store::RefreshToken,
-    ) -> StoreResult<()> {
-        self.put_refresh_token_impl(token).await
-    }
-    async fn use_refresh_token(
-        &self,
-        hash: &str,
-        client_id: &str,
-        now: i64,
-    ) -> StoreResult<Option<tessera_core::store::RefreshToken>> {
-        self.use_refresh_token_impl(hash, client_id, now).await
-    }
-    async fn spent_refresh_token(
-        &self,
-        hash: &str,
-        client_id: &str,
-        now: i64,
-    ) -> StoreResult<Option<tessera_core::store::RefreshToken>> {
-        self.spent_refresh_token_impl(hash, client_id, now).await
-    }
-    async fn revoke_refresh_tokens(
-        &self,
-        client_id: &str,
-        username: &str,
-        realm: &str,
-    ) -> StoreResult<u64> {
-        self.revoke_refresh_tokens_impl(client_id, username, realm)
-            .await
-    }
-    async fn mfa_password(&self, user: &tessera_core::ids::UserRef) -> StoreResult<Option<String>> {
-        self.mfa_password_impl(user).await
-    }
-    async fn set_mfa_password(
-        &self,
-        user: &tessera_core::ids::UserRef,
-        hash: &str,
-        now: i64,
-    ) -> StoreResult<()> {
-        self.set_mfa_password_impl(user, hash, now).await
-    }
-    async fn delete_mfa_password(&self, user: &tessera_core::ids::UserRef) -> StoreResult<bool> {
-        self.delete_mfa_password_impl(user).await
-    }
-    async fn put_web_state(&self, state: &tessera_core::store::WebState) -> StoreResult<()> {
-        self.put_web_state_impl(state).await
-    }
-    async fn claim_web_state(
-        &self,
-        state: &tessera_core::store::WebState,
-        now: i64,
-    ) -> StoreResult<bool> {
-        self.claim_web_state_impl(state, now).await
-    }
-    async fn web_state(
-        &self,
-        kind: &str,
-        key_hash: &str,
-        now: i64,
-    ) -> StoreResult<Option<tessera_core::store::WebState>> {
-        self.web_state_impl(kind, key_hash, now, false).await
-    }
-    async fn take_web_state(
-        &self,
-        kind: &str,
-        key_hash: &str,
-        now: i64,
-    ) -> StoreResult<Option<tessera_core::store::WebState>> {
-        self.web_state_impl(kind, key_hash, now, true).await
-    }
-    async fn web_states_of(
-        &self,
-        kind: &str,
-        subject: &str,
-        now: i64,
-    ) -> StoreResult<Vec<tessera_core::store::WebState>> {
-        self.web_states_of_impl(kind, subject, now).await
-    }
-    async fn delete_web_state(&self, kind: &str, key_hash: &str) -> StoreResult<bool> {
-        self.delete_web_state_impl(kind, key_hash).await
-    }
+}
+
+#[async_trait]
+impl ConfigStore for SqlStore {
     async fn config_version(&self) -> StoreResult<i64> {
         self.config_version_impl().await
     }
@@ -162,7 +79,24 @@ impl Store for SqlStore {
             .open(sealed, context)
             .map_err(|e| StoreError::Unseal(format!("{context}: {e}")))
     }
+}
 
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn mfa_password(&self, user: &tessera_core::ids::UserRef) -> StoreResult<Option<String>> {
+        self.mfa_password_impl(user).await
+    }
+    async fn set_mfa_password(
+        &self,
+        user: &tessera_core::ids::UserRef,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.set_mfa_password_impl(user, hash, now).await
+    }
+    async fn delete_mfa_password(&self, user: &tessera_core::ids::UserRef) -> StoreResult<bool> {
+        self.delete_mfa_password_impl(user).await
+    }
     async fn create_local_user(&self, user: &NewLocalUser, now: i64) -> StoreResult<()> {
         self.create_local_user_impl(user, now).await
     }
@@ -198,7 +132,10 @@ impl Store for SqlStore {
     async fn delete_local_user(&self, source: &SourceName, id: &UserId) -> StoreResult<bool> {
         self.delete_local_user_impl(source, id).await
     }
+}
 
+#[async_trait]
+impl TokenStore for SqlStore {
     async fn insert_token(&self, token: &NewToken) -> StoreResult<()> {
         self.insert_token_impl(token).await
     }
@@ -269,7 +206,10 @@ impl Store for SqlStore {
     ) -> StoreResult<()> {
         self.set_resync_state_impl(serial, counter, at).await
     }
+}
 
+#[async_trait]
+impl FlowStore for SqlStore {
     async fn create_transaction(
         &self,
         tx: &Transaction,
@@ -310,6 +250,31 @@ impl Store for SqlStore {
     ) -> StoreResult<bool> {
         self.answer_link_impl(id, hash, status, now).await
     }
+    async fn transaction(&self, id: &TransactionId) -> StoreResult<Option<Transaction>> {
+        self.transaction_impl(id).await
+    }
+    async fn advance_transaction(
+        &self,
+        id: &TransactionId,
+        from: u32,
+        to: u32,
+        serials: &[Serial],
+        complete: bool,
+    ) -> StoreResult<bool> {
+        self.advance_transaction_impl(id, from, to, serials, complete)
+            .await
+    }
+    async fn set_transaction_status(
+        &self,
+        id: &TransactionId,
+        status: TxStatus,
+    ) -> StoreResult<bool> {
+        self.set_transaction_status_impl(id, status).await
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqlStore {
     async fn claim_outbox(
         &self,
         now: i64,
@@ -335,31 +300,10 @@ impl Store for SqlStore {
     async fn list_outbox(&self, all: bool, limit: u32) -> StoreResult<Vec<OutboxMessage>> {
         self.list_outbox_impl(all, limit).await
     }
-    async fn transaction(&self, id: &TransactionId) -> StoreResult<Option<Transaction>> {
-        self.transaction_impl(id).await
-    }
-    async fn advance_transaction(
-        &self,
-        id: &TransactionId,
-        from: u32,
-        to: u32,
-        serials: &[Serial],
-        complete: bool,
-    ) -> StoreResult<bool> {
-        self.advance_transaction_impl(id, from, to, serials, complete)
-            .await
-    }
-    async fn set_transaction_status(
-        &self,
-        id: &TransactionId,
-        status: TxStatus,
-    ) -> StoreResult<bool> {
-        self.set_transaction_status_impl(id, status).await
-    }
-    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-        self.purge_expired_impl(now).await
-    }
+}
 
+#[async_trait]
+impl LockStore for SqlStore {
     async fn lock_state(&self, key: &LockKey) -> StoreResult<Option<LockState>> {
         self.lock_state_impl(key).await
     }
@@ -388,14 +332,20 @@ impl Store for SqlStore {
     ) -> StoreResult<Vec<(String, LockState)>> {
         self.locks_with_prefix_impl(prefix, limit).await
     }
+}
 
+#[async_trait]
+impl AuditStore for SqlStore {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
         self.append_audit_impl(record).await
     }
     async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
         self.query_audit_impl(query).await
     }
+}
 
+#[async_trait]
+impl AdminStore for SqlStore {
     async fn create_admin(&self, admin: &AdminAccount) -> StoreResult<()> {
         self.create_admin_impl(admin).await
     }
@@ -422,5 +372,83 @@ impl Store for SqlStore {
     }
     async fn delete_sessions_of(&self, admin: &str) -> StoreResult<()> {
         self.delete_sessions_of_impl(admin).await
+    }
+}
+
+#[async_trait]
+impl WebStateStore for SqlStore {
+    async fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
+        self.revoke_token_impl(jti, expires_at).await
+    }
+    async fn token_revoked(&self, jti: &str) -> StoreResult<bool> {
+        self.token_revoked_impl(jti).await
+    }
+    async fn put_refresh_token(
+        &self,
+        token: &tessera_core::store::RefreshToken,
+    ) -> StoreResult<()> {
+        self.put_refresh_token_impl(token).await
+    }
+    async fn use_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<tessera_core::store::RefreshToken>> {
+        self.use_refresh_token_impl(hash, client_id, now).await
+    }
+    async fn spent_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<tessera_core::store::RefreshToken>> {
+        self.spent_refresh_token_impl(hash, client_id, now).await
+    }
+    async fn revoke_refresh_tokens(
+        &self,
+        client_id: &str,
+        username: &str,
+        realm: &str,
+    ) -> StoreResult<u64> {
+        self.revoke_refresh_tokens_impl(client_id, username, realm)
+            .await
+    }
+    async fn put_web_state(&self, state: &tessera_core::store::WebState) -> StoreResult<()> {
+        self.put_web_state_impl(state).await
+    }
+    async fn claim_web_state(
+        &self,
+        state: &tessera_core::store::WebState,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.claim_web_state_impl(state, now).await
+    }
+    async fn web_state(
+        &self,
+        kind: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<tessera_core::store::WebState>> {
+        self.web_state_impl(kind, key_hash, now, false).await
+    }
+    async fn take_web_state(
+        &self,
+        kind: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<tessera_core::store::WebState>> {
+        self.web_state_impl(kind, key_hash, now, true).await
+    }
+    async fn web_states_of(
+        &self,
+        kind: &str,
+        subject: &str,
+        now: i64,
+    ) -> StoreResult<Vec<tessera_core::store::WebState>> {
+        self.web_states_of_impl(kind, subject, now).await
+    }
+    async fn delete_web_state(&self, kind: &str, key_hash: &str) -> StoreResult<bool> {
+        self.delete_web_state_impl(kind, key_hash).await
     }
 }

@@ -11,8 +11,11 @@ use tessera_core::model::{
     TokenPatch, TokenState, Transaction, TxOrigin, TxStatus, User, UserPatch,
 };
 use tessera_core::store::{
-    ConfigKind, FailKind, LockKey, LockPolicy, Reservation, Store, StoreError, TokenFilter,
-    UserFilter,
+    AdminStore, AuditStore, ConfigStore, FlowStore, LockStore, MetaStore, OutboxStore, TokenStore,
+    UserStore, WebStateStore,
+};
+use tessera_core::store::{
+    ConfigKind, FailKind, LockKey, LockPolicy, Reservation, StoreError, TokenFilter, UserFilter,
 };
 use tessera_otp::{Algorithm, Digits};
 use tessera_store::{MasterKey, OpenError, SqlStore, StoreOptions};
