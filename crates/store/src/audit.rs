@@ -1,4 +1,5 @@
-//! The audit log, administrators and their sessions.
+//! The audit log ([`tessera_core::store::AuditStore`]), administrators and their sessions
+//! ([`tessera_core::store::AdminStore`]).
 
 use crate::SqlStore;
 use crate::db::{Db, Row, Stmt, params};
@@ -121,8 +122,9 @@ impl AuditSink {
     }
 }
 
-impl SqlStore {
-    pub(crate) async fn append_audit_impl(&self, r: &AuditRecord) -> StoreResult<()> {
+#[async_trait::async_trait]
+impl tessera_core::store::AuditStore for SqlStore {
+    async fn append_audit(&self, r: &AuditRecord) -> StoreResult<()> {
         match &self.audit {
             Some(sink) => sink.append(r.clone()).await?,
             None => {
@@ -135,8 +137,7 @@ impl SqlStore {
         }
         Ok(())
     }
-
-    pub(crate) async fn query_audit_impl(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+    async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
         let limit = i64::from(q.limit.unwrap_or(100).clamp(1, 10_000));
         let rows = self
             .db
@@ -162,8 +163,11 @@ impl SqlStore {
             .await?;
         rows.iter().map(audit_from_row).collect()
     }
+}
 
-    pub(crate) async fn create_admin_impl(&self, a: &AdminAccount) -> StoreResult<()> {
+#[async_trait::async_trait]
+impl tessera_core::store::AdminStore for SqlStore {
+    async fn create_admin(&self, a: &AdminAccount) -> StoreResult<()> {
         self.db
             .execute(
                 "INSERT INTO admins (name, password_hash, role, enabled, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -173,8 +177,7 @@ impl SqlStore {
             .await?;
         Ok(())
     }
-
-    pub(crate) async fn admin_impl(&self, name: &str) -> StoreResult<Option<AdminAccount>> {
+    async fn admin(&self, name: &str) -> StoreResult<Option<AdminAccount>> {
         self.db
             .query_one(
                 "SELECT name, password_hash, role, enabled, created_at FROM admins WHERE name = $1",
@@ -185,8 +188,7 @@ impl SqlStore {
             .map(admin_from_row)
             .transpose()
     }
-
-    pub(crate) async fn list_admins_impl(&self) -> StoreResult<Vec<AdminAccount>> {
+    async fn list_admins(&self) -> StoreResult<Vec<AdminAccount>> {
         let rows = self
             .db
             .query(
@@ -196,12 +198,7 @@ impl SqlStore {
             .await?;
         rows.iter().map(admin_from_row).collect()
     }
-
-    pub(crate) async fn update_admin_password_impl(
-        &self,
-        name: &str,
-        hash: &str,
-    ) -> StoreResult<bool> {
+    async fn update_admin_password(&self, name: &str, hash: &str) -> StoreResult<bool> {
         let n = self
             .db
             .execute(
@@ -212,8 +209,7 @@ impl SqlStore {
             .await?;
         Ok(n > 0)
     }
-
-    pub(crate) async fn delete_admin_impl(&self, name: &str) -> StoreResult<bool> {
+    async fn delete_admin(&self, name: &str) -> StoreResult<bool> {
         let n = self
             .db
             .execute(
@@ -224,8 +220,7 @@ impl SqlStore {
             .await?;
         Ok(n > 0)
     }
-
-    pub(crate) async fn create_session_impl(&self, s: &AdminSession) -> StoreResult<()> {
+    async fn create_session(&self, s: &AdminSession) -> StoreResult<()> {
         self.db
             .execute(
                 "INSERT INTO admin_sessions (token_hash, admin, role, created_at, expires_at) \
@@ -242,8 +237,7 @@ impl SqlStore {
             .await?;
         Ok(())
     }
-
-    pub(crate) async fn session_impl(&self, token_hash: &str) -> StoreResult<Option<AdminSession>> {
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<AdminSession>> {
         let Some(row) = self
             .db
             .query_one(
@@ -262,8 +256,7 @@ impl SqlStore {
             expires_at: row.int("expires_at")?,
         }))
     }
-
-    pub(crate) async fn delete_session_impl(&self, token_hash: &str) -> StoreResult<()> {
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
         self.db
             .execute(
                 "DELETE FROM admin_sessions WHERE token_hash = $1",
@@ -273,8 +266,7 @@ impl SqlStore {
             .await?;
         Ok(())
     }
-
-    pub(crate) async fn delete_sessions_of_impl(&self, admin: &str) -> StoreResult<()> {
+    async fn delete_sessions_of(&self, admin: &str) -> StoreResult<()> {
         self.db
             .execute(
                 "DELETE FROM admin_sessions WHERE admin = $1",

@@ -1,4 +1,5 @@
-//! Transactions (pending challenges) and lockout counters.
+//! Transactions (pending challenges: [`tessera_core::store::FlowStore`]) and lockout counters
+//! ([`tessera_core::store::LockStore`]).
 
 use crate::SqlStore;
 use crate::db::{Answer, Row, Stmt, Val, params};
@@ -64,8 +65,17 @@ fn serials_json(serials: &[Serial]) -> StoreResult<String> {
     serde_json::to_string(serials).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
-impl SqlStore {
-    pub(crate) async fn create_transaction_impl(
+/// The (password, OTP) counts of one attempt of `kind`.
+fn counts(kind: FailKind) -> (i64, i64) {
+    match kind {
+        FailKind::Password => (1, 0),
+        FailKind::Otp => (0, 1),
+    }
+}
+
+#[async_trait::async_trait]
+impl tessera_core::store::FlowStore for SqlStore {
+    async fn create_transaction(
         &self,
         tx: &Transaction,
         message: Option<&OutboxMessage>,
@@ -113,8 +123,7 @@ impl SqlStore {
         }
         Ok(())
     }
-
-    pub(crate) async fn advance_with_code_impl(
+    async fn advance_with_code(
         &self,
         id: &TransactionId,
         from: u32,
@@ -149,8 +158,7 @@ impl SqlStore {
             .await?;
         Ok(counts.first() == Some(&1))
     }
-
-    pub(crate) async fn reserve_code_attempt_impl(
+    async fn reserve_code_attempt(
         &self,
         id: &TransactionId,
         factor: u32,
@@ -170,12 +178,7 @@ impl SqlStore {
             .await?;
         rows.first().map(|r| r.text("code_hash")).transpose()
     }
-
-    pub(crate) async fn consume_code_impl(
-        &self,
-        id: &TransactionId,
-        hash: &str,
-    ) -> StoreResult<bool> {
+    async fn consume_code(&self, id: &TransactionId, hash: &str) -> StoreResult<bool> {
         let n = self
             .db
             .execute(
@@ -187,8 +190,7 @@ impl SqlStore {
             .await?;
         Ok(n == 1)
     }
-
-    pub(crate) async fn answer_link_impl(
+    async fn answer_link(
         &self,
         id: &TransactionId,
         hash: &str,
@@ -207,11 +209,7 @@ impl SqlStore {
             .await?;
         Ok(n == 1)
     }
-
-    pub(crate) async fn transaction_impl(
-        &self,
-        id: &TransactionId,
-    ) -> StoreResult<Option<Transaction>> {
+    async fn transaction(&self, id: &TransactionId) -> StoreResult<Option<Transaction>> {
         self.db
             .query_one(
                 "SELECT id, user_source, user_id, username, realm, application, next_factor, status, \
@@ -224,8 +222,7 @@ impl SqlStore {
             .map(tx_from_row)
             .transpose()
     }
-
-    pub(crate) async fn advance_transaction_impl(
+    async fn advance_transaction(
         &self,
         id: &TransactionId,
         from: u32,
@@ -257,8 +254,7 @@ impl SqlStore {
             .await?;
         Ok(n == 1)
     }
-
-    pub(crate) async fn set_transaction_status_impl(
+    async fn set_transaction_status(
         &self,
         id: &TransactionId,
         status: TxStatus,
@@ -273,83 +269,11 @@ impl SqlStore {
             .await?;
         Ok(n == 1)
     }
+}
 
-    pub(crate) async fn purge_expired_impl(&self, now: i64) -> StoreResult<u64> {
-        let mut total = 0;
-        // Finished transactions stay an hour for troubleshooting.
-        total += self
-            .db
-            .execute(
-                "DELETE FROM transactions WHERE expires_at < $1",
-                params![now - 3600],
-                "transaction",
-            )
-            .await?;
-        total += self
-            .db
-            .execute(
-                "DELETE FROM admin_sessions WHERE expires_at < $1",
-                params![now],
-                "session",
-            )
-            .await?;
-        total += self
-            .db
-            .execute(
-                "DELETE FROM refresh_tokens WHERE expires_at < $1",
-                params![now],
-                "refresh token",
-            )
-            .await?;
-        total += self
-            .db
-            .execute(
-                "DELETE FROM revoked_tokens WHERE expires_at < $1",
-                params![now],
-                "revoked token",
-            )
-            .await?;
-        total += self
-            .db
-            .execute(
-                "DELETE FROM web_state WHERE expires_at < $1",
-                params![now],
-                "web state",
-            )
-            .await?;
-        // Delivered and given-up messages stay a week for `tessera outbox --all`.
-        total += self
-            .db
-            .execute(
-                "DELETE FROM outbox WHERE status IN ('sent', 'failed') AND updated_at < $1",
-                params![now - 7 * 86_400],
-                "outbox",
-            )
-            .await?;
-        // A login session's counters, once its transaction (a day at most) is gone.
-        let prefix = LockKey::SESSION_PREFIX;
-        total += self
-            .db
-            .execute(
-                "DELETE FROM lockouts WHERE substr(key, 1, CAST($1 AS INTEGER)) = $2 \
-                 AND first_fail_at < $3",
-                params![prefix.chars().count() as i64, prefix, now - 2 * 86_400],
-                "lockout",
-            )
-            .await?;
-        // Counters older than the longest possible interval (30 days) count for nothing.
-        total += self
-            .db
-            .execute(
-                "DELETE FROM lockouts WHERE first_fail_at < $1 AND (locked_until IS NULL OR locked_until < $2)",
-                params![now - 31 * 86_400, now],
-                "lockout",
-            )
-            .await?;
-        Ok(total)
-    }
-
-    pub(crate) async fn lock_state_impl(&self, key: &LockKey) -> StoreResult<Option<LockState>> {
+#[async_trait::async_trait]
+impl tessera_core::store::LockStore for SqlStore {
+    async fn lock_state(&self, key: &LockKey) -> StoreResult<Option<LockState>> {
         self.db
             .query_one(
                 "SELECT password_fails, otp_fails, first_fail_at, locked_until FROM lockouts WHERE key = $1",
@@ -360,8 +284,7 @@ impl SqlStore {
             .map(lock_from_row)
             .transpose()
     }
-
-    pub(crate) async fn reserve_attempt_impl(
+    async fn reserve_attempt(
         &self,
         key: &LockKey,
         kind: FailKind,
@@ -412,11 +335,10 @@ impl SqlStore {
             .await?;
         rows.first().map(lock_from_row).transpose()
     }
-
-    pub(crate) async fn release_attempt_impl(&self, r: &Reservation) -> StoreResult<()> {
+    async fn release_attempt(&self, r: &Reservation) -> StoreResult<()> {
         let (pw, otp) = counts(r.kind);
         // Old values on the right-hand side (both backends). A count that goes back to nothing
-        // starts afresh at its next failure (see `reserve_attempt_impl`); one that started
+        // starts afresh at its next failure (see `reserve_attempt`); one that started
         // afresh (or was cleared and begun again) after the attempt was taken does not hold it:
         // the count the attempt went into is the one whose start it saw.
         self.db
@@ -441,8 +363,7 @@ impl SqlStore {
             .await?;
         Ok(())
     }
-
-    pub(crate) async fn clear_locks_impl(&self, keys: &[LockKey]) -> StoreResult<()> {
+    async fn clear_locks(&self, keys: &[LockKey]) -> StoreResult<()> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -460,8 +381,7 @@ impl SqlStore {
             .await?;
         Ok(())
     }
-
-    pub(crate) async fn clear_locks_with_prefix_impl(&self, prefix: &str) -> StoreResult<u64> {
+    async fn clear_locks_with_prefix(&self, prefix: &str) -> StoreResult<u64> {
         self.db
             .execute(
                 "DELETE FROM lockouts WHERE substr(key, 1, CAST($1 AS INTEGER)) = $2",
@@ -470,10 +390,7 @@ impl SqlStore {
             )
             .await
     }
-}
-
-impl SqlStore {
-    pub(crate) async fn locks_with_prefix_impl(
+    async fn locks_with_prefix(
         &self,
         prefix: &str,
         limit: u32,
@@ -489,13 +406,5 @@ impl SqlStore {
         rows.iter()
             .map(|r| Ok((r.text("key")?, lock_from_row(r)?)))
             .collect()
-    }
-}
-
-/// The (password, OTP) counts of one attempt of `kind`.
-fn counts(kind: FailKind) -> (i64, i64) {
-    match kind {
-        FailKind::Password => (1, 0),
-        FailKind::Otp => (0, 1),
     }
 }

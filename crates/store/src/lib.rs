@@ -22,7 +22,6 @@ pub mod foreign;
 mod open;
 mod outbox;
 pub mod seal;
-mod store_impl;
 mod tokens;
 mod users;
 

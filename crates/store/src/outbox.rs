@@ -1,5 +1,6 @@
 //! The outbox: messages accepted for delivery, kept until sent (or given up), claimed by one
 //! node at a time for each attempt. Bodies (which hold codes and links) are sealed.
+//! ([`tessera_core::store::OutboxStore`])
 
 use crate::SqlStore;
 use crate::db::{Row, Stmt, params};
@@ -89,8 +90,11 @@ impl SqlStore {
             id,
         })
     }
+}
 
-    pub(crate) async fn claim_outbox_impl(
+#[async_trait::async_trait]
+impl tessera_core::store::OutboxStore for SqlStore {
+    async fn claim_outbox(
         &self,
         now: i64,
         lease_until: i64,
@@ -143,8 +147,7 @@ impl SqlStore {
         }
         Ok(claimed)
     }
-
-    pub(crate) async fn finish_outbox_impl(
+    async fn finish_outbox(
         &self,
         id: &str,
         attempt: u32,
@@ -168,12 +171,12 @@ impl SqlStore {
             .await?;
         Ok(n == 1)
     }
-
-    pub(crate) async fn list_outbox_impl(
-        &self,
-        all: bool,
-        limit: u32,
-    ) -> StoreResult<Vec<OutboxMessage>> {
+    async fn queue_message(&self, message: &OutboxMessage) -> StoreResult<()> {
+        let stmt = self.outbox_insert_if(message, None)?;
+        self.db.execute(&stmt.sql, stmt.params, "outbox").await?;
+        Ok(())
+    }
+    async fn list_outbox(&self, all: bool, limit: u32) -> StoreResult<Vec<OutboxMessage>> {
         let filter = if all { "" } else { "WHERE status <> 'sent'" };
         let rows = self
             .db

@@ -1,4 +1,5 @@
-//! Tokens: sealed seeds, the single-use OTP counter, fail counters.
+//! Tokens: sealed seeds, the single-use OTP counter, fail counters
+//! ([`tessera_core::store::TokenStore`]).
 
 use crate::SqlStore;
 use crate::db::{Answer, Row, params};
@@ -84,8 +85,11 @@ impl SqlStore {
             created_at: row.int("created_at")?,
         })
     }
+}
 
-    pub(crate) async fn insert_token_impl(&self, t: &NewToken) -> StoreResult<()> {
+#[async_trait::async_trait]
+impl tessera_core::store::TokenStore for SqlStore {
+    async fn insert_token(&self, t: &NewToken) -> StoreResult<()> {
         let sealed = self.sealer.seal(&t.seed, &seed_context(&t.serial.0));
         self.db
             .execute(
@@ -117,8 +121,7 @@ impl SqlStore {
             .await?;
         Ok(())
     }
-
-    pub(crate) async fn token_impl(&self, serial: &Serial) -> StoreResult<Option<Token>> {
+    async fn token(&self, serial: &Serial) -> StoreResult<Option<Token>> {
         let sql = format!("SELECT {COLUMNS} FROM tokens WHERE serial = $1");
         self.db
             .query_one(&sql, params![&serial.0])
@@ -127,8 +130,7 @@ impl SqlStore {
             .map(|r| self.token_from_row(r))
             .transpose()
     }
-
-    pub(crate) async fn tokens_of_impl(&self, owner: &UserRef) -> StoreResult<Vec<Token>> {
+    async fn tokens_of(&self, owner: &UserRef) -> StoreResult<Vec<Token>> {
         let sql = format!("SELECT {COLUMNS} FROM tokens WHERE owner_source = $1 AND owner_id = $2");
         // Sorted here: with ORDER BY, SQLite (STAT4 build) re-prepares the statement on every
         // run, which costs more than the whole lookup.
@@ -143,8 +145,7 @@ impl SqlStore {
         tokens.sort_by(|a, b| a.serial.cmp(&b.serial));
         Ok(tokens)
     }
-
-    pub(crate) async fn list_tokens_impl(&self, f: &TokenFilter) -> StoreResult<Vec<Token>> {
+    async fn list_tokens(&self, f: &TokenFilter) -> StoreResult<Vec<Token>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM tokens \
              WHERE ($1 = '' OR (owner_source = $1 AND owner_id = $2)) AND ($3 = '' OR kind = $3) \
@@ -169,20 +170,14 @@ impl SqlStore {
             .await?;
         rows.iter().map(|r| self.token_from_row(r)).collect()
     }
-
-    pub(crate) async fn count_tokens_impl(&self) -> StoreResult<u64> {
+    async fn count_tokens(&self) -> StoreResult<u64> {
         let row = self
             .db
             .query_one("SELECT COUNT(*) AS n FROM tokens", vec![])
             .await?;
         Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0).max(0) as u64)
     }
-
-    pub(crate) async fn update_token_impl(
-        &self,
-        serial: &Serial,
-        p: &TokenPatch,
-    ) -> StoreResult<bool> {
+    async fn update_token(&self, serial: &Serial, p: &TokenPatch) -> StoreResult<bool> {
         let n = self
             .db
             .execute(
@@ -222,8 +217,7 @@ impl SqlStore {
             .await?;
         Ok(n > 0)
     }
-
-    pub(crate) async fn delete_token_impl(&self, serial: &Serial) -> StoreResult<bool> {
+    async fn delete_token(&self, serial: &Serial) -> StoreResult<bool> {
         let n = self
             .db
             .execute(
@@ -234,12 +228,16 @@ impl SqlStore {
             .await?;
         Ok(n > 0)
     }
-
-    pub(crate) async fn assign_token_impl(
-        &self,
-        serial: &Serial,
-        owner: &UserRef,
-    ) -> StoreResult<bool> {
+    async fn delete_tokens_of(&self, owner: &UserRef) -> StoreResult<u64> {
+        self.db
+            .execute(
+                "DELETE FROM tokens WHERE owner_source = $1 AND owner_id = $2",
+                params![&owner.source.0, &owner.id.0],
+                "token",
+            )
+            .await
+    }
+    async fn assign_token(&self, serial: &Serial, owner: &UserRef) -> StoreResult<bool> {
         let n = self
             .db
             .execute(
@@ -251,13 +249,7 @@ impl SqlStore {
             .await?;
         Ok(n > 0)
     }
-
-    pub(crate) async fn replace_pin_hash_impl(
-        &self,
-        serial: &Serial,
-        old: &str,
-        new: &str,
-    ) -> StoreResult<bool> {
+    async fn replace_pin_hash(&self, serial: &Serial, old: &str, new: &str) -> StoreResult<bool> {
         let n = self
             .db
             .execute(
@@ -268,43 +260,7 @@ impl SqlStore {
             .await?;
         Ok(n > 0)
     }
-
-    pub(crate) async fn delete_tokens_of_impl(&self, owner: &UserRef) -> StoreResult<u64> {
-        self.db
-            .execute(
-                "DELETE FROM tokens WHERE owner_source = $1 AND owner_id = $2",
-                params![&owner.source.0, &owner.id.0],
-                "token",
-            )
-            .await
-    }
-
-    pub(crate) async fn accept_otp_impl(
-        &self,
-        serial: &Serial,
-        counter: i64,
-        now: i64,
-        count_auth: bool,
-    ) -> StoreResult<bool> {
-        // The caller reserved this attempt (which counted it in count_auth); the token is within
-        // its fail limit then, and the limit is never passed.
-        let n = self
-            .db
-            .execute_answered(
-                "UPDATE tokens SET counter = $2 + 1, fail_count = 0, fail_exceeded_at = NULL, \
-                   resync_counter = NULL, resync_at = NULL, \
-                   count_auth_success = count_auth_success + $4, last_auth = $3 \
-                 WHERE serial = $1 AND counter <= $2 AND state = 'enabled' \
-                   AND fail_count <= max_fail",
-                params![&serial.0, counter, now, count_auth],
-                "token",
-                Answer::Decided,
-            )
-            .await?;
-        Ok(n == 1)
-    }
-
-    pub(crate) async fn reserve_token_attempt_impl(
+    async fn reserve_token_attempt(
         &self,
         serial: &Serial,
         now: i64,
@@ -332,12 +288,7 @@ impl SqlStore {
             .await?;
         Ok(n == 1)
     }
-
-    pub(crate) async fn release_token_attempt_impl(
-        &self,
-        serial: &Serial,
-        count_auth: bool,
-    ) -> StoreResult<()> {
+    async fn release_token_attempt(&self, serial: &Serial, count_auth: bool) -> StoreResult<()> {
         self.db
             .execute_answered(
                 "UPDATE tokens SET \
@@ -353,8 +304,31 @@ impl SqlStore {
             .await?;
         Ok(())
     }
-
-    pub(crate) async fn record_otp_failures_impl(
+    async fn accept_otp(
+        &self,
+        serial: &Serial,
+        counter: i64,
+        now: i64,
+        count_auth: bool,
+    ) -> StoreResult<bool> {
+        // The caller reserved this attempt (which counted it in count_auth); the token is within
+        // its fail limit then, and the limit is never passed.
+        let n = self
+            .db
+            .execute_answered(
+                "UPDATE tokens SET counter = $2 + 1, fail_count = 0, fail_exceeded_at = NULL, \
+                   resync_counter = NULL, resync_at = NULL, \
+                   count_auth_success = count_auth_success + $4, last_auth = $3 \
+                 WHERE serial = $1 AND counter <= $2 AND state = 'enabled' \
+                   AND fail_count <= max_fail",
+                params![&serial.0, counter, now, count_auth],
+                "token",
+                Answer::Decided,
+            )
+            .await?;
+        Ok(n == 1)
+    }
+    async fn record_otp_failures(
         &self,
         serials: &[Serial],
         now: i64,
@@ -383,8 +357,7 @@ impl SqlStore {
         }
         Ok(())
     }
-
-    pub(crate) async fn set_resync_state_impl(
+    async fn set_resync_state(
         &self,
         serial: &Serial,
         counter: Option<i64>,

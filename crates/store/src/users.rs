@@ -1,4 +1,4 @@
-//! Local users.
+//! Local users and MFA passwords ([`tessera_core::store::UserStore`]).
 
 use crate::SqlStore;
 use crate::db::{Row, params};
@@ -54,12 +54,47 @@ fn change<T: Clone + Default>(v: &Option<T>) -> (bool, T) {
     (v.is_some(), v.clone().unwrap_or_default())
 }
 
-impl SqlStore {
-    pub(crate) async fn create_local_user_impl(
+#[async_trait::async_trait]
+impl tessera_core::store::UserStore for SqlStore {
+    async fn mfa_password(&self, user: &tessera_core::ids::UserRef) -> StoreResult<Option<String>> {
+        self.db
+            .query_one(
+                "SELECT hash FROM mfa_passwords WHERE user_source = $1 AND user_id = $2",
+                params![user.source.as_str(), user.id.as_str()],
+            )
+            .await?
+            .map(|r| r.text("hash"))
+            .transpose()
+    }
+    async fn set_mfa_password(
         &self,
-        new: &NewLocalUser,
+        user: &tessera_core::ids::UserRef,
+        hash: &str,
         now: i64,
     ) -> StoreResult<()> {
+        self.db
+            .execute(
+                "INSERT INTO mfa_passwords (user_source, user_id, hash, updated_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_source, user_id) \
+                 DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at",
+                params![user.source.as_str(), user.id.as_str(), hash, now],
+                "MFA password",
+            )
+            .await?;
+        Ok(())
+    }
+    async fn delete_mfa_password(&self, user: &tessera_core::ids::UserRef) -> StoreResult<bool> {
+        let n = self
+            .db
+            .execute(
+                "DELETE FROM mfa_passwords WHERE user_source = $1 AND user_id = $2",
+                params![user.source.as_str(), user.id.as_str()],
+                "MFA password",
+            )
+            .await?;
+        Ok(n > 0)
+    }
+    async fn create_local_user(&self, new: &NewLocalUser, now: i64) -> StoreResult<()> {
         let u = &new.user;
         self.db
             .execute(
@@ -87,8 +122,7 @@ impl SqlStore {
             .await?;
         Ok(())
     }
-
-    pub(crate) async fn local_user_by_name_impl(
+    async fn local_user_by_name(
         &self,
         source: &SourceName,
         username: &str,
@@ -102,8 +136,7 @@ impl SqlStore {
             .map(user_from_row)
             .transpose()
     }
-
-    pub(crate) async fn local_user_by_id_impl(
+    async fn local_user_by_id(
         &self,
         source: &SourceName,
         id: &UserId,
@@ -116,11 +149,7 @@ impl SqlStore {
             .map(user_from_row)
             .transpose()
     }
-
-    pub(crate) async fn list_local_users_impl(
-        &self,
-        filter: &UserFilter,
-    ) -> StoreResult<Vec<LocalUser>> {
+    async fn list_local_users(&self, filter: &UserFilter) -> StoreResult<Vec<LocalUser>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM local_users \
              WHERE ($1 = '' OR source = $1) \
@@ -153,11 +182,7 @@ impl SqlStore {
             .await?;
         rows.iter().map(user_from_row).collect()
     }
-
-    pub(crate) async fn count_local_users_impl(
-        &self,
-        source: Option<&SourceName>,
-    ) -> StoreResult<u64> {
+    async fn count_local_users(&self, source: Option<&SourceName>) -> StoreResult<u64> {
         let row = self
             .db
             .query_one(
@@ -167,8 +192,7 @@ impl SqlStore {
             .await?;
         Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0).max(0) as u64)
     }
-
-    pub(crate) async fn update_local_user_impl(
+    async fn update_local_user(
         &self,
         source: &SourceName,
         id: &UserId,
@@ -230,12 +254,7 @@ impl SqlStore {
             .await?;
         Ok(n > 0)
     }
-
-    pub(crate) async fn delete_local_user_impl(
-        &self,
-        source: &SourceName,
-        id: &UserId,
-    ) -> StoreResult<bool> {
+    async fn delete_local_user(&self, source: &SourceName, id: &UserId) -> StoreResult<bool> {
         let n = self
             .db
             .execute(
