@@ -457,12 +457,13 @@ pub trait WebStateStore: Send + Sync {
         client_id: &str,
         now: i64,
     ) -> StoreResult<Option<RefreshToken>>;
-    /// Spends every refresh token a client holds for a user; how many were live.
+    /// Spends every refresh token a client holds for a user that is live at `now`; how many.
     async fn revoke_refresh_tokens(
         &self,
         client_id: &str,
         username: &str,
         realm: &str,
+        now: i64,
     ) -> StoreResult<u64>;
     /// Keeps `data` under (`kind`, `key_hash`) until `expires_at`, replacing what was there.
     async fn put_web_state(&self, state: &WebState) -> StoreResult<()>;

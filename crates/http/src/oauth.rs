@@ -727,7 +727,7 @@ async fn refresh_grant(
         if let Err(e) = state
             .engine
             .store()
-            .revoke_refresh_tokens(&client.client_id, &username, &realm)
+            .revoke_refresh_tokens(&client.client_id, &username, &realm, now)
             .await
         {
             tracing::error!(error = %e, "refresh tokens not revoked");
@@ -844,7 +844,7 @@ async fn spent_refresh_again(state: &HttpState, client: &ApiClient, refresh: &st
         tracing::error!(error = %e, "refresh token reuse not marked");
     }
     let revoked = match store
-        .revoke_refresh_tokens(&client.client_id, &spent.username, &spent.realm)
+        .revoke_refresh_tokens(&client.client_id, &spent.username, &spent.realm, now)
         .await
     {
         Ok(n) => n,

@@ -1878,7 +1878,7 @@ async fn spent_code_again(
     }
     // And the refresh tokens the client holds for the user (the code's among them).
     if let Err(e) = store
-        .revoke_refresh_tokens(&client.client_id, &spent.user, &spent.realm)
+        .revoke_refresh_tokens(&client.client_id, &spent.user, &spent.realm, now)
         .await
     {
         tracing::error!(error = %e, "refresh tokens of a reused code not revoked");

@@ -372,12 +372,14 @@ impl tessera_core::store::WebStateStore for SqlStore {
         client_id: &str,
         username: &str,
         realm: &str,
+        now: i64,
     ) -> StoreResult<u64> {
         self.db
             .execute(
                 "UPDATE refresh_tokens SET used = 1 \
-                 WHERE client_id = $1 AND username = $2 AND realm = $3 AND used = 0",
-                params![client_id, username, realm],
+                 WHERE client_id = $1 AND username = $2 AND realm = $3 AND used = 0 \
+                 AND expires_at > $4",
+                params![client_id, username, realm, now],
                 "refresh token",
             )
             .await

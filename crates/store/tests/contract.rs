@@ -109,7 +109,102 @@ contract!(
     codes_and_the_outbox,
     mfa_passwords_set_replace_delete,
     web_state_kept_taken_once_and_listed,
+    refresh_tokens_are_spent_once_and_revoked_together,
 );
+
+/// A refresh token is spent once (of twenty racing spends, one wins); a spent one is found as
+/// spent (its reuse is told apart from an unknown token); revoking a client's tokens for a user
+/// spends the live ones of that user and client only; expired ones are neither.
+async fn refresh_tokens_are_spent_once_and_revoked_together(h: &Harness) {
+    use tessera_core::store::RefreshToken;
+    let s = &h.store;
+    let rt = |hash: &str, client: &str, user: &str, expires_at: i64| RefreshToken {
+        hash: hash.into(),
+        client_id: client.into(),
+        username: user.into(),
+        realm: "default".into(),
+        scope: "openid offline_access".into(),
+        expires_at,
+    };
+    for t in [
+        rt("r1", "c1", "alice", 1000),
+        rt("r2", "c1", "alice", 1000),
+        rt("r3", "c1", "bob", 1000),
+        rt("r4", "c2", "alice", 1000),
+        rt("old", "c1", "alice", 50),
+    ] {
+        s.put_refresh_token(&t).await.unwrap();
+    }
+    // Another client's id spends nothing; an expired token is not spent.
+    assert!(
+        s.use_refresh_token("r1", "c2", 100)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.use_refresh_token("old", "c1", 100)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.spent_refresh_token("old", "c1", 100)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut racing = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        racing.push(tokio::spawn(async move {
+            s.use_refresh_token("r1", "c1", 100).await.unwrap()
+        }));
+    }
+    let mut won = Vec::new();
+    for r in racing {
+        if let Some(t) = r.await.unwrap() {
+            won.push(t);
+        }
+    }
+    assert_eq!(won, vec![rt("r1", "c1", "alice", 1000)]);
+    assert_eq!(
+        s.spent_refresh_token("r1", "c1", 100).await.unwrap(),
+        Some(rt("r1", "c1", "alice", 1000))
+    );
+    assert!(
+        s.spent_refresh_token("r2", "c1", 100)
+            .await
+            .unwrap()
+            .is_none(),
+        "live, not spent"
+    );
+    // Revoked together: alice's live token at c1 (r2); not bob's, not c2's.
+    assert_eq!(
+        s.revoke_refresh_tokens("c1", "alice", "default", 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        s.use_refresh_token("r2", "c1", 100)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.use_refresh_token("r3", "c1", 100)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.use_refresh_token("r4", "c2", 100)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
 
 fn user(source: &str, id: &str, name: &str) -> User {
     User {
