@@ -68,7 +68,19 @@ venv_for() {
       apt_install python3-venv
       python3 -m venv "$dir"
     fi
-    "$dir/bin/pip" install -q --disable-pip-version-check -r "$req"
+    # A download cut short (a hash mismatch, a reset connection) is tried again, past pip's
+    # cache.
+    local tries=1 cache=()
+    until "$dir/bin/pip" install -q --disable-pip-version-check "${cache[@]}" -r "$req"; do
+      if [ "$tries" -ge 3 ]; then
+        echo "pip install -r $req failed $tries times" >&2
+        exit 1
+      fi
+      tries=$((tries + 1))
+      cache=(--no-cache-dir)
+      say "pip install failed; trying again ($tries of 3)"
+      sleep 5
+    done
     echo "$stamp" > "$dir/.stamp"
   fi
 }
