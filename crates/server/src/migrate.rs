@@ -473,6 +473,14 @@ async fn adopt_ldap_resolvers(
             done.to_string()
         }
     };
+    // Every mapped source must exist before anything is made.
+    for (resolver, mapped) in &options.resolvers {
+        if admin.get::<UserSourceDef>(mapped).is_err() {
+            return Err(format!(
+                "--map: the resolver {resolver} is mapped to the user source '{mapped}', which Tessera does not have (tessera source list)"
+            ));
+        }
+    }
     let snap = admin.engine().snapshot();
     for (resolver, def) in &owners.ldap_defs {
         // The Tessera realms its privacyIDEA realms map to, and whether each finds the
@@ -514,14 +522,7 @@ async fn adopt_ldap_resolvers(
             continue;
         }
         let source = match options.resolvers.get(resolver) {
-            Some(mapped) => {
-                if admin.get::<UserSourceDef>(mapped).is_err() {
-                    return Err(format!(
-                        "--map: the resolver {resolver} is mapped to the user source '{mapped}', which Tessera does not have (tessera source list)"
-                    ));
-                }
-                mapped.clone()
-            }
+            Some(mapped) => mapped.clone(),
             None if admin.get::<UserSourceDef>(def.name.as_str()).is_ok() => {
                 report.sources.push(format!(
                     "LDAP resolver {resolver}: the user source '{}' exists already (left as it is)",

@@ -136,8 +136,9 @@ pub struct Accepted {
     /// The token that proved the last OTP factor, if any.
     pub serial: Option<Serial>,
     pub token_kind: Option<TokenKind>,
-    /// The login proved something the user knows and something the user holds (REFEDS MFA),
-    /// not counting factors skipped by rollout policies or enrolment.
+    /// A web sign-in proved something the user knows and something the user holds (REFEDS
+    /// MFA), not counting factors skipped by rollout policies or enrolment. Worked out for the
+    /// web door only (single sign-on asserts it); false at the others.
     pub mfa: bool,
     pub message: String,
 }
