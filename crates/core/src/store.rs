@@ -113,11 +113,76 @@ pub struct ConfigDoc {
     pub updated_at: i64,
 }
 
+/// What a piece of web state is. Each kind is its own namespace of keys; the stored name
+/// ([`WebStateKind::as_str`]) never changes (rows outlive upgrades).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WebStateKind {
+    /// A sign-in on the login page under way (by the hash of its cookie's key).
+    LoginFlow,
+    /// An SSO session (by the hash of its cookie's key; subject: realm and user).
+    SsoSession,
+    /// An OpenID Connect authorization code not yet traded.
+    AuthCode,
+    /// A traded authorization code, while the access token it bought lives.
+    SpentCode,
+    /// A SAML request ID seen (replay protection).
+    SamlRequestSeen,
+    /// A SAML front-channel logout under way.
+    SamlLogout,
+    /// A payload-encryption nonce seen (replay protection).
+    PayloadNonce,
+    /// A refresh token presented again: the client's grants for the user are revoked.
+    RefreshReuse,
+    /// An SSO session ended away from a running server whose OpenID Connect clients are still
+    /// to be told (back-channel logout).
+    BackchannelDue,
+}
+
+impl WebStateKind {
+    pub const ALL: [WebStateKind; 9] = [
+        WebStateKind::LoginFlow,
+        WebStateKind::SsoSession,
+        WebStateKind::AuthCode,
+        WebStateKind::SpentCode,
+        WebStateKind::SamlRequestSeen,
+        WebStateKind::SamlLogout,
+        WebStateKind::PayloadNonce,
+        WebStateKind::RefreshReuse,
+        WebStateKind::BackchannelDue,
+    ];
+
+    /// The name it is stored under.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WebStateKind::LoginFlow => "login",
+            WebStateKind::SsoSession => "sso",
+            WebStateKind::AuthCode => "code",
+            WebStateKind::SpentCode => "code_spent",
+            WebStateKind::SamlRequestSeen => "saml_seen",
+            WebStateKind::SamlLogout => "saml_logout",
+            WebStateKind::PayloadNonce => "payload-nonce",
+            WebStateKind::RefreshReuse => "refresh_reuse",
+            WebStateKind::BackchannelDue => "backchannel_due",
+        }
+    }
+
+    /// The kind stored under `name`.
+    pub fn parse(name: &str) -> Option<WebStateKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for WebStateKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Short-lived state of web sign-in, kept by the hash of the random key the browser or
 /// client holds: login flows, SSO sessions, authorization codes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebState {
-    pub kind: String,
+    pub kind: WebStateKind,
     pub key_hash: String,
     /// Whose it is (`realm` + U+001F + login name for SSO sessions), for listing; may be empty.
     pub subject: String,
@@ -473,26 +538,37 @@ pub trait WebStateStore: Send + Sync {
     /// The unexpired state under (`kind`, `key_hash`).
     async fn web_state(
         &self,
-        kind: &str,
+        kind: WebStateKind,
         key_hash: &str,
         now: i64,
     ) -> StoreResult<Option<WebState>>;
     /// Removes and returns the unexpired state, once (single-use codes). Deciding.
     async fn take_web_state(
         &self,
-        kind: &str,
+        kind: WebStateKind,
         key_hash: &str,
         now: i64,
     ) -> StoreResult<Option<WebState>>;
     /// The unexpired states of `kind` for `subject` (a user's SSO sessions).
     async fn web_states_of(
         &self,
-        kind: &str,
+        kind: WebStateKind,
         subject: &str,
         now: i64,
     ) -> StoreResult<Vec<WebState>>;
+    /// Replaces the data of the unexpired state under (`kind`, `key_hash`) if it is still
+    /// `was` (its subject and end stay): false when it changed meanwhile or is gone. Two
+    /// read-modify-writes at once cannot both win (the loser reads again).
+    async fn update_web_state(
+        &self,
+        kind: WebStateKind,
+        key_hash: &str,
+        was: &str,
+        data: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
     /// Removes the state; false when there was none.
-    async fn delete_web_state(&self, kind: &str, key_hash: &str) -> StoreResult<bool>;
+    async fn delete_web_state(&self, kind: WebStateKind, key_hash: &str) -> StoreResult<bool>;
 }
 
 /// Everything Tessera keeps, as one handle: the union of the role traits above, which a

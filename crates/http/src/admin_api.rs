@@ -1127,13 +1127,7 @@ async fn post_config(
 
 async fn get_audit(state: St, auth: Authed, Query(q): Query<AuditQuery>) -> ApiResult<Json<Value>> {
     auth.read()?;
-    let records = state
-        .engine
-        .store()
-        .query_audit(&q)
-        .await
-        .map_err(AdminError::from)
-        .api(&state)?;
+    let records = state.admin.audit_records(&q).await.api(&state)?;
     Ok(Json(json!({ "records": records })))
 }
 

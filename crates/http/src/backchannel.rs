@@ -24,31 +24,10 @@ const RETRY_AFTER: [Duration; 3] = [
 /// the admin API) — each once, whichever node takes it first — and tells their relying
 /// parties in the background. Called every second by the server.
 pub async fn send_due(state: &HttpState) {
-    use tessera_core::model::{BACKCHANNEL_DUE_KIND, BACKCHANNEL_DUE_SUBJECT};
-    let store = state.engine.store();
-    let now = state.engine.clock().now();
-    let due = match store
-        .web_states_of(BACKCHANNEL_DUE_KIND, BACKCHANNEL_DUE_SUBJECT, now)
-        .await
-    {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "ended sessions to tell not read");
-            return;
-        }
-    };
-    let mut sessions = Vec::new();
-    for d in due {
-        if let Ok(Some(taken)) = store
-            .take_web_state(BACKCHANNEL_DUE_KIND, &d.key_hash, now)
-            .await
-            && let Ok(s) = serde_json::from_str::<SsoSession>(&taken.data)
-        {
-            sessions.push(s);
-        }
-    }
-    if !sessions.is_empty() {
-        notify(state, &sessions);
+    match state.engine.sso().take_due_logouts().await {
+        Ok(sessions) if !sessions.is_empty() => notify(state, &sessions),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "ended sessions to tell not read"),
     }
 }
 
@@ -157,10 +136,10 @@ impl Told<'_> {
     /// that a relying party that took an earlier try does not refuse this one as a replay).
     async fn token(&self) -> Result<String, String> {
         let now = self.state.engine.clock().now();
-        let rng = self.state.engine.ports().rng.clone();
+        let rng = self.state.engine.rng();
         let mut claims = json!({
             "iss": self.iss, "aud": self.client.client_id, "iat": now, "exp": now + 120,
-            "jti": tessera_core::rng::random_hex(rng.as_ref(), 16),
+            "jti": tessera_core::rng::random_hex(rng, 16),
             "events": { EVENT: {} },
         });
         if let Some(obj) = claims.as_object_mut() {
@@ -204,7 +183,7 @@ impl Told<'_> {
             result: result.into(),
             reason,
         };
-        if let Err(e) = self.state.engine.store().append_audit(&record).await {
+        if let Err(e) = self.state.engine.audit(&record).await {
             tracing::warn!(error = %e, "back-channel logout not audited");
         }
     }

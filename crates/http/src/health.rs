@@ -20,7 +20,7 @@ async fn get_healthz() -> &'static str {
 
 /// The process can serve: the store answers.
 async fn get_readyz(state: St) -> Response {
-    match state.engine.store().ping().await {
+    match state.engine.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -1,9 +1,12 @@
 //! Tessera's HTTP front doors: the privacyIDEA/eduMFA-compatible validate API (`/validate/*`,
-//! `/auth`), the admin REST API under `/api/v1` with its OpenAPI document, and `/healthz`,
-//! `/readyz`, `/metrics`.
+//! `/auth`), OAuth2 for API clients, the OpenID Connect provider and the login, session and link
+//! pages, the SAML 2.0 identity provider, the admin REST API under `/api/v1` with its OpenAPI
+//! document, and `/healthz`, `/readyz`, `/metrics`.
 //!
 //! Handlers turn HTTP into calls on the engine (or the admin service) and map the result back in
-//! one place each. May depend on: `tessera-core`, `tessera-otp`.
+//! one place each. No handler holds the store: what a cookie, a code or a refresh token stands
+//! for is kept by `Engine::sso()`, signing keys by `Engine::keys()`. May depend on:
+//! `tessera-core`, `tessera-otp`.
 
 mod admin_api;
 pub mod backchannel;
@@ -133,7 +136,7 @@ impl HttpState {
 impl Shared {
     /// A random id under which an internal fault is logged; the client sees only the id.
     pub(crate) fn error_id(&self) -> String {
-        random_hex(self.engine.ports().rng.as_ref(), 6)
+        random_hex(self.engine.rng(), 6)
     }
 
     /// The client of a request: the peer, or whom a trusted proxy names (X-Forwarded-For, the

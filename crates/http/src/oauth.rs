@@ -25,8 +25,7 @@ use tessera_core::ids::login_name_ok;
 use tessera_core::model::{ApiClient, ApiClientKind, AuditRecord, Method};
 
 /// Where the signing key is kept (sealed) in the store's meta table.
-const KEY_META: &str = "oauth_signing_key";
-const KEY_CONTEXT: &str = "oauth:signing_key";
+use tessera_core::keys::KeySlot;
 
 pub(crate) fn routes() -> Router<HttpState> {
     Router::new()
@@ -89,7 +88,7 @@ pub(crate) async fn audit_reuse(
         result: result.into(),
         reason,
     };
-    if let Err(e) = state.engine.store().append_audit(&record).await {
+    if let Err(e) = state.engine.audit(&record).await {
         tracing::warn!(error = %e, "{action} not audited");
     }
 }
@@ -98,27 +97,18 @@ pub(crate) async fn signer(state: &HttpState) -> Result<Arc<Signer>, String> {
     state
         .oauth_signer
         .get_or_try_init(|| async {
-            let store = state.engine.store();
+            let keys = state.engine.keys();
             let rng = SystemRandom::new();
-            let stored = match store.meta(KEY_META).await.map_err(|e| e.to_string())? {
-                Some(v) => v,
-                None => {
-                    let pkcs8 =
-                        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                            .map_err(|_| "cannot make a signing key".to_string())?;
-                    let sealed = store.seal_secret(pkcs8.as_ref(), KEY_CONTEXT);
-                    // Nodes racing here all end up with the key stored first.
-                    store
-                        .init_meta(KEY_META, &data_encoding::BASE64.encode(&sealed))
-                        .await
-                        .map_err(|e| e.to_string())?
-                }
-            };
-            let sealed = data_encoding::BASE64
-                .decode(stored.as_bytes())
-                .map_err(|e| format!("signing key: {e}"))?;
-            let pkcs8 = store
-                .open_secret(&sealed, KEY_CONTEXT)
+            let stored = keys
+                .stored_or_made(KeySlot::OauthSigning, || {
+                    EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                        .map(|d| zeroize::Zeroizing::new(d.as_ref().to_vec()))
+                        .map_err(|_| "cannot make a signing key".to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let pkcs8 = keys
+                .open(KeySlot::OauthSigning, &stored)
                 .map_err(|e| e.to_string())?;
             let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
                 .map_err(|_| "the stored signing key cannot be read".to_string())?;
@@ -444,7 +434,7 @@ async fn audit(
         result: result.into(),
         reason: reason.into(),
     };
-    if let Err(e) = engine.store().append_audit(&record).await {
+    if let Err(e) = engine.audit(&record).await {
         tracing::warn!(error = %e, "OAuth audit record not written");
     }
 }
@@ -590,7 +580,7 @@ async fn token(
     };
     let lifetime = i64::from(client.token_lifetime_seconds);
     let now = state.engine.clock().now();
-    let jti = tessera_core::rng::random_hex(state.engine.ports().rng.as_ref(), 16);
+    let jti = tessera_core::rng::random_hex(state.engine.rng(), 16);
     let claims = json!({
         "iss": iss,
         "sub": client.client_id,
@@ -682,13 +672,13 @@ async fn refresh_grant(
     let spent_at = state.engine.clock().now_millis();
     let kept = match state
         .engine
-        .store()
-        .use_refresh_token(&ApiClient::hash_secret(refresh), &client.client_id, now)
+        .sso()
+        .use_refresh_token(refresh, &client.client_id)
         .await
     {
         Ok(Some(k)) => k,
         Ok(None) => {
-            spent_refresh_again(state, client, refresh, now).await;
+            spent_refresh_again(state, client, refresh).await;
             return oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",
@@ -726,7 +716,7 @@ async fn refresh_grant(
     {
         if let Err(e) = state
             .engine
-            .store()
+            .sso()
             .revoke_refresh_tokens(&client.client_id, &username, &realm, now)
             .await
         {
@@ -787,13 +777,6 @@ async fn user_refresh(
     user_token(state, client, &outcome, issue).await
 }
 
-/// The web-state kind marking, per client and user, when a spent refresh token came back.
-const REFRESH_REUSE: &str = "refresh_reuse";
-
-fn reuse_key(client: &ApiClient, username: &str, realm: &str) -> String {
-    ApiClient::hash_secret(&format!("{}\u{0}{realm}\u{0}{username}", client.client_id))
-}
-
 /// Whether a spent refresh token of the client for the user came back at or after
 /// `since_ms`.
 async fn reuse_marked_since(
@@ -803,15 +786,13 @@ async fn reuse_marked_since(
     realm: &str,
     since_ms: i64,
 ) -> bool {
-    let now = state.engine.clock().now();
     match state
         .engine
-        .store()
-        .web_state(REFRESH_REUSE, &reuse_key(client, username, realm), now)
+        .sso()
+        .reuse_marked_since(&client.client_id, (username, realm), since_ms)
         .await
     {
-        Ok(Some(mark)) => mark.data.parse::<i64>().is_ok_and(|at| at >= since_ms),
-        Ok(None) => false,
+        Ok(marked) => marked,
         // Unknown: the renewal stands (the copy's own revocation may still take it).
         Err(e) => {
             tracing::warn!(error = %e, "refresh token reuse mark not read");
@@ -820,37 +801,20 @@ async fn reuse_marked_since(
     }
 }
 
-/// A spent refresh token presented again was copied — by an attacker or from the client — and
-/// which of the two holds the live one cannot be told: every refresh token the client holds
-/// for the user is spent (RFC 9700 §4.14.2), and the reuse audited.
-async fn spent_refresh_again(state: &HttpState, client: &ApiClient, refresh: &str, now: i64) {
-    let store = state.engine.store();
-    let hash = ApiClient::hash_secret(refresh);
-    let Ok(Some(spent)) = store
-        .spent_refresh_token(&hash, &client.client_id, now)
-        .await
-    else {
-        return;
-    };
-    // The mark first: a renewal under way sees it after keeping its new token.
-    let mark = tessera_core::store::WebState {
-        kind: REFRESH_REUSE.into(),
-        key_hash: reuse_key(client, &spent.username, &spent.realm),
-        subject: String::new(),
-        data: state.engine.clock().now_millis().to_string(),
-        expires_at: now + 86_400,
-    };
-    if let Err(e) = store.put_web_state(&mark).await {
-        tracing::error!(error = %e, "refresh token reuse not marked");
-    }
-    let revoked = match store
-        .revoke_refresh_tokens(&client.client_id, &spent.username, &spent.realm, now)
+/// A spent refresh token presented again: every refresh token the client holds for the user
+/// is spent (see [`tessera_core::sso::Sso::refresh_presented_again`]), and the reuse audited.
+async fn spent_refresh_again(state: &HttpState, client: &ApiClient, refresh: &str) {
+    let (spent, revoked) = match state
+        .engine
+        .sso()
+        .refresh_presented_again(refresh, &client.client_id)
         .await
     {
-        Ok(n) => n,
+        Ok(Some(found)) => found,
+        Ok(None) => return,
         Err(e) => {
-            tracing::error!(error = %e, "refresh tokens of a reused one not revoked");
-            0
+            tracing::error!(error = %e, "reused refresh token not checked");
+            return;
         }
     };
     tracing::warn!(client = %client.name, user = %spent.username, revoked,
@@ -877,17 +841,13 @@ pub(crate) async fn keep_refresh_token(
     scope: &str,
     expires_at: i64,
 ) -> Result<String, Response> {
-    let refresh = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
-    let kept = tessera_core::store::RefreshToken {
-        hash: ApiClient::hash_secret(&refresh),
-        client_id: client.client_id.clone(),
-        username: user.to_string(),
-        realm: realm.to_string(),
-        scope: scope.to_string(),
-        expires_at,
-    };
-    match state.engine.store().put_refresh_token(&kept).await {
-        Ok(()) => Ok(refresh),
+    match state
+        .engine
+        .sso()
+        .issue_refresh_token(&client.client_id, (user, realm), scope, expires_at)
+        .await
+    {
+        Ok(refresh) => Ok(refresh),
         Err(e) => {
             tracing::error!(error = %e, "refresh token not stored");
             Err(unavailable())
@@ -910,7 +870,7 @@ async fn user_token(
         Err(res) => return res,
     };
     let now = state.engine.clock().now();
-    let jti = tessera_core::rng::random_hex(state.engine.ports().rng.as_ref(), 16);
+    let jti = tessera_core::rng::random_hex(state.engine.rng(), 16);
     let (user, realm, role, lifetime, tx, prompts) = match outcome {
         Outcome::Accept(a) => (
             a.user.username.clone(),
@@ -1263,7 +1223,7 @@ async fn finish_pending(
     }
     // The pending token has served: the login moved on.
     if let (Some(jti), Some(exp)) = (p.claims["jti"].as_str(), p.claims["exp"].as_i64())
-        && let Err(e) = state.engine.store().revoke_token(jti, exp).await
+        && let Err(e) = state.engine.sso().revoke_access(jti, exp).await
     {
         tracing::error!(error = %e, "pending token not revoked");
         return unavailable();
@@ -1476,10 +1436,8 @@ async fn otp_generate(
     // An unknown user (or one who cannot get a code) gets the same answer as anyone else: a
     // session that no code will finish, with the prompt a code would have; the audit record
     // has the reason.
-    let id = tessera_core::rng::random_digits(
-        state.engine.ports().rng.as_ref(),
-        tessera_core::ids::TransactionId::LEN,
-    );
+    let id =
+        tessera_core::rng::random_digits(state.engine.rng(), tessera_core::ids::TransactionId::LEN);
     let Some(id) = tessera_core::ids::TransactionId::parse(&id) else {
         return oauth_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -1698,7 +1656,7 @@ pub(crate) async fn active_claims(state: &HttpState, token: &str) -> Option<Valu
         .snapshot()
         .api_client_by_id(claims["client_id"].as_str()?)?;
     let jti = claims["jti"].as_str()?;
-    match state.engine.store().token_revoked(jti).await {
+    match state.engine.sso().access_revoked(jti).await {
         Ok(false) => Some(claims),
         _ => None,
     }
@@ -1768,7 +1726,7 @@ async fn revoke(
         && claims["client_id"] == client.client_id.as_str()
         && let (Some(jti), Some(exp)) = (claims["jti"].as_str(), claims["exp"].as_i64())
     {
-        if let Err(e) = state.engine.store().revoke_token(jti, exp).await {
+        if let Err(e) = state.engine.sso().revoke_access(jti, exp).await {
             tracing::error!(error = %e, "token not revoked");
             return unavailable();
         }

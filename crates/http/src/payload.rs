@@ -25,12 +25,11 @@ type Kem = X25519HkdfSha256;
 
 /// Binds sealed payloads to this use.
 const INFO: &[u8] = b"tessera payload v1";
-const KEY_META: &str = "payload_key";
-const KEY_CONTEXT: &str = "payload:private_key";
+const SLOT: tessera_core::keys::KeySlot = tessera_core::keys::KeySlot::Payload;
 
 /// The installation's key pair: (private, public), made on first use and sealed in the store.
 pub async fn key_pair(
-    store: &dyn tessera_core::store::Store,
+    keys: &tessera_core::keys::Keys,
 ) -> Result<
     (
         <Kem as hpke::Kem>::PrivateKey,
@@ -38,23 +37,14 @@ pub async fn key_pair(
     ),
     String,
 > {
-    let stored = match store.meta(KEY_META).await.map_err(|e| e.to_string())? {
-        Some(v) => v,
-        None => {
+    let stored = keys
+        .stored_or_made(SLOT, || {
             let (sk, _) = Kem::gen_keypair();
-            let sealed = store.seal_secret(&sk.to_bytes(), KEY_CONTEXT);
-            store
-                .init_meta(KEY_META, &BASE64.encode(&sealed))
-                .await
-                .map_err(|e| e.to_string())?
-        }
-    };
-    let sealed = BASE64
-        .decode(stored.as_bytes())
-        .map_err(|e| format!("payload key: {e}"))?;
-    let raw = store
-        .open_secret(&sealed, KEY_CONTEXT)
+            Ok(zeroize::Zeroizing::new(sk.to_bytes().to_vec()))
+        })
+        .await
         .map_err(|e| e.to_string())?;
+    let raw = keys.open(SLOT, &stored).map_err(|e| e.to_string())?;
     let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&raw)
         .map_err(|_| "the stored payload key cannot be read".to_string())?;
     let pk = Kem::sk_to_pk(&sk);
@@ -67,7 +57,7 @@ pub async fn key_pair(
 /// the private key makes. Returns the public key (base64). Payloads sealed to the key before
 /// are refused from then on.
 pub async fn import_key(
-    store: &dyn tessera_core::store::Store,
+    keys: &tessera_core::keys::Keys,
     private_key: &str,
     public_key: Option<&str>,
 ) -> Result<String, String> {
@@ -109,17 +99,13 @@ pub async fn import_key(
             "the public key given is not the private key's (that one is {pk}); nothing was changed"
         ));
     }
-    let sealed = store.seal_secret(&raw, KEY_CONTEXT);
-    store
-        .set_meta(KEY_META, &BASE64.encode(&sealed))
-        .await
-        .map_err(|e| e.to_string())?;
+    keys.put(SLOT, &raw).await.map_err(|e| e.to_string())?;
     Ok(pk)
 }
 
 /// The public key integrators encrypt to (base64).
-pub async fn public_key(store: &dyn tessera_core::store::Store) -> Result<String, String> {
-    Ok(BASE64.encode(&key_pair(store).await?.1.to_bytes()))
+pub async fn public_key(keys: &tessera_core::keys::Keys) -> Result<String, String> {
+    Ok(BASE64.encode(&key_pair(keys).await?.1.to_bytes()))
 }
 
 /// Seals `body` for the installation whose public key is `public_key_b64` (what the CLI helper
@@ -241,7 +227,7 @@ pub(crate) async fn open_payloads(
     if let Err(why) = envelope_parts(&bytes) {
         return refuse(why);
     }
-    let sk = match key_pair(state.engine.store().as_ref()).await {
+    let sk = match key_pair(state.engine.keys()).await {
         Ok((sk, _)) => sk,
         Err(e) => {
             tracing::error!(error = %e, "payload key unavailable");
@@ -263,15 +249,16 @@ pub(crate) async fn open_payloads(
     }
     // Seen before: refused. Remembered for as long as it could be replayed, by one claiming
     // write: of two copies sent at once, one passes.
-    let seen = tessera_core::store::WebState {
-        kind: "payload-nonce".into(),
-        key_hash: data_encoding::HEXLOWER
-            .encode(ring::digest::digest(&ring::digest::SHA256, nonce.as_bytes()).as_ref()),
-        subject: String::new(),
-        data: String::new(),
-        expires_at: ts + window + 1,
-    };
-    match state.engine.store().claim_web_state(&seen, now).await {
+    match state
+        .engine
+        .sso()
+        .first_use(
+            tessera_core::sso::Once::PayloadNonce,
+            &nonce,
+            ts + window + 1,
+        )
+        .await
+    {
         Ok(true) => {}
         Ok(false) => return refuse("the payload was used already"),
         Err(e) => {

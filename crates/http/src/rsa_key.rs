@@ -13,26 +13,16 @@ use ring::signature::{
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tessera_core::store::Store;
+use tessera_core::keys::{KeySlot, Keys};
 
-/// Where one imported key is kept: its meta key and the context it is sealed under.
-#[derive(Debug)]
-pub struct Slot {
-    meta: &'static str,
-    context: &'static str,
-}
+/// Where one imported key is kept.
+pub type Slot = KeySlot;
 
 /// The RS256 key of ID tokens.
-pub const OIDC_KEY: Slot = Slot {
-    meta: "oidc_rsa_key",
-    context: "oidc:rsa_key",
-};
+pub const OIDC_KEY: Slot = KeySlot::OidcRsa;
 
 /// The key that signs the validate API's answers (privacyIDEA's `PI_AUDIT_KEY_PRIVATE`).
-pub const RESPONSE_KEY: Slot = Slot {
-    meta: "response_rsa_key",
-    context: "validate:response_key",
-};
+pub const RESPONSE_KEY: Slot = KeySlot::ResponseRsa;
 
 /// Per slot: the stored (sealed) value the signer was read from, and the signer.
 pub(crate) type Cache = std::sync::Mutex<HashMap<&'static str, (String, Arc<RsaSigner>)>>;
@@ -162,40 +152,26 @@ pub(crate) async fn signer_in(
     state: &crate::HttpState,
     slot: &Slot,
 ) -> Result<Option<Arc<RsaSigner>>, String> {
-    let store = state.engine.store();
-    let Some(stored) = sealed_in(store.as_ref(), slot).await? else {
+    let keys = state.engine.keys();
+    let Some(stored) = keys.stored(*slot).await.map_err(|e| e.to_string())? else {
         return Ok(None);
     };
     if let Ok(cache) = state.rsa_signer.lock()
-        && let Some((raw, signer)) = cache.get(slot.meta)
+        && let Some((raw, signer)) = cache.get(slot.meta())
         && *raw == stored
     {
         return Ok(Some(signer.clone()));
     }
-    let signer = Arc::new(open(store.as_ref(), slot, &stored)?);
+    let signer = Arc::new(open(keys, slot, &stored)?);
     if let Ok(mut cache) = state.rsa_signer.lock() {
-        cache.insert(slot.meta, (stored, signer.clone()));
+        cache.insert(slot.meta(), (stored, signer.clone()));
     }
     Ok(Some(signer))
 }
 
-/// The sealed key kept in `slot` (base64), if one was imported (a removed one is empty).
-async fn sealed_in(store: &dyn Store, slot: &Slot) -> Result<Option<String>, String> {
-    Ok(store
-        .meta(slot.meta)
-        .await
-        .map_err(|e| e.to_string())?
-        .filter(|s| !s.is_empty()))
-}
-
-/// The signer of a stored (sealed, base64) key.
-fn open(store: &dyn Store, slot: &Slot, stored: &str) -> Result<RsaSigner, String> {
-    let sealed = BASE64
-        .decode(stored.as_bytes())
-        .map_err(|e| format!("RSA key: {e}"))?;
-    let der = store
-        .open_secret(&sealed, slot.context)
-        .map_err(|e| e.to_string())?;
+/// The signer of a stored (sealed) key.
+fn open(keys: &Keys, slot: &Slot, stored: &str) -> Result<RsaSigner, String> {
+    let der = keys.open(*slot, stored).map_err(|e| e.to_string())?;
     RsaSigner::of_der(&der)
 }
 
@@ -208,14 +184,10 @@ pub struct Imported {
 
 /// Imports an RSA private key (PEM, PKCS#8: `openssl genpkey -algorithm RSA -pkeyopt
 /// rsa_keygen_bits:3072`) into `slot`, replacing the one before.
-pub async fn import(store: &dyn Store, slot: &Slot, pem: &str) -> Result<Imported, String> {
+pub async fn import(keys: &Keys, slot: &Slot, pem: &str) -> Result<Imported, String> {
     let der = rsa_der_of_pem(pem)?;
     let signer = RsaSigner::of_der(&der)?;
-    let sealed = store.seal_secret(&der, slot.context);
-    store
-        .set_meta(slot.meta, &BASE64.encode(&sealed))
-        .await
-        .map_err(|e| e.to_string())?;
+    keys.put(*slot, &der).await.map_err(|e| e.to_string())?;
     Ok(Imported {
         public_pem: signer.public_pem(),
         kid: signer.kid,
@@ -223,11 +195,11 @@ pub async fn import(store: &dyn Store, slot: &Slot, pem: &str) -> Result<Importe
 }
 
 /// The key in `slot`, if one was imported.
-pub async fn stored(store: &dyn Store, slot: &Slot) -> Result<Option<Imported>, String> {
-    let Some(stored) = sealed_in(store, slot).await? else {
+pub async fn stored(keys: &Keys, slot: &Slot) -> Result<Option<Imported>, String> {
+    let Some(stored) = keys.stored(*slot).await.map_err(|e| e.to_string())? else {
         return Ok(None);
     };
-    let signer = open(store, slot, &stored)?;
+    let signer = open(keys, slot, &stored)?;
     Ok(Some(Imported {
         public_pem: signer.public_pem(),
         kid: signer.kid,
@@ -235,11 +207,8 @@ pub async fn stored(store: &dyn Store, slot: &Slot) -> Result<Option<Imported>, 
 }
 
 /// Forgets the key in `slot`.
-pub async fn remove(store: &dyn Store, slot: &Slot) -> Result<(), String> {
-    store
-        .set_meta(slot.meta, "")
-        .await
-        .map_err(|e| e.to_string())
+pub async fn remove(keys: &Keys, slot: &Slot) -> Result<(), String> {
+    keys.remove(*slot).await.map_err(|e| e.to_string())
 }
 
 /// The DER of a PEM RSA private key: PKCS#8 (`-----BEGIN PRIVATE KEY-----`) or PKCS#1

@@ -44,7 +44,6 @@ const SKEW_SECONDS: i64 = 60;
 /// Authentication requests older than this (or this far in the future) are refused.
 const REQUEST_AGE_SECONDS: i64 = 300;
 const MAX_RELAY_STATE: usize = 1024;
-const PERSISTENT_SALT: &str = "saml_persistent_salt";
 
 pub(crate) fn routes() -> Router<HttpState> {
     Router::new()
@@ -212,10 +211,7 @@ async fn metadata(state: St) -> Response {
     }
     let now = now_utc(&state);
     let valid_until = (now + TimeDelta::days(7)).format("%Y-%m-%dT%H:%M:%SZ");
-    let doc_id = format!(
-        "_{}",
-        tessera_core::rng::random_hex(state.engine.ports().rng.as_ref(), 16)
-    );
+    let doc_id = format!("_{}", tessera_core::rng::random_hex(state.engine.rng(), 16));
     let template = gidp::signature_template(&doc_id, &current.cert_b64(), RSA_SHA256);
     let body = format!(
         "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" ID=\"{doc_id}\" validUntil=\"{valid_until}\" entityID=\"{id}\">{template}<md:IDPSSODescriptor WantAuthnRequestsSigned=\"false\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}<md:SingleLogoutService Binding=\"{BINDING_REDIRECT}\" Location=\"{slo}\"/>{formats}<md:SingleSignOnService Binding=\"{BINDING_REDIRECT}\" Location=\"{sso}\"/><md:SingleSignOnService Binding=\"{BINDING_POST}\" Location=\"{sso}\"/></md:IDPSSODescriptor></md:EntityDescriptor>"
@@ -610,21 +606,16 @@ async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
 /// The form field that marks a request posted again by our own page.
 const SAME_SITE: &str = "same_site";
 
-/// Request IDs seen (against replays), kept as long as a request is accepted.
-const SEEN: &str = "saml_seen";
-
 /// Whether a request ID of an SP is new (then it is remembered until `until`); one of two
 /// copies sent at once wins. A store that cannot say refuses.
 async fn first_use(state: &HttpState, sp: &SamlServiceProvider, id: &str, until: i64) -> bool {
-    let seen = tessera_core::store::WebState {
-        kind: SEEN.into(),
-        key_hash: web::hash(&format!("{}\u{0}{id}", sp.entity_id)),
-        subject: String::new(),
-        data: String::new(),
-        expires_at: until,
-    };
-    let now = state.engine.clock().now();
-    match state.engine.store().claim_web_state(&seen, now).await {
+    let seen = format!("{}\u{0}{id}", sp.entity_id);
+    match state
+        .engine
+        .sso()
+        .first_use(tessera_core::sso::Once::SamlRequest, &seen, until)
+        .await
+    {
         Ok(first) => first,
         Err(e) => {
             tracing::error!(error = %e, "SAML request id not remembered: refused");
@@ -853,7 +844,7 @@ async fn start(
     let app = sp.application.clone();
     if !force_authn
         && let Some(key) = web::cookie(state, headers, web::SSO_COOKIE)
-        && let Some(session) = web::live_session(state, &key, now).await
+        && let Some(session) = web::live_session(state, &key).await
         && session.apps.contains(&app.0)
         && web::serves_app(&snap, &app, &session, now)
         // A session whose sign-in does not meet the context asked for signs in again.
@@ -864,7 +855,7 @@ async fn start(
         )
         .is_some()
     {
-        web::touch_session(state, &key, &session, now).await;
+        web::touch_session(state, &key).await;
         let mfa = session.mfa_apps.contains(&app.0);
         let (res, joined) = answer(
             state,
@@ -899,7 +890,7 @@ async fn start(
         )
         .await;
     }
-    let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+    let key = state.engine.sso().new_key();
     let flow = Flow {
         saml: Some(pending),
         ..Flow::without_oidc(state, &app.0, &lang)
@@ -1004,27 +995,17 @@ async fn persistent_id(
     sp: &SamlServiceProvider,
     user: &tessera_core::model::User,
 ) -> Result<String, String> {
-    let store = state.engine.store();
-    let salt = match store
-        .meta(PERSISTENT_SALT)
+    let keys = state.engine.keys();
+    let slot = tessera_core::keys::KeySlot::SamlPersistentSalt;
+    let salt = keys
+        .stored_or_made(slot, || {
+            Ok(zeroize::Zeroizing::new(
+                state.engine.sso().new_key().into_bytes(),
+            ))
+        })
         .await
-        .map_err(|e| e.to_string())?
-    {
-        Some(s) if !s.is_empty() => s,
-        _ => {
-            let fresh = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
-            let sealed = store.seal_secret(fresh.as_bytes(), PERSISTENT_SALT);
-            // Nodes racing here all end up with the salt stored first.
-            store
-                .init_meta(PERSISTENT_SALT, &BASE64.encode(&sealed))
-                .await
-                .map_err(|e| e.to_string())?
-        }
-    };
-    let sealed = BASE64.decode(salt.as_bytes()).map_err(|e| e.to_string())?;
-    let key = store
-        .open_secret(&sealed, PERSISTENT_SALT)
         .map_err(|e| e.to_string())?;
+    let key = keys.open(slot, &salt).map_err(|e| e.to_string())?;
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
     let tag = ring::hmac::sign(
         &key,
@@ -1108,10 +1089,7 @@ pub(crate) async fn answer(
         }
         (_, NameIdFormat::Unspecified) => Some(user.username.clone()),
         (_, NameIdFormat::Email) => user.email.clone(),
-        (_, NameIdFormat::Transient) => Some(format!(
-            "_{}",
-            tessera_core::rng::random_token(state.engine.ports().rng.as_ref())
-        )),
+        (_, NameIdFormat::Transient) => Some(format!("_{}", state.engine.sso().new_key())),
         (_, NameIdFormat::Persistent) => match persistent_id(state, &sp, &user).await {
             Ok(v) => Some(v),
             Err(e) => {
@@ -1148,10 +1126,7 @@ pub(crate) async fn answer(
         lifetime = lifetime.min(i64::from(m) * 60);
     }
     let session_end = DateTime::from_timestamp(auth_time + lifetime, 0);
-    let session_index = format!(
-        "_{}",
-        tessera_core::rng::random_token(state.engine.ports().rng.as_ref())
-    );
+    let session_index = format!("_{}", state.engine.sso().new_key());
     let joined = SamlParticipant {
         sp: sp.name.clone(),
         name_id: name_id.value.clone(),
@@ -1422,7 +1397,6 @@ async fn post_script() -> Response {
 
 // ---- single logout --------------------------------------------------------------------------
 
-const LOGOUT: &str = "saml_logout";
 const LOGOUT_SECONDS: i64 = 600;
 
 /// A front-channel logout under way: who asked, and the service providers still to be told.
@@ -1465,7 +1439,6 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
         return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
     };
     let snap = state.engine.snapshot();
-    let store = state.engine.store();
     let now = state.engine.clock().now();
     if !decoded.is_request {
         // An SP we told answers; the relay state is our logout's key.
@@ -1480,10 +1453,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
         let Some(key) = decoded.relay_state.as_deref() else {
             return web::fatal(&lang, "expired", StatusCode::BAD_REQUEST);
         };
-        let Ok(Some(kept)) = store.web_state(LOGOUT, &web::hash(key), now).await else {
-            return web::fatal(&lang, "expired", StatusCode::BAD_REQUEST);
-        };
-        let Ok(logout) = serde_json::from_str::<Logout>(&kept.data) else {
+        let Ok(Some(logout)) = state.engine.sso().saml_logout::<Logout>(key).await else {
             return web::fatal(&lang, "expired", StatusCode::BAD_REQUEST);
         };
         if let Some(sp) = from
@@ -1546,7 +1516,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
     let mut remaining = Vec::new();
     let mut ended_here = false;
     if let Some(key) = web::cookie(&state, &headers, web::SSO_COOKIE)
-        && let Some(session) = web::live_session(&state, &key, now).await
+        && let Some(session) = web::live_session(&state, &key).await
         && session
             .saml
             .iter()
@@ -1568,7 +1538,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
         then: None,
     };
     let ended = !logout.remaining.is_empty() || ended_here;
-    let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+    let key = state.engine.sso().new_key();
     let mut res = next_logout(&state, &key, logout).await;
     if ended {
         res.headers_mut().append(
@@ -1595,7 +1565,7 @@ pub(crate) async fn logout_everywhere(
         lang: lang.to_string(),
         then,
     };
-    let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+    let key = state.engine.sso().new_key();
     next_logout(state, &key, logout).await
 }
 
@@ -1603,7 +1573,6 @@ pub(crate) async fn logout_everywhere(
 /// left, back to the SP that asked (a signed LogoutResponse), or to the signed-out page.
 async fn next_logout(state: &HttpState, key: &str, mut logout: Logout) -> Response {
     let snap = state.engine.snapshot();
-    let store = state.engine.store();
     let now = state.engine.clock().now();
     let base = match crate::oauth::issuer(state) {
         Ok(b) => b,
@@ -1661,14 +1630,10 @@ async fn next_logout(state: &HttpState, key: &str, mut logout: Logout) -> Respon
             tracing::warn!(sp = %sp.name, "SAML logout request not built");
             continue;
         };
-        let kept = store
-            .put_web_state(&tessera_core::store::WebState {
-                kind: LOGOUT.into(),
-                key_hash: web::hash(key),
-                subject: String::new(),
-                data: serde_json::to_string(&logout).unwrap_or_default(),
-                expires_at: now + LOGOUT_SECONDS,
-            })
+        let kept = state
+            .engine
+            .sso()
+            .keep_saml_logout(key, &logout, now + LOGOUT_SECONDS)
             .await;
         if let Err(e) = kept {
             tracing::error!(error = %e, "SAML logout not kept");
@@ -1677,7 +1642,7 @@ async fn next_logout(state: &HttpState, key: &str, mut logout: Logout) -> Respon
         tracing::info!(sp = %sp.name, "SAML logout sent on");
         return web::redirect(&url);
     }
-    store.delete_web_state(LOGOUT, &web::hash(key)).await.ok();
+    state.engine.sso().end_saml_logout(key).await.ok();
     let origin = logout
         .origin
         .as_ref()

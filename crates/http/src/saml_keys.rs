@@ -9,11 +9,10 @@ use data_encoding::BASE64;
 use gamlastan::crypto::kryptering::{self, HashAlgorithm, SignatureAlgorithm};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tessera_core::store::Store;
+use tessera_core::keys::{KeySlot, Keys};
 
-const CURRENT: &str = "saml_idp_key";
-const NEXT: &str = "saml_idp_next_key";
-const CONTEXT: &str = "saml:idp_key";
+const CURRENT: KeySlot = KeySlot::SamlIdp;
+const NEXT: KeySlot = KeySlot::SamlIdpNext;
 pub(crate) const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 
 /// Signing keys read from the store, by the sealed value they were read from.
@@ -91,7 +90,7 @@ fn matches(signer: &RsaSigner, cert_der: &[u8]) -> Result<(), String> {
 /// Imports a key (PEM, PKCS#8) and its certificate (PEM) as the signing pair, or as the next
 /// one (published in the metadata, used after `rotate`). Returns the certificate's fingerprint.
 pub async fn import(
-    store: &dyn Store,
+    keys: &Keys,
     key_pem: &str,
     cert_pem: &str,
     next: bool,
@@ -107,54 +106,43 @@ pub async fn import(
         })
         .map_err(|e| e.to_string())?,
     );
-    let sealed = store.seal_secret(&stored, CONTEXT);
-    store
-        .set_meta(if next { NEXT } else { CURRENT }, &BASE64.encode(&sealed))
+    keys.put(if next { NEXT } else { CURRENT }, &stored)
         .await
         .map_err(|e| e.to_string())?;
     Ok(fingerprint(&cert))
 }
 
 /// Makes the next pair the signing one. Returns the new signing certificate's fingerprint.
-pub async fn rotate(store: &dyn Store) -> Result<String, String> {
-    let Some(next) = store
-        .meta(NEXT)
+pub async fn rotate(keys: &Keys) -> Result<String, String> {
+    let no_next = || "there is no next key: import one with `tessera saml import-key --next`";
+    let Some(next) = keys.stored(NEXT).await.map_err(|e| e.to_string())? else {
+        return Err(no_next().into());
+    };
+    let key = open(keys, NEXT, &next)?;
+    if !keys
+        .promote(NEXT, CURRENT)
         .await
         .map_err(|e| e.to_string())?
-        .filter(|n| !n.is_empty())
-    else {
-        return Err(
-            "there is no next key: import one with `tessera saml import-key --next`".into(),
-        );
-    };
-    let key = open(store, &next)?;
-    store
-        .set_meta(CURRENT, &next)
-        .await
-        .map_err(|e| e.to_string())?;
-    store.set_meta(NEXT, "").await.map_err(|e| e.to_string())?;
+    {
+        return Err(no_next().into());
+    }
     Ok(fingerprint(&key.cert_der))
 }
 
 /// The fingerprints of the signing and the next certificate.
-pub async fn status(store: &dyn Store) -> Result<(Option<String>, Option<String>), String> {
+pub async fn status(keys: &Keys) -> Result<(Option<String>, Option<String>), String> {
     let mut out = Vec::new();
     for which in [CURRENT, NEXT] {
-        out.push(match store.meta(which).await.map_err(|e| e.to_string())? {
-            Some(s) if !s.is_empty() => Some(fingerprint(&open(store, &s)?.cert_der)),
-            _ => None,
+        out.push(match keys.stored(which).await.map_err(|e| e.to_string())? {
+            Some(s) => Some(fingerprint(&open(keys, which, &s)?.cert_der)),
+            None => None,
         });
     }
     Ok((out[0].clone(), out[1].clone()))
 }
 
-fn open(store: &dyn Store, sealed_b64: &str) -> Result<IdpKey, String> {
-    let sealed = BASE64
-        .decode(sealed_b64.as_bytes())
-        .map_err(|e| format!("SAML key: {e}"))?;
-    let raw = store
-        .open_secret(&sealed, CONTEXT)
-        .map_err(|e| e.to_string())?;
+fn open(keys: &Keys, slot: KeySlot, sealed: &str) -> Result<IdpKey, String> {
+    let raw = keys.open(slot, sealed).map_err(|e| e.to_string())?;
     let stored: Stored = serde_json::from_slice(&raw).map_err(|e| format!("SAML key: {e}"))?;
     let key_b64 = zeroize::Zeroizing::new(stored.key);
     let der = zeroize::Zeroizing::new(
@@ -170,18 +158,17 @@ fn open(store: &dyn Store, sealed_b64: &str) -> Result<IdpKey, String> {
     })
 }
 
-async fn load(state: &crate::HttpState, which: &str) -> Result<Option<Arc<IdpKey>>, String> {
-    let store = state.engine.store();
-    let stored = match store.meta(which).await.map_err(|e| e.to_string())? {
-        Some(s) if !s.is_empty() => s,
-        _ => return Ok(None),
+async fn load(state: &crate::HttpState, which: KeySlot) -> Result<Option<Arc<IdpKey>>, String> {
+    let keys = state.engine.keys();
+    let Some(stored) = keys.stored(which).await.map_err(|e| e.to_string())? else {
+        return Ok(None);
     };
     if let Ok(cache) = state.saml_keys.lock()
         && let Some((_, k)) = cache.iter().find(|(s, _)| *s == stored)
     {
         return Ok(Some(k.clone()));
     }
-    let key = Arc::new(open(store.as_ref(), &stored)?);
+    let key = Arc::new(open(keys, which, &stored)?);
     if let Ok(mut cache) = state.saml_keys.lock() {
         if cache.len() >= 4 {
             cache.clear();

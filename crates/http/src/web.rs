@@ -22,15 +22,11 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use tessera_core::engine::{AuthRequest, Door, Outcome, RejectReason, RequestCtx};
-use tessera_core::model::{ApiClient, ApiClientKind, AuditRecord};
-use tessera_core::store::WebState;
+use tessera_core::model::{ApiClient, ApiClientKind};
+use tessera_core::sso::{AuthCode, SessionLimits, SignIn, SignedIn, SpentCode, pkce_matches};
 
-const FLOW: &str = "login";
 /// The scopes an OIDC client may ask for.
 const OIDC_SCOPES: [&str; 5] = ["openid", "profile", "email", "phone", "offline_access"];
-const SSO: &str = tessera_core::model::SSO_KIND;
-const CODE: &str = "code";
-const SPENT_CODE: &str = "code_spent";
 pub(crate) const FLOW_COOKIE: &str = "tessera_flow";
 pub(crate) const SSO_COOKIE: &str = "tessera_sso";
 /// Seconds an authorization code can be traded.
@@ -95,7 +91,7 @@ impl Flow {
             scope: String::new(),
             app: app.to_string(),
             lang: lang.to_string(),
-            csrf: tessera_core::rng::random_token(state.engine.ports().rng.as_ref()),
+            csrf: state.engine.sso().new_key(),
             tx: None,
             user: None,
             prompt: None,
@@ -108,34 +104,6 @@ impl Flow {
 }
 
 type Session = tessera_core::model::SsoSession;
-
-/// What an authorization code stands for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Code {
-    client_id: String,
-    redirect_uri: String,
-    code_challenge: String,
-    nonce: Option<String>,
-    user: String,
-    realm: String,
-    scope: String,
-    auth_time: i64,
-    /// The SSO session's `sid`, for the ID token.
-    #[serde(default)]
-    sid: Option<String>,
-}
-
-/// What a spent authorization code bought (kind [`SPENT_CODE`]).
-#[derive(Serialize, Deserialize)]
-struct SpentCode {
-    client_id: String,
-    code_challenge: String,
-    /// The access token's id.
-    jti: String,
-    user: String,
-    realm: String,
-    expires_at: i64,
-}
 
 pub(crate) fn hash(key: &str) -> String {
     ApiClient::hash_secret(key)
@@ -759,13 +727,13 @@ async fn authorize_with(state: St, headers: HeaderMap, raw: Option<&str>) -> Res
     // asks) signs the user in at once.
     if !prompts.contains(&"login")
         && let Some(key) = cookie(&state, &headers, SSO_COOKIE)
-        && let Some(session) = live_session(&state, &key, now).await
+        && let Some(session) = live_session(&state, &key).await
         && session.apps.contains(&app.0)
         && max_age.is_none_or(|m| now - session.auth_time < m)
         && serves_app(&snap, &app, &session, now)
     {
-        touch_session(&state, &key, &session, now).await;
-        let code = Code {
+        touch_session(&state, &key).await;
+        let code = AuthCode {
             client_id: client.client_id.clone(),
             redirect_uri: redirect_uri.clone(),
             code_challenge: challenge.clone(),
@@ -786,8 +754,7 @@ async fn authorize_with(state: St, headers: HeaderMap, raw: Option<&str>) -> Res
     if prompts.contains(&"none") {
         return fail("login_required", "no session for this application");
     }
-    let rng = state.engine.ports().rng.clone();
-    let key = tessera_core::rng::random_token(rng.as_ref());
+    let key = state.engine.sso().new_key();
     let flow = Flow {
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.clone(),
@@ -797,7 +764,7 @@ async fn authorize_with(state: St, headers: HeaderMap, raw: Option<&str>) -> Res
         scope,
         app: app.0.clone(),
         lang,
-        csrf: tessera_core::rng::random_token(rng.as_ref()),
+        csrf: state.engine.sso().new_key(),
         tx: None,
         user: None,
         prompt: None,
@@ -830,17 +797,10 @@ async fn save_flow(
     flow: &Flow,
     expires_at: i64,
 ) -> Result<(), Response> {
-    let data = serde_json::to_string(flow).unwrap_or_default();
     state
         .engine
-        .store()
-        .put_web_state(&WebState {
-            kind: FLOW.into(),
-            key_hash: hash(key),
-            subject: String::new(),
-            data,
-            expires_at,
-        })
+        .sso()
+        .keep_flow(key, flow, expires_at)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "login flow not kept");
@@ -850,34 +810,20 @@ async fn save_flow(
 
 async fn load_flow(state: &HttpState, headers: &HeaderMap) -> Option<(String, Flow, i64)> {
     let key = cookie(state, headers, FLOW_COOKIE)?;
-    let now = state.engine.clock().now();
-    let kept = state
-        .engine
-        .store()
-        .web_state(FLOW, &hash(&key), now)
-        .await
-        .ok()??;
-    let flow = serde_json::from_str(&kept.data).ok()?;
-    Some((key, flow, kept.expires_at))
+    let (flow, expires_at) = state.engine.sso().flow(&key).await.ok()??;
+    Some((key, flow, expires_at))
 }
 
 /// The live SSO session behind a cookie (idle and absolute limits checked; the user still
 /// active is checked when a code is traded).
-pub(crate) async fn live_session(state: &HttpState, key: &str, now: i64) -> Option<Session> {
-    live_session_until(state, key, now).await.map(|(s, _)| s)
+pub(crate) async fn live_session(state: &HttpState, key: &str) -> Option<Session> {
+    live_session_until(state, key).await.map(|(s, _)| s)
 }
 
 /// The same, with when the session ends.
-async fn live_session_until(state: &HttpState, key: &str, now: i64) -> Option<(Session, i64)> {
-    let kept = state
-        .engine
-        .store()
-        .web_state(SSO, &hash(key), now)
-        .await
-        .ok()??;
-    let session: Session = serde_json::from_str(&kept.data).ok()?;
-    let idle = i64::from(state.engine.snapshot().settings.sso_idle_minutes) * 60;
-    (now - session.last_seen < idle).then_some((session, kept.expires_at))
+async fn live_session_until(state: &HttpState, key: &str) -> Option<(Session, i64)> {
+    let limits = SessionLimits::of(&state.engine.snapshot().settings);
+    state.engine.sso().session(key, limits).await.ok()?
 }
 
 /// The application's own SSO limits (shorter than the settings', which `live_session`
@@ -903,38 +849,14 @@ pub(crate) async fn remember_saml(
     key: &str,
     joined: tessera_core::model::SamlParticipant,
 ) {
-    let store = state.engine.store();
-    let now = state.engine.clock().now();
-    let Ok(Some(kept)) = store.web_state(SSO, &hash(key), now).await else {
-        return;
-    };
-    let Ok(mut s) = serde_json::from_str::<Session>(&kept.data) else {
-        return;
-    };
-    s.saml.retain(|p| p.sp != joined.sp);
-    s.saml.push(joined);
-    let data = serde_json::to_string(&s).unwrap_or_default();
-    if let Err(e) = store.put_web_state(&WebState { data, ..kept }).await {
+    if let Err(e) = state.engine.sso().remember_saml(key, joined).await {
         tracing::warn!(error = %e, "SSO session's SAML sign-in not recorded");
     }
 }
 
 /// Records in an SSO session that it signed in to an OIDC client (for back-channel logout).
 async fn remember_oidc(state: &HttpState, key: &str, client_id: &str) {
-    let store = state.engine.store();
-    let now = state.engine.clock().now();
-    let Ok(Some(kept)) = store.web_state(SSO, &hash(key), now).await else {
-        return;
-    };
-    let Ok(mut s) = serde_json::from_str::<Session>(&kept.data) else {
-        return;
-    };
-    if s.oidc.iter().any(|c| c == client_id) {
-        return;
-    }
-    s.oidc.push(client_id.to_string());
-    let data = serde_json::to_string(&s).unwrap_or_default();
-    if let Err(e) = store.put_web_state(&WebState { data, ..kept }).await {
+    if let Err(e) = state.engine.sso().remember_oidc(key, client_id).await {
         tracing::warn!(error = %e, "SSO session's OIDC sign-in not recorded");
     }
 }
@@ -942,26 +864,7 @@ async fn remember_oidc(state: &HttpState, key: &str, client_id: &str) {
 /// Ends the SSO session behind a cookie key; returns it. `how` says who ended it, for the
 /// audit record.
 pub(crate) async fn end_session(state: &HttpState, key: &str, how: &str) -> Option<Session> {
-    let now = state.engine.clock().now();
-    let store = state.engine.store();
-    let kept = store.web_state(SSO, &hash(key), now).await.ok()??;
-    store.delete_web_state(SSO, &hash(key)).await.ok()?;
-    let session: Session = serde_json::from_str(&kept.data).ok()?;
-    audit_sso(
-        state,
-        "sso_logout",
-        "web",
-        &session.user,
-        &session.realm,
-        None,
-        &format!(
-            "SSO session ended ({how}); relying parties told: {} SAML, {} OpenID Connect",
-            session.saml.len(),
-            session.oidc.len()
-        ),
-    )
-    .await;
-    Some(session)
+    state.engine.sso().end(key, how).await.ok()?
 }
 
 /// An audit record of single sign-on: a sign-in given to a relying party, a session ended.
@@ -974,38 +877,16 @@ pub(crate) async fn audit_sso(
     application: Option<&str>,
     reason: &str,
 ) {
-    let record = AuditRecord {
-        id: 0,
-        at_ms: state.engine.clock().now_millis(),
-        actor: actor.into(),
-        action: action.into(),
-        door: "web".into(),
-        user: Some(user.into()),
-        realm: Some(realm.into()),
-        serial: None,
-        application: application.map(str::to_string),
-        transaction_id: None,
-        client_ip: None,
-        user_agent: None,
-        result: "ok".into(),
-        reason: reason.into(),
-    };
-    if let Err(e) = state.engine.store().append_audit(&record).await {
-        tracing::warn!(error = %e, action, "single sign-on not audited");
-    }
+    state
+        .engine
+        .sso()
+        .audit(action, actor, (user, realm), application, reason)
+        .await;
 }
 
 /// Marks an SSO session used now (its idle limit starts again); its end stays.
-pub(crate) async fn touch_session(state: &HttpState, key: &str, session: &Session, now: i64) {
-    let store = state.engine.store();
-    let Ok(Some(kept)) = store.web_state(SSO, &hash(key), now).await else {
-        return;
-    };
-    // The stored session (another tab may have added an application since `session` was read).
-    let mut s = serde_json::from_str::<Session>(&kept.data).unwrap_or_else(|_| session.clone());
-    s.last_seen = now;
-    let data = serde_json::to_string(&s).unwrap_or_default();
-    if let Err(e) = store.put_web_state(&WebState { data, ..kept }).await {
+pub(crate) async fn touch_session(state: &HttpState, key: &str) {
+    if let Err(e) = state.engine.sso().touch(key).await {
         tracing::warn!(error = %e, "SSO session not marked used");
     }
 }
@@ -1244,9 +1125,8 @@ fn flow_brand(state: &HttpState, flow: &Flow) -> Brand {
 /// sign-in through the `account_application` setting's application starts, which ends there.
 /// With that setting empty, the page says that sign-ins start at an application.
 async fn account_sign_in(state: &HttpState, headers: &HeaderMap, lang: &str) -> Response {
-    let now = state.engine.clock().now();
     if let Some(key) = cookie(state, headers, SSO_COOKIE)
-        && live_session(state, &key, now).await.is_some()
+        && live_session(state, &key).await.is_some()
     {
         return redirect("/login/sessions");
     }
@@ -1259,7 +1139,7 @@ async fn account_sign_in(state: &HttpState, headers: &HeaderMap, lang: &str) -> 
     {
         return home_page(state, lang);
     }
-    let key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
+    let key = state.engine.sso().new_key();
     let flow = Flow {
         account: true,
         ..Flow::without_oidc(state, &app, lang)
@@ -1460,7 +1340,7 @@ async fn code_page_for_nobody(
     let channel = tessera_core::engine::expected_channel(&snap.settings, method, None, false)
         .unwrap_or(tessera_core::model::Channel::Sms);
     flow.tx = Some(tessera_core::rng::random_digits(
-        state.engine.ports().rng.as_ref(),
+        state.engine.rng(),
         tessera_core::ids::TransactionId::LEN,
     ));
     flow.prompt = Some(tessera_core::engine::code_prompt(channel).message);
@@ -1486,7 +1366,6 @@ async fn finish_login(
         accepted.realm.as_str(),
         accepted.mfa,
     );
-    let store = state.engine.store();
     let now = state.engine.clock().now();
     let settings = state.engine.snapshot().settings.clone();
     // An OIDC sign-in needs the issuer for its code: checked before anything is kept.
@@ -1498,23 +1377,42 @@ async fn finish_login(
     } else {
         None
     };
-    let lifetime = i64::from(settings.sso_session_minutes) * 60;
-    let existing = match cookie(state, headers, SSO_COOKIE) {
-        Some(k) => live_session_until(state, &k, now)
-            .await
-            .map(|(s, end)| (k, s, end)),
-        None => None,
+    let existing = cookie(state, headers, SSO_COOKIE);
+    let signed_in = state
+        .engine
+        .sso()
+        .sign_in(
+            SignIn {
+                existing: existing.as_deref(),
+                user,
+                realm,
+                app: &flow.app,
+                mfa,
+                client_ip: ip.to_string(),
+                user_agent: headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| s.chars().take(256).collect())
+                    .unwrap_or_default(),
+            },
+            SessionLimits::of(&settings),
+        )
+        .await;
+    let SignedIn {
+        key: session_key,
+        session,
+        expires_at,
+        ended,
+    } = match signed_in {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "SSO session not kept");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
     };
-    // A new key at every sign-in (no fixation); the browser's session of the same user keeps
-    // its applications and its end, another user's is ended (the old key goes once the new
-    // session is kept: a failed write does not sign the browser out).
-    let session_key = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
-    let old_key = existing.as_ref().map(|(k, _, _)| hash(k));
-    // Another user's session ends here: its OIDC relying parties are told by back-channel
+    // Another user's session ended here: its OIDC relying parties are told by back-channel
     // (its SAML service providers cannot be, in the middle of this sign-in: logged).
-    if let Some((_, other, _)) = &existing
-        && !(other.user == user && other.realm == realm)
-    {
+    if let Some(other) = &ended {
         crate::backchannel::notify(state, std::slice::from_ref(other));
         if !other.saml.is_empty() {
             tracing::info!(
@@ -1524,63 +1422,9 @@ async fn finish_login(
             );
         }
     }
-    let (session, expires_at) = match existing {
-        Some((_, mut s, old_end)) if s.user == user && s.realm == realm => {
-            if !s.apps.contains(&flow.app) {
-                s.apps.push(flow.app.clone());
-            }
-            // What this sign-in proved replaces what the application's last one did.
-            s.mfa_apps.retain(|a| *a != flow.app);
-            if mfa {
-                s.mfa_apps.push(flow.app.clone());
-            }
-            s.last_seen = now;
-            s.auth_time = now;
-            (s, old_end)
-        }
-        _ => (
-            Session {
-                user: user.to_string(),
-                realm: realm.to_string(),
-                apps: vec![flow.app.clone()],
-                mfa_apps: if mfa {
-                    vec![flow.app.clone()]
-                } else {
-                    Vec::new()
-                },
-                auth_time: now,
-                last_seen: now,
-                created_at: now,
-                client_ip: ip.to_string(),
-                user_agent: headers
-                    .get(header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|s| s.chars().take(256).collect())
-                    .unwrap_or_default(),
-                saml: Vec::new(),
-                oidc: Vec::new(),
-                sid: tessera_core::rng::random_token(state.engine.ports().rng.as_ref()),
-            },
-            now + lifetime,
-        ),
-    };
-    let kept = store
-        .put_web_state(&WebState {
-            kind: SSO.into(),
-            key_hash: hash(&session_key),
-            subject: Session::subject(realm, user),
-            data: serde_json::to_string(&session).unwrap_or_default(),
-            expires_at,
-        })
-        .await;
-    if let Err(e) = kept {
-        tracing::error!(error = %e, "SSO session not kept");
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    if let Err(e) = state.engine.sso().end_flow(flow_key).await {
+        tracing::warn!(error = %e, "finished login flow not removed");
     }
-    if let Some(old) = &old_key {
-        store.delete_web_state(SSO, old).await.ok();
-    }
-    store.delete_web_state(FLOW, &hash(flow_key)).await.ok();
     if let Some(pending) = &flow.saml {
         let (res, joined) = crate::saml::answer(
             state,
@@ -1603,7 +1447,7 @@ async fn finish_login(
         let res = redirect("/login/sessions");
         return with_session(state, res, &session_key, expires_at - now);
     };
-    let code = Code {
+    let code = AuthCode {
         client_id: flow.client_id.clone(),
         redirect_uri: flow.redirect_uri.clone(),
         code_challenge: flow.code_challenge.clone(),
@@ -1644,22 +1488,14 @@ pub(crate) fn subject(user: &tessera_core::model::User) -> String {
 /// Keeps a single-use code for the relying party and sends the browser back with it.
 async fn issue_code(
     state: &HttpState,
-    code: &Code,
+    code: &AuthCode,
     st: Option<&str>,
     iss: &str,
 ) -> Result<Response, Response> {
-    let now = state.engine.clock().now();
-    let value = tessera_core::rng::random_token(state.engine.ports().rng.as_ref());
-    state
+    let value = state
         .engine
-        .store()
-        .put_web_state(&WebState {
-            kind: CODE.into(),
-            key_hash: hash(&value),
-            subject: String::new(),
-            data: serde_json::to_string(code).unwrap_or_default(),
-            expires_at: now + CODE_SECONDS,
-        })
+        .sso()
+        .issue_code(code, CODE_SECONDS)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "authorization code not kept");
@@ -1826,71 +1662,31 @@ async fn logout(state: St, headers: HeaderMap, body: Bytes) -> Response {
     res
 }
 
-/// PKCE S256: the verifier is well formed and hashes to the challenge.
-fn pkce_matches(verifier: &str, challenge: &str) -> bool {
-    let verifier_ok = (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
-    let computed = data_encoding::BASE64URL_NOPAD.encode(digest.as_ref());
-    verifier_ok
-        && bool::from(subtle::ConstantTimeEq::ct_eq(
-            computed.as_bytes(),
-            challenge.as_bytes(),
-        ))
-}
-
-/// An authorization code presented again after it bought tokens: the access token it bought
-/// is revoked (RFC 6749 §4.1.2), and the event audited. Only when the same client presents it
-/// with the right PKCE verifier — whoever does holds everything the first caller held, so the
-/// code has leaked; anyone else (a guess, a code read from a log without its verifier) revokes
-/// nothing, so that it cannot sign a user out.
-async fn spent_code_again(
-    state: &HttpState,
-    client: &ApiClient,
-    code: &str,
-    verifier: &str,
-    now: i64,
-) {
-    let store = state.engine.store();
-    let Ok(Some(kept)) = store.web_state(SPENT_CODE, &hash(code), now).await else {
-        return;
-    };
-    let Ok(spent) = serde_json::from_str::<SpentCode>(&kept.data) else {
-        return;
-    };
-    // Without PKCE the client proved itself with its secret already.
-    let proved = spent.code_challenge.is_empty() || pkce_matches(verifier, &spent.code_challenge);
-    if spent.client_id != client.client_id || !proved {
-        return;
-    }
-    // Acted on once: later copies find nothing (and write no more audit records).
-    if !matches!(
-        store.take_web_state(SPENT_CODE, &hash(code), now).await,
-        Ok(Some(_))
-    ) {
-        return;
-    }
-    let revoked = store.revoke_token(&spent.jti, spent.expires_at).await;
-    if let Err(e) = &revoked {
-        tracing::error!(error = %e, "token of a reused code not revoked");
-    }
-    // And the refresh tokens the client holds for the user (the code's among them).
-    if let Err(e) = store
-        .revoke_refresh_tokens(&client.client_id, &spent.user, &spent.realm, now)
+/// An authorization code presented again after it bought tokens: by its own client with its
+/// PKCE verifier, what it bought is revoked and the event audited (see
+/// [`tessera_core::sso::Sso::code_presented_again`]); by anyone else nothing happens.
+async fn spent_code_again(state: &HttpState, client: &ApiClient, code: &str, verifier: &str) {
+    let reused = match state
+        .engine
+        .sso()
+        .code_presented_again(code, &client.client_id, verifier)
         .await
     {
-        tracing::error!(error = %e, "refresh tokens of a reused code not revoked");
-    }
-    tracing::warn!(client = %client.name, user = %spent.user,
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "reused code not checked");
+            return;
+        }
+    };
+    tracing::warn!(client = %client.name, user = %reused.spent.user,
         "authorization code used twice: the access token it bought is revoked");
     crate::oauth::audit_reuse(
         state,
         client,
         "oidc_code_reused",
-        (spent.user, spent.realm),
-        if revoked.is_ok() { "ok" } else { "error" },
+        (reused.spent.user, reused.spent.realm),
+        if reused.revoked { "ok" } else { "error" },
         "authorization code presented again: its access token is revoked".into(),
     )
     .await;
@@ -1942,24 +1738,16 @@ pub(crate) async fn code_grant(
         _ => None,
     };
     let now = state.engine.clock().now();
-    let kept = match state
-        .engine
-        .store()
-        .take_web_state(CODE, &hash(code), now)
-        .await
-    {
-        Ok(Some(k)) => k,
+    let c = match state.engine.sso().redeem_code(code).await {
+        Ok(Some(c)) => c,
         Ok(None) => {
-            spent_code_again(state, client, code, verifier, now).await;
+            spent_code_again(state, client, code, verifier).await;
             return bad("unknown, expired or used code");
         }
         Err(e) => {
             tracing::error!(error = %e, "code not read");
             return unavailable();
         }
-    };
-    let Ok(c) = serde_json::from_str::<Code>(&kept.data) else {
-        return bad("unknown, expired or used code");
     };
     if c.client_id != client.client_id || c.redirect_uri != *redirect_uri {
         return bad("the code was issued to another client or redirect URI");
@@ -1981,8 +1769,8 @@ pub(crate) async fn code_grant(
         (false, _) => {}
     }
     let lifetime = i64::from(client.token_lifetime_seconds);
-    let rng = state.engine.ports().rng.clone();
-    let jti = tessera_core::rng::random_hex(rng.as_ref(), 16);
+    let rng = state.engine.rng();
+    let jti = tessera_core::rng::random_hex(rng, 16);
     // What the code buys, kept before anything is awaited (a copy of the code presented
     // meanwhile must find it) and while the access token lives: the code presented again
     // revokes it (RFC 6749 §4.1.2). Kept though the trade may still fail: its token then
@@ -1995,17 +1783,8 @@ pub(crate) async fn code_grant(
         realm: c.realm.clone(),
         expires_at: now + lifetime,
     };
-    if let Ok(data) = serde_json::to_string(&spent) {
-        let kept = WebState {
-            kind: SPENT_CODE.into(),
-            key_hash: hash(code),
-            subject: String::new(),
-            data,
-            expires_at: now + lifetime,
-        };
-        if let Err(e) = state.engine.store().put_web_state(&kept).await {
-            tracing::warn!(error = %e, "spent code not remembered");
-        }
+    if let Err(e) = state.engine.sso().keep_spent_code(code, &spent).await {
+        tracing::warn!(error = %e, "spent code not remembered");
     }
     // The user must still be able to sign in.
     let snap = state.engine.snapshot();
@@ -2034,7 +1813,7 @@ pub(crate) async fn code_grant(
     let mut id = json!({
         "iss": iss, "sub": subject(&user), "aud": client.client_id, "azp": client.client_id,
         "iat": now, "exp": now + lifetime.min(3600), "auth_time": c.auth_time,
-        "jti": tessera_core::rng::random_hex(rng.as_ref(), 16),
+        "jti": tessera_core::rng::random_hex(rng, 16),
     });
     if let (Some(n), Some(obj)) = (&c.nonce, id.as_object_mut()) {
         obj.insert("nonce".into(), Value::String(n.clone()));
@@ -2131,7 +1910,7 @@ pub(crate) async fn oidc_refresh(
         Err(res) => return *res,
     };
     let lifetime = i64::from(client.token_lifetime_seconds);
-    let jti = tessera_core::rng::random_hex(state.engine.ports().rng.as_ref(), 16);
+    let jti = tessera_core::rng::random_hex(state.engine.rng(), 16);
     let access = json!({
         "iss": iss, "sub": kept.username, "realm": kept.realm, "aud": "tessera",
         "client_id": client.client_id, "scope": scope, "role": "USER",
@@ -2278,11 +2057,10 @@ async fn discovery(state: St) -> Response {
 /// times), each with a button that ends it, and one that ends them all.
 async fn sessions_page(state: St, headers: HeaderMap) -> Response {
     let lang = lang_of(&headers, None);
-    let now = state.engine.clock().now();
     let Some(key) = cookie(&state, &headers, SSO_COOKIE) else {
         return fatal(&lang, "signed_out", StatusCode::OK);
     };
-    let Some(mine) = live_session(&state, &key, now).await else {
+    let Some(mine) = live_session(&state, &key).await else {
         return fatal(&lang, "signed_out", StatusCode::OK);
     };
     let sessions = match state.admin.sessions_of(&mine.user, &mine.realm).await {
@@ -2315,12 +2093,11 @@ async fn sessions_page(state: St, headers: HeaderMap) -> Response {
 /// `POST /login/sessions`: ends one of the user's sessions (`end` = its id) or all (`end=all`).
 async fn end_sessions(state: St, headers: HeaderMap, body: Bytes) -> Response {
     let lang = lang_of(&headers, None);
-    let now = state.engine.clock().now();
     let form = query(std::str::from_utf8(&body).ok()).unwrap_or_default();
     let Some(key) = cookie(&state, &headers, SSO_COOKIE) else {
         return fatal(&lang, "signed_out", StatusCode::OK);
     };
-    let Some(mine) = live_session(&state, &key, now).await else {
+    let Some(mine) = live_session(&state, &key).await else {
         return fatal(&lang, "signed_out", StatusCode::OK);
     };
     let want = logout_token(&key);
@@ -2342,10 +2119,9 @@ async fn end_sessions(state: St, headers: HeaderMap, body: Bytes) -> Response {
         .end_sso_sessions(&actor, &mine.user, Some(&mine.realm), id)
         .await
     {
-        Ok(gone) => {
-            crate::backchannel::notify(&state, &gone);
-            redirect("/login/sessions")
-        }
+        // Their OpenID Connect clients are told by the server's back-channel worker (queued
+        // by `end_sso_sessions`: told once, not here as well).
+        Ok(_) => redirect("/login/sessions"),
         Err(tessera_core::admin::AdminError::NotFound(_)) => {
             fatal(&lang, "expired", StatusCode::NOT_FOUND)
         }

@@ -22,6 +22,7 @@ use tessera_core::model::delivery::{
 use tessera_core::model::{
     AttemptResult, AuditRecord, Channel, DeliveryKind, DeliveryProfile, OutboxMessage,
 };
+use tessera_core::store::OutboxStore;
 
 /// Attempts of a message at most (each tries every profile of its channel in order).
 const MAX_ATTEMPTS: u32 = 5;
@@ -257,9 +258,8 @@ fn backoff(n: u32) -> i64 {
 
 /// Sends what is due, once: claims messages, tries their profiles in order, records each
 /// attempt. Returns how many messages it took.
-pub async fn deliver_due(engine: &Engine, deliverer: &Deliverer) -> usize {
+pub async fn deliver_due(engine: &Engine, store: &dyn OutboxStore, deliverer: &Deliverer) -> usize {
     let snap = engine.snapshot();
-    let store = engine.store();
     // An attempt may take every profile's timeout and retries; the lease outlasts that, and
     // the attempt is cut off before the lease ends.
     let budget = snap
@@ -343,7 +343,7 @@ pub async fn deliver_due(engine: &Engine, deliverer: &Deliverer) -> usize {
                 msg.attempts
             ),
         };
-        if let Err(e) = store.append_audit(&record).await {
+        if let Err(e) = engine.audit(&record).await {
             tracing::warn!(error = %e, "delivery audit record not written");
         }
     }
@@ -425,6 +425,7 @@ async fn attempt(
 /// message on this node, and every `poll` for what other nodes queued or what is due again.
 pub async fn run_worker(
     engine: Arc<Engine>,
+    outbox: Arc<dyn OutboxStore>,
     poll: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -441,7 +442,7 @@ pub async fn run_worker(
         // its lease), here or on another node.
         loop {
             tokio::select! {
-                n = deliver_due(&engine, &deliverer) => if n < BATCH as usize { break },
+                n = deliver_due(&engine, outbox.as_ref(), &deliverer) => if n < BATCH as usize { break },
                 _ = &mut shutdown => return,
             }
         }

@@ -400,7 +400,7 @@ impl Handler {
             result: status.to_ascii_lowercase(),
             reason: details.join("; "),
         };
-        if let Err(e) = self.engine.store().append_audit(&record).await {
+        if let Err(e) = self.engine.audit(&record).await {
             // Not recorded, so not acknowledged: the NAS sends it again.
             tracing::error!(client = %client.name, error = %e, "accounting record could not be stored");
             return None;

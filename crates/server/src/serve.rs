@@ -197,9 +197,10 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
     }));
     // Messages queued for delivery (codes, links) are sent, here or by any other node.
     let engine = app.engine.clone();
+    let outbox: Arc<dyn tessera_core::store::OutboxStore> = app.store.clone();
     let mut rx = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
-        tessera_notify::run_worker(engine, Duration::from_millis(500), async move {
+        tessera_notify::run_worker(engine, outbox, Duration::from_millis(500), async move {
             let _ = rx.wait_for(|s| *s).await;
         })
         .await;
@@ -219,6 +220,7 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
     }));
     // SAML service providers registered by metadata address are read again now and then.
     let admin = app.admin.clone();
+    let meta: Arc<dyn MetaStore> = app.store.clone();
     let mut rx = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
         let mut last = std::collections::HashMap::new();
@@ -227,7 +229,7 @@ pub async fn start_with(config: &Config, app: App) -> Result<Running> {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = rx.wait_for(|s| *s) => break,
             }
-            crate::cli::saml_cmds::refresh_due(&admin, &mut last).await;
+            crate::cli::saml_cmds::refresh_due(&admin, meta.as_ref(), &mut last).await;
         }
     }));
     // Expired challenges and sessions go; metrics histograms are maintained.

@@ -10,6 +10,7 @@ use common::{Api, Backend, SEED_B32, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tessera_core::model::AdminRole;
+use tessera_core::store::ConfigStore;
 
 async fn setup(b: Backend) -> (TestServer, String) {
     let s = TestServer::start(b, None).await;
@@ -700,8 +701,7 @@ async fn radius_clients_keep_their_secrets_sealed_and_hidden(b: Backend) {
         .as_ref()
         .unwrap()
         .app
-        .engine
-        .store()
+        .store
         .config_docs(tessera_core::store::ConfigKind::RadiusClient)
         .await
         .unwrap();

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use tessera_core::admin::NewApiClient;
 use tessera_core::model::{AdminRole, ApiClientKind, AuditRecord, Method, RadiusClient};
+use tessera_core::store::AuditStore;
 
 const SECRET: &str = "s3cret-for-the-tests";
 const WRONG: usize = 60;
@@ -1682,8 +1683,7 @@ async fn a_flood_from_one_address_is_shed_and_others_take_their_turn() {
         .as_ref()
         .unwrap()
         .app
-        .engine
-        .store()
+        .store
         .query_audit(&tessera_core::model::AuditQuery {
             action: Some("authenticate".into()),
             result: Some("error".into()),

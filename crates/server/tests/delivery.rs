@@ -13,6 +13,7 @@ use std::io::BufRead;
 use std::time::{Duration, Instant};
 use tessera_core::admin::Declaration;
 use tessera_core::model::Method;
+use tessera_core::store::OutboxStore;
 
 /// The six digits in a text.
 fn code_in(text: &str) -> String {
@@ -177,16 +178,17 @@ async fn a_provider_that_fails_every_time_is_retried_then_given_up() {
     // Attempts follow the backoff on the (fake) clock: after 5 s, 15 s, 45 s and 135 s; the
     // fifth is the last.
     let engine = &s.running.as_ref().unwrap().app.engine;
+    let store = s.store().as_ref();
     let deliverer = tessera_notify::Deliverer::new().unwrap();
     for (step, expected) in [(4, 1), (1, 2), (15, 3), (45, 4), (135, 5)] {
         s.advance(step);
         // The server's own worker may take the attempt first; either way it happens once.
-        tessera_notify::deliver_due(engine, &deliverer).await;
+        tessera_notify::deliver_due(engine, store, &deliverer).await;
         gw.wait_for("/fail", expected).await;
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(gw.requests("/fail").len(), expected, "after {step} s more");
     }
-    let list = engine.store().list_outbox(false, 10).await.unwrap();
+    let list = store.list_outbox(false, 10).await.unwrap();
     assert_eq!(
         list[0].status,
         tessera_core::model::OutboxStatus::Failed,
@@ -327,8 +329,7 @@ async fn mail_codes_through_a_real_smtp_server() {
         .as_ref()
         .unwrap()
         .app
-        .engine
-        .store()
+        .store
         .list_outbox(true, 10)
         .await
         .unwrap();

@@ -11,6 +11,7 @@ mod common;
 use common::{Backend, TestServer, tessera};
 use serde_json::{Value, json};
 use tessera_core::ids::Serial;
+use tessera_core::store::TokenStore;
 use tessera_testkit::{oathtool_hotp, oathtool_totp};
 
 const KEY20: &str = "3132333435363738393031323334353637383930";
@@ -66,8 +67,7 @@ async fn pin_hash(s: &TestServer, serial: &str) -> String {
         .as_ref()
         .unwrap()
         .app
-        .engine
-        .store()
+        .store
         .token(&Serial::from(serial))
         .await
         .unwrap()

@@ -649,8 +649,7 @@ async fn encrypted_payloads_fresh_once_and_untampered(b: Backend) {
     let (id, secret) = client(&s, "agent", &["validate"], &[], 0).await;
     s.set(json!({"encryption_enabled": true, "encryption_endpoints": "/oauth/token"}))
         .await;
-    let store = s.running.as_ref().unwrap().app.engine.store().clone();
-    let key = tessera_http::payload::public_key(store.as_ref())
+    let key = tessera_http::payload::public_key(s.admin().engine().keys())
         .await
         .unwrap();
     // The CLI helper knows the same key and seals what the endpoint takes.

@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tessera_core::ids::SourceName;
 use tessera_core::model::{TokenKind, UserPatch};
+use tessera_core::store::UserStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics() {
@@ -122,7 +123,7 @@ async fn user_cache_keeps_users_for_its_lifetime() {
     );
     // Disabled behind this node's back (as another node or the CLI would): the cached user is
     // still used until the cache entry expires.
-    let store = s.running.as_ref().unwrap().app.engine.store().clone();
+    let store = s.store().clone();
     let alice = store
         .local_user_by_name(&SourceName::from("local"), "alice")
         .await

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tessera_core::model::{Method, TokenKind};
+use tessera_core::store::{WebStateKind, WebStateStore};
 
 const SP: &str = "http://127.0.0.1:9/sp";
 const ACS: &str = "http://127.0.0.1:9/acs";
@@ -963,10 +964,8 @@ async fn the_admin_api_imports_sp_metadata_and_refuses_bad_metadata() {
         .build()
         .unwrap();
     let before = s
-        .admin()
-        .engine()
         .store()
-        .web_states_of("saml_seen", "", s.now());
+        .web_states_of(WebStateKind::SamlRequestSeen, "", s.now());
     let before = before.await.unwrap().len();
     for (body, status) in [
         (data_encoding::BASE64.encode(b"not xml"), 400),
@@ -991,10 +990,8 @@ async fn the_admin_api_imports_sp_metadata_and_refuses_bad_metadata() {
         }
     }
     let after = s
-        .admin()
-        .engine()
         .store()
-        .web_states_of("saml_seen", "", s.now());
+        .web_states_of(WebStateKind::SamlRequestSeen, "", s.now());
     assert_eq!(after.await.unwrap().len(), before, "nothing remembered");
     // The exported configuration carries it as a [[saml_sp]] and applies back unchanged.
     let (status, exported) = api.get("/config").await;

@@ -9,7 +9,7 @@ use crate::SqlStore;
 use crate::db::{Stmt, params};
 use serde_json::{Map, Value};
 use tessera_core::store::LockKey;
-use tessera_core::store::{ConfigDoc, ConfigKind, StoreError, StoreResult};
+use tessera_core::store::{ConfigDoc, ConfigKind, StoreError, StoreResult, WebStateKind};
 use zeroize::Zeroizing;
 
 const BUMP: &str = "UPDATE config_version SET version = version + 1 WHERE id = 1";
@@ -17,7 +17,7 @@ const BUMP: &str = "UPDATE config_version SET version = version + 1 WHERE id = 1
 impl SqlStore {
     pub(crate) async fn read_web_state(
         &self,
-        kind: &str,
+        kind: WebStateKind,
         key_hash: &str,
         now: i64,
         take: bool,
@@ -27,7 +27,7 @@ impl SqlStore {
                 .write_query(
                     "DELETE FROM web_state WHERE kind = $1 AND key_hash = $2 AND expires_at > $3 \
                      RETURNING kind, key_hash, subject, data, expires_at",
-                    params![kind, key_hash, now],
+                    params![kind.as_str(), key_hash, now],
                     "web state",
                 )
                 .await?
@@ -36,7 +36,7 @@ impl SqlStore {
                 .query(
                     "SELECT kind, key_hash, subject, data, expires_at FROM web_state \
                      WHERE kind = $1 AND key_hash = $2 AND expires_at > $3",
-                    params![kind, key_hash, now],
+                    params![kind.as_str(), key_hash, now],
                 )
                 .await?
         };
@@ -46,7 +46,11 @@ impl SqlStore {
 
 fn web_state_of_row(r: &crate::db::Row) -> StoreResult<tessera_core::store::WebState> {
     Ok(tessera_core::store::WebState {
-        kind: r.text("kind")?,
+        kind: {
+            let name = r.text("kind")?;
+            WebStateKind::parse(&name)
+                .ok_or_else(|| StoreError::Backend(format!("unknown web state kind '{name}'")))?
+        },
         key_hash: r.text("key_hash")?,
         subject: r.text("subject")?,
         data: r.text("data")?,
@@ -432,7 +436,7 @@ impl tessera_core::store::WebStateStore for SqlStore {
     }
     async fn web_state(
         &self,
-        kind: &str,
+        kind: WebStateKind,
         key_hash: &str,
         now: i64,
     ) -> StoreResult<Option<tessera_core::store::WebState>> {
@@ -440,7 +444,7 @@ impl tessera_core::store::WebStateStore for SqlStore {
     }
     async fn take_web_state(
         &self,
-        kind: &str,
+        kind: WebStateKind,
         key_hash: &str,
         now: i64,
     ) -> StoreResult<Option<tessera_core::store::WebState>> {
@@ -448,7 +452,7 @@ impl tessera_core::store::WebStateStore for SqlStore {
     }
     async fn web_states_of(
         &self,
-        kind: &str,
+        kind: WebStateKind,
         subject: &str,
         now: i64,
     ) -> StoreResult<Vec<tessera_core::store::WebState>> {
@@ -456,19 +460,38 @@ impl tessera_core::store::WebStateStore for SqlStore {
             .query(
                 "SELECT kind, key_hash, subject, data, expires_at FROM web_state \
                  WHERE kind = $1 AND subject = $2 AND expires_at > $3 ORDER BY expires_at",
-                params![kind, subject, now],
+                params![kind.as_str(), subject, now],
             )
             .await?
             .iter()
             .map(web_state_of_row)
             .collect()
     }
-    async fn delete_web_state(&self, kind: &str, key_hash: &str) -> StoreResult<bool> {
+    async fn update_web_state(
+        &self,
+        kind: WebStateKind,
+        key_hash: &str,
+        was: &str,
+        data: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let n = self
+            .db
+            .execute(
+                "UPDATE web_state SET data = $1 WHERE kind = $2 AND key_hash = $3 \
+                 AND data = $4 AND expires_at > $5",
+                params![data, kind.as_str(), key_hash, was, now],
+                "web state",
+            )
+            .await?;
+        Ok(n == 1)
+    }
+    async fn delete_web_state(&self, kind: WebStateKind, key_hash: &str) -> StoreResult<bool> {
         let n = self
             .db
             .execute(
                 "DELETE FROM web_state WHERE kind = $1 AND key_hash = $2",
-                params![kind, key_hash],
+                params![kind.as_str(), key_hash],
                 "web state",
             )
             .await?;

@@ -1211,10 +1211,11 @@ async fn mfa_passwords_set_replace_delete(h: &Harness) {
 }
 
 async fn web_state_kept_taken_once_and_listed(h: &Harness) {
-    use tessera_core::store::WebState;
+    use tessera_core::store::{WebState, WebStateKind};
+    const SSO: WebStateKind = WebStateKind::SsoSession;
     let s = &h.store;
     let state = |key: &str, subject: &str, expires_at: i64| WebState {
-        kind: "sso".into(),
+        kind: SSO,
         key_hash: key.into(),
         subject: subject.into(),
         data: format!("{{\"k\":\"{key}\"}}"),
@@ -1225,40 +1226,32 @@ async fn web_state_kept_taken_once_and_listed(h: &Harness) {
     s.put_web_state(&state("c", "bob", 300)).await.unwrap();
     s.put_web_state(&state("old", "alice", 50)).await.unwrap();
     assert_eq!(
-        s.web_state("sso", "a", 100).await.unwrap(),
+        s.web_state(SSO, "a", 100).await.unwrap(),
         Some(state("a", "alice", 200))
     );
+    assert_eq!(s.web_state(SSO, "old", 100).await.unwrap(), None, "expired");
     assert_eq!(
-        s.web_state("sso", "old", 100).await.unwrap(),
-        None,
-        "expired"
-    );
-    assert_eq!(
-        s.web_state("code", "a", 100).await.unwrap(),
+        s.web_state(WebStateKind::AuthCode, "a", 100).await.unwrap(),
         None,
         "other kind"
     );
     let mine: Vec<String> = s
-        .web_states_of("sso", "alice", 100)
+        .web_states_of(SSO, "alice", 100)
         .await
         .unwrap()
         .into_iter()
         .map(|w| w.key_hash)
         .collect();
     assert_eq!(mine, vec!["a".to_string(), "b".to_string()]);
-    assert!(s.take_web_state("sso", "b", 100).await.unwrap().is_some());
-    assert_eq!(
-        s.take_web_state("sso", "b", 100).await.unwrap(),
-        None,
-        "once"
-    );
-    assert!(s.delete_web_state("sso", "a").await.unwrap());
-    assert!(!s.delete_web_state("sso", "a").await.unwrap());
+    assert!(s.take_web_state(SSO, "b", 100).await.unwrap().is_some());
+    assert_eq!(s.take_web_state(SSO, "b", 100).await.unwrap(), None, "once");
+    assert!(s.delete_web_state(SSO, "a").await.unwrap());
+    assert!(!s.delete_web_state(SSO, "a").await.unwrap());
     // Claimed once while it lives; an expired one is taken over.
     assert!(s.claim_web_state(&state("n", "", 200), 100).await.unwrap());
     assert!(!s.claim_web_state(&state("n", "", 400), 150).await.unwrap());
     assert_eq!(
-        s.web_state("sso", "n", 150)
+        s.web_state(SSO, "n", 150)
             .await
             .unwrap()
             .unwrap()
@@ -1273,9 +1266,50 @@ async fn web_state_kept_taken_once_and_listed(h: &Harness) {
             .unwrap()
     );
     assert_eq!(
-        s.web_state("sso", "c", 100).await.unwrap().unwrap().subject,
+        s.web_state(SSO, "c", 100).await.unwrap().unwrap().subject,
         "bob"
     );
+    // Changed only while it still holds what the caller read: of two read-modify-writes at
+    // once, one wins; its subject and end stay; an expired one is not changed.
+    let was = state("c", "bob", 300).data;
+    assert!(
+        s.update_web_state(SSO, "c", &was, "{\"k\":2}", 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.update_web_state(SSO, "c", &was, "{\"k\":3}", 100)
+            .await
+            .unwrap()
+    );
+    let now = s.web_state(SSO, "c", 100).await.unwrap().unwrap();
+    assert_eq!(
+        (now.data.as_str(), now.subject.as_str(), now.expires_at),
+        ("{\"k\":2}", "bob", 300)
+    );
+    assert!(
+        !s.update_web_state(SSO, "c", "{\"k\":2}", "{\"k\":4}", 300)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.update_web_state(SSO, "nobody", "", "{}", 100)
+            .await
+            .unwrap()
+    );
+    // Every kind reads back as itself.
+    for kind in WebStateKind::ALL {
+        s.put_web_state(&WebState {
+            kind,
+            ..state("k", "", 200)
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            s.web_state(kind, "k", 100).await.unwrap().map(|w| w.kind),
+            Some(kind)
+        );
+    }
 }
 
 async fn purge_expired_removes_old_rows(h: &Harness) {

@@ -132,6 +132,23 @@ impl Admin {
         self.engine.clock().now()
     }
 
+    /// The audit records `query` asks for, newest first.
+    pub async fn audit_records(
+        &self,
+        query: &crate::model::AuditQuery,
+    ) -> AdminResult<Vec<crate::model::AuditRecord>> {
+        Ok(self.engine.store().query_audit(query).await?)
+    }
+
+    /// The messages of the outbox: those not finished yet, or `all`; at most `limit`.
+    pub async fn outbox(
+        &self,
+        all: bool,
+        limit: u32,
+    ) -> AdminResult<Vec<crate::model::OutboxMessage>> {
+        Ok(self.engine.store().list_outbox(all, limit).await?)
+    }
+
     /// Writes an audit record of an administrative action.
     async fn audit(
         &self,

@@ -231,28 +231,12 @@ impl Admin {
         username: &str,
         realm: &str,
     ) -> AdminResult<Vec<crate::model::SsoSessionInfo>> {
-        use crate::model::{SSO_KIND, SsoSession, SsoSessionInfo};
-        let now = self.now();
-        let kept = self
-            .engine
-            .store()
-            .web_states_of(SSO_KIND, &SsoSession::subject(realm, username), now)
-            .await?;
-        Ok(kept
-            .into_iter()
-            .filter_map(|w| {
-                let session = serde_json::from_str::<SsoSession>(&w.data).ok()?;
-                Some(SsoSessionInfo {
-                    id: w.key_hash,
-                    session,
-                    expires_at: w.expires_at,
-                })
-            })
-            .collect())
+        Ok(self.engine.sso().sessions_of(realm, username).await?)
     }
 
-    /// Ends one of a user's SSO sessions (`id`), or all of them; the sessions ended (their
-    /// relying parties are to be told).
+    /// Ends one of a user's SSO sessions (`id`), or all of them; the sessions ended. Their
+    /// OpenID Connect clients are told by a running server (this may be the CLI, whose process
+    /// would not live through the retries, on a machine that may not reach them).
     pub async fn end_sso_sessions(
         &self,
         actor: &Actor,
@@ -273,31 +257,14 @@ impl Admin {
                 "session '{id}' of '{username}'"
             )));
         }
+        let sso = self.engine.sso();
         let mut gone = Vec::new();
         for s in chosen {
-            if self
-                .engine
-                .store()
-                .delete_web_state(crate::model::SSO_KIND, &s.id)
-                .await?
-            {
+            if sso.end_listed(&s.id).await? {
                 gone.push(s.session.clone());
             }
         }
-        // The OpenID Connect clients of the ended sessions are told by a running server (this
-        // may be the CLI, whose process would not live through the retries, on a machine that
-        // may not reach them).
-        let now = self.engine.clock().now();
-        for s in gone.iter().filter(|s| !s.oidc.is_empty()) {
-            let due = crate::store::WebState {
-                kind: crate::model::BACKCHANNEL_DUE_KIND.into(),
-                key_hash: crate::rng::random_hex(self.engine.ports().rng.as_ref(), 16),
-                subject: crate::model::BACKCHANNEL_DUE_SUBJECT.into(),
-                data: serde_json::to_string(s).unwrap_or_default(),
-                expires_at: now + crate::model::BACKCHANNEL_DUE_SECONDS,
-            };
-            self.engine.store().put_web_state(&due).await?;
-        }
+        sso.queue_logouts(&gone).await?;
         let ended = gone.len();
         self.audit(
             actor,

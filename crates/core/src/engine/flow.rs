@@ -177,7 +177,7 @@ impl Engine {
         result: &str,
         reason: &str,
     ) -> Result<(), EngineError> {
-        self.audit(AuditRecord {
+        self.audit_decision(AuditRecord {
             id: 0,
             at_ms: self.ports.clock.now_millis(),
             actor: l.ctx.actor.clone(),

@@ -326,7 +326,7 @@ impl Engine {
                 }
             }
         };
-        self.audit(AuditRecord {
+        self.audit_decision(AuditRecord {
             id: 0,
             at_ms: self.ports.clock.now_millis(),
             actor: ctx.actor.clone(),

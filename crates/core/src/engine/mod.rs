@@ -87,13 +87,26 @@ pub struct Engine {
     outbox: tokio::sync::Notify,
     /// The address served while the `public_url` setting is empty (a listener on loopback).
     default_public_url: std::sync::OnceLock<String>,
+    /// Web sign-in state (SSO sessions, login flows, codes, OAuth grants).
+    sso: crate::sso::Sso,
+    /// The server's own keys, sealed in the store.
+    keys: crate::keys::Keys,
 }
 
 impl Engine {
     pub async fn new(ports: Ports) -> Result<Self, EngineError> {
         let snap = Snapshot::load(ports.store.as_ref(), ports.sources.as_ref()).await?;
         ports.hasher.set_cost(cost_of(&snap));
+        let sso = crate::sso::Sso::new(
+            ports.store.clone(),
+            ports.store.clone(),
+            ports.clock.clone(),
+            ports.rng.clone(),
+        );
+        let keys = crate::keys::Keys::new(ports.store.clone(), ports.store.clone());
         Ok(Engine {
+            sso,
+            keys,
             ports,
             snapshot: RwLock::new(Arc::new(snap)),
             reload: tokio::sync::Mutex::new(()),
@@ -122,7 +135,34 @@ impl Engine {
         Some(url.trim_end_matches('/').to_string())
     }
 
-    pub fn ports(&self) -> &Ports {
+    /// Web sign-in state: SSO sessions, login flows, authorization codes, OAuth grants.
+    pub fn sso(&self) -> &crate::sso::Sso {
+        &self.sso
+    }
+
+    /// Appends a record to the audit trail (for what a door decides or does outside
+    /// [`Engine::authenticate`], which audits its own decisions).
+    pub async fn audit(&self, record: &crate::model::AuditRecord) -> crate::store::StoreResult<()> {
+        self.ports.store.append_audit(record).await
+    }
+
+    /// Whether the store answers (for readiness probes).
+    pub async fn ping(&self) -> crate::store::StoreResult<()> {
+        self.ports.store.ping().await
+    }
+
+    /// The random source (for ids and nonces a door makes up).
+    pub fn rng(&self) -> &dyn crate::rng::Rng {
+        self.ports.rng.as_ref()
+    }
+
+    /// The server's own keys (signing keys, the payload key, salts), sealed in the store.
+    pub fn keys(&self) -> &crate::keys::Keys {
+        &self.keys
+    }
+
+    /// The ports, for the services of this crate (front doors use the services).
+    pub(crate) fn ports(&self) -> &Ports {
         &self.ports
     }
 
@@ -131,7 +171,8 @@ impl Engine {
         &self.outbox
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    /// The whole store, for the services of this crate: no front door holds it.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.ports.store
     }
 
@@ -300,7 +341,7 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn audit(&self, record: AuditRecord) -> Result<(), EngineError> {
+    pub(crate) async fn audit_decision(&self, record: AuditRecord) -> Result<(), EngineError> {
         self.ports.store.append_audit(&record).await?;
         Ok(())
     }

@@ -118,7 +118,7 @@ impl Engine {
                 Err(e) => e.to_string(),
             },
         };
-        self.audit(record).await.map_err(|e| {
+        self.audit_decision(record).await.map_err(|e| {
             PasswordChangeError::Source(SourceErrorText(format!("audit record not written: {e}")))
         })?;
         result

@@ -33,10 +33,7 @@ pub use saml::{
     ATTRNAME_BASIC, ATTRNAME_URI, AttributeNames, NameIdFormat, STANDARD_ATTRIBUTES, SamlAttribute,
     SamlServiceProvider,
 };
-pub use sso::{
-    BACKCHANNEL_DUE_KIND, BACKCHANNEL_DUE_SECONDS, BACKCHANNEL_DUE_SUBJECT, SSO_KIND,
-    SamlParticipant, SsoSession, SsoSessionInfo,
-};
+pub use sso::{SamlParticipant, SsoSession, SsoSessionInfo};
 pub use syslog::{SyslogProfile, SyslogProtocol};
 pub use token::{NewToken, Token, TokenKind, TokenPatch, TokenState};
 pub use transaction::{CodeKind, SentCode, Transaction, TxOrigin, TxStatus};

@@ -1,19 +1,7 @@
 //! Web SSO sessions: a browser signed in on the login page, and the applications whose factor
-//! chains it passed. Kept as web state of kind [`SSO_KIND`] by the hash of the cookie's key.
+//! chains it passed. Kept by [`crate::sso::Sso`] by the hash of the cookie's key.
 
 use serde::{Deserialize, Serialize};
-
-/// The web-state kind of SSO sessions.
-pub const SSO_KIND: &str = "sso";
-
-/// The web-state kind of sessions ended away from a running server (the CLI) whose OpenID
-/// Connect clients are still to be told by back-channel logout: a running server takes each
-/// once and tells them.
-pub const BACKCHANNEL_DUE_KIND: &str = "backchannel_due";
-/// The subject every [`BACKCHANNEL_DUE_KIND`] state is kept under (to list them).
-pub const BACKCHANNEL_DUE_SUBJECT: &str = "due";
-/// How long an ended session waits for a running server to tell its relying parties.
-pub const BACKCHANNEL_DUE_SECONDS: i64 = 86_400;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SsoSession {

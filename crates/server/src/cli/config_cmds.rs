@@ -763,7 +763,7 @@ pub async fn settings(app: &App, out: Out, cmd: SettingsCmd) -> Result<()> {
                 });
             if signing_on
                 && tessera_http::rsa_key::stored(
-                    app.engine.store().as_ref(),
+                    app.engine.keys(),
                     &tessera_http::rsa_key::RESPONSE_KEY,
                 )
                 .await
@@ -828,7 +828,7 @@ pub async fn audit(app: &App, out: Out, args: AuditArgs) -> Result<()> {
         limit: Some(args.limit.clamp(1, 10_000)),
         before_id: None,
     };
-    let records = app.engine.store().query_audit(&q).await?;
+    let records = app.admin.audit_records(&q).await?;
     out.either(&records, || {
         let rows: Vec<Vec<String>> = records
             .iter()

@@ -37,10 +37,10 @@ pub enum EncryptionCmd {
 }
 
 pub async fn run(app: &App, out: Out, cmd: EncryptionCmd) -> Result<()> {
-    let store = app.engine.store().clone();
+    let keys = app.engine.keys();
     match cmd {
         EncryptionCmd::Key => {
-            let key = tessera_http::payload::public_key(store.as_ref())
+            let key = tessera_http::payload::public_key(keys)
                 .await
                 .map_err(|e| anyhow!(e))?;
             out.either(&json!({"public_key": key, "suite": "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM"}), || {
@@ -53,10 +53,9 @@ pub async fn run(app: &App, out: Out, cmd: EncryptionCmd) -> Result<()> {
             } else {
                 std::fs::read_to_string(&file).map_err(|e| anyhow!("reading {file}: {e}"))?
             });
-            let key =
-                tessera_http::payload::import_key(store.as_ref(), &text, public_key.as_deref())
-                    .await
-                    .map_err(|e| anyhow!(e))?;
+            let key = tessera_http::payload::import_key(keys, &text, public_key.as_deref())
+                .await
+                .map_err(|e| anyhow!(e))?;
             out.either(&json!({"public_key": key}), || {
                 outln!("The organisation's key pair is in use. Its public key:\n{key}");
             });
@@ -69,7 +68,7 @@ pub async fn run(app: &App, out: Out, cmd: EncryptionCmd) -> Result<()> {
             };
             let key = match public_key {
                 Some(k) => k,
-                None => tessera_http::payload::public_key(store.as_ref())
+                None => tessera_http::payload::public_key(keys)
                     .await
                     .map_err(|e| anyhow!(e))?,
             };

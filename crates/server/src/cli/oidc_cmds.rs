@@ -26,7 +26,7 @@ pub async fn run(app: &App, out: Out, cmd: OidcCmd) -> Result<()> {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
             };
             let kid = tessera_http::rsa_key::import(
-                app.engine.store().as_ref(),
+                app.engine.keys(),
                 &tessera_http::rsa_key::OIDC_KEY,
                 &pem,
             )

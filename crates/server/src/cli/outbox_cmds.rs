@@ -17,7 +17,7 @@ pub struct OutboxArgs {
 }
 
 pub async fn run(app: &App, out: Out, args: OutboxArgs) -> Result<()> {
-    let messages = app.engine.store().list_outbox(args.all, args.limit).await?;
+    let messages = app.admin.outbox(args.all, args.limit).await?;
     let value: Vec<_> = messages
         .iter()
         .map(|m| {

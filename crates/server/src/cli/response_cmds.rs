@@ -26,7 +26,7 @@ pub enum ResponseCmd {
 }
 
 pub async fn run(app: &App, out: Out, cmd: ResponseCmd) -> Result<()> {
-    let store = app.engine.store().as_ref();
+    let keys = app.engine.keys();
     let on = app.engine.snapshot().settings.sign_responses;
     match cmd {
         ResponseCmd::ImportKey { file } => {
@@ -35,7 +35,7 @@ pub async fn run(app: &App, out: Out, cmd: ResponseCmd) -> Result<()> {
             } else {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
             };
-            let key = rsa_key::import(store, &RESPONSE_KEY, &pem)
+            let key = rsa_key::import(keys, &RESPONSE_KEY, &pem)
                 .await
                 .map_err(|e| anyhow!(e))?;
             out.either(
@@ -53,7 +53,7 @@ pub async fn run(app: &App, out: Out, cmd: ResponseCmd) -> Result<()> {
             );
         }
         ResponseCmd::Show => {
-            let key = rsa_key::stored(store, &RESPONSE_KEY)
+            let key = rsa_key::stored(keys, &RESPONSE_KEY)
                 .await
                 .map_err(|e| anyhow!(e))?;
             match key {
@@ -85,7 +85,7 @@ pub async fn run(app: &App, out: Out, cmd: ResponseCmd) -> Result<()> {
                     "sign_responses is on: turn it off first (tessera settings set sign_responses=false), or import another key instead"
                 ));
             }
-            rsa_key::remove(store, &RESPONSE_KEY)
+            rsa_key::remove(keys, &RESPONSE_KEY)
                 .await
                 .map_err(|e| anyhow!(e))?;
             out.either(&json!({ "removed": true }), || {

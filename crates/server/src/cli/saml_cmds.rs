@@ -480,7 +480,7 @@ fn show(sp: &SamlServiceProvider) {
 }
 
 pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
-    let store = app.engine.store();
+    let keys = app.engine.keys();
     match cmd {
         SamlCmd::ImportKey {
             key,
@@ -488,7 +488,7 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
             next,
         } => {
             let fp = tessera_http::saml_keys::import(
-                store.as_ref(),
+                keys,
                 &read(&key, "the PEM private key")?,
                 &read(&certificate, "the PEM certificate")?,
                 next,
@@ -504,7 +504,7 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
             });
         }
         SamlCmd::Rotate => {
-            let fp = tessera_http::saml_keys::rotate(store.as_ref())
+            let fp = tessera_http::saml_keys::rotate(keys)
                 .await
                 .map_err(|e| anyhow!(e))?;
             out.either(&json!({"fingerprint": fp}), || {
@@ -512,7 +512,7 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
             });
         }
         SamlCmd::Status => {
-            let (current, next) = tessera_http::saml_keys::status(store.as_ref())
+            let (current, next) = tessera_http::saml_keys::status(keys)
                 .await
                 .map_err(|e| anyhow!(e))?;
             out.either(&json!({"signing": current, "next": next}), || {
@@ -579,6 +579,7 @@ pub async fn run(app: &App, out: Out, cmd: SamlCmd) -> Result<()> {
 /// meet may both read it: harmless, they take the same); `last` holds what this process saw.
 pub async fn refresh_due(
     admin: &tessera_core::admin::Admin,
+    store: &dyn tessera_core::store::MetaStore,
     last: &mut std::collections::HashMap<String, i64>,
 ) {
     let snap = admin.engine().snapshot();
@@ -588,7 +589,6 @@ pub async fn refresh_due(
     }
     let period = i64::from(minutes) * 60;
     let now = admin.engine().clock().now();
-    let store = admin.engine().store();
     // When the store last saw a reading: Ok(None) when it never did, Err when it cannot say.
     let stored = |key: String| async move {
         match store.meta(&key).await {

@@ -101,6 +101,11 @@ impl TestServer {
         &self.running.as_ref().unwrap().app.admin
     }
 
+    /// The server's store (what another node or the CLI would change behind its back).
+    pub fn store(&self) -> &std::sync::Arc<tessera_store::SqlStore> {
+        &self.running.as_ref().unwrap().app.store
+    }
+
     pub fn now(&self) -> i64 {
         match &self.clock {
             Some(c) => c.now(),
@@ -261,12 +266,8 @@ impl TestServer {
 
     /// The audit records of an action, newest first.
     pub async fn audit(&self, action: &str) -> Vec<tessera_core::model::AuditRecord> {
-        self.running
-            .as_ref()
-            .unwrap()
-            .app
-            .engine
-            .store()
+        use tessera_core::store::AuditStore;
+        self.store()
             .query_audit(&tessera_core::model::AuditQuery {
                 action: Some(action.into()),
                 ..Default::default()
