@@ -26,6 +26,7 @@ use tessera_core::model::{ApiClient, ApiClientKind, AuditRecord, Method};
 
 /// Where the signing key is kept (sealed) in the store's meta table.
 use tessera_core::keys::KeySlot;
+use tessera_core::sso::{TokenAsk, TokenRole};
 
 pub(crate) fn routes() -> Router<HttpState> {
     Router::new()
@@ -619,9 +620,9 @@ async fn token(
 /// How a token response is made.
 #[derive(Clone, Copy)]
 struct Issue<'a> {
-    /// The role of a token for a login that waits for an answer: `OTP_PENDING` (the first
-    /// factor's code, `/oauth/otp/generate`) or `MFA_PENDING` (a later factor).
-    pending_role: &'static str,
+    /// The role of a token for a login that waits for an answer: `OtpPending` (the first
+    /// factor's code, `/oauth/otp/generate`) or `MfaPending` (a later factor).
+    pending_role: TokenRole,
     /// The login had an MFA step (its refresh token follows the MFA settings).
     mfa_done: bool,
     /// The end of the login's refresh tokens, when refreshing (a renewed refresh token keeps
@@ -636,16 +637,13 @@ struct Issue<'a> {
 
 impl Issue<'_> {
     const PRIMARY: Issue<'static> = Issue {
-        pending_role: "MFA_PENDING",
+        pending_role: TokenRole::MfaPending,
         mfa_done: false,
         key_expires_at: None,
         scope: None,
         typed_user: None,
     };
 }
-
-/// A refresh token that does not end by time (`key_expiry` off) ends this far ahead.
-const NO_KEY_EXPIRY_SECONDS: i64 = 100 * 365 * 86_400;
 
 /// The refresh_token grant (user clients): a new USER token (and refresh token) for a user who
 /// is still active, for the same or fewer scopes; the refresh token is spent.
@@ -871,12 +869,11 @@ async fn user_token(
     };
     let now = state.engine.clock().now();
     let jti = tessera_core::rng::random_hex(state.engine.rng(), 16);
-    let (user, realm, role, lifetime, tx, prompts) = match outcome {
+    let (user, realm, role, tx, prompts) = match outcome {
         Outcome::Accept(a) => (
             a.user.username.clone(),
             a.realm.0.clone(),
-            "USER",
-            i64::from(client.token_lifetime_seconds),
+            TokenRole::User,
             None,
             Vec::new(),
         ),
@@ -888,10 +885,6 @@ async fn user_token(
                 .typed_user
                 .map_or_else(|| c.realm.0.clone(), |(_, r)| r.to_string()),
             issue.pending_role,
-            match issue.pending_role {
-                "OTP_PENDING" => i64::from(settings.api_session_minutes) * 60,
-                _ => i64::from(settings.mfa_token_minutes.min(settings.mfa_session_minutes)) * 60,
-            },
             Some(c.transaction_id.as_str().to_string()),
             c.prompts
                 .iter()
@@ -906,18 +899,13 @@ async fn user_token(
             );
         }
     };
-    let (scope, aud) = if role == "USER" {
-        (
-            issue
-                .scope
-                .map_or_else(|| client.granted_scopes().join(" "), str::to_string),
-            "tessera",
-        )
-    } else {
-        // Not an access token to anything but /oauth/mfa: another audience, and
-        // introspection reports it inactive.
-        ("mfa".to_string(), "tessera-mfa")
+    let ask = TokenAsk {
+        role,
+        mfa_done: issue.mfa_done,
+        key_expires_at: issue.key_expires_at,
+        scope: issue.scope,
     };
+    let granted = tessera_core::sso::grant(&settings, client, ask, now);
     let iss = match issuer(state) {
         Ok(i) => i,
         Err(res) => return *res,
@@ -926,12 +914,12 @@ async fn user_token(
         "iss": iss,
         "sub": user,
         "realm": realm,
-        "aud": aud,
+        "aud": granted.audience,
         "client_id": client.client_id,
-        "scope": scope,
-        "role": role,
+        "scope": granted.scope,
+        "role": granted.role.as_str(),
         "iat": now,
-        "exp": now + lifetime,
+        "exp": now + granted.lifetime,
         "jti": jti,
     });
     if let (Some(tx), Some(obj)) = (&tx, claims.as_object_mut()) {
@@ -944,9 +932,9 @@ async fn user_token(
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": lifetime,
-        "scope": scope,
-        "role": role,
+        "expires_in": granted.lifetime,
+        "scope": granted.scope,
+        "role": granted.role.as_str(),
     });
     if tx.is_some()
         && let Some(obj) = body.as_object_mut()
@@ -954,28 +942,20 @@ async fn user_token(
         obj.insert("mfa_required".into(), Value::Bool(true));
         obj.insert("mfa".into(), Value::Array(prompts));
     }
-    // A user's token comes with a refresh token (seed 003's "regenerate key"; single use,
-    // renewed with each refresh, ending at the same time as the first).
-    // A refreshed login was given refresh tokens when it began: it keeps them.
-    let regenerate = issue.key_expires_at.is_some()
-        || match issue.mfa_done {
-            true => settings.regenerate_mfa_token,
-            false => settings.regenerate_token,
+    if let Some(expires_at) = granted.refresh_until {
+        let refresh = match keep_refresh_token(
+            state,
+            client,
+            &user,
+            &realm,
+            &granted.scope,
+            expires_at,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(res) => return res,
         };
-    if role == "USER" && regenerate {
-        let key_minutes = match issue.mfa_done {
-            true => settings.mfa_key_expiry_minutes,
-            false => settings.key_expiry_minutes,
-        };
-        let expires_at = issue.key_expires_at.unwrap_or(match settings.key_expiry {
-            true => now + i64::from(key_minutes) * 60,
-            false => now + NO_KEY_EXPIRY_SECONDS,
-        });
-        let refresh =
-            match keep_refresh_token(state, client, &user, &realm, &scope, expires_at).await {
-                Ok(r) => r,
-                Err(res) => return res,
-            };
         if let Some(obj) = body.as_object_mut() {
             obj.insert("refresh_token".into(), Value::String(refresh));
         }
@@ -1229,7 +1209,7 @@ async fn finish_pending(
         return unavailable();
     }
     let issue = Issue {
-        pending_role: "MFA_PENDING",
+        pending_role: TokenRole::MfaPending,
         mfa_done,
         key_expires_at: None,
         scope: None,
@@ -1424,7 +1404,7 @@ async fn otp_generate(
     let (login, realm) = snap.split_login(username, None);
     let realm = realm.unwrap_or_else(|| snap.settings.default_realm.clone());
     let issue = Issue {
-        pending_role: "OTP_PENDING",
+        pending_role: TokenRole::OtpPending,
         mfa_done: false,
         key_expires_at: None,
         scope: None,

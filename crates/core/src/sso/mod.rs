@@ -1,7 +1,8 @@
 //! Web sign-in state: what a browser or a relying party holds between requests once the
 //! engine has decided — login flows under way, SSO sessions, OpenID Connect authorization codes,
 //! refresh tokens and revoked access tokens, SAML logouts under way and the replay marks of
-//! SAML requests and encrypted payloads.
+//! SAML requests and encrypted payloads — and the token policy of OAuth2 API clients
+//! ([`grant`]: what a token after a login step is).
 //!
 //! The front doors (the login pages, OAuth2, OIDC, SAML) keep nothing themselves: they hold a
 //! random key (a cookie, a code, a refresh token) and ask this service what it stands for. Keys
@@ -15,10 +16,12 @@ mod grants;
 mod sessions;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 pub use codes::{AuthCode, ReusedCode, SpentCode, pkce_matches};
 pub use grants::Once;
 pub use sessions::{SessionLimits, SignIn, SignedIn};
+pub use tokens::{TokenAsk, TokenGrant, TokenRole, grant};
 
 use crate::clock::Clock;
 use crate::model::AuditRecord;
