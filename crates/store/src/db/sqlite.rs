@@ -1,162 +1,12 @@
-//! The one place that talks to a database driver. Every query module writes its SQL once, with
-//! `$N` placeholders, and runs it here:
-//!
-//! - SQLite through rusqlite, in process: reads run on the calling thread against cached prepared
-//!   statements on a few reader connections (WAL lets them run beside the writer; each takes
-//!   microseconds, so running it inline costs less than handing it to another thread). Writes go
-//!   to one writer thread that commits whatever is queued in one transaction (group commit): every
-//!   caller is answered after the commit that holds its write, and a commit serves many requests.
-//!   A reader keeps its read transaction (its snapshot, and the pages it has cached) across
-//!   queries until this process commits again (see [`Reader`]), so every acknowledged write is
-//!   seen by every later read, without paying SQLite's locking and page-cache reset per query.
-//! - PostgreSQL through sqlx's pool.
-//!
-//! Values and rows are a small common model ([`Val`], [`Row`]): integers, text, blobs and typed
-//! NULLs, which both backends carry alike.
+//! SQLite through rusqlite, in process: one writer thread with group commit, a few reader
+//! connections that keep their snapshot until this process commits again, checkpoints.
 
-use sqlx::postgres::{PgArguments, PgPool, PgRow};
-use sqlx::{Arguments, Column, Row as _, TypeInfo};
+use super::value::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tessera_core::store::{StoreError, StoreResult};
-
-/// A bound value.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Val {
-    Int(i64),
-    Text(String),
-    Blob(Vec<u8>),
-    NullInt,
-    NullText,
-}
-
-impl From<i64> for Val {
-    fn from(v: i64) -> Self {
-        Val::Int(v)
-    }
-}
-impl From<bool> for Val {
-    fn from(v: bool) -> Self {
-        Val::Int(i64::from(v))
-    }
-}
-impl From<String> for Val {
-    fn from(v: String) -> Self {
-        Val::Text(v)
-    }
-}
-impl From<&str> for Val {
-    fn from(v: &str) -> Self {
-        Val::Text(v.to_string())
-    }
-}
-impl From<&String> for Val {
-    fn from(v: &String) -> Self {
-        Val::Text(v.clone())
-    }
-}
-impl From<Vec<u8>> for Val {
-    fn from(v: Vec<u8>) -> Self {
-        Val::Blob(v)
-    }
-}
-impl From<Option<i64>> for Val {
-    fn from(v: Option<i64>) -> Self {
-        v.map_or(Val::NullInt, Val::Int)
-    }
-}
-impl From<Option<String>> for Val {
-    fn from(v: Option<String>) -> Self {
-        v.map_or(Val::NullText, Val::Text)
-    }
-}
-impl From<Option<&str>> for Val {
-    fn from(v: Option<&str>) -> Self {
-        v.map_or(Val::NullText, |s| Val::Text(s.to_string()))
-    }
-}
-
-/// Builds a parameter list: `params![a, b, c]`.
-macro_rules! params {
-    ($($v:expr),* $(,)?) => { vec![$($crate::db::Val::from($v)),*] };
-}
-pub(crate) use params;
-
-/// A result row, read by column name.
-#[derive(Clone, Debug)]
-pub(crate) struct Row {
-    cols: Arc<Vec<String>>,
-    vals: Vec<Val>,
-}
-
-fn missing(col: &str) -> StoreError {
-    StoreError::Backend(format!("column {col} missing or of another type"))
-}
-
-impl Row {
-    fn get(&self, col: &str) -> Option<&Val> {
-        let i = self.cols.iter().position(|c| c == col)?;
-        self.vals.get(i)
-    }
-
-    pub(crate) fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
-        match self.get(col) {
-            Some(Val::Int(v)) => Ok(Some(*v)),
-            Some(Val::NullInt | Val::NullText) => Ok(None),
-            _ => Err(missing(col)),
-        }
-    }
-
-    pub(crate) fn int(&self, col: &str) -> StoreResult<i64> {
-        self.opt_int(col)?.ok_or_else(|| missing(col))
-    }
-
-    pub(crate) fn uint(&self, col: &str) -> StoreResult<u32> {
-        let v = self.int(col)?;
-        u32::try_from(v).map_err(|_| StoreError::Backend(format!("{col} out of range: {v}")))
-    }
-
-    pub(crate) fn flag(&self, col: &str) -> StoreResult<bool> {
-        Ok(self.int(col)? != 0)
-    }
-
-    pub(crate) fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
-        match self.get(col) {
-            Some(Val::Text(v)) => Ok(Some(v.clone())),
-            Some(Val::NullInt | Val::NullText) => Ok(None),
-            _ => Err(missing(col)),
-        }
-    }
-
-    pub(crate) fn text(&self, col: &str) -> StoreResult<String> {
-        self.opt_text(col)?.ok_or_else(|| missing(col))
-    }
-
-    pub(crate) fn blob(&self, col: &str) -> StoreResult<Vec<u8>> {
-        match self.get(col) {
-            Some(Val::Blob(v)) => Ok(v.clone()),
-            _ => Err(missing(col)),
-        }
-    }
-
-    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, col: &str) -> StoreResult<T> {
-        serde_json::from_str(&self.text(col)?)
-            .map_err(|e| StoreError::Backend(format!("{col}: {e}")))
-    }
-}
-
-/// What a failed statement means: a unique key already taken, or anything else.
-fn classify(conflict: bool, what: &str, detail: String) -> StoreError {
-    if conflict {
-        StoreError::Conflict(what.to_string())
-    } else {
-        StoreError::Backend(detail)
-    }
-}
-
-// ------------------------------------------------------------------ SQLite
 
 /// When the writer answers a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,7 +21,7 @@ pub(crate) enum Answer {
 }
 
 /// A write for the writer thread, with where to send its result.
-enum WriteJob {
+pub(super) enum WriteJob {
     Execute {
         sql: Arc<str>,
         params: Vec<Val>,
@@ -194,7 +44,7 @@ enum WriteJob {
 }
 
 impl WriteJob {
-    fn fail(self, e: StoreError) {
+    pub(super) fn fail(self, e: StoreError) {
         match self {
             WriteJob::Execute { reply, .. } => drop(reply.send(Err(e))),
             WriteJob::Query { reply, .. } => drop(reply.send(Err(e))),
@@ -390,10 +240,10 @@ fn run_batch(
 
 /// The column names of each query, by its text (as its prepared statement is cached too).
 #[derive(Default)]
-struct Columns(Mutex<HashMap<Arc<str>, Arc<Vec<String>>>>);
+pub(super) struct Columns(Mutex<HashMap<Arc<str>, Arc<Vec<String>>>>);
 
 impl Columns {
-    fn of(&self, sql: &Arc<str>, stmt: &rusqlite::Statement<'_>) -> Arc<Vec<String>> {
+    pub(super) fn of(&self, sql: &Arc<str>, stmt: &rusqlite::Statement<'_>) -> Arc<Vec<String>> {
         let mut cache = lock(&self.0);
         if let Some(c) = cache.get(sql) {
             return c.clone();
@@ -409,20 +259,20 @@ impl Columns {
 /// rusqlite connections: one writer thread, several readers.
 pub(crate) struct Sqlite {
     /// For migrations and the final checkpoint (no other writes run then).
-    writer: Mutex<rusqlite::Connection>,
-    jobs: std::sync::mpsc::Sender<WriteJob>,
+    pub(super) writer: Mutex<rusqlite::Connection>,
+    pub(super) jobs: std::sync::mpsc::Sender<WriteJob>,
     /// Dropped with the store: stops the checkpoint thread.
-    _checkpoints: std::sync::mpsc::Sender<()>,
-    readers: Arc<[Mutex<Reader>]>,
+    pub(super) _checkpoints: std::sync::mpsc::Sender<()>,
+    pub(super) readers: Arc<[Mutex<Reader>]>,
     /// Commits made by this process (the writer thread, migrations): a reader's snapshot older
     /// than the last of them is renewed before its next query.
-    commits: Arc<AtomicU64>,
+    pub(super) commits: Arc<AtomicU64>,
     /// Batches whose commit failed after a write of theirs was answered as decided.
-    lost: Arc<AtomicU64>,
+    pub(super) lost: Arc<AtomicU64>,
     /// `$N` → `?N` translations, by original text.
-    translated: Mutex<HashMap<String, Arc<str>>>,
-    columns: Arc<Columns>,
-    next_reader: std::sync::atomic::AtomicUsize,
+    pub(super) translated: Mutex<HashMap<String, Arc<str>>>,
+    pub(super) columns: Arc<Columns>,
+    pub(super) next_reader: std::sync::atomic::AtomicUsize,
 }
 
 /// How long a reader may keep a snapshot without a commit of this process in between: what
@@ -438,13 +288,13 @@ const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(5);
 /// nothing was committed by this process ([`Sqlite::commits`]) and for at most
 /// [`SNAPSHOT_MAX_AGE`]; queries in between share its snapshot and its cached pages.
 pub(crate) struct Reader {
-    conn: rusqlite::Connection,
+    pub(super) conn: rusqlite::Connection,
     /// The commit count and the time the open read transaction began at.
-    snapshot: Option<(u64, Instant)>,
+    pub(super) snapshot: Option<(u64, Instant)>,
 }
 
 impl Reader {
-    fn new(conn: rusqlite::Connection) -> Self {
+    pub(super) fn new(conn: rusqlite::Connection) -> Self {
         Reader {
             conn,
             snapshot: None,
@@ -452,14 +302,18 @@ impl Reader {
     }
 
     /// Ends the read transaction (letting checkpoints past it).
-    fn release(&mut self) {
+    pub(super) fn release(&mut self) {
         if self.snapshot.take().is_some() && !self.conn.is_autocommit() {
             let _ = control(&self.conn, "COMMIT");
         }
     }
 
     /// Makes sure the connection reads a snapshot taken after commit number `commits`.
-    fn renew(&mut self, commits: u64, now: Instant) -> StoreResult<&rusqlite::Connection> {
+    pub(super) fn renew(
+        &mut self,
+        commits: u64,
+        now: Instant,
+    ) -> StoreResult<&rusqlite::Connection> {
         let fresh = self
             .snapshot
             .is_some_and(|(c, at)| c == commits && now.duration_since(at) < SNAPSHOT_MAX_AGE)
@@ -484,7 +338,7 @@ fn writer_gone() -> StoreError {
     StoreError::Backend("the SQLite writer thread stopped".into())
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
@@ -505,7 +359,7 @@ fn to_sqlite_placeholders(sql: &str) -> String {
     out
 }
 
-fn sqlite_err(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+pub(super) fn sqlite_err(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| {
         let conflict = matches!(
             &e,
@@ -639,7 +493,7 @@ impl Sqlite {
     }
 
     /// Hands a write to the writer thread and waits until it is committed.
-    async fn write<T>(
+    pub(super) async fn write<T>(
         &self,
         job: impl FnOnce(tokio::sync::oneshot::Sender<StoreResult<T>>) -> WriteJob,
     ) -> StoreResult<T> {
@@ -648,7 +502,7 @@ impl Sqlite {
         rx.await.map_err(|_| writer_gone())?
     }
 
-    fn sql(&self, sql: &str) -> Arc<str> {
+    pub(super) fn sql(&self, sql: &str) -> Arc<str> {
         let mut cache = lock(&self.translated);
         if let Some(t) = cache.get(sql) {
             return t.clone();
@@ -660,7 +514,7 @@ impl Sqlite {
         t
     }
 
-    fn reader(&self) -> MutexGuard<'_, Reader> {
+    pub(super) fn reader(&self) -> MutexGuard<'_, Reader> {
         // A free reader if there is one, else wait for the next in turn.
         for r in self.readers.iter() {
             if let Ok(g) = r.try_lock() {
@@ -674,7 +528,7 @@ impl Sqlite {
         lock(&self.readers[i])
     }
 
-    fn run_query(
+    pub(super) fn run_query(
         conn: &rusqlite::Connection,
         columns: &Columns,
         sql: &Arc<str>,
@@ -708,7 +562,7 @@ impl Sqlite {
         Ok(out)
     }
 
-    fn run_execute(
+    pub(super) fn run_execute(
         conn: &rusqlite::Connection,
         sql: &str,
         params: &[Val],
@@ -722,361 +576,12 @@ impl Sqlite {
     }
 }
 
-// ------------------------------------------------------------------ the executor
-
-#[derive(Clone, Debug)]
-pub(crate) enum Db {
-    Sqlite(Arc<Sqlite>),
-    Postgres(PgPool),
-}
-
-/// One statement of a transaction.
-pub(crate) struct Stmt {
-    pub sql: String,
-    pub params: Vec<Val>,
-}
-
-impl Stmt {
-    pub(crate) fn new(sql: impl Into<String>, params: Vec<Val>) -> Self {
-        Stmt {
-            sql: sql.into(),
-            params,
-        }
-    }
-}
-
-fn pg_args(params: &[Val]) -> StoreResult<PgArguments> {
-    let mut args = PgArguments::default();
-    for p in params {
-        let r = match p {
-            Val::Int(v) => args.add(*v),
-            Val::Text(v) => args.add(v.clone()),
-            Val::Blob(v) => args.add(v.clone()),
-            Val::NullInt => args.add(None::<i64>),
-            Val::NullText => args.add(None::<String>),
-        };
-        r.map_err(|e| StoreError::Backend(e.to_string()))?;
-    }
-    Ok(args)
-}
-
-fn pg_err(what: &str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
-    move |e| {
-        let conflict = matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation());
-        classify(conflict, what, e.to_string())
-    }
-}
-
-fn pg_row(row: &PgRow, cols: &Arc<Vec<String>>) -> StoreResult<Row> {
-    let mut vals = Vec::with_capacity(cols.len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let e = |e: sqlx::Error| StoreError::Backend(e.to_string());
-        let v = match col.type_info().name() {
-            "INT8" => row.try_get::<Option<i64>, _>(i).map_err(e)?.into(),
-            "INT4" => row
-                .try_get::<Option<i32>, _>(i)
-                .map_err(e)?
-                .map(i64::from)
-                .into(),
-            "INT2" => row
-                .try_get::<Option<i16>, _>(i)
-                .map_err(e)?
-                .map(i64::from)
-                .into(),
-            "BOOL" => row
-                .try_get::<Option<bool>, _>(i)
-                .map_err(e)?
-                .map(i64::from)
-                .into(),
-            "BYTEA" => match row.try_get::<Option<Vec<u8>>, _>(i).map_err(e)? {
-                Some(b) => Val::Blob(b),
-                None => Val::NullText,
-            },
-            _ => row.try_get::<Option<String>, _>(i).map_err(e)?.into(),
-        };
-        vals.push(v);
-    }
-    Ok(Row {
-        cols: cols.clone(),
-        vals,
-    })
-}
-
-fn pg_rows(rows: &[PgRow]) -> StoreResult<Vec<Row>> {
-    let Some(first) = rows.first() else {
-        return Ok(Vec::new());
-    };
-    let cols: Arc<Vec<String>> = Arc::new(
-        first
-            .columns()
-            .iter()
-            .map(|c| c.name().to_string())
-            .collect(),
-    );
-    rows.iter().map(|r| pg_row(r, &cols)).collect()
-}
-
-impl Db {
-    /// Reads (on a reader connection for SQLite).
-    pub(crate) async fn query(&self, sql: &str, params: Vec<Val>) -> StoreResult<Vec<Row>> {
-        match self {
-            Db::Sqlite(db) => {
-                let sql = db.sql(sql);
-                let commits = db.commits.load(Ordering::Acquire);
-                let mut reader = db.reader();
-                let conn = reader.renew(commits, Instant::now())?;
-                Sqlite::run_query(conn, &db.columns, &sql, &params, "row")
-            }
-            Db::Postgres(pool) => {
-                let rows =
-                    sqlx::query_with(sqlx::AssertSqlSafe(sql.to_string()), pg_args(&params)?)
-                        .fetch_all(pool)
-                        .await
-                        .map_err(pg_err("row"))?;
-                pg_rows(&rows)
-            }
-        }
-    }
-
-    pub(crate) async fn query_one(&self, sql: &str, params: Vec<Val>) -> StoreResult<Option<Row>> {
-        Ok(self.query(sql, params).await?.into_iter().next())
-    }
-
-    /// A statement that writes and returns rows (`… RETURNING`).
-    pub(crate) async fn write_query(
-        &self,
-        sql: &str,
-        params: Vec<Val>,
-        what: &str,
-    ) -> StoreResult<Vec<Row>> {
-        self.write_query_answered(sql, params, what, Answer::Committed)
-            .await
-    }
-
-    /// [`Db::write_query`], answered when `answer` says (PostgreSQL: always committed).
-    pub(crate) async fn write_query_answered(
-        &self,
-        sql: &str,
-        params: Vec<Val>,
-        what: &str,
-        answer: Answer,
-    ) -> StoreResult<Vec<Row>> {
-        match self {
-            Db::Sqlite(db) => {
-                let sql = db.sql(sql);
-                db.write(|reply| WriteJob::Query {
-                    sql,
-                    params,
-                    what: what.to_string(),
-                    answer,
-                    reply,
-                })
-                .await
-            }
-            Db::Postgres(pool) => {
-                let rows =
-                    sqlx::query_with(sqlx::AssertSqlSafe(sql.to_string()), pg_args(&params)?)
-                        .fetch_all(pool)
-                        .await
-                        .map_err(pg_err(what))?;
-                pg_rows(&rows)
-            }
-        }
-    }
-
-    /// A writing statement; returns the rows affected. `what` names the object for conflicts.
-    pub(crate) async fn execute(
-        &self,
-        sql: &str,
-        params: Vec<Val>,
-        what: &str,
-    ) -> StoreResult<u64> {
-        self.execute_answered(sql, params, what, Answer::Committed)
-            .await
-    }
-
-    /// [`Db::execute`], answered when `answer` says (PostgreSQL: always committed).
-    pub(crate) async fn execute_answered(
-        &self,
-        sql: &str,
-        params: Vec<Val>,
-        what: &str,
-        answer: Answer,
-    ) -> StoreResult<u64> {
-        match self {
-            Db::Sqlite(db) => {
-                let sql = db.sql(sql);
-                db.write(|reply| WriteJob::Execute {
-                    sql,
-                    params,
-                    what: what.to_string(),
-                    answer,
-                    reply,
-                })
-                .await
-            }
-            Db::Postgres(pool) => Ok(sqlx::query_with(
-                sqlx::AssertSqlSafe(sql.to_string()),
-                pg_args(&params)?,
-            )
-            .execute(pool)
-            .await
-            .map_err(pg_err(what))?
-            .rows_affected()),
-        }
-    }
-
-    /// Runs statements in one transaction; all or nothing. Returns the rows each affected.
-    pub(crate) async fn transaction(&self, stmts: Vec<Stmt>, what: &str) -> StoreResult<Vec<u64>> {
-        match self {
-            Db::Sqlite(db) => {
-                let stmts = stmts
-                    .into_iter()
-                    .map(|s| (db.sql(&s.sql), s.params))
-                    .collect();
-                db.write(|reply| WriteJob::Transaction {
-                    stmts,
-                    what: what.to_string(),
-                    reply,
-                })
-                .await
-            }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(pg_err(what))?;
-                let mut counts = Vec::with_capacity(stmts.len());
-                for s in stmts {
-                    counts.push(
-                        sqlx::query_with(sqlx::AssertSqlSafe(s.sql), pg_args(&s.params)?)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(pg_err(what))?
-                            .rows_affected(),
-                    );
-                }
-                tx.commit().await.map_err(pg_err(what))?;
-                Ok(counts)
-            }
-        }
-    }
-
-    /// Applies the migrations not yet recorded in `schema_migrations`, each in a transaction.
-    /// Concurrent starts (several nodes) serialise: SQLite by the write lock, PostgreSQL by an
-    /// advisory lock held for the transaction.
-    pub(crate) async fn migrate(
-        &self,
-        migrations: &[(i64, &str, &str)],
-        now: i64,
-    ) -> StoreResult<Vec<i64>> {
-        const TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
-             version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)";
-        let mut applied = Vec::new();
-        for (version, description, script) in migrations {
-            let done = match self {
-                Db::Sqlite(db) => {
-                    let mut conn = lock(&db.writer);
-                    let tx = conn
-                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                        .map_err(sqlite_err("migration"))?;
-                    tx.execute_batch(TABLE).map_err(sqlite_err("migration"))?;
-                    let have: i64 = tx
-                        .query_row(
-                            "SELECT COUNT(*) FROM schema_migrations WHERE version = ?1",
-                            [version],
-                            |r| r.get(0),
-                        )
-                        .map_err(sqlite_err("migration"))?;
-                    if have == 0 {
-                        tx.execute_batch(script).map_err(sqlite_err("migration"))?;
-                        tx.execute(
-                            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
-                            rusqlite::params![version, description, now],
-                        )
-                        .map_err(sqlite_err("migration"))?;
-                    }
-                    tx.commit().map_err(sqlite_err("migration"))?;
-                    db.commits.fetch_add(1, Ordering::Release);
-                    have > 0
-                }
-                Db::Postgres(pool) => {
-                    let e = pg_err("migration");
-                    let mut tx = pool.begin().await.map_err(&e)?;
-                    sqlx::query("SELECT pg_advisory_xact_lock(7243110)")
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(&e)?;
-                    sqlx::raw_sql(TABLE).execute(&mut *tx).await.map_err(&e)?;
-                    let have: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM schema_migrations WHERE version = $1",
-                    )
-                    .bind(*version)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(&e)?;
-                    if have == 0 {
-                        sqlx::raw_sql(sqlx::AssertSqlSafe(script.to_string()))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(&e)?;
-                        sqlx::query(
-                            "INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)",
-                        )
-                        .bind(*version)
-                        .bind(description.to_string())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(&e)?;
-                    }
-                    tx.commit().await.map_err(&e)?;
-                    have > 0
-                }
-            };
-            if !done {
-                applied.push(*version);
-            }
-        }
-        Ok(applied)
-    }
-
-    /// How many times a write answered as [`Answer::Decided`] was then lost (its batch failed
-    /// to commit). Never moves on PostgreSQL, whose writes are answered once committed.
-    pub(crate) fn lost_writes(&self) -> u64 {
-        match self {
-            Db::Sqlite(db) => db.lost.load(Ordering::Acquire),
-            Db::Postgres(_) => 0,
-        }
-    }
-
-    /// Waits until every write answered so far is committed: the writer runs writes in the
-    /// order they came, so an empty write's commit covers them.
-    pub(crate) async fn flush(&self) -> StoreResult<()> {
-        match self {
-            Db::Sqlite(_) => self.transaction(Vec::new(), "flush").await.map(|_| ()),
-            Db::Postgres(_) => Ok(()),
-        }
-    }
-
-    pub(crate) async fn close(&self) {
-        match self {
-            Db::Sqlite(db) => {
-                // Fold the write-ahead log into the database file (no snapshot may hold it).
-                for r in db.readers.iter() {
-                    lock(r).release();
-                }
-                let conn = lock(&db.writer);
-                let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
-            }
-            Db::Postgres(pool) => pool.close().await,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_become_explicit_indexes() {
+    pub(super) fn placeholders_become_explicit_indexes() {
         assert_eq!(
             to_sqlite_placeholders("UPDATE t SET a = $2 + 1 WHERE b = $1 AND c = '$x'"),
             "UPDATE t SET a = ?2 + 1 WHERE b = ?1 AND c = '$x'"
