@@ -1,5 +1,6 @@
-//! The Store contract, run on SQLite and on PostgreSQL: one module per role trait
-//! (`contract/*.rs`), each listing its cases in `contract!`.
+//! The Store contract, run on SQLite, on PostgreSQL and on the in-memory store that tests of
+//! the services use: one module per role trait (`contract/*.rs`), each listing its cases in
+//! `contract!` (every store) or `contract_sql!` (the database itself).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,19 +12,25 @@ use tessera_core::model::{
     CodeKind, Leg, NewLocalUser, NewToken, OutboxMessage, OutboxStatus, SentCode, TokenKind,
     TokenPatch, TokenState, Transaction, TxOrigin, TxStatus, User, UserPatch,
 };
-use tessera_core::store::{
-    AdminStore, AuditStore, ConfigStore, FlowStore, LockStore, MetaStore, OutboxStore, TokenStore,
-    UserStore, WebStateStore,
-};
+// Cases call the roles on `dyn Store`; what they call on an `SqlStore` itself needs its role.
 use tessera_core::store::{
     ConfigKind, FailKind, LockKey, LockPolicy, Reservation, StoreError, TokenFilter, UserFilter,
 };
+use tessera_core::store::{MetaStore, Store, UserStore};
 use tessera_otp::{Algorithm, Digits};
 use tessera_store::{MasterKey, OpenError, SqlStore, StoreOptions};
 use tessera_testkit::PgDatabase;
 use zeroize::Zeroizing;
 
+/// A store under test: SQLite, PostgreSQL, or the in-memory store of `tessera_core::testing`
+/// (which must keep the same contract, since tests of the services run on it).
 struct Harness {
+    store: Arc<dyn Store>,
+    /// The SQL store behind `store` (none in memory), for the cases about the database itself.
+    sql: Option<Sql>,
+}
+
+struct Sql {
     store: Arc<SqlStore>,
     url: String,
     key: MasterKey,
@@ -31,7 +38,28 @@ struct Harness {
     _pg: Option<PgDatabase>,
 }
 
+/// A second node on the same data.
+struct Node {
+    store: Arc<dyn Store>,
+    sql: Option<Arc<SqlStore>>,
+}
+
+impl Node {
+    async fn close(self) {
+        if let Some(sql) = self.sql {
+            sql.close().await;
+        }
+    }
+}
+
 impl Harness {
+    fn of(sql: Sql) -> Harness {
+        Harness {
+            store: sql.store.clone(),
+            sql: Some(sql),
+        }
+    }
+
     async fn sqlite() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
@@ -39,13 +67,13 @@ impl Harness {
         let store = SqlStore::open(&url, &key, &StoreOptions::default())
             .await
             .unwrap();
-        Harness {
+        Harness::of(Sql {
             store: Arc::new(store),
             url,
             key,
             _dir: Some(dir),
             _pg: None,
-        }
+        })
     }
 
     async fn postgres() -> Harness {
@@ -54,17 +82,67 @@ impl Harness {
         let store = SqlStore::open(&pg.url, &key, &StoreOptions::default())
             .await
             .unwrap();
-        Harness {
+        Harness::of(Sql {
             store: Arc::new(store),
             url: pg.url.clone(),
             key,
             _dir: None,
             _pg: Some(pg),
+        })
+    }
+
+    async fn memory() -> Harness {
+        Harness {
+            store: Arc::new(tessera_core::testing::MemStore::new()),
+            sql: None,
+        }
+    }
+
+    /// The SQL side, for a case that runs on SQL stores only.
+    fn sql(&self) -> &Sql {
+        self.sql.as_ref().expect("a case for SQL stores only")
+    }
+
+    /// Another node: another store on the same database (in memory, the same store).
+    async fn another_node(&self) -> Node {
+        match &self.sql {
+            Some(sql) => {
+                let other = Arc::new(
+                    SqlStore::open(&sql.url, &sql.key, &StoreOptions::default())
+                        .await
+                        .unwrap(),
+                );
+                Node {
+                    store: other.clone(),
+                    sql: Some(other),
+                }
+            }
+            None => Node {
+                store: self.store.clone(),
+                sql: None,
+            },
         }
     }
 }
 
+/// The cases every store keeps, run on each.
 macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        contract_sql!($($name),*);
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let h = super::Harness::memory().await;
+                    super::$name(&h).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Cases about the database itself (keys, files, other processes): SQLite and PostgreSQL.
+macro_rules! contract_sql {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(

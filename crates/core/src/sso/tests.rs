@@ -3,15 +3,15 @@
 use super::*;
 use crate::clock::FakeClock;
 use crate::model::SamlParticipant;
-use crate::testing::MemWebState;
+use crate::testing::MemStore;
 
 const LIMITS: SessionLimits = SessionLimits {
     idle: 600,
     lifetime: 3600,
 };
 
-fn sso() -> (Sso, Arc<MemWebState>, FakeClock) {
-    let mem = Arc::new(MemWebState::new());
+fn sso() -> (Sso, Arc<MemStore>, FakeClock) {
+    let mem = Arc::new(MemStore::new());
     let clock = FakeClock::at(1_000_000);
     let sso = Sso::new(
         mem.clone(),
@@ -383,7 +383,7 @@ async fn flows_and_saml_logouts_are_kept_read_and_ended() {
 /// A store where another tab changes the session between this request's read and its write,
 /// once.
 struct OtherTab {
-    mem: MemWebState,
+    mem: MemStore,
     pending: std::sync::atomic::AtomicBool,
 }
 
@@ -488,13 +488,13 @@ impl WebStateStore for OtherTab {
 #[tokio::test]
 async fn a_change_made_meanwhile_by_another_tab_is_kept() {
     let store = Arc::new(OtherTab {
-        mem: MemWebState::new(),
+        mem: MemStore::new(),
         pending: false.into(),
     });
     let clock = FakeClock::at(1_000_000);
     let sso = Sso::new(
         store.clone(),
-        Arc::new(MemWebState::new()),
+        Arc::new(MemStore::new()),
         Arc::new(clock),
         Arc::new(crate::rng::OsRng),
     );

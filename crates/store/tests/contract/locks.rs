@@ -131,11 +131,7 @@ async fn lockout_counts_locks_and_resets(h: &Harness) {
 /// Attempts sent at once take no more than the budget: of 60 reservations, exactly `max` are
 /// granted, also split between two stores on the same database (two nodes).
 async fn concurrent_reservations_stop_at_the_budget(h: &Harness) {
-    let other = Arc::new(
-        SqlStore::open(&h.url, &h.key, &StoreOptions::default())
-            .await
-            .unwrap(),
-    );
+    let other = h.another_node().await;
     let p = LockPolicy {
         max_password: 5,
         max_otp: 7,
@@ -146,10 +142,10 @@ async fn concurrent_reservations_stop_at_the_budget(h: &Harness) {
         let key = LockKey::account("default", &format!("burst-{max}"));
         let mut tasks = Vec::new();
         for i in 0..60 {
-            let s: Arc<SqlStore> = if i % 2 == 0 {
+            let s = if i % 2 == 0 {
                 h.store.clone()
             } else {
-                other.clone()
+                other.store.clone()
             };
             let key = key.clone();
             tasks.push(tokio::spawn(async move {

@@ -3,25 +3,32 @@
 use super::*;
 
 contract!(
-    reopen_with_other_key_is_refused,
     settings_and_documents_bump_version,
     purge_expired_removes_old_rows,
-    writes_of_another_process_are_seen,
 );
+
+mod database {
+    use super::*;
+
+    contract_sql!(
+        reopen_with_other_key_is_refused,
+        writes_of_another_process_are_seen,
+    );
+}
 
 async fn reopen_with_other_key_is_refused(h: &Harness) {
     // Same key: fine.
-    SqlStore::open(&h.url, &h.key, &StoreOptions::default())
+    SqlStore::open(&h.sql().url, &h.sql().key, &StoreOptions::default())
         .await
         .unwrap();
     let other = MasterKey::generate();
-    let err = SqlStore::open(&h.url, &other, &StoreOptions::default())
+    let err = SqlStore::open(&h.sql().url, &other, &StoreOptions::default())
         .await
         .unwrap_err();
     match err {
         OpenError::KeyMismatch { given, expected } => {
             assert_eq!(given, other.id_hex());
-            assert_eq!(expected, h.key.id_hex());
+            assert_eq!(expected, h.sql().key.id_hex());
         }
         e => panic!("expected KeyMismatch, got {e}"),
     }
@@ -160,7 +167,7 @@ async fn writes_of_another_process_are_seen(h: &Harness) {
     for _ in 0..3 {
         assert!(s.local_user_by_name(&src, "zed").await.unwrap().is_none());
     }
-    let other = SqlStore::open(&h.url, &h.key, &StoreOptions::default())
+    let other = SqlStore::open(&h.sql().url, &h.sql().key, &StoreOptions::default())
         .await
         .unwrap();
     other
@@ -201,7 +208,7 @@ async fn writes_of_another_process_are_seen(h: &Harness) {
 async fn sqlite_writes_go_on_during_a_long_read_by_another_process() {
     let h = Harness::sqlite().await;
     let s = &h.store;
-    let path = h.url.strip_prefix("sqlite://").unwrap().to_string();
+    let path = h.sql().url.strip_prefix("sqlite://").unwrap().to_string();
     s.insert_token(&token("B0", None)).await.unwrap();
     let reader = rusqlite::Connection::open(&path).unwrap();
     reader.execute_batch("BEGIN").unwrap();

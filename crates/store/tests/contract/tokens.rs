@@ -44,11 +44,14 @@ async fn token_round_trip_seals_seed(h: &Harness) {
         .unwrap();
     assert_eq!(listed.len(), 2);
 
-    // The seed is not in the database in clear.
-    let raw: Vec<u8> = match s.backend() {
+    // The seed is not in the database in clear (the in-memory store seals nothing).
+    let Some(sql) = &h.sql else {
+        return;
+    };
+    let raw: Vec<u8> = match sql.store.backend() {
         "sqlite" => {
-            let path = h.url.trim_start_matches("sqlite://").to_string();
-            s.close().await;
+            let path = sql.url.trim_start_matches("sqlite://").to_string();
+            sql.store.close().await;
             let mut bytes = std::fs::read(&path).unwrap();
             if let Ok(wal) = std::fs::read(format!("{path}-wal")) {
                 bytes.extend(wal);
@@ -57,7 +60,9 @@ async fn token_round_trip_seals_seed(h: &Harness) {
         }
         _ => {
             use sqlx::Connection;
-            let mut conn = sqlx::postgres::PgConnection::connect(&h.url).await.unwrap();
+            let mut conn = sqlx::postgres::PgConnection::connect(&sql.url)
+                .await
+                .unwrap();
             let seeds: Vec<Vec<u8>> = sqlx::query_scalar("SELECT seed FROM tokens")
                 .fetch_all(&mut conn)
                 .await
@@ -315,14 +320,14 @@ async fn token_attempts_are_reserved(h: &Harness) {
     let s = h.store.clone();
     s.insert_token(&token("TR", None)).await.unwrap();
     let serial = Serial::from("TR");
-    let other = Arc::new(
-        SqlStore::open(&h.url, &h.key, &StoreOptions::default())
-            .await
-            .unwrap(),
-    );
+    let other = h.another_node().await;
     let mut tasks = Vec::new();
     for i in 0..60 {
-        let s: Arc<SqlStore> = if i % 2 == 0 { s.clone() } else { other.clone() };
+        let s = if i % 2 == 0 {
+            s.clone()
+        } else {
+            other.store.clone()
+        };
         let serial = serial.clone();
         tasks.push(tokio::spawn(async move {
             s.reserve_token_attempt(&serial, 1000, 0, true)
@@ -336,7 +341,7 @@ async fn token_attempts_are_reserved(h: &Harness) {
     }
     assert_eq!(granted, 3, "max_fail is 3");
     s.flush().await.unwrap();
-    other.flush().await.unwrap();
+    other.store.flush().await.unwrap();
     let t = s.token(&serial).await.unwrap().unwrap();
     assert_eq!(
         (t.fail_count, t.fail_exceeded_at, t.count_auth),
