@@ -1244,3 +1244,46 @@ impl WebStateStore for MemStore {
         Ok(self.with(|i| i.states.remove(&(kind, key_hash.to_string())).is_some()))
     }
 }
+
+/// An engine on a new in-memory store, at `clock`: the objects a new installation starts with
+/// (the `local` source, the `default` realm and application), local users only, and the
+/// cheapest password hashing the settings allow.
+pub async fn engine(
+    clock: crate::clock::FakeClock,
+) -> Result<
+    (
+        std::sync::Arc<crate::engine::Engine>,
+        std::sync::Arc<MemStore>,
+    ),
+    crate::engine::EngineError,
+> {
+    use crate::clock::Clock;
+    use std::sync::Arc;
+    let store = Arc::new(MemStore::new());
+    let now = clock.now();
+    let cheap: Map<String, Value> = serde_json::from_value(serde_json::json!({
+        "argon2_memory_kib": 8192, "argon2_iterations": 1, "argon2_parallelism": 1,
+    }))
+    .unwrap_or_default();
+    store.put_settings(&cheap, now).await?;
+    crate::admin::bootstrap_defaults(store.as_ref(), now).await?;
+    let dyn_store: Arc<dyn crate::store::Store> = store.clone();
+    let clock: Arc<dyn Clock> = Arc::new(clock);
+    let hasher = Arc::new(crate::hashing::Argon2Hasher::new(
+        1,
+        crate::hashing::HashCost::default(),
+    ));
+    let ports = crate::engine::Ports {
+        store: dyn_store.clone(),
+        hasher: hasher.clone(),
+        clock: clock.clone(),
+        rng: Arc::new(crate::rng::OsRng),
+        sources: Arc::new(crate::source::LocalSourceFactory {
+            store: dyn_store,
+            hasher,
+            clock,
+        }),
+    };
+    let engine = crate::engine::Engine::new(ports).await?;
+    Ok((Arc::new(engine), store))
+}

@@ -429,3 +429,7 @@ fn truncate(text: &str, max: usize) -> &[u8] {
     }
     &text.as_bytes()[..end]
 }
+
+#[cfg(test)]
+#[path = "handler_tests.rs"]
+mod tests;

@@ -13,6 +13,8 @@ mod password;
 mod request;
 mod sent;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 
 pub use flow::Triggered;
 pub use links::{LinkAnswer, LinkInfo};
