@@ -5,7 +5,7 @@
 use crate::{HttpState, St};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
@@ -97,15 +97,11 @@ fn over_budget(state: &HttpState, ip: IpAddr) -> bool {
 fn too_many(state: &HttpState, path: &str) -> Response {
     let wait = u32::try_from(60 - state.engine.clock().now().rem_euclid(60)).unwrap_or(60);
     if path == "/oauth/token" {
-        let mut res = crate::oauth::oauth_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "temporarily_unavailable",
-            "too many requests from this address; try again in a minute",
-        );
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
+        return crate::oauth::OAuthError::TooManyRequests {
+            why: "too many requests from this address; try again in a minute".into(),
+            retry_after: u64::from(wait),
         }
-        return res;
+        .into_response();
     }
     crate::pi::PiError::too_many(wait).into_response()
 }

@@ -147,7 +147,7 @@ fn xml_escape(s: &str) -> String {
 async fn metadata(state: St) -> Response {
     let base = match crate::oauth::issuer(&state) {
         Ok(b) => b,
-        Err(res) => return *res,
+        Err(e) => return e.into_response(),
     };
     let (current, next) = match (
         crate::saml_keys::signing(&state).await,
@@ -630,7 +630,7 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
     let lang = web::lang_of(headers, None);
     let base = match crate::oauth::issuer(state) {
         Ok(b) => b,
-        Err(res) => return *res,
+        Err(e) => return e.into_response(),
     };
     let Some(request) = read_authn_request(&decoded.xml) else {
         return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
@@ -1039,7 +1039,7 @@ pub(crate) async fn answer(
     };
     let base = match crate::oauth::issuer(state) {
         Ok(b) => b,
-        Err(res) => return (*res, None),
+        Err(e) => return (e.into_response(), None),
     };
     let key = match crate::saml_keys::signing(state).await {
         Ok(Some(k)) => k,
@@ -1298,7 +1298,7 @@ async fn error_response(
 ) -> Response {
     let base = match crate::oauth::issuer(state) {
         Ok(b) => b,
-        Err(res) => return *res,
+        Err(e) => return e.into_response(),
     };
     let key = match crate::saml_keys::signing(state).await {
         Ok(Some(k)) => k,
@@ -1489,7 +1489,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
     }
     let base = match crate::oauth::issuer(&state) {
         Ok(b) => b,
-        Err(res) => return *res,
+        Err(e) => return e.into_response(),
     };
     let fresh = (now - request.issue_instant.timestamp()).abs() <= REQUEST_AGE_SECONDS
         && request.not_on_or_after.is_none_or(|t| t.timestamp() > now)
@@ -1576,7 +1576,7 @@ async fn next_logout(state: &HttpState, key: &str, mut logout: Logout) -> Respon
     let now = state.engine.clock().now();
     let base = match crate::oauth::issuer(state) {
         Ok(b) => b,
-        Err(res) => return *res,
+        Err(e) => return e.into_response(),
     };
     let idp = entity_id(&base);
     let signing = match crate::saml_keys::signing(state).await {

@@ -7,7 +7,7 @@
 //! SameSite=Lax, need no cookie library.
 
 use crate::oauth::{
-    active_claims, invalid_token, issuer, keep_refresh_token, no_store, oauth_error, token_signer,
+    OAuthError, active_claims, invalid_token, issuer, keep_refresh_token, no_store, token_signer,
     unavailable,
 };
 use crate::{HttpState, St};
@@ -641,7 +641,7 @@ async fn authorize_with(state: St, headers: HeaderMap, raw: Option<&str>) -> Res
     }
     let iss = match issuer(&state) {
         Ok(i) => i,
-        Err(res) => return *res,
+        Err(e) => return e.into_response(),
     };
     let st = q.get("state").filter(|s| s.len() <= 512).cloned();
     if q.get("state").is_some_and(|s| s.len() > 512) {
@@ -1372,7 +1372,7 @@ async fn finish_login(
     let iss = if flow.saml.is_none() && !flow.account {
         match issuer(state) {
             Ok(i) => Some(i),
-            Err(res) => return *res,
+            Err(e) => return e.into_response(),
         }
     } else {
         None
@@ -1699,20 +1699,18 @@ pub(crate) async fn code_grant(
     client: &ApiClient,
     params: &HashMap<String, String>,
 ) -> Response {
-    let bad = |why: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why);
+    let bad = |why: &str| OAuthError::InvalidGrant(String::from(why)).into_response();
     if client.kind != ApiClientKind::Oidc {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "only OIDC clients use the authorization code grant",
-        );
+        return OAuthError::UnauthorizedClient(
+            "only OIDC clients use the authorization code grant".into(),
+        )
+        .into_response();
     }
     let (Some(code), Some(redirect_uri)) = (params.get("code"), params.get("redirect_uri")) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "code and redirect_uri are required (and code_verifier when PKCE was used)",
-        );
+        return OAuthError::InvalidRequest(
+            "code and redirect_uri are required (and code_verifier when PKCE was used)".into(),
+        )
+        .into_response();
     };
     let verifier = params
         .get("code_verifier")
@@ -1724,11 +1722,8 @@ pub(crate) async fn code_grant(
             Ok(Some(rsa)) => Some(rsa),
             Ok(None) => {
                 tracing::error!(client = %client.name, "no RS256 key: import one with tessera oidc import-key");
-                return oauth_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "no signing key for this client's ID tokens",
-                );
+                return OAuthError::Server("no signing key for this client's ID tokens".into())
+                    .into_response();
             }
             Err(e) => {
                 tracing::error!(error = %e, "RS256 key unavailable");
@@ -1799,11 +1794,11 @@ pub(crate) async fn code_grant(
     };
     let signer = match token_signer(state).await {
         Ok(s) => s,
-        Err(res) => return res,
+        Err(e) => return e.into_response(),
     };
     let iss = match issuer(state) {
         Ok(i) => i,
-        Err(res) => return *res,
+        Err(e) => return e.into_response(),
     };
     let access = json!({
         "iss": iss, "sub": c.user, "realm": c.realm, "aud": "tessera",
@@ -1829,11 +1824,7 @@ pub(crate) async fn code_grant(
         tracing::error!(error = %e, client = %client.name, "ID token not signed");
     }
     let (Ok(access), Ok(id_token)) = (signer.sign_typed(&access, "at+jwt"), id_token) else {
-        return oauth_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "signing failed",
-        );
+        return OAuthError::Server("signing failed".into()).into_response();
     };
     audit_sso(
         state,
@@ -1871,7 +1862,7 @@ pub(crate) async fn code_grant(
                     obj.insert("refresh_token".into(), Value::String(refresh));
                 }
             }
-            Err(res) => return res,
+            Err(e) => return e.into_response(),
         }
     }
     let mut res = axum::Json(body).into_response();
@@ -1888,7 +1879,7 @@ pub(crate) async fn oidc_refresh(
     kept: tessera_core::store::RefreshToken,
     asked_scope: Option<&String>,
 ) -> Response {
-    let bad = |why: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why);
+    let bad = |why: &str| OAuthError::InvalidGrant(String::from(why)).into_response();
     let now = state.engine.clock().now();
     let snap = state.engine.snapshot();
     let realm = tessera_core::ids::RealmName(kept.realm.clone());
@@ -1903,11 +1894,11 @@ pub(crate) async fn oidc_refresh(
     let scope = asked_scope.unwrap_or(&kept.scope);
     let signer = match token_signer(state).await {
         Ok(s) => s,
-        Err(res) => return res,
+        Err(e) => return e.into_response(),
     };
     let iss = match issuer(state) {
         Ok(i) => i,
-        Err(res) => return *res,
+        Err(e) => return e.into_response(),
     };
     let lifetime = i64::from(client.token_lifetime_seconds);
     let jti = tessera_core::rng::random_hex(state.engine.rng(), 16);
@@ -1917,11 +1908,7 @@ pub(crate) async fn oidc_refresh(
         "iat": now, "exp": now + lifetime, "jti": jti,
     });
     let Ok(access) = signer.sign_typed(&access, "at+jwt") else {
-        return oauth_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "signing failed",
-        );
+        return OAuthError::Server("signing failed".into()).into_response();
     };
     let refresh = match keep_refresh_token(
         state,
@@ -1934,7 +1921,7 @@ pub(crate) async fn oidc_refresh(
     .await
     {
         Ok(r) => r,
-        Err(res) => return res,
+        Err(e) => return e.into_response(),
     };
     let mut res = axum::Json(json!({
         "access_token": access, "token_type": "Bearer", "expires_in": lifetime,
@@ -1956,17 +1943,17 @@ async fn userinfo(state: St, headers: HeaderMap, body: Bytes) -> Response {
         .and_then(|f| f.get("access_token").cloned());
     let token = match (crate::oauth::bearer(&headers), form_token.as_deref()) {
         (Some(_), Some(_)) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "the access token goes in the header or the body, not both",
-            );
+            return OAuthError::InvalidRequest(
+                "the access token goes in the header or the body, not both".into(),
+            )
+            .into_response();
         }
         (Some(t), None) | (None, Some(t)) => t,
-        (None, None) => return invalid_token("an access token is required"),
+        (None, None) => return invalid_token("an access token is required").into_response(),
     };
     let Some(claims) = active_claims(&state, token).await else {
-        return invalid_token("the token is not valid (expired, revoked or not ours)");
+        return invalid_token("the token is not valid (expired, revoked or not ours)")
+            .into_response();
     };
     let scopes: Vec<&str> = claims["scope"].as_str().unwrap_or("").split(' ').collect();
     let (true, true, Some(user), Some(realm)) = (
@@ -1975,14 +1962,14 @@ async fn userinfo(state: St, headers: HeaderMap, body: Bytes) -> Response {
         claims["sub"].as_str(),
         claims["realm"].as_str(),
     ) else {
-        return invalid_token("not an OpenID Connect access token");
+        return invalid_token("not an OpenID Connect access token").into_response();
     };
     let snap = state.engine.snapshot();
     let now = state.engine.clock().now();
     let realm_name = tessera_core::ids::RealmName(realm.to_string());
     let user = match state.engine.find_user(&snap, &realm_name, user).await {
         Ok(Some(u)) if u.is_active(now) => u,
-        Ok(_) => return invalid_token("the user can no longer sign in"),
+        Ok(_) => return invalid_token("the user can no longer sign in").into_response(),
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
     let mut out = serde_json::Map::new();
@@ -2023,7 +2010,7 @@ async fn userinfo(state: St, headers: HeaderMap, body: Bytes) -> Response {
 async fn discovery(state: St) -> Response {
     let iss = match issuer(&state) {
         Ok(i) => i,
-        Err(res) => return *res,
+        Err(e) => return e.into_response(),
     };
     let mut algs = vec!["ES256"];
     if matches!(crate::rsa_key::signer(&state).await, Ok(Some(_))) {

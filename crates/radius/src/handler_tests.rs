@@ -16,7 +16,8 @@ async fn handler() -> (Handler, FakeClock) {
     let clock = FakeClock::at(1_700_000_010);
     let (engine, _) = tessera_core::testing::engine(clock.clone()).await.unwrap();
     let admin = Admin::new(engine.clone());
-    let user = serde_json::from_value(json!({"username": "alice", "password": "alice-password"})).unwrap();
+    let user =
+        serde_json::from_value(json!({"username": "alice", "password": "alice-password"})).unwrap();
     admin.create_user(&Actor::cli(), user).await.unwrap();
     let token =
         serde_json::from_value(json!({"type": "totp", "user": "alice", "secret": SEED_B32}))

@@ -4,6 +4,8 @@
 //! ring (already Tessera's TLS crypto) rather than a JWT crate: one algorithm, a few lines, and
 //! no RSA code in the build.
 
+mod error;
+
 use crate::{HttpState, St};
 use axum::Router;
 use axum::body::Bytes;
@@ -12,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use data_encoding::BASE64URL_NOPAD;
+pub(crate) use error::OAuthError;
 use ring::rand::SystemRandom;
 use ring::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
@@ -53,14 +56,10 @@ pub(crate) struct Signer {
 }
 
 /// The token signer, or the answer when its key cannot be had.
-pub(crate) async fn token_signer(state: &HttpState) -> Result<Arc<Signer>, Response> {
+pub(crate) async fn token_signer(state: &HttpState) -> Result<Arc<Signer>, OAuthError> {
     signer(state).await.map_err(|e| {
         tracing::error!(error = %e, "OAuth signing key unavailable");
-        oauth_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "no signing key",
-        )
+        OAuthError::Server("no signing key".into())
     })
 }
 
@@ -187,17 +186,6 @@ impl Signer {
     }
 }
 
-/// An RFC 6749 §5.2 error.
-pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut res = (
-        status,
-        axum::Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response();
-    no_store(&mut res);
-    res
-}
-
 /// The bearer token of `Authorization: Bearer …` (RFC 6750, the scheme in any case; the admin
 /// API's `validate::bearer` also takes privacyIDEA's bare tokens and header).
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -209,31 +197,9 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
 }
 
-/// The answer to an engine fault: 503 with `Retry-After` when too many passwords wait to be
-/// checked (the request was shed), else 500; logged either way.
-pub(crate) fn engine_failed(e: &tessera_core::engine::EngineError, what: &str) -> Response {
-    if e.is_busy() {
-        tracing::warn!(error = %e, "{what}: shed");
-        let mut res = unavailable();
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return res;
-    }
-    tracing::error!(error = %e, "{what}");
-    oauth_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "try again",
-    )
-}
-
 /// 503 `temporarily_unavailable`: the store or the directory did not answer.
 pub(crate) fn unavailable() -> Response {
-    oauth_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "temporarily_unavailable",
-        "try again",
-    )
+    OAuthError::unavailable().into_response()
 }
 
 pub(crate) fn no_store(res: &mut Response) {
@@ -244,31 +210,19 @@ pub(crate) fn no_store(res: &mut Response) {
 }
 
 /// RFC 6750's answer to a token whose client lacks `scope`.
-fn insufficient_scope(scope: &str) -> Response {
-    oauth_error(
-        StatusCode::FORBIDDEN,
-        "insufficient_scope",
-        &format!("this client's tokens do not carry the scope {scope}"),
-    )
+fn insufficient_scope(scope: &str) -> OAuthError {
+    OAuthError::InsufficientScope(format!(
+        "this client's tokens do not carry the scope {scope}"
+    ))
 }
 
-fn invalid_client(description: &str) -> Response {
-    let mut res = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
-    res.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"tessera\""),
-    );
-    res
+fn invalid_client(description: &str) -> OAuthError {
+    OAuthError::InvalidClient(description.into())
 }
 
-fn form_once(body: &Bytes) -> Result<HashMap<String, String>, Box<Response>> {
-    crate::web::pairs_once(body).map_err(|()| {
-        Box::new(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "a parameter is repeated",
-        ))
-    })
+fn form_once(body: &Bytes) -> Result<HashMap<String, String>, OAuthError> {
+    crate::web::pairs_once(body)
+        .map_err(|()| OAuthError::InvalidRequest("a parameter is repeated".into()))
 }
 
 /// A call authenticated by an API client: its parameters, the caller's address and the client.
@@ -277,7 +231,7 @@ async fn client_call(
     peer: SocketAddr,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(HashMap<String, String>, std::net::IpAddr, ApiClient), Box<Response>> {
+) -> Result<(HashMap<String, String>, std::net::IpAddr, ApiClient), OAuthError> {
     let params = form_once(body)?;
     let ip = state.client_ip(peer, headers, None);
     let client = authenticate_client(state, headers, &params, ip, false).await?;
@@ -295,7 +249,7 @@ async fn authenticate_client(
     params: &HashMap<String, String>,
     peer: std::net::IpAddr,
     public_ok: bool,
-) -> Result<ApiClient, Box<Response>> {
+) -> Result<ApiClient, OAuthError> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -324,28 +278,24 @@ async fn authenticate_client(
         // Two ways of authenticating at once (a body client_id naming the same client as
         // Basic is harmless and allowed).
         (Some(_), (_, Some(_))) => {
-            return Err(Box::new(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "authenticate the client one way only: HTTP Basic or the request body",
-            )));
+            return Err(OAuthError::InvalidRequest(
+                "authenticate the client one way only: HTTP Basic or the request body".into(),
+            ));
         }
         (Some(Some((id, secret))), (body_id, None)) => {
             if body_id.is_some_and(|b| *b != id) {
-                return Err(Box::new(oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "client_id differs from the one authenticated",
-                )));
+                return Err(OAuthError::InvalidRequest(
+                    "client_id differs from the one authenticated".into(),
+                ));
             }
             (id, secret)
         }
-        (Some(None), _) => return Err(Box::new(invalid_client("malformed Basic credentials"))),
+        (Some(None), _) => return Err(invalid_client("malformed Basic credentials")),
         (None, (Some(id), Some(secret))) => (id.clone(), secret.clone()),
         (None, (Some(id), None)) if public_ok => {
             return public_client(state, id, peer).await;
         }
-        (None, _) => return Err(Box::new(invalid_client("client authentication required"))),
+        (None, _) => return Err(invalid_client("client authentication required")),
     };
     // One answer for every failure, so that a right secret is not confirmed from an address
     // the client may not call from.
@@ -353,7 +303,7 @@ async fn authenticate_client(
     let snap = state.engine.snapshot();
     let refuse = |why: &'static str, name: String| async move {
         audit(state, &name, "oauth_client_auth", "error", why, peer).await;
-        Err(Box::new(invalid_client(REFUSED)))
+        Err(invalid_client(REFUSED))
     };
     let Some(client) = snap.api_client_by_id(&id).cloned() else {
         // As long as a real check.
@@ -379,7 +329,7 @@ async fn public_client(
     state: &HttpState,
     id: &str,
     peer: std::net::IpAddr,
-) -> Result<ApiClient, Box<Response>> {
+) -> Result<ApiClient, OAuthError> {
     const REFUSED: &str = "unknown client, wrong secret or address not allowed";
     let snap = state.engine.snapshot();
     let found = snap.api_client_by_id(id).cloned();
@@ -394,19 +344,15 @@ async fn public_client(
         ),
     };
     audit(state, &name, "oauth_client_auth", "error", why, peer).await;
-    Err(Box::new(invalid_client(REFUSED)))
+    Err(invalid_client(REFUSED))
 }
 
 /// The issuer of tokens: the `public_url` setting, or the loopback listener's own address
 /// (never what a request says its host is: the metadata and the tokens must not depend on it).
-pub(crate) fn issuer(state: &HttpState) -> Result<String, Box<Response>> {
+pub(crate) fn issuer(state: &HttpState) -> Result<String, OAuthError> {
     state.engine.public_url().ok_or_else(|| {
         tracing::warn!("OAuth needs the public_url setting");
-        Box::new(oauth_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "OAuth is not set up: the public_url setting is empty",
-        ))
+        OAuthError::Unavailable("OAuth is not set up: the public_url setting is empty".into())
     })
 }
 
@@ -445,7 +391,7 @@ async fn rate_limited(
     state: &HttpState,
     client: &ApiClient,
     ip: std::net::IpAddr,
-) -> Option<Response> {
+) -> Option<OAuthError> {
     let minute = state.engine.clock().now() / 60;
     let over = state.oauth_rates.over(
         client.client_id.clone(),
@@ -464,19 +410,15 @@ async fn rate_limited(
         ip,
     )
     .await;
-    let mut res = oauth_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "temporarily_unavailable",
-        "too many requests from this client; try again in a minute",
-    );
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-    Some(res)
+    Some(OAuthError::TooManyRequests {
+        why: "too many requests from this client; try again in a minute".into(),
+        retry_after: 60,
+    })
 }
 
 /// 403 for a request that sends codes without the header the `otp_required_header` setting
 /// names (seed 003's "reject non-CF calls": only the CDN in front adds it).
-fn lacks_required_header(state: &HttpState, headers: &HeaderMap) -> Option<Response> {
+fn lacks_required_header(state: &HttpState, headers: &HeaderMap) -> Option<OAuthError> {
     let settings = &state.engine.snapshot().settings;
     let name = settings
         .required_header()
@@ -485,10 +427,9 @@ fn lacks_required_header(state: &HttpState, headers: &HeaderMap) -> Option<Respo
     let values = headers.get_all(name.as_str()).iter().map(|v| v.as_bytes());
     let ok = settings.required_header_present(values);
     (!ok).then(|| {
-        oauth_error(
-            StatusCode::FORBIDDEN,
-            "access_denied",
-            "this request must come through the configured front end (required header missing)",
+        OAuthError::AccessDenied(
+            "this request must come through the configured front end (required header missing)"
+                .into(),
         )
     })
 }
@@ -498,52 +439,38 @@ async fn token(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let params = match form_once(&body) {
-        Ok(p) => p,
-        Err(res) => return *res,
-    };
+) -> Result<Response, OAuthError> {
+    let params = form_once(&body)?;
     let ip = state.client_ip(peer, &headers, None);
     let grant = params.get("grant_type").map(String::as_str).unwrap_or("");
     let public_ok = matches!(grant, "authorization_code" | "refresh_token");
-    let client = match authenticate_client(&state, &headers, &params, ip, public_ok).await {
-        Ok(c) => c,
-        Err(res) => return *res,
-    };
-    if let Some(res) = rate_limited(&state, &client, ip).await {
-        return res;
+    let client = authenticate_client(&state, &headers, &params, ip, public_ok).await?;
+    if let Some(e) = rate_limited(&state, &client, ip).await {
+        return Err(e);
     }
     match grant {
         "client_credentials" => {}
         "" => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "grant_type is missing",
-            );
+            return Err(OAuthError::InvalidRequest("grant_type is missing".into()));
         }
         "password" => {
-            if let Some(res) = lacks_required_header(&state, &headers) {
-                return res;
+            if let Some(e) = lacks_required_header(&state, &headers) {
+                return Err(e);
             }
             return password_grant(&state, &client, &params, ip).await;
         }
         "refresh_token" => return refresh_grant(&state, &client, &params).await,
-        "authorization_code" => return crate::web::code_grant(&state, &client, &params).await,
+        "authorization_code" => return Ok(crate::web::code_grant(&state, &client, &params).await),
         _ => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "grant_type must be client_credentials or password",
-            );
+            return Err(OAuthError::UnsupportedGrantType(
+                "grant_type must be client_credentials or password".into(),
+            ));
         }
     }
     if client.kind != ApiClientKind::Agent {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "only agent clients use client_credentials",
-        );
+        return Err(OAuthError::UnauthorizedClient(
+            "only agent clients use client_credentials".into(),
+        ));
     }
     let scopes: Vec<String> = match params.get("scope") {
         Some(s) => {
@@ -554,11 +481,9 @@ async fn token(
                 .collect();
             let granted = client.granted_scopes();
             if let Some(bad) = asked.iter().find(|a| !granted.contains(a)) {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    &format!("scope '{bad}' is not granted to this client"),
-                );
+                return Err(OAuthError::InvalidScope(format!(
+                    "scope '{bad}' is not granted to this client"
+                )));
             }
             asked
         }
@@ -568,17 +493,10 @@ async fn token(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "OAuth signing key unavailable");
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "no signing key",
-            );
+            return Err(OAuthError::Server("no signing key".into()));
         }
     };
-    let iss = match issuer(&state) {
-        Ok(i) => i,
-        Err(res) => return *res,
-    };
+    let iss = issuer(&state)?;
     let lifetime = i64::from(client.token_lifetime_seconds);
     let now = state.engine.clock().now();
     let jti = tessera_core::rng::random_hex(state.engine.rng(), 16);
@@ -595,7 +513,7 @@ async fn token(
     });
     let access = match signer.sign(&claims) {
         Ok(t) => t,
-        Err(e) => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e),
+        Err(e) => return Err(OAuthError::Server(e)),
     };
     audit(
         &state,
@@ -614,7 +532,7 @@ async fn token(
     }))
     .into_response();
     no_store(&mut res);
-    res
+    Ok(res)
 }
 
 /// How a token response is made.
@@ -651,20 +569,16 @@ async fn refresh_grant(
     state: &HttpState,
     client: &ApiClient,
     params: &HashMap<String, String>,
-) -> Response {
+) -> Result<Response, OAuthError> {
     if !matches!(client.kind, ApiClientKind::User | ApiClientKind::Oidc) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "only user and OIDC clients get refresh tokens",
-        );
+        return Err(OAuthError::UnauthorizedClient(
+            "only user and OIDC clients get refresh tokens".into(),
+        ));
     }
     let Some(refresh) = params.get("refresh_token") else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "refresh_token is missing",
-        );
+        return Err(OAuthError::InvalidRequest(
+            "refresh_token is missing".into(),
+        ));
     };
     let now = state.engine.clock().now();
     let spent_at = state.engine.clock().now_millis();
@@ -677,15 +591,13 @@ async fn refresh_grant(
         Ok(Some(k)) => k,
         Ok(None) => {
             spent_refresh_again(state, client, refresh).await;
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "unknown, expired or used refresh token",
-            );
+            return Err(OAuthError::InvalidGrant(
+                "unknown, expired or used refresh token".into(),
+            ));
         }
         Err(e) => {
             tracing::error!(error = %e, "refresh token not read");
-            return unavailable();
+            return Err(OAuthError::unavailable());
         }
     };
     if let Some(asked) = params.get("scope")
@@ -694,17 +606,15 @@ async fn refresh_grant(
             .filter(|s| !s.is_empty())
             .any(|s| !kept.scope.split(' ').any(|k| k == s))
     {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            "more scope than granted",
-        );
+        return Err(OAuthError::InvalidScope("more scope than granted".into()));
     }
     let (username, realm) = (kept.username.clone(), kept.realm.clone());
     let res = if client.kind == ApiClientKind::Oidc {
         crate::web::oidc_refresh(state, client, kept, params.get("scope")).await
     } else {
-        user_refresh(state, client, kept, params, now).await
+        user_refresh(state, client, kept, params, now)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
     };
     // A copy of a spent refresh token came back while this one was being renewed: the new
     // one was kept before this check, so either the copy's revocation took it or it is
@@ -720,13 +630,11 @@ async fn refresh_grant(
         {
             tracing::error!(error = %e, "refresh tokens not revoked");
         }
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "unknown, expired or used refresh token",
-        );
+        return Err(OAuthError::InvalidGrant(
+            "unknown, expired or used refresh token".into(),
+        ));
     }
-    res
+    Ok(res)
 }
 
 /// The rest of a user client's refresh: a new USER token for a user still active.
@@ -736,22 +644,20 @@ async fn user_refresh(
     kept: tessera_core::store::RefreshToken,
     params: &HashMap<String, String>,
     now: i64,
-) -> Response {
+) -> Result<Response, OAuthError> {
     // The user must still be there and active.
     let snap = state.engine.snapshot();
     let realm = tessera_core::ids::RealmName(kept.realm.clone());
     let user = match state.engine.find_user(&snap, &realm, &kept.username).await {
         Ok(Some(u)) if u.is_active(now) => u,
         Ok(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "the user can no longer sign in",
-            );
+            return Err(OAuthError::InvalidGrant(
+                "the user can no longer sign in".into(),
+            ));
         }
         Err(e) => {
             tracing::warn!(error = %e, "refresh: user not looked up");
-            return unavailable();
+            return Err(OAuthError::unavailable());
         }
     };
     let outcome = tessera_core::engine::Outcome::Accept(Box::new(tessera_core::engine::Accepted {
@@ -838,19 +744,16 @@ pub(crate) async fn keep_refresh_token(
     realm: &str,
     scope: &str,
     expires_at: i64,
-) -> Result<String, Response> {
-    match state
+) -> Result<String, OAuthError> {
+    state
         .engine
         .sso()
         .issue_refresh_token(&client.client_id, (user, realm), scope, expires_at)
         .await
-    {
-        Ok(refresh) => Ok(refresh),
-        Err(e) => {
+        .map_err(|e| {
             tracing::error!(error = %e, "refresh token not stored");
-            Err(unavailable())
-        }
-    }
+            OAuthError::unavailable()
+        })
 }
 
 /// A signed token response for a user: `USER` after every factor, `MFA_PENDING` with the
@@ -860,13 +763,10 @@ async fn user_token(
     client: &ApiClient,
     outcome: &tessera_core::engine::Outcome,
     issue: Issue<'_>,
-) -> Response {
+) -> Result<Response, OAuthError> {
     use tessera_core::engine::Outcome;
     let settings = state.engine.snapshot().settings.clone();
-    let signer = match token_signer(state).await {
-        Ok(s) => s,
-        Err(res) => return res,
-    };
+    let signer = token_signer(state).await?;
     let now = state.engine.clock().now();
     let jti = tessera_core::rng::random_hex(state.engine.rng(), 16);
     let (user, realm, role, tx, prompts) = match outcome {
@@ -892,11 +792,7 @@ async fn user_token(
                 .collect(),
         ),
         Outcome::Reject(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "wrong user name, password or code",
-            );
+            return Err(OAuthError::InvalidGrant("wrong user name, password or code".into()));
         }
     };
     let ask = TokenAsk {
@@ -906,10 +802,7 @@ async fn user_token(
         scope: issue.scope,
     };
     let granted = tessera_core::sso::grant(&settings, client, ask, now);
-    let iss = match issuer(state) {
-        Ok(i) => i,
-        Err(res) => return *res,
-    };
+    let iss = issuer(state)?;
     let mut claims = json!({
         "iss": iss,
         "sub": user,
@@ -927,7 +820,7 @@ async fn user_token(
     }
     let access = match signer.sign(&claims) {
         Ok(t) => t,
-        Err(e) => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e),
+        Err(e) => return Err(OAuthError::Server(String::from(&e))),
     };
     let mut body = json!({
         "access_token": access,
@@ -943,26 +836,15 @@ async fn user_token(
         obj.insert("mfa".into(), Value::Array(prompts));
     }
     if let Some(expires_at) = granted.refresh_until {
-        let refresh = match keep_refresh_token(
-            state,
-            client,
-            &user,
-            &realm,
-            &granted.scope,
-            expires_at,
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(res) => return res,
-        };
+        let refresh =
+            keep_refresh_token(state, client, &user, &realm, &granted.scope, expires_at).await?;
         if let Some(obj) = body.as_object_mut() {
             obj.insert("refresh_token".into(), Value::String(refresh));
         }
     }
     let mut res = axum::Json(body).into_response();
     no_store(&mut res);
-    res
+    Ok(res)
 }
 
 fn request_ctx(client: &ApiClient, ip: std::net::IpAddr) -> tessera_core::engine::RequestCtx {
@@ -982,41 +864,32 @@ async fn password_grant(
     client: &ApiClient,
     params: &HashMap<String, String>,
     ip: std::net::IpAddr,
-) -> Response {
+) -> Result<Response, OAuthError> {
     if client.kind != ApiClientKind::User {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "only user clients use the password grant",
-        );
+        return Err(OAuthError::UnauthorizedClient(
+            "only user clients use the password grant".into(),
+        ));
     }
     if !client.has_scope("validate") {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "this client may not sign users in (scope validate)",
-        );
+        return Err(OAuthError::UnauthorizedClient(
+            "this client may not sign users in (scope validate)".into(),
+        ));
     }
     let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "username and password are required",
-        );
+        return Err(OAuthError::InvalidRequest(
+            "username and password are required".into(),
+        ));
     };
     if code_first_method(&state.engine.snapshot(), client).is_some() {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the client's application starts with a code sent to the user: use /oauth/otp/generate",
-        );
+        return Err(OAuthError::InvalidRequest(
+            "the client's application starts with a code sent to the user: use /oauth/otp/generate"
+                .into(),
+        ));
     }
     if username.is_empty() || !login_name_ok(username) || password.len() > 1024 {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "username empty, too long or with control characters, or password too long",
-        );
+        return Err(OAuthError::InvalidRequest(
+            "username empty, too long or with control characters, or password too long".into(),
+        ));
     }
     let req = tessera_core::engine::AuthRequest {
         user: Some(username.clone()),
@@ -1030,22 +903,15 @@ async fn password_grant(
         .await
     {
         Ok(outcome) => user_token(state, client, &outcome, Issue::PRIMARY).await,
-        Err(tessera_core::engine::EngineError::Channel(c)) => oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &format!("{c} ({})", c.code()),
-        ),
-        Err(e) => engine_failed(&e, "password grant failed"),
+        Err(tessera_core::engine::EngineError::Channel(c)) => {
+            Err(OAuthError::InvalidRequest(format!("{c} ({})", c.code())))
+        }
+        Err(e) => Err(OAuthError::engine(&e, "password grant failed")),
     }
 }
 
-pub(crate) fn invalid_token(why: &str) -> Response {
-    let mut res = oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", why);
-    res.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-    );
-    res
+pub(crate) fn invalid_token(why: &str) -> OAuthError {
+    OAuthError::InvalidToken(why.into())
 }
 
 /// A login waiting for an answer, from its pending token (the bearer).
@@ -1062,16 +928,16 @@ async fn pending_login(
     headers: &HeaderMap,
     ip: std::net::IpAddr,
     role: &str,
-) -> Result<Pending, Box<Response>> {
+) -> Result<Pending, OAuthError> {
     let Some(token) = bearer(headers) else {
-        return Err(Box::new(invalid_token(&format!(
+        return Err(invalid_token(&format!(
             "an {role} token is required as bearer"
-        ))));
+        )));
     };
     let Some(claims) = active_claims(state, token).await else {
-        return Err(Box::new(invalid_token(
+        return Err(invalid_token(
             "the token is not valid (expired, revoked or not ours)",
-        )));
+        ));
     };
     let (true, Some(tx), Some(user), Some(client_id)) = (
         claims["role"] == role,
@@ -1079,18 +945,14 @@ async fn pending_login(
         claims["sub"].as_str(),
         claims["client_id"].as_str(),
     ) else {
-        return Err(Box::new(invalid_token(&format!("not an {role} token"))));
+        return Err(invalid_token(&format!("not an {role} token")));
     };
     let snap = state.engine.snapshot();
     let Some(client) = snap.api_client_by_id(client_id).cloned() else {
-        return Err(Box::new(invalid_token(
-            "the client of this token no longer exists",
-        )));
+        return Err(invalid_token("the client of this token no longer exists"));
     };
     if !client.allows_ip(ip) {
-        return Err(Box::new(invalid_token(
-            "this client may not call from this address",
-        )));
+        return Err(invalid_token("this client may not call from this address"));
     }
     // The first factor's code is signing in (scope validate); later factors are MFA steps.
     let scope = match role {
@@ -1098,13 +960,13 @@ async fn pending_login(
         _ => "mfa",
     };
     if !client.has_scope(scope) {
-        return Err(Box::new(insufficient_scope(scope)));
+        return Err(insufficient_scope(scope));
     }
     let Some(tx) = tessera_core::ids::TransactionId::parse(tx) else {
-        return Err(Box::new(invalid_token(&format!("not an {role} token"))));
+        return Err(invalid_token(&format!("not an {role} token")));
     };
-    if let Some(res) = rate_limited(state, &client, ip).await {
-        return Err(Box::new(res));
+    if let Some(e) = rate_limited(state, &client, ip).await {
+        return Err(e);
     }
     Ok(Pending {
         user: user.to_string(),
@@ -1121,7 +983,7 @@ async fn mfa(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, OAuthError> {
     answer_pending(&state, peer, &headers, &body, "MFA_PENDING").await
 }
 
@@ -1132,7 +994,7 @@ async fn otp_validate(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, OAuthError> {
     answer_pending(&state, peer, &headers, &body, "OTP_PENDING").await
 }
 
@@ -1145,24 +1007,16 @@ async fn answer_pending(
     headers: &HeaderMap,
     body: &Bytes,
     role: &'static str,
-) -> Response {
-    let params = match form_once(body) {
-        Ok(p) => p,
-        Err(res) => return *res,
-    };
+) -> Result<Response, OAuthError> {
+    let params = form_once(body)?;
     let ip = state.client_ip(peer, headers, None);
-    let p = match pending_login(state, headers, ip, role).await {
-        Ok(p) => p,
-        Err(res) => return *res,
-    };
+    let p = pending_login(state, headers, ip, role).await?;
     // `password` for an MFA password (either name is taken for either answer).
     let answer = params.get("otp").or_else(|| params.get("password"));
     let Some(otp) = answer.filter(|o| !o.is_empty() && o.len() <= 1024) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "otp (the code, or the MFA password) is required",
-        );
+        return Err(OAuthError::InvalidRequest(
+            "otp (the code, or the MFA password) is required".into(),
+        ));
     };
     let req = tessera_core::engine::AuthRequest {
         user: Some(p.user.clone()),
@@ -1178,7 +1032,7 @@ async fn answer_pending(
     {
         Ok(o) => o,
         Err(e) => {
-            return engine_failed(&e, "MFA step failed");
+            return Err(OAuthError::engine(&e, "MFA step failed"));
         }
     };
     finish_pending(state, &p, &outcome, role == "MFA_PENDING").await
@@ -1191,22 +1045,21 @@ async fn finish_pending(
     p: &Pending,
     outcome: &tessera_core::engine::Outcome,
     mfa_done: bool,
-) -> Response {
+) -> Result<Response, OAuthError> {
     if let tessera_core::engine::Outcome::Reject(_) = outcome {
         // One answer for a wrong code and a session that is over: the audit record tells them
         // apart.
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "wrong code, or the session is over (expired, finished or too many wrong answers)",
-        );
+        return Err(OAuthError::InvalidGrant(
+            "wrong code, or the session is over (expired, finished or too many wrong answers)"
+                .into(),
+        ));
     }
     // The pending token has served: the login moved on.
     if let (Some(jti), Some(exp)) = (p.claims["jti"].as_str(), p.claims["exp"].as_i64())
         && let Err(e) = state.engine.sso().revoke_access(jti, exp).await
     {
         tracing::error!(error = %e, "pending token not revoked");
-        return unavailable();
+        return Err(OAuthError::unavailable());
     }
     let issue = Issue {
         pending_role: TokenRole::MfaPending,
@@ -1226,7 +1079,7 @@ async fn mfa_password_setup(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, OAuthError> {
     mfa_password_change(&state, peer, &headers, &body, false).await
 }
 
@@ -1235,7 +1088,7 @@ async fn mfa_password_reset(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, OAuthError> {
     mfa_password_change(&state, peer, &headers, &body, true).await
 }
 
@@ -1245,31 +1098,21 @@ async fn mfa_password_change(
     headers: &HeaderMap,
     body: &Bytes,
     reset: bool,
-) -> Response {
-    let params = match form_once(body) {
-        Ok(p) => p,
-        Err(res) => return *res,
-    };
+) -> Result<Response, OAuthError> {
+    let params = form_once(body)?;
     let ip = state.client_ip(peer, headers, None);
-    let p = match pending_login(state, headers, ip, "MFA_PENDING").await {
-        Ok(p) => p,
-        Err(res) => return *res,
-    };
+    let p = pending_login(state, headers, ip, "MFA_PENDING").await?;
     let Some(password) = params.get("password") else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "password (the new MFA password) is required",
-        );
+        return Err(OAuthError::InvalidRequest(
+            "password (the new MFA password) is required".into(),
+        ));
     };
     let settings = &state.engine.snapshot().settings;
     let rule = settings.mfa_password_regex.clone();
     if !settings.mfa_password_fits(password) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &format!("the MFA password must match {rule}"),
-        );
+        return Err(OAuthError::InvalidRequest(format!(
+            "the MFA password must match {rule}"
+        )));
     }
     let outcome = match state
         .engine
@@ -1284,24 +1127,20 @@ async fn mfa_password_change(
     {
         Ok(o) => o,
         Err(e) => {
-            return engine_failed(&e, "MFA password not set");
+            return Err(OAuthError::engine(&e, "MFA password not set"));
         }
     };
     use tessera_core::engine::{Outcome, RejectReason};
     match &outcome {
-        Outcome::Reject(r) if r.reason == RejectReason::MfaPasswordState => oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            if reset {
+        Outcome::Reject(r) if r.reason == RejectReason::MfaPasswordState => {
+            Err(OAuthError::InvalidRequest(String::from(if reset {
                 "the user has no MFA password to reset: set one up"
             } else {
                 "the user has an MFA password already: reset it"
-            },
-        ),
-        Outcome::Reject(r) if r.reason == RejectReason::WrongFactor => oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the pending factor is not an MFA password",
+            })))
+        }
+        Outcome::Reject(r) if r.reason == RejectReason::WrongFactor => Err(
+            OAuthError::InvalidRequest("the pending factor is not an MFA password".into()),
         ),
         _ => finish_pending(state, &p, &outcome, true).await,
     }
@@ -1315,50 +1154,37 @@ async fn otp_generate(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let (params, ip, client) = match client_call(&state, peer, &headers, &body).await {
-        Ok(call) => call,
-        Err(res) => return *res,
-    };
-    if let Some(res) = rate_limited(&state, &client, ip).await {
-        return res;
+) -> Result<Response, OAuthError> {
+    let (params, ip, client) = client_call(&state, peer, &headers, &body).await?;
+    if let Some(e) = rate_limited(&state, &client, ip).await {
+        return Err(e);
     }
-    if let Some(res) = lacks_required_header(&state, &headers) {
-        return res;
+    if let Some(e) = lacks_required_header(&state, &headers) {
+        return Err(e);
     }
     if client.kind != ApiClientKind::User {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "only user clients sign users in",
-        );
+        return Err(OAuthError::UnauthorizedClient(
+            "only user clients sign users in".into(),
+        ));
     }
     if !client.has_scope("validate") {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "this client may not sign users in (scope validate)",
-        );
+        return Err(OAuthError::UnauthorizedClient(
+            "this client may not sign users in (scope validate)".into(),
+        ));
     }
     let Some(username) = params
         .get("username")
         .filter(|u| !u.is_empty() && login_name_ok(u))
     else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "username is required (at most 256 bytes, no control characters)",
-        );
+        return Err(OAuthError::InvalidRequest(
+            "username is required (at most 256 bytes, no control characters)".into(),
+        ));
     };
     // Only an application whose first factor is a code sent now starts this way (the engine
     // checks it again for the application a route picks).
     let snap = state.engine.snapshot();
     let Some(method) = code_first_method(&snap, &client) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the client's application does not start with a code sent by SMS or mail; use the password grant",
-        );
+        return Err(OAuthError::InvalidRequest("the client's application does not start with a code sent by SMS or mail; use the password grant".into()));
     };
     // Whether the channel asked for is set up depends on the configuration only: say so. What
     // depends on the user (no phone, no mail) gets the answer everyone gets.
@@ -1367,11 +1193,7 @@ async fn otp_generate(
         tessera_core::engine::expected_channel(&snap.settings, method, fallback.as_deref(), false)
     else {
         let c = tessera_core::engine::ChannelError::NotConfigured;
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &format!("{c} ({})", c.code()),
-        );
+        return Err(OAuthError::InvalidRequest(format!("{c} ({})", c.code())));
     };
     let req = tessera_core::engine::AuthRequest {
         user: Some(username.clone()),
@@ -1389,15 +1211,11 @@ async fn otp_generate(
             tessera_core::engine::ChannelError::NotConfigured,
         )) => {
             let c = tessera_core::engine::ChannelError::NotConfigured;
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &format!("{c} ({})", c.code()),
-            );
+            return Err(OAuthError::InvalidRequest(format!("{c} ({})", c.code())));
         }
         Err(tessera_core::engine::EngineError::Channel(_)) => None,
         Err(e) => {
-            return engine_failed(&e, "OTP generate failed");
+            return Err(OAuthError::engine(&e, "OTP generate failed"));
         }
     };
     // The pending token names the user as the request did, known or not.
@@ -1419,11 +1237,7 @@ async fn otp_generate(
     let id =
         tessera_core::rng::random_digits(state.engine.rng(), tessera_core::ids::TransactionId::LEN);
     let Some(id) = tessera_core::ids::TransactionId::parse(&id) else {
-        return oauth_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "try again",
-        );
+        return Err(OAuthError::Server("try again".into()));
     };
     let prompt = tessera_core::engine::code_prompt(channel);
     let decoy =
@@ -1458,18 +1272,12 @@ async fn mfa_otp_generate(
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let params = match form_once(&body) {
-        Ok(p) => p,
-        Err(res) => return *res,
-    };
+) -> Result<Response, OAuthError> {
+    let params = form_once(&body)?;
     let ip = state.client_ip(peer, &headers, None);
-    let p = match pending_login(&state, &headers, ip, "MFA_PENDING").await {
-        Ok(p) => p,
-        Err(res) => return *res,
-    };
-    if let Some(res) = lacks_required_header(&state, &headers) {
-        return res;
+    let p = pending_login(&state, &headers, ip, "MFA_PENDING").await?;
+    if let Some(e) = lacks_required_header(&state, &headers) {
+        return Err(e);
     }
     let auto_fill = state.engine.snapshot().settings.mfa_auto_fill_identifier;
     // Seed 003's errors 1601/1602: a fallback channel for phones needs the `mobile` identifier,
@@ -1497,19 +1305,15 @@ async fn mfa_otp_generate(
             None => auto_fill && !params.contains_key("identifierValue"),
         };
         if in_query || !fits {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &format!(
-                    "{error} ({}): pass identifierType={needs} and identifierValue in the body{}",
-                    error.code(),
-                    if in_query {
-                        ", not in the query string"
-                    } else {
-                        ""
-                    }
-                ),
-            );
+            return Err(OAuthError::InvalidRequest(format!(
+                "{error} ({}): pass identifierType={needs} and identifierValue in the body{}",
+                error.code(),
+                if in_query {
+                    ", not in the query string"
+                } else {
+                    ""
+                }
+            )));
         }
     }
     let identifier = match (
@@ -1521,18 +1325,14 @@ async fn mfa_otp_generate(
         }
         (None, None) if auto_fill => None,
         (None, None) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "identifierType (mobile or email) and identifierValue are required",
-            );
+            return Err(OAuthError::InvalidRequest(
+                "identifierType (mobile or email) and identifierValue are required".into(),
+            ));
         }
         _ => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "identifierType must be mobile or email, with identifierValue",
-            );
+            return Err(OAuthError::InvalidRequest(
+                "identifierType must be mobile or email, with identifierValue".into(),
+            ));
         }
     };
     let outcome = state
@@ -1554,46 +1354,30 @@ async fn mfa_otp_generate(
             }))
             .into_response();
             no_store(&mut res);
-            res
+            Ok(res)
         }
-        Ok(Outcome::Reject(r)) if r.reason == RejectReason::IdentifierMismatch => oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "identifierValue is not the user's phone number or mail address",
-        ),
+        Ok(Outcome::Reject(r)) if r.reason == RejectReason::IdentifierMismatch => {
+            Err(OAuthError::InvalidRequest(
+                "identifierValue is not the user's phone number or mail address".into(),
+            ))
+        }
         Ok(Outcome::Reject(r)) => match r.reason {
-            RejectReason::SendLimit => {
-                let mut res = oauth_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "temporarily_unavailable",
-                    "too many codes were sent to this user within the hour",
-                );
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
-                res
-            }
-            RejectReason::NoUsableToken => oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "this factor is not answered with a code sent",
-            ),
-            _ => oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "the session is over (expired, finished or too many wrong answers)",
-            ),
+            RejectReason::SendLimit => Err(OAuthError::TooManyRequests {
+                why: "too many codes were sent to this user within the hour".into(),
+                retry_after: 3600,
+            }),
+            RejectReason::NoUsableToken => Err(OAuthError::InvalidRequest(
+                "this factor is not answered with a code sent".into(),
+            )),
+            _ => Err(OAuthError::InvalidGrant(
+                "the session is over (expired, finished or too many wrong answers)".into(),
+            )),
         },
-        Ok(Outcome::Accept(_)) => oauth_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "try again",
-        ),
-        Err(tessera_core::engine::EngineError::Channel(c)) => oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &format!("{c} ({})", c.code()),
-        ),
-        Err(e) => engine_failed(&e, "MFA code not sent again"),
+        Ok(Outcome::Accept(_)) => Err(OAuthError::Server("try again".into())),
+        Err(tessera_core::engine::EngineError::Channel(c)) => {
+            Err(OAuthError::InvalidRequest(format!("{c} ({})", c.code())))
+        }
+        Err(e) => Err(OAuthError::engine(&e, "MFA code not sent again")),
     }
 }
 
@@ -1647,20 +1431,13 @@ async fn introspect(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let (params, _ip, client) = match client_call(&state, peer, &headers, &body).await {
-        Ok(call) => call,
-        Err(res) => return *res,
-    };
+) -> Result<Response, OAuthError> {
+    let (params, _ip, client) = client_call(&state, peer, &headers, &body).await?;
     if !client.has_scope("introspect") {
-        return insufficient_scope("introspect");
+        return Err(insufficient_scope("introspect"));
     }
     let Some(token) = params.get("token") else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is missing",
-        );
+        return Err(OAuthError::InvalidRequest("token is missing".into()));
     };
     let answer = match active_claims(&state, token)
         .await
@@ -1677,7 +1454,7 @@ async fn introspect(
     };
     let mut res = axum::Json(answer).into_response();
     no_store(&mut res);
-    res
+    Ok(res)
 }
 
 async fn revoke(
@@ -1685,20 +1462,13 @@ async fn revoke(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let (params, ip, client) = match client_call(&state, peer, &headers, &body).await {
-        Ok(call) => call,
-        Err(res) => return *res,
-    };
+) -> Result<Response, OAuthError> {
+    let (params, ip, client) = client_call(&state, peer, &headers, &body).await?;
     let Some(token) = params.get("token") else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is missing",
-        );
+        return Err(OAuthError::InvalidRequest("token is missing".into()));
     };
     if signer(&state).await.is_err() {
-        return unavailable();
+        return Err(OAuthError::unavailable());
     }
     // RFC 7009: the answer is 200 whether or not the token was valid; a client revokes only
     // its own tokens.
@@ -1708,7 +1478,7 @@ async fn revoke(
     {
         if let Err(e) = state.engine.sso().revoke_access(jti, exp).await {
             tracing::error!(error = %e, "token not revoked");
-            return unavailable();
+            return Err(OAuthError::unavailable());
         }
         audit(
             &state,
@@ -1722,11 +1492,11 @@ async fn revoke(
     }
     let mut res = StatusCode::OK.into_response();
     no_store(&mut res);
-    res
+    Ok(res)
 }
 
 /// The OpenAPI document of these endpoints.
-pub(crate) const OPENAPI: &str = include_str!("oauth_openapi.json");
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
 async fn openapi() -> Response {
     (
@@ -1763,7 +1533,7 @@ async fn jwks(state: St) -> Response {
 async fn metadata(state: St) -> Response {
     let iss = match issuer(&state) {
         Ok(i) => i,
-        Err(res) => return *res,
+        Err(e) => return e.into_response(),
     };
     axum::Json(json!({
         "issuer": iss,
@@ -1800,7 +1570,7 @@ mod tests {
         ] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }
-        let source = include_str!("oauth.rs");
+        let source = include_str!("mod.rs");
         let routes = source.matches(".route(\"").count();
         assert_eq!(
             routes,
