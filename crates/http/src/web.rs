@@ -1030,9 +1030,7 @@ fn first_answer(state: &HttpState, app: &str) -> Option<&'static str> {
         .collect();
     let pin_code = typed.contains(&Method::SoftOtp);
     let password_code = typed.contains(&Method::PasswordOtp);
-    let password = typed
-        .iter()
-        .any(|m| !matches!(m, Method::SoftOtp | Method::PasswordOtp));
+    let password = typed.iter().any(|m| !m.uses_otp());
     match (password, password_code, pin_code) {
         (false, false, false) => None,
         (false, false, true) => Some("pin_code"),

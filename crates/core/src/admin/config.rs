@@ -426,10 +426,10 @@ impl Admin {
             }
         };
         for a in &decl.applications {
-            let links = a.factors.iter().any(|f| {
-                f.all_methods()
-                    .any(|m| matches!(m, Method::EmailLink | Method::ApprovedOtp))
-            });
+            let links = a
+                .factors
+                .iter()
+                .any(|f| f.all_methods().any(Method::is_link));
             if links && settings.public_url.is_empty() {
                 errs.push(format!(
                     "application '{}': links (email_link, approved_otp) need the public_url setting",

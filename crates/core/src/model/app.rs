@@ -78,7 +78,42 @@ impl Method {
 
     /// The method is answered by a click on a link, while the client polls.
     pub fn is_link(self) -> bool {
-        matches!(self, Method::EmailLink | Method::ApprovedOtp)
+        match self {
+            Method::EmailLink | Method::ApprovedOtp => true,
+            Method::Password
+            | Method::PasswordOtp
+            | Method::SoftOtp
+            | Method::SmsOtp
+            | Method::MailOtp
+            | Method::MfaPassword => false,
+        }
+    }
+
+    /// The budget a wrong answer counts against: something known (passwords) or something
+    /// held (codes, links).
+    pub fn fail_kind(self) -> crate::lockout::FailKind {
+        use crate::lockout::FailKind;
+        match self {
+            Method::Password | Method::PasswordOtp | Method::MfaPassword => FailKind::Password,
+            Method::SoftOtp
+            | Method::SmsOtp
+            | Method::MailOtp
+            | Method::EmailLink
+            | Method::ApprovedOtp => FailKind::Otp,
+        }
+    }
+
+    /// The method checks the user's password (with the user source).
+    pub fn checks_password(self) -> bool {
+        match self {
+            Method::Password | Method::PasswordOtp => true,
+            Method::SoftOtp
+            | Method::SmsOtp
+            | Method::MailOtp
+            | Method::EmailLink
+            | Method::ApprovedOtp
+            | Method::MfaPassword => false,
+        }
     }
 
     /// The channel of a method that sends a code.
@@ -86,7 +121,12 @@ impl Method {
         match self {
             Method::SmsOtp => Some(crate::model::Channel::Sms),
             Method::MailOtp => Some(crate::model::Channel::Mail),
-            _ => None,
+            Method::Password
+            | Method::PasswordOtp
+            | Method::SoftOtp
+            | Method::EmailLink
+            | Method::ApprovedOtp
+            | Method::MfaPassword => None,
         }
     }
 
@@ -96,7 +136,15 @@ impl Method {
 
     /// The method needs one of the user's OTP tokens.
     pub fn uses_otp(self) -> bool {
-        matches!(self, Method::PasswordOtp | Method::SoftOtp)
+        match self {
+            Method::PasswordOtp | Method::SoftOtp => true,
+            Method::Password
+            | Method::SmsOtp
+            | Method::MailOtp
+            | Method::EmailLink
+            | Method::ApprovedOtp
+            | Method::MfaPassword => false,
+        }
     }
 }
 

@@ -405,9 +405,7 @@ impl Engine {
         let first = app.factors.first();
         // `passthru` checks the password of a user without a token.
         let hashes = match first {
-            Some(f) => f
-                .all_methods()
-                .any(|m| matches!(m, Method::Password | Method::PasswordOtp)),
+            Some(f) => f.all_methods().any(Method::checks_password),
             None => false,
         } || (app.passthru && !pass.is_empty());
         // Anything longer than an OTP is taken as PIN + OTP, which costs one hash too (see

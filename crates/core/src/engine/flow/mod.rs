@@ -5,7 +5,7 @@ use super::{
     Snapshot,
 };
 use crate::ids::{AppName, RealmName, Serial, TransactionId};
-use crate::model::{Application, AuditRecord, Factor, Method, Token, Transaction, TxOrigin, User};
+use crate::model::{Application, AuditRecord, Factor, Token, Transaction, TxOrigin, User};
 use crate::store::FailKind;
 
 mod challenge;
@@ -326,17 +326,7 @@ fn reject(reason: RejectReason, user: Option<User>) -> Outcome {
 /// The budget an answer to `factor` counts against: codes (OTPs, sent codes, links) or
 /// passwords.
 fn factor_fail_kind(factor: &Factor) -> FailKind {
-    let code = |m: Method| {
-        matches!(
-            m,
-            Method::SoftOtp
-                | Method::SmsOtp
-                | Method::MailOtp
-                | Method::EmailLink
-                | Method::ApprovedOtp
-        )
-    };
-    match factor.all_methods().all(code) {
+    match factor.all_methods().all(|m| m.fail_kind() == FailKind::Otp) {
         true => FailKind::Otp,
         false => FailKind::Password,
     }
