@@ -166,11 +166,20 @@ impl super::config::ConfigObject for ApiClient {
     fn name(&self) -> &str {
         &self.name
     }
+    fn of(decl: &super::Declaration) -> &Vec<Self> {
+        &decl.api_clients
+    }
     fn of_declaration(decl: &mut super::Declaration) -> &mut Vec<Self> {
         &mut decl.api_clients
     }
     fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self> {
         snap.api_clients.values().cloned().collect()
+    }
+    /// Only while it keeps its client id.
+    fn keep_stored_secret(&mut self, stored: &Self) {
+        if self.secret_hash.is_none() && stored.client_id == self.client_id {
+            self.secret_hash = stored.secret_hash.clone();
+        }
     }
 }
 
@@ -179,6 +188,9 @@ impl super::config::ConfigObject for crate::model::SamlServiceProvider {
     const LABEL: &'static str = "SAML service provider";
     fn name(&self) -> &str {
         &self.name
+    }
+    fn of(decl: &super::Declaration) -> &Vec<Self> {
+        &decl.saml_sps
     }
     fn of_declaration(decl: &mut super::Declaration) -> &mut Vec<Self> {
         &mut decl.saml_sps

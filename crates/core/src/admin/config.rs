@@ -197,6 +197,46 @@ fn json<T: Serialize>(v: &T) -> AdminResult<Value> {
     serde_json::to_value(v).map_err(|e| AdminError::invalid(e.to_string()))
 }
 
+/// Runs `$body` once per kind of configuration object, with `$k` naming the kind's type, in
+/// dependency order: what is named comes before what names it (sources before realms before
+/// applications before the clients and profiles that name them).
+macro_rules! for_each_kind {
+    ($k:ident => $body:expr) => {{
+        {
+            type $k = UserSourceDef;
+            $body;
+        }
+        {
+            type $k = Realm;
+            $body;
+        }
+        {
+            type $k = Application;
+            $body;
+        }
+        {
+            type $k = RadiusClient;
+            $body;
+        }
+        {
+            type $k = crate::model::ApiClient;
+            $body;
+        }
+        {
+            type $k = crate::model::SamlServiceProvider;
+            $body;
+        }
+        {
+            type $k = crate::model::SyslogProfile;
+            $body;
+        }
+        {
+            type $k = DeliveryProfile;
+            $body;
+        }
+    }};
+}
+
 impl Admin {
     /// The configuration as stored now.
     pub async fn export(&self) -> AdminResult<Declaration> {
@@ -205,57 +245,36 @@ impl Admin {
             settings: store.settings().await?,
             ..Declaration::default()
         };
-        for doc in store.config_docs(ConfigKind::UserSource).await? {
-            decl.user_sources.push(
-                source_from_stored(store.as_ref(), doc.body)
-                    .map_err(|e| AdminError::invalid(format!("user source {}: {e}", doc.name)))?,
-            );
-        }
-        for doc in store.config_docs(ConfigKind::Realm).await? {
-            decl.realms.push(
-                serde_json::from_value(doc.body)
-                    .map_err(|e| AdminError::invalid(format!("realm {}: {e}", doc.name)))?,
-            );
-        }
-        for doc in store.config_docs(ConfigKind::Application).await? {
-            decl.applications.push(
-                serde_json::from_value(doc.body)
-                    .map_err(|e| AdminError::invalid(format!("application {}: {e}", doc.name)))?,
-            );
-        }
-        for doc in store.config_docs(ConfigKind::RadiusClient).await? {
-            decl.radius_clients
-                .push(client_from_stored(store.as_ref(), doc.body).map_err(|e| {
-                    AdminError::invalid(format!("RADIUS client {}: {e}", doc.name))
-                })?);
-        }
-        for doc in store.config_docs(ConfigKind::ApiClient).await? {
-            decl.api_clients.push(
-                serde_json::from_value(doc.body)
-                    .map_err(|e| AdminError::invalid(format!("API client {}: {e}", doc.name)))?,
-            );
-        }
-        for doc in store.config_docs(ConfigKind::SamlSp).await? {
-            decl.saml_sps
-                .push(serde_json::from_value(doc.body).map_err(|e| {
-                    AdminError::invalid(format!("SAML service provider {}: {e}", doc.name))
-                })?);
-        }
-        for doc in store.config_docs(ConfigKind::SyslogProfile).await? {
-            decl.syslog_profiles.push(
-                serde_json::from_value(doc.body).map_err(|e| {
-                    AdminError::invalid(format!("syslog profile {}: {e}", doc.name))
-                })?,
-            );
-        }
-        for doc in store.config_docs(ConfigKind::DeliveryProfile).await? {
-            decl.delivery_profiles.push(
-                delivery_from_stored(store.as_ref(), doc.body).map_err(|e| {
-                    AdminError::invalid(format!("delivery profile {}: {e}", doc.name))
-                })?,
-            );
-        }
+        for_each_kind!(K => self.export_kind::<K>(&mut decl).await?);
         Ok(decl)
+    }
+
+    /// Reads the stored objects of one kind into `decl`.
+    async fn export_kind<T: ConfigObject>(&self, decl: &mut Declaration) -> AdminResult<()> {
+        let store = self.engine.store();
+        for doc in store.config_docs(T::KIND).await? {
+            let object = T::from_stored(store.as_ref(), doc.body)
+                .map_err(|e| AdminError::invalid(format!("{} {}: {e}", T::LABEL, doc.name)))?;
+            T::of_declaration(decl).push(object);
+        }
+        Ok(())
+    }
+
+    /// Stores the objects of one kind that `changes` create or update.
+    async fn store_kind<T: ConfigObject>(
+        &self,
+        desired: &Declaration,
+        changes: &[PlannedChange],
+        now: i64,
+    ) -> AdminResult<()> {
+        let store = self.engine.store();
+        for o in T::of(desired) {
+            if touches(changes, T::KIND.as_str(), o.name()) {
+                let body = o.to_stored(store.as_ref()).map_err(AdminError::invalid)?;
+                store.put_config_doc(T::KIND, o.name(), &body, now).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks a complete configuration for consistency: every object valid, names unique,
@@ -565,86 +584,7 @@ impl Admin {
         // The result must be consistent: what is kept plus what the file brings.
         let mut effective = desired.clone();
         if !prune {
-            let have: Vec<String> = desired
-                .user_sources
-                .iter()
-                .map(|s| s.name.0.to_lowercase())
-                .collect();
-            for s in &current.user_sources {
-                if !have.contains(&s.name.0.to_lowercase()) {
-                    effective.user_sources.push(s.clone());
-                }
-            }
-            let have: Vec<String> = desired
-                .realms
-                .iter()
-                .map(|s| s.name.0.to_lowercase())
-                .collect();
-            for r in &current.realms {
-                if !have.contains(&r.name.0.to_lowercase()) {
-                    effective.realms.push(r.clone());
-                }
-            }
-            let have: Vec<String> = desired
-                .applications
-                .iter()
-                .map(|s| s.name.0.to_lowercase())
-                .collect();
-            for a in &current.applications {
-                if !have.contains(&a.name.0.to_lowercase()) {
-                    effective.applications.push(a.clone());
-                }
-            }
-            let have: Vec<String> = desired
-                .radius_clients
-                .iter()
-                .map(|c| c.name.to_lowercase())
-                .collect();
-            for c in &current.radius_clients {
-                if !have.contains(&c.name.to_lowercase()) {
-                    effective.radius_clients.push(c.clone());
-                }
-            }
-            let have: Vec<String> = desired
-                .api_clients
-                .iter()
-                .map(|c| c.name.to_lowercase())
-                .collect();
-            for c in &current.api_clients {
-                if !have.contains(&c.name.to_lowercase()) {
-                    effective.api_clients.push(c.clone());
-                }
-            }
-            let have: Vec<String> = desired
-                .saml_sps
-                .iter()
-                .map(|c| c.name.to_lowercase())
-                .collect();
-            for c in &current.saml_sps {
-                if !have.contains(&c.name.to_lowercase()) {
-                    effective.saml_sps.push(c.clone());
-                }
-            }
-            let have: Vec<String> = desired
-                .syslog_profiles
-                .iter()
-                .map(|p| p.name.to_lowercase())
-                .collect();
-            for p in &current.syslog_profiles {
-                if !have.contains(&p.name.to_lowercase()) {
-                    effective.syslog_profiles.push(p.clone());
-                }
-            }
-            let have: Vec<String> = desired
-                .delivery_profiles
-                .iter()
-                .map(|p| p.name.to_lowercase())
-                .collect();
-            for p in &current.delivery_profiles {
-                if !have.contains(&p.name.to_lowercase()) {
-                    effective.delivery_profiles.push(p.clone());
-                }
-            }
+            for_each_kind!(K => keep_current::<K>(&current, &mut effective));
             for (k, v) in &current.settings {
                 effective
                     .settings
@@ -652,76 +592,11 @@ impl Admin {
                     .or_insert_with(|| v.clone());
             }
         }
-        // A client given without its secret keeps the stored one.
+        // An object given without its secret keeps the stored one (where it is still safe
+        // to: see `ConfigObject::keep_stored_secret`).
         let mut desired = desired.clone();
-        for c in desired
-            .radius_clients
-            .iter_mut()
-            .chain(effective.radius_clients.iter_mut())
-        {
-            if c.secret.is_none()
-                && let Some(cur) = current
-                    .radius_clients
-                    .iter()
-                    .find(|k| k.name.eq_ignore_ascii_case(&c.name))
-            {
-                c.secret = cur.secret.clone();
-            }
-        }
-        // An API client given without its secret hash keeps the stored one (same client id).
-        for c in desired
-            .api_clients
-            .iter_mut()
-            .chain(effective.api_clients.iter_mut())
-        {
-            if c.secret_hash.is_none()
-                && let Some(cur) = current
-                    .api_clients
-                    .iter()
-                    .find(|k| k.name.eq_ignore_ascii_case(&c.name) && k.client_id == c.client_id)
-            {
-                c.secret_hash = cur.secret_hash.clone();
-            }
-        }
-        // A delivery profile given without its secret keeps the stored one, while it still
-        // sends to the same place.
-        for p in desired
-            .delivery_profiles
-            .iter_mut()
-            .chain(effective.delivery_profiles.iter_mut())
-        {
-            if p.secret().is_none()
-                && let Some(cur) = current
-                    .delivery_profiles
-                    .iter()
-                    .find(|k| k.name.eq_ignore_ascii_case(&p.name))
-                && cur.destination() == p.destination()
-            {
-                p.set_secret(cur.secret().cloned());
-            }
-        }
-        // An LDAP source given without its bind password keeps the stored one — only while it
-        // still binds as the same account to the same servers: the password is not handed to
-        // a server somebody who cannot read it just named.
-        for s in desired
-            .user_sources
-            .iter_mut()
-            .chain(effective.user_sources.iter_mut())
-        {
-            if let Some(l) = &mut s.ldap
-                && l.bind_password.is_none()
-                && l.bind_dn.is_some()
-                && let Some(cur) = current
-                    .user_sources
-                    .iter()
-                    .find(|k| k.name.0.eq_ignore_ascii_case(s.name.as_str()))
-                && let Some(cur_l) = &cur.ldap
-                && cur_l.bind_dn == l.bind_dn
-                && cur_l.servers == l.servers
-            {
-                l.bind_password = cur_l.bind_password.clone();
-            }
-        }
+        for_each_kind!(K => keep_stored_secrets::<K>(&current, &mut desired));
+        for_each_kind!(K => keep_stored_secrets::<K>(&current, &mut effective));
         let filled = desired;
         let desired = &filled;
         let errs = self.check_declaration(&effective);
@@ -729,70 +604,7 @@ impl Admin {
             return Err(AdminError::Invalid(errs));
         }
         let mut changes = Vec::new();
-        diff(
-            "user_source",
-            &current.user_sources,
-            &desired.user_sources,
-            |s| s.name.0.clone(),
-            prune,
-            &mut changes,
-        )?;
-        diff(
-            "realm",
-            &current.realms,
-            &desired.realms,
-            |r| r.name.0.clone(),
-            prune,
-            &mut changes,
-        )?;
-        diff(
-            "application",
-            &current.applications,
-            &desired.applications,
-            |a| a.name.0.clone(),
-            prune,
-            &mut changes,
-        )?;
-        diff(
-            "radius_client",
-            &current.radius_clients,
-            &desired.radius_clients,
-            |c| c.name.clone(),
-            prune,
-            &mut changes,
-        )?;
-        diff(
-            "api_client",
-            &current.api_clients,
-            &desired.api_clients,
-            |c| c.name.clone(),
-            prune,
-            &mut changes,
-        )?;
-        diff(
-            "saml_sp",
-            &current.saml_sps,
-            &desired.saml_sps,
-            |c| c.name.clone(),
-            prune,
-            &mut changes,
-        )?;
-        diff(
-            "syslog_profile",
-            &current.syslog_profiles,
-            &desired.syslog_profiles,
-            |p| p.name.clone(),
-            prune,
-            &mut changes,
-        )?;
-        diff(
-            "delivery_profile",
-            &current.delivery_profiles,
-            &desired.delivery_profiles,
-            |p| p.name.clone(),
-            prune,
-            &mut changes,
-        )?;
+        for_each_kind!(K => diff_kind::<K>(&current, desired, prune, &mut changes)?);
         let defaults = SystemSettings::default().to_map();
         let merged = SystemSettings::default()
             .merged(&desired.settings)
@@ -833,66 +645,7 @@ impl Admin {
         let store = self.engine.store();
         let now = self.now();
         // Create and update first, in dependency order; delete last, in reverse order.
-        for s in &desired.user_sources {
-            if touches(&changes, "user_source", s.name.as_str()) {
-                let body = source_to_stored(store.as_ref(), s).map_err(AdminError::invalid)?;
-                store
-                    .put_config_doc(ConfigKind::UserSource, s.name.as_str(), &body, now)
-                    .await?;
-            }
-        }
-        for r in &desired.realms {
-            if touches(&changes, "realm", r.name.as_str()) {
-                store
-                    .put_config_doc(ConfigKind::Realm, r.name.as_str(), &json(r)?, now)
-                    .await?;
-            }
-        }
-        for a in &desired.applications {
-            if touches(&changes, "application", a.name.as_str()) {
-                store
-                    .put_config_doc(ConfigKind::Application, a.name.as_str(), &json(a)?, now)
-                    .await?;
-            }
-        }
-        for c in &desired.radius_clients {
-            if touches(&changes, "radius_client", &c.name) {
-                // `plan_filled` gave clients without a secret their stored one.
-                let body = client_to_stored(store.as_ref(), c).map_err(AdminError::invalid)?;
-                store
-                    .put_config_doc(ConfigKind::RadiusClient, &c.name, &body, now)
-                    .await?;
-            }
-        }
-        for c in &desired.api_clients {
-            if touches(&changes, "api_client", &c.name) {
-                store
-                    .put_config_doc(ConfigKind::ApiClient, &c.name, &json(c)?, now)
-                    .await?;
-            }
-        }
-        for c in &desired.saml_sps {
-            if touches(&changes, "saml_sp", &c.name) {
-                store
-                    .put_config_doc(ConfigKind::SamlSp, &c.name, &json(c)?, now)
-                    .await?;
-            }
-        }
-        for p in &desired.syslog_profiles {
-            if touches(&changes, "syslog_profile", &p.name) {
-                store
-                    .put_config_doc(ConfigKind::SyslogProfile, &p.name, &json(p)?, now)
-                    .await?;
-            }
-        }
-        for p in &desired.delivery_profiles {
-            if touches(&changes, "delivery_profile", &p.name) {
-                let body = delivery_to_stored(store.as_ref(), p).map_err(AdminError::invalid)?;
-                store
-                    .put_config_doc(ConfigKind::DeliveryProfile, &p.name, &body, now)
-                    .await?;
-            }
-        }
+        for_each_kind!(K => self.store_kind::<K>(desired, &changes, now).await?);
         let mut settings = Map::new();
         for c in &changes {
             if let PlannedChange::Setting { key, after, .. } = c {
@@ -1021,14 +774,77 @@ impl Admin {
     }
 }
 
-/// A named configuration object: a user source, a realm or an application.
-pub trait ConfigObject: Serialize + Clone + Send + Sync + 'static {
+/// A kind of named configuration object (a user source, a realm, an application, a client, a
+/// profile): what the declarative configuration, the admin API and the CLI do with every kind
+/// is written once over this trait, and a new kind is one `impl` (and a line in
+/// `for_each_kind!`).
+pub trait ConfigObject:
+    Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
     const KIND: ConfigKind;
     /// For messages: "application", "realm", "user source".
     const LABEL: &'static str;
     fn name(&self) -> &str;
+    fn of(decl: &Declaration) -> &Vec<Self>;
     fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self>;
     fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self>;
+
+    /// The stored form (secrets sealed under the master key).
+    fn to_stored(&self, _store: &dyn crate::store::Store) -> Result<Value, String> {
+        serde_json::to_value(self).map_err(|e| e.to_string())
+    }
+
+    /// Reads the stored form (secrets opened).
+    fn from_stored(_store: &dyn crate::store::Store, body: Value) -> Result<Self, String> {
+        serde_json::from_value(body).map_err(|e| e.to_string())
+    }
+
+    /// Given without its secret (an exported file never has them), the object keeps the
+    /// secret of `stored`, the object of the same name kept now — only where that cannot hand
+    /// the secret to somebody who could not read it.
+    fn keep_stored_secret(&mut self, _stored: &Self) {}
+}
+
+/// Without pruning, what is kept now and the file leaves out stays.
+fn keep_current<T: ConfigObject>(current: &Declaration, effective: &mut Declaration) {
+    let have: Vec<String> = T::of(effective)
+        .iter()
+        .map(|o| o.name().to_lowercase())
+        .collect();
+    for o in T::of(current) {
+        if !have.contains(&o.name().to_lowercase()) {
+            T::of_declaration(effective).push(o.clone());
+        }
+    }
+}
+
+/// The objects of `decl` given without their secret keep the stored ones.
+fn keep_stored_secrets<T: ConfigObject>(current: &Declaration, decl: &mut Declaration) {
+    for o in T::of_declaration(decl) {
+        if let Some(stored) = T::of(current)
+            .iter()
+            .find(|k| k.name().eq_ignore_ascii_case(o.name()))
+        {
+            o.keep_stored_secret(stored);
+        }
+    }
+}
+
+/// The changes of one kind.
+fn diff_kind<T: ConfigObject>(
+    current: &Declaration,
+    desired: &Declaration,
+    prune: bool,
+    out: &mut Vec<PlannedChange>,
+) -> AdminResult<()> {
+    diff(
+        T::KIND.as_str(),
+        T::of(current),
+        T::of(desired),
+        |o| o.name().to_string(),
+        prune,
+        out,
+    )
 }
 
 impl ConfigObject for Application {
@@ -1036,6 +852,9 @@ impl ConfigObject for Application {
     const LABEL: &'static str = "application";
     fn name(&self) -> &str {
         self.name.as_str()
+    }
+    fn of(decl: &Declaration) -> &Vec<Self> {
+        &decl.applications
     }
     fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self> {
         &mut decl.applications
@@ -1051,6 +870,9 @@ impl ConfigObject for Realm {
     fn name(&self) -> &str {
         self.name.as_str()
     }
+    fn of(decl: &Declaration) -> &Vec<Self> {
+        &decl.realms
+    }
     fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self> {
         &mut decl.realms
     }
@@ -1065,11 +887,25 @@ impl ConfigObject for RadiusClient {
     fn name(&self) -> &str {
         &self.name
     }
+    fn of(decl: &Declaration) -> &Vec<Self> {
+        &decl.radius_clients
+    }
     fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self> {
         &mut decl.radius_clients
     }
     fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self> {
         snap.radius_clients.values().cloned().collect()
+    }
+    fn to_stored(&self, store: &dyn crate::store::Store) -> Result<Value, String> {
+        client_to_stored(store, self)
+    }
+    fn from_stored(store: &dyn crate::store::Store, body: Value) -> Result<Self, String> {
+        client_from_stored(store, body)
+    }
+    fn keep_stored_secret(&mut self, stored: &Self) {
+        if self.secret.is_none() {
+            self.secret = stored.secret.clone();
+        }
     }
 }
 
@@ -1079,11 +915,80 @@ impl ConfigObject for UserSourceDef {
     fn name(&self) -> &str {
         self.name.as_str()
     }
+    fn of(decl: &Declaration) -> &Vec<Self> {
+        &decl.user_sources
+    }
     fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self> {
         &mut decl.user_sources
     }
     fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self> {
         snap.source_defs.values().cloned().collect()
+    }
+    fn to_stored(&self, store: &dyn crate::store::Store) -> Result<Value, String> {
+        source_to_stored(store, self)
+    }
+    fn from_stored(store: &dyn crate::store::Store, body: Value) -> Result<Self, String> {
+        source_from_stored(store, body)
+    }
+    /// An LDAP source keeps its bind password only while it still binds as the same account
+    /// to the same servers: the password is not handed to a server somebody who cannot read
+    /// it just named.
+    fn keep_stored_secret(&mut self, stored: &Self) {
+        if let Some(l) = &mut self.ldap
+            && l.bind_password.is_none()
+            && l.bind_dn.is_some()
+            && let Some(cur) = &stored.ldap
+            && cur.bind_dn == l.bind_dn
+            && cur.servers == l.servers
+        {
+            l.bind_password = cur.bind_password.clone();
+        }
+    }
+}
+
+impl ConfigObject for DeliveryProfile {
+    const KIND: ConfigKind = ConfigKind::DeliveryProfile;
+    const LABEL: &'static str = "delivery profile";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn of(decl: &Declaration) -> &Vec<Self> {
+        &decl.delivery_profiles
+    }
+    fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self> {
+        &mut decl.delivery_profiles
+    }
+    fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self> {
+        snap.delivery_profiles.values().cloned().collect()
+    }
+    fn to_stored(&self, store: &dyn crate::store::Store) -> Result<Value, String> {
+        delivery_to_stored(store, self)
+    }
+    fn from_stored(store: &dyn crate::store::Store, body: Value) -> Result<Self, String> {
+        delivery_from_stored(store, body)
+    }
+    /// While it still sends to the same place.
+    fn keep_stored_secret(&mut self, stored: &Self) {
+        if self.secret().is_none() && stored.destination() == self.destination() {
+            self.set_secret(stored.secret().cloned());
+        }
+    }
+}
+
+impl ConfigObject for crate::model::SyslogProfile {
+    const KIND: ConfigKind = ConfigKind::SyslogProfile;
+    const LABEL: &'static str = "syslog profile";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn of(decl: &Declaration) -> &Vec<Self> {
+        &decl.syslog_profiles
+    }
+    fn of_declaration(decl: &mut Declaration) -> &mut Vec<Self> {
+        &mut decl.syslog_profiles
+    }
+    fn of_snapshot(snap: &crate::engine::Snapshot) -> Vec<Self> {
+        snap.syslog_profiles.values().cloned().collect()
     }
 }
 
