@@ -543,7 +543,7 @@ pub fn read_untrusted(query: Option<&str>, body: &[u8]) {
 async fn sso_redirect(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let lang = web::lang_of(&headers, None);
     let Some((decoded, xml)) = read_redirect(raw.as_deref()).filter(|(d, _)| d.is_request) else {
-        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::BadSaml, StatusCode::BAD_REQUEST);
     };
     let relay_state = decoded.relay_state.clone();
     let signed = decoded.signature.is_some();
@@ -563,7 +563,7 @@ async fn sso_redirect(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) ->
 async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
     let lang = web::lang_of(&headers, None);
     let Some((decoded, xml, again)) = read_post(body) else {
-        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::BadSaml, StatusCode::BAD_REQUEST);
     };
     if again {
         return sso(
@@ -583,7 +583,7 @@ async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
     // kept meanwhile. Only an authentication request of a registered SP is posted again.
     let issuer = read_authn_request(&xml).and_then(|r| r.base.issuer.map(|i| i.value));
     let Some(issuer) = issuer else {
-        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::BadSaml, StatusCode::BAD_REQUEST);
     };
     let Some(app) = state
         .engine
@@ -591,7 +591,7 @@ async fn sso_post(state: St, headers: HeaderMap, body: Bytes) -> Response {
         .saml_sp_by_entity(&issuer)
         .map(|sp| sp.application.0.clone())
     else {
-        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::UnknownSp, StatusCode::BAD_REQUEST);
     };
     let title = web::brand(&state, &app, &lang).title;
     post_page(
@@ -633,7 +633,7 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         Err(e) => return e.into_response(),
     };
     let Some(request) = read_authn_request(&decoded.xml) else {
-        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::BadSaml, StatusCode::BAD_REQUEST);
     };
     let snap = state.engine.snapshot();
     // Until the SP is known there is no trusted address to answer to: a page.
@@ -644,7 +644,7 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
         .and_then(|i| snap.saml_sp_by_entity(&i.value))
         .cloned()
     else {
-        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::UnknownSp, StatusCode::BAD_REQUEST);
     };
     if let Some(too_long) = relay_too_long(&lang, &sp.name, decoded.relay_state.as_deref()) {
         return too_long;
@@ -798,7 +798,7 @@ async fn sso(state: &HttpState, headers: &HeaderMap, decoded: Decoded) -> Respon
 async fn idp_initiated(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let lang = web::lang_of(&headers, None);
     let Ok(q) = web::query(raw.as_deref()) else {
-        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::UnknownSp, StatusCode::BAD_REQUEST);
     };
     let snap = state.engine.snapshot();
     let sp = q.get("sp").and_then(|s| {
@@ -808,10 +808,10 @@ async fn idp_initiated(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -
             .cloned()
     });
     let Some(sp) = sp else {
-        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::UnknownSp, StatusCode::BAD_REQUEST);
     };
     if !sp.idp_initiated {
-        return web::fatal(&lang, "no_idp_initiated", StatusCode::FORBIDDEN);
+        return web::fatal(&lang, web::PageError::NoIdpInitiated, StatusCode::FORBIDDEN);
     }
     if let Some(too_long) = relay_too_long(&lang, &sp.name, q.get("RelayState").map(String::as_str))
     {
@@ -1035,7 +1035,10 @@ pub(crate) async fn answer(
         .filter(|sp| sp.application.0.eq_ignore_ascii_case(passed_app))
         .cloned()
     else {
-        return (web::fatal(lang, "expired", StatusCode::BAD_REQUEST), None);
+        return (
+            web::fatal(lang, web::PageError::Expired, StatusCode::BAD_REQUEST),
+            None,
+        );
     };
     let base = match crate::oauth::issuer(state) {
         Ok(b) => b,
@@ -1045,14 +1048,22 @@ pub(crate) async fn answer(
         Ok(Some(k)) => k,
         Ok(None) => {
             return (
-                web::fatal(lang, "saml_not_set_up", StatusCode::SERVICE_UNAVAILABLE),
+                web::fatal(
+                    lang,
+                    web::PageError::SamlNotSetUp,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ),
                 None,
             );
         }
         Err(e) => {
             tracing::error!(error = %e, "SAML key not readable");
             return (
-                web::fatal(lang, "saml_not_set_up", StatusCode::SERVICE_UNAVAILABLE),
+                web::fatal(
+                    lang,
+                    web::PageError::SamlNotSetUp,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ),
                 None,
             );
         }
@@ -1061,7 +1072,12 @@ pub(crate) async fn answer(
     let realm_name = tessera_core::ids::RealmName(realm.to_string());
     let user = match state.engine.find_user(&snap, &realm_name, user).await {
         Ok(Some(u)) if u.is_active(now) => u,
-        Ok(_) => return (web::fatal(lang, "failed", StatusCode::FORBIDDEN), None),
+        Ok(_) => {
+            return (
+                web::fatal(lang, web::PageError::Failed, StatusCode::FORBIDDEN),
+                None,
+            );
+        }
         Err(_) => return (StatusCode::SERVICE_UNAVAILABLE.into_response(), None),
     };
     let Some(context) = context_class(
@@ -1302,7 +1318,13 @@ async fn error_response(
     };
     let key = match crate::saml_keys::signing(state).await {
         Ok(Some(k)) => k,
-        _ => return web::fatal(lang, "saml_not_set_up", StatusCode::SERVICE_UNAVAILABLE),
+        _ => {
+            return web::fatal(
+                lang,
+                web::PageError::SamlNotSetUp,
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
     };
     let message = status.status_message.clone().unwrap_or_default();
     tracing::info!(sp = %sp.name, reason = %message, "SAML request refused");
@@ -1433,10 +1455,10 @@ fn verified_redirect(
 async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let lang = web::lang_of(&headers, None);
     let Some((decoded, xml)) = read_redirect(raw.as_deref()) else {
-        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::BadSaml, StatusCode::BAD_REQUEST);
     };
     let Ok(doc) = gamlastan::xml::parse_secure(&xml) else {
-        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::BadSaml, StatusCode::BAD_REQUEST);
     };
     let snap = state.engine.snapshot();
     let now = state.engine.clock().now();
@@ -1444,17 +1466,17 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
         // An SP we told answers; the relay state is our logout's key.
         use gamlastan::core::protocol::logout::LogoutResponseRef;
         let Ok(resp) = gamlastan::xml::parse_saml::<LogoutResponseRef<'_>>(&doc) else {
-            return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+            return web::fatal(&lang, web::PageError::BadSaml, StatusCode::BAD_REQUEST);
         };
         let from = resp
             .issuer
             .as_ref()
             .and_then(|i| snap.saml_sp_by_entity(i.value));
         let Some(key) = decoded.relay_state.as_deref() else {
-            return web::fatal(&lang, "expired", StatusCode::BAD_REQUEST);
+            return web::fatal(&lang, web::PageError::Expired, StatusCode::BAD_REQUEST);
         };
         let Ok(Some(logout)) = state.engine.sso().saml_logout::<Logout>(key).await else {
-            return web::fatal(&lang, "expired", StatusCode::BAD_REQUEST);
+            return web::fatal(&lang, web::PageError::Expired, StatusCode::BAD_REQUEST);
         };
         if let Some(sp) = from
             && !sp.certificates.is_empty()
@@ -1466,7 +1488,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
     }
     use gamlastan::core::protocol::logout::LogoutRequestRef;
     let Ok(request) = gamlastan::xml::parse_saml::<LogoutRequestRef<'_>>(&doc) else {
-        return web::fatal(&lang, "bad_saml", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::BadSaml, StatusCode::BAD_REQUEST);
     };
     let request = request.to_owned();
     let Some(sp) = request
@@ -1475,7 +1497,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
         .and_then(|i| snap.saml_sp_by_entity(&i.value))
         .cloned()
     else {
-        return web::fatal(&lang, "unknown_sp", StatusCode::BAD_REQUEST);
+        return web::fatal(&lang, web::PageError::UnknownSp, StatusCode::BAD_REQUEST);
     };
     if let Some(too_long) = relay_too_long(&lang, &sp.name, decoded.relay_state.as_deref()) {
         return too_long;
@@ -1485,7 +1507,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
     let signed = verified_redirect(&sp, &decoded);
     if (!sp.certificates.is_empty() || decoded.signature.is_some()) && !signed {
         tracing::warn!(sp = %sp.name, "SAML logout request refused: not signed by the SP");
-        return web::fatal(&lang, "bad_saml", StatusCode::FORBIDDEN);
+        return web::fatal(&lang, web::PageError::BadSaml, StatusCode::FORBIDDEN);
     }
     let base = match crate::oauth::issuer(&state) {
         Ok(b) => b,
@@ -1499,7 +1521,7 @@ async fn slo(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response
             .is_none_or(|d| d == format!("{base}/saml/slo"));
     if !fresh || !first_use(&state, &sp, &request.id, now + 2 * REQUEST_AGE_SECONDS).await {
         tracing::warn!(sp = %sp.name, "SAML logout request refused: stale, replayed or not for us");
-        return web::fatal(&lang, "bad_saml", StatusCode::FORBIDDEN);
+        return web::fatal(&lang, web::PageError::BadSaml, StatusCode::FORBIDDEN);
     }
     // Unsigned (an SP without certificates): anyone could have made it, so the user is asked,
     // as at /logout.
@@ -1584,7 +1606,7 @@ async fn next_logout(state: &HttpState, key: &str, mut logout: Logout) -> Respon
         _ => {
             return web::fatal(
                 &logout.lang,
-                "saml_not_set_up",
+                web::PageError::SamlNotSetUp,
                 StatusCode::SERVICE_UNAVAILABLE,
             );
         }
@@ -1676,7 +1698,7 @@ async fn next_logout(state: &HttpState, key: &str, mut logout: Logout) -> Respon
     if let Some(then) = &logout.then {
         return web::redirect(then);
     }
-    web::fatal(&logout.lang, "signed_out", StatusCode::OK)
+    web::fatal(&logout.lang, web::PageError::SignedOut, StatusCode::OK)
 }
 
 /// A RelayState longer than Tessera keeps (1024 bytes) is refused with a page and a log line
@@ -1693,7 +1715,11 @@ fn relay_too_long(lang: &str, sp: &str, relay: Option<&str>) -> Option<Response>
         limit = MAX_RELAY_STATE,
         "SAML request refused: RelayState too long"
     );
-    Some(web::fatal(lang, "bad_saml", StatusCode::BAD_REQUEST))
+    Some(web::fatal(
+        lang,
+        web::PageError::BadSaml,
+        StatusCode::BAD_REQUEST,
+    ))
 }
 
 #[cfg(test)]

@@ -184,7 +184,7 @@ pub(crate) async fn rate_limit(
     }
     tracing::warn!(%ip, "web sign-in rate limit");
     let lang = lang_of(req.headers(), None);
-    let mut res = fatal(&lang, "too_many", StatusCode::TOO_MANY_REQUESTS);
+    let mut res = fatal(&lang, PageError::TooMany, StatusCode::TOO_MANY_REQUESTS);
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
     res
@@ -517,7 +517,65 @@ fn render(page: Page<'_>, status: StatusCode) -> Response {
 }
 
 /// A page that says something went wrong before a sign-in could start.
-pub(crate) fn fatal(lang: &str, error: &str, status: StatusCode) -> Response {
+/// Why a sign-in page cannot go on: each is a text of its own in every language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PageError {
+    /// An unknown relying party, or a redirect address it did not register.
+    BadClient,
+    /// A SAML message that cannot be read.
+    BadSaml,
+    /// Too many passwords wait to be checked: try again in a moment.
+    Busy,
+    /// The sign-in is over (it expired, or its state is gone).
+    Expired,
+    /// The user name or password was wrong.
+    Failed,
+    /// An unsolicited SAML response the service provider does not take.
+    NoIdpInitiated,
+    /// The SAML identity provider has no signing key yet.
+    SamlNotSetUp,
+    /// The browser has no session (any more).
+    SignedOut,
+    /// Too many sign-ins from this address.
+    TooMany,
+    /// A SAML service provider Tessera does not know.
+    UnknownSp,
+}
+
+impl PageError {
+    #[cfg(test)]
+    const ALL: [PageError; 10] = [
+        PageError::BadClient,
+        PageError::BadSaml,
+        PageError::Busy,
+        PageError::Expired,
+        PageError::Failed,
+        PageError::NoIdpInitiated,
+        PageError::SamlNotSetUp,
+        PageError::SignedOut,
+        PageError::TooMany,
+        PageError::UnknownSp,
+    ];
+
+    /// The key of its text in [`texts`].
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            PageError::BadClient => "bad_client",
+            PageError::BadSaml => "bad_saml",
+            PageError::Busy => "busy",
+            PageError::Expired => "expired",
+            PageError::Failed => "failed",
+            PageError::NoIdpInitiated => "no_idp_initiated",
+            PageError::SamlNotSetUp => "saml_not_set_up",
+            PageError::SignedOut => "signed_out",
+            PageError::TooMany => "too_many",
+            PageError::UnknownSp => "unknown_sp",
+        }
+    }
+}
+
+/// The page that says why a sign-in cannot go on.
+pub(crate) fn fatal(lang: &str, error: PageError, status: StatusCode) -> Response {
     render(
         Page {
             hidden: Vec::new(),
@@ -526,7 +584,7 @@ pub(crate) fn fatal(lang: &str, error: &str, status: StatusCode) -> Response {
             brand: None,
             step: "",
             csrf: "",
-            error: Some(error),
+            error: Some(error.key()),
             username: "",
             ask_password: None,
             pin_first: true,
@@ -599,7 +657,7 @@ async fn authorize_post(state: St, headers: HeaderMap, body: Bytes) -> Response 
             reason = "the body is not UTF-8",
             "authorization request refused"
         );
-        return fatal("en", "bad_client", StatusCode::BAD_REQUEST);
+        return fatal("en", PageError::BadClient, StatusCode::BAD_REQUEST);
     };
     authorize_with(state, headers, Some(text)).await
 }
@@ -613,7 +671,7 @@ async fn authorize_with(state: St, headers: HeaderMap, raw: Option<&str>) -> Res
             reason = "a parameter repeats",
             "authorization request refused"
         );
-        return fatal("en", "bad_client", StatusCode::BAD_REQUEST);
+        return fatal("en", PageError::BadClient, StatusCode::BAD_REQUEST);
     };
     let lang = lang_of(&headers, q.get("ui_locales").map(String::as_str));
     let snap = state.engine.snapshot();
@@ -629,15 +687,15 @@ async fn authorize_with(state: St, headers: HeaderMap, raw: Option<&str>) -> Res
         .cloned();
     let Some(client) = client else {
         refused("no OpenID Connect client has this client_id");
-        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+        return fatal(&lang, PageError::BadClient, StatusCode::BAD_REQUEST);
     };
     let Some(redirect_uri) = q.get("redirect_uri") else {
         refused("no redirect_uri");
-        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+        return fatal(&lang, PageError::BadClient, StatusCode::BAD_REQUEST);
     };
     if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
         refused("the redirect_uri is not one registered for the client (exact match)");
-        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+        return fatal(&lang, PageError::BadClient, StatusCode::BAD_REQUEST);
     }
     let iss = match issuer(&state) {
         Ok(i) => i,
@@ -646,7 +704,7 @@ async fn authorize_with(state: St, headers: HeaderMap, raw: Option<&str>) -> Res
     let st = q.get("state").filter(|s| s.len() <= 512).cloned();
     if q.get("state").is_some_and(|s| s.len() > 512) {
         refused("state longer than 512 characters");
-        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+        return fatal(&lang, PageError::BadClient, StatusCode::BAD_REQUEST);
     }
     let fail = |error: &str, description: &str| {
         refused(&format!("{error}: {description}"));
@@ -1092,7 +1150,7 @@ async fn login_page(state: St, headers: HeaderMap) -> Response {
         if cookie(&state, &headers, FLOW_COOKIE).is_none() {
             return account_sign_in(&state, &headers, &lang).await;
         }
-        return fatal(&lang, "expired", StatusCode::BAD_REQUEST);
+        return fatal(&lang, PageError::Expired, StatusCode::BAD_REQUEST);
     };
     let title = flow_brand(&state, &flow);
     let page = if flow.tx.is_some() {
@@ -1199,15 +1257,15 @@ async fn login_post(
 ) -> Response {
     let Ok(form) = query(std::str::from_utf8(&body).ok()) else {
         let lang = lang_of(&headers, None);
-        return fatal(&lang, "expired", StatusCode::BAD_REQUEST);
+        return fatal(&lang, PageError::Expired, StatusCode::BAD_REQUEST);
     };
     let Some((key, mut flow, expires_at)) = load_flow(&state, &headers).await else {
         let lang = lang_of(&headers, None);
-        return fatal(&lang, "expired", StatusCode::BAD_REQUEST);
+        return fatal(&lang, PageError::Expired, StatusCode::BAD_REQUEST);
     };
     // The form must come from the page this browser was shown (login CSRF).
     if !same_token(form.get("csrf"), &flow.csrf) {
-        return fatal(&flow.lang, "expired", StatusCode::FORBIDDEN);
+        return fatal(&flow.lang, PageError::Expired, StatusCode::FORBIDDEN);
     }
     let title = flow_brand(&state, &flow);
     let answer = form.get("answer").cloned().unwrap_or_default();
@@ -1270,14 +1328,18 @@ async fn login_post(
         }
         Err(e) if e.is_busy() => {
             tracing::warn!(error = %e, "web login shed");
-            let mut res = fatal(&flow.lang, "busy", StatusCode::SERVICE_UNAVAILABLE);
+            let mut res = fatal(&flow.lang, PageError::Busy, StatusCode::SERVICE_UNAVAILABLE);
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return res;
         }
         Err(e) => {
             tracing::error!(error = %e, "web login failed");
-            return fatal(&flow.lang, "expired", StatusCode::SERVICE_UNAVAILABLE);
+            return fatal(
+                &flow.lang,
+                PageError::Expired,
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
         }
     };
     match outcome {
@@ -1559,7 +1621,7 @@ fn after_logout(state: &HttpState, q: &HashMap<String, String>) -> Result<Option
 async fn logout_page(state: St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let lang = lang_of(&headers, None);
     let Ok(q) = query(raw.as_deref()) else {
-        return fatal(&lang, "bad_client", StatusCode::BAD_REQUEST);
+        return fatal(&lang, PageError::BadClient, StatusCode::BAD_REQUEST);
     };
     // A return address the client did not register (or no such client): the user is still
     // signed out, and stays on Tessera's signed-out page instead of being sent anywhere.
@@ -1606,7 +1668,7 @@ async fn ask_logout_with(
 ) -> Response {
     let lang = lang_of(headers, None);
     let Some(key) = cookie(state, headers, SSO_COOKIE) else {
-        return fatal(&lang, "signed_out", StatusCode::OK);
+        return fatal(&lang, PageError::SignedOut, StatusCode::OK);
     };
     let token = logout_token(&key);
     render(
@@ -1635,11 +1697,11 @@ async fn logout(state: St, headers: HeaderMap, body: Bytes) -> Response {
     let lang = lang_of(&headers, None);
     let form = query(std::str::from_utf8(&body).ok()).unwrap_or_default();
     let Some(key) = cookie(&state, &headers, SSO_COOKIE) else {
-        return fatal(&lang, "signed_out", StatusCode::OK);
+        return fatal(&lang, PageError::SignedOut, StatusCode::OK);
     };
     let want = logout_token(&key);
     if !same_token(form.get("csrf"), &want) {
-        return fatal(&lang, "expired", StatusCode::FORBIDDEN);
+        return fatal(&lang, PageError::Expired, StatusCode::FORBIDDEN);
     }
     // Where the relying party asked its user to go afterwards (checked again here).
     let then = after_logout(&state, &form).ok().flatten();
@@ -1653,7 +1715,7 @@ async fn logout(state: St, headers: HeaderMap, body: Bytes) -> Response {
             crate::saml::logout_everywhere(&state, &lang, s.saml, then.clone()).await
         }
         (_, Some(then)) => redirect(then),
-        _ => fatal(&lang, "signed_out", StatusCode::OK),
+        _ => fatal(&lang, PageError::SignedOut, StatusCode::OK),
     };
     res.headers_mut()
         .append(header::SET_COOKIE, set_cookie(&state, SSO_COOKIE, "", 0));
@@ -2043,10 +2105,10 @@ async fn discovery(state: St) -> Response {
 async fn sessions_page(state: St, headers: HeaderMap) -> Response {
     let lang = lang_of(&headers, None);
     let Some(key) = cookie(&state, &headers, SSO_COOKIE) else {
-        return fatal(&lang, "signed_out", StatusCode::OK);
+        return fatal(&lang, PageError::SignedOut, StatusCode::OK);
     };
     let Some(mine) = live_session(&state, &key).await else {
-        return fatal(&lang, "signed_out", StatusCode::OK);
+        return fatal(&lang, PageError::SignedOut, StatusCode::OK);
     };
     let sessions = match state.admin.sessions_of(&mine.user, &mine.realm).await {
         Ok(s) => s,
@@ -2080,19 +2142,19 @@ async fn end_sessions(state: St, headers: HeaderMap, body: Bytes) -> Response {
     let lang = lang_of(&headers, None);
     let form = query(std::str::from_utf8(&body).ok()).unwrap_or_default();
     let Some(key) = cookie(&state, &headers, SSO_COOKIE) else {
-        return fatal(&lang, "signed_out", StatusCode::OK);
+        return fatal(&lang, PageError::SignedOut, StatusCode::OK);
     };
     let Some(mine) = live_session(&state, &key).await else {
-        return fatal(&lang, "signed_out", StatusCode::OK);
+        return fatal(&lang, PageError::SignedOut, StatusCode::OK);
     };
     let want = logout_token(&key);
     if !same_token(form.get("csrf"), &want) {
-        return fatal(&lang, "expired", StatusCode::FORBIDDEN);
+        return fatal(&lang, PageError::Expired, StatusCode::FORBIDDEN);
     }
     let id = match form.get("end").map(String::as_str) {
         Some("all") => None,
         Some(id) => Some(id),
-        None => return fatal(&lang, "expired", StatusCode::BAD_REQUEST),
+        None => return fatal(&lang, PageError::Expired, StatusCode::BAD_REQUEST),
     };
     let actor = tessera_core::admin::Actor {
         name: format!("user:{}", mine.user),
@@ -2108,11 +2170,31 @@ async fn end_sessions(state: St, headers: HeaderMap, body: Bytes) -> Response {
         // by `end_sso_sessions`: told once, not here as well).
         Ok(_) => redirect("/login/sessions"),
         Err(tessera_core::admin::AdminError::NotFound(_)) => {
-            fatal(&lang, "expired", StatusCode::NOT_FOUND)
+            fatal(&lang, PageError::Expired, StatusCode::NOT_FOUND)
         }
         Err(e) => {
             tracing::error!(error = %e, "sessions not ended");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_error_has_its_text_in_every_language() {
+        for lang in ["en", "tr"] {
+            let words = texts(lang);
+            for e in PageError::ALL {
+                let text = words[e.key()].as_str().unwrap_or_default();
+                assert!(!text.is_empty(), "{lang}: no text for {e:?}");
+            }
+        }
+        // The two languages say different things (no untranslated copy).
+        for e in PageError::ALL {
+            assert_ne!(texts("en")[e.key()], texts("tr")[e.key()], "{e:?}");
         }
     }
 }
