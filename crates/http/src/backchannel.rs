@@ -167,22 +167,18 @@ impl Told<'_> {
         if result != "ok" {
             tracing::warn!(client = %self.client.name, %reason, "back-channel logout failed");
         }
-        let record = AuditRecord {
-            id: 0,
-            at_ms: self.state.engine.clock().now_millis(),
-            actor: format!("api:{}", self.client.name),
-            action: "oidc_backchannel_logout".into(),
-            door: "web".into(),
-            user: Some(self.session.user.clone()),
-            realm: Some(self.session.realm.clone()),
-            serial: None,
-            application: self.client.application.as_ref().map(|a| a.0.clone()),
-            transaction_id: None,
-            client_ip: None,
-            user_agent: None,
-            result: result.into(),
-            reason,
-        };
+        let record = AuditRecord::event(
+            self.state.engine.clock().now_millis(),
+            "web",
+            format!("api:{}", self.client.name),
+            "oidc_backchannel_logout",
+        )
+        .user(
+            Some(self.session.user.clone()),
+            Some(self.session.realm.clone()),
+        )
+        .application(self.client.application.as_ref().map(|a| a.0.clone()))
+        .ended(result, reason);
         if let Err(e) = self.state.engine.audit(&record).await {
             tracing::warn!(error = %e, "back-channel logout not audited");
         }

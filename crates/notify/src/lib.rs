@@ -322,27 +322,18 @@ pub async fn deliver_due(engine: &Engine, store: &dyn OutboxStore, deliverer: &D
         };
         let channel = msg.channel().map_or("", |c| c.as_str());
         tracing::info!(id = %msg.id, channel, attempt = msg.attempts, result = level, "delivery attempt");
-        let record = AuditRecord {
-            id: 0,
-            at_ms: engine.clock().now_millis(),
-            actor: "system".into(),
-            action: "deliver".into(),
-            door: "outbox".into(),
-            user: msg.username.clone(),
-            realm: None,
-            serial: None,
-            application: None,
-            transaction_id: msg.transaction_id.as_ref().map(|t| t.as_str().to_string()),
-            client_ip: None,
-            user_agent: None,
-            result: outcome.into(),
-            reason: format!(
-                "{channel} to {} (message {}, attempt {}): {detail}",
-                masked(msg.recipient()),
-                msg.id,
-                msg.attempts
-            ),
-        };
+        let record = AuditRecord::event(engine.clock().now_millis(), "outbox", "system", "deliver")
+            .user(msg.username.clone(), None)
+            .transaction(msg.transaction_id.as_ref().map(|t| t.as_str().to_string()))
+            .ended(
+                outcome,
+                format!(
+                    "{channel} to {} (message {}, attempt {}): {detail}",
+                    masked(msg.recipient()),
+                    msg.id,
+                    msg.attempts
+                ),
+            );
         if let Err(e) = engine.audit(&record).await {
             tracing::warn!(error = %e, "delivery audit record not written");
         }

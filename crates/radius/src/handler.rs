@@ -384,22 +384,18 @@ impl Handler {
         if let Some(cause) = dict.text_of(packet, "Acct-Terminate-Cause") {
             details.push(format!("cause {cause}"));
         }
-        let record = AuditRecord {
-            id: 0,
-            at_ms: self.engine.clock().now_millis(),
-            actor: format!("nas:{}", client.name),
-            action: "accounting".into(),
-            door: Door::Radius.as_str().into(),
-            user: packet.text(attr::USER_NAME),
-            realm: None,
-            serial: None,
-            application: None,
-            transaction_id: None,
-            client_ip: end_user_ip(packet).map(|ip| ip.to_string()),
-            user_agent: Some(format!("NAS {} ({})", client.name, source.ip())),
-            result: status.to_ascii_lowercase(),
-            reason: details.join("; "),
-        };
+        let record = AuditRecord::event(
+            self.engine.clock().now_millis(),
+            Door::Radius.as_str(),
+            format!("nas:{}", client.name),
+            "accounting",
+        )
+        .user(packet.text(attr::USER_NAME), None)
+        .client(
+            end_user_ip(packet).map(|ip| ip.to_string()),
+            Some(format!("NAS {} ({})", client.name, source.ip())),
+        )
+        .ended(status.to_ascii_lowercase(), details.join("; "));
         if let Err(e) = self.engine.audit(&record).await {
             // Not recorded, so not acknowledged: the NAS sends it again.
             tracing::error!(client = %client.name, error = %e, "accounting record could not be stored");

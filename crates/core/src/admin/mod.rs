@@ -158,22 +158,20 @@ impl Admin {
         result: &str,
         reason: &str,
     ) -> AdminResult<()> {
-        let record = AuditRecord {
-            id: 0,
-            at_ms: self.engine.clock().now_millis(),
-            actor: actor.name.clone(),
-            action: action.into(),
-            door: actor.door.clone(),
-            user: target.user.map(str::to_string),
-            realm: target.realm.map(str::to_string),
-            serial: target.serial.map(str::to_string),
-            application: target.application.map(str::to_string),
-            transaction_id: None,
-            client_ip: actor.client_ip.clone(),
-            user_agent: None,
-            result: result.into(),
-            reason: reason.into(),
-        };
+        let record = AuditRecord::event(
+            self.engine.clock().now_millis(),
+            actor.door.clone(),
+            actor.name.clone(),
+            action,
+        )
+        .user(
+            target.user.map(str::to_string),
+            target.realm.map(str::to_string),
+        )
+        .serial(target.serial.map(str::to_string))
+        .application(target.application.map(str::to_string))
+        .client(actor.client_ip.clone(), None)
+        .ended(result, reason);
         self.engine.store().append_audit(&record).await?;
         Ok(())
     }

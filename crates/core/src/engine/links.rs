@@ -326,33 +326,29 @@ impl Engine {
                 }
             }
         };
-        self.audit_decision(AuditRecord {
-            id: 0,
-            at_ms: self.ports.clock.now_millis(),
-            actor: ctx.actor.clone(),
-            action: "link_answer".into(),
-            door: ctx.door.as_str().into(),
-            user: info.as_ref().map(|i| i.username.clone()),
-            realm: info.as_ref().map(|i| i.realm.clone()),
-            serial: None,
-            application: info.as_ref().map(|i| i.application.clone()),
-            transaction_id: Some(tx.as_str().to_string()),
-            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
-            user_agent: ctx.user_agent.clone(),
-            result: match answer {
-                LinkAnswer::Approved => "ok",
-                LinkAnswer::Rejected => "declined",
-                LinkAnswer::Invalid => "error",
-            }
-            .into(),
-            reason: match answer {
-                LinkAnswer::Approved => "login approved by link",
-                LinkAnswer::Rejected => "login rejected by link",
-                LinkAnswer::Invalid => "unknown, expired or used link",
-            }
-            .into(),
-        })
-        .await?;
+        let (result, reason) = match answer {
+            LinkAnswer::Approved => ("ok", "login approved by link"),
+            LinkAnswer::Rejected => ("declined", "login rejected by link"),
+            LinkAnswer::Invalid => ("error", "unknown, expired or used link"),
+        };
+        let record = AuditRecord::event(
+            self.ports.clock.now_millis(),
+            ctx.door.as_str(),
+            ctx.actor.clone(),
+            "link_answer",
+        )
+        .user(
+            info.as_ref().map(|i| i.username.clone()),
+            info.as_ref().map(|i| i.realm.clone()),
+        )
+        .application(info.as_ref().map(|i| i.application.clone()))
+        .transaction(Some(tx.as_str().to_string()))
+        .client(
+            ctx.client_ip.map(|ip| ip.to_string()),
+            ctx.user_agent.clone(),
+        )
+        .ended(result, reason);
+        self.audit_decision(record).await?;
         Ok(answer)
     }
 }

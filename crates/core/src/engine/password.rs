@@ -95,29 +95,28 @@ impl Engine {
             result
         }
         .await;
-        let record = AuditRecord {
-            id: 0,
-            at_ms: self.ports.clock.now_millis(),
-            actor: ctx.actor.clone(),
-            action: if old.is_some() {
-                "password_change".into()
+        let record = AuditRecord::event(
+            self.ports.clock.now_millis(),
+            ctx.door.as_str(),
+            ctx.actor.clone(),
+            if old.is_some() {
+                "password_change"
             } else {
-                "password_reset".into()
+                "password_reset"
             },
-            door: ctx.door.as_str().into(),
-            user: Some(login.clone()),
-            realm: Some(realm_name.clone()),
-            serial: None,
-            application: None,
-            transaction_id: None,
-            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
-            user_agent: ctx.user_agent.clone(),
-            result: if result.is_ok() { "ok" } else { "error" }.into(),
-            reason: match &result {
-                Ok(()) => "password changed".into(),
+        )
+        .user(Some(login.clone()), Some(realm_name.clone()))
+        .client(
+            ctx.client_ip.map(|ip| ip.to_string()),
+            ctx.user_agent.clone(),
+        )
+        .ended(
+            if result.is_ok() { "ok" } else { "error" },
+            match &result {
+                Ok(()) => "password changed".to_string(),
                 Err(e) => e.to_string(),
             },
-        };
+        );
         self.audit_decision(record).await.map_err(|e| {
             PasswordChangeError::Source(SourceErrorText(format!("audit record not written: {e}")))
         })?;

@@ -28,6 +28,62 @@ pub struct AuditRecord {
     pub reason: String,
 }
 
+impl AuditRecord {
+    /// A record of `action`, done by `actor` through `door` at `at_ms` (Unix milliseconds);
+    /// the builders below add whom it concerns and [`AuditRecord::ended`] how it ended.
+    pub fn event(
+        at_ms: i64,
+        door: impl Into<String>,
+        actor: impl Into<String>,
+        action: impl Into<String>,
+    ) -> AuditRecord {
+        AuditRecord {
+            at_ms,
+            door: door.into(),
+            actor: actor.into(),
+            action: action.into(),
+            ..AuditRecord::default()
+        }
+    }
+
+    /// The user (login name) and realm it concerns.
+    pub fn user(mut self, user: Option<String>, realm: Option<String>) -> Self {
+        self.user = user;
+        self.realm = realm;
+        self
+    }
+
+    pub fn serial(mut self, serial: Option<String>) -> Self {
+        self.serial = serial;
+        self
+    }
+
+    pub fn application(mut self, application: Option<String>) -> Self {
+        self.application = application;
+        self
+    }
+
+    pub fn transaction(mut self, transaction_id: Option<String>) -> Self {
+        self.transaction_id = transaction_id;
+        self
+    }
+
+    /// Where the request came from: the client's address and user agent.
+    pub fn client(mut self, client_ip: Option<String>, user_agent: Option<String>) -> Self {
+        self.client_ip = client_ip;
+        self.user_agent = user_agent;
+        self
+    }
+
+    /// How it ended (`accept`, `reject`, `ok`, `error`, …) and why, in words for the
+    /// administrator.
+    pub fn ended(mut self, result: impl Into<String>, reason: impl Into<String>) -> Self {
+        self.result = result.into();
+        self.reason = reason.into();
+        self
+    }
+}
+
 /// Filters for reading the audit log, newest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

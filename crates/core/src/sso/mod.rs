@@ -194,22 +194,10 @@ impl Sso {
         application: Option<&str>,
         reason: &str,
     ) {
-        let record = AuditRecord {
-            id: 0,
-            at_ms: self.clock.now_millis(),
-            actor: actor.into(),
-            action: action.into(),
-            door: "web".into(),
-            user: Some(user.into()),
-            realm: Some(realm.into()),
-            serial: None,
-            application: application.map(str::to_string),
-            transaction_id: None,
-            client_ip: None,
-            user_agent: None,
-            result: "ok".into(),
-            reason: reason.into(),
-        };
+        let record = AuditRecord::event(self.clock.now_millis(), "web", actor, action)
+            .user(Some(user.into()), Some(realm.into()))
+            .application(application.map(str::to_string))
+            .ended("ok", reason);
         if let Err(e) = self.audit.append_audit(&record).await {
             tracing::warn!(error = %e, action, "single sign-on not audited");
         }

@@ -72,22 +72,15 @@ pub(crate) async fn audit_reuse(
     result: &str,
     reason: String,
 ) {
-    let record = AuditRecord {
-        id: 0,
-        at_ms: state.engine.clock().now_millis(),
-        actor: format!("api:{}", client.name),
-        action: action.into(),
-        door: "api".into(),
-        user: Some(user),
-        realm: Some(realm),
-        serial: None,
-        application: client.application.as_ref().map(|a| a.0.clone()),
-        transaction_id: None,
-        client_ip: None,
-        user_agent: None,
-        result: result.into(),
-        reason,
-    };
+    let record = AuditRecord::event(
+        state.engine.clock().now_millis(),
+        "api",
+        format!("api:{}", client.name),
+        action,
+    )
+    .user(Some(user), Some(realm))
+    .application(client.application.as_ref().map(|a| a.0.clone()))
+    .ended(result, reason);
     if let Err(e) = state.engine.audit(&record).await {
         tracing::warn!(error = %e, "{action} not audited");
     }
@@ -365,22 +358,14 @@ async fn audit(
     ip: std::net::IpAddr,
 ) {
     let engine = &state.engine;
-    let record = AuditRecord {
-        id: 0,
-        at_ms: engine.clock().now_millis(),
-        actor: format!("api:{client}"),
-        action: action.into(),
-        door: "api".into(),
-        user: None,
-        realm: None,
-        serial: None,
-        application: None,
-        transaction_id: None,
-        client_ip: Some(ip.to_string()),
-        user_agent: None,
-        result: result.into(),
-        reason: reason.into(),
-    };
+    let record = AuditRecord::event(
+        engine.clock().now_millis(),
+        "api",
+        format!("api:{client}"),
+        action,
+    )
+    .client(Some(ip.to_string()), None)
+    .ended(result, reason);
     if let Err(e) = engine.audit(&record).await {
         tracing::warn!(error = %e, "OAuth audit record not written");
     }

@@ -177,35 +177,32 @@ impl Engine {
         result: &str,
         reason: &str,
     ) -> Result<(), EngineError> {
-        self.audit_decision(AuditRecord {
-            id: 0,
-            at_ms: self.ports.clock.now_millis(),
-            actor: l.ctx.actor.clone(),
-            action: action.into(),
-            door: l.ctx.door.as_str().into(),
-            user: l.login.clone(),
-            realm: l.realm.as_ref().map(|r| r.0.clone()),
-            serial: l.serial.as_ref().map(|s| s.0.clone()),
-            application: l.app.as_ref().map(|a| a.0.clone()),
-            transaction_id: l.transaction.as_ref().map(|t| t.as_str().to_string()),
-            client_ip: l.ctx.client_ip.map(|ip| ip.to_string()),
-            user_agent: l.ctx.user_agent.clone(),
-            result: result.into(),
-            reason: {
-                let mut text = match l.note() {
-                    Some(note) => format!("{reason}: {note}"),
-                    None => reason.to_string(),
-                };
-                // A wrong answer says how much of its budget is used.
-                if let Some((n, max)) = l.attempt
-                    && result == "reject"
-                {
-                    text.push_str(&format!(" (attempt {n} of {max})"));
-                }
-                text
-            },
-        })
-        .await
+        let mut text = match l.note() {
+            Some(note) => format!("{reason}: {note}"),
+            None => reason.to_string(),
+        };
+        // A wrong answer says how much of its budget is used.
+        if let Some((n, max)) = l.attempt
+            && result == "reject"
+        {
+            text.push_str(&format!(" (attempt {n} of {max})"));
+        }
+        let record = AuditRecord::event(
+            self.ports.clock.now_millis(),
+            l.ctx.door.as_str(),
+            l.ctx.actor.clone(),
+            action,
+        )
+        .user(l.login.clone(), l.realm.as_ref().map(|r| r.0.clone()))
+        .serial(l.serial.as_ref().map(|s| s.0.clone()))
+        .application(l.app.as_ref().map(|a| a.0.clone()))
+        .transaction(l.transaction.as_ref().map(|t| t.as_str().to_string()))
+        .client(
+            l.ctx.client_ip.map(|ip| ip.to_string()),
+            l.ctx.user_agent.clone(),
+        )
+        .ended(result, text);
+        self.audit_decision(record).await
     }
 
     fn application<'s>(&self, snap: &'s Snapshot, ctx: &RequestCtx) -> Option<&'s Application> {
