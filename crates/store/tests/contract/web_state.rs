@@ -5,7 +5,68 @@ use super::*;
 contract!(
     web_state_kept_taken_once_and_listed,
     refresh_tokens_are_spent_once_and_revoked_together,
+    a_burst_takes_a_code_and_claims_a_mark_once,
 );
+
+/// Sixty requests at once, half on another node: an authorization code is redeemed once, a
+/// replay mark (SAML request ID, payload nonce) claimed once, a session changed by one of
+/// sixty conditional updates that read the same version.
+async fn a_burst_takes_a_code_and_claims_a_mark_once(h: &Harness) {
+    use tessera_core::store::{WebState, WebStateKind};
+    let other = h.another_node().await;
+    let state = |kind, key: &str| WebState {
+        kind,
+        key_hash: key.into(),
+        subject: String::new(),
+        data: "v1".into(),
+        expires_at: 2000,
+    };
+    h.store
+        .put_web_state(&state(WebStateKind::AuthCode, "code"))
+        .await
+        .unwrap();
+    h.store
+        .put_web_state(&state(WebStateKind::SsoSession, "sso"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let s = if i % 2 == 0 {
+            h.store.clone()
+        } else {
+            other.store.clone()
+        };
+        let mark = state(WebStateKind::SamlRequestSeen, "request-id");
+        tasks.push(tokio::spawn(async move {
+            let taken = s
+                .take_web_state(WebStateKind::AuthCode, "code", 1000)
+                .await
+                .unwrap()
+                .is_some();
+            let claimed = s.claim_web_state(&mark, 1000).await.unwrap();
+            let updated = s
+                .update_web_state(
+                    WebStateKind::SsoSession,
+                    "sso",
+                    "v1",
+                    &format!("v{i}"),
+                    1000,
+                )
+                .await
+                .unwrap();
+            (taken, claimed, updated)
+        }));
+    }
+    let (mut taken, mut claimed, mut updated) = (0, 0, 0);
+    for t in tasks {
+        let (a, b, c) = t.await.unwrap();
+        taken += usize::from(a);
+        claimed += usize::from(b);
+        updated += usize::from(c);
+    }
+    assert_eq!((taken, claimed, updated), (1, 1, 1));
+    other.close().await;
+}
 
 async fn web_state_kept_taken_once_and_listed(h: &Harness) {
     use tessera_core::store::{WebState, WebStateKind};
